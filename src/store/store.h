@@ -1,0 +1,143 @@
+/* PostgreSQL storage for tallyd and tallyctl: versioned migrations, checkpoint writes,
+ * start-up recovery, and a worker thread that writes checkpoints off the event loop.
+ * This header is the whole contract; nothing here includes libevent, and callers never
+ * see a PGconn except through struct store. */
+#ifndef STORE_STORE_H
+#define STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store; /* one libpq connection */
+
+/* ---- connection ------------------------------------------------------------------ */
+
+/* Connects (blocking). conninfo may be NULL or "" to use the PG* environment.
+ * Returns NULL and writes a one-line reason into err on failure. */
+struct store *store_open(const char *conninfo, char *err, size_t err_len);
+void store_close(struct store *s); /* NULL is a no-op */
+/* Last error message of this connection, never NULL. */
+const char *store_last_error(const struct store *s);
+
+/* ---- schema ---------------------------------------------------------------------- */
+
+/* Applies every migration newer than the database's version, each in its own
+ * transaction, serialised by an advisory lock. Returns 0 or -1. */
+int store_migrate(struct store *s) __attribute__((warn_unused_result));
+
+/* ---- recovery (tallyd start-up) -------------------------------------------------- */
+
+struct store_project {
+    uint32_t id;         /* external project id from the registry */
+    uint32_t circuit_id;
+    uint64_t votes;      /* durable tally */
+};
+
+struct store_collector {
+    char id[64];
+    uint64_t durable_seq; /* last batch seq committed */
+    uint64_t batches, votes, accepted, duplicate, rejected; /* cumulative, durable */
+};
+
+struct store_recovery {
+    char consultation_id[64];
+    struct store_project *projects; /* n_projects entries, malloc'd, ordered by id */
+    size_t n_projects;
+    struct store_collector *collectors; /* malloc'd */
+    size_t n_collectors;
+    uint64_t last_checkpoint_id; /* 0 when none yet */
+    uint64_t n_tokens;           /* tokens handed to the callback */
+};
+
+/* Called with each stored batch's accepted tokens (borrowed until it returns). */
+typedef void (*store_tokens_cb)(void *arg, const uint64_t *tokens, size_t n);
+
+/* Loads the durable state: projects with their tallies, collectors with watermarks,
+ * the last checkpoint id, and every accepted token (streamed to on_tokens, not kept).
+ * Returns 0, or -1 with out left empty. */
+int store_recover(struct store *s, struct store_recovery *out, store_tokens_cb on_tokens,
+                  void *arg) __attribute__((warn_unused_result));
+void store_recovery_cleanup(struct store_recovery *r);
+
+/* ---- checkpoints ----------------------------------------------------------------- */
+
+/* One applied batch, as it is recorded. No field links a token to a project. */
+struct store_batch {
+    const char *collector_id;
+    uint64_t seq;
+    uint32_t votes, accepted, duplicate, rejected_unknown;
+    const uint64_t *tokens;      /* accepted tokens, sorted ascending */
+    size_t n_tokens;
+    const uint32_t *project_ids; /* external ids with their accepted counts */
+    const uint32_t *counts;
+    size_t n_counts;
+};
+
+/* A collector's new watermark and what its batches in this checkpoint add. */
+struct store_watermark {
+    const char *collector_id;
+    uint64_t prev_seq;   /* durable_seq before this checkpoint (fencing) */
+    uint64_t durable_seq;
+    uint64_t batches, votes, accepted, duplicate, rejected;
+};
+
+struct store_checkpoint {
+    uint64_t id; /* last_checkpoint_id + 1, + 1, ... */
+    const struct store_batch *batches;
+    size_t n_batches;
+    const uint32_t *project_ids; /* tally increments, external ids */
+    const uint64_t *deltas;
+    size_t n_deltas;
+    const struct store_watermark *marks;
+    size_t n_marks;
+};
+
+enum store_result {
+    STORE_OK = 0,
+    STORE_RETRY = -1, /* connection or transient failure: reconnect and write the same again */
+    STORE_FATAL = -2, /* the database disagrees (fencing failed, schema missing): stop */
+};
+
+/* Writes the checkpoint in one transaction: batch rows, tally increments, watermarks and
+ * the checkpoint row. Idempotent by id: if checkpoint id is already committed (a COMMIT
+ * whose answer was lost) it returns STORE_OK without writing again. Blocking. */
+enum store_result store_checkpoint_write(struct store *s, const struct store_checkpoint *cp)
+    __attribute__((warn_unused_result));
+
+/* Registered collector ids, for a running tallyd to learn of collectors added later.
+ * Fills a malloc'd array of n entries; returns 0 or -1. */
+int store_collectors_list(struct store *s, struct store_collector **out, size_t *n)
+    __attribute__((warn_unused_result));
+
+/* ---- worker thread --------------------------------------------------------------- */
+
+struct store_worker;
+
+/* Called on the worker thread when a submitted job finished: rc is STORE_OK or
+ * STORE_FATAL (STORE_RETRY never surfaces: the worker retries with back-off until the
+ * job commits, the worker is freed, or a fatal error). For a refresh-only job
+ * (cp->n_batches == 0 and n_marks == 0) nothing is written; collectors/n_collectors
+ * carry the registered collectors (malloc'd; the callee takes ownership) or NULL/0
+ * when they could not be read. The callback must only hand off to the loop
+ * (e.g. event_active) and return. */
+typedef void (*store_done_cb)(void *arg, const struct store_checkpoint *cp, int rc,
+                              struct store_collector *collectors, size_t n_collectors);
+
+/* Starts the thread with its own connection (connects lazily, reconnects with
+ * back-off, logging each failure once per state change). */
+struct store_worker *store_worker_new(const char *conninfo, store_done_cb done, void *arg);
+
+/* Hands a job to the worker; cp (and all it points to) is borrowed until done() runs
+ * for it. Returns -1 if a job is already in flight. */
+int store_worker_submit(struct store_worker *w, const struct store_checkpoint *cp)
+    __attribute__((warn_unused_result));
+
+/* True when the worker's last attempt reached PostgreSQL. Any thread. */
+bool store_worker_is_connected(struct store_worker *w);
+
+/* Stops the thread. If a job is in flight, keeps trying it for up to grace_ms first;
+ * returns 0 if nothing was left unwritten, -1 otherwise. NULL is a no-op returning 0. */
+int store_worker_free(struct store_worker *w, int grace_ms);
+
+#endif
