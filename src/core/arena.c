@@ -80,3 +80,11 @@ void arena_reset(struct arena *a)
     a->head = chunk_new(total);
     a->chunk_size = total;
 }
+
+size_t arena_chunk_count(const struct arena *a)
+{
+    size_t n = 0;
+    for (const struct arena_chunk *c = a->head; c; c = c->next)
+        n++;
+    return n;
+}

@@ -24,4 +24,7 @@ void *arena_alloc(struct arena *a, size_t size);
  * so a steady stream of similar frames allocates nothing after the first. */
 void arena_reset(struct arena *a);
 
+/* Chunks currently held (1 in the steady state). */
+size_t arena_chunk_count(const struct arena *a);
+
 #endif

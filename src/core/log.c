@@ -38,8 +38,8 @@ static void log_vline(enum log_level level, const char *ctx, const char *fmt, va
     char ts[32];
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     /* One call per line so lines from the store thread and the loop never interleave. */
-    fprintf(stderr, "%s.%03ldZ %s %s%s\n", ts, (long)(tv.tv_usec / 1000), level_names[level],
-            ctx, msg);
+    fprintf(stderr, "%s.%03ldZ %s %s%s\n", ts, (long)(tv.tv_usec / 1000), level_names[level], ctx,
+            msg);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

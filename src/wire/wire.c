@@ -35,8 +35,8 @@ enum wire_status wire_frame_peek(const uint8_t *buf, size_t len, size_t max_payl
 {
     if (len < 4)
         return WIRE_NEED_MORE;
-    uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 |
-                 (uint32_t)buf[3];
+    uint32_t n =
+        (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | (uint32_t)buf[3];
     /* Judge the header before waiting for the body, so a bogus length is refused at once
      * instead of making us buffer up to 4 GiB. */
     if (n > max_payload)

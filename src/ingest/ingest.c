@@ -1,0 +1,585 @@
+/* Collector sessions and the checkpoint schedule. Owns the tally, the store worker and
+ * the collector server; runs only on the event loop thread, except store_done(), which
+ * runs on the store thread and only posts to the loop. */
+#include "ingest/ingest.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "net/net.h"
+#include "store/store.h"
+#include "tally/tally.h"
+#include "tally.pb-c.h"
+#include "tally/protocol.h"
+#include "wire/wire.h"
+
+#define REFRESH_MS 1000 /* how often an idle tallyd re-reads the registered collectors */
+#define PROGRESS_SEC 10 /* period of the progress log line */
+
+struct ingest {
+    struct event_base *base;
+    struct ingest_config cfg;
+    struct tally *tally;
+    struct net_server *net;
+    struct store_worker *worker;
+
+    char **names;              /* by collector index; strings never move once made */
+    struct net_conn **conn_of; /* by collector index; NULL when not connected */
+    size_t cap_collectors;
+
+    uint64_t last_checkpoint_id;
+    bool job_inflight; /* a checkpoint or refresh job is with the worker */
+    bool job_is_checkpoint;
+    struct store_checkpoint job;
+    struct store_batch *job_batches;
+    size_t cap_job_batches;
+    struct store_watermark *job_marks;
+    size_t cap_job_marks;
+    uint32_t *acked; /* collectors to tell of a new durable_seq */
+    size_t cap_acked;
+    uint64_t last_refresh_ms;
+    uint64_t now_ms;
+
+    /* Mailbox from the store thread. */
+    pthread_mutex_t mbox_lock;
+    bool mbox_full;
+    int mbox_rc;
+    struct store_collector *mbox_collectors;
+    size_t mbox_n_collectors;
+    struct event *done_ev;
+
+    struct event *tick_ev;
+    struct event *progress_ev;
+    struct event *grace_ev;
+    bool paused;
+    bool shutting_down;
+    int exit_status;
+    uint64_t progress_votes;
+};
+
+static uint64_t monotonic_ms(struct ingest *in)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(in->base, &tv);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* ---- collectors ------------------------------------------------------------------- */
+
+static uint32_t collector_add(struct ingest *in, const char *id, uint64_t durable_seq,
+                              const struct tally_totals *durable)
+{
+    uint32_t idx = tally_collector_add(in->tally, id, durable_seq, durable);
+    if (idx >= in->cap_collectors) {
+        size_t cap = in->cap_collectors ? in->cap_collectors * 2 : 64;
+        while (cap <= idx)
+            cap *= 2;
+        in->names = realloc(in->names, cap * sizeof(*in->names));
+        in->conn_of = realloc(in->conn_of, cap * sizeof(*in->conn_of));
+        if (!in->names || !in->conn_of)
+            abort();
+        memset(in->names + in->cap_collectors, 0, (cap - in->cap_collectors) * sizeof(char *));
+        memset(in->conn_of + in->cap_collectors, 0,
+               (cap - in->cap_collectors) * sizeof(*in->conn_of));
+        in->cap_collectors = cap;
+    }
+    if (!in->names[idx]) {
+        in->names[idx] = strdup(id);
+        if (!in->names[idx])
+            abort();
+    }
+    return idx;
+}
+
+static void totals_to_pb(const struct tally_totals *t, Tally__CollectorTotals *pb)
+{
+    pb->batches = t->batches;
+    pb->votes = t->votes;
+    pb->accepted = t->accepted;
+    pb->duplicate = t->duplicate;
+    pb->rejected = t->rejected;
+}
+
+/* Connections carry their collector index + 1 as user data; 0 means no Hello yet. */
+static int64_t conn_collector(struct net_conn *c)
+{
+    return (int64_t)(uintptr_t)net_conn_user(c) - 1;
+}
+
+/* ---- frames ----------------------------------------------------------------------- */
+
+static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h)
+{
+    if (h->protocol_version != TALLY_PROTOCOL_VERSION) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_VERSION, 0,
+                      "protocol version %u not supported (this tallyd speaks %u)",
+                      h->protocol_version, TALLY_PROTOCOL_VERSION);
+        return -1;
+    }
+    if (h->consultation_id && h->consultation_id[0] &&
+        strcmp(h->consultation_id, in->cfg.consultation_id) != 0) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_WRONG_CONSULTATION, 0,
+                      "consultation '%s' is not the one this tallyd counts ('%s')",
+                      h->consultation_id, in->cfg.consultation_id);
+        return -1;
+    }
+    const char *id = h->collector_id ? h->collector_id : "";
+    int32_t idx = tally_collector_find(in->tally, id);
+    if (idx < 0) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_UNKNOWN_COLLECTOR, 0,
+                      "collector '%.64s' is not registered (tallyctl add-collector)", id);
+        return -1;
+    }
+    net_conn_set_name(c, id);
+    struct net_conn *old = in->conn_of[idx];
+    if (old) {
+        /* The newest connection wins: the old one is usually a half-dead socket. */
+        net_conn_fail(old, TALLY__ERROR_CODE__ERROR_REPLACED, 0,
+                      "collector connected again from %s", net_conn_peer(c));
+    }
+    in->conn_of[idx] = c;
+    net_conn_set_user(c, (void *)(uintptr_t)(idx + 1));
+
+    const struct tally_collector *col = tally_collector_at(in->tally, (uint32_t)idx);
+    Tally__CollectorTotals totals = TALLY__COLLECTOR_TOTALS__INIT;
+    totals_to_pb(&col->durable, &totals);
+    Tally__Welcome w = TALLY__WELCOME__INIT;
+    w.durable_seq = col->durable_seq;
+    w.protocol_version = TALLY_PROTOCOL_VERSION;
+    w.max_batch_votes = in->cfg.max_batch_votes;
+    w.max_frame_bytes = in->cfg.max_frame_bytes;
+    w.consultation_id = (char *)in->cfg.consultation_id;
+    w.totals = &totals;
+    Tally__Frame f = TALLY__FRAME__INIT;
+    f.msg_case = TALLY__FRAME__MSG_WELCOME;
+    f.welcome = &w;
+    net_conn_send(c, &f);
+    log_conn(LOG_INFO, net_conn_peer(c), id, "hello: durable_seq %llu, applied_seq %llu",
+             (unsigned long long)col->durable_seq, (unsigned long long)col->applied_seq);
+    return 0;
+}
+
+static void backpressure_check(struct ingest *in)
+{
+    uint64_t backlog = tally_backlog_votes(in->tally);
+    if (!in->paused && backlog >= in->cfg.backlog_votes) {
+        in->paused = true;
+        net_server_pause(in->net);
+        log_warn("%llu votes are not yet durable (limit %llu): pausing input until "
+                 "PostgreSQL catches up",
+                 (unsigned long long)backlog, (unsigned long long)in->cfg.backlog_votes);
+    } else if (in->paused && !in->shutting_down && backlog < in->cfg.backlog_votes / 2) {
+        in->paused = false;
+        net_server_resume(in->net);
+        log_info("backlog down to %llu votes: resuming input", (unsigned long long)backlog);
+    }
+}
+
+static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const Tally__Batch *b)
+{
+    if (b->n_ballots != b->n_projects) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
+                      "batch %llu has %zu ballots but %zu projects", (unsigned long long)b->seq,
+                      b->n_ballots, b->n_projects);
+        return -1;
+    }
+    if (b->n_ballots > in->cfg.max_batch_votes) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
+                      "batch %llu has %zu votes; the limit is %u", (unsigned long long)b->seq,
+                      b->n_ballots, in->cfg.max_batch_votes);
+        return -1;
+    }
+    if (b->seq == 0) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0, "batch seq 0 (seqs start at 1)");
+        return -1;
+    }
+    struct tally_batch_result res = {0};
+    uint64_t expected = 0;
+    enum tally_apply_status st = tally_apply_batch(in->tally, idx, b->seq, b->ballots, b->projects,
+                                                   b->n_ballots, &res, &expected);
+    if (st == TALLY_GAP) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_SEQ_GAP, expected,
+                      "batch seq %llu skips ahead; expected seq %llu", (unsigned long long)b->seq,
+                      (unsigned long long)expected);
+        return -1;
+    }
+    const struct tally_collector *col = tally_collector_at(in->tally, idx);
+    Tally__Ack ack = TALLY__ACK__INIT;
+    ack.seq = b->seq;
+    ack.durable_seq = col->durable_seq;
+    if (st == TALLY_APPLIED) {
+        ack.accepted = res.accepted;
+        ack.duplicate_ballots = res.duplicate;
+        ack.rejected_unknown_project = res.rejected_unknown;
+        ack.rejected = res.rejected_unknown;
+    } else {
+        ack.retransmit = true;
+    }
+    Tally__Frame f = TALLY__FRAME__INIT;
+    f.msg_case = TALLY__FRAME__MSG_ACK;
+    f.ack = &ack;
+    net_conn_send(c, &f);
+    if (st == TALLY_APPLIED)
+        backpressure_check(in);
+    return 0;
+}
+
+static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
+{
+    struct ingest *in = arg;
+    int64_t idx = conn_collector(c);
+    if (idx < 0) {
+        if (f->msg_case != TALLY__FRAME__MSG_HELLO) {
+            net_conn_fail(c, TALLY__ERROR_CODE__ERROR_NOT_HELLO, 0,
+                          "the first frame must be Hello");
+            return -1;
+        }
+        return on_hello(in, c, f->hello);
+    }
+    if (f->msg_case != TALLY__FRAME__MSG_BATCH) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_FRAME, 0,
+                      "unexpected message (field %d) after Hello", (int)f->msg_case);
+        return -1;
+    }
+    return on_batch(in, c, (uint32_t)idx, f->batch);
+}
+
+static void on_close(void *arg, struct net_conn *c)
+{
+    struct ingest *in = arg;
+    int64_t idx = conn_collector(c);
+    if (idx >= 0 && in->conn_of[idx] == c)
+        in->conn_of[idx] = NULL;
+    net_conn_set_user(c, NULL);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return p;
+    size_t c = *cap ? *cap : 16;
+    while (c < need)
+        c *= 2;
+    p = realloc(p, c * size);
+    if (!p)
+        abort();
+    *cap = c;
+    return p;
+}
+
+/* Points the store job at the sealed delta: no copies of tokens or counts. */
+static void job_from_delta(struct ingest *in, const struct tally_delta *d)
+{
+    in->job_batches =
+        grow(in->job_batches, &in->cap_job_batches, d->n_batches, sizeof(*in->job_batches));
+    in->job_marks = grow(in->job_marks, &in->cap_job_marks, d->n_marks, sizeof(*in->job_marks));
+    for (size_t i = 0; i < d->n_batches; i++) {
+        const struct tally_delta_batch *b = &d->batches[i];
+        struct store_batch *sb = &in->job_batches[i];
+        sb->collector_id = in->names[b->collector];
+        sb->seq = b->seq;
+        sb->votes = b->votes;
+        sb->accepted = b->accepted;
+        sb->duplicate = b->duplicate;
+        sb->rejected_unknown = b->rejected_unknown;
+        sb->tokens = d->tokens + b->tok_off;
+        sb->n_tokens = b->n_tok;
+        sb->project_ids = d->cnt_ids + b->cnt_off;
+        sb->counts = d->cnt_vals + b->cnt_off;
+        sb->n_counts = b->n_cnt;
+    }
+    for (size_t i = 0; i < d->n_marks; i++) {
+        const struct tally_delta_mark *m = &d->marks[i];
+        struct store_watermark *w = &in->job_marks[i];
+        w->collector_id = in->names[m->collector];
+        w->prev_seq = m->prev_seq;
+        w->durable_seq = m->durable_seq;
+        w->batches = m->add.batches;
+        w->votes = m->add.votes;
+        w->accepted = m->add.accepted;
+        w->duplicate = m->add.duplicate;
+        w->rejected = m->add.rejected;
+    }
+    memset(&in->job, 0, sizeof(in->job));
+    in->job.id = d->checkpoint_id;
+    in->job.batches = in->job_batches;
+    in->job.n_batches = d->n_batches;
+    in->job.project_ids = d->out_ids;
+    in->job.deltas = d->out_deltas;
+    in->job.n_deltas = d->n_touched;
+    in->job.marks = in->job_marks;
+    in->job.n_marks = d->n_marks;
+}
+
+static void checkpoint_maybe_start(struct ingest *in)
+{
+    if (in->job_inflight)
+        return;
+    const struct tally_delta *d = tally_checkpoint_seal(in->tally, in->last_checkpoint_id + 1);
+    if (d) {
+        job_from_delta(in, d);
+        in->job_is_checkpoint = true;
+    } else if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
+        memset(&in->job, 0, sizeof(in->job));
+        in->job_is_checkpoint = false;
+        in->last_refresh_ms = in->now_ms;
+    } else {
+        return;
+    }
+    if (store_worker_submit(in->worker, &in->job) != 0) {
+        log_error("store worker refused a job while idle (bug)");
+        abort();
+    }
+    in->job_inflight = true;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    in->now_ms = monotonic_ms(in);
+    checkpoint_maybe_start(in);
+}
+
+/* Runs on the store thread: hand the outcome to the loop and return. */
+static void store_done(void *arg, const struct store_checkpoint *cp, int rc,
+                       struct store_collector *collectors, size_t n_collectors)
+{
+    (void)cp;
+    struct ingest *in = arg;
+    pthread_mutex_lock(&in->mbox_lock);
+    in->mbox_full = true;
+    in->mbox_rc = rc;
+    in->mbox_collectors = collectors;
+    in->mbox_n_collectors = n_collectors;
+    pthread_mutex_unlock(&in->mbox_lock);
+    event_active(in->done_ev, 0, 0);
+}
+
+static void send_durable_acks(struct ingest *in, const uint32_t *collectors, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t idx = collectors[i];
+        struct net_conn *c = in->conn_of[idx];
+        if (!c)
+            continue;
+        const struct tally_collector *col = tally_collector_at(in->tally, idx);
+        Tally__CollectorTotals totals = TALLY__COLLECTOR_TOTALS__INIT;
+        totals_to_pb(&col->durable, &totals);
+        Tally__Ack ack = TALLY__ACK__INIT;
+        ack.durable_seq = col->durable_seq;
+        ack.durable_totals = &totals;
+        Tally__Frame f = TALLY__FRAME__INIT;
+        f.msg_case = TALLY__FRAME__MSG_ACK;
+        f.ack = &ack;
+        net_conn_send(c, &f);
+    }
+}
+
+static void finish_shutdown_if_done(struct ingest *in)
+{
+    if (!in->shutting_down || in->job_inflight || tally_has_pending(in->tally))
+        return;
+    log_info("final checkpoint %llu committed; %llu votes applied, all durable",
+             (unsigned long long)in->last_checkpoint_id,
+             (unsigned long long)tally_applied_totals(in->tally)->votes);
+    event_base_loopexit(in->base, NULL);
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    pthread_mutex_lock(&in->mbox_lock);
+    bool full = in->mbox_full;
+    int rc = in->mbox_rc;
+    struct store_collector *list = in->mbox_collectors;
+    size_t n_list = in->mbox_n_collectors;
+    in->mbox_full = false;
+    in->mbox_collectors = NULL;
+    pthread_mutex_unlock(&in->mbox_lock);
+    if (!full)
+        return;
+    in->job_inflight = false;
+
+    if (rc != STORE_OK) {
+        log_error("checkpoint %llu cannot be written (the database disagrees with this "
+                  "tallyd; see above): stopping without acknowledging it",
+                  (unsigned long long)in->job.id);
+        in->exit_status = 1;
+        free(list);
+        event_base_loopexit(in->base, NULL);
+        return;
+    }
+    if (in->job_is_checkpoint) {
+        const struct tally_delta *d = tally_checkpoint_inflight(in->tally);
+        in->last_checkpoint_id = d->checkpoint_id;
+        log_debug("checkpoint %llu committed: %zu batches, %llu votes",
+                  (unsigned long long)d->checkpoint_id, d->n_batches, (unsigned long long)d->votes);
+        in->acked = grow(in->acked, &in->cap_acked, d->n_marks, sizeof(*in->acked));
+        size_t n_acked = d->n_marks;
+        for (size_t i = 0; i < n_acked; i++)
+            in->acked[i] = d->marks[i].collector;
+        /* Watermarks move (and the delta is emptied) before the acks are built, so
+         * they carry the new values. */
+        tally_checkpoint_commit(in->tally);
+        send_durable_acks(in, in->acked, n_acked);
+        backpressure_check(in);
+    }
+    for (size_t i = 0; i < n_list; i++) {
+        if (tally_collector_find(in->tally, list[i].id) >= 0)
+            continue;
+        struct tally_totals t = {list[i].batches, list[i].votes, list[i].accepted,
+                                 list[i].duplicate, list[i].rejected};
+        collector_add(in, list[i].id, list[i].durable_seq, &t);
+        log_info("collector '%s' registered", list[i].id);
+    }
+    free(list);
+    if (in->shutting_down)
+        checkpoint_maybe_start(in);
+    finish_shutdown_if_done(in);
+}
+
+static void progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    const struct tally_totals *t = tally_applied_totals(in->tally);
+    if (t->votes == in->progress_votes)
+        return;
+    log_info("votes %llu (+%llu/s) accepted %llu duplicate %llu rejected %llu | ballots %zu | "
+             "backlog %llu | checkpoint %llu | collectors connected %zu",
+             (unsigned long long)t->votes,
+             (unsigned long long)((t->votes - in->progress_votes) / PROGRESS_SEC),
+             (unsigned long long)t->accepted, (unsigned long long)t->duplicate,
+             (unsigned long long)t->rejected, tally_ballot_count(in->tally),
+             (unsigned long long)tally_backlog_votes(in->tally),
+             (unsigned long long)in->last_checkpoint_id, net_server_conn_count(in->net));
+    in->progress_votes = t->votes;
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    log_error("PostgreSQL did not take the final checkpoint within %u ms: exiting with "
+              "%llu votes not durable (collectors still hold them and will resend)",
+              in->cfg.shutdown_grace_ms, (unsigned long long)tally_backlog_votes(in->tally));
+    in->exit_status = 1;
+    event_base_loopexit(in->base, NULL);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg, struct tally *t,
+                          uint64_t last_checkpoint_id)
+{
+    struct ingest *in = calloc(1, sizeof(*in));
+    if (!in)
+        abort();
+    in->base = base;
+    in->cfg = *cfg;
+    in->tally = t;
+    in->last_checkpoint_id = last_checkpoint_id;
+    pthread_mutex_init(&in->mbox_lock, NULL);
+    for (size_t i = 0; i < tally_collector_count(t); i++)
+        collector_add(in, tally_collector_at(t, (uint32_t)i)->id, 0, NULL);
+
+    struct net_server_config ncfg = {
+        .host = cfg->listen_host,
+        .port = cfg->listen_port,
+        .max_frame_bytes = cfg->max_frame_bytes,
+        .max_output_bytes = 4u << 20,
+        .on_frame = on_frame,
+        .on_close = on_close,
+        .arg = in,
+    };
+    in->net = net_server_new(base, &ncfg);
+    if (!in->net)
+        goto fail;
+    in->worker = store_worker_new(cfg->conninfo, store_done, in);
+    if (!in->worker)
+        goto fail;
+
+    in->done_ev = event_new(base, -1, 0, done_cb, in);
+    in->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, in);
+    in->progress_ev = event_new(base, -1, EV_PERSIST, progress_cb, in);
+    in->grace_ev = event_new(base, -1, 0, grace_cb, in);
+    struct timeval tick = {cfg->checkpoint_ms / 1000, (cfg->checkpoint_ms % 1000) * 1000};
+    struct timeval prog = {PROGRESS_SEC, 0};
+    event_add(in->tick_ev, &tick);
+    event_add(in->progress_ev, &prog);
+    in->progress_votes = tally_applied_totals(t)->votes;
+    log_info("listening for collectors on %s:%u", cfg->listen_host, net_server_port(in->net));
+    return in;
+fail:
+    in->tally = NULL; /* the caller still owns it on failure */
+    ingest_free(in);
+    return NULL;
+}
+
+void ingest_shutdown(struct ingest *in)
+{
+    if (in->shutting_down)
+        return;
+    in->shutting_down = true;
+    net_server_stop_accepting(in->net);
+    net_server_pause(in->net);
+    log_info("stopping: no new batches; writing the final checkpoint (%llu votes pending)",
+             (unsigned long long)tally_backlog_votes(in->tally));
+    struct timeval grace = {in->cfg.shutdown_grace_ms / 1000,
+                            (in->cfg.shutdown_grace_ms % 1000) * 1000};
+    event_add(in->grace_ev, &grace);
+    in->now_ms = monotonic_ms(in);
+    checkpoint_maybe_start(in);
+    finish_shutdown_if_done(in);
+}
+
+bool ingest_is_ready(const struct ingest *in)
+{
+    return !in->shutting_down && store_worker_is_connected(in->worker);
+}
+
+int ingest_exit_status(const struct ingest *in)
+{
+    return in->exit_status;
+}
+
+void ingest_free(struct ingest *in)
+{
+    if (!in)
+        return;
+    /* The worker may still point into the tally's delta: stop it first. */
+    store_worker_free(in->worker, 0);
+    net_server_free(in->net);
+    if (in->done_ev)
+        event_free(in->done_ev);
+    if (in->tick_ev)
+        event_free(in->tick_ev);
+    if (in->progress_ev)
+        event_free(in->progress_ev);
+    if (in->grace_ev)
+        event_free(in->grace_ev);
+    free(in->mbox_collectors);
+    for (size_t i = 0; i < in->cap_collectors; i++)
+        free(in->names[i]);
+    free(in->names);
+    free(in->conn_of);
+    free(in->job_batches);
+    free(in->job_marks);
+    free(in->acked);
+    tally_free(in->tally);
+    pthread_mutex_destroy(&in->mbox_lock);
+    free(in);
+}

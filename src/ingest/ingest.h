@@ -1,0 +1,46 @@
+/* The collector session logic that ties net, tally and store together on the event
+ * loop: Hello/Welcome, batch apply and provisional Ack, the checkpoint schedule, durable
+ * Acks after COMMIT, back-pressure, and the final checkpoint at shutdown. */
+#ifndef INGEST_INGEST_H
+#define INGEST_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct tally;
+struct ingest;
+
+struct ingest_config {
+    const char *conninfo; /* for the store worker's own connection */
+    const char *listen_host;
+    uint16_t listen_port;
+    const char *consultation_id;
+    uint32_t checkpoint_ms;
+    uint64_t backlog_votes; /* stop reading when this many votes are not yet durable */
+    uint32_t max_batch_votes;
+    uint32_t max_frame_bytes;
+    uint32_t shutdown_grace_ms; /* how long the final checkpoint may wait for PostgreSQL */
+};
+
+/* Takes ownership of t (recovered state) and starts listening. last_checkpoint_id is the
+ * newest committed checkpoint. Returns NULL when the listener cannot be set up. */
+struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg, struct tally *t,
+                          uint64_t last_checkpoint_id);
+
+/* Begins an orderly stop: no new batches, a final checkpoint, then event_base_loopexit.
+ * Safe to call more than once. */
+void ingest_shutdown(struct ingest *in);
+
+/* Recovered and the store's last attempt reached PostgreSQL. */
+bool ingest_is_ready(const struct ingest *in);
+
+/* Exit status for main: 0 when everything applied is durable, 1 otherwise (fatal store
+ * error, or the final checkpoint could not be written). */
+int ingest_exit_status(const struct ingest *in);
+
+/* Frees everything, the tally included. NULL is a no-op. */
+void ingest_free(struct ingest *in);
+
+#endif

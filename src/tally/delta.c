@@ -1,0 +1,101 @@
+/* Checkpoint deltas: buffers that grow geometrically and are reused. Owns the memory of
+ * a delta; the rules of what goes in it are tally.c's. */
+#include "tally/delta.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *xrealloc(void *p, size_t n, size_t size)
+{
+    size_t bytes = n * size;
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) {
+        fprintf(stderr, "tally_delta: out of memory\n");
+        abort();
+    }
+    return q;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *q = calloc(n ? n : 1, size);
+    if (!q) {
+        fprintf(stderr, "tally_delta: out of memory\n");
+        abort();
+    }
+    return q;
+}
+
+static size_t grow_to(size_t cap, size_t need)
+{
+    if (cap == 0)
+        cap = 64;
+    while (cap < need)
+        cap *= 2;
+    return cap;
+}
+
+void tally_delta_init(struct tally_delta *d, size_t n_projects)
+{
+    memset(d, 0, sizeof(*d));
+    d->proj_delta = xcalloc(n_projects, sizeof(uint64_t));
+    d->touched = xcalloc(n_projects, sizeof(uint32_t));
+    d->out_ids = xcalloc(n_projects, sizeof(uint32_t));
+    d->out_deltas = xcalloc(n_projects, sizeof(uint64_t));
+}
+
+void tally_delta_cleanup(struct tally_delta *d)
+{
+    free(d->batches);
+    free(d->tokens);
+    free(d->cnt_ids);
+    free(d->cnt_vals);
+    free(d->proj_delta);
+    free(d->touched);
+    free(d->out_ids);
+    free(d->out_deltas);
+    free(d->marks);
+    memset(d, 0, sizeof(*d));
+}
+
+void tally_delta_reset(struct tally_delta *d)
+{
+    for (size_t i = 0; i < d->n_touched; i++)
+        d->proj_delta[d->touched[i]] = 0;
+    d->n_touched = 0;
+    d->n_batches = 0;
+    d->n_tokens = 0;
+    d->n_cnt = 0;
+    d->n_marks = 0;
+    d->votes = 0;
+    d->checkpoint_id = 0;
+}
+
+void tally_delta_reserve(struct tally_delta *d, size_t n)
+{
+    if (d->n_batches + 1 > d->cap_batches) {
+        d->cap_batches = grow_to(d->cap_batches, d->n_batches + 1);
+        d->batches = xrealloc(d->batches, d->cap_batches, sizeof(*d->batches));
+    }
+    if (d->n_tokens + n > d->cap_tokens) {
+        d->cap_tokens = grow_to(d->cap_tokens, d->n_tokens + n);
+        d->tokens = xrealloc(d->tokens, d->cap_tokens, sizeof(*d->tokens));
+    }
+    if (d->n_cnt + n > d->cap_cnt) {
+        d->cap_cnt = grow_to(d->cap_cnt, d->n_cnt + n);
+        d->cnt_ids = xrealloc(d->cnt_ids, d->cap_cnt, sizeof(*d->cnt_ids));
+        d->cnt_vals = xrealloc(d->cnt_vals, d->cap_cnt, sizeof(*d->cnt_vals));
+    }
+}
+
+struct tally_delta_mark *tally_delta_add_mark(struct tally_delta *d)
+{
+    if (d->n_marks + 1 > d->cap_marks) {
+        d->cap_marks = grow_to(d->cap_marks, d->n_marks + 1);
+        d->marks = xrealloc(d->marks, d->cap_marks, sizeof(*d->marks));
+    }
+    struct tally_delta_mark *m = &d->marks[d->n_marks++];
+    memset(m, 0, sizeof(*m));
+    return m;
+}

@@ -1,0 +1,356 @@
+/* Applying batches: registry lookup, batch and ballot dedup, counting, and sealing what
+ * was applied into checkpoint deltas. Owns all in-memory tally state; never does I/O. */
+#include "tally/tally.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tally/delta.h"
+
+/* Prefetch distance in votes: far enough to hide a DRAM miss behind the work on the
+ * votes in between. */
+#define PREFETCH_AHEAD 8
+
+struct tally {
+    size_t n_projects;
+    struct tally_project *projects; /* by dense index */
+    uint64_t *counts;               /* by dense index */
+    uint32_t *map_keys;             /* registry map: external id -> dense index */
+    int32_t *map_vals;              /* -1 marks an empty slot */
+    size_t map_mask;
+
+    struct tally_set ballots;
+
+    struct tally_collector *collectors;
+    size_t n_collectors, cap_collectors;
+
+    struct tally_delta deltas[2];
+    struct tally_delta *pending, *inflight; /* inflight is NULL when no checkpoint runs */
+
+    uint32_t *batch_counts;  /* [n_projects] scratch for one batch, zero between batches */
+    uint32_t *batch_touched; /* [n_projects] */
+
+    struct tally_totals applied;
+};
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "tally: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static size_t map_home(uint32_t id, size_t mask)
+{
+    return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
+}
+
+struct tally *tally_new(const struct tally_project *projects, size_t n, size_t expected_ballots)
+{
+    struct tally *t = xcalloc(1, sizeof(*t));
+    t->n_projects = n;
+    t->projects = xcalloc(n, sizeof(*projects));
+    memcpy(t->projects, projects, n * sizeof(*projects));
+    t->counts = xcalloc(n, sizeof(uint64_t));
+
+    size_t cap = 64;
+    while (cap < n * 2)
+        cap *= 2;
+    t->map_mask = cap - 1;
+    t->map_keys = xcalloc(cap, sizeof(uint32_t));
+    t->map_vals = xcalloc(cap, sizeof(int32_t));
+    memset(t->map_vals, 0xff, cap * sizeof(int32_t));
+    for (size_t i = 0; i < n; i++) {
+        size_t s = map_home(projects[i].id, t->map_mask);
+        while (t->map_vals[s] >= 0) {
+            if (t->map_keys[s] == projects[i].id)
+                goto fail;
+            s = (s + 1) & t->map_mask;
+        }
+        t->map_keys[s] = projects[i].id;
+        t->map_vals[s] = (int32_t)i;
+    }
+
+    tally_set_init(&t->ballots, expected_ballots);
+    tally_delta_init(&t->deltas[0], n);
+    tally_delta_init(&t->deltas[1], n);
+    t->pending = &t->deltas[0];
+    t->inflight = NULL;
+    t->batch_counts = xcalloc(n, sizeof(uint32_t));
+    t->batch_touched = xcalloc(n, sizeof(uint32_t));
+    return t;
+fail:
+    tally_free(t);
+    return NULL;
+}
+
+void tally_free(struct tally *t)
+{
+    if (!t)
+        return;
+    free(t->projects);
+    free(t->counts);
+    free(t->map_keys);
+    free(t->map_vals);
+    if (t->ballots.slots)
+        tally_set_cleanup(&t->ballots);
+    free(t->collectors);
+    if (t->deltas[0].proj_delta) {
+        tally_delta_cleanup(&t->deltas[0]);
+        tally_delta_cleanup(&t->deltas[1]);
+    }
+    free(t->batch_counts);
+    free(t->batch_touched);
+    free(t);
+}
+
+size_t tally_project_count(const struct tally *t)
+{
+    return t->n_projects;
+}
+
+int32_t tally_project_index(const struct tally *t, uint32_t id)
+{
+    size_t s = map_home(id, t->map_mask);
+    for (;;) {
+        int32_t v = t->map_vals[s];
+        if (v < 0 || t->map_keys[s] == id)
+            return v;
+        s = (s + 1) & t->map_mask;
+    }
+}
+
+const struct tally_project *tally_project_at(const struct tally *t, size_t index)
+{
+    assert(index < t->n_projects);
+    return &t->projects[index];
+}
+
+uint64_t tally_votes_at(const struct tally *t, size_t index)
+{
+    assert(index < t->n_projects);
+    return t->counts[index];
+}
+
+void tally_restore_votes(struct tally *t, uint32_t project_id, uint64_t votes)
+{
+    int32_t i = tally_project_index(t, project_id);
+    if (i >= 0)
+        t->counts[i] = votes;
+}
+
+bool tally_restore_token(struct tally *t, uint64_t token)
+{
+    return tally_set_insert(&t->ballots, token);
+}
+
+uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_seq,
+                             const struct tally_totals *durable)
+{
+    int32_t found = tally_collector_find(t, id);
+    if (found >= 0)
+        return (uint32_t)found;
+    if (t->n_collectors == t->cap_collectors) {
+        t->cap_collectors = t->cap_collectors ? t->cap_collectors * 2 : 16;
+        t->collectors = realloc(t->collectors, t->cap_collectors * sizeof(*t->collectors));
+        if (!t->collectors)
+            abort();
+    }
+    struct tally_collector *c = &t->collectors[t->n_collectors];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->applied_seq = c->durable_seq = durable_seq;
+    if (durable)
+        c->durable = *durable;
+    return (uint32_t)t->n_collectors++;
+}
+
+int32_t tally_collector_find(const struct tally *t, const char *id)
+{
+    /* Collectors number in the hundreds and are looked up once per connection. */
+    for (size_t i = 0; i < t->n_collectors; i++)
+        if (strcmp(t->collectors[i].id, id) == 0)
+            return (int32_t)i;
+    return -1;
+}
+
+size_t tally_collector_count(const struct tally *t)
+{
+    return t->n_collectors;
+}
+
+const struct tally_collector *tally_collector_at(const struct tally *t, uint32_t index)
+{
+    assert(index < t->n_collectors);
+    return &t->collectors[index];
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
+                                          const uint64_t *ballots, const uint32_t *projects,
+                                          size_t n, struct tally_batch_result *res,
+                                          uint64_t *expected)
+{
+    assert(c < t->n_collectors);
+    struct tally_collector *col = &t->collectors[c];
+    if (seq <= col->applied_seq)
+        return TALLY_RETRANSMIT;
+    if (seq != col->applied_seq + 1) {
+        *expected = col->applied_seq + 1;
+        return TALLY_GAP;
+    }
+
+    struct tally_delta *d = t->pending;
+    tally_delta_reserve(d, n);
+    uint64_t *tok = d->tokens + d->n_tokens;
+    size_t n_tok = 0, n_touched = 0;
+    uint32_t rejected = 0, duplicate = 0;
+
+    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
+        tally_set_prefetch(&t->ballots, ballots[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n)
+            tally_set_prefetch(&t->ballots, ballots[i + PREFETCH_AHEAD]);
+        int32_t p = tally_project_index(t, projects[i]);
+        if (p < 0) {
+            rejected++;
+            continue;
+        }
+        if (!tally_set_insert(&t->ballots, ballots[i])) {
+            duplicate++;
+            continue;
+        }
+        t->counts[p]++;
+        if (t->batch_counts[p]++ == 0)
+            t->batch_touched[n_touched++] = (uint32_t)p;
+        tok[n_tok++] = ballots[i];
+    }
+
+    /* Sorted tokens are what is stored: a batch record then says who voted, never how. */
+    qsort(tok, n_tok, sizeof(uint64_t), cmp_u64);
+
+    struct tally_delta_batch *b = &d->batches[d->n_batches++];
+    b->collector = c;
+    b->seq = seq;
+    b->votes = (uint32_t)n;
+    b->accepted = (uint32_t)n_tok;
+    b->duplicate = duplicate;
+    b->rejected_unknown = rejected;
+    b->tok_off = d->n_tokens;
+    b->n_tok = n_tok;
+    b->cnt_off = d->n_cnt;
+    b->n_cnt = n_touched;
+    d->n_tokens += n_tok;
+    for (size_t k = 0; k < n_touched; k++) {
+        uint32_t p = t->batch_touched[k];
+        d->cnt_ids[d->n_cnt] = t->projects[p].id;
+        d->cnt_vals[d->n_cnt] = t->batch_counts[p];
+        d->n_cnt++;
+        if (d->proj_delta[p] == 0)
+            d->touched[d->n_touched++] = p;
+        d->proj_delta[p] += t->batch_counts[p];
+        t->batch_counts[p] = 0;
+    }
+    d->votes += n;
+
+    col->applied_seq = seq;
+    col->pending.batches++;
+    col->pending.votes += n;
+    col->pending.accepted += n_tok;
+    col->pending.duplicate += duplicate;
+    col->pending.rejected += rejected;
+    t->applied.batches++;
+    t->applied.votes += n;
+    t->applied.accepted += n_tok;
+    t->applied.duplicate += duplicate;
+    t->applied.rejected += rejected;
+
+    res->accepted = (uint32_t)n_tok;
+    res->duplicate = duplicate;
+    res->rejected_unknown = rejected;
+    return TALLY_APPLIED;
+}
+
+const struct tally_totals *tally_applied_totals(const struct tally *t)
+{
+    return &t->applied;
+}
+
+size_t tally_ballot_count(const struct tally *t)
+{
+    return t->ballots.count;
+}
+
+size_t tally_ballot_bytes(const struct tally *t)
+{
+    return tally_set_bytes(&t->ballots);
+}
+
+uint64_t tally_backlog_votes(const struct tally *t)
+{
+    return t->pending->votes + (t->inflight ? t->inflight->votes : 0);
+}
+
+bool tally_has_pending(const struct tally *t)
+{
+    return t->pending->n_batches > 0;
+}
+
+const struct tally_delta *tally_checkpoint_seal(struct tally *t, uint64_t id)
+{
+    if (t->inflight || t->pending->n_batches == 0)
+        return NULL;
+    struct tally_delta *d = t->pending;
+    d->checkpoint_id = id;
+    for (size_t i = 0; i < d->n_touched; i++) {
+        d->out_ids[i] = t->projects[d->touched[i]].id;
+        d->out_deltas[i] = d->proj_delta[d->touched[i]];
+    }
+    for (size_t i = 0; i < t->n_collectors; i++) {
+        struct tally_collector *col = &t->collectors[i];
+        if (col->pending.batches == 0)
+            continue;
+        struct tally_delta_mark *m = tally_delta_add_mark(d);
+        m->collector = (uint32_t)i;
+        m->prev_seq = col->durable_seq;
+        m->durable_seq = col->applied_seq;
+        m->add = col->pending;
+        memset(&col->pending, 0, sizeof(col->pending));
+    }
+    t->inflight = d;
+    t->pending = (d == &t->deltas[0]) ? &t->deltas[1] : &t->deltas[0];
+    return d;
+}
+
+void tally_checkpoint_commit(struct tally *t)
+{
+    struct tally_delta *d = t->inflight;
+    assert(d);
+    for (size_t i = 0; i < d->n_marks; i++) {
+        struct tally_delta_mark *m = &d->marks[i];
+        struct tally_collector *col = &t->collectors[m->collector];
+        col->durable_seq = m->durable_seq;
+        col->durable.batches += m->add.batches;
+        col->durable.votes += m->add.votes;
+        col->durable.accepted += m->add.accepted;
+        col->durable.duplicate += m->add.duplicate;
+        col->durable.rejected += m->add.rejected;
+    }
+    tally_delta_reset(d);
+    t->inflight = NULL;
+}
+
+const struct tally_delta *tally_checkpoint_inflight(const struct tally *t)
+{
+    return t->inflight;
+}

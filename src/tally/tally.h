@@ -1,0 +1,127 @@
+/* The in-memory tally: registry of projects (external id -> dense index), counts, the
+ * ballot set, per-collector batch watermarks, and the delta of what is applied but not
+ * yet durable. Pure: no I/O, no clock, no threads; the caller owns the schedule. */
+#ifndef TALLY_TALLY_H
+#define TALLY_TALLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/ballot_set.h"
+
+struct tally_project {
+    uint32_t id; /* external id from the registry */
+    uint32_t circuit_id;
+};
+
+struct tally_totals {
+    uint64_t batches, votes, accepted, duplicate, rejected;
+};
+
+struct tally_collector {
+    char id[64];
+    uint64_t applied_seq;        /* last batch applied in memory */
+    uint64_t durable_seq;        /* last batch committed to PostgreSQL */
+    struct tally_totals durable; /* cumulative over durable batches */
+    struct tally_totals pending; /* applied since the last checkpoint was sealed */
+};
+
+struct tally_batch_result {
+    uint32_t accepted, duplicate, rejected_unknown;
+};
+
+enum tally_apply_status {
+    TALLY_APPLIED = 0,    /* counted; its effect joins the pending delta */
+    TALLY_RETRANSMIT = 1, /* seq was applied before: nothing counted again */
+    TALLY_GAP = -1,       /* seq skips ahead: expected is applied_seq + 1 */
+};
+
+/* One applied batch inside a delta; tokens and counts live in the delta's pools. */
+struct tally_delta_batch {
+    uint32_t collector;
+    uint64_t seq;
+    uint32_t votes, accepted, duplicate, rejected_unknown;
+    size_t tok_off, n_tok; /* into tokens: accepted tokens, sorted */
+    size_t cnt_off, n_cnt; /* into cnt_ids/cnt_vals: external project id, count */
+};
+
+/* A collector's watermark move in a delta. */
+struct tally_delta_mark {
+    uint32_t collector;
+    uint64_t prev_seq, durable_seq;
+    struct tally_totals add;
+};
+
+/* What a checkpoint must write. Buffers are kept and reused from one checkpoint to the
+ * next, so steady-state ingest does not allocate. */
+struct tally_delta {
+    uint64_t checkpoint_id; /* set when sealed */
+    struct tally_delta_batch *batches;
+    size_t n_batches, cap_batches;
+    uint64_t *tokens;
+    size_t n_tokens, cap_tokens;
+    uint32_t *cnt_ids, *cnt_vals;
+    size_t n_cnt, cap_cnt;
+    uint64_t *proj_delta; /* [n_projects] by dense index, zero outside touched */
+    uint32_t *touched;    /* dense indices with a non-zero proj_delta */
+    size_t n_touched;
+    uint32_t *out_ids;    /* filled when sealed: external ids of touched, ... */
+    uint64_t *out_deltas; /* ... and their increments */
+    struct tally_delta_mark *marks;
+    size_t n_marks, cap_marks;
+    uint64_t votes; /* votes in the batches of this delta */
+};
+
+struct tally;
+
+/* Builds a tally over a registry of n projects (copied; ids must be unique; order free).
+ * expected_ballots sizes the ballot set. Returns NULL on duplicate ids. */
+struct tally *tally_new(const struct tally_project *projects, size_t n, size_t expected_ballots);
+void tally_free(struct tally *t); /* NULL is a no-op */
+
+size_t tally_project_count(const struct tally *t);
+/* Dense index of an external project id, or -1 when the registry does not have it. */
+int32_t tally_project_index(const struct tally *t, uint32_t id);
+const struct tally_project *tally_project_at(const struct tally *t, size_t index);
+uint64_t tally_votes_at(const struct tally *t, size_t index);
+
+/* Recovery: set a durable count, add a durable token (never a duplicate in a sound
+ * database; returns false if it was). */
+void tally_restore_votes(struct tally *t, uint32_t project_id, uint64_t votes);
+bool tally_restore_token(struct tally *t, uint64_t token);
+
+/* Registers a collector (or finds it: an existing id is left as it is). Returns its
+ * index, stable for the tally's life. */
+uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_seq,
+                             const struct tally_totals *durable);
+/* Index of a collector id, or -1. */
+int32_t tally_collector_find(const struct tally *t, const char *id);
+size_t tally_collector_count(const struct tally *t);
+const struct tally_collector *tally_collector_at(const struct tally *t, uint32_t index);
+
+/* Applies batch seq of collector c: n votes, ballots[i] for projects[i]. Validation first
+ * (unknown project: rejected, and the ballot stays unused), then ballot dedup across all
+ * collectors, then counting. Fills res for TALLY_APPLIED; *expected for TALLY_GAP. */
+enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
+                                          const uint64_t *ballots, const uint32_t *projects,
+                                          size_t n, struct tally_batch_result *res,
+                                          uint64_t *expected);
+
+/* Figures over everything applied in memory (durable or not). */
+const struct tally_totals *tally_applied_totals(const struct tally *t);
+size_t tally_ballot_count(const struct tally *t);
+size_t tally_ballot_bytes(const struct tally *t);
+
+/* Votes applied but not yet durable (pending + in flight): the back-pressure measure. */
+uint64_t tally_backlog_votes(const struct tally *t);
+bool tally_has_pending(const struct tally *t);
+
+/* Seals the pending delta as checkpoint id and returns it (borrowed until commit), or
+ * NULL when nothing is pending or a checkpoint is already in flight. */
+const struct tally_delta *tally_checkpoint_seal(struct tally *t, uint64_t id);
+/* The in-flight checkpoint committed: moves durable watermarks and totals. */
+void tally_checkpoint_commit(struct tally *t);
+const struct tally_delta *tally_checkpoint_inflight(const struct tally *t);
+
+#endif

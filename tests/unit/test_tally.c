@@ -1,0 +1,232 @@
+/* tally: ballot set, batch dedup, apply rules, and checkpoint deltas. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tally/tally.h"
+
+static void test_set_basic_and_growth(void **state)
+{
+    (void)state;
+    struct tally_set s;
+    tally_set_init(&s, 10);
+    size_t cap0 = tally_set_bytes(&s);
+    for (uint64_t i = 0; i < 100000; i++)
+        assert_true(tally_set_insert(&s, i * 0x9e3779b97f4a7c15ULL));
+    assert_true(tally_set_bytes(&s) > cap0);
+    for (uint64_t i = 0; i < 100000; i++) {
+        assert_false(tally_set_insert(&s, i * 0x9e3779b97f4a7c15ULL));
+        assert_true(tally_set_contains(&s, i * 0x9e3779b97f4a7c15ULL));
+    }
+    assert_false(tally_set_contains(&s, 12345));
+    assert_int_equal(s.count, 100000);
+    /* Token 0 (i = 0 above) is a member like any other. */
+    assert_true(tally_set_contains(&s, 0));
+    /* At most 3/4 full, and never more than 2x past that: <= 24 bytes a token. */
+    assert_true(tally_set_bytes(&s) <= 100000 * 24);
+    tally_set_cleanup(&s);
+}
+
+static void test_set_sized_up_front_does_not_grow(void **state)
+{
+    (void)state;
+    struct tally_set s;
+    tally_set_init(&s, 50000);
+    size_t cap0 = tally_set_bytes(&s);
+    for (uint64_t i = 1; i <= 50000; i++)
+        tally_set_insert(&s, i);
+    assert_int_equal(tally_set_bytes(&s), cap0);
+    tally_set_cleanup(&s);
+}
+
+static const struct tally_project registry[] = {
+    {4000000000u, 1}, {7, 1}, {123456, 2}, {0, 2}, {99, 3},
+};
+#define N_REG (sizeof(registry) / sizeof(registry[0]))
+
+static struct tally *make(void)
+{
+    struct tally *t = tally_new(registry, N_REG, 100);
+    assert_non_null(t);
+    assert_int_equal(tally_collector_add(t, "north", 0, NULL), 0);
+    assert_int_equal(tally_collector_add(t, "south", 0, NULL), 1);
+    assert_int_equal(tally_collector_add(t, "north", 0, NULL), 0);
+    return t;
+}
+
+static uint64_t votes_of(struct tally *t, uint32_t id)
+{
+    int32_t i = tally_project_index(t, id);
+    assert_true(i >= 0);
+    return tally_votes_at(t, (size_t)i);
+}
+
+static void test_registry_lookup(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    for (size_t i = 0; i < N_REG; i++)
+        assert_int_equal(tally_project_index(t, registry[i].id), (int32_t)i);
+    assert_int_equal(tally_project_index(t, 8), -1);
+    assert_int_equal(tally_project_index(t, 4000000001u), -1);
+    tally_free(t);
+
+    const struct tally_project dup[] = {{5, 1}, {5, 2}};
+    assert_null(tally_new(dup, 2, 10));
+}
+
+static void test_apply_counts_dedups_rejects(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    /* ballot 11 twice (second is a duplicate), unknown project 8, ballot 0 is valid. */
+    const uint64_t b[] = {11, 12, 11, 13, 0, 14};
+    const uint32_t p[] = {7, 4000000000u, 99, 8, 0, 7};
+    struct tally_batch_result r;
+    uint64_t expected;
+    assert_int_equal(tally_apply_batch(t, 0, 1, b, p, 6, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 4);
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(r.rejected_unknown, 1);
+    assert_int_equal(votes_of(t, 7), 2);
+    assert_int_equal(votes_of(t, 4000000000u), 1);
+    assert_int_equal(votes_of(t, 0), 1);
+    assert_int_equal(votes_of(t, 99), 0);
+
+    /* A rejected vote did not use up ballot 13: it counts from another collector. */
+    const uint64_t b2[] = {13, 12};
+    const uint32_t p2[] = {99, 99};
+    assert_int_equal(tally_apply_batch(t, 1, 1, b2, p2, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 1);
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(votes_of(t, 99), 1);
+    const struct tally_totals *tot = tally_applied_totals(t);
+    assert_int_equal(tot->votes, 8);
+    assert_int_equal(tot->accepted, 5);
+    assert_int_equal(tot->duplicate, 2);
+    assert_int_equal(tot->rejected, 1);
+    tally_free(t);
+}
+
+static void test_batch_dedup_by_seq(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    const uint64_t b[] = {1, 2};
+    const uint32_t p[] = {7, 7};
+    struct tally_batch_result r;
+    uint64_t expected = 0;
+    assert_int_equal(tally_apply_batch(t, 0, 1, b, p, 2, &r, &expected), TALLY_APPLIED);
+    /* Retransmission: nothing counted again. */
+    assert_int_equal(tally_apply_batch(t, 0, 1, b, p, 2, &r, &expected), TALLY_RETRANSMIT);
+    assert_int_equal(votes_of(t, 7), 2);
+    /* Gap: names the expected seq, applies nothing. */
+    const uint64_t b3[] = {3};
+    assert_int_equal(tally_apply_batch(t, 0, 3, b3, p, 1, &r, &expected), TALLY_GAP);
+    assert_int_equal(expected, 2);
+    assert_int_equal(votes_of(t, 7), 2);
+    /* Each collector has its own sequence. */
+    assert_int_equal(tally_apply_batch(t, 1, 1, b3, p, 1, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(tally_collector_at(t, 0)->applied_seq, 1);
+    assert_int_equal(tally_collector_at(t, 1)->applied_seq, 1);
+    tally_free(t);
+}
+
+static void test_checkpoint_seal_commit(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    struct tally_batch_result r;
+    uint64_t expected;
+    const uint64_t b1[] = {30, 10, 20, 10};
+    const uint32_t p1[] = {7, 7, 99, 7};
+    const uint64_t b2[] = {40};
+    const uint32_t p2[] = {0};
+    assert_null(tally_checkpoint_seal(t, 1)); /* nothing pending */
+    tally_apply_batch(t, 0, 1, b1, p1, 4, &r, &expected);
+    tally_apply_batch(t, 1, 1, b2, p2, 1, &r, &expected);
+    assert_int_equal(tally_backlog_votes(t), 5);
+
+    const struct tally_delta *d = tally_checkpoint_seal(t, 1);
+    assert_non_null(d);
+    assert_int_equal(d->checkpoint_id, 1);
+    assert_int_equal(d->n_batches, 2);
+    /* Accepted tokens of a batch are stored sorted, apart from the counts. */
+    const struct tally_delta_batch *db = &d->batches[0];
+    assert_int_equal(db->n_tok, 3);
+    assert_int_equal(d->tokens[db->tok_off + 0], 10);
+    assert_int_equal(d->tokens[db->tok_off + 1], 20);
+    assert_int_equal(d->tokens[db->tok_off + 2], 30);
+    assert_int_equal(db->duplicate, 1);
+    assert_int_equal(db->n_cnt, 2);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < d->n_touched; i++)
+        sum += d->out_deltas[i];
+    assert_int_equal(sum, 4);
+    assert_int_equal(d->n_marks, 2);
+    assert_int_equal(d->marks[0].prev_seq, 0);
+    assert_int_equal(d->marks[0].durable_seq, 1);
+
+    /* Only one checkpoint in flight; new batches go to the next one. */
+    assert_null(tally_checkpoint_seal(t, 2));
+    const uint64_t b3[] = {50};
+    tally_apply_batch(t, 0, 2, b3, p2, 1, &r, &expected);
+    assert_int_equal(tally_backlog_votes(t), 6);
+    assert_int_equal(tally_collector_at(t, 0)->durable_seq, 0);
+
+    tally_checkpoint_commit(t);
+    assert_int_equal(tally_collector_at(t, 0)->durable_seq, 1);
+    assert_int_equal(tally_collector_at(t, 0)->durable.accepted, 3);
+    assert_int_equal(tally_collector_at(t, 1)->durable_seq, 1);
+    assert_int_equal(tally_backlog_votes(t), 1);
+
+    d = tally_checkpoint_seal(t, 2);
+    assert_non_null(d);
+    assert_int_equal(d->n_batches, 1);
+    assert_int_equal(d->n_marks, 1);
+    assert_int_equal(d->marks[0].prev_seq, 1);
+    assert_int_equal(d->marks[0].durable_seq, 2);
+    tally_checkpoint_commit(t);
+    assert_false(tally_has_pending(t));
+    tally_free(t);
+}
+
+static void test_restore(void **state)
+{
+    (void)state;
+    struct tally *t = tally_new(registry, N_REG, 10);
+    struct tally_totals dur = {3, 30, 20, 5, 5};
+    uint32_t c = tally_collector_add(t, "east", 3, &dur);
+    tally_restore_votes(t, 7, 20);
+    assert_true(tally_restore_token(t, 77));
+    assert_false(tally_restore_token(t, 77));
+    struct tally_batch_result r;
+    uint64_t expected;
+    const uint64_t b[] = {77, 78};
+    const uint32_t p[] = {7, 7};
+    /* Seqs up to the durable watermark are retransmissions after recovery. */
+    assert_int_equal(tally_apply_batch(t, c, 3, b, p, 2, &r, &expected), TALLY_RETRANSMIT);
+    assert_int_equal(tally_apply_batch(t, c, 4, b, p, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(votes_of(t, 7), 21);
+    tally_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_set_basic_and_growth),
+        cmocka_unit_test(test_set_sized_up_front_does_not_grow),
+        cmocka_unit_test(test_registry_lookup),
+        cmocka_unit_test(test_apply_counts_dedups_rejects),
+        cmocka_unit_test(test_batch_dedup_by_seq),
+        cmocka_unit_test(test_checkpoint_seal_commit),
+        cmocka_unit_test(test_restore),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
