@@ -58,6 +58,7 @@ struct ingest {
     struct event *grace_ev;
     bool paused;
     bool shutting_down;
+    bool finished; /* final checkpoint done; the loop is about to end */
     int exit_status;
     uint64_t progress_votes;
 };
@@ -386,12 +387,16 @@ static void send_durable_acks(struct ingest *in, const uint32_t *collectors, siz
 
 static void finish_shutdown_if_done(struct ingest *in)
 {
-    if (!in->shutting_down || in->job_inflight || tally_has_pending(in->tally))
+    if (!in->shutting_down || in->finished || in->job_inflight || tally_has_pending(in->tally))
         return;
+    in->finished = true;
     log_info("final checkpoint %llu committed; %llu votes applied, all durable",
              (unsigned long long)in->last_checkpoint_id,
              (unsigned long long)tally_applied_totals(in->tally)->votes);
-    event_base_loopexit(in->base, NULL);
+    /* Give the last durable acks a moment to leave before the loop ends. */
+    net_server_close_all(in->net, "tallyd is stopping");
+    struct timeval flush = {0, 300 * 1000};
+    event_base_loopexit(in->base, &flush);
 }
 
 static void done_cb(evutil_socket_t fd, short what, void *arg)

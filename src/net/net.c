@@ -394,6 +394,12 @@ void net_server_stop_accepting(struct net_server *s)
         evconnlistener_disable(s->listener);
 }
 
+void net_server_close_all(struct net_server *s, const char *reason)
+{
+    for (struct net_conn *c = s->conns; c; c = c->next)
+        net_conn_close(c, reason);
+}
+
 size_t net_server_conn_count(const struct net_server *s)
 {
     return s->n_conns;
