@@ -14,7 +14,9 @@ struct store; /* one libpq connection */
 /* ---- connection ------------------------------------------------------------------ */
 
 /* Connects (blocking). conninfo may be NULL or "" to use the PG* environment.
- * Returns NULL and writes a one-line reason into err on failure. */
+ * Returns NULL and writes a one-line reason into err on failure.
+ * The synchronous calls below never log their failures: they return -1 (or a
+ * store_result) and store_last_error() says why, for the caller to report. */
 struct store *store_open(const char *conninfo, char *err, size_t err_len);
 void store_close(struct store *s); /* NULL is a no-op */
 /* Last error message of this connection, never NULL. */
@@ -26,17 +28,22 @@ const char *store_last_error(const struct store *s);
  * transaction, serialised by an advisory lock. Returns 0 or -1. */
 int store_migrate(struct store *s) __attribute__((warn_unused_result));
 
+/* The database's applied schema version (0 when never migrated). Returns 0 or -1. */
+int store_schema_version(struct store *s, int *version) __attribute__((warn_unused_result));
+/* The newest schema version this build carries. */
+int store_schema_latest(void);
+
 /* ---- recovery (tallyd start-up) -------------------------------------------------- */
 
 struct store_project {
-    uint32_t id;         /* external project id from the registry */
+    uint32_t id; /* external project id from the registry */
     uint32_t circuit_id;
-    uint64_t votes;      /* durable tally */
+    uint64_t votes; /* durable tally */
 };
 
 struct store_collector {
     char id[64];
-    uint64_t durable_seq; /* last batch seq committed */
+    uint64_t durable_seq;                                   /* last batch seq committed */
     uint64_t batches, votes, accepted, duplicate, rejected; /* cumulative, durable */
 };
 
@@ -54,10 +61,11 @@ struct store_recovery {
 typedef void (*store_tokens_cb)(void *arg, const uint64_t *tokens, size_t n);
 
 /* Loads the durable state: projects with their tallies, collectors with watermarks,
- * the last checkpoint id, and every accepted token (streamed to on_tokens, not kept).
- * Returns 0, or -1 with out left empty. */
-int store_recover(struct store *s, struct store_recovery *out, store_tokens_cb on_tokens,
-                  void *arg) __attribute__((warn_unused_result));
+ * the last checkpoint id, and every accepted token (streamed to on_tokens, not kept;
+ * on_tokens NULL skips the tokens, for readers that want only the totals). Everything
+ * comes from one snapshot. Returns 0, or -1 with out left empty. */
+int store_recover(struct store *s, struct store_recovery *out, store_tokens_cb on_tokens, void *arg)
+    __attribute__((warn_unused_result));
 void store_recovery_cleanup(struct store_recovery *r);
 
 /* ---- checkpoints ----------------------------------------------------------------- */
@@ -67,7 +75,7 @@ struct store_batch {
     const char *collector_id;
     uint64_t seq;
     uint32_t votes, accepted, duplicate, rejected_unknown;
-    const uint64_t *tokens;      /* accepted tokens, sorted ascending */
+    const uint64_t *tokens; /* accepted tokens, sorted ascending */
     size_t n_tokens;
     const uint32_t *project_ids; /* external ids with their accepted counts */
     const uint32_t *counts;
@@ -77,7 +85,7 @@ struct store_batch {
 /* A collector's new watermark and what its batches in this checkpoint add. */
 struct store_watermark {
     const char *collector_id;
-    uint64_t prev_seq;   /* durable_seq before this checkpoint (fencing) */
+    uint64_t prev_seq; /* durable_seq before this checkpoint (fencing) */
     uint64_t durable_seq;
     uint64_t batches, votes, accepted, duplicate, rejected;
 };
@@ -106,9 +114,45 @@ enum store_result store_checkpoint_write(struct store *s, const struct store_che
     __attribute__((warn_unused_result));
 
 /* Registered collector ids, for a running tallyd to learn of collectors added later.
- * Fills a malloc'd array of n entries; returns 0 or -1. */
+ * Fills a malloc'd array of n entries (never NULL on success, even when n is 0);
+ * returns 0 or -1. */
 int store_collectors_list(struct store *s, struct store_collector **out, size_t *n)
     __attribute__((warn_unused_result));
+
+/* ---- administration (tallyctl) --------------------------------------------------- */
+
+/* Registers a collector with zero watermark. *created is false when it already existed
+ * (nothing changes then). The id must match [A-Za-z0-9._-]{1,63}. Returns 0 or -1. */
+int store_collector_add(struct store *s, const char *id, bool *created)
+    __attribute__((warn_unused_result));
+
+/* One registry row; strings are borrowed until the next call of the iterator. */
+struct store_registry_row {
+    uint64_t line; /* input line the row starts on, for error messages */
+    uint32_t project_id;
+    const char *project_name;
+    uint32_t circuit_id;
+    const char *circuit_name;
+    const char *state;
+    uint32_t seats; /* >= 1 */
+};
+
+/* Fills row; returns 1 for a row, 0 at the end, -1 on an input error (the iterator
+ * keeps its own message; the load is then rolled back). */
+typedef int (*store_registry_next_cb)(void *arg, struct store_registry_row *row);
+
+struct store_registry_summary {
+    uint64_t projects, circuits, states;             /* distinct in the input */
+    uint64_t new_projects, new_circuits, new_states; /* of those, not in the database before */
+    uint64_t conflict_line; /* on failure: the input line of the conflicting row, else 0 */
+};
+
+/* Loads states, circuits, projects (with zero tallies) in one transaction; rows already
+ * present identically are left alone. A row that contradicts an earlier row or the
+ * database fails the whole load: store_last_error() says how (e.g. "project 77 already
+ * in circuit 5, not 6") and sum->conflict_line where. Returns 0 or -1. */
+int store_registry_load(struct store *s, store_registry_next_cb next, void *arg,
+                        struct store_registry_summary *sum) __attribute__((warn_unused_result));
 
 /* ---- worker thread --------------------------------------------------------------- */
 
@@ -136,8 +180,10 @@ int store_worker_submit(struct store_worker *w, const struct store_checkpoint *c
 /* True when the worker's last attempt reached PostgreSQL. Any thread. */
 bool store_worker_is_connected(struct store_worker *w);
 
-/* Stops the thread. If a job is in flight, keeps trying it for up to grace_ms first;
- * returns 0 if nothing was left unwritten, -1 otherwise. NULL is a no-op returning 0. */
+/* Stops the thread. If a job is in flight, keeps trying it for up to grace_ms first (a
+ * libpq call already under way is not interrupted: connect_timeout is 5 s by default);
+ * returns 0 if nothing was left unwritten, -1 otherwise, and then that job's done() is
+ * never called. NULL is a no-op returning 0. */
 int store_worker_free(struct store_worker *w, int grace_ms);
 
 #endif
