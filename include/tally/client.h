@@ -1,0 +1,159 @@
+/* libtally: the collector side of the tallyd protocol, for programs that embed it.
+ *
+ * A collector spools each batch of votes to disk (fsync'ed) before it may be sent, streams
+ * spooled batches to tallyd over one TCP connection, and deletes a batch only once tallyd
+ * reports it durable in PostgreSQL. After a crash of either side, or a broken connection, it
+ * reconnects and resends whatever is not durable; tallyd applies each (collector, seq) once.
+ *
+ * Threading: a struct tally_client is not thread-safe; use it from one thread at a time.
+ * Blocking: every call returns within its timeout, except tally_client_spool (two fsyncs) and
+ * name resolution of the server host (getaddrinfo), which may block briefly.
+ * Signals: the library never raises SIGPIPE (MSG_NOSIGNAL) and changes no signal disposition.
+ * A signal that interrupts a wait makes it return TALLY_CLIENT_ERR_INTR, so the caller can
+ * check its own flags.
+ *
+ * Spool directory (one per collector; locked with flock while open):
+ *   state                  next seq, durable seq, votes, newest cursor, collector id
+ *   batch-<seq %020>.pb    one per spooled batch not yet durable
+ *   lock                   the flock target
+ * See src/client/spool.c for the byte layout. */
+#ifndef TALLY_CLIENT_H
+#define TALLY_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/protocol.h"
+
+#define TALLY_CLIENT_WUR __attribute__((warn_unused_result))
+
+/* Return codes: 0 is success, everything else is negative. Codes marked "fatal" are sticky:
+ * once one is returned, every later call on the client returns it again; the spool on disk
+ * stays valid and a new process can resume from it once the cause is fixed. */
+enum tally_client_status {
+    TALLY_CLIENT_OK = 0,
+    TALLY_CLIENT_ERR_FULL = -1,     /* spool holds max_spooled non-durable batches: pump, retry */
+    TALLY_CLIENT_ERR_TIMEOUT = -2,  /* wait_durable: the timeout ran out first */
+    TALLY_CLIENT_ERR_INTR = -3,     /* a signal interrupted the wait: check flags, call again */
+    TALLY_CLIENT_ERR_INVALID = -4,  /* bad argument; nothing changed */
+    TALLY_CLIENT_ERR_IO = -5,       /* fatal: spool I/O failed (disk full, fsync error...) */
+    TALLY_CLIENT_ERR_CORRUPT = -6,  /* fatal: spool content is damaged or inconsistent */
+    TALLY_CLIENT_ERR_REFUSED = -7,  /* fatal: server refused this collector for good */
+    TALLY_CLIENT_ERR_PROTOCOL = -8, /* fatal: server rejected our frames; retrying would repeat */
+    TALLY_CLIENT_ERR_FOREIGN = -9,  /* fatal: spool and server disagree on what was sent */
+};
+
+/* Longest cursor blob tally_client_spool accepts. */
+#define TALLY_CLIENT_CURSOR_MAX 1024u
+
+enum tally_client_log_level {
+    TALLY_CLIENT_LOG_DEBUG = 0, /* every reconnect attempt after the first failure */
+    TALLY_CLIENT_LOG_INFO,      /* session established, torn batch discarded */
+    TALLY_CLIENT_LOG_WARN,      /* connection lost or refused, transient server errors */
+    TALLY_CLIENT_LOG_ERROR,     /* the reason of a fatal status */
+};
+
+/* Called from inside library calls with one line of text (no newline); msg is borrowed
+ * until the callback returns. Must not call back into the client. */
+typedef void (*tally_client_log_cb)(void *arg, enum tally_client_log_level level, const char *msg);
+
+struct tally_client_config {
+    const char *host;            /* tallyd host name or address; required */
+    uint16_t port;               /* tallyd collector port; required */
+    const char *collector_id;    /* [A-Za-z0-9._-]{1,63}; required */
+    const char *consultation_id; /* NULL or "": whatever consultation tallyd holds */
+    const char *spool_dir;       /* created (one level, mode 0700) if missing; required */
+    uint32_t window;             /* batches sent but not yet acked; 0: 64 */
+    uint32_t max_spooled;        /* non-durable batches kept before spool refuses; 0: 256 */
+    int connect_timeout_ms;      /* TCP connect and Welcome wait; 0: 5000 */
+    int stall_timeout_ms;        /* no byte from tallyd while acks are owed; 0: 60000 */
+    tally_client_log_cb log_cb;  /* NULL: silent (see tally_client_stats.last_error) */
+    void *log_arg;
+};
+
+/* Cumulative figures of this collector's durable batches, as tallyd reports them. */
+struct tally_client_totals {
+    uint64_t batches;
+    uint64_t votes;
+    uint64_t accepted;
+    uint64_t duplicate;
+    uint64_t rejected;
+};
+
+struct tally_client_stats {
+    uint64_t batches_spooled;          /* batches ever spooled in this spool dir (= last seq) */
+    uint64_t votes_spooled;            /* votes in them */
+    uint64_t batches_pending;          /* spooled, not yet durable */
+    uint64_t votes_pending;            /* votes in them */
+    uint64_t durable_seq;              /* every batch up to this seq is durable and deleted */
+    uint64_t acked_seq;                /* highest seq provisionally acked on the current session */
+    uint64_t sent_seq;                 /* highest seq fully written on the current session */
+    uint64_t reconnects;               /* sessions established since tally_client_new, minus one */
+    struct tally_client_totals server; /* durable totals last reported by tallyd */
+    bool server_known;                 /* a Welcome has been received since tally_client_new */
+    bool connected;                    /* a session is established right now (Welcome received) */
+    uint32_t max_batch_votes;          /* tallyd's limit from the last Welcome; 0 before */
+    uint32_t max_frame_bytes;          /* tallyd's limit from the last Welcome; 0 before */
+    int status;                        /* 0, or the sticky fatal status */
+    char last_error[512];              /* last failure, fatal or transient; "" if none */
+};
+
+/* Opens (creating if needed) and locks the spool, loads its non-durable batches in seq order,
+ * and discards a torn newest batch left by a crash while it was being spooled. Does not
+ * connect: the first tally_client_pump does. cfg and its strings are copied. Returns NULL on
+ * failure with a message in err (err_len bytes, may be 0): invalid config, spool locked by
+ * another process, spool corrupt, or I/O error. */
+struct tally_client *tally_client_new(const struct tally_client_config *cfg, char *err,
+                                      size_t err_len) TALLY_CLIENT_WUR;
+
+/* Closes the connection and the spool and frees c. Spooled batches stay on disk; nothing is
+ * flushed because nothing needs to be. NULL is a no-op. */
+void tally_client_free(struct tally_client *c);
+
+/* Appends one batch of n votes (ballots[i] voted for projects[i]) under the next seq, written
+ * to the spool and fsync'ed (file and directory) before return; it is sent by later pumps.
+ * cursor (cursor_len <= TALLY_CLIENT_CURSOR_MAX bytes, opaque, may be NULL when 0) is kept with
+ * the batch: after a crash tally_client_last_cursor returns the newest one, so the application
+ * knows where its input stands. Arrays and cursor are copied. *seq_out (may be NULL) gets the
+ * seq. Returns 0; TALLY_CLIENT_ERR_FULL when max_spooled batches are not yet durable (nothing
+ * written: pump and retry); TALLY_CLIENT_ERR_INVALID for n == 0, n > the server's
+ * max_batch_votes once known, or a cursor too long; or a fatal status. */
+int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const uint32_t *projects,
+                       size_t n, const void *cursor, size_t cursor_len,
+                       uint64_t *seq_out) TALLY_CLIENT_WUR;
+
+/* Copies the newest cursor ever spooled in this spool dir (it survives restarts and the
+ * deletion of durable batches) into buf. *out_len gets its length, 0 if none was ever stored.
+ * Returns 0, or TALLY_CLIENT_ERR_INVALID if len is too small (*out_len still set). */
+int tally_client_last_cursor(const struct tally_client *c, void *buf, size_t len,
+                             size_t *out_len) TALLY_CLIENT_WUR;
+
+/* Does the network work: connects or reconnects when due (backoff 100 ms doubling to 5 s, with
+ * jitter), says Hello, resends every batch after the server's durable seq, sends new batches
+ * while fewer than `window` are unacked, reads acks and deletes batches once durable. Waits at
+ * most timeout_ms (0: only what is possible at once) and returns after the first round that
+ * did something. Transient failures (server away, connection lost, server shutting down or
+ * replaced, SEQ_GAP) are handled here and only show in stats. Returns 0;
+ * TALLY_CLIENT_ERR_INTR if a signal interrupted the wait; or a fatal status. */
+int tally_client_pump(struct tally_client *c, int timeout_ms) TALLY_CLIENT_WUR;
+
+/* Pumps until every spooled batch is durable and tallyd's durable totals have been heard at
+ * least once since tally_client_new (so stats.server is current). Returns 0;
+ * TALLY_CLIENT_ERR_TIMEOUT after timeout_ms; TALLY_CLIENT_ERR_INTR on a signal; or a fatal
+ * status. */
+int tally_client_wait_durable(struct tally_client *c, int timeout_ms) TALLY_CLIENT_WUR;
+
+/* True when nothing spooled is waiting to become durable. */
+bool tally_client_is_durable(const struct tally_client *c);
+
+/* Fills *out with a snapshot of the client's counters. */
+void tally_client_stats(const struct tally_client *c, struct tally_client_stats *out);
+
+/* Static description of a status code ("spool full", ...). */
+const char *tally_client_strerror(int status);
+
+/* True if id is a valid collector id: [A-Za-z0-9._-]{1,63}. */
+bool tally_client_id_is_valid(const char *id);
+
+#endif

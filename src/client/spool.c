@@ -1,0 +1,680 @@
+/* The collector spool on disk: one fsync'ed file per non-durable batch plus a small state
+ * file, so a collector killed at any moment loses nothing and never reuses a seq.
+ * Owns the directory, its files and the in-memory copies of pending batches; does not
+ * know about sockets or the session (client.c).
+ *
+ * batch-<seq %020llu>.pb, little-endian:
+ *   "TLYB" u32 version=1 | u64 seq | u32 votes | u32 frame_len | u32 cursor_len | u32 0
+ *   frame (the wire frame as sent: 4-byte BE length + Frame{batch}) | cursor
+ *   16-byte BLAKE2b of everything before
+ * state (replaced atomically: state.tmp, fsync, rename, fsync dir):
+ *   "TLYS" u32 version=1 | u64 next_seq | u64 durable_seq | u64 durable_votes
+ *   u32 id_len | u32 cursor_len | collector id | cursor | 16-byte BLAKE2b of everything before
+ */
+#include "client/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "wire/wire.h"
+
+#define BATCH_MAGIC 0x42594c54u /* "TLYB" read little-endian */
+#define STATE_MAGIC 0x53594c54u /* "TLYS" */
+#define SPOOL_VERSION 1u
+#define BATCH_HEADER 32u
+#define STATE_HEADER 40u
+#define SUM_BYTES 16u
+#define BATCH_NAME_LEN 29u /* "batch-" + 20 digits + ".pb" */
+/* Far above any frame tallyd accepts; only guards against reading a huge foreign file. */
+#define FILE_MAX ((size_t)1 << 30)
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void checksum(uint8_t out[SUM_BYTES], const uint8_t *data, size_t len)
+{
+    crypto_generichash(out, SUM_BYTES, data, len, NULL, 0);
+}
+
+static bool checksum_ok(const uint8_t *data, size_t len_with_sum)
+{
+    uint8_t sum[SUM_BYTES];
+    checksum(sum, data, len_with_sum - SUM_BYTES);
+    return sodium_memcmp(sum, data + len_with_sum - SUM_BYTES, SUM_BYTES) == 0;
+}
+
+static int spool_fail(struct client_spool *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int spool_fail(struct client_spool *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void batch_name(char out[BATCH_NAME_LEN + 1], uint64_t seq)
+{
+    snprintf(out, BATCH_NAME_LEN + 1, "batch-%020" PRIu64 ".pb", seq);
+}
+
+/* Parses "batch-<20 digits>.pb"; returns 0 with *seq, or -1 for any other name. */
+static int batch_name_parse(const char *name, uint64_t *seq)
+{
+    if (strlen(name) != BATCH_NAME_LEN || memcmp(name, "batch-", 6) != 0 ||
+        strcmp(name + 26, ".pb") != 0)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 6; i < 26; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return -1;
+        uint64_t d = (uint64_t)(name[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *seq = v;
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads a whole file below dir_fd into a malloc'ed buffer. Returns 0, or -1 with errno
+ * (ENOENT when it does not exist, EFBIG when it is absurdly large). */
+static int read_file_at(int dir_fd, const char *name, uint8_t **out, size_t *out_len)
+{
+    uint8_t *buf = NULL;
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        goto fail;
+    if ((uint64_t)st.st_size > FILE_MAX) {
+        errno = EFBIG;
+        goto fail;
+    }
+    size_t len = (size_t)st.st_size;
+    buf = malloc(len ? len : 1);
+    if (!buf)
+        abort();
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto fail;
+        if (n == 0)
+            break; /* shrank under us: the checks on the content will say it is short */
+        got += (size_t)n;
+    }
+    close(fd);
+    *out = buf;
+    *out_len = got;
+    return 0;
+fail:
+    free(buf);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+/* Checks a batch file image against its name's seq; on success fills b (image not owned
+ * yet). Returns 0, or -1 with a reason in why. */
+static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
+                             struct client_spool_batch *b, const char **why)
+{
+    if (len < BATCH_HEADER + SUM_BYTES) {
+        *why = "file too short";
+        return -1;
+    }
+    if (get32(img) != BATCH_MAGIC || get32(img + 4) != SPOOL_VERSION) {
+        *why = "bad magic or version";
+        return -1;
+    }
+    uint32_t votes = get32(img + 16), frame_len = get32(img + 20), cursor_len = get32(img + 24);
+    if ((uint64_t)BATCH_HEADER + frame_len + cursor_len + SUM_BYTES != len) {
+        *why = "length does not match header";
+        return -1;
+    }
+    if (!checksum_ok(img, len)) {
+        *why = "checksum mismatch";
+        return -1;
+    }
+    if (get64(img + 8) != seq || cursor_len > TALLY_CLIENT_CURSOR_MAX || votes == 0) {
+        *why = "header does not match file name";
+        return -1;
+    }
+    /* The checksum proves the bytes are what we wrote; decoding proves we wrote a batch
+     * tallyd can take, so nothing unsendable is ever retried forever. */
+    const uint8_t *frame = img + BATCH_HEADER;
+    size_t payload;
+    if (wire_frame_peek(frame, frame_len, frame_len, &payload) != WIRE_OK ||
+        payload + 4 != frame_len) {
+        *why = "bad frame header";
+        return -1;
+    }
+    struct arena a;
+    arena_init(&a, payload * 2 + 256);
+    Tally__Frame *f;
+    int ok = wire_frame_decode(frame + 4, payload, &a, &f) == WIRE_OK &&
+             f->msg_case == TALLY__FRAME__MSG_BATCH && f->batch->seq == seq &&
+             f->batch->n_ballots == votes && f->batch->n_projects == votes;
+    arena_cleanup(&a);
+    if (!ok) {
+        *why = "frame is not this batch";
+        return -1;
+    }
+    b->seq = seq;
+    b->votes = votes;
+    b->frame_len = frame_len;
+    b->frame = frame;
+    return 0;
+}
+
+static const uint8_t *batch_cursor(const struct client_spool_batch *b, size_t *len)
+{
+    *len = get32(b->image + 24);
+    return b->image + BATCH_HEADER + b->frame_len;
+}
+
+static int state_write(struct client_spool *s, uint64_t durable_seq, uint64_t durable_votes)
+{
+    size_t id_len = strlen(s->collector_id);
+    size_t len = STATE_HEADER + id_len + s->cursor_len + SUM_BYTES;
+    uint8_t *img = malloc(len);
+    if (!img)
+        abort();
+    put32(img, STATE_MAGIC);
+    put32(img + 4, SPOOL_VERSION);
+    put64(img + 8, s->next_seq);
+    put64(img + 16, durable_seq);
+    put64(img + 24, durable_votes);
+    put32(img + 32, (uint32_t)id_len);
+    put32(img + 36, (uint32_t)s->cursor_len);
+    memcpy(img + STATE_HEADER, s->collector_id, id_len);
+    memcpy(img + STATE_HEADER + id_len, s->cursor, s->cursor_len);
+    checksum(img + len - SUM_BYTES, img, len - SUM_BYTES);
+
+    int rc = TALLY_CLIENT_ERR_IO;
+    int fd = openat(s->dir_fd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        spool_fail(s, rc, "cannot create state.tmp: %s", strerror(errno));
+        goto out;
+    }
+    if (write_all(fd, img, len) < 0 || fsync(fd) < 0) {
+        spool_fail(s, rc, "cannot write state.tmp: %s", strerror(errno ? errno : EIO));
+        close(fd);
+        goto out;
+    }
+    if (close(fd) < 0) {
+        spool_fail(s, rc, "cannot close state.tmp: %s", strerror(errno));
+        goto out;
+    }
+    /* The rename is the commit point: state is either the old or the new one, whole. */
+    if (renameat(s->dir_fd, "state.tmp", s->dir_fd, "state") < 0 || fsync(s->dir_fd) < 0) {
+        spool_fail(s, rc, "cannot replace state: %s", strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(img);
+    return rc;
+}
+
+struct state_image {
+    uint64_t next_seq, durable_seq, durable_votes;
+    size_t cursor_len;
+    uint8_t cursor[TALLY_CLIENT_CURSOR_MAX];
+};
+
+/* Returns 0 with *st, 1 when there is no state file, or a negative status. */
+static int state_read(struct client_spool *s, struct state_image *st)
+{
+    uint8_t *img;
+    size_t len;
+    if (read_file_at(s->dir_fd, "state", &img, &len) < 0) {
+        if (errno == ENOENT)
+            return 1;
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read state: %s", strerror(errno));
+    }
+    int rc = TALLY_CLIENT_ERR_CORRUPT;
+    /* The state file is replaced by rename, never written in place: any damage is real. */
+    if (len < STATE_HEADER + SUM_BYTES || get32(img) != STATE_MAGIC ||
+        get32(img + 4) != SPOOL_VERSION) {
+        spool_fail(s, rc, "state file is damaged (bad header)");
+        goto out;
+    }
+    size_t id_len = get32(img + 32), cursor_len = get32(img + 36);
+    if (id_len > TALLY_COLLECTOR_ID_MAX || cursor_len > TALLY_CLIENT_CURSOR_MAX ||
+        STATE_HEADER + id_len + cursor_len + SUM_BYTES != len || !checksum_ok(img, len)) {
+        spool_fail(s, rc, "state file is damaged (length or checksum)");
+        goto out;
+    }
+    if (id_len != strlen(s->collector_id) ||
+        memcmp(img + STATE_HEADER, s->collector_id, id_len) != 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_INVALID,
+                   "spool belongs to collector '%.*s', not '%s'; use another spool dir",
+                   (int)id_len, (const char *)img + STATE_HEADER, s->collector_id);
+        rc = TALLY_CLIENT_ERR_INVALID;
+        goto out;
+    }
+    st->next_seq = get64(img + 8);
+    st->durable_seq = get64(img + 16);
+    st->durable_votes = get64(img + 24);
+    st->cursor_len = cursor_len;
+    memcpy(st->cursor, img + STATE_HEADER + id_len, cursor_len);
+    if (st->next_seq == 0 || st->durable_seq >= st->next_seq) {
+        spool_fail(s, rc, "state file is inconsistent (next seq %" PRIu64 ", durable %" PRIu64 ")",
+                   st->next_seq, st->durable_seq);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(img);
+    return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists the seqs of batch files, sorted. */
+static int list_batches(struct client_spool *s, uint64_t **out, size_t *out_n)
+{
+    int fd = dup(s->dir_fd);
+    if (fd < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "dup: %s", strerror(errno));
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot list spool: %s", strerror(errno));
+    }
+    rewinddir(d);
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    errno = 0;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t seq;
+        if (batch_name_parse(e->d_name, &seq) < 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            seqs = realloc(seqs, cap * sizeof(*seqs));
+            if (!seqs)
+                abort();
+        }
+        seqs[n++] = seq;
+    }
+    int saved = errno;
+    closedir(d);
+    if (saved) {
+        free(seqs);
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot list spool: %s", strerror(saved));
+    }
+    if (n)
+        qsort(seqs, n, sizeof(*seqs), cmp_u64);
+    *out = seqs;
+    *out_n = n;
+    return 0;
+}
+
+static int unlink_batch(struct client_spool *s, uint64_t seq)
+{
+    char name[BATCH_NAME_LEN + 1];
+    batch_name(name, seq);
+    if (unlinkat(s->dir_fd, name, 0) < 0 && errno != ENOENT)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot delete %s: %s", name, strerror(errno));
+    return 0;
+}
+
+static void batches_reserve(struct client_spool *s, size_t want)
+{
+    if (want <= s->cap)
+        return;
+    size_t cap = s->cap ? s->cap : 64;
+    while (cap < want)
+        cap *= 2;
+    s->batches = realloc(s->batches, cap * sizeof(*s->batches));
+    if (!s->batches)
+        abort();
+    s->cap = cap;
+}
+
+static int dir_open(struct client_spool *s, const char *dir)
+{
+    if (mkdir(dir, 0700) == 0) {
+        /* Make the new directory's own entry durable before anything is spooled in it. */
+        char *copy = strdup(dir);
+        if (!copy)
+            abort();
+        char *slash = strrchr(copy, '/');
+        const char *parent = ".";
+        if (slash == copy)
+            parent = "/";
+        else if (slash) {
+            *slash = '\0';
+            parent = copy;
+        }
+        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int bad = pfd < 0 || fsync(pfd) < 0;
+        if (pfd >= 0)
+            close(pfd);
+        free(copy);
+        if (bad)
+            return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync parent of %s: %s", dir,
+                              strerror(errno));
+    } else if (errno != EEXIST) {
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot create spool dir %s: %s", dir,
+                          strerror(errno));
+    }
+    s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dir_fd < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot open spool dir %s: %s", dir,
+                          strerror(errno));
+    s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot open %s/lock: %s", dir, strerror(errno));
+    /* Two processes on one spool would hand out the same seqs: refuse the second. */
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "spool dir %s is %s", dir,
+                          errno == EWOULDBLOCK ? "in use by another process" : "not lockable");
+    return 0;
+}
+
+/* Loads batch files seqs[0..n) (all > durable) into s->batches. A newest file that fails its
+ * checks and was never covered by the state file is a batch whose spooling a crash cut short:
+ * it was never sent (sending waits for the fsync), so it is deleted. */
+static int batches_load(struct client_spool *s, const uint64_t *seqs, size_t n,
+                        uint64_t state_next_seq)
+{
+    batches_reserve(s, n);
+    for (size_t i = 0; i < n; i++) {
+        char name[BATCH_NAME_LEN + 1];
+        batch_name(name, seqs[i]);
+        uint8_t *img;
+        size_t len;
+        if (read_file_at(s->dir_fd, name, &img, &len) < 0)
+            return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read %s: %s", name, strerror(errno));
+        struct client_spool_batch b;
+        const char *why;
+        if (batch_image_check(img, len, seqs[i], &b, &why) < 0) {
+            free(img);
+            if (i + 1 == n && seqs[i] >= state_next_seq) {
+                if (unlink_batch(s, seqs[i]) < 0)
+                    return TALLY_CLIENT_ERR_IO;
+                if (fsync(s->dir_fd) < 0)
+                    return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync spool dir: %s",
+                                      strerror(errno));
+                s->discarded_seq = seqs[i];
+                break;
+            }
+            return spool_fail(s, TALLY_CLIENT_ERR_CORRUPT, "%s is damaged (%s)", name, why);
+        }
+        b.image = img;
+        s->batches[s->count++] = b;
+        s->pending_votes += b.votes;
+    }
+    return 0;
+}
+
+int client_spool_open(struct client_spool *s, const char *dir, const char *collector_id)
+{
+    memset(s, 0, sizeof(*s));
+    s->dir_fd = -1;
+    s->lock_fd = -1;
+    uint64_t *seqs = NULL;
+    size_t n = 0;
+    int rc;
+    if (sodium_init() < 0) {
+        rc = spool_fail(s, TALLY_CLIENT_ERR_IO, "libsodium failed to initialise");
+        goto fail;
+    }
+    if (strlen(collector_id) > TALLY_COLLECTOR_ID_MAX) {
+        rc = spool_fail(s, TALLY_CLIENT_ERR_INVALID, "collector id too long");
+        goto fail;
+    }
+    strcpy(s->collector_id, collector_id);
+    if ((rc = dir_open(s, dir)) < 0)
+        goto fail;
+    if ((rc = list_batches(s, &seqs, &n)) < 0)
+        goto fail;
+
+    struct state_image st;
+    rc = state_read(s, &st);
+    if (rc < 0)
+        goto fail;
+    if (rc == 1) {
+        /* A fresh spool. The state file is written before the first batch ever is, so
+         * batch files without one are someone else's or a damaged spool. */
+        if (n > 0) {
+            rc = spool_fail(s, TALLY_CLIENT_ERR_CORRUPT, "%s holds batch files but no state file",
+                            dir);
+            goto fail;
+        }
+        s->next_seq = 1;
+        if ((rc = state_write(s, 0, 0)) < 0)
+            goto fail;
+        st.next_seq = 1;
+        st.durable_seq = 0;
+        st.durable_votes = 0;
+        st.cursor_len = 0;
+    }
+    if (unlinkat(s->dir_fd, "state.tmp", 0) < 0 && errno != ENOENT) {
+        rc = spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot delete state.tmp: %s", strerror(errno));
+        goto fail;
+    }
+    s->durable_seq = st.durable_seq;
+    s->durable_votes = st.durable_votes;
+
+    /* Files at or below durable_seq were being deleted when we stopped: finish the job. */
+    size_t first = 0;
+    while (first < n && seqs[first] <= st.durable_seq) {
+        if ((rc = unlink_batch(s, seqs[first])) < 0)
+            goto fail;
+        first++;
+    }
+    for (size_t i = first; i < n; i++) {
+        if (seqs[i] != st.durable_seq + 1 + (i - first)) {
+            rc = spool_fail(s, TALLY_CLIENT_ERR_CORRUPT,
+                            "batch %" PRIu64 " is missing from the spool (durable up to %" PRIu64
+                            ")",
+                            st.durable_seq + 1 + (i - first), st.durable_seq);
+            goto fail;
+        }
+    }
+    if ((rc = batches_load(s, seqs + first, n - first, st.next_seq)) < 0)
+        goto fail;
+    uint64_t top = s->count ? s->batches[s->count - 1].seq : st.durable_seq;
+    if (top + 1 < st.next_seq) {
+        rc = spool_fail(s, TALLY_CLIENT_ERR_CORRUPT,
+                        "batches %" PRIu64 "..%" PRIu64 " are missing from the spool", top + 1,
+                        st.next_seq - 1);
+        goto fail;
+    }
+    s->next_seq = top + 1;
+    if (s->count) {
+        const uint8_t *cur = batch_cursor(&s->batches[s->count - 1], &s->cursor_len);
+        memcpy(s->cursor, cur, s->cursor_len);
+    } else {
+        memcpy(s->cursor, st.cursor, st.cursor_len);
+        s->cursor_len = st.cursor_len;
+    }
+    free(seqs);
+    return 0;
+fail:
+    free(seqs);
+    char saved[sizeof(s->err)];
+    memcpy(saved, s->err, sizeof(saved));
+    client_spool_close(s);
+    memcpy(s->err, saved, sizeof(saved));
+    return rc;
+}
+
+void client_spool_close(struct client_spool *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        free(s->batches[i].image);
+    free(s->batches);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* drops the flock */
+    if (s->dir_fd >= 0)
+        close(s->dir_fd);
+    memset(s, 0, sizeof(*s));
+    s->dir_fd = -1;
+    s->lock_fd = -1;
+}
+
+int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t frame_len,
+                        uint32_t votes, const void *cursor, size_t cursor_len)
+{
+    if (cursor_len > TALLY_CLIENT_CURSOR_MAX || frame_len > FILE_MAX)
+        return spool_fail(s, TALLY_CLIENT_ERR_INVALID, "batch or cursor too large");
+    size_t len = BATCH_HEADER + frame_len + cursor_len + SUM_BYTES;
+    uint8_t *img = malloc(len);
+    if (!img)
+        abort();
+    uint64_t seq = s->next_seq;
+    put32(img, BATCH_MAGIC);
+    put32(img + 4, SPOOL_VERSION);
+    put64(img + 8, seq);
+    put32(img + 16, votes);
+    put32(img + 20, (uint32_t)frame_len);
+    put32(img + 24, (uint32_t)cursor_len);
+    put32(img + 28, 0);
+    memcpy(img + BATCH_HEADER, frame, frame_len);
+    if (cursor_len)
+        memcpy(img + BATCH_HEADER + frame_len, cursor, cursor_len);
+    checksum(img + len - SUM_BYTES, img, len - SUM_BYTES);
+
+    char name[BATCH_NAME_LEN + 1];
+    batch_name(name, seq);
+    int fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot create %s: %s", name, strerror(errno));
+        goto fail;
+    }
+    if (write_all(fd, img, len) < 0 || fsync(fd) < 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot write %s: %s", name,
+                   strerror(errno ? errno : EIO));
+        close(fd);
+        goto fail_unlink;
+    }
+    if (close(fd) < 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot close %s: %s", name, strerror(errno));
+        goto fail_unlink;
+    }
+    /* The file's directory entry must be durable too before the batch may leave. */
+    if (fsync(s->dir_fd) < 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync spool dir: %s", strerror(errno));
+        goto fail_unlink;
+    }
+    batches_reserve(s, s->count + 1);
+    struct client_spool_batch *b = &s->batches[s->count++];
+    b->seq = seq;
+    b->votes = votes;
+    b->frame_len = (uint32_t)frame_len;
+    b->image = img;
+    b->frame = img + BATCH_HEADER;
+    s->next_seq = seq + 1;
+    s->pending_votes += votes;
+    memcpy(s->cursor, img + BATCH_HEADER + frame_len, cursor_len);
+    s->cursor_len = cursor_len;
+    return 0;
+fail_unlink:
+    unlinkat(s->dir_fd, name, 0);
+fail:
+    free(img);
+    return TALLY_CLIENT_ERR_IO;
+}
+
+int client_spool_release(struct client_spool *s, uint64_t durable_seq)
+{
+    if (durable_seq <= s->durable_seq)
+        return 0;
+    if (durable_seq >= s->next_seq)
+        return spool_fail(s, TALLY_CLIENT_ERR_INVALID, "durable seq beyond spooled batches");
+    size_t k = (size_t)(durable_seq - s->durable_seq);
+    uint64_t votes = 0;
+    for (size_t i = 0; i < k; i++)
+        votes += s->batches[i].votes;
+    /* State first: once it says durable_seq, a crash during the deletes leaves files that
+     * the next open recognises as already durable. */
+    int rc = state_write(s, durable_seq, s->durable_votes + votes);
+    if (rc < 0)
+        return rc;
+    s->durable_seq = durable_seq;
+    s->durable_votes += votes;
+    s->pending_votes -= votes;
+    for (size_t i = 0; i < k; i++) {
+        /* A file that survives here is deleted by the next open: state already covers it. */
+        if (rc == 0)
+            rc = unlink_batch(s, s->batches[i].seq);
+        free(s->batches[i].image);
+    }
+    memmove(s->batches, s->batches + k, (s->count - k) * sizeof(*s->batches));
+    s->count -= k;
+    return rc;
+}
+
+const struct client_spool_batch *client_spool_get(const struct client_spool *s, uint64_t seq)
+{
+    if (seq <= s->durable_seq || seq >= s->next_seq)
+        return NULL;
+    return &s->batches[seq - s->durable_seq - 1];
+}

@@ -1,0 +1,63 @@
+/* The collector's on-disk spool: batches that are not yet durable on the server, the next
+ * seq to assign and the newest application cursor. Internal to libtally. */
+#ifndef CLIENT_SPOOL_H
+#define CLIENT_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/client.h"
+
+/* One spooled batch, held in memory as its whole file image. */
+struct client_spool_batch {
+    uint64_t seq;
+    uint32_t votes;
+    uint32_t frame_len;   /* bytes of the wire frame, 4-byte header included */
+    uint8_t *image;       /* owned: the file's bytes */
+    const uint8_t *frame; /* points into image: what is sent on the wire as is */
+};
+
+struct client_spool {
+    int dir_fd;
+    int lock_fd;
+    char collector_id[TALLY_COLLECTOR_ID_MAX + 1];
+    uint64_t next_seq;                  /* seq the next appended batch gets; never reused */
+    uint64_t durable_seq;               /* batches up to here are durable and deleted */
+    uint64_t durable_votes;             /* votes in batches 1..durable_seq */
+    uint64_t pending_votes;             /* votes in batches[] */
+    struct client_spool_batch *batches; /* seqs durable_seq+1 .. next_seq-1, in order */
+    size_t count;
+    size_t cap;
+    uint8_t cursor[TALLY_CLIENT_CURSOR_MAX];
+    size_t cursor_len;
+    uint64_t discarded_seq; /* set by open when a torn newest batch was thrown away */
+    char err[256];          /* why the last call failed */
+};
+
+/* Opens dir (creating it if missing), locks it, loads the state and every batch file, and
+ * deletes leftovers: batches already durable, a torn newest batch, a stale state.tmp. Returns
+ * 0 or TALLY_CLIENT_ERR_IO / _CORRUPT / _INVALID with s->err set; on failure s holds
+ * nothing to release. */
+int client_spool_open(struct client_spool *s, const char *dir, const char *collector_id)
+    __attribute__((warn_unused_result));
+
+/* Releases memory, unlocks and closes. Safe on a spool whose open failed. */
+void client_spool_close(struct client_spool *s);
+
+/* Writes the batch whose encoded frame (seq must be s->next_seq) is frame[0..frame_len) with
+ * its cursor as a new file and fsyncs file and directory; then it is s->batches[count-1].
+ * Copies frame and cursor. Returns 0 or TALLY_CLIENT_ERR_IO (nothing left on disk). */
+int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t frame_len,
+                        uint32_t votes, const void *cursor, size_t cursor_len)
+    __attribute__((warn_unused_result));
+
+/* Marks every batch up to durable_seq (< next_seq) as durable: rewrites the state file
+ * (tmp, fsync, rename, fsync dir), then deletes their files and memory. Returns 0 or
+ * TALLY_CLIENT_ERR_IO. */
+int client_spool_release(struct client_spool *s, uint64_t durable_seq)
+    __attribute__((warn_unused_result));
+
+/* The spooled batch with this seq, or NULL if it is not pending. */
+const struct client_spool_batch *client_spool_get(const struct client_spool *s, uint64_t seq);
+
+#endif

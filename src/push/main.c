@@ -1,0 +1,558 @@
+/* tally-push: reads `voter,project_id` CSV lines, turns each voter id into a ballot token and
+ * pushes the votes to tallyd in spooled batches through libtally, resuming after a crash from
+ * the input cursor stored with the newest spooled batch. Owns the command line, the input and
+ * what is printed; the spool and the session belong to libtally, lines and tokens to push.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "core/addr.h"
+#include "push/push.h"
+#include "tally/client.h"
+
+#define EXIT_FATAL 1
+#define EXIT_USAGE 2
+#define EXIT_MALFORMED 3
+#define DEFAULT_BATCH 10000u
+#define PROGRESS_MS 2000
+/* Bytes a vote takes in a Batch frame at most (fixed64 + varint uint32), for clamping. */
+#define FRAME_BYTES_PER_VOTE 13u
+#define FRAME_OVERHEAD 64u
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+struct options {
+    char host[256];
+    uint16_t port;
+    const char *collector;
+    const char *spool;
+    const char *key_file;
+    uint32_t batch;
+    const char *input; /* "-" for stdin */
+    bool quiet;
+};
+
+struct push {
+    struct options opt;
+    uint8_t key[PUSH_KEY_BYTES];
+    struct tally_client *client;
+    FILE *in;
+    const char *in_name; /* for messages */
+    uint64_t offset;     /* input bytes consumed */
+    uint64_t line;       /* lines consumed */
+    uint64_t malformed;
+    uint8_t prefix[PUSH_PREFIX_BYTES];
+    size_t prefix_len;
+    uint64_t *ballots;
+    uint32_t *projects;
+    size_t n, cap;
+    int64_t next_progress;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tally-push --server HOST:PORT --collector ID --spool DIR\n"
+            "                  [--ballot-key FILE] [--batch N] [--quiet] [FILE|-]\n"
+            "\n"
+            "Reads CSV lines `voter,project_id` (header line optional) from FILE or stdin,\n"
+            "turns each voter id into a ballot token and pushes the votes to tallyd.\n"
+            "Every batch is spooled to DIR and fsynced before it is sent; killed at any\n"
+            "moment and started again with the same arguments, it resumes without sending\n"
+            "any vote twice. Exits once every batch is durable, printing one line:\n"
+            "  batches B votes V accepted A duplicate D rejected R\n"
+            "\n"
+            "  --server HOST:PORT   tallyd's collector address\n"
+            "  --collector ID       this collector's id, as registered in tallyd\n"
+            "  --spool DIR          spool directory, one per collector (created if missing)\n"
+            "  --ballot-key FILE    32 raw bytes or 64 hex digits; the same secret on every\n"
+            "                       collector (default: a public demo key, with a warning)\n"
+            "  --batch N            votes per batch (default %u, capped by the server)\n"
+            "  --quiet              no progress or informational messages on stderr\n"
+            "  --help               this text\n"
+            "\n"
+            "Exit status: 0 all durable; 1 fatal (refused by the server, spool damaged, I/O\n"
+            "error, interrupted); 2 usage; 3 all durable but some lines were malformed.\n",
+            DEFAULT_BATCH);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Returns 0, or EXIT_USAGE after saying why. */
+static int options_parse(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'}, {"collector", required_argument, NULL, 'c'},
+        {"spool", required_argument, NULL, 'd'},  {"ballot-key", required_argument, NULL, 'k'},
+        {"batch", required_argument, NULL, 'b'},  {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->batch = DEFAULT_BATCH;
+    const char *server = NULL;
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        uint64_t v;
+        switch (ch) {
+        case 's':
+            server = optarg;
+            break;
+        case 'c':
+            o->collector = optarg;
+            break;
+        case 'd':
+            o->spool = optarg;
+            break;
+        case 'k':
+            o->key_file = optarg;
+            break;
+        case 'b':
+            if (parse_u64(optarg, UINT32_MAX, &v) < 0 || v == 0) {
+                fprintf(stderr, "tally-push: --batch wants a positive number, not '%s'\n", optarg);
+                return EXIT_USAGE;
+            }
+            o->batch = (uint32_t)v;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            fprintf(stderr, "tally-push: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (!server || !o->collector || !o->spool) {
+        fprintf(stderr, "tally-push: --server, --collector and --spool are required\n");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (addr_split(server, o->host, sizeof(o->host), &o->port) < 0) {
+        fprintf(stderr, "tally-push: --server wants HOST:PORT, not '%s'\n", server);
+        return EXIT_USAGE;
+    }
+    if (!tally_client_id_is_valid(o->collector)) {
+        fprintf(stderr, "tally-push: collector id must be 1-63 characters of [A-Za-z0-9._-]\n");
+        return EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "tally-push: one input at most\n");
+        return EXIT_USAGE;
+    }
+    o->input = optind < argc ? argv[optind] : "-";
+    return 0;
+}
+
+static void on_client_log(void *arg, enum tally_client_log_level level, const char *msg)
+{
+    const struct push *p = arg;
+    if (level == TALLY_CLIENT_LOG_DEBUG || (level == TALLY_CLIENT_LOG_INFO && p->opt.quiet))
+        return;
+    fprintf(stderr, "tally-push: %s%s\n", level == TALLY_CLIENT_LOG_ERROR ? "error: " : "", msg);
+}
+
+static int key_load(struct push *p)
+{
+    if (!p->opt.key_file) {
+        memcpy(p->key, push_demo_key, PUSH_KEY_BYTES);
+        fprintf(stderr, "tally-push: WARN: no --ballot-key: using the public demo key; anyone "
+                        "can link its tokens to voter ids. Use a secret key in a real "
+                        "consultation.\n");
+        return 0;
+    }
+    int fd = open(p->opt.key_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "tally-push: %s: %s\n", p->opt.key_file, strerror(errno));
+        return -1;
+    }
+    uint8_t buf[2 * PUSH_KEY_BYTES + 3];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == sizeof(buf))
+            break; /* already too long for either form */
+    }
+    close(fd);
+    int rc = push_key_parse(buf, len, p->key);
+    sodium_memzero(buf, sizeof(buf));
+    if (rc < 0) {
+        fprintf(stderr, "tally-push: %s: a ballot key is 32 raw bytes or 64 hex digits\n",
+                p->opt.key_file);
+        return -1;
+    }
+    return 0;
+}
+
+static void prefix_add(struct push *p, const void *data, size_t len)
+{
+    size_t room = PUSH_PREFIX_BYTES - p->prefix_len;
+    if (len > room)
+        len = room;
+    memcpy(p->prefix + p->prefix_len, data, len);
+    p->prefix_len += len;
+}
+
+/* Positions the input after the bytes the spool's newest batch already covers. */
+static int input_resume(struct push *p, const struct push_cursor *cur)
+{
+    size_t want = cur->prefix_len;
+    if (fread(p->prefix, 1, want, p->in) != want)
+        goto short_input;
+    p->prefix_len = want;
+    uint8_t h[PUSH_PREFIX_HASH_BYTES];
+    push_prefix_hash(p->prefix, want, h);
+    if (memcmp(h, cur->prefix_hash, sizeof(h)) != 0) {
+        fprintf(stderr,
+                "tally-push: %s does not start like the input this spool was reading; "
+                "refusing to skip its first %" PRIu64 " bytes (use a new --spool and "
+                "--collector for a new input)\n",
+                p->in_name, cur->offset);
+        return -1;
+    }
+    uint64_t left = cur->offset - want;
+    struct stat st;
+    if (left > 0 && fstat(fileno(p->in), &st) == 0 && S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size < cur->offset)
+            goto short_input;
+        if (fseeko(p->in, (off_t)cur->offset, SEEK_SET) == 0)
+            left = 0;
+    }
+    static char sink[65536];
+    while (left > 0) {
+        size_t chunk = left < sizeof(sink) ? (size_t)left : sizeof(sink);
+        size_t got = fread(sink, 1, chunk, p->in);
+        if (got == 0) {
+            if (ferror(p->in) && errno == EINTR && !stop_signal) {
+                clearerr(p->in);
+                continue;
+            }
+            goto short_input;
+        }
+        left -= got;
+    }
+    p->offset = cur->offset;
+    p->line = cur->line;
+    p->malformed = cur->malformed;
+    if (!p->opt.quiet)
+        fprintf(stderr, "tally-push: resuming %s after line %" PRIu64 " (byte %" PRIu64 ")\n",
+                p->in_name, cur->line, cur->offset);
+    return 0;
+short_input:
+    if (stop_signal)
+        return -1;
+    if (ferror(p->in))
+        fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(errno));
+    else
+        fprintf(stderr,
+                "tally-push: %s is shorter than the %" PRIu64 " bytes this spool already "
+                "consumed: not the same input\n",
+                p->in_name, cur->offset);
+    return -1;
+}
+
+static void progress(struct push *p, bool force)
+{
+    int64_t now = now_ms();
+    if (p->opt.quiet || (!force && now < p->next_progress))
+        return;
+    p->next_progress = now + PROGRESS_MS;
+    struct tally_client_stats st;
+    tally_client_stats(p->client, &st);
+    fprintf(stderr,
+            "tally-push: line %" PRIu64 ", %" PRIu64 " batches spooled (%" PRIu64
+            " votes), durable up to %" PRIu64 ", %s%s%s\n",
+            p->line, st.batches_spooled, st.votes_spooled, st.durable_seq,
+            st.connected ? "connected" : "not connected",
+            !st.connected && st.last_error[0] ? ": " : "", !st.connected ? st.last_error : "");
+}
+
+static void interrupted(struct push *p)
+{
+    struct tally_client_stats st;
+    tally_client_stats(p->client, &st);
+    fprintf(stderr,
+            "tally-push: stopped by signal %d: %" PRIu64 " batches are spooled in %s (%" PRIu64
+            " not yet durable); run the same command again to resume\n",
+            (int)stop_signal, st.batches_spooled, p->opt.spool, st.batches_pending);
+}
+
+/* Returns 0, or EXIT_FATAL once the reason has been printed (by libtally's log or here). */
+static int client_check(struct push *p, int rc)
+{
+    if (rc == 0 || rc == TALLY_CLIENT_ERR_INTR || rc == TALLY_CLIENT_ERR_TIMEOUT)
+        return stop_signal ? EXIT_FATAL : 0;
+    if (rc == TALLY_CLIENT_ERR_INVALID)
+        fprintf(stderr, "tally-push: internal error: libtally refused a batch\n");
+    (void)p;
+    return EXIT_FATAL;
+}
+
+/* Spools the votes gathered so far with the cursor just past the last line read. */
+static int batch_flush(struct push *p)
+{
+    if (p->n == 0)
+        return 0;
+    struct push_cursor cur = {
+        .offset = p->offset,
+        .line = p->line,
+        .malformed = p->malformed,
+        .prefix_len = (uint32_t)(p->offset < PUSH_PREFIX_BYTES ? p->offset : PUSH_PREFIX_BYTES),
+    };
+    push_prefix_hash(p->prefix, cur.prefix_len, cur.prefix_hash);
+    uint8_t blob[PUSH_CURSOR_BYTES];
+    push_cursor_encode(&cur, blob);
+    for (;;) {
+        int rc =
+            tally_client_spool(p->client, p->ballots, p->projects, p->n, blob, sizeof(blob), NULL);
+        if (rc == 0)
+            break;
+        if (rc != TALLY_CLIENT_ERR_FULL)
+            return client_check(p, rc);
+        /* Spool full: let the server catch up before reading more. */
+        int e = client_check(p, tally_client_pump(p->client, 200));
+        if (e)
+            return e;
+        progress(p, false);
+    }
+    p->n = 0;
+    int e = client_check(p, tally_client_pump(p->client, 0));
+    progress(p, false);
+    return e;
+}
+
+/* Waits for the first Welcome: the batch size must respect the server's limits. */
+static int server_wait(struct push *p)
+{
+    struct tally_client_stats st;
+    for (;;) {
+        tally_client_stats(p->client, &st);
+        if (st.server_known)
+            break;
+        int e = client_check(p, tally_client_pump(p->client, 250));
+        if (e)
+            return e;
+        progress(p, false);
+    }
+    size_t cap = p->opt.batch;
+    if (st.max_batch_votes && cap > st.max_batch_votes)
+        cap = st.max_batch_votes;
+    if (st.max_frame_bytes > FRAME_OVERHEAD * 2) {
+        size_t fit = (st.max_frame_bytes - FRAME_OVERHEAD) / FRAME_BYTES_PER_VOTE;
+        if (cap > fit)
+            cap = fit;
+    }
+    if (cap < p->opt.batch && !p->opt.quiet)
+        fprintf(stderr, "tally-push: batches of %zu votes (the server's limit)\n", cap);
+    p->cap = cap;
+    p->ballots = malloc(cap * sizeof(*p->ballots));
+    p->projects = malloc(cap * sizeof(*p->projects));
+    if (!p->ballots || !p->projects)
+        abort();
+    return 0;
+}
+
+static int input_read(struct push *p)
+{
+    char *buf = NULL;
+    size_t buf_cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (stop_signal) {
+            rc = EXIT_FATAL;
+            break;
+        }
+        errno = 0;
+        ssize_t n = getline(&buf, &buf_cap, p->in);
+        if (n < 0) {
+            if (ferror(p->in)) {
+                if (errno == EINTR) {
+                    clearerr(p->in);
+                    continue; /* the loop head sees a stop signal */
+                }
+                fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(errno));
+                rc = EXIT_FATAL;
+            }
+            break;
+        }
+        if (ferror(p->in)) {
+            /* A read cut short (by a signal) leaves a partial line: never count it. */
+            if (!stop_signal)
+                fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(errno));
+            rc = EXIT_FATAL;
+            break;
+        }
+        prefix_add(p, buf, (size_t)n);
+        p->offset += (uint64_t)n;
+        p->line++;
+        struct push_line pl;
+        switch (push_line_parse(buf, (size_t)n, p->line == 1, &pl)) {
+        case PUSH_LINE_VOTE:
+            p->ballots[p->n] = push_token(p->key, pl.voter, pl.voter_len);
+            p->projects[p->n] = pl.project;
+            p->n++;
+            break;
+        case PUSH_LINE_MALFORMED:
+            p->malformed++;
+            fprintf(stderr, "tally-push: %s:%" PRIu64 ": %s\n", p->in_name, p->line, pl.reason);
+            break;
+        case PUSH_LINE_HEADER:
+        case PUSH_LINE_BLANK:
+            break;
+        }
+        if (p->n == p->cap && (rc = batch_flush(p)) != 0)
+            break;
+        if ((p->line & 4095) == 0)
+            progress(p, false);
+    }
+    if (rc == 0)
+        rc = batch_flush(p);
+    free(buf);
+    return rc;
+}
+
+static int durable_wait(struct push *p)
+{
+    for (;;) {
+        int rc = tally_client_wait_durable(p->client, PROGRESS_MS);
+        if (rc == 0)
+            return 0;
+        int e = client_check(p, rc);
+        if (e)
+            return e;
+        progress(p, false);
+    }
+}
+
+static int push_run(struct push *p)
+{
+    if (key_load(p) < 0)
+        return EXIT_FATAL;
+    if (strcmp(p->opt.input, "-") == 0) {
+        p->in = stdin;
+        p->in_name = "-";
+    } else {
+        p->in = fopen(p->opt.input, "rb");
+        p->in_name = p->opt.input;
+        if (!p->in) {
+            fprintf(stderr, "tally-push: %s: %s\n", p->opt.input, strerror(errno));
+            return EXIT_FATAL;
+        }
+    }
+    struct tally_client_config cfg = {
+        .host = p->opt.host,
+        .port = p->opt.port,
+        .collector_id = p->opt.collector,
+        .spool_dir = p->opt.spool,
+        .log_cb = on_client_log,
+        .log_arg = p,
+    };
+    char err[512];
+    p->client = tally_client_new(&cfg, err, sizeof(err));
+    if (!p->client) {
+        fprintf(stderr, "tally-push: %s\n", err);
+        return EXIT_FATAL;
+    }
+
+    uint8_t blob[TALLY_CLIENT_CURSOR_MAX];
+    size_t blob_len;
+    struct push_cursor cur = {0};
+    if (tally_client_last_cursor(p->client, blob, sizeof(blob), &blob_len) < 0 ||
+        (blob_len && push_cursor_decode(blob, blob_len, &cur) < 0)) {
+        fprintf(stderr, "tally-push: spool %s holds a cursor tally-push did not write\n",
+                p->opt.spool);
+        return EXIT_FATAL;
+    }
+
+    if (blob_len && input_resume(p, &cur) < 0)
+        return EXIT_FATAL;
+    p->next_progress = now_ms() + PROGRESS_MS;
+
+    int rc = server_wait(p);
+    if (rc == 0)
+        rc = input_read(p);
+    if (rc == 0)
+        rc = durable_wait(p);
+    if (rc) {
+        if (stop_signal)
+            interrupted(p);
+        return rc;
+    }
+
+    struct tally_client_stats st;
+    tally_client_stats(p->client, &st);
+    printf("batches %" PRIu64 " votes %" PRIu64 " accepted %" PRIu64 " duplicate %" PRIu64
+           " rejected %" PRIu64 "\n",
+           st.batches_spooled, st.votes_spooled, st.server.accepted, st.server.duplicate,
+           st.server.rejected);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "tally-push: stdout: %s\n", strerror(errno));
+        return EXIT_FATAL;
+    }
+    if (p->malformed) {
+        fprintf(stderr,
+                "tally-push: %" PRIu64 " malformed line%s skipped in %s (each reported with "
+                "its line number by the run that read it)\n",
+                p->malformed, p->malformed == 1 ? " was" : "s were", p->in_name);
+        return EXIT_MALFORMED;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct push p;
+    memset(&p, 0, sizeof(p));
+    int rc = options_parse(argc, argv, &p.opt);
+    if (rc)
+        return rc;
+    if (sodium_init() < 0) {
+        fprintf(stderr, "tally-push: libsodium failed to initialise\n");
+        return EXIT_FATAL;
+    }
+    /* No SA_RESTART: a read blocked on stdin must return so the signal is seen. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    rc = push_run(&p);
+
+    if (p.in && p.in != stdin)
+        fclose(p.in);
+    tally_client_free(p.client);
+    sodium_memzero(p.key, sizeof(p.key));
+    free(p.ballots);
+    free(p.projects);
+    return rc;
+}

@@ -1,0 +1,228 @@
+/* Pure helpers of tally-push: one CSV line to a vote, a voter id to its ballot token, key
+ * file bytes to a key, and the cursor blob. Owns no state; does not read files or sockets
+ * (main.c does). */
+#include "push/push.h"
+
+#include <string.h>
+
+#include <sodium.h>
+
+/* Exactly 32 bytes, no terminating NUL. */
+const uint8_t push_demo_key[PUSH_KEY_BYTES] = "tallyd demo ballot key: PUBLIC!!";
+
+#define CURSOR_MAGIC 0x31435054u /* "TPC1" read little-endian */
+
+/* Splits off one field starting at *p (< end). Unquotes a quoted field in place. On return
+ * *p is past the field's comma, or end, and *more says whether a comma followed. */
+static int field_next(char **p, char *end, char **start, size_t *len, bool *more, const char **why)
+{
+    char *s = *p;
+    if (s < end && *s == '"') {
+        char *w = s; /* the unquoted text is never longer, so it is written over itself */
+        char *r = s + 1;
+        for (;;) {
+            if (r == end) {
+                *why = "unterminated quoted field";
+                return -1;
+            }
+            if (*r == '"') {
+                if (r + 1 < end && r[1] == '"') {
+                    *w++ = '"';
+                    r += 2;
+                    continue;
+                }
+                r++;
+                break;
+            }
+            *w++ = *r++;
+        }
+        if (r < end && *r != ',') {
+            *why = "text after a closing quote";
+            return -1;
+        }
+        *start = s;
+        *len = (size_t)(w - s);
+        *more = r < end;
+        *p = r < end ? r + 1 : end;
+        return 0;
+    }
+    char *comma = memchr(s, ',', (size_t)(end - s));
+    char *stop = comma ? comma : end;
+    *start = s;
+    *len = (size_t)(stop - s);
+    *more = comma != NULL;
+    *p = comma ? comma + 1 : end;
+    return 0;
+}
+
+static bool all_digits(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct push_line *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > 0 && line[len - 1] == '\n')
+        len--;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (first && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+        line += 3;
+        len -= 3;
+    }
+    if (len == 0)
+        return PUSH_LINE_BLANK;
+
+    char *p = line, *end = line + len;
+    char *voter, *project;
+    size_t voter_len, project_len;
+    bool more;
+    if (field_next(&p, end, &voter, &voter_len, &more, &out->reason) < 0)
+        return PUSH_LINE_MALFORMED;
+    if (!more) {
+        out->reason = "expected 2 fields (voter,project_id), found 1";
+        return PUSH_LINE_MALFORMED;
+    }
+    if (field_next(&p, end, &project, &project_len, &more, &out->reason) < 0)
+        return PUSH_LINE_MALFORMED;
+    if (more) {
+        out->reason = "expected 2 fields (voter,project_id), found more";
+        return PUSH_LINE_MALFORMED;
+    }
+    if (!all_digits(project, project_len)) {
+        if (first)
+            return PUSH_LINE_HEADER;
+        out->reason = "project id is not an unsigned integer";
+        return PUSH_LINE_MALFORMED;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < project_len; i++) {
+        v = v * 10 + (uint64_t)(project[i] - '0');
+        if (v > UINT32_MAX) {
+            out->reason = "project id is larger than 4294967295";
+            return PUSH_LINE_MALFORMED;
+        }
+    }
+    if (voter_len == 0) {
+        out->reason = "empty voter id";
+        return PUSH_LINE_MALFORMED;
+    }
+    out->voter = voter;
+    out->voter_len = voter_len;
+    out->project = (uint32_t)v;
+    return PUSH_LINE_VOTE;
+}
+
+uint64_t push_token(const uint8_t key[PUSH_KEY_BYTES], const void *voter, size_t len)
+{
+    uint8_t h[8];
+    /* An 8-byte BLAKE2b is a hash of its own (the length is in its parameter block), not a
+     * truncated longer one; libsodium accepts it through crypto_generichash. */
+    if (crypto_generichash(h, sizeof(h), voter, len, key, PUSH_KEY_BYTES) != 0)
+        __builtin_trap(); /* only fails for out-of-range lengths, which these are not */
+    uint64_t t = 0;
+    for (int i = 7; i >= 0; i--)
+        t = t << 8 | h[i];
+    return t;
+}
+
+static int hex_value(uint8_t ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int push_key_parse(const uint8_t *data, size_t len, uint8_t key[PUSH_KEY_BYTES])
+{
+    if (len == PUSH_KEY_BYTES) {
+        memcpy(key, data, PUSH_KEY_BYTES);
+        return 0;
+    }
+    size_t hex = 2 * PUSH_KEY_BYTES;
+    if (len == hex + 1 && data[hex] == '\n')
+        len = hex;
+    else if (len == hex + 2 && data[hex] == '\r' && data[hex + 1] == '\n')
+        len = hex;
+    if (len != hex)
+        return -1;
+    uint8_t tmp[PUSH_KEY_BYTES];
+    for (size_t i = 0; i < PUSH_KEY_BYTES; i++) {
+        int hi = hex_value(data[2 * i]), lo = hex_value(data[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        tmp[i] = (uint8_t)(hi << 4 | lo);
+    }
+    memcpy(key, tmp, PUSH_KEY_BYTES);
+    return 0;
+}
+
+void push_prefix_hash(const void *data, size_t len, uint8_t out[PUSH_PREFIX_HASH_BYTES])
+{
+    crypto_generichash(out, PUSH_PREFIX_HASH_BYTES, data, len, NULL, 0);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void push_cursor_encode(const struct push_cursor *cur, uint8_t out[PUSH_CURSOR_BYTES])
+{
+    put32(out, CURSOR_MAGIC);
+    put64(out + 4, cur->offset);
+    put64(out + 12, cur->line);
+    put64(out + 20, cur->malformed);
+    put32(out + 28, cur->prefix_len);
+    memcpy(out + 32, cur->prefix_hash, PUSH_PREFIX_HASH_BYTES);
+}
+
+int push_cursor_decode(const uint8_t *buf, size_t len, struct push_cursor *out)
+{
+    if (len != PUSH_CURSOR_BYTES || get32(buf) != CURSOR_MAGIC)
+        return -1;
+    struct push_cursor c;
+    c.offset = get64(buf + 4);
+    c.line = get64(buf + 12);
+    c.malformed = get64(buf + 20);
+    c.prefix_len = get32(buf + 28);
+    memcpy(c.prefix_hash, buf + 32, PUSH_PREFIX_HASH_BYTES);
+    if (c.prefix_len > PUSH_PREFIX_BYTES || c.prefix_len > c.offset ||
+        (c.offset < PUSH_PREFIX_BYTES && c.prefix_len != c.offset) || c.malformed > c.line)
+        return -1;
+    *out = c;
+    return 0;
+}

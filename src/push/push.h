@@ -1,0 +1,86 @@
+/* tally-push's pure pieces, kept apart from its main loop so they can be unit-tested:
+ * CSV vote lines, ballot tokens, ballot key files and the input cursor kept in the spool.
+ * No sockets, no files, no clock. */
+#ifndef PUSH_PUSH_H
+#define PUSH_PUSH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- CSV vote lines ---- */
+
+enum push_line_kind {
+    PUSH_LINE_VOTE = 0,       /* out->voter, out->voter_len, out->project are set */
+    PUSH_LINE_HEADER = 1,     /* the first line, whose second field is not an integer */
+    PUSH_LINE_BLANK = 2,      /* nothing but a line ending: skipped silently */
+    PUSH_LINE_MALFORMED = -1, /* out->reason says why */
+};
+
+struct push_line {
+    const char *voter; /* points into the line: the voter id, unquoted, not NUL-terminated */
+    size_t voter_len;
+    uint32_t project;
+    const char *reason; /* static text */
+};
+
+/* Parses one input line `voter,project_id` of len bytes, with or without its "\n" or "\r\n".
+ * Fields may be RFC 4180 quoted ("a ""b""",7); a quoted field must close on the same line.
+ * The voter id is taken byte for byte as given after unquoting (no trimming); it must not be
+ * empty. The project id is 1-10 decimal digits, at most 4294967295, nothing else. first is
+ * true for the input's first line only: there a UTF-8 byte-order mark is dropped and a line
+ * whose second field is not all digits is the header. Unquotes in place, so line is modified
+ * and out->voter points into it. Returns the line's kind. */
+enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct push_line *out);
+
+/* ---- ballot tokens ---- */
+
+#define PUSH_KEY_BYTES 32u
+
+/* The ballot token of a voter id:
+ *     token = LE64(BLAKE2b-64(key = 32-byte ballot key, message = voter id bytes))
+ * i.e. libsodium crypto_generichash with an 8-byte output, the 8 bytes read little-endian.
+ * tallyd only ever sees tokens; without the key nobody can map a token back to a voter id by
+ * trying candidate ids, so the key must stay secret and be the same on every collector (a
+ * voter must get the same token wherever they vote, for duplicates to be caught).
+ * Collision bound: two different voters share a token with probability about n^2 / 2^65 for
+ * n voters: 2.4e-5 for 30 M voters, 0.01 for 640 M. A collision makes the second voter's
+ * vote count as a duplicate, which tallyd reports back to the collector that sent it, so a
+ * false duplicate is visible where it happens. */
+uint64_t push_token(const uint8_t key[PUSH_KEY_BYTES], const void *voter, size_t len);
+
+/* A fixed, public key for demonstrations: tokens made with it can be reversed by anyone who
+ * can guess voter ids. tally-push warns when it is used. */
+extern const uint8_t push_demo_key[PUSH_KEY_BYTES];
+
+/* Parses the contents of a key file: exactly 32 raw bytes, or exactly 64 hex digits
+ * optionally followed by "\n" or "\r\n". Returns 0 with key filled, or -1 (key untouched). */
+int push_key_parse(const uint8_t *data, size_t len, uint8_t key[PUSH_KEY_BYTES])
+    __attribute__((warn_unused_result));
+
+/* ---- input cursor (the opaque blob tally-push stores with each spooled batch) ---- */
+
+/* Bytes of the input a resumed run checks against before trusting the cursor. */
+#define PUSH_PREFIX_BYTES 4096u
+#define PUSH_PREFIX_HASH_BYTES 16u
+#define PUSH_CURSOR_BYTES 48u
+
+struct push_cursor {
+    uint64_t offset;     /* input bytes consumed up to the end of the batch's last line */
+    uint64_t line;       /* lines consumed (the next line read is line + 1) */
+    uint64_t malformed;  /* malformed lines reported within those */
+    uint32_t prefix_len; /* min(offset, PUSH_PREFIX_BYTES): bytes covered by prefix_hash */
+    uint8_t prefix_hash[PUSH_PREFIX_HASH_BYTES];
+};
+
+/* Hash of the first prefix_len input bytes, so a rerun on a different input is caught
+ * instead of silently skipping its first `offset` bytes. */
+void push_prefix_hash(const void *data, size_t len, uint8_t out[PUSH_PREFIX_HASH_BYTES]);
+
+/* Writes exactly PUSH_CURSOR_BYTES bytes. */
+void push_cursor_encode(const struct push_cursor *cur, uint8_t out[PUSH_CURSOR_BYTES]);
+/* Returns 0, or -1 if buf is not a cursor this version wrote. */
+int push_cursor_decode(const uint8_t *buf, size_t len, struct push_cursor *out)
+    __attribute__((warn_unused_result));
+
+#endif

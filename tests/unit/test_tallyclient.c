@@ -1,0 +1,863 @@
+/* Unit tests of libtally: the spool on disk (order, reopen, torn and corrupt files, cursor,
+ * limits) and the session against a fake tallyd. The fake server runs in the test's own
+ * thread on a loopback socket: whenever it waits for bytes it pumps the client, so the
+ * interleaving is deterministic and no thread is needed. Real end-to-end tests against
+ * tallyd live in tests/integration. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tally/client.h"
+#include "wire/wire.h"
+
+/* ---- scratch spool directories ---- */
+
+struct env {
+    char root[64];
+    char spool[96];
+};
+
+static int env_setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    strcpy(e->root, "/tmp/test_tallyclient-XXXXXX");
+    if (!mkdtemp(e->root))
+        return -1;
+    /* One level below, so the library's mkdir is exercised. */
+    snprintf(e->spool, sizeof(e->spool), "%s/spool", e->root);
+    *state = e;
+    return 0;
+}
+
+static void rm_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char p[512];
+        snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            rm_dir(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+static int env_teardown(void **state)
+{
+    struct env *e = *state;
+    rm_dir(e->root);
+    free(e);
+    return 0;
+}
+
+static void batch_path(const struct env *e, uint64_t seq, char *out, size_t len)
+{
+    snprintf(out, len, "%s/batch-%020llu.pb", e->spool, (unsigned long long)seq);
+}
+
+static bool batch_exists(const struct env *e, uint64_t seq)
+{
+    char p[256];
+    batch_path(e, seq, p, sizeof(p));
+    return access(p, F_OK) == 0;
+}
+
+static size_t batch_files(const struct env *e)
+{
+    DIR *d = opendir(e->spool);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, "batch-", 6) == 0;
+    closedir(d);
+    return n;
+}
+
+static struct tally_client_config config(const struct env *e, uint16_t port)
+{
+    struct tally_client_config cfg = {
+        .host = "127.0.0.1",
+        .port = port ? port : 1,
+        .collector_id = "col-01",
+        .spool_dir = e->spool,
+        .connect_timeout_ms = 2000,
+    };
+    return cfg;
+}
+
+static struct tally_client *open_client(const struct tally_client_config *cfg)
+{
+    char err[512];
+    struct tally_client *c = tally_client_new(cfg, err, sizeof(err));
+    if (!c)
+        fail_msg("tally_client_new: %s", err);
+    return c;
+}
+
+/* Spools a batch of n votes whose ballots encode tag, with cursor "cur-<tag>". */
+static uint64_t spool_batch(struct tally_client *c, uint64_t tag, size_t n)
+{
+    uint64_t ballots[64];
+    uint32_t projects[64];
+    assert_true(n <= 64);
+    for (size_t i = 0; i < n; i++) {
+        ballots[i] = tag * 1000 + i;
+        projects[i] = (uint32_t)(i % 7);
+    }
+    char cursor[32];
+    int len = snprintf(cursor, sizeof(cursor), "cur-%llu", (unsigned long long)tag);
+    uint64_t seq = 0;
+    assert_int_equal(tally_client_spool(c, ballots, projects, n, cursor, (size_t)len, &seq), 0);
+    return seq;
+}
+
+static void assert_cursor(const struct tally_client *c, const char *want)
+{
+    char buf[TALLY_CLIENT_CURSOR_MAX];
+    size_t len = 99;
+    assert_int_equal(tally_client_last_cursor(c, buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(buf, want, len);
+}
+
+static void file_truncate(const char *path, off_t len)
+{
+    assert_int_equal(truncate(path, len), 0);
+}
+
+static void file_flip_byte(const char *path, off_t at)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, at), 1);
+    b ^= 0x40;
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* ---- the fake tallyd ---- */
+
+struct fake {
+    int lfd;
+    int fd;
+    uint16_t port;
+    uint8_t *buf;
+    size_t len;
+    struct arena arena;
+};
+
+static void fake_listen(struct fake *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(f->lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(f->lfd, 8), 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&sa, &len), 0);
+    f->port = ntohs(sa.sin_port);
+    f->buf = malloc(1 << 20);
+    arena_init(&f->arena, 1 << 16);
+}
+
+static void fake_close(struct fake *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    f->len = 0;
+}
+
+static void fake_cleanup(struct fake *f)
+{
+    fake_close(f);
+    close(f->lfd);
+    free(f->buf);
+    arena_cleanup(&f->arena);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Pumps the client a little while the fake waits; the client must not fail. */
+static void pump_some(struct tally_client *c)
+{
+    int rc = tally_client_pump(c, 20);
+    if (rc != 0 && rc != TALLY_CLIENT_ERR_INTR) {
+        struct tally_client_stats st;
+        tally_client_stats(c, &st);
+        fail_msg("pump: %s (%s)", tally_client_strerror(rc), st.last_error);
+    }
+}
+
+static void fake_accept(struct fake *f, struct tally_client *c)
+{
+    fake_close(f);
+    int64_t end = mono_ms() + 5000;
+    while (mono_ms() < end) {
+        f->fd = accept(f->lfd, NULL, NULL);
+        if (f->fd >= 0)
+            return;
+        assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+        pump_some(c);
+    }
+    fail_msg("client did not connect");
+}
+
+/* Returns the next frame from the client (valid until the next call), or NULL if none came
+ * within ms milliseconds of pumping. */
+static Tally__Frame *fake_try_read(struct fake *f, struct tally_client *c, int ms)
+{
+    arena_reset(&f->arena);
+    int64_t end = mono_ms() + ms;
+    for (;;) {
+        size_t plen;
+        enum wire_status ws = wire_frame_peek(f->buf, f->len, (1 << 20) - 4, &plen);
+        assert_true(ws == WIRE_OK || ws == WIRE_NEED_MORE);
+        if (ws == WIRE_OK) {
+            Tally__Frame *fr;
+            assert_int_equal(wire_frame_decode(f->buf + 4, plen, &f->arena, &fr), WIRE_OK);
+            memmove(f->buf, f->buf + 4 + plen, f->len - 4 - plen);
+            f->len -= 4 + plen;
+            return fr;
+        }
+        struct pollfd p = {.fd = f->fd, .events = POLLIN};
+        if (poll(&p, 1, 0) == 1) {
+            ssize_t n = recv(f->fd, f->buf + f->len, (1 << 20) - f->len, 0);
+            assert_true(n > 0);
+            f->len += (size_t)n;
+            continue;
+        }
+        if (mono_ms() >= end)
+            return NULL;
+        pump_some(c);
+    }
+}
+
+static Tally__Frame *fake_read(struct fake *f, struct tally_client *c)
+{
+    Tally__Frame *fr = fake_try_read(f, c, 5000);
+    if (!fr)
+        fail_msg("no frame from the client");
+    return fr;
+}
+
+static void fake_send(struct fake *f, const Tally__Frame *fr)
+{
+    uint8_t out[4096];
+    size_t n = wire_frame_encode(fr, out);
+    assert_int_equal(send(f->fd, out, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static void fake_hello(struct fake *f, struct tally_client *c)
+{
+    fake_accept(f, c);
+    Tally__Frame *fr = fake_read(f, c);
+    assert_int_equal(fr->msg_case, TALLY__FRAME__MSG_HELLO);
+    assert_string_equal(fr->hello->collector_id, "col-01");
+    assert_int_equal(fr->hello->protocol_version, TALLY_PROTOCOL_VERSION);
+}
+
+static void fake_welcome(struct fake *f, uint64_t durable, uint64_t accepted)
+{
+    Tally__CollectorTotals t = TALLY__COLLECTOR_TOTALS__INIT;
+    t.batches = durable;
+    t.accepted = accepted;
+    Tally__Welcome w = TALLY__WELCOME__INIT;
+    w.durable_seq = durable;
+    w.protocol_version = TALLY_PROTOCOL_VERSION;
+    w.max_batch_votes = 1000;
+    w.max_frame_bytes = 1 << 20;
+    w.totals = &t;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_WELCOME;
+    fr.welcome = &w;
+    fake_send(f, &fr);
+}
+
+/* seq 0: a durable-only ack carrying totals. */
+static void fake_ack(struct fake *f, uint64_t seq, uint64_t durable, uint64_t accepted)
+{
+    Tally__CollectorTotals t = TALLY__COLLECTOR_TOTALS__INIT;
+    t.batches = durable;
+    t.accepted = accepted;
+    Tally__Ack a = TALLY__ACK__INIT;
+    a.seq = seq;
+    a.durable_seq = durable;
+    if (seq == 0)
+        a.durable_totals = &t;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_ACK;
+    fr.ack = &a;
+    fake_send(f, &fr);
+}
+
+static void fake_error(struct fake *f, Tally__ErrorCode code, uint64_t expected)
+{
+    Tally__Error er = TALLY__ERROR__INIT;
+    er.code = code;
+    er.message = "fake says no";
+    er.expected_seq = expected;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_ERROR;
+    fr.error = &er;
+    fake_send(f, &fr);
+}
+
+/* Reads one Batch frame and checks it is seq with the ballots spool_batch gave tag == seq. */
+static void fake_expect_batch(struct fake *f, struct tally_client *c, uint64_t seq, size_t n)
+{
+    Tally__Frame *fr = fake_read(f, c);
+    assert_int_equal(fr->msg_case, TALLY__FRAME__MSG_BATCH);
+    assert_int_equal(fr->batch->seq, seq);
+    assert_int_equal(fr->batch->n_ballots, n);
+    assert_int_equal(fr->batch->n_projects, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(fr->batch->ballots[i] == seq * 1000 + i);
+        assert_int_equal(fr->batch->projects[i], i % 7);
+    }
+}
+
+/* Pumps until pred holds or 5 s pass. */
+static void pump_until_durable(struct tally_client *c, uint64_t durable_seq)
+{
+    int64_t end = mono_ms() + 5000;
+    struct tally_client_stats st;
+    for (;;) {
+        tally_client_stats(c, &st);
+        if (st.durable_seq >= durable_seq)
+            return;
+        if (mono_ms() >= end)
+            fail_msg("durable_seq stuck at %llu", (unsigned long long)st.durable_seq);
+        pump_some(c);
+    }
+}
+
+/* Pumps until the client reports a fatal status, which is returned. */
+static int pump_until_fatal(struct tally_client *c)
+{
+    int64_t end = mono_ms() + 5000;
+    while (mono_ms() < end) {
+        int rc = tally_client_pump(c, 20);
+        if (rc != 0 && rc != TALLY_CLIENT_ERR_INTR)
+            return rc;
+    }
+    fail_msg("client did not fail");
+    return 0;
+}
+
+/* ---- spool tests ---- */
+
+static void test_spool_reopen_order(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_config cfg = config(e, 0);
+    struct tally_client *c = open_client(&cfg);
+    assert_cursor(c, "");
+    assert_int_equal(spool_batch(c, 1, 5), 1);
+    assert_int_equal(spool_batch(c, 2, 7), 2);
+    assert_int_equal(spool_batch(c, 3, 1), 3);
+    assert_cursor(c, "cur-3");
+    assert_true(batch_exists(e, 1) && batch_exists(e, 2) && batch_exists(e, 3));
+    tally_client_free(c);
+
+    c = open_client(&cfg);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_spooled, 3);
+    assert_int_equal(st.votes_spooled, 13);
+    assert_int_equal(st.batches_pending, 3);
+    assert_int_equal(st.votes_pending, 13);
+    assert_int_equal(st.durable_seq, 0);
+    assert_false(tally_client_is_durable(c));
+    assert_cursor(c, "cur-3");
+    assert_int_equal(spool_batch(c, 4, 2), 4);
+
+    /* The cursor buffer must be big enough. */
+    char small[2];
+    size_t len;
+    assert_int_equal(tally_client_last_cursor(c, small, sizeof(small), &len),
+                     TALLY_CLIENT_ERR_INVALID);
+    assert_int_equal(len, 5);
+    tally_client_free(c);
+}
+
+static void test_spool_bad_arguments(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_config cfg = config(e, 0);
+    struct tally_client *c = open_client(&cfg);
+    uint64_t b = 1;
+    uint32_t p = 1;
+    assert_int_equal(tally_client_spool(c, &b, &p, 0, NULL, 0, NULL), TALLY_CLIENT_ERR_INVALID);
+    static uint8_t big[TALLY_CLIENT_CURSOR_MAX + 1];
+    assert_int_equal(tally_client_spool(c, &b, &p, 1, big, sizeof(big), NULL),
+                     TALLY_CLIENT_ERR_INVALID);
+    assert_int_equal(tally_client_spool(c, &b, &p, 1, NULL, 0, NULL), 0);
+    assert_cursor(c, "");
+    tally_client_free(c);
+
+    char err[256];
+    cfg.collector_id = "bad id";
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    cfg.collector_id = "col-01";
+    cfg.port = 0;
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+}
+
+static void test_spool_torn_newest_discarded(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_config cfg = config(e, 0);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 5);
+    spool_batch(c, 2, 5);
+    spool_batch(c, 3, 5);
+    tally_client_free(c);
+
+    /* A crash while batch 3 was being written: a short file. */
+    char p3[256];
+    batch_path(e, 3, p3, sizeof(p3));
+    file_truncate(p3, file_size(p3) / 2);
+    c = open_client(&cfg);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_spooled, 2);
+    assert_int_equal(st.batches_pending, 2);
+    assert_int_equal(st.votes_spooled, 10);
+    assert_cursor(c, "cur-2"); /* not the torn batch's cursor */
+    assert_false(batch_exists(e, 3));
+    assert_int_equal(spool_batch(c, 3, 4), 3); /* its seq is given again: it was never sent */
+    tally_client_free(c);
+
+    /* An empty newest file (directory entry durable, data not) is torn too. */
+    char p4[256];
+    batch_path(e, 4, p4, sizeof(p4));
+    int fd = open(p4, O_CREAT | O_WRONLY, 0600);
+    close(fd);
+    c = open_client(&cfg);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_spooled, 3);
+    assert_cursor(c, "cur-3");
+    tally_client_free(c);
+}
+
+static void test_spool_corrupt_is_fatal(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_config cfg = config(e, 0);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 5);
+    spool_batch(c, 2, 5);
+    spool_batch(c, 3, 5);
+    tally_client_free(c);
+
+    char p2[256], err[512];
+    batch_path(e, 2, p2, sizeof(p2));
+    file_flip_byte(p2, 40);
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "damaged"));
+    file_flip_byte(p2, 40);
+    c = open_client(&cfg); /* repaired: fine again */
+    tally_client_free(c);
+
+    /* A batch missing from the middle is as bad. */
+    char moved[300];
+    snprintf(moved, sizeof(moved), "%s/../moved", e->spool);
+    assert_int_equal(rename(p2, moved), 0);
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "missing"));
+    assert_int_equal(rename(moved, p2), 0);
+
+    /* A damaged state file. */
+    char ps[256];
+    snprintf(ps, sizeof(ps), "%s/state", e->spool);
+    file_flip_byte(ps, 9);
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "state"));
+    file_flip_byte(ps, 9);
+
+    /* Batch files without a state file. */
+    char moved_state[300];
+    snprintf(moved_state, sizeof(moved_state), "%s/../state", e->spool);
+    assert_int_equal(rename(ps, moved_state), 0);
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_int_equal(rename(moved_state, ps), 0);
+    c = open_client(&cfg);
+    tally_client_free(c);
+}
+
+static void test_spool_owner_and_lock(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_config cfg = config(e, 0);
+    struct tally_client *c = open_client(&cfg);
+    char err[512];
+    /* A second process (or client) on the same spool would reuse seqs. */
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "in use"));
+    tally_client_free(c);
+    /* Another collector id on this spool is refused. */
+    cfg.collector_id = "col-02";
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "col-01"));
+}
+
+static void test_spool_full(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_config cfg = config(e, 0);
+    cfg.max_spooled = 2;
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    spool_batch(c, 2, 3);
+    uint64_t b = 9;
+    uint32_t p = 9;
+    assert_int_equal(tally_client_spool(c, &b, &p, 1, "x", 1, NULL), TALLY_CLIENT_ERR_FULL);
+    assert_int_equal(batch_files(e), 2);
+    assert_cursor(c, "cur-2");
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.status, 0); /* full is not fatal */
+    tally_client_free(c);
+}
+
+/* ---- session tests ---- */
+
+static void test_session_durable_deletes_and_cursor_survives(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 4);
+    spool_batch(c, 2, 6);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 4);
+    fake_expect_batch(&f, c, 2, 6);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    assert_int_equal(tally_client_wait_durable(c, 100), TALLY_CLIENT_ERR_TIMEOUT);
+    assert_int_equal(batch_files(e), 2); /* provisional acks delete nothing */
+    fake_ack(&f, 0, 2, 9);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
+
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 2);
+    assert_int_equal(st.acked_seq, 2);
+    assert_true(st.connected && st.server_known);
+    assert_int_equal(st.server.batches, 2);
+    assert_int_equal(st.server.accepted, 9);
+    tally_client_free(c);
+
+    /* Every batch file is gone, the cursor and the numbering are not. */
+    c = open_client(&cfg);
+    assert_cursor(c, "cur-2");
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_spooled, 2);
+    assert_int_equal(st.votes_spooled, 10);
+    assert_int_equal(st.durable_seq, 2);
+    assert_true(tally_client_is_durable(c));
+    assert_int_equal(spool_batch(c, 3, 1), 3);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_resend_after_reconnect(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    for (uint64_t s = 1; s <= 3; s++)
+        spool_batch(c, s, 3);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        fake_expect_batch(&f, c, s, 3);
+    fake_ack(&f, 1, 0, 0);
+    /* tallyd goes away having made only batch 1 durable. */
+    fake_close(&f);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 1, 3);
+    fake_expect_batch(&f, c, 2, 3);
+    fake_expect_batch(&f, c, 3, 3);
+    pump_until_durable(c, 1);
+    assert_false(batch_exists(e, 1));
+    assert_true(batch_exists(e, 2) && batch_exists(e, 3));
+
+    /* Batches spooled during the session flow too. */
+    spool_batch(c, 4, 2);
+    fake_expect_batch(&f, c, 4, 2);
+    fake_ack(&f, 0, 4, 11);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.server.accepted, 11);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_window(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    cfg.window = 2;
+    struct tally_client *c = open_client(&cfg);
+    for (uint64_t s = 1; s <= 4; s++)
+        spool_batch(c, s, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_expect_batch(&f, c, 2, 2);
+    assert_null(fake_try_read(&f, c, 200)); /* the window is full */
+    fake_ack(&f, 1, 0, 0);
+    fake_expect_batch(&f, c, 3, 2);
+    assert_null(fake_try_read(&f, c, 100));
+    fake_ack(&f, 2, 0, 0);
+    fake_ack(&f, 3, 0, 0);
+    fake_expect_batch(&f, c, 4, 2);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_seq_gap_resends(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    spool_batch(c, 2, 2);
+    fake_hello(&f, c);
+    /* A (buggy) Welcome that is behind what tallyd applied: the gap error names seq 2 ... */
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_expect_batch(&f, c, 2, 2);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_SEQ_GAP, 2);
+    fake_close(&f);
+    /* ... and the client starts a new session, resending from the durable seq. */
+    fake_hello(&f, c);
+    fake_welcome(&f, 1, 0);
+    fake_expect_batch(&f, c, 2, 2);
+    fake_ack(&f, 0, 2, 4);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+
+    /* A gap naming a seq this spool never assigned is fatal. */
+    spool_batch(c, 3, 2);
+    fake_expect_batch(&f, c, 3, 2);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_SEQ_GAP, 9);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_FOREIGN);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_foreign_spool(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f, c);
+    /* The server holds 5 durable batches from this collector; this spool made only 1. */
+    fake_welcome(&f, 5, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_FOREIGN);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_non_null(strstr(st.last_error, "wiped"));
+    /* Sticky, and the spool is untouched. */
+    assert_int_equal(tally_client_pump(c, 0), TALLY_CLIENT_ERR_FOREIGN);
+    uint64_t b = 1;
+    uint32_t p = 1;
+    assert_int_equal(tally_client_spool(c, &b, &p, 1, NULL, 0, NULL), TALLY_CLIENT_ERR_FOREIGN);
+    assert_int_equal(tally_client_wait_durable(c, 10), TALLY_CLIENT_ERR_FOREIGN);
+    assert_true(batch_exists(e, 1));
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_server_went_back(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    spool_batch(c, 2, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 2, 0);
+    pump_until_durable(c, 2);
+    fake_close(&f);
+    /* Batches 1 and 2 were deleted as durable; a server that lost them cannot get them. */
+    fake_hello(&f, c);
+    fake_welcome(&f, 1, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_FOREIGN);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_refused(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f, c);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_UNKNOWN_COLLECTOR, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_REFUSED);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_non_null(strstr(st.last_error, "ERROR_UNKNOWN_COLLECTOR"));
+    assert_true(batch_exists(e, 1));
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_transient_errors_retry(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f, c);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_SHUTTING_DOWN, 0);
+    fake_close(&f);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_REPLACED, 0);
+    fake_close(&f);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_ack(&f, 0, 1, 2);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_torn_newest_covered_by_state_is_corrupt(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    spool_batch(c, 2, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 1, 0); /* writes state: next seq 3, durable 1 */
+    pump_until_durable(c, 1);
+    tally_client_free(c);
+    fake_cleanup(&f);
+
+    /* Batch 2 was complete when state was written, so damage to it is not a torn write. */
+    char p2[256], err[512];
+    batch_path(e, 2, p2, sizeof(p2));
+    file_truncate(p2, 10);
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "damaged"));
+}
+
+static void test_session_server_away_backoff(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    uint16_t port = f.port;
+    fake_cleanup(&f); /* nobody listens there now */
+    struct tally_client_config cfg = config(e, port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    assert_int_equal(tally_client_wait_durable(c, 300), TALLY_CLIENT_ERR_TIMEOUT);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_false(st.connected);
+    assert_int_equal(st.status, 0);
+    assert_non_null(strstr(st.last_error, "connect"));
+    tally_client_free(c);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_spool_reopen_order),
+        T(test_spool_bad_arguments),
+        T(test_spool_torn_newest_discarded),
+        T(test_spool_corrupt_is_fatal),
+        T(test_spool_owner_and_lock),
+        T(test_spool_full),
+        T(test_session_durable_deletes_and_cursor_survives),
+        T(test_session_resend_after_reconnect),
+        T(test_session_window),
+        T(test_session_seq_gap_resends),
+        T(test_session_foreign_spool),
+        T(test_session_server_went_back),
+        T(test_session_refused),
+        T(test_session_transient_errors_retry),
+        T(test_session_torn_newest_covered_by_state_is_corrupt),
+        T(test_session_server_away_backoff),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
