@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# THE run command: a whole sample consultation on this machine, end to end.
+#
+#   deploy/quickstart.sh [--votes N] [--collectors K] [--keep-running] [--help]
+#
+# Installs what is missing, builds (Release, build-release/), starts a PostgreSQL of its own in
+# var/pg (tests/pg.sh: 127.0.0.1 only, run as user postgres when root), recreates the database
+# `tally`, generates a consultation shaped like Venezuela's (25 areas: 23 states, Distrito
+# Capital, Dependencias Federales; ~4,500 circuits; ~30,000 projects; 1-2 seats per circuit),
+# loads it, starts tallyd (log: var/tallyd.log), runs K tally-push collectors in parallel
+# (default 4 collectors, 3,000,000 votes in all), then prints totals, checkpoints, a check
+# against the generator's exact truth, and the winners of a few circuits.
+# At the end tallyd is stopped with SIGTERM and PostgreSQL is stopped too, unless
+# --keep-running (then it prints how to connect and how to stop it). Safe to run again: each
+# run starts from a fresh `tally` database.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+VOTES=3000000
+COLLECTORS=4
+KEEP=0
+while [ $# -gt 0 ]; do
+    case $1 in
+    --votes)
+        VOTES=${2:?--votes needs a number}
+        shift
+        ;;
+    --collectors)
+        COLLECTORS=${2:?--collectors needs a number}
+        shift
+        ;;
+    --keep-running) KEEP=1 ;;
+    -h | --help)
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "quickstart: unknown option '$1' (see --help)" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+case "$VOTES$COLLECTORS" in *[!0-9]*)
+    echo "quickstart: --votes and --collectors take whole numbers" >&2
+    exit 2
+    ;;
+esac
+[ "$COLLECTORS" -ge 1 ] && [ "$COLLECTORS" -le 64 ] || {
+    echo "quickstart: --collectors must be 1..64" >&2
+    exit 2
+}
+
+BUILD=$ROOT/build-release
+VAR=$ROOT/var
+PG_DIR=$VAR/pg
+DATA=$VAR/data
+SPOOLS=$VAR/spool
+T0=$SECONDS
+
+step() { printf '\n[%4ds] == %s\n' $((SECONDS - T0)) "$*"; }
+info() { printf '         %s\n' "$*"; }
+
+tallyd_pid=
+push_pids=()
+cleanup() {
+    local rc=$?
+    local p
+    for p in "${push_pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    if [ -n "$tallyd_pid" ] && kill -0 "$tallyd_pid" 2>/dev/null; then
+        kill -TERM "$tallyd_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$tallyd_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$tallyd_pid" 2>/dev/null || true
+    fi
+    if [ $KEEP -eq 0 ] || [ $rc -ne 0 ]; then
+        if [ -f "$PG_DIR/port" ]; then
+            bash "$ROOT/tests/pg.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
+        fi
+    fi
+    if [ $rc -ne 0 ]; then
+        echo "quickstart: FAILED (exit $rc); logs in $VAR" >&2
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- 1. dependencies and build -----------------------------------------------------------
+step "dependencies"
+bash "$ROOT/deploy/install-deps.sh" build-essential cmake pkg-config libevent-dev \
+    libprotobuf-c-dev protobuf-c-compiler libpq-dev postgresql libsodium-dev
+info "all present"
+
+step "build (Release) in build-release/"
+mkdir -p "$BUILD"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >"$BUILD/quickstart-configure.log" 2>&1 || {
+    cat "$BUILD/quickstart-configure.log" >&2
+    exit 1
+}
+cmake --build "$BUILD" -j"$(nproc 2>/dev/null || echo 2)" --target tallyd tallyctl tally-push \
+    tally-gen >"$BUILD/quickstart-build.log" 2>&1 || {
+    tail -n 40 "$BUILD/quickstart-build.log" >&2
+    exit 1
+}
+find_bin() {
+    local f
+    for f in "$BUILD/$1" "$BUILD/src/$2/$1"; do
+        if [ -x "$f" ]; then
+            echo "$f"
+            return 0
+        fi
+    done
+    echo "quickstart: $1 not found in $BUILD" >&2
+    exit 1
+}
+TALLYD=$(find_bin tallyd .)
+TALLYCTL=$(find_bin tallyctl ctl)
+PUSH=$(find_bin tally-push push)
+GEN=$(find_bin tally-gen gen)
+info "tallyd, tallyctl, tally-push, tally-gen built"
+
+# ---- 2. PostgreSQL and the database ----------------------------------------------------------
+step "PostgreSQL in var/pg"
+mkdir -p "$VAR"
+bash "$ROOT/tests/pg.sh" start "$PG_DIR" | sed 's/^/         /'
+BASE=$(cat "$PG_DIR/conninfo")
+DB="${BASE% dbname=*} dbname=tally"
+PGOPTIONS='-c client_min_messages=warning' psql -X -q "$BASE" -v ON_ERROR_STOP=1 \
+    -c 'DROP DATABASE IF EXISTS tally WITH (FORCE)' \
+    -c 'CREATE DATABASE tally' >/dev/null
+info "fresh database: $DB"
+"$TALLYCTL" --db "$DB" migrate | sed 's/^/         /'
+
+# ---- 3. a sample consultation --------------------------------------------------------------------
+step "generating the consultation (registry and $VOTES votes for $COLLECTORS collectors)"
+rm -rf "$DATA" "$SPOOLS"
+mkdir -p "$DATA" "$SPOOLS"
+"$GEN" registry --out "$DATA/registry.csv" --seed 2024
+"$GEN" votes --registry "$DATA/registry.csv" --collectors "$COLLECTORS" --votes "$VOTES" \
+    --out-dir "$DATA/votes" --seed 2024
+"$TALLYCTL" --db "$DB" load-registry "$DATA/registry.csv" | sed 's/^/         /'
+ids=()
+for i in $(seq 1 "$COLLECTORS"); do
+    id=$(printf 'region-%02d' "$i")
+    ids+=("$id")
+    "$TALLYCTL" --db "$DB" add-collector "$id" >/dev/null
+done
+info "collectors registered: ${ids[*]}"
+# One secret for all collectors, so a voter is the same token whichever collector sends it.
+od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$VAR/ballot.key"
+chmod 600 "$VAR/ballot.key"
+
+# ---- 4. tallyd ---------------------------------------------------------------------------------------
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+    local p=$1
+    while ! port_free "$p"; do p=$((p + 1)); done
+    echo "$p"
+}
+LISTEN_PORT=$(pick_port "${TALLYD_PORT:-7400}")
+HTTP_PORT=$(pick_port "${TALLYD_HTTP_PORT:-7480}")
+[ "$HTTP_PORT" != "$LISTEN_PORT" ] || HTTP_PORT=$(pick_port $((LISTEN_PORT + 1)))
+step "starting tallyd on 127.0.0.1:$LISTEN_PORT (HTTP 127.0.0.1:$HTTP_PORT), log var/tallyd.log"
+"$TALLYD" --db "$DB" --listen "127.0.0.1:$LISTEN_PORT" --http "127.0.0.1:$HTTP_PORT" \
+    --checkpoint-ms 200 --expected-ballots "$VOTES" 2>"$VAR/tallyd.log" &
+tallyd_pid=$!
+
+http_status() {
+    local line
+    exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&3
+    IFS= read -r -t 5 line <&3 || true
+    exec 3<&-
+    echo "$line" | awk '{print $2}'
+}
+ready=0
+for _ in $(seq 1 300); do
+    kill -0 "$tallyd_pid" 2>/dev/null || break
+    if [ "$(http_status /readyz 2>/dev/null)" = 200 ]; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+if [ $ready -ne 1 ]; then
+    tail -n 20 "$VAR/tallyd.log" >&2
+    echo "quickstart: tallyd did not become ready" >&2
+    exit 1
+fi
+info "ready (GET /readyz = 200)"
+
+# ---- 5. the collectors ------------------------------------------------------------------------------
+step "pushing: $COLLECTORS tally-push collectors in parallel"
+for i in $(seq 1 "$COLLECTORS"); do
+    id=${ids[$((i - 1))]}
+    "$PUSH" --server "127.0.0.1:$LISTEN_PORT" --collector "$id" --spool "$SPOOLS/$id" \
+        --ballot-key "$VAR/ballot.key" --batch 10000 --quiet "$DATA/votes/collector-$((i - 1)).csv" \
+        >"$VAR/push-$id.out" 2>"$VAR/push-$id.log" &
+    push_pids+=($!)
+done
+t_push=$SECONDS
+while :; do
+    alive=0
+    for p in "${push_pids[@]}"; do
+        kill -0 "$p" 2>/dev/null && alive=$((alive + 1))
+    done
+    durable=$(psql -X -At "$DB" -c 'SELECT coalesce(sum(votes), 0) FROM collectors' 2>/dev/null || echo '?')
+    el=$((SECONDS - t_push))
+    rate=
+    if [ "$el" -gt 0 ] && [ "$durable" != '?' ]; then
+        rate=", $((durable / el)) votes/s"
+    fi
+    info "$(printf '%8ss: %s of %s votes durable in PostgreSQL, %d collectors running%s' \
+        "$el" "$durable" "$VOTES" "$alive" "$rate")"
+    [ $alive -eq 0 ] && break
+    if ! kill -0 "$tallyd_pid" 2>/dev/null; then
+        echo "quickstart: tallyd died; see var/tallyd.log" >&2
+        exit 1
+    fi
+    sleep 2
+done
+failed=0
+for i in "${!push_pids[@]}"; do
+    rc=0
+    wait "${push_pids[$i]}" || rc=$?
+    id=${ids[$i]}
+    if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
+        echo "quickstart: tally-push $id exited $rc:" >&2
+        tail -n 5 "$VAR/push-$id.log" >&2
+        failed=1
+    fi
+    info "$id: $(cat "$VAR/push-$id.out") (exit $rc)"
+done
+push_pids=()
+[ $failed -eq 0 ] || exit 1
+push_secs=$((SECONDS - t_push))
+
+# ---- 6. results ---------------------------------------------------------------------------------------
+step "results"
+PSQL=(psql -X -P pager=off "$DB")
+"${PSQL[@]}" -c "SELECT count(*) AS checkpoints, max(id) AS last_checkpoint,
+                        to_char(max(committed_at), 'HH24:MI:SS.MS') AS last_at
+                 FROM checkpoints"
+"${PSQL[@]}" -c "SELECT collector_id, durable_seq AS batches, votes, accepted, duplicate, rejected
+                 FROM collector_progress ORDER BY collector_id"
+"${PSQL[@]}" -c "SELECT sum(votes) AS votes, sum(accepted) AS accepted,
+                        sum(duplicate) AS duplicate, sum(rejected) AS rejected
+                 FROM collectors"
+info "expected (tally-gen truth-summary.txt): $(grep -E '^(votes|accepted|duplicate|rejected) ' \
+    "$DATA/votes/truth-summary.txt" | tr '\n' ' ')"
+if "$TALLYCTL" --db "$DB" results --format csv | cmp -s - "$DATA/votes/truth.csv"; then
+    info "per-project results equal tally-gen's truth exactly: YES"
+else
+    info "per-project results equal tally-gen's truth exactly: NO (see var/data/votes/truth.csv)"
+    exit 1
+fi
+
+step "winners of a few circuits (view circuit_winners)"
+"${PSQL[@]}" -c "WITH pick AS (SELECT circuit_id FROM circuits ORDER BY md5(circuit_id::text) LIMIT 5)
+                 SELECT w.state, w.circuit_name AS circuit, w.seats, w.rank, w.project_name AS project,
+                        w.votes, w.tie
+                 FROM circuit_winners w JOIN pick USING (circuit_id)
+                 ORDER BY w.state, w.circuit_name, w.rank"
+"${PSQL[@]}" -c "SELECT state, count(DISTINCT circuit_id) AS circuits, count(*) AS projects,
+                        sum(votes) AS votes
+                 FROM results GROUP BY state ORDER BY sum(votes) DESC LIMIT 5"
+
+# ---- 7. stop -------------------------------------------------------------------------------------------
+step "stopping tallyd (SIGTERM: final checkpoint)"
+kill -TERM "$tallyd_pid"
+rc=0
+wait "$tallyd_pid" || rc=$?
+tallyd_pid=
+info "tallyd exited $rc"
+[ $rc -eq 0 ] || exit 1
+
+info "pushed $VOTES votes in ${push_secs}s; whole run $((SECONDS - T0))s"
+if [ $KEEP -eq 1 ]; then
+    step "PostgreSQL left running"
+    info "connect:  psql \"$DB\""
+    info "stop:     tests/pg.sh stop var/pg"
+else
+    bash "$ROOT/tests/pg.sh" stop "$PG_DIR" | sed 's/^/         /'
+    info "PostgreSQL stopped (run with --keep-running to explore the database afterwards;"
+    info "tests/pg.sh start var/pg brings it back, data intact: psql \"$DB\")"
+fi

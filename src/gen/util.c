@@ -1,0 +1,315 @@
+/* tally-gen's small tools: the random source, a uint32 set, a buffered writer and an
+ * RFC 4180 CSV reader. Deterministic and allocation-light; no knowledge of votes. */
+#include "gen/gen.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- random ---------------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void gen_rng_seed(struct gen_rng *r, uint64_t seed, uint64_t stream)
+{
+    uint64_t x = seed ^ (stream * 0xd1b54a32d192ed03ull);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+uint64_t gen_rng_next(struct gen_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+uint64_t gen_rng_below(struct gen_rng *r, uint64_t n)
+{
+    /* Lemire's multiply-shift; the tiny bias is irrelevant for test data but the
+     * result must not depend on the platform, and it does not. */
+    return (uint64_t)(((unsigned __int128)gen_rng_next(r) * n) >> 64);
+}
+
+double gen_rng_unit(struct gen_rng *r)
+{
+    return (double)(gen_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+double gen_rng_normal(struct gen_rng *r)
+{
+    double u1 = gen_rng_unit(r);
+    double u2 = gen_rng_unit(r);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* ---- uint32 set -------------------------------------------------------------------- */
+
+void gen_u32set_init(struct gen_u32set *s, size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2 + 16)
+        cap <<= 1;
+    s->slots = calloc(cap, sizeof *s->slots);
+    if (!s->slots)
+        abort();
+    s->mask = cap - 1;
+    s->n = 0;
+}
+
+void gen_u32set_cleanup(struct gen_u32set *s)
+{
+    free(s->slots);
+    s->slots = NULL;
+}
+
+static size_t u32_hash(uint32_t v)
+{
+    return (size_t)(((uint64_t)v * 0x9e3779b97f4a7c15ull) >> 32);
+}
+
+static void u32set_grow(struct gen_u32set *s)
+{
+    struct gen_u32set bigger;
+    gen_u32set_init(&bigger, (s->mask + 1));
+    for (size_t i = 0; i <= s->mask; i++)
+        if (s->slots[i])
+            gen_u32set_add(&bigger, s->slots[i]);
+    free(s->slots);
+    *s = bigger;
+}
+
+bool gen_u32set_add(struct gen_u32set *s, uint32_t v)
+{
+    if ((s->n + 1) * 2 > s->mask + 1)
+        u32set_grow(s);
+    for (size_t i = u32_hash(v) & s->mask;; i = (i + 1) & s->mask) {
+        if (s->slots[i] == v)
+            return false;
+        if (!s->slots[i]) {
+            s->slots[i] = v;
+            s->n++;
+            return true;
+        }
+    }
+}
+
+bool gen_u32set_has(const struct gen_u32set *s, uint32_t v)
+{
+    for (size_t i = u32_hash(v) & s->mask;; i = (i + 1) & s->mask) {
+        if (s->slots[i] == v)
+            return v != 0;
+        if (!s->slots[i])
+            return false;
+    }
+}
+
+/* ---- output ---------------------------------------------------------------------- */
+
+int gen_out_open(struct gen_out *o, const char *path)
+{
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    o->f = fopen(path, "w");
+    if (!o->f) {
+        fprintf(stderr, "tally-gen: cannot create %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    o->cap = 1 << 20;
+    o->buf = malloc(o->cap);
+    if (!o->buf)
+        abort();
+    return 0;
+}
+
+static void out_flush(struct gen_out *o)
+{
+    if (o->len && !o->failed && fwrite(o->buf, 1, o->len, o->f) != o->len)
+        o->failed = errno ? errno : EIO;
+    o->len = 0;
+}
+
+static void out_reserve(struct gen_out *o, size_t n)
+{
+    if (o->len + n > o->cap)
+        out_flush(o);
+    if (n > o->cap) {
+        o->cap = n;
+        o->buf = realloc(o->buf, o->cap);
+        if (!o->buf)
+            abort();
+    }
+}
+
+void gen_out_str(struct gen_out *o, const char *s)
+{
+    size_t n = strlen(s);
+    out_reserve(o, n);
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+void gen_out_char(struct gen_out *o, char c)
+{
+    out_reserve(o, 1);
+    o->buf[o->len++] = c;
+}
+
+void gen_out_u64(struct gen_out *o, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    out_reserve(o, (size_t)n);
+    while (n)
+        o->buf[o->len++] = tmp[--n];
+}
+
+void gen_out_csv_field(struct gen_out *o, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        gen_out_str(o, s);
+        return;
+    }
+    gen_out_char(o, '"');
+    for (; *s; s++) {
+        if (*s == '"')
+            gen_out_char(o, '"');
+        gen_out_char(o, *s);
+    }
+    gen_out_char(o, '"');
+}
+
+int gen_out_close(struct gen_out *o)
+{
+    int rc = 0;
+    out_flush(o);
+    if (fclose(o->f) != 0 && !o->failed)
+        o->failed = errno ? errno : EIO;
+    if (o->failed) {
+        fprintf(stderr, "tally-gen: writing %s: %s\n", o->path, strerror(o->failed));
+        rc = -1;
+    }
+    free(o->buf);
+    o->buf = NULL;
+    o->f = NULL;
+    return rc;
+}
+
+/* ---- CSV reading ----------------------------------------------------------------- */
+
+int gen_csv_open(struct gen_csv *c, const char *path)
+{
+    memset(c, 0, sizeof *c);
+    c->f = fopen(path, "r");
+    if (!c->f) {
+        fprintf(stderr, "tally-gen: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    c->cap = 4096;
+    c->line = malloc(c->cap);
+    if (!c->line)
+        abort();
+    return 0;
+}
+
+void gen_csv_close(struct gen_csv *c)
+{
+    if (c->f)
+        fclose(c->f);
+    free(c->line);
+    memset(c, 0, sizeof *c);
+}
+
+int gen_csv_next(struct gen_csv *c)
+{
+    /* Reads one record character by character, unescaping into c->line; a NUL
+     * separates fields. Quoted fields may hold commas, doubled quotes and newlines. */
+    size_t len = 0;
+    bool quoted = false, field_start = true, any = false;
+    c->n_fields = 0;
+    c->fields[c->n_fields++] = c->line;
+    for (;;) {
+        int ch = getc(c->f);
+        if (ch == EOF) {
+            if (quoted)
+                return -1;
+            if (!any)
+                return 0;
+            break;
+        }
+        any = true;
+        if (len + 2 > c->cap) {
+            size_t off[GEN_CSV_MAX_FIELDS];
+            for (size_t i = 0; i < c->n_fields; i++)
+                off[i] = (size_t)(c->fields[i] - c->line);
+            c->cap *= 2;
+            c->line = realloc(c->line, c->cap);
+            if (!c->line)
+                abort();
+            for (size_t i = 0; i < c->n_fields; i++)
+                c->fields[i] = c->line + off[i];
+        }
+        if (quoted) {
+            if (ch == '"') {
+                int next = getc(c->f);
+                if (next == '"') {
+                    c->line[len++] = '"';
+                } else {
+                    quoted = false;
+                    if (next != EOF)
+                        ungetc(next, c->f);
+                }
+            } else {
+                c->line[len++] = (char)ch;
+            }
+            continue;
+        }
+        if (ch == '"' && field_start) {
+            quoted = true;
+            field_start = false;
+            continue;
+        }
+        if (ch == '\r')
+            continue;
+        if (ch == '\n')
+            break;
+        if (ch == ',') {
+            if (c->n_fields == GEN_CSV_MAX_FIELDS)
+                return -1;
+            c->line[len++] = '\0';
+            c->fields[c->n_fields++] = c->line + len;
+            field_start = true;
+            continue;
+        }
+        field_start = false;
+        c->line[len++] = (char)ch;
+    }
+    c->line[len] = '\0';
+    c->record++;
+    return 1;
+}

@@ -1,0 +1,562 @@
+/* `tally-gen votes`: collector input files (voter,project_id) for a registry, and the
+ * exact expected results. Owns the ground-truth rule; knows nothing of tokens or the wire.
+ *
+ * Ground truth: each collector's lines are processed in file order; a vote for a project
+ * not in the registry is rejected and does not use up the voter's ballot; otherwise, if
+ * the voter already had an accepted vote (from any collector) it is a duplicate; else it
+ * counts. The data is built so that the result does not depend on how the collectors'
+ * streams interleave at the server: a voter who appears in several collectors votes for
+ * the same project in all of them (their "canonical" project, fixed by their first valid
+ * vote, in the collector that cast it - the owner). Only the owner may later repeat the
+ * voter with a different project, and those lines come after the canonical one in the
+ * owner's file, so they are duplicates whichever order the server sees. The truth is
+ * computed by replaying the files one collector after another, and cross-checked against
+ * the canonical projects (any other interleaving gives the same answer). */
+#include "gen/gen.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_COLLECTORS 256
+
+struct registry {
+    size_t n;
+    uint32_t *ids;     /* external project id, file order */
+    uint32_t *circuit; /* circuit index of each project */
+    size_t n_circuits;
+    struct gen_u32set idset;
+};
+
+struct circuit_key {
+    uint32_t circuit_id;
+    uint32_t project; /* index into registry */
+};
+
+static int cmp_circuit_key(const void *a, const void *b)
+{
+    const struct circuit_key *x = a, *y = b;
+    if (x->circuit_id != y->circuit_id)
+        return x->circuit_id < y->circuit_id ? -1 : 1;
+    return x->project < y->project ? -1 : x->project > y->project;
+}
+
+static int parse_u32_field(const char *s, uint32_t *out)
+{
+    if (!*s)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > UINT32_MAX || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int registry_load(const char *path, struct registry *reg)
+{
+    struct gen_csv csv;
+    memset(reg, 0, sizeof *reg);
+    if (gen_csv_open(&csv, path))
+        return -1;
+    int rc = -1, col_pid = -1, col_cid = -1;
+    size_t cap = 1024;
+    struct circuit_key *keys = malloc(cap * sizeof *keys);
+    if (!keys)
+        abort();
+
+    if (gen_csv_next(&csv) != 1) {
+        fprintf(stderr, "tally-gen: %s: empty or unreadable registry\n", path);
+        goto done;
+    }
+    for (size_t i = 0; i < csv.n_fields; i++) {
+        if (!strcmp(csv.fields[i], "project_id"))
+            col_pid = (int)i;
+        else if (!strcmp(csv.fields[i], "circuit_id"))
+            col_cid = (int)i;
+    }
+    if (col_pid < 0 || col_cid < 0) {
+        fprintf(stderr, "tally-gen: %s: header lacks project_id or circuit_id\n", path);
+        goto done;
+    }
+    gen_u32set_init(&reg->idset, 1024);
+    for (;;) {
+        int r = gen_csv_next(&csv);
+        if (r == 0)
+            break;
+        if (r < 0 || csv.n_fields <= (size_t)col_pid || csv.n_fields <= (size_t)col_cid) {
+            fprintf(stderr, "tally-gen: %s: record %llu is malformed\n", path,
+                    (unsigned long long)csv.record + 1);
+            goto done;
+        }
+        uint32_t pid, cid;
+        if (parse_u32_field(csv.fields[col_pid], &pid) || pid == 0 ||
+            parse_u32_field(csv.fields[col_cid], &cid)) {
+            fprintf(stderr, "tally-gen: %s: record %llu: bad project_id or circuit_id\n", path,
+                    (unsigned long long)csv.record);
+            goto done;
+        }
+        if (!gen_u32set_add(&reg->idset, pid)) {
+            fprintf(stderr, "tally-gen: %s: project_id %u appears twice\n", path, pid);
+            goto done;
+        }
+        if (reg->n == cap) {
+            cap *= 2;
+            keys = realloc(keys, cap * sizeof *keys);
+            reg->ids = realloc(reg->ids, cap * sizeof *reg->ids);
+            if (!keys || !reg->ids)
+                abort();
+        } else if (!reg->ids) {
+            reg->ids = malloc(cap * sizeof *reg->ids);
+            if (!reg->ids)
+                abort();
+        }
+        keys[reg->n] = (struct circuit_key){cid, (uint32_t)reg->n};
+        reg->ids[reg->n] = pid;
+        reg->n++;
+    }
+    if (reg->n == 0) {
+        fprintf(stderr, "tally-gen: %s: no projects\n", path);
+        goto done;
+    }
+    qsort(keys, reg->n, sizeof *keys, cmp_circuit_key);
+    reg->circuit = malloc(reg->n * sizeof *reg->circuit);
+    if (!reg->circuit)
+        abort();
+    for (size_t i = 0; i < reg->n; i++) {
+        if (i > 0 && keys[i].circuit_id != keys[i - 1].circuit_id)
+            reg->n_circuits++;
+        reg->circuit[keys[i].project] = (uint32_t)reg->n_circuits;
+    }
+    reg->n_circuits++;
+    rc = 0;
+done:
+    free(keys);
+    gen_csv_close(&csv);
+    return rc;
+}
+
+static void registry_cleanup(struct registry *reg)
+{
+    free(reg->ids);
+    free(reg->circuit);
+    gen_u32set_cleanup(&reg->idset);
+}
+
+/* Popularity: circuits weigh by a log-normal "turnout", projects within a circuit by a
+ * Zipf law (s = 1.1) over a random ranking. Returns a cumulative array over projects. */
+static double *popularity(struct gen_rng *r, const struct registry *reg)
+{
+    double *cw = malloc(reg->n_circuits * sizeof *cw);
+    uint32_t *seen = calloc(reg->n_circuits, sizeof *seen);
+    uint32_t *size = calloc(reg->n_circuits, sizeof *size);
+    double *norm = calloc(reg->n_circuits, sizeof *norm);
+    double *cum = malloc(reg->n * sizeof *cum);
+    uint32_t *rank = malloc(reg->n * sizeof *rank);
+    if (!cw || !seen || !size || !norm || !cum || !rank)
+        abort();
+    for (size_t c = 0; c < reg->n_circuits; c++)
+        cw[c] = exp(0.6 * gen_rng_normal(r));
+    for (size_t p = 0; p < reg->n; p++)
+        size[reg->circuit[p]]++;
+    /* Rank projects within their circuit in a random order: rank = a random position
+     * of a shuffled 0..size-1, drawn by handing out positions as projects are met. */
+    uint32_t **perm = calloc(reg->n_circuits, sizeof *perm);
+    if (!perm)
+        abort();
+    for (size_t p = 0; p < reg->n; p++) {
+        uint32_t c = reg->circuit[p];
+        if (!perm[c]) {
+            perm[c] = malloc(size[c] * sizeof **perm);
+            if (!perm[c])
+                abort();
+            for (uint32_t i = 0; i < size[c]; i++)
+                perm[c][i] = i;
+            for (uint32_t i = size[c]; i > 1; i--) {
+                uint32_t j = (uint32_t)gen_rng_below(r, i);
+                uint32_t t = perm[c][i - 1];
+                perm[c][i - 1] = perm[c][j];
+                perm[c][j] = t;
+            }
+        }
+        rank[p] = perm[c][seen[c]++];
+        norm[c] += pow(rank[p] + 1.0, -1.1);
+    }
+    double total = 0;
+    for (size_t p = 0; p < reg->n; p++) {
+        uint32_t c = reg->circuit[p];
+        total += cw[c] * pow(rank[p] + 1.0, -1.1) / norm[c];
+        cum[p] = total;
+    }
+    for (size_t c = 0; c < reg->n_circuits; c++)
+        free(perm[c]);
+    free(perm);
+    free(rank);
+    free(norm);
+    free(size);
+    free(seen);
+    free(cw);
+    return cum;
+}
+
+static uint32_t sample_project(struct gen_rng *r, const double *cum, size_t n)
+{
+    double u = gen_rng_unit(r) * cum[n - 1];
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cum[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return (uint32_t)lo;
+}
+
+/* Voter index -> national id number, a bijection on [0, 2^bits), offset to look like a
+ * cédula ("V-12345678"). */
+struct voter_ids {
+    unsigned bits;
+    uint64_t mask, salt;
+};
+
+static uint64_t voter_number(const struct voter_ids *v, uint64_t x)
+{
+    x = (x * 0x9e3779b1u) & v->mask;
+    x ^= x >> (v->bits / 2);
+    x = (x * 0x85ebca6bu) & v->mask;
+    x ^= v->salt;
+    return 1000000u + x;
+}
+
+struct line {
+    uint32_t voter;
+    uint32_t project_id; /* external id, known or not */
+    int32_t project;     /* registry index, -1 for an unknown project */
+};
+
+struct voter {
+    int32_t canonical; /* registry index of the first valid vote, -1 none yet */
+    uint16_t owner;    /* collector that cast it */
+};
+
+static int write_summary(const char *dir, const struct gen_votes_opts *o, uint64_t accepted,
+                         uint64_t duplicate, uint64_t rejected, uint64_t voters,
+                         const uint64_t *per_collector)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/truth-summary.txt", dir);
+    struct gen_out out;
+    if (gen_out_open(&out, path))
+        return -1;
+    const char *names[] = {"votes", "accepted", "duplicate", "rejected", "malformed", "voters"};
+    uint64_t values[] = {
+        accepted + duplicate + rejected, accepted, duplicate, rejected, o->malformed, voters};
+    for (size_t i = 0; i < 6; i++) {
+        gen_out_str(&out, names[i]);
+        gen_out_char(&out, ' ');
+        gen_out_u64(&out, values[i]);
+        gen_out_char(&out, '\n');
+    }
+    gen_out_str(&out, "collectors ");
+    gen_out_u64(&out, o->collectors);
+    gen_out_char(&out, '\n');
+    for (uint32_t c = 0; c < o->collectors; c++) {
+        gen_out_str(&out, "collector-");
+        gen_out_u64(&out, c);
+        gen_out_str(&out, " votes ");
+        gen_out_u64(&out, per_collector[c]);
+        gen_out_str(&out, " malformed ");
+        gen_out_u64(&out, c + 1 == o->collectors ? o->malformed : 0);
+        gen_out_char(&out, '\n');
+    }
+    return gen_out_close(&out);
+}
+
+static const uint32_t *sort_ids;
+
+static int cmp_by_id(const void *a, const void *b)
+{
+    uint32_t x = sort_ids[*(const uint32_t *)a], y = sort_ids[*(const uint32_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+static int write_truth(const char *dir, const struct registry *reg, const uint64_t *counts)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/truth.csv", dir);
+    uint32_t *order = malloc(reg->n * sizeof *order);
+    if (!order)
+        abort();
+    for (size_t i = 0; i < reg->n; i++)
+        order[i] = (uint32_t)i;
+    sort_ids = reg->ids;
+    qsort(order, reg->n, sizeof *order, cmp_by_id);
+    struct gen_out out;
+    int rc = -1;
+    if (gen_out_open(&out, path))
+        goto done;
+    gen_out_str(&out, "project_id,votes\n");
+    for (size_t i = 0; i < reg->n; i++) {
+        gen_out_u64(&out, reg->ids[order[i]]);
+        gen_out_char(&out, ',');
+        gen_out_u64(&out, counts[order[i]]);
+        gen_out_char(&out, '\n');
+    }
+    rc = gen_out_close(&out);
+done:
+    free(order);
+    return rc;
+}
+
+static void write_voter(struct gen_out *o, const struct voter_ids *ids, uint32_t voter)
+{
+    gen_out_str(o, "V-");
+    gen_out_u64(o, voter_number(ids, voter));
+}
+
+/* A line tally-push must skip as malformed: no comma, a non-numeric or empty project. */
+static void write_malformed(struct gen_out *o, struct gen_rng *r, uint64_t k)
+{
+    switch (gen_rng_below(r, 3)) {
+    case 0:
+        gen_out_str(o, "linea sin separador ");
+        gen_out_u64(o, k);
+        break;
+    case 1:
+        gen_out_str(o, "V-");
+        gen_out_u64(o, 100 + k);
+        gen_out_str(o, ",proyecto");
+        break;
+    default:
+        gen_out_str(o, "V-");
+        gen_out_u64(o, 100 + k);
+        gen_out_char(o, ',');
+        break;
+    }
+    gen_out_char(o, '\n');
+}
+
+static void remember_own(uint32_t **list, size_t *n, size_t *cap, uint32_t v)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        *list = realloc(*list, *cap * sizeof **list);
+        if (!*list)
+            abort();
+    }
+    (*list)[(*n)++] = v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int gen_votes(const struct gen_votes_opts *o)
+{
+    int rc = -1;
+    struct registry reg;
+    if (o->collectors == 0 || o->collectors > MAX_COLLECTORS) {
+        fprintf(stderr, "tally-gen: --collectors must be 1..%d\n", MAX_COLLECTORS);
+        return -1;
+    }
+    if (o->votes > UINT32_MAX - 1) {
+        fprintf(stderr, "tally-gen: --votes must be below 2^32\n");
+        return -1;
+    }
+    if (registry_load(o->registry, &reg))
+        return -1;
+    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "tally-gen: cannot create %s: %s\n", o->out_dir, strerror(errno));
+        registry_cleanup(&reg);
+        return -1;
+    }
+
+    struct gen_rng r;
+    gen_rng_seed(&r, o->seed, 2);
+    double *cum = popularity(&r, &reg);
+    uint32_t K = o->collectors;
+    uint64_t N = o->votes;
+
+    struct line *lines = malloc((N ? N : 1) * sizeof *lines);
+    uint16_t *line_collector = malloc((N ? N : 1) * sizeof *line_collector);
+    struct voter *voters = malloc((N ? N : 1) * sizeof *voters);
+    uint32_t **own = calloc(K, sizeof *own); /* voters created by each collector */
+    size_t *own_n = calloc(K, sizeof *own_n), *own_cap = calloc(K, sizeof *own_cap);
+    uint64_t *per_collector = calloc(K, sizeof *per_collector);
+    uint64_t *counts = calloc(reg.n, sizeof *counts);
+    uint64_t *check = calloc(reg.n, sizeof *check);
+    uint8_t *accepted_voter = calloc(N ? N : 1, 1);
+    uint64_t *malformed_at = calloc(o->malformed ? o->malformed : 1, sizeof *malformed_at);
+    struct gen_out *outs = calloc(K, sizeof *outs);
+    if (!lines || !line_collector || !voters || !own || !own_n || !own_cap || !per_collector ||
+        !counts || !check || !accepted_voter || !malformed_at || !outs)
+        abort();
+    uint32_t n_voters = 0;
+    bool progress = !o->quiet && N >= 1000000;
+
+    for (uint64_t t = 0; t < N; t++) {
+        uint16_t c = (uint16_t)gen_rng_below(&r, K);
+        double u = gen_rng_unit(&r);
+        struct line *ln = &lines[t];
+        uint32_t v;
+        line_collector[t] = c;
+        per_collector[c]++;
+        if (u < o->unknown_rate) {
+            /* Rejected: an id not in the registry. Half of them from a voter who may
+             * vote validly later (the rejection must not use up the ballot). */
+            if (n_voters > 0 && gen_rng_unit(&r) < 0.5) {
+                v = (uint32_t)gen_rng_below(&r, n_voters);
+            } else {
+                v = n_voters++;
+                voters[v] = (struct voter){-1, c};
+                remember_own(&own[c], &own_n[c], &own_cap[c], v);
+            }
+            uint32_t id;
+            do
+                id = (uint32_t)gen_rng_next(&r);
+            while (id == 0 || gen_u32set_has(&reg.idset, id));
+            *ln = (struct line){v, id, -1};
+            continue;
+        }
+        if (u < o->unknown_rate + o->repeat_rate && n_voters > 0) {
+            /* A repeated voter: half the time one first seen at this collector. */
+            if (own_n[c] > 0 && gen_rng_unit(&r) < 0.5)
+                v = own[c][gen_rng_below(&r, own_n[c])];
+            else
+                v = (uint32_t)gen_rng_below(&r, n_voters);
+            struct voter *vv = &voters[v];
+            int32_t p;
+            if (vv->canonical < 0) {
+                p = (int32_t)sample_project(&r, cum, reg.n);
+                vv->canonical = p;
+                vv->owner = c;
+            } else if (vv->owner == c && gen_rng_unit(&r) < 0.5) {
+                p = (int32_t)sample_project(&r, cum, reg.n); /* changed their mind */
+            } else {
+                p = vv->canonical;
+            }
+            *ln = (struct line){v, reg.ids[p], p};
+        } else {
+            v = n_voters++;
+            int32_t p = (int32_t)sample_project(&r, cum, reg.n);
+            voters[v] = (struct voter){p, c};
+            *ln = (struct line){v, reg.ids[p], p};
+            remember_own(&own[c], &own_n[c], &own_cap[c], v);
+        }
+        if (progress && (t + 1) % 1000000 == 0)
+            fprintf(stderr, "tally-gen: generated %llu/%llu votes\n", (unsigned long long)t + 1,
+                    (unsigned long long)N);
+    }
+
+    /* Replay collector after collector, applying the rule literally. */
+    uint64_t accepted = 0, duplicate = 0, rejected = 0;
+    for (uint32_t c = 0; c < K; c++) {
+        for (uint64_t t = 0; t < N; t++) {
+            if (line_collector[t] != c)
+                continue;
+            const struct line *ln = &lines[t];
+            if (ln->project < 0) {
+                rejected++;
+            } else if (accepted_voter[ln->voter]) {
+                duplicate++;
+            } else {
+                accepted_voter[ln->voter] = 1;
+                counts[ln->project]++;
+                accepted++;
+            }
+        }
+    }
+    /* Cross-check: the same totals from the canonical projects (any interleaving). */
+    uint64_t voters_with_vote = 0;
+    for (uint32_t v = 0; v < n_voters; v++) {
+        if (voters[v].canonical >= 0) {
+            check[voters[v].canonical]++;
+            voters_with_vote++;
+        }
+    }
+    if (voters_with_vote != accepted || memcmp(check, counts, reg.n * sizeof *counts) != 0) {
+        fprintf(stderr, "tally-gen: internal error: truth depends on interleaving\n");
+        goto done;
+    }
+
+    /* Write the collector files in one pass. */
+    struct voter_ids ids = {24, 0, 0};
+    while (ids.bits < 40 && (1ull << ids.bits) < n_voters)
+        ids.bits++;
+    ids.mask = (1ull << ids.bits) - 1;
+    ids.salt = gen_rng_next(&r) & ids.mask;
+
+    uint64_t last_lines = per_collector[K - 1];
+    for (uint64_t m = 0; m < o->malformed; m++)
+        malformed_at[m] = gen_rng_below(&r, last_lines + 1);
+    qsort(malformed_at, o->malformed, sizeof *malformed_at, cmp_u64);
+
+    uint32_t opened = 0;
+    for (; opened < K; opened++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/collector-%u.csv", o->out_dir, opened);
+        if (gen_out_open(&outs[opened], path))
+            goto close_files;
+        if (opened % 2 == 0)
+            gen_out_str(&outs[opened], "voter,project_id\n");
+    }
+    uint64_t last_pos = 0, next_malformed = 0;
+    for (uint64_t t = 0; t < N; t++) {
+        uint16_t c = line_collector[t];
+        struct gen_out *out = &outs[c];
+        if (c == K - 1) {
+            while (next_malformed < o->malformed && malformed_at[next_malformed] == last_pos)
+                write_malformed(out, &r, next_malformed++);
+            last_pos++;
+        }
+        write_voter(out, &ids, lines[t].voter);
+        gen_out_char(out, ',');
+        gen_out_u64(out, lines[t].project_id);
+        gen_out_char(out, '\n');
+    }
+    while (next_malformed < o->malformed)
+        write_malformed(&outs[K - 1], &r, next_malformed++);
+
+close_files:;
+    int failed = opened < K;
+    for (uint32_t c = 0; c < opened; c++)
+        if (gen_out_close(&outs[c]))
+            failed = 1;
+    if (failed)
+        goto done;
+    if (write_truth(o->out_dir, &reg, counts) ||
+        write_summary(o->out_dir, o, accepted, duplicate, rejected, n_voters, per_collector))
+        goto done;
+    if (!o->quiet)
+        fprintf(stderr,
+                "tally-gen: %s: %u collectors, %llu votes (accepted %llu, duplicate %llu, "
+                "rejected %llu, malformed %llu)\n",
+                o->out_dir, K, (unsigned long long)N, (unsigned long long)accepted,
+                (unsigned long long)duplicate, (unsigned long long)rejected,
+                (unsigned long long)o->malformed);
+    rc = 0;
+done:
+    free(outs);
+    free(malformed_at);
+    free(accepted_voter);
+    free(check);
+    free(counts);
+    free(per_collector);
+    for (uint32_t c = 0; c < K; c++)
+        free(own[c]);
+    free(own_cap);
+    free(own_n);
+    free(own);
+    free(voters);
+    free(line_collector);
+    free(lines);
+    free(cum);
+    registry_cleanup(&reg);
+    return rc;
+}

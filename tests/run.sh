@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# THE test command (README and CI run exactly this).
+#
+#   tests/run.sh [--quick] [--no-sanitize] [--long] [--help]
+#
+# 1. Installs the build and test dependencies that are missing (apt-get; root or sudo).
+# 2. Builds with -DTALLY_WERROR=ON into build/ and runs ctest (unit + integration tests; the
+#    integration tests start a throw-away PostgreSQL in build/pgtest via tests/pg.sh).
+# 3. Unless --quick / --no-sanitize: the same with -DTALLY_SANITIZE=ON (ASan + UBSan) in
+#    build-asan/.
+# --long also registers the long soak tests (-DTALLY_LONG_TESTS=ON).
+# Exits non-zero on any failure. PostgreSQL servers it started are stopped on every exit.
+# BUILD_DIR / ASAN_BUILD_DIR override the two build directories.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+sanitize=1
+long=OFF
+for arg in "$@"; do
+    case $arg in
+    --quick | --no-sanitize) sanitize=0 ;;
+    --long) long=ON ;;
+    -h | --help)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "run.sh: unknown option '$arg' (see --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$ROOT/build-asan}
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+log() { printf '\n==== run.sh: %s\n' "$*"; }
+
+# ---- stop our PostgreSQL servers whatever happens --------------------------------------
+stop_pg() {
+    local d
+    for d in "$BUILD_DIR/pgtest" "$ASAN_BUILD_DIR/pgtest"; do
+        if [ -f "$d/port" ]; then
+            bash "$ROOT/tests/pg.sh" stop "$d" >/dev/null 2>&1 || true
+        fi
+    done
+}
+trap stop_pg EXIT
+trap 'exit 130' INT TERM
+
+# ---- dependencies ------------------------------------------------------------------------
+PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
+    libpq-dev postgresql libcmocka-dev libsodium-dev)
+
+bash "$ROOT/deploy/install-deps.sh" "${PACKAGES[@]}"
+
+# ---- build and test ------------------------------------------------------------------------
+declare -a summary=()
+
+run_stage() {
+    local name=$1 dir=$2
+    shift 2
+    local t0=$SECONDS
+    log "$name: configure ($dir)"
+    cmake -S "$ROOT" -B "$dir" -DTALLY_WERROR=ON -DTALLY_LONG_TESTS=$long "$@"
+    log "$name: build"
+    cmake --build "$dir" -j"$JOBS"
+    log "$name: test"
+    # Unit tests run two at a time; integration tests are RUN_SERIAL.
+    local rc=0
+    ctest --test-dir "$dir" --output-on-failure -j"$JOBS" || rc=$?
+    summary+=("$name: $([ $rc -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - t0)) s")
+    return $rc
+}
+
+status=0
+run_stage "default build" "$BUILD_DIR" || status=1
+if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
+    run_stage "sanitizer build" "$ASAN_BUILD_DIR" -DTALLY_SANITIZE=ON || status=1
+fi
+
+log "summary"
+for line in "${summary[@]}"; do
+    echo "  $line"
+done
+if [ $status -ne 0 ]; then
+    echo "run.sh: FAILED" >&2
+    exit 1
+fi
+echo "run.sh: all tests passed"

@@ -1,0 +1,646 @@
+/* Integration-test support, part two: the fixture PostgreSQL (libpq), test data
+ * (tally-gen), tallyctl, tallyd, tally-push, and a raw protocol client (protobuf-c) for the
+ * tests that must send what tally-push never would. */
+#include "support.h"
+
+#include "tally.pb-c.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- PostgreSQL ----------------------------------------------------------------------- */
+
+const char *ts_pg_conninfo(void)
+{
+    static char conninfo[512];
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/conninfo", ts_pg_dir());
+    char *text = ts_read_file(path);
+    if (!text) {
+        fprintf(stderr, "support: %s missing: did the pg_start fixture run?\n", path);
+        return NULL;
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    snprintf(conninfo, sizeof conninfo, "%s", text);
+    free(text);
+    return conninfo;
+}
+
+int ts_pg(const char *action)
+{
+    char script[PATH_MAX];
+    snprintf(script, sizeof script, "%s/tests/pg.sh", ts_src_dir());
+    char *argv[] = {"/bin/bash", script, (char *)action, (char *)ts_pg_dir(), NULL};
+    int rc = ts_run(argv, NULL, NULL, 120000);
+    if (rc != 0)
+        fprintf(stderr, "support: tests/pg.sh %s failed (%d)\n", action, rc);
+    return rc;
+}
+
+static void quiet_notices(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static PGconn *pg_connect(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "support: connect '%s': %s", conninfo, PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, quiet_notices, NULL);
+    return c;
+}
+
+static int pg_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "support: '%s': %s", sql, PQerrorMessage(c));
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_u64(PGconn *c, const char *sql, uint64_t *out)
+{
+    PGresult *r = PQexec(c, sql);
+    int rc = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "support: '%s': %s", sql, PQerrorMessage(c));
+    } else if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0)) {
+        fprintf(stderr, "support: '%s': no value\n", sql);
+    } else {
+        *out = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+struct ts_db *ts_db_open(const char *conninfo)
+{
+    return (struct ts_db *)pg_connect(conninfo);
+}
+
+int ts_db_exec(struct ts_db *db, const char *sql)
+{
+    return pg_exec((PGconn *)db, sql);
+}
+
+int ts_db_u64(struct ts_db *db, const char *sql, uint64_t *out)
+{
+    return pg_u64((PGconn *)db, sql, out);
+}
+
+void ts_db_close(struct ts_db *db)
+{
+    if (db)
+        PQfinish((PGconn *)db);
+}
+
+int ts_sql_exec(const char *conninfo, const char *sql)
+{
+    PGconn *c = pg_connect(conninfo);
+    if (!c)
+        return -1;
+    int rc = pg_exec(c, sql);
+    PQfinish(c);
+    return rc;
+}
+
+int ts_sql_u64(const char *conninfo, const char *sql, uint64_t *out)
+{
+    PGconn *c = pg_connect(conninfo);
+    if (!c)
+        return -1;
+    int rc = pg_u64(c, sql, out);
+    PQfinish(c);
+    return rc;
+}
+
+int ts_db_drop(const char *name)
+{
+    const char *base = ts_pg_conninfo();
+    if (!base)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", name);
+    return ts_sql_exec(base, sql);
+}
+
+int ts_db_create(const char *name, char *out, size_t len)
+{
+    const char *base = ts_pg_conninfo();
+    if (!base || ts_db_drop(name))
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", name);
+    if (ts_sql_exec(base, sql))
+        return -1;
+    /* The same server and user, another database. */
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(base, &err);
+    if (!opts) {
+        fprintf(stderr, "support: bad conninfo '%s': %s\n", base, err ? err : "?");
+        PQfreemem(err);
+        return -1;
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val || !strcmp(o->keyword, "dbname"))
+            continue;
+        used +=
+            (size_t)snprintf(out + used, used < len ? len - used : 0, "%s=%s ", o->keyword, o->val);
+    }
+    used += (size_t)snprintf(out + used, used < len ? len - used : 0, "dbname=%s", name);
+    PQconninfoFree(opts);
+    return used < len ? 0 : -1;
+}
+
+/* ---- test data ------------------------------------------------------------------------ */
+
+int ts_truth_read(const char *path, struct ts_truth *t)
+{
+    char *text = ts_read_file(path);
+    if (!text) {
+        fprintf(stderr, "support: cannot read %s\n", path);
+        return -1;
+    }
+    memset(t, 0, sizeof *t);
+    int found = 0;
+    const char *names[] = {"votes", "accepted", "duplicate", "rejected", "malformed"};
+    uint64_t *fields[] = {&t->votes, &t->accepted, &t->duplicate, &t->rejected, &t->malformed};
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char key[64];
+        unsigned long long v;
+        if (sscanf(line, "%63s %llu", key, &v) != 2)
+            continue;
+        for (int i = 0; i < 5; i++) {
+            if (!strcmp(key, names[i])) {
+                *fields[i] = v;
+                found++;
+            }
+        }
+    }
+    free(text);
+    return found == 5 ? 0 : -1;
+}
+
+int ts_gen(const char *dir, uint32_t projects, uint32_t circuits, uint32_t collectors,
+           uint64_t votes, const char *repeat_rate, const char *unknown_rate, uint64_t malformed,
+           uint64_t seed, struct ts_truth *truth)
+{
+    char reg[PATH_MAX], out_dir[PATH_MAX], p[16], c[16], s[16], k[16], v[24], m[24], sd[24];
+    snprintf(reg, sizeof reg, "%s/registry.csv", dir);
+    snprintf(out_dir, sizeof out_dir, "%s/votes", dir);
+    snprintf(p, sizeof p, "%u", projects);
+    snprintf(c, sizeof c, "%u", circuits);
+    snprintf(s, sizeof s, "%u", circuits < 25 ? circuits : 25);
+    snprintf(k, sizeof k, "%u", collectors);
+    snprintf(v, sizeof v, "%llu", (unsigned long long)votes);
+    snprintf(m, sizeof m, "%llu", (unsigned long long)malformed);
+    snprintf(sd, sizeof sd, "%llu", (unsigned long long)seed);
+    const char *gen = ts_prog("tally-gen");
+    char *a1[] = {(char *)gen, "registry", "--out", reg,      "--projects", p,   "--circuits",
+                  c,           "--states", s,       "--seed", sd,           NULL};
+    if (ts_run(a1, NULL, NULL, 60000) != 0) {
+        fprintf(stderr, "support: tally-gen registry failed\n");
+        return -1;
+    }
+    char *a2[] = {(char *)gen,      "votes",
+                  "--registry",     reg,
+                  "--collectors",   k,
+                  "--votes",        v,
+                  "--out-dir",      out_dir,
+                  "--repeat-rate",  (char *)repeat_rate,
+                  "--unknown-rate", (char *)unknown_rate,
+                  "--malformed",    m,
+                  "--seed",         sd,
+                  "--quiet",        NULL};
+    if (ts_run(a2, NULL, NULL, 120000) != 0) {
+        fprintf(stderr, "support: tally-gen votes failed\n");
+        return -1;
+    }
+    char sum[PATH_MAX + 32];
+    snprintf(sum, sizeof sum, "%s/truth-summary.txt", out_dir);
+    return ts_truth_read(sum, truth);
+}
+
+/* ---- tallyctl ------------------------------------------------------------------------- */
+
+int ts_ctl(const char *conninfo, char **out, const char *arg1, const char *arg2, const char *arg3)
+{
+    char *argv[] = {(char *)ts_prog("tallyctl"),
+                    "--db",
+                    (char *)conninfo,
+                    (char *)arg1,
+                    (char *)arg2,
+                    (char *)arg3,
+                    NULL};
+    int rc = ts_run(argv, out, NULL, ts_scale(120000));
+    if (rc != 0)
+        fprintf(stderr, "support: tallyctl %s %s %s exited %d\n", arg1, arg2 ? arg2 : "",
+                arg3 ? arg3 : "", rc);
+    return rc;
+}
+
+int ts_db_prepare(const char *conninfo, const char *registry, uint32_t collectors)
+{
+    if (ts_ctl(conninfo, NULL, "migrate", NULL, NULL) != 0 ||
+        ts_ctl(conninfo, NULL, "load-registry", registry, NULL) != 0)
+        return -1;
+    for (uint32_t i = 0; i < collectors; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "c%u", i);
+        if (ts_ctl(conninfo, NULL, "add-collector", id, NULL) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+char *ts_results_csv(const char *conninfo)
+{
+    char *out = NULL;
+    if (ts_ctl(conninfo, &out, "results", "--format", "csv") != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* ---- tallyd --------------------------------------------------------------------------- */
+
+int ts_tallyd_wait_http(struct ts_tallyd *d, const char *path, int want, int timeout_ms)
+{
+    int64_t deadline = ts_now_ms() + timeout_ms;
+    int last = -1;
+    while (ts_now_ms() < deadline) {
+        if (ts_proc_done(&d->proc)) {
+            fprintf(stderr, "support: tallyd exited (%d) while waiting for %s\n",
+                    ts_proc_code(&d->proc), path);
+            ts_dump_tail("tallyd log", d->proc.err, 40);
+            return -1;
+        }
+        last = ts_http_get(d->http_port, path, NULL, 0, 1000);
+        if (last == want)
+            return 0;
+        ts_sleep_ms(50);
+    }
+    fprintf(stderr, "support: GET %s did not answer %d within %d ms (last: %d)\n", path, want,
+            timeout_ms, last);
+    ts_dump_tail("tallyd log", d->proc.err, 40);
+    return -1;
+}
+
+int ts_tallyd_start(struct ts_tallyd *d, int timeout_ms)
+{
+    if (!d->port) {
+        d->port = ts_free_port();
+        do
+            d->http_port = ts_free_port();
+        while (d->http_port == d->port);
+    }
+    if (!d->checkpoint_ms)
+        d->checkpoint_ms = 100;
+    char listen[32], http[32], cp[16], log[PATH_MAX];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", d->port);
+    snprintf(http, sizeof http, "127.0.0.1:%u", d->http_port);
+    snprintf(cp, sizeof cp, "%d", d->checkpoint_ms);
+    snprintf(log, sizeof log, "%s/tallyd-%d.log", d->dir, ++d->starts);
+    char *argv[32] = {
+        (char *)ts_prog("tallyd"), "--db", d->conninfo,   "--listen", listen, "--http", http,
+        "--checkpoint-ms",         cp,     "--log-level", "info"};
+    int argc = 11;
+    char extra[sizeof d->extra];
+    snprintf(extra, sizeof extra, "%s", d->extra);
+    for (char *tok = strtok(extra, " "); tok && argc < 31; tok = strtok(NULL, " "))
+        argv[argc++] = tok;
+    argv[argc] = NULL;
+    if (ts_spawn(&d->proc, "tallyd", argv, NULL, log))
+        return -1;
+    return ts_tallyd_wait_http(d, "/readyz", 200, timeout_ms);
+}
+
+int ts_tallyd_stop(struct ts_tallyd *d, int timeout_ms)
+{
+    if (ts_proc_done(&d->proc))
+        return ts_proc_code(&d->proc);
+    ts_proc_signal(&d->proc, SIGTERM);
+    if (ts_proc_wait(&d->proc, timeout_ms) != 0) {
+        fprintf(stderr, "support: tallyd did not exit within %d ms of SIGTERM; killed\n",
+                timeout_ms);
+        ts_dump_tail("tallyd log", d->proc.err, 40);
+        ts_proc_kill(&d->proc);
+        return -1;
+    }
+    int code = ts_proc_code(&d->proc);
+    if (code != 0)
+        ts_dump_tail("tallyd log", d->proc.err, 40);
+    return code;
+}
+
+void ts_tallyd_kill(struct ts_tallyd *d)
+{
+    ts_proc_kill(&d->proc);
+}
+
+/* ---- tally-push ----------------------------------------------------------------------- */
+
+int ts_push_spawn(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
+                  const char *spool, const char *file, uint32_t batch, const char *out_path,
+                  const char *err_path)
+{
+    char server[32], b[16];
+    snprintf(server, sizeof server, "127.0.0.1:%u", d->port);
+    snprintf(b, sizeof b, "%u", batch);
+    char *argv[] = {(char *)ts_prog("tally-push"),
+                    "--server",
+                    server,
+                    "--collector",
+                    (char *)collector,
+                    "--spool",
+                    (char *)spool,
+                    batch ? "--batch" : (char *)file,
+                    batch ? b : NULL,
+                    batch ? (char *)file : NULL,
+                    NULL};
+    return ts_spawn(p, collector, argv, out_path, err_path);
+}
+
+int ts_push_result_read(const char *out_path, struct ts_push_result *r)
+{
+    char *text = ts_read_file(out_path);
+    if (!text)
+        return -1;
+    int rc = -1;
+    const char *line = text;
+    while (line && *line) {
+        unsigned long long b, v, a, dup, rej;
+        if (sscanf(line, "batches %llu votes %llu accepted %llu duplicate %llu rejected %llu", &b,
+                   &v, &a, &dup, &rej) == 5) {
+            *r = (struct ts_push_result){b, v, a, dup, rej};
+            rc = 0; /* keep the last one: the file is appended to across restarts */
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    free(text);
+    return rc;
+}
+
+/* ---- raw protocol ----------------------------------------------------------------------- */
+
+static int send_frame(int fd, const Tally__Frame *f)
+{
+    size_t n = tally__frame__get_packed_size(f);
+    uint8_t *buf = malloc(n + 4);
+    if (!buf)
+        abort();
+    uint32_t be = htonl((uint32_t)n);
+    memcpy(buf, &be, 4);
+    tally__frame__pack(f, buf + 4);
+    int rc = ts_send_all(fd, buf, n + 4);
+    free(buf);
+    return rc;
+}
+
+int ts_wire_hello(int fd, const char *collector, uint32_t version)
+{
+    Tally__Hello h = TALLY__HELLO__INIT;
+    h.collector_id = (char *)collector;
+    h.protocol_version = version;
+    Tally__Frame f = TALLY__FRAME__INIT;
+    f.msg_case = TALLY__FRAME__MSG_HELLO;
+    f.hello = &h;
+    return send_frame(fd, &f);
+}
+
+int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t *projects, size_t n)
+{
+    Tally__Batch b = TALLY__BATCH__INIT;
+    b.seq = seq;
+    b.n_ballots = n;
+    b.ballots = (uint64_t *)ballots;
+    b.n_projects = n;
+    b.projects = (uint32_t *)projects;
+    Tally__Frame f = TALLY__FRAME__INIT;
+    f.msg_case = TALLY__FRAME__MSG_BATCH;
+    f.batch = &b;
+    return send_frame(fd, &f);
+}
+
+/* Reads exactly len bytes before the deadline: 1 done, 0 closed, -1 timeout/error. */
+static int recv_exact(int fd, uint8_t *buf, size_t len, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < len) {
+        int left = (int)(deadline - ts_now_ms());
+        if (left <= 0)
+            return -1;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        ssize_t n = recv(fd, buf + got, len - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE)))
+            return 0;
+        if (n < 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+int ts_wire_recv(int fd, struct ts_frame *out, int timeout_ms)
+{
+    int64_t deadline = ts_now_ms() + timeout_ms;
+    uint8_t hdr[4];
+    int r = recv_exact(fd, hdr, 4, deadline);
+    if (r <= 0)
+        return r;
+    uint32_t len;
+    memcpy(&len, hdr, 4);
+    len = ntohl(len);
+    if (len > 64u * 1024 * 1024) {
+        fprintf(stderr, "support: server sent a frame of %u bytes\n", len);
+        return -1;
+    }
+    uint8_t *body = malloc(len ? len : 1);
+    if (!body)
+        abort();
+    r = recv_exact(fd, body, len, deadline);
+    if (r <= 0) {
+        free(body);
+        return r < 0 ? -1 : 0;
+    }
+    Tally__Frame *f = tally__frame__unpack(NULL, len, body);
+    free(body);
+    if (!f) {
+        fprintf(stderr, "support: server sent an undecodable frame\n");
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    out->kind = (int)f->msg_case;
+    switch (f->msg_case) {
+    case TALLY__FRAME__MSG_WELCOME:
+        out->durable_seq = f->welcome->durable_seq;
+        break;
+    case TALLY__FRAME__MSG_ACK:
+        out->seq = f->ack->seq;
+        out->durable_seq = f->ack->durable_seq;
+        out->accepted = f->ack->accepted;
+        out->duplicate = f->ack->duplicate_ballots;
+        out->rejected = f->ack->rejected;
+        out->retransmit = f->ack->retransmit;
+        break;
+    case TALLY__FRAME__MSG_ERROR:
+        out->error_code = (int)f->error->code;
+        out->expected_seq = f->error->expected_seq;
+        snprintf(out->message, sizeof out->message, "%s",
+                 f->error->message ? f->error->message : "");
+        break;
+    default:
+        break;
+    }
+    tally__frame__free_unpacked(f, NULL);
+    return 1;
+}
+
+/* ---- one test's world ------------------------------------------------------------------- */
+
+int ts_case_setup(struct ts_case *c, const char *name, uint32_t projects, uint32_t circuits,
+                  uint32_t collectors, uint64_t votes, const char *repeat_rate,
+                  const char *unknown_rate, uint64_t malformed, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    snprintf(c->dir, sizeof c->dir, "%s", ts_workdir(name));
+    snprintf(c->registry, sizeof c->registry, "%s/registry.csv", c->dir);
+    snprintf(c->votes, sizeof c->votes, "%s/votes", c->dir);
+    snprintf(c->truth_csv, sizeof c->truth_csv, "%s/truth.csv", c->votes);
+    c->collectors = collectors;
+    if (ts_gen(c->dir, projects, circuits, collectors, votes, repeat_rate, unknown_rate, malformed,
+               seed, &c->truth))
+        return -1;
+    char db[80];
+    snprintf(db, sizeof db, "it_%s", name);
+    if (ts_db_create(db, c->conninfo, sizeof c->conninfo))
+        return -1;
+    if (ts_db_prepare(c->conninfo, c->registry, collectors))
+        return -1;
+    snprintf(c->d.conninfo, sizeof c->d.conninfo, "%s", c->conninfo);
+    snprintf(c->d.dir, sizeof c->d.dir, "%s", c->dir);
+    return 0;
+}
+
+void ts_case_teardown(struct ts_case *c, bool keep)
+{
+    ts_tallyd_kill(&c->d);
+    ts_cleanup();
+    if (!keep && c->name[0]) {
+        char db[80];
+        snprintf(db, sizeof db, "it_%s", c->name);
+        ts_db_drop(db);
+    }
+}
+
+void ts_case_paths(const struct ts_case *c, uint32_t i, char *file, char *spool, char *out,
+                   char *err, size_t len)
+{
+    if (file)
+        snprintf(file, len, "%s/collector-%u.csv", c->votes, i);
+    if (spool)
+        snprintf(spool, len, "%s/spool-c%u", c->dir, i);
+    if (out)
+        snprintf(out, len, "%s/push-c%u.out", c->dir, i);
+    if (err)
+        snprintf(err, len, "%s/push-c%u.err", c->dir, i);
+}
+
+int ts_case_push(struct ts_case *c, struct ts_proc *p, uint32_t i, uint32_t batch)
+{
+    char file[1200], spool[1200], out[1200], err[1200], id[16];
+    ts_case_paths(c, i, file, spool, out, err, sizeof file);
+    snprintf(id, sizeof id, "c%u", i);
+    return ts_push_spawn(p, &c->d, id, spool, file, batch, out, err);
+}
+
+int ts_case_results_match(struct ts_case *c)
+{
+    char *got = ts_results_csv(c->conninfo);
+    if (!got)
+        return -1;
+    int rc = ts_csv_compare(got, c->truth_csv);
+    free(got);
+    return rc;
+}
+
+char *ts_truth_with(const char *truth_path, uint32_t project_id, uint64_t add)
+{
+    char *text = ts_read_file(truth_path);
+    if (!text)
+        return NULL;
+    size_t cap = strlen(text) + 64;
+    char *out = malloc(cap);
+    if (!out)
+        abort();
+    size_t used = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned long long id, votes;
+        if (sscanf(line, "%llu,%llu", &id, &votes) == 2 && id == project_id)
+            used += (size_t)snprintf(out + used, cap - used, "%llu,%llu\n", id, votes + add);
+        else
+            used += (size_t)snprintf(out + used, cap - used, "%s\n", line);
+    }
+    free(text);
+    return out;
+}
+
+uint32_t ts_truth_first_project(const char *truth_path)
+{
+    char *text = ts_read_file(truth_path);
+    unsigned id = 0;
+    if (text) {
+        const char *second = strchr(text, '\n');
+        if (!second || sscanf(second + 1, "%u,", &id) != 1)
+            id = 0;
+    }
+    free(text);
+    return id;
+}
+
+int ts_db_collector_sums(const char *conninfo, struct ts_push_result *sum)
+{
+    struct ts_db *db = ts_db_open(conninfo);
+    if (!db)
+        return -1;
+    int rc = 0;
+    rc |= ts_db_u64(db, "SELECT coalesce(sum(batches), 0) FROM collectors", &sum->batches);
+    rc |= ts_db_u64(db, "SELECT coalesce(sum(votes), 0) FROM collectors", &sum->votes);
+    rc |= ts_db_u64(db, "SELECT coalesce(sum(accepted), 0) FROM collectors", &sum->accepted);
+    rc |= ts_db_u64(db, "SELECT coalesce(sum(duplicate), 0) FROM collectors", &sum->duplicate);
+    rc |= ts_db_u64(db, "SELECT coalesce(sum(rejected), 0) FROM collectors", &sum->rejected);
+    ts_db_close(db);
+    return rc ? -1 : 0;
+}

@@ -1,0 +1,220 @@
+/* Integration-test support: runs the real binaries (tallyd, tallyctl, tally-push, tally-gen)
+ * against the throw-away PostgreSQL that tests/pg.sh runs for the CTest fixture `pg`.
+ * Nothing here asserts: every call returns 0 / a value or -1 after printing why on stderr,
+ * and the cmocka tests decide. Every wait is bounded; every child process is killed when the
+ * test process ends (PR_SET_PDEATHSIG and ts_cleanup). */
+#ifndef TESTS_SUPPORT_H
+#define TESTS_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- environment (set by tests/integration/CMakeLists.txt) ------------------------- */
+
+/* TALLY_BIN_DIR, TALLY_SRC_DIR, TALLY_PG_DIR; abort with a message when unset. */
+const char *ts_bin_dir(void);
+const char *ts_src_dir(void);
+const char *ts_pg_dir(void);
+/* Path of a program: "tallyd", "tallyctl", "tally-push", "tally-gen". Taken from the
+ * environment (TALLYD, TALLYCTL, TALLY_PUSH, TALLY_GEN) or found in the build tree. */
+const char *ts_prog(const char *name);
+/* A fresh, empty scratch directory for one test: $TALLY_BIN_DIR/itest/<name>. */
+const char *ts_workdir(const char *name);
+/* Milliseconds on a monotonic clock. */
+int64_t ts_now_ms(void);
+void ts_sleep_ms(int ms);
+/* Multiplier for time limits (TALLY_TEST_TIME_SCALE, default 1; sanitizer builds set more). */
+int ts_scale(int ms);
+
+/* ---- processes ------------------------------------------------------------------------ */
+
+struct ts_proc {
+    pid_t pid; /* 0 when not running */
+    char name[64];
+    char out[512]; /* stdout file ("" = /dev/null) */
+    char err[512]; /* stderr file */
+    bool exited;
+    int status; /* raw wait status once exited */
+};
+
+/* Starts argv[0] (a path) with stdin from /dev/null, stdout and stderr appended to the named
+ * files (NULL: /dev/null). Returns 0 or -1. */
+int ts_spawn(struct ts_proc *p, const char *name, char *const argv[], const char *out_path,
+             const char *err_path);
+/* True once the process has exited (reaps it). */
+bool ts_proc_done(struct ts_proc *p);
+/* Waits up to timeout_ms; returns 0 when it exited, -1 on timeout. */
+int ts_proc_wait(struct ts_proc *p, int timeout_ms);
+/* Sends sig (no-op when exited). */
+void ts_proc_signal(struct ts_proc *p, int sig);
+/* SIGKILL and reap. */
+void ts_proc_kill(struct ts_proc *p);
+/* Exit code, or 128 + signal number, or -1 while running. */
+int ts_proc_code(const struct ts_proc *p);
+/* Prints the last `lines` lines of a file to stderr, headed by a label. */
+void ts_dump_tail(const char *label, const char *path, int lines);
+/* Kills every process started with ts_spawn that still runs. Safe to call twice. */
+void ts_cleanup(void);
+
+/* Runs argv to completion (at most timeout_ms; killed after), capturing stdout into a
+ * malloc'd string *out (may be NULL) and stderr into err_path (NULL: inherited).
+ * Returns the exit code, 128 + signal, or -1 on timeout or spawn failure. */
+int ts_run(char *const argv[], char **out, const char *err_path, int timeout_ms);
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+/* Whole file as a NUL-terminated malloc'd string, or NULL. */
+char *ts_read_file(const char *path);
+int ts_write_file(const char *path, const char *text);
+/* cp -a src dst (dst must not exist). */
+int ts_copy_dir(const char *src, const char *dst);
+int ts_rm_rf(const char *path);
+/* Compares a results CSV text with the truth file line by line; prints the first
+ * differences and the count of differing lines. Returns 0 when identical. */
+int ts_csv_compare(const char *got, const char *truth_path);
+
+/* ---- network -------------------------------------------------------------------------- */
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+uint16_t ts_free_port(void);
+/* Connects to 127.0.0.1:port; returns the fd or -1. */
+int ts_connect(uint16_t port, int timeout_ms);
+/* GET http://127.0.0.1:port/path; returns the status code or -1. Body (may be NULL) gets
+ * up to len - 1 bytes. */
+int ts_http_get(uint16_t port, const char *path, char *body, size_t len, int timeout_ms);
+
+/* ---- PostgreSQL (the fixture server) -------------------------------------------------- */
+
+/* Conninfo of the fixture server's `postgres` database (from $TALLY_PG_DIR/conninfo). */
+const char *ts_pg_conninfo(void);
+/* tests/pg.sh start|stop on the fixture; returns its exit code. */
+int ts_pg(const char *action);
+/* Drops (forcing out sessions) and creates database `name` on the fixture server; writes
+ * its conninfo into out. Returns 0 or -1. */
+int ts_db_create(const char *name, char *out, size_t len);
+int ts_db_drop(const char *name);
+/* Runs one query returning a single value (first row, first column) as uint64.
+ * Returns 0, or -1 (error, no row, or NULL). */
+int ts_sql_u64(const char *conninfo, const char *sql, uint64_t *out);
+/* Runs a statement; returns 0 or -1. */
+int ts_sql_exec(const char *conninfo, const char *sql);
+/* A session kept open (e.g. to hold locks). NULL on failure. */
+struct ts_db;
+struct ts_db *ts_db_open(const char *conninfo);
+int ts_db_exec(struct ts_db *db, const char *sql);
+int ts_db_u64(struct ts_db *db, const char *sql, uint64_t *out);
+void ts_db_close(struct ts_db *db); /* NULL is a no-op */
+
+/* ---- the consultation: data, tallyctl, tallyd, tally-push ----------------------------- */
+
+struct ts_truth {
+    uint64_t votes, accepted, duplicate, rejected, malformed;
+};
+
+/* tally-gen registry + votes into dir/registry.csv and dir/votes/ (collector-<i>.csv,
+ * truth.csv, truth-summary.txt). */
+int ts_gen(const char *dir, uint32_t projects, uint32_t circuits, uint32_t collectors,
+           uint64_t votes, const char *repeat_rate, const char *unknown_rate, uint64_t malformed,
+           uint64_t seed, struct ts_truth *truth);
+int ts_truth_read(const char *path, struct ts_truth *t);
+
+/* tallyctl --db conninfo ARGS...; stdout into *out (may be NULL). Returns its exit code. */
+int ts_ctl(const char *conninfo, char **out, const char *arg1, const char *arg2, const char *arg3);
+/* migrate + load-registry + add-collector c0..c<n-1>. Returns 0 or -1. */
+int ts_db_prepare(const char *conninfo, const char *registry, uint32_t collectors);
+/* tallyctl results --format csv; malloc'd or NULL. */
+char *ts_results_csv(const char *conninfo);
+
+struct ts_tallyd {
+    struct ts_proc proc;
+    char conninfo[512];
+    char dir[1024];
+    uint16_t port, http_port;
+    int checkpoint_ms;
+    int starts;
+    char extra[128]; /* extra arguments, space separated ("" none) */
+};
+
+/* First call picks the ports; later calls reuse them. Starts tallyd (log in
+ * dir/tallyd-<n>.log) and waits up to timeout_ms for GET /readyz = 200. Returns 0 or -1
+ * (the log's tail printed). */
+int ts_tallyd_start(struct ts_tallyd *d, int timeout_ms);
+/* Waits for /healthz 200 only (e.g. while PostgreSQL is down). */
+int ts_tallyd_wait_http(struct ts_tallyd *d, const char *path, int want, int timeout_ms);
+/* SIGTERM and wait: returns its exit code (0 expected) or -1 on timeout (then killed). */
+int ts_tallyd_stop(struct ts_tallyd *d, int timeout_ms);
+/* SIGKILL and reap. */
+void ts_tallyd_kill(struct ts_tallyd *d);
+
+/* What tally-push prints on success: "batches B votes V accepted A duplicate D rejected R". */
+struct ts_push_result {
+    uint64_t batches, votes, accepted, duplicate, rejected;
+};
+
+/* Starts tally-push --server 127.0.0.1:port --collector id --spool spool [--batch n] file;
+ * stdout in out_path, stderr in err_path. */
+int ts_push_spawn(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
+                  const char *spool, const char *file, uint32_t batch, const char *out_path,
+                  const char *err_path);
+/* Parses the result line out of a tally-push stdout file. Returns 0 or -1. */
+int ts_push_result_read(const char *out_path, struct ts_push_result *r);
+
+/* ---- one test's world: scratch dir, generated data, its own database, a tallyd --------- */
+
+struct ts_case {
+    char name[64];
+    char dir[1024];      /* $TALLY_BIN_DIR/itest/<name> */
+    char registry[1100]; /* dir/registry.csv */
+    char votes[1100];    /* dir/votes (collector-<i>.csv, truth.csv, truth-summary.txt) */
+    char truth_csv[1200];
+    char conninfo[512];  /* database <name> on the fixture server */
+    uint32_t collectors; /* registered as c0..c<n-1> */
+    struct ts_truth truth;
+    struct ts_tallyd d; /* not started by setup */
+};
+
+/* Makes the scratch dir and data, creates and prepares the database. 0 or -1. */
+int ts_case_setup(struct ts_case *c, const char *name, uint32_t projects, uint32_t circuits,
+                  uint32_t collectors, uint64_t votes, const char *repeat_rate,
+                  const char *unknown_rate, uint64_t malformed, uint64_t seed);
+/* Kills what still runs; drops the database unless the test failed (keep = true). */
+void ts_case_teardown(struct ts_case *c, bool keep);
+/* Paths for collector i: its input file, spool dir, stdout and stderr files. */
+void ts_case_paths(const struct ts_case *c, uint32_t i, char *file, char *spool, char *out,
+                   char *err, size_t len);
+/* Starts tally-push for collector i (id c<i>, its own file and spool). */
+int ts_case_push(struct ts_case *c, struct ts_proc *p, uint32_t i, uint32_t batch);
+/* tallyctl results --format csv equals votes/truth.csv (differences printed). 0 or -1. */
+int ts_case_results_match(struct ts_case *c);
+/* The truth CSV text with `add` more votes for project_id (malloc'd), and the first
+ * project id of the truth file. */
+char *ts_truth_with(const char *truth_path, uint32_t project_id, uint64_t add);
+uint32_t ts_truth_first_project(const char *truth_path);
+/* Sum of collectors' durable figures in the database (collector_progress). 0 or -1. */
+int ts_db_collector_sums(const char *conninfo, struct ts_push_result *sum);
+
+/* ---- raw protocol (for malformed input and retransmission tests) ---------------------- */
+
+struct ts_frame {
+    int kind; /* Tally__Frame__MsgCase */
+    uint64_t seq, durable_seq, expected_seq;
+    uint32_t accepted, duplicate, rejected;
+    bool retransmit;
+    int error_code;
+    char message[256];
+};
+
+/* Sends one frame: Hello{collector, "", version}. */
+int ts_wire_hello(int fd, const char *collector, uint32_t version);
+/* Sends Batch{seq, ballots, projects}. */
+int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t *projects,
+                  size_t n);
+/* Receives one frame within timeout_ms. Returns 1 with *f filled, 0 on orderly close or
+ * connection reset, -1 on timeout or undecodable data. */
+int ts_wire_recv(int fd, struct ts_frame *f, int timeout_ms);
+/* Sends raw bytes. */
+int ts_send_all(int fd, const void *buf, size_t len);
+
+#endif
