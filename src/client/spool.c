@@ -11,6 +11,7 @@
  *   "TLYS" u32 version=1 | u64 next_seq | u64 durable_seq | u64 durable_votes
  *   u32 id_len | u32 cursor_len | collector id | cursor | 16-byte BLAKE2b of everything before
  */
+#include "core/endian.h"
 #include "client/spool.h"
 
 #include <dirent.h>
@@ -38,34 +39,6 @@
 #define BATCH_NAME_LEN 29u /* "batch-" + 20 digits + ".pb" */
 /* Far above any frame tallyd accepts; only guards against reading a huge foreign file. */
 #define FILE_MAX ((size_t)1 << 30)
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static void checksum(uint8_t out[SUM_BYTES], const uint8_t *data, size_t len)
 {
@@ -180,11 +153,12 @@ static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
         *why = "file too short";
         return -1;
     }
-    if (get32(img) != BATCH_MAGIC || get32(img + 4) != SPOOL_VERSION) {
+    if (le32_get(img) != BATCH_MAGIC || le32_get(img + 4) != SPOOL_VERSION) {
         *why = "bad magic or version";
         return -1;
     }
-    uint32_t votes = get32(img + 16), frame_len = get32(img + 20), cursor_len = get32(img + 24);
+    uint32_t votes = le32_get(img + 16), frame_len = le32_get(img + 20),
+             cursor_len = le32_get(img + 24);
     if ((uint64_t)BATCH_HEADER + frame_len + cursor_len + SUM_BYTES != len) {
         *why = "length does not match header";
         return -1;
@@ -193,7 +167,7 @@ static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
         *why = "checksum mismatch";
         return -1;
     }
-    if (get64(img + 8) != seq || cursor_len > TALLY_CLIENT_CURSOR_MAX || votes == 0) {
+    if (le64_get(img + 8) != seq || cursor_len > TALLY_CLIENT_CURSOR_MAX || votes == 0) {
         *why = "header does not match file name";
         return -1;
     }
@@ -226,7 +200,7 @@ static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
 
 static const uint8_t *batch_cursor(const struct client_spool_batch *b, size_t *len)
 {
-    *len = get32(b->image + 24);
+    *len = le32_get(b->image + 24);
     return b->image + BATCH_HEADER + b->frame_len;
 }
 
@@ -237,13 +211,13 @@ static int state_write(struct client_spool *s, uint64_t durable_seq, uint64_t du
     uint8_t *img = malloc(len);
     if (!img)
         abort();
-    put32(img, STATE_MAGIC);
-    put32(img + 4, SPOOL_VERSION);
-    put64(img + 8, s->next_seq);
-    put64(img + 16, durable_seq);
-    put64(img + 24, durable_votes);
-    put32(img + 32, (uint32_t)id_len);
-    put32(img + 36, (uint32_t)s->cursor_len);
+    le32_put(img, STATE_MAGIC);
+    le32_put(img + 4, SPOOL_VERSION);
+    le64_put(img + 8, s->next_seq);
+    le64_put(img + 16, durable_seq);
+    le64_put(img + 24, durable_votes);
+    le32_put(img + 32, (uint32_t)id_len);
+    le32_put(img + 36, (uint32_t)s->cursor_len);
     memcpy(img + STATE_HEADER, s->collector_id, id_len);
     memcpy(img + STATE_HEADER + id_len, s->cursor, s->cursor_len);
     checksum(img + len - SUM_BYTES, img, len - SUM_BYTES);
@@ -292,12 +266,12 @@ static int state_read(struct client_spool *s, struct state_image *st)
     }
     int rc = TALLY_CLIENT_ERR_CORRUPT;
     /* The state file is replaced by rename, never written in place: any damage is real. */
-    if (len < STATE_HEADER + SUM_BYTES || get32(img) != STATE_MAGIC ||
-        get32(img + 4) != SPOOL_VERSION) {
+    if (len < STATE_HEADER + SUM_BYTES || le32_get(img) != STATE_MAGIC ||
+        le32_get(img + 4) != SPOOL_VERSION) {
         spool_fail(s, rc, "state file is damaged (bad header)");
         goto out;
     }
-    size_t id_len = get32(img + 32), cursor_len = get32(img + 36);
+    size_t id_len = le32_get(img + 32), cursor_len = le32_get(img + 36);
     if (id_len > TALLY_COLLECTOR_ID_MAX || cursor_len > TALLY_CLIENT_CURSOR_MAX ||
         STATE_HEADER + id_len + cursor_len + SUM_BYTES != len || !checksum_ok(img, len)) {
         spool_fail(s, rc, "state file is damaged (length or checksum)");
@@ -311,9 +285,9 @@ static int state_read(struct client_spool *s, struct state_image *st)
         rc = TALLY_CLIENT_ERR_INVALID;
         goto out;
     }
-    st->next_seq = get64(img + 8);
-    st->durable_seq = get64(img + 16);
-    st->durable_votes = get64(img + 24);
+    st->next_seq = le64_get(img + 8);
+    st->durable_seq = le64_get(img + 16);
+    st->durable_votes = le64_get(img + 24);
     st->cursor_len = cursor_len;
     memcpy(st->cursor, img + STATE_HEADER + id_len, cursor_len);
     if (st->next_seq == 0 || st->durable_seq >= st->next_seq) {
@@ -590,13 +564,13 @@ int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t fra
     if (!img)
         abort();
     uint64_t seq = s->next_seq;
-    put32(img, BATCH_MAGIC);
-    put32(img + 4, SPOOL_VERSION);
-    put64(img + 8, seq);
-    put32(img + 16, votes);
-    put32(img + 20, (uint32_t)frame_len);
-    put32(img + 24, (uint32_t)cursor_len);
-    put32(img + 28, 0);
+    le32_put(img, BATCH_MAGIC);
+    le32_put(img + 4, SPOOL_VERSION);
+    le64_put(img + 8, seq);
+    le32_put(img + 16, votes);
+    le32_put(img + 20, (uint32_t)frame_len);
+    le32_put(img + 24, (uint32_t)cursor_len);
+    le32_put(img + 28, 0);
     memcpy(img + BATCH_HEADER, frame, frame_len);
     if (cursor_len)
         memcpy(img + BATCH_HEADER + frame_len, cursor, cursor_len);

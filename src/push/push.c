@@ -1,6 +1,7 @@
 /* Pure helpers of tally-push: one CSV line to a vote, a voter id to its ballot token, key
  * file bytes to a key, and the cursor blob. Owns no state; does not read files or sockets
  * (main.c does). */
+#include "core/endian.h"
 #include "push/push.h"
 
 #include <string.h>
@@ -172,53 +173,25 @@ void push_prefix_hash(const void *data, size_t len, uint8_t out[PUSH_PREFIX_HASH
     crypto_generichash(out, PUSH_PREFIX_HASH_BYTES, data, len, NULL, 0);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 void push_cursor_encode(const struct push_cursor *cur, uint8_t out[PUSH_CURSOR_BYTES])
 {
-    put32(out, CURSOR_MAGIC);
-    put64(out + 4, cur->offset);
-    put64(out + 12, cur->line);
-    put64(out + 20, cur->malformed);
-    put32(out + 28, cur->prefix_len);
+    le32_put(out, CURSOR_MAGIC);
+    le64_put(out + 4, cur->offset);
+    le64_put(out + 12, cur->line);
+    le64_put(out + 20, cur->malformed);
+    le32_put(out + 28, cur->prefix_len);
     memcpy(out + 32, cur->prefix_hash, PUSH_PREFIX_HASH_BYTES);
 }
 
 int push_cursor_decode(const uint8_t *buf, size_t len, struct push_cursor *out)
 {
-    if (len != PUSH_CURSOR_BYTES || get32(buf) != CURSOR_MAGIC)
+    if (len != PUSH_CURSOR_BYTES || le32_get(buf) != CURSOR_MAGIC)
         return -1;
     struct push_cursor c;
-    c.offset = get64(buf + 4);
-    c.line = get64(buf + 12);
-    c.malformed = get64(buf + 20);
-    c.prefix_len = get32(buf + 28);
+    c.offset = le64_get(buf + 4);
+    c.line = le64_get(buf + 12);
+    c.malformed = le64_get(buf + 20);
+    c.prefix_len = le32_get(buf + 28);
     memcpy(c.prefix_hash, buf + 32, PUSH_PREFIX_HASH_BYTES);
     if (c.prefix_len > PUSH_PREFIX_BYTES || c.prefix_len > c.offset ||
         (c.offset < PUSH_PREFIX_BYTES && c.prefix_len != c.offset) || c.malformed > c.line)

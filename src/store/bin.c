@@ -118,7 +118,7 @@ void store_bin_field_tokens_le(struct store_bin *b, const uint64_t *tokens, size
     store_bin_be32(b, (uint32_t)(n * 8));
     unsigned char *p = store_bin_reserve(b, n * 8);
     for (size_t i = 0; i < n; i++)
-        store_le64_store(p + 8 * i, tokens[i]);
+        le64_put(p + 8 * i, tokens[i]);
     b->len += n * 8;
 }
 

@@ -3,6 +3,7 @@
 #ifndef STORE_INTERNAL_H
 #define STORE_INTERNAL_H
 
+#include "core/endian.h"
 #include <libpq-fe.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,19 +49,5 @@ void store_rollback(struct store *s);
 
 /* Parses an unsigned decimal column value; returns 0 or -1. */
 int store_parse_u64(const char *text, uint64_t max, uint64_t *out);
-
-/* Little-endian 64-bit load and store: tokens are stored as LE uint64 whatever the host. */
-static inline uint64_t store_le64_load(const unsigned char *p)
-{
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-           (uint64_t)p[7] << 56;
-}
-
-static inline void store_le64_store(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
 
 #endif

@@ -159,7 +159,7 @@ static int rec_tokens(struct store *s, struct store_recovery *out, store_tokens_
                         abort();
                 }
                 for (size_t i = 0; i < n; i++)
-                    buf[i] = store_le64_load(p + 8 * i);
+                    buf[i] = le64_get(p + 8 * i);
                 if (n)
                     on_tokens(arg, buf, n);
                 out->n_tokens += n;
