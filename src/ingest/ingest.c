@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -29,6 +30,7 @@ struct ingest {
     struct store_worker *worker;
 
     char **names;              /* by collector index; strings never move once made */
+    int64_t *last_seen_ms;     /* by collector index: unix ms of the last frame */
     struct net_conn **conn_of; /* by collector index; NULL when not connected */
     size_t cap_collectors;
 
@@ -42,6 +44,13 @@ struct ingest {
     size_t cap_job_marks;
     uint32_t *acked; /* collectors to tell of a new durable_seq */
     size_t cap_acked;
+    uint32_t *changed; /* projects whose durable votes moved in the last commit */
+    size_t cap_changed;
+    ingest_durable_cb on_durable;
+    void *on_durable_arg;
+    struct timespec job_started;
+    uint64_t checkpoints;
+    int64_t last_commit_ms;
     uint64_t last_refresh_ms;
     uint64_t now_ms;
 
@@ -65,9 +74,18 @@ struct ingest {
 
 static uint64_t monotonic_ms(struct ingest *in)
 {
+    (void)in;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Unix time in ms as of this loop iteration (no system call per frame). */
+static int64_t wall_ms(struct ingest *in)
+{
     struct timeval tv;
     event_base_gettimeofday_cached(in->base, &tv);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* ---- collectors ------------------------------------------------------------------- */
@@ -82,8 +100,11 @@ static uint32_t collector_add(struct ingest *in, const char *id, uint64_t durabl
             cap *= 2;
         in->names = realloc(in->names, cap * sizeof(*in->names));
         in->conn_of = realloc(in->conn_of, cap * sizeof(*in->conn_of));
-        if (!in->names || !in->conn_of)
+        in->last_seen_ms = realloc(in->last_seen_ms, cap * sizeof(*in->last_seen_ms));
+        if (!in->names || !in->conn_of || !in->last_seen_ms)
             abort();
+        memset(in->last_seen_ms + in->cap_collectors, 0,
+               (cap - in->cap_collectors) * sizeof(*in->last_seen_ms));
         memset(in->names + in->cap_collectors, 0, (cap - in->cap_collectors) * sizeof(char *));
         memset(in->conn_of + in->cap_collectors, 0,
                (cap - in->cap_collectors) * sizeof(*in->conn_of));
@@ -144,6 +165,7 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
                       "collector connected again from %s", net_conn_peer(c));
     }
     in->conn_of[idx] = c;
+    in->last_seen_ms[idx] = wall_ms(in);
     net_conn_set_user(c, (void *)(uintptr_t)(idx + 1));
 
     const struct tally_collector *col = tally_collector_at(in->tally, (uint32_t)idx);
@@ -234,6 +256,8 @@ static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
 {
     struct ingest *in = arg;
     int64_t idx = conn_collector(c);
+    if (idx >= 0)
+        in->last_seen_ms[idx] = wall_ms(in);
     if (idx < 0) {
         if (f->msg_case != TALLY__FRAME__MSG_HELLO) {
             net_conn_fail(c, TALLY__ERROR_CODE__ERROR_NOT_HELLO, 0,
@@ -334,6 +358,7 @@ static void checkpoint_maybe_start(struct ingest *in)
     } else {
         return;
     }
+    clock_gettime(CLOCK_MONOTONIC, &in->job_started);
     if (store_worker_submit(in->worker, &in->job) != 0) {
         log_error("store worker refused a job while idle (bug)");
         abort();
@@ -434,11 +459,23 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         size_t n_acked = d->n_marks;
         for (size_t i = 0; i < n_acked; i++)
             in->acked[i] = d->marks[i].collector;
+        in->changed = grow(in->changed, &in->cap_changed, d->n_touched, sizeof(*in->changed));
+        size_t n_changed = d->n_touched;
+        memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
+        uint64_t cp_id = d->checkpoint_id;
         /* Watermarks move (and the delta is emptied) before the acks are built, so
          * they carry the new values. */
         tally_checkpoint_commit(in->tally);
         send_durable_acks(in, in->acked, n_acked);
         backpressure_check(in);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double secs = (double)(now.tv_sec - in->job_started.tv_sec) +
+                      (double)(now.tv_nsec - in->job_started.tv_nsec) / 1e9;
+        in->checkpoints++;
+        in->last_commit_ms = wall_ms(in);
+        if (in->on_durable)
+            in->on_durable(in->on_durable_arg, cp_id, secs, in->changed, n_changed);
     }
     for (size_t i = 0; i < n_list; i++) {
         if (tally_collector_find(in->tally, list[i].id) >= 0)
@@ -526,6 +563,7 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
     event_add(in->tick_ev, &tick);
     event_add(in->progress_ev, &prog);
     in->progress_votes = tally_applied_totals(t)->votes;
+    in->last_commit_ms = wall_ms(in);
     log_info("listening for collectors on %s:%u", cfg->listen_host, net_server_port(in->net));
     return in;
 fail:
@@ -549,6 +587,46 @@ void ingest_shutdown(struct ingest *in)
     in->now_ms = monotonic_ms(in);
     checkpoint_maybe_start(in);
     finish_shutdown_if_done(in);
+}
+
+void ingest_set_durable_cb(struct ingest *in, ingest_durable_cb cb, void *arg)
+{
+    in->on_durable = cb;
+    in->on_durable_arg = arg;
+}
+
+const char *ingest_consultation(const struct ingest *in)
+{
+    return in->cfg.consultation_id;
+}
+
+const struct tally *ingest_tally(const struct ingest *in)
+{
+    return in->tally;
+}
+
+void ingest_stats(const struct ingest *in, struct ingest_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->batches_applied = tally_applied_totals(in->tally)->batches;
+    net_server_counters(in->net, &out->bytes_received, &out->connections_total);
+    out->connections_open = net_server_conn_count(in->net);
+    out->checkpoints = in->checkpoints;
+    out->last_checkpoint_id = in->last_checkpoint_id;
+    out->last_commit_ms = in->last_commit_ms;
+    out->pg_errors = store_worker_failures(in->worker);
+    out->backlog_votes = tally_backlog_votes(in->tally);
+    out->ballots = tally_ballot_count(in->tally);
+    for (size_t i = 0; i < tally_collector_count(in->tally); i++)
+        out->collectors_connected += in->conn_of[i] != NULL;
+    out->paused = in->paused;
+}
+
+void ingest_collector_view(const struct ingest *in, uint32_t i, struct ingest_collector_view *out)
+{
+    out->id = in->names[i];
+    out->connected = in->conn_of[i] != NULL;
+    out->last_seen_ms = in->last_seen_ms[i];
 }
 
 bool ingest_is_ready(const struct ingest *in)
@@ -584,6 +662,8 @@ void ingest_free(struct ingest *in)
     free(in->job_batches);
     free(in->job_marks);
     free(in->acked);
+    free(in->changed);
+    free(in->last_seen_ms);
     tally_free(in->tally);
     pthread_mutex_destroy(&in->mbox_lock);
     free(in);

@@ -36,6 +36,42 @@ void ingest_shutdown(struct ingest *in);
 /* Recovered and the store's last attempt reached PostgreSQL. */
 bool ingest_is_ready(const struct ingest *in);
 
+/* Called on the loop after each checkpoint COMMIT (once the durable acks are queued):
+ * changed lists the dense project indices whose durable votes moved (borrowed for the
+ * call); seconds is how long the checkpoint took from hand-off to COMMIT. */
+typedef void (*ingest_durable_cb)(void *arg, uint64_t checkpoint_id, double seconds,
+                                  const uint32_t *changed, size_t n_changed);
+void ingest_set_durable_cb(struct ingest *in, ingest_durable_cb cb, void *arg);
+
+/* The consultation id this tallyd counts (from the database). */
+const char *ingest_consultation(const struct ingest *in);
+
+/* The tally, read-only, for publishing (durable votes and totals, the registry). */
+const struct tally *ingest_tally(const struct ingest *in);
+
+struct ingest_stats {
+    uint64_t batches_applied;
+    uint64_t bytes_received;
+    uint64_t connections_open, connections_total;
+    uint64_t checkpoints; /* committed since start */
+    uint64_t last_checkpoint_id;
+    int64_t last_commit_ms; /* unix ms of the last COMMIT (start-up time before any) */
+    uint64_t pg_errors;
+    uint64_t backlog_votes;
+    uint64_t ballots;
+    size_t collectors_connected;
+    bool paused;
+};
+void ingest_stats(const struct ingest *in, struct ingest_stats *out);
+
+/* A collector as the API shows it: i < tally_collector_count(ingest_tally(in)). */
+struct ingest_collector_view {
+    const char *id;
+    bool connected;
+    int64_t last_seen_ms; /* unix ms of its last frame; 0 = not since start */
+};
+void ingest_collector_view(const struct ingest *in, uint32_t i, struct ingest_collector_view *out);
+
 /* Exit status for main: 0 when everything applied is durable, 1 otherwise (fatal store
  * error, or the final checkpoint could not be written). */
 int ingest_exit_status(const struct ingest *in);

@@ -53,6 +53,8 @@ struct net_server {
     struct event *reap_ev;
     struct event *resume_ev;
     bool paused;
+    uint64_t bytes_received;
+    uint64_t accepted;
 };
 
 static void conn_process(struct net_conn *c);
@@ -215,6 +217,7 @@ static void conn_process(struct net_conn *c)
                           "undecodable frame of %zu bytes", len);
             break;
         }
+        s->bytes_received += 4 + len;
         int rc = s->cfg.on_frame(s->cfg.arg, c, f);
         arena_reset(&c->arena);
         evbuffer_drain(in, 4 + len);
@@ -305,6 +308,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
+    s->accepted++;
     log_conn(LOG_INFO, c->peer, NULL, "connected");
 }
 
@@ -392,6 +396,12 @@ void net_server_stop_accepting(struct net_server *s)
 {
     if (s->listener)
         evconnlistener_disable(s->listener);
+}
+
+void net_server_counters(const struct net_server *s, uint64_t *bytes, uint64_t *accepted)
+{
+    *bytes = s->bytes_received;
+    *accepted = s->accepted;
 }
 
 void net_server_close_all(struct net_server *s, const char *reason)

@@ -42,6 +42,8 @@ void net_server_resume(struct net_server *s);
 /* Stop accepting new connections (shutdown). */
 void net_server_stop_accepting(struct net_server *s);
 size_t net_server_conn_count(const struct net_server *s);
+/* Bytes of frames read and connections accepted since start. */
+void net_server_counters(const struct net_server *s, uint64_t *bytes, uint64_t *accepted);
 /* Closes every connection after flushing what is queued to it. */
 void net_server_close_all(struct net_server *s, const char *reason);
 /* The port actually bound (useful with port 0). */

@@ -68,6 +68,34 @@ int store_recover(struct store *s, struct store_recovery *out, store_tokens_cb o
     __attribute__((warn_unused_result));
 void store_recovery_cleanup(struct store_recovery *r);
 
+/* ---- catalog: names and seats, for the results API ---------------------------------- */
+
+struct store_catalog_project {
+    uint32_t id;
+    uint32_t circuit_id;
+    char *name;
+};
+
+struct store_catalog_circuit {
+    uint32_t id;
+    uint32_t seats;
+    char *name;
+    char *state;
+};
+
+struct store_catalog {
+    char *consultation_name;
+    struct store_catalog_project *projects; /* ordered by id, as in store_recovery */
+    size_t n_projects;
+    struct store_catalog_circuit *circuits; /* ordered by id */
+    size_t n_circuits;
+};
+
+/* Reads project and circuit names, states and seats. Returns 0, or -1 with out empty. */
+int store_catalog_read(struct store *s, struct store_catalog *out)
+    __attribute__((warn_unused_result));
+void store_catalog_cleanup(struct store_catalog *c);
+
 /* ---- checkpoints ----------------------------------------------------------------- */
 
 /* One applied batch, as it is recorded. No field links a token to a project. */
@@ -179,6 +207,9 @@ int store_worker_submit(struct store_worker *w, const struct store_checkpoint *c
 
 /* True when the worker's last attempt reached PostgreSQL. Any thread. */
 bool store_worker_is_connected(struct store_worker *w);
+
+/* Attempts that failed to reach PostgreSQL or were cut off (for metrics). Any thread. */
+uint64_t store_worker_failures(struct store_worker *w);
 
 /* Stops the thread. If a job is in flight, keeps trying it for up to grace_ms first (a
  * libpq call already under way is not interrupted: connect_timeout is 5 s by default);

@@ -33,6 +33,7 @@ struct store_worker {
     bool abandoned;           /* a job was left unwritten at stop */
 
     atomic_bool connected;
+    atomic_uint_fast64_t errors; /* attempts that did not reach a result, ever */
 
     /* Worker thread only. */
     struct store *s;
@@ -169,6 +170,7 @@ static bool worker_run(struct store_worker *w, const struct store_checkpoint *cp
             *rc_out = rc;
             return true;
         }
+        atomic_fetch_add(&w->errors, 1);
         store_close(w->s);
         w->s = NULL;
         if (!fresh && !retried_stale) {
@@ -239,6 +241,7 @@ struct store_worker *store_worker_new(const char *conninfo, store_done_cb done, 
             abort();
     }
     atomic_init(&w->connected, false);
+    atomic_init(&w->errors, 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -296,4 +299,9 @@ int store_worker_free(struct store_worker *w, int grace_ms)
     free(w->conninfo);
     free(w);
     return rc;
+}
+
+uint64_t store_worker_failures(struct store_worker *w)
+{
+    return (uint64_t)atomic_load(&w->errors);
 }

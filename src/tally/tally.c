@@ -16,7 +16,8 @@
 struct tally {
     size_t n_projects;
     struct tally_project *projects; /* by dense index */
-    uint64_t *counts;               /* by dense index */
+    uint64_t *counts;               /* by dense index, everything applied */
+    uint64_t *durable;              /* by dense index, committed only */
     uint32_t *map_keys;             /* registry map: external id -> dense index */
     int32_t *map_vals;              /* -1 marks an empty slot */
     size_t map_mask;
@@ -33,7 +34,17 @@ struct tally {
     uint32_t *batch_touched; /* [n_projects] */
 
     struct tally_totals applied;
+    struct tally_totals durable_total;
 };
+
+static void totals_add(struct tally_totals *to, const struct tally_totals *add)
+{
+    to->batches += add->batches;
+    to->votes += add->votes;
+    to->accepted += add->accepted;
+    to->duplicate += add->duplicate;
+    to->rejected += add->rejected;
+}
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -57,6 +68,7 @@ struct tally *tally_new(const struct tally_project *projects, size_t n, size_t e
     t->projects = xcalloc(n, sizeof(*projects));
     memcpy(t->projects, projects, n * sizeof(*projects));
     t->counts = xcalloc(n, sizeof(uint64_t));
+    t->durable = xcalloc(n, sizeof(uint64_t));
 
     size_t cap = 64;
     while (cap < n * 2)
@@ -95,6 +107,7 @@ void tally_free(struct tally *t)
         return;
     free(t->projects);
     free(t->counts);
+    free(t->durable);
     free(t->map_keys);
     free(t->map_vals);
     if (t->ballots.slots)
@@ -141,7 +154,7 @@ void tally_restore_votes(struct tally *t, uint32_t project_id, uint64_t votes)
 {
     int32_t i = tally_project_index(t, project_id);
     if (i >= 0)
-        t->counts[i] = votes;
+        t->counts[i] = t->durable[i] = votes;
 }
 
 bool tally_restore_token(struct tally *t, uint64_t token)
@@ -165,8 +178,11 @@ uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_s
     memset(c, 0, sizeof(*c));
     snprintf(c->id, sizeof(c->id), "%s", id);
     c->applied_seq = c->durable_seq = durable_seq;
-    if (durable)
+    if (durable) {
         c->durable = *durable;
+        totals_add(&t->durable_total, durable);
+        totals_add(&t->applied, durable);
+    }
     return (uint32_t)t->n_collectors++;
 }
 
@@ -281,6 +297,16 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
     return TALLY_APPLIED;
 }
 
+const uint64_t *tally_durable_votes(const struct tally *t)
+{
+    return t->durable;
+}
+
+const struct tally_totals *tally_durable_totals(const struct tally *t)
+{
+    return &t->durable_total;
+}
+
 const struct tally_totals *tally_applied_totals(const struct tally *t)
 {
     return &t->applied;
@@ -340,12 +366,11 @@ void tally_checkpoint_commit(struct tally *t)
         struct tally_delta_mark *m = &d->marks[i];
         struct tally_collector *col = &t->collectors[m->collector];
         col->durable_seq = m->durable_seq;
-        col->durable.batches += m->add.batches;
-        col->durable.votes += m->add.votes;
-        col->durable.accepted += m->add.accepted;
-        col->durable.duplicate += m->add.duplicate;
-        col->durable.rejected += m->add.rejected;
+        totals_add(&col->durable, &m->add);
+        totals_add(&t->durable_total, &m->add);
     }
+    for (size_t i = 0; i < d->n_touched; i++)
+        t->durable[d->touched[i]] += d->proj_delta[d->touched[i]];
     tally_delta_reset(d);
     t->inflight = NULL;
 }

@@ -108,6 +108,11 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
                                           size_t n, struct tally_batch_result *res,
                                           uint64_t *expected);
 
+/* Durable votes by dense index: what the last committed checkpoint holds. */
+const uint64_t *tally_durable_votes(const struct tally *t);
+/* National figures over durable batches. */
+const struct tally_totals *tally_durable_totals(const struct tally *t);
+
 /* Figures over everything applied in memory (durable or not). */
 const struct tally_totals *tally_applied_totals(const struct tally *t);
 size_t tally_ballot_count(const struct tally *t);

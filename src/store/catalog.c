@@ -1,0 +1,104 @@
+/* The registry's names, states and seats for the results API: read once at start-up,
+ * after recovery. Owns the catalog's memory; writes nothing. */
+#include "store/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+static PGresult *catalog_query(struct store *s, const char *sql, const char *what)
+{
+    PGresult *res = PQexec(s->conn, sql);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        return res;
+    store_classify(s, res, what);
+    PQclear(res);
+    return NULL;
+}
+
+int store_catalog_read(struct store *s, struct store_catalog *out)
+{
+    memset(out, 0, sizeof(*out));
+    PGresult *res = NULL;
+    uint64_t v;
+
+    res = catalog_query(s, "SELECT name FROM consultation ORDER BY created_at, id LIMIT 1",
+                        "reading consultation");
+    if (!res)
+        goto fail;
+    out->consultation_name = xstrdup(PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+
+    res = catalog_query(s,
+                        "SELECT circuit_id, seats, name, coalesce(state, '') FROM circuits"
+                        " ORDER BY circuit_id",
+                        "reading circuits");
+    if (!res)
+        goto fail;
+    out->n_circuits = (size_t)PQntuples(res);
+    out->circuits = calloc(out->n_circuits ? out->n_circuits : 1, sizeof(*out->circuits));
+    if (!out->circuits)
+        abort();
+    for (size_t i = 0; i < out->n_circuits; i++) {
+        struct store_catalog_circuit *c = &out->circuits[i];
+        if (store_parse_u64(PQgetvalue(res, (int)i, 0), UINT32_MAX, &v))
+            goto bad;
+        c->id = (uint32_t)v;
+        if (store_parse_u64(PQgetvalue(res, (int)i, 1), UINT32_MAX, &v))
+            goto bad;
+        c->seats = (uint32_t)v;
+        c->name = xstrdup(PQgetvalue(res, (int)i, 2));
+        c->state = xstrdup(PQgetvalue(res, (int)i, 3));
+    }
+    PQclear(res);
+
+    res = catalog_query(s,
+                        "SELECT p.id, c.circuit_id, p.name FROM projects p"
+                        " JOIN circuits c ON c.area_id = p.circuit_area_id ORDER BY p.id",
+                        "reading projects");
+    if (!res)
+        goto fail;
+    out->n_projects = (size_t)PQntuples(res);
+    out->projects = calloc(out->n_projects ? out->n_projects : 1, sizeof(*out->projects));
+    if (!out->projects)
+        abort();
+    for (size_t i = 0; i < out->n_projects; i++) {
+        struct store_catalog_project *p = &out->projects[i];
+        if (store_parse_u64(PQgetvalue(res, (int)i, 0), UINT32_MAX, &v))
+            goto bad;
+        p->id = (uint32_t)v;
+        if (store_parse_u64(PQgetvalue(res, (int)i, 1), UINT32_MAX, &v))
+            goto bad;
+        p->circuit_id = (uint32_t)v;
+        p->name = xstrdup(PQgetvalue(res, (int)i, 2));
+    }
+    PQclear(res);
+    return 0;
+bad:
+    store_set_error(s, "catalog: an id or seats value out of range");
+    PQclear(res);
+fail:
+    store_catalog_cleanup(out);
+    return -1;
+}
+
+void store_catalog_cleanup(struct store_catalog *c)
+{
+    free(c->consultation_name);
+    for (size_t i = 0; c->projects && i < c->n_projects; i++)
+        free(c->projects[i].name);
+    for (size_t i = 0; c->circuits && i < c->n_circuits; i++) {
+        free(c->circuits[i].name);
+        free(c->circuits[i].state);
+    }
+    free(c->projects);
+    free(c->circuits);
+    memset(c, 0, sizeof(*c));
+}
