@@ -12,8 +12,8 @@
 
 #include "config.h"
 #include "core/log.h"
-#include "http/http.h"
 #include "ingest/ingest.h"
+#include "publish.h"
 #include "store/store.h"
 #include "tally/tally.h"
 
@@ -80,7 +80,7 @@ static void on_tokens(void *arg, const uint64_t *tokens, size_t n)
 /* Blocking on purpose: nothing is served until the durable state is back. Retries
  * while PostgreSQL is away, until a signal says stop. */
 static struct tally *recover(const struct tallyd_config *cfg, char *consultation, size_t clen,
-                             uint64_t *last_checkpoint)
+                             uint64_t *last_checkpoint, struct store_catalog *catalog)
 {
     int delay_ms = 200;
     bool warned = false;
@@ -101,7 +101,8 @@ static struct tally *recover(const struct tallyd_config *cfg, char *consultation
         struct store_recovery rec;
         memset(&rec, 0, sizeof(rec));
         struct recovery_ctx ctx = {cfg, &rec, NULL, 0};
-        if (store_migrate(s) != 0 || store_recover(s, &rec, on_tokens, &ctx) != 0) {
+        if (store_migrate(s) != 0 || store_recover(s, &rec, on_tokens, &ctx) != 0 ||
+            store_catalog_read(s, catalog) != 0) {
             log_error("recovery failed: %s", store_last_error(s));
             store_close(s);
             tally_free(ctx.tally);
@@ -120,8 +121,6 @@ static struct tally *recover(const struct tallyd_config *cfg, char *consultation
                      (unsigned long long)ctx.dup_tokens);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-        const struct tally_totals *tot = tally_applied_totals(ctx.tally);
-        (void)tot;
         log_info("recovered consultation '%s' in %.2f s: %zu projects, %zu collectors, "
                  "%zu ballots, checkpoint %llu",
                  rec.consultation_id, secs, tally_project_count(ctx.tally),
@@ -146,11 +145,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     ingest_shutdown(arg);
 }
 
-static bool is_ready(void *arg)
-{
-    return ingest_is_ready(arg);
-}
-
 int main(int argc, char **argv)
 {
     struct tallyd_config cfg;
@@ -169,10 +163,11 @@ int main(int argc, char **argv)
     uint64_t last_cp = 0;
     struct event_base *base = NULL;
     struct ingest *in = NULL;
-    struct http_server *http = NULL;
+    struct publish *pub = NULL;
+    struct store_catalog catalog = {0};
     struct event *sigterm = NULL, *sigint = NULL;
 
-    struct tally *t = recover(&cfg, consultation, sizeof(consultation), &last_cp);
+    struct tally *t = recover(&cfg, consultation, sizeof(consultation), &last_cp, &catalog);
     if (!t)
         goto out;
 
@@ -197,10 +192,11 @@ int main(int argc, char **argv)
         tally_free(t);
         goto out;
     }
-    http = http_server_new(base, cfg.http_host, cfg.http_port, is_ready, in);
-    if (!http)
+    pub = publish_new(base, cfg.http_host, cfg.http_port, &catalog, in);
+    if (!pub)
         goto out;
-    log_info("HTTP on %s:%u (/healthz, /readyz)", cfg.http_host, cfg.http_port);
+    log_info("HTTP on %s:%u: dashboard at /, API under /v1/, /metrics, /healthz, /readyz",
+             cfg.http_host, cfg.http_port);
 
     sigterm = evsignal_new(base, SIGTERM, on_signal, in);
     sigint = evsignal_new(base, SIGINT, on_signal, in);
@@ -216,8 +212,9 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
-    http_server_free(http);
+    publish_free(pub);
     ingest_free(in);
+    store_catalog_cleanup(&catalog);
     if (base)
         event_base_free(base);
     log_info("exit %d", status);

@@ -1,8 +1,18 @@
-/* evhttp routes. Owns the HTTP listener; answers from callbacks, never blocks. */
+/* The evhttp server: binds the port, routes each request, applies ETag/If-None-Match and
+ * the JSON error convention, serves the embedded dashboard, and swaps in the snapshot
+ * each checkpoint publishes. Rendering lives in render.c, ranking in snapshot.c, the
+ * event stream in events.c. Answers from callbacks on the loop; never blocks. */
 #include "http/http.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+#include <netinet/in.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -10,77 +20,554 @@
 #include <event2/keyvalq_struct.h>
 
 #include "core/log.h"
+#include "http/internal.h"
+#ifdef HTTP_HAVE_ASSETS
+#include "http/assets/assets.h"
+#endif
+
+const double http_checkpoint_bucket_le[HTTP_CHECKPOINT_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+};
 
 struct http_server {
     struct evhttp *http;
-    http_ready_cb ready;
-    void *arg;
+    struct evhttp_bound_socket *bound;
+    const struct http_catalog *cat;
+    struct http_hooks hooks;
+    struct http_layout layout;
+    struct http_snapshot *snap; /* current; NULL until the first publish */
+    struct http_events events;
+    uint32_t epoch; /* changes at start and when a checkpoint id is published again */
+    uint64_t requests;
+    char (*asset_etags)[24];
 };
 
-static void reply_json(struct evhttp_request *req, int code, const char *reason, const char *body)
+#define JSON_TYPE "application/json; charset=utf-8"
+
+/* evhttp_send_reply(), but a HEAD answer carries only the length of the body it would
+ * have had: libevent 2.1 writes the body of a HEAD reply. */
+static void send_reply(struct evhttp_request *req, int code, const char *reason,
+                       struct evbuffer *body)
+{
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD && body) {
+        char len[24];
+        snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
+    evhttp_send_reply(req, code, reason, body);
+}
+
+void http_reply_error(struct evhttp_request *req, int code, const char *reason, const char *message)
 {
     struct evbuffer *buf = evbuffer_new();
-    evbuffer_add_printf(buf, "%s\n", body);
+    if (!buf)
+        abort();
+    evbuffer_add(buf, "{\"error\":", 9);
+    http_json_string(buf, message);
+    evbuffer_add(buf, "}\n", 2);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply(req, code, reason, buf);
+    evhttp_remove_header(h, "Content-Type");
+    evhttp_add_header(h, "Content-Type", JSON_TYPE);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    send_reply(req, code, reason, buf);
     evbuffer_free(buf);
 }
 
-static void route(struct evhttp_request *req, void *arg)
+static void reply(struct evhttp_request *req, const char *type, const char *etag,
+                  struct evbuffer *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", type);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    if (etag)
+        evhttp_add_header(h, "ETag", etag);
+    send_reply(req, 200, "OK", body);
+}
+
+/* True when If-None-Match names etag (or is "*"): the caller answers 304. Weak
+ * comparison, as RFC 9110 asks for If-None-Match, so W/"x" matches "x". */
+static bool not_modified(struct evhttp_request *req, const char *etag)
+{
+    const char *inm = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
+    if (!inm)
+        return false;
+    if (inm[strspn(inm, " ")] == '*')
+        return true;
+    size_t n = strlen(etag);
+    for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
+        char after = p[n];
+        if (after == '\0' || after == ',' || after == ' ')
+            return true;
+    }
+    return false;
+}
+
+static void reply_not_modified(struct evhttp_request *req, const char *etag)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "ETag", etag);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    send_reply(req, 304, "Not Modified", NULL);
+}
+
+/* "cp-<checkpoint>-<variant>-<epoch>": a checkpoint id names the same votes in every run,
+ * but not the same registry or collector states, so a restart (or publishing the same
+ * checkpoint again) changes every ETag once. */
+static void snap_etag(const struct http_server *h, const char *variant, char *out, size_t len)
+{
+    snprintf(out, len, "\"cp-%" PRIu64 "-%s-%08" PRIx32 "\"", h->snap->checkpoint, variant,
+             h->epoch);
+}
+
+/* ---- /v1 handlers ------------------------------------------------------------------------- */
+
+/* Parses a decimal uint32 with nothing around it. */
+static bool parse_u32(const char *s, uint32_t *out)
+{
+    if (!s || !*s || strlen(s) > 10)
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static void free_text(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Reads ?state= and ?circuit= into f; answers the error itself and returns -1. */
+static int parse_filter(struct http_server *h, struct evhttp_request *req,
+                        const struct evkeyvalq *q, struct http_filter *f)
+{
+    f->state = f->circuit = -1;
+    const char *state = evhttp_find_header(q, "state");
+    const char *circuit = evhttp_find_header(q, "circuit");
+    if (state) {
+        f->state = http_layout_find_state(&h->layout, state);
+        if (f->state < 0) {
+            http_reply_error(req, 404, "Not Found", "unknown state");
+            return -1;
+        }
+    }
+    if (circuit) {
+        uint32_t id;
+        if (!parse_u32(circuit, &id)) {
+            http_reply_error(req, 400, "Bad Request", "circuit must be a circuit id");
+            return -1;
+        }
+        f->circuit = http_layout_find_circuit(&h->layout, id);
+        if (f->circuit < 0) {
+            http_reply_error(req, 404, "Not Found", "unknown circuit");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void get_summary(struct http_server *h, struct evhttp_request *req,
+                        const struct evkeyvalq *q)
+{
+    (void)q;
+    char etag[96];
+    snap_etag(h, "summary", etag, sizeof(etag));
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    http_render_summary(h->snap, b);
+    reply(req, JSON_TYPE, etag, b);
+    evbuffer_free(b);
+}
+
+static void get_results(struct http_server *h, struct evhttp_request *req,
+                        const struct evkeyvalq *q)
+{
+    struct http_filter f;
+    if (parse_filter(h, req, q, &f))
+        return;
+    const char *format = evhttp_find_header(q, "format");
+    bool csv = format && strcmp(format, "csv") == 0;
+    if (format && !csv && strcmp(format, "json") != 0) {
+        http_reply_error(req, 400, "Bad Request", "format must be json or csv");
+        return;
+    }
+    char variant[64], etag[128];
+    snprintf(variant, sizeof(variant), "results%s", csv ? "-csv" : "");
+    if (f.state >= 0)
+        snprintf(variant + strlen(variant), sizeof(variant) - strlen(variant), "-s%" PRId64,
+                 f.state);
+    if (f.circuit >= 0)
+        snprintf(variant + strlen(variant), sizeof(variant) - strlen(variant), "-c%" PRId64,
+                 f.circuit);
+    snap_etag(h, variant, etag, sizeof(etag));
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    bool all = f.state < 0 && f.circuit < 0;
+    if (csv && all) {
+        http_snapshot_add_results_csv(h->snap, b);
+    } else if (all) {
+        http_snapshot_add_results_json(h->snap, b);
+    } else {
+        size_t len;
+        char *text = http_render_results(h->snap, &f, csv, &len);
+        evbuffer_add_reference(b, text, len, free_text, NULL);
+    }
+    reply(req, csv ? "text/csv; charset=utf-8" : JSON_TYPE, etag, b);
+    evbuffer_free(b);
+}
+
+static void get_circuits(struct http_server *h, struct evhttp_request *req,
+                         const struct evkeyvalq *q)
+{
+    struct http_filter f;
+    if (evhttp_find_header(q, "circuit")) {
+        http_reply_error(req, 400, "Bad Request", "use /v1/circuits/{id} for one circuit");
+        return;
+    }
+    if (parse_filter(h, req, q, &f))
+        return;
+    char variant[64], etag[128];
+    snprintf(variant, sizeof(variant), "circuits");
+    if (f.state >= 0)
+        snprintf(variant, sizeof(variant), "circuits-s%" PRId64, f.state);
+    snap_etag(h, variant, etag, sizeof(etag));
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    http_render_circuits(h->snap, f.state, b);
+    reply(req, JSON_TYPE, etag, b);
+    evbuffer_free(b);
+}
+
+static void get_circuit(struct http_server *h, struct evhttp_request *req, const char *id_text)
+{
+    uint32_t id;
+    int64_t c = parse_u32(id_text, &id) ? http_layout_find_circuit(&h->layout, id) : -1;
+    if (c < 0) {
+        http_reply_error(req, 404, "Not Found", "unknown circuit");
+        return;
+    }
+    char variant[32], etag[96];
+    snprintf(variant, sizeof(variant), "circuit-%" PRIu32, id);
+    snap_etag(h, variant, etag, sizeof(etag));
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    http_render_circuit(h->snap, (uint32_t)c, b);
+    reply(req, JSON_TYPE, etag, b);
+    evbuffer_free(b);
+}
+
+static void get_collectors(struct http_server *h, struct evhttp_request *req,
+                           const struct evkeyvalq *q)
+{
+    (void)q;
+    char etag[96];
+    snap_etag(h, "collectors", etag, sizeof(etag));
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    http_render_collectors(h->snap, b);
+    reply(req, JSON_TYPE, etag, b);
+    evbuffer_free(b);
+}
+
+static void get_events(struct http_server *h, struct evhttp_request *req, const struct evkeyvalq *q)
+{
+    const char *last = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+    if (!last) /* for clients that cannot set headers on the first connect */
+        last = evhttp_find_header(q, "last_event_id");
+    http_events_subscribe(&h->events, req, h->snap, last);
+}
+
+/* ---- unversioned handlers ----------------------------------------------------------------- */
+
+static void get_metrics(struct http_server *h, struct evhttp_request *req,
+                        const struct evkeyvalq *q)
+{
+    (void)q;
+    struct http_metrics m;
+    memset(&m, 0, sizeof(m));
+    if (h->hooks.metrics) {
+        h->hooks.metrics(h->hooks.arg, &m);
+    } else if (h->snap) {
+        m.votes_accepted = h->snap->totals.accepted;
+        m.votes_duplicate = h->snap->totals.duplicate;
+        m.votes_rejected_unknown_project = h->snap->totals.rejected_unknown_project;
+    }
+    struct http_metrics_extra x = {
+        .snap = h->snap,
+        .sse_subscribers = h->events.n_subs,
+        .sse_dropped = h->events.dropped,
+        .http_requests = h->requests,
+    };
+    struct evbuffer *b = evbuffer_new();
+    http_render_metrics(&m, &x, b);
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hd, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_add_header(hd, "Cache-Control", "no-store");
+    send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void reply_status(struct evhttp_request *req, int code, const char *reason, const char *body)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, body, strlen(body));
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hd, "Content-Type", JSON_TYPE);
+    evhttp_add_header(hd, "Cache-Control", "no-store");
+    send_reply(req, code, reason, b);
+    evbuffer_free(b);
+}
+
+static void get_healthz(struct http_server *h, struct evhttp_request *req,
+                        const struct evkeyvalq *q)
+{
+    (void)h;
+    (void)q;
+    reply_status(req, 200, "OK", "{\"status\":\"alive\"}\n");
+}
+
+static void get_readyz(struct http_server *h, struct evhttp_request *req, const struct evkeyvalq *q)
+{
+    (void)q;
+    if (h->hooks.is_ready && h->hooks.is_ready(h->hooks.arg))
+        reply_status(req, 200, "OK", "{\"status\":\"ready\"}\n");
+    else
+        reply_status(req, 503, "Service Unavailable",
+                     "{\"status\":\"not ready\",\"error\":\"not recovered or PostgreSQL "
+                     "unreachable\"}\n");
+}
+
+/* ---- the dashboard ------------------------------------------------------------------------ */
+
+#ifdef HTTP_HAVE_ASSETS
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t x = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        x = (x ^ p[i]) * 0x100000001b3ULL;
+    return x;
+}
+
+static int64_t find_asset(const char *path)
+{
+    if (strcmp(path, "/") == 0)
+        path = "/index.html";
+    for (size_t i = 0; i < http_assets_count; i++)
+        if (strcmp(http_assets[i].path, path) == 0)
+            return (int64_t)i;
+    return -1;
+}
+
+/* The files change only with the binary, whose ETag is their hash; "no-cache" makes the
+ * browser revalidate (a cheap 304) so an upgrade never mixes old and new files. */
+static void get_asset(struct http_server *h, struct evhttp_request *req, size_t i)
+{
+    const struct http_asset *a = &http_assets[i];
+    const char *etag = h->asset_etags[i];
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_reference(b, a->data, a->len, NULL, NULL);
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hd, "Content-Type", a->content_type);
+    evhttp_add_header(hd, "Cache-Control", "no-cache");
+    evhttp_add_header(hd, "ETag", etag);
+    send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+#endif
+
+/* ---- routing ------------------------------------------------------------------------------ */
+
+typedef void (*route_cb)(struct http_server *h, struct evhttp_request *req,
+                         const struct evkeyvalq *q);
+
+static const struct route {
+    const char *path;
+    route_cb fn;
+    bool needs_snapshot;
+} routes[] = {
+    {"/v1/summary", get_summary, true},   {"/v1/results", get_results, true},
+    {"/v1/circuits", get_circuits, true}, {"/v1/collectors", get_collectors, true},
+    {"/v1/events", get_events, true},     {"/metrics", get_metrics, false},
+    {"/healthz", get_healthz, false},     {"/readyz", get_readyz, false},
+};
+
+#define CIRCUIT_PREFIX "/v1/circuits/"
+
+static void on_request(struct evhttp_request *req, void *arg)
 {
     struct http_server *h = arg;
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    if (!path)
+    h->requests++;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !*path)
         path = "/";
-    bool known = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0;
-    if (!known) {
-        reply_json(req, 404, "Not Found", "{\"error\":\"not found\"}");
+
+    const struct route *r = NULL;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(path, routes[i].path) == 0)
+            r = &routes[i];
+    bool circuit = !r && strncmp(path, CIRCUIT_PREFIX, strlen(CIRCUIT_PREFIX)) == 0;
+    int64_t asset = -1;
+#ifdef HTTP_HAVE_ASSETS
+    if (!r && !circuit)
+        asset = find_asset(path);
+#endif
+    if (!r && !circuit && asset < 0) {
+        http_reply_error(req, 404, "Not Found", "not found");
         return;
     }
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-        reply_json(req, 405, "Method Not Allowed", "{\"error\":\"method not allowed\"}");
+        http_reply_error(req, 405, "Method Not Allowed", "method not allowed");
         return;
     }
-    if (strcmp(path, "/healthz") == 0) {
-        reply_json(req, 200, "OK", "{\"status\":\"alive\"}");
+    if (strncmp(path, "/v1/", 4) == 0)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Access-Control-Allow-Origin",
+                          "*");
+#ifdef HTTP_HAVE_ASSETS
+    if (asset >= 0) {
+        get_asset(h, req, (size_t)asset);
         return;
     }
-    if (h->ready(h->arg))
-        reply_json(req, 200, "OK", "{\"status\":\"ready\"}");
-    else
-        reply_json(req, 503, "Service Unavailable", "{\"status\":\"not ready\"}");
+#endif
+    if ((circuit || r->needs_snapshot) && !h->snap) {
+        http_reply_error(req, 503, "Service Unavailable", "no checkpoint published yet");
+        return;
+    }
+    if (circuit) {
+        get_circuit(h, req, path + strlen(CIRCUIT_PREFIX));
+        return;
+    }
+    struct evkeyvalq q;
+    q.tqh_first = NULL; /* TAILQ_INIT, which event2 does not export */
+    q.tqh_last = &q.tqh_first;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (query && evhttp_parse_query_str(query, &q) != 0) {
+        evhttp_clear_headers(&q);
+        http_reply_error(req, 400, "Bad Request", "malformed query string");
+        return;
+    }
+    r->fn(h, req, &q);
+    evhttp_clear_headers(&q);
 }
 
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
 struct http_server *http_server_new(struct event_base *base, const char *host, uint16_t port,
-                                    http_ready_cb ready, void *arg)
+                                    const struct http_catalog *catalog,
+                                    const struct http_hooks *hooks)
 {
     struct http_server *h = calloc(1, sizeof(*h));
     if (!h)
         abort();
-    h->ready = ready;
-    h->arg = arg;
-    h->http = evhttp_new(base);
-    if (!h->http || !evhttp_bind_socket_with_handle(h->http, host, port)) {
-        log_error("cannot serve HTTP on %s:%u", host, port);
-        http_server_free(h);
-        return NULL;
+    h->cat = catalog;
+    if (hooks)
+        h->hooks = *hooks;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    h->epoch = (uint32_t)((uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^
+                          ((uint64_t)getpid() << 16));
+    if (http_layout_init(&h->layout, catalog) != 0) {
+        log_error("HTTP: the catalog names a circuit it does not have");
+        goto fail;
     }
+    if (http_events_init(&h->events, base) != 0)
+        goto fail;
+#ifdef HTTP_HAVE_ASSETS
+    h->asset_etags = calloc(http_assets_count ? http_assets_count : 1, sizeof(*h->asset_etags));
+    if (!h->asset_etags)
+        abort();
+    for (size_t i = 0; i < http_assets_count; i++)
+        snprintf(h->asset_etags[i], sizeof(h->asset_etags[i]), "\"a-%016" PRIx64 "\"",
+                 fnv1a(http_assets[i].data, http_assets[i].len));
+#endif
+    h->http = evhttp_new(base);
+    if (!h->http)
+        goto fail;
+    h->bound = evhttp_bind_socket_with_handle(h->http, host, port);
+    if (!h->bound) {
+        log_error("cannot serve HTTP on %s:%u", host, port);
+        goto fail;
+    }
+    /* Every method reaches on_request, so anything but GET/HEAD gets our 405 with a JSON
+     * body rather than evhttp's bare 501. */
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
-    evhttp_set_gencb(h->http, route, h);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_max_body_size(h->http, 64 * 1024);
+    evhttp_set_max_headers_size(h->http, 16 * 1024);
+    evhttp_set_gencb(h->http, on_request, h);
     evhttp_set_timeout(h->http, 30);
     return h;
+fail:
+    http_server_free(h);
+    return NULL;
 }
 
 void http_server_free(struct http_server *h)
 {
     if (!h)
         return;
+    /* Streams first: evhttp_free() then frees their connections without calling back. */
+    http_events_cleanup(&h->events);
     if (h->http)
         evhttp_free(h->http);
+    http_snapshot_unref(h->snap);
+    http_layout_cleanup(&h->layout);
+    free(h->asset_etags);
     free(h);
+}
+
+uint16_t http_server_port(const struct http_server *h)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(h->bound);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+void http_server_publish(struct http_server *h, const struct http_checkpoint *cp)
+{
+    struct http_snapshot *s = http_snapshot_new(&h->layout, cp);
+    if (h->snap && h->snap->checkpoint == cp->id)
+        h->epoch = h->epoch * 2654435761u + 1;
+    http_snapshot_unref(h->snap); /* in-flight responses keep their own reference */
+    h->snap = s;
+    http_events_publish(&h->events, s, cp);
 }

@@ -1,20 +1,111 @@
-/* The HTTP side of tallyd (libevent's evhttp on the same loop): /healthz and /readyz
- * for now; the results API builds on this. Read-only; never touches ingest state
- * except through the callbacks it is given. */
+/* The HTTP side of tallyd (libevent's evhttp on the same loop as ingest): the read-only
+ * results API, the live event stream, Prometheus metrics, health, and the dashboard.
+ * Everything it serves comes from immutable snapshots handed over by
+ * http_server_publish() after each checkpoint COMMIT, so readers only ever see durable
+ * numbers and never touch ingest state. */
 #ifndef HTTP_HTTP_H
 #define HTTP_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
 struct http_server;
 
-/* True once tallyd has recovered and PostgreSQL is reachable. */
-typedef bool (*http_ready_cb)(void *arg);
+/* ---- the registry, fixed for the life of the process -------------------------------- */
 
+struct http_catalog_project {
+    uint32_t id; /* external project id */
+    const char *name;
+    uint32_t circuit; /* index into circuits[] */
+};
+
+struct http_catalog_circuit {
+    uint32_t id; /* external circuit id */
+    const char *name;
+    const char *state;
+    uint32_t seats;
+};
+
+/* Projects are in tallyd's dense order: votes[i] in a checkpoint is projects[i]'s. */
+struct http_catalog {
+    const char *consultation_id;
+    const char *consultation_name;
+    const struct http_catalog_project *projects;
+    size_t n_projects;
+    const struct http_catalog_circuit *circuits;
+    size_t n_circuits;
+};
+
+/* ---- what each checkpoint publishes ------------------------------------------------- */
+
+struct http_totals {
+    uint64_t batches, votes, accepted, duplicate, rejected_unknown_project;
+};
+
+struct http_collector_status {
+    const char *id;
+    bool connected;
+    int64_t last_seen_ms; /* unix ms of its last frame; 0 = never since start */
+    uint64_t durable_seq;
+    uint64_t applied_seq;
+    struct http_totals durable;
+};
+
+struct http_checkpoint {
+    uint64_t id;             /* checkpoint id (0: the state recovered at start) */
+    int64_t committed_ms;    /* unix ms */
+    const uint64_t *votes;   /* durable votes, n_projects entries, dense order */
+    const uint32_t *changed; /* dense indices whose votes changed in this checkpoint */
+    size_t n_changed;
+    struct http_totals totals; /* national, durable */
+    const struct http_collector_status *collectors;
+    size_t n_collectors;
+};
+
+/* ---- live figures for /metrics, read at request time --------------------------------- */
+
+#define HTTP_CHECKPOINT_BUCKETS 12
+/* Upper bounds in seconds of the checkpoint-duration histogram buckets (+Inf is last). */
+extern const double http_checkpoint_bucket_le[HTTP_CHECKPOINT_BUCKETS];
+
+struct http_metrics {
+    uint64_t votes_accepted, votes_duplicate, votes_rejected_unknown_project; /* durable */
+    uint64_t batches, bytes_received; /* applied in memory / read from collectors */
+    uint64_t connections_open, connections_total;
+    uint64_t checkpoints;                                    /* committed since start */
+    uint64_t checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS + 1]; /* cumulative; last is +Inf */
+    double checkpoint_seconds_sum;
+    double checkpoint_lag_seconds; /* since the last COMMIT */
+    uint64_t pg_errors;            /* failed PostgreSQL attempts */
+    uint64_t backlog_votes;        /* applied, not yet durable */
+    uint64_t ballots;              /* distinct ballots held */
+    bool paused;                   /* back-pressure on */
+};
+
+struct http_hooks {
+    bool (*is_ready)(void *arg); /* recovered and PostgreSQL reachable */
+    void (*metrics)(void *arg, struct http_metrics *out);
+    void *arg;
+};
+
+/* Binds host:port and serves. catalog is borrowed for the server's life. The first
+ * http_server_publish() should follow at once with the recovered state. NULL (logged)
+ * when the port cannot be bound. */
 struct http_server *http_server_new(struct event_base *base, const char *host, uint16_t port,
-                                    http_ready_cb ready, void *arg);
+                                    const struct http_catalog *catalog,
+                                    const struct http_hooks *hooks);
 void http_server_free(struct http_server *h); /* NULL is a no-op */
+
+/* The port actually bound (useful when http_server_new() was given port 0), or 0. */
+uint16_t http_server_port(const struct http_server *h);
+
+/* A checkpoint committed: copies what it needs from cp (borrowed for the call), builds the
+ * next immutable snapshot, and pushes one event to /v1/events subscribers. Runs on the
+ * loop; costs O(projects + changed). Publishing the id of the current snapshot again
+ * replaces the snapshot (say, fresher collector states) without an event; an id lower
+ * than the current one sends every subscriber an `event: reset`. */
+void http_server_publish(struct http_server *h, const struct http_checkpoint *cp);
 
 #endif

@@ -1,0 +1,184 @@
+/* Shared inside src/http only: the registry layout derived once from the catalog, the
+ * immutable reference-counted results snapshot, the renderers that turn a snapshot into
+ * JSON, CSV and Prometheus text, and the Server-Sent Events hub. Everything runs on the
+ * loop thread, so reference counts are plain integers. */
+#ifndef HTTP_INTERNAL_H
+#define HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/http.h"
+
+struct evbuffer;
+struct evhttp_request;
+struct event;
+
+/* ---- layout: the catalog's shape, fixed for the server's life ------------------------- */
+
+struct http_layout {
+    const struct http_catalog *cat;
+    uint32_t *members;       /* dense project indices grouped by circuit (n_projects) */
+    uint32_t *first;         /* circuit c owns members[first[c] .. first[c + 1]) */
+    uint32_t *project_by_id; /* dense project indices in external id order */
+    uint32_t *circuit_by_id; /* circuit indices in external id order */
+    const char **states;     /* distinct state names, sorted (borrowed from the catalog) */
+    size_t n_states;
+    uint32_t *circuit_state; /* index into states[] for each circuit */
+    /* The parts of each /v1/results row that never change, in project id order, rendered
+     * once: row k is rows[off[k] .. off[k + 1]). JSON: {"id":..,"name":..,"circuit_id":..,
+     * "votes": and CSV: project_id,project_name,circuit_id,circuit_name,state, */
+    char *json_rows, *csv_rows;
+    size_t *json_off, *csv_off;
+};
+
+/* Builds the layout; catalog is borrowed for the layout's life. 0, or -1 when the catalog
+ * is inconsistent (a project naming a circuit that does not exist). */
+int http_layout_init(struct http_layout *l, const struct http_catalog *cat)
+    __attribute__((warn_unused_result));
+void http_layout_cleanup(struct http_layout *l);
+/* Circuit index for an external circuit id, or -1. */
+int64_t http_layout_find_circuit(const struct http_layout *l, uint32_t circuit_id);
+/* State index for a name (exact match), or -1. */
+int64_t http_layout_find_state(const struct http_layout *l, const char *name);
+
+/* ---- snapshot: one published checkpoint, immutable once built ------------------------- */
+
+enum { HTTP_FLAG_WINNER = 1, HTTP_FLAG_TIE = 2 };
+
+struct http_snap_circuit {
+    uint64_t votes;
+    uint32_t winners;
+    bool tie;        /* a tie straddles the seat boundary: some seats are undecided */
+    bool has_margin; /* more projects than seats */
+    uint64_t margin; /* votes of the last seat-holder minus the first project without one */
+};
+
+struct http_snap_collector {
+    char *id;
+    bool connected;
+    int64_t last_seen_ms;
+    uint64_t durable_seq, applied_seq;
+    struct http_totals durable;
+};
+
+struct http_snapshot {
+    unsigned refs;
+    const struct http_layout *layout;
+    uint64_t checkpoint;
+    int64_t committed_ms;
+    struct http_totals totals;
+    uint64_t *votes;  /* dense order */
+    uint32_t *rank;   /* dense order; competition ranking within the circuit (1, 2, 2, 4) */
+    uint8_t *flags;   /* dense order; HTTP_FLAG_* */
+    uint32_t *ranked; /* like layout->members, each circuit's projects in rank order */
+    struct http_snap_circuit *circuits;
+    uint64_t *state_votes;
+    struct http_snap_collector *collectors;
+    size_t n_collectors;
+    uint32_t collectors_connected, collectors_reporting;
+    /* Rendered on first use, then kept: the unfiltered results and the SSE reset event. */
+    char *results_json, *results_csv, *reset_event;
+    size_t results_json_len, results_csv_len, reset_event_len;
+};
+
+/* Copies what it needs from cp (borrowed); layout is borrowed for the snapshot's life.
+ * The new snapshot holds one reference. */
+struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
+                                        const struct http_checkpoint *cp);
+struct http_snapshot *http_snapshot_ref(struct http_snapshot *s);
+void http_snapshot_unref(struct http_snapshot *s); /* NULL is a no-op */
+
+/* Appends a cached rendering to out by reference (no copy); the buffer holds a snapshot
+ * reference until the bytes are written or dropped. */
+void http_snapshot_add_results_json(struct http_snapshot *s, struct evbuffer *out);
+void http_snapshot_add_results_csv(struct http_snapshot *s, struct evbuffer *out);
+void http_snapshot_add_reset_event(struct http_snapshot *s, struct evbuffer *out);
+
+/* ---- renderers (render.c): pure functions of a snapshot into an evbuffer -------------- */
+
+/* Which projects a results rendering includes; -1 means no filter. */
+struct http_filter {
+    int64_t state;
+    int64_t circuit;
+};
+
+void http_json_string(struct evbuffer *out, const char *s);
+/* "2026-11-23T13:40:01.123Z", or "null" (unquoted) when ms is 0. */
+void http_json_time(struct evbuffer *out, int64_t ms);
+void http_csv_field(struct evbuffer *out, const char *s);
+
+/* /v1/results as JSON or CSV, in one malloc'd block of *len bytes (the caller frees it).
+ * Copies each row's fixed part from the layout, so a national registry renders in a few
+ * milliseconds on the loop. */
+char *http_render_results(const struct http_snapshot *s, const struct http_filter *f, bool csv,
+                          size_t *len);
+/* Fills l->json_rows, csv_rows and their offsets. */
+void http_render_layout_rows(struct http_layout *l);
+void http_render_summary(const struct http_snapshot *s, struct evbuffer *out);
+void http_render_circuits(const struct http_snapshot *s, int64_t state, struct evbuffer *out);
+void http_render_circuit(const struct http_snapshot *s, uint32_t circuit, struct evbuffer *out);
+void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out);
+/* The SSE events: `event: snapshot` (totals only), `event: checkpoint` (the changed
+ * projects) and `event: reset` (every project), each with its id line, ending in a blank
+ * line. */
+void http_render_event_snapshot(const struct http_snapshot *s, struct evbuffer *out);
+void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t *changed,
+                                  size_t n_changed, struct evbuffer *out);
+void http_render_event_reset(const struct http_snapshot *s, struct evbuffer *out);
+
+/* What /metrics shows besides the hook's figures. */
+struct http_metrics_extra {
+    const struct http_snapshot *snap; /* may be NULL before the first publish */
+    size_t sse_subscribers;
+    uint64_t sse_dropped, http_requests;
+};
+void http_render_metrics(const struct http_metrics *m, const struct http_metrics_extra *x,
+                         struct evbuffer *out);
+
+/* ---- Server-Sent Events hub (events.c) ------------------------------------------------ */
+
+#define HTTP_SSE_RING 512               /* events kept for Last-Event-ID replay */
+#define HTTP_SSE_RING_BYTES (32u << 20) /* ... and at most this many bytes of them */
+#define HTTP_SSE_MAX_SUBSCRIBERS 1024   /* beyond: 503 */
+#define HTTP_SSE_MAX_BACKLOG (8u << 20) /* unsent bytes before a subscriber is dropped */
+#define HTTP_SSE_KEEPALIVE_MS 15000     /* ": keepalive" comment interval */
+#define HTTP_SSE_WRITE_TIMEOUT_S 30     /* no write progress for this long: dropped */
+
+struct http_sse_blob;
+struct http_sse_sub;
+
+struct http_events {
+    struct event *keepalive;
+    struct http_sse_sub *subs;
+    size_t n_subs;
+    uint64_t dropped;
+    struct {
+        uint64_t id;
+        struct http_sse_blob *blob;
+    } ring[HTTP_SSE_RING];
+    size_t ring_head, ring_count, ring_bytes;
+    bool started;    /* a snapshot has been published */
+    uint64_t floor;  /* every event with an id above floor is in the ring */
+    uint64_t latest; /* id of the newest snapshot */
+};
+
+int http_events_init(struct http_events *ev, struct event_base *base)
+    __attribute__((warn_unused_result));
+/* Ends every stream (connections are freed by evhttp_free afterwards). */
+void http_events_cleanup(struct http_events *ev);
+/* A new snapshot was published: records and broadcasts its event. cp is borrowed for the
+ * call (its changed list); snap must be the new current snapshot. */
+void http_events_publish(struct http_events *ev, struct http_snapshot *snap,
+                         const struct http_checkpoint *cp);
+/* GET /v1/events: answers 503 beyond the subscriber cap, else starts the stream with a
+ * snapshot, a replay or a reset. last_event_id may be NULL. */
+void http_events_subscribe(struct http_events *ev, struct evhttp_request *req,
+                           struct http_snapshot *snap, const char *last_event_id);
+
+/* Sends a JSON error body {"error": message} with the given status. */
+void http_reply_error(struct evhttp_request *req, int code, const char *reason,
+                      const char *message);
+
+#endif

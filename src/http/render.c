@@ -1,0 +1,507 @@
+/* Renderers: a snapshot (or the live metrics) into the bytes of a response — JSON for the
+ * /v1 API and the event stream, RFC 4180 CSV, Prometheus text exposition 0.0.4. Pure:
+ * no sockets, no clock, no routing; callers decide caching and headers. */
+#include "http/internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+/* ---- primitives ------------------------------------------------------------------------- */
+
+void http_json_string(struct evbuffer *out, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    evbuffer_add(out, "\"", 1);
+    const unsigned char *run = p;
+    for (; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        evbuffer_add(out, run, (size_t)(p - run));
+        run = p + 1;
+        switch (*p) {
+        case '"':
+            evbuffer_add(out, "\\\"", 2);
+            break;
+        case '\\':
+            evbuffer_add(out, "\\\\", 2);
+            break;
+        case '\n':
+            evbuffer_add(out, "\\n", 2);
+            break;
+        case '\r':
+            evbuffer_add(out, "\\r", 2);
+            break;
+        case '\t':
+            evbuffer_add(out, "\\t", 2);
+            break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            evbuffer_add(out, u, sizeof(u));
+        }
+        }
+    }
+    evbuffer_add(out, run, (size_t)(p - run));
+    evbuffer_add(out, "\"", 1);
+}
+
+void http_json_time(struct evbuffer *out, int64_t ms)
+{
+    if (ms <= 0) {
+        evbuffer_add(out, "null", 4);
+        return;
+    }
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char buf[48];
+    size_t n = strftime(buf, sizeof(buf), "\"%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof(buf) - n, ".%03dZ\"", (int)(ms % 1000));
+    evbuffer_add(out, buf, strlen(buf));
+}
+
+/* RFC 4180: quoted only when it holds a comma, a quote or a line break; quotes doubled. */
+void http_csv_field(struct evbuffer *out, const char *s)
+{
+    s = s ? s : "";
+    if (!s[strcspn(s, ",\"\r\n")]) {
+        evbuffer_add(out, s, strlen(s));
+        return;
+    }
+    evbuffer_add(out, "\"", 1);
+    for (const char *q; (q = strchr(s, '"')); s = q + 1) {
+        evbuffer_add(out, s, (size_t)(q - s));
+        evbuffer_add(out, "\"\"", 2);
+    }
+    evbuffer_add(out, s, strlen(s));
+    evbuffer_add(out, "\"", 1);
+}
+
+static const char *json_bool(bool b)
+{
+    return b ? "true" : "false";
+}
+
+static void json_totals(struct evbuffer *out, const struct http_totals *t)
+{
+    evbuffer_add_printf(
+        out,
+        "{\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
+        ",\"duplicate\":%" PRIu64 ",\"rejected\":{\"unknown_project\":%" PRIu64 "}}",
+        t->batches, t->votes, t->accepted, t->duplicate, t->rejected_unknown_project);
+}
+
+/* {"consultation":{...},"checkpoint":N,"time":T, — the head every /v1 document shares. */
+static void json_head(const struct http_snapshot *s, struct evbuffer *out)
+{
+    const struct http_catalog *cat = s->layout->cat;
+    evbuffer_add(out, "{\"consultation\":{\"id\":", 22);
+    http_json_string(out, cat->consultation_id);
+    evbuffer_add(out, ",\"name\":", 8);
+    http_json_string(out, cat->consultation_name);
+    evbuffer_add_printf(out, "},\"checkpoint\":%" PRIu64 ",\"time\":", s->checkpoint);
+    http_json_time(out, s->committed_ms);
+}
+
+static bool filter_keeps(const struct http_snapshot *s, const struct http_filter *f, uint32_t c)
+{
+    if (f->circuit >= 0 && (int64_t)c != f->circuit)
+        return false;
+    if (f->state >= 0 && (int64_t)s->layout->circuit_state[c] != f->state)
+        return false;
+    return true;
+}
+
+/* ---- /v1/results -------------------------------------------------------------------------- */
+
+static char *flatten(struct evbuffer *b, size_t *len)
+{
+    *len = evbuffer_get_length(b);
+    char *p = malloc(*len + 1);
+    if (!p)
+        abort();
+    evbuffer_remove(b, p, *len);
+    return p;
+}
+
+void http_render_layout_rows(struct http_layout *l)
+{
+    const struct http_catalog *cat = l->cat;
+    size_t np = cat->n_projects;
+    struct evbuffer *j = evbuffer_new(), *c = evbuffer_new();
+    if (!j || !c)
+        abort();
+    l->json_off = calloc(np + 1, sizeof(size_t));
+    l->csv_off = calloc(np + 1, sizeof(size_t));
+    if (!l->json_off || !l->csv_off)
+        abort();
+    for (size_t k = 0; k < np; k++) {
+        const struct http_catalog_project *p = &cat->projects[l->project_by_id[k]];
+        const struct http_catalog_circuit *cc = &cat->circuits[p->circuit];
+        evbuffer_add_printf(j, "{\"id\":%" PRIu32 ",\"name\":", p->id);
+        http_json_string(j, p->name);
+        evbuffer_add_printf(j, ",\"circuit_id\":%" PRIu32 ",\"votes\":", cc->id);
+        l->json_off[k + 1] = evbuffer_get_length(j);
+
+        evbuffer_add_printf(c, "%" PRIu32 ",", p->id);
+        http_csv_field(c, p->name);
+        evbuffer_add_printf(c, ",%" PRIu32 ",", cc->id);
+        http_csv_field(c, cc->name);
+        evbuffer_add(c, ",", 1);
+        http_csv_field(c, cc->state);
+        evbuffer_add(c, ",", 1);
+        l->csv_off[k + 1] = evbuffer_get_length(c);
+    }
+    size_t len;
+    l->json_rows = flatten(j, &len);
+    l->csv_rows = flatten(c, &len);
+    evbuffer_free(j);
+    evbuffer_free(c);
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_str(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT(p, lit) put_str(p, lit, sizeof(lit) - 1)
+
+char *http_render_results(const struct http_snapshot *s, const struct http_filter *f, bool csv,
+                          size_t *len)
+{
+    const struct http_layout *l = s->layout;
+    const struct http_catalog *cat = l->cat;
+    static const char csv_head[] =
+        "project_id,project_name,circuit_id,circuit_name,state,votes,rank,winner,tie\r\n";
+    struct evbuffer *head = evbuffer_new();
+    if (!head)
+        abort();
+    if (csv) {
+        evbuffer_add(head, csv_head, sizeof(csv_head) - 1);
+    } else {
+        json_head(s, head);
+        evbuffer_add(head, ",\"projects\":[", 13);
+    }
+    size_t head_len = evbuffer_get_length(head);
+    /* Fixed parts, plus per row at most: 2 separator bytes, 20 digits of votes, 10 of rank
+     * and the longest tail below. */
+    const size_t *off = csv ? l->csv_off : l->json_off;
+    const char *rows = csv ? l->csv_rows : l->json_rows;
+    size_t cap = head_len + off[cat->n_projects] + cat->n_projects * 100 + 8;
+    char *buf = malloc(cap);
+    if (!buf)
+        abort();
+    evbuffer_remove(head, buf, head_len);
+    evbuffer_free(head);
+    char *p = buf + head_len;
+    bool first = true;
+    for (size_t k = 0; k < cat->n_projects; k++) {
+        uint32_t i = l->project_by_id[k];
+        if (!filter_keeps(s, f, cat->projects[i].circuit))
+            continue;
+        bool winner = s->flags[i] & HTTP_FLAG_WINNER, tie = s->flags[i] & HTTP_FLAG_TIE;
+        if (!csv && !first)
+            p = PUT(p, ",");
+        if (!csv)
+            p = PUT(p, "\n");
+        first = false;
+        p = put_str(p, rows + off[k], off[k + 1] - off[k]);
+        p = put_u64(p, s->votes[i]);
+        if (csv) {
+            p = PUT(p, ",");
+            p = put_u64(p, s->rank[i]);
+            p = winner ? PUT(p, ",true") : PUT(p, ",false");
+            p = tie ? PUT(p, ",true\r\n") : PUT(p, ",false\r\n");
+        } else {
+            p = PUT(p, ",\"rank\":");
+            p = put_u64(p, s->rank[i]);
+            p = winner ? PUT(p, ",\"winner\":true") : PUT(p, ",\"winner\":false");
+            p = tie ? PUT(p, ",\"tie\":true}") : PUT(p, ",\"tie\":false}");
+        }
+    }
+    if (!csv)
+        p = PUT(p, "]}\n");
+    *len = (size_t)(p - buf);
+    return buf;
+}
+
+/* ---- /v1/summary, /v1/circuits, /v1/collectors -------------------------------------------- */
+
+void http_render_summary(const struct http_snapshot *s, struct evbuffer *out)
+{
+    const struct http_layout *l = s->layout;
+    const struct http_catalog *cat = l->cat;
+    json_head(s, out);
+    evbuffer_add(out, ",\"totals\":", 10);
+    json_totals(out, &s->totals);
+    evbuffer_add_printf(out,
+                        ",\"collectors\":{\"registered\":%zu,\"connected\":%" PRIu32
+                        ",\"reporting\":%" PRIu32 "},\"projects\":%zu,\"circuits\":%zu,"
+                        "\"states\":[",
+                        s->n_collectors, s->collectors_connected, s->collectors_reporting,
+                        cat->n_projects, cat->n_circuits);
+    for (size_t st = 0; st < l->n_states; st++) {
+        /* A pass over the circuits per state: states are few (25 in the sample). */
+        size_t circuits = 0, projects = 0, winners = 0;
+        for (size_t c = 0; c < cat->n_circuits; c++) {
+            if (l->circuit_state[c] != st)
+                continue;
+            circuits++;
+            projects += l->first[c + 1] - l->first[c];
+            winners += s->circuits[c].winners;
+        }
+        evbuffer_add(out, st ? ",{\"name\":" : "{\"name\":", st ? 9 : 8);
+        http_json_string(out, l->states[st]);
+        evbuffer_add_printf(
+            out, ",\"circuits\":%zu,\"projects\":%zu,\"votes\":%" PRIu64 ",\"winners\":%zu}",
+            circuits, projects, s->state_votes[st], winners);
+    }
+    evbuffer_add(out, "]}\n", 3);
+}
+
+static void json_winners(const struct http_snapshot *s, uint32_t c, struct evbuffer *out)
+{
+    const struct http_catalog *cat = s->layout->cat;
+    evbuffer_add(out, "[", 1);
+    bool first = true;
+    for (uint32_t k = s->layout->first[c]; k < s->layout->first[c + 1]; k++) {
+        uint32_t i = s->ranked[k];
+        if (!(s->flags[i] & HTTP_FLAG_WINNER))
+            continue;
+        evbuffer_add_printf(out, "%s%" PRIu32, first ? "" : ",", cat->projects[i].id);
+        first = false;
+    }
+    evbuffer_add(out, "]", 1);
+}
+
+/* "id":..,"name":..,"state":..,"seats":..,"projects":..,"votes":..,"winners":[..],"tie":..,
+ * "margin":.. — the fields a circuit has in the list and in its own document. */
+static void json_circuit_fields(const struct http_snapshot *s, uint32_t c, struct evbuffer *out)
+{
+    const struct http_catalog_circuit *cc = &s->layout->cat->circuits[c];
+    const struct http_snap_circuit *sc = &s->circuits[c];
+    evbuffer_add_printf(out, "\"id\":%" PRIu32 ",\"name\":", cc->id);
+    http_json_string(out, cc->name);
+    evbuffer_add(out, ",\"state\":", 9);
+    http_json_string(out, cc->state);
+    evbuffer_add_printf(
+        out, ",\"seats\":%" PRIu32 ",\"projects\":%" PRIu32 ",\"votes\":%" PRIu64 ",\"winners\":",
+        cc->seats, s->layout->first[c + 1] - s->layout->first[c], sc->votes);
+    json_winners(s, c, out);
+    evbuffer_add_printf(out, ",\"tie\":%s,\"margin\":", json_bool(sc->tie));
+    if (sc->has_margin)
+        evbuffer_add_printf(out, "%" PRIu64, sc->margin);
+    else
+        evbuffer_add(out, "null", 4);
+}
+
+void http_render_circuits(const struct http_snapshot *s, int64_t state, struct evbuffer *out)
+{
+    const struct http_layout *l = s->layout;
+    json_head(s, out);
+    evbuffer_add(out, ",\"circuits\":[", 13);
+    bool first = true;
+    for (size_t k = 0; k < l->cat->n_circuits; k++) {
+        uint32_t c = l->circuit_by_id[k];
+        if (state >= 0 && (int64_t)l->circuit_state[c] != state)
+            continue;
+        evbuffer_add(out, first ? "\n{" : ",\n{", first ? 2 : 3);
+        first = false;
+        json_circuit_fields(s, c, out);
+        evbuffer_add(out, "}", 1);
+    }
+    evbuffer_add(out, "]}\n", 3);
+}
+
+void http_render_circuit(const struct http_snapshot *s, uint32_t c, struct evbuffer *out)
+{
+    const struct http_layout *l = s->layout;
+    json_head(s, out);
+    evbuffer_add(out, ",", 1);
+    json_circuit_fields(s, c, out);
+    evbuffer_add(out, ",\"ranking\":[", 12);
+    for (uint32_t k = l->first[c]; k < l->first[c + 1]; k++) {
+        uint32_t i = s->ranked[k];
+        const struct http_catalog_project *p = &l->cat->projects[i];
+        evbuffer_add_printf(out, "%s\n{\"id\":%" PRIu32 ",\"name\":", k > l->first[c] ? "," : "",
+                            p->id);
+        http_json_string(out, p->name);
+        evbuffer_add_printf(out,
+                            ",\"votes\":%" PRIu64 ",\"rank\":%" PRIu32
+                            ",\"winner\":%s,\"tie\":%s,\"margin_to_next\":",
+                            s->votes[i], s->rank[i], json_bool(s->flags[i] & HTTP_FLAG_WINNER),
+                            json_bool(s->flags[i] & HTTP_FLAG_TIE));
+        if (k + 1 < l->first[c + 1])
+            evbuffer_add_printf(out, "%" PRIu64 "}", s->votes[i] - s->votes[s->ranked[k + 1]]);
+        else
+            evbuffer_add(out, "null}", 5);
+    }
+    evbuffer_add(out, "]}\n", 3);
+}
+
+void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out)
+{
+    json_head(s, out);
+    evbuffer_add(out, ",\"collectors\":[", 15);
+    for (size_t k = 0; k < s->n_collectors; k++) {
+        const struct http_snap_collector *c = &s->collectors[k];
+        evbuffer_add_printf(out, "%s\n{\"id\":", k ? "," : "");
+        http_json_string(out, c->id);
+        evbuffer_add_printf(out, ",\"connected\":%s,\"last_seen\":", json_bool(c->connected));
+        http_json_time(out, c->last_seen_ms);
+        uint64_t lag = c->applied_seq > c->durable_seq ? c->applied_seq - c->durable_seq : 0;
+        evbuffer_add_printf(
+            out,
+            ",\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
+            ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"durable_seq\":%" PRIu64
+            ",\"applied_seq\":%" PRIu64 ",\"lag\":%" PRIu64 "}",
+            c->durable.batches, c->durable.votes, c->durable.accepted, c->durable.duplicate,
+            c->durable.rejected_unknown_project, c->durable_seq, c->applied_seq, lag);
+    }
+    evbuffer_add(out, "]}\n", 3);
+}
+
+/* ---- the event stream ----------------------------------------------------------------------- */
+
+/* id: N / event: KIND / data: {"checkpoint":N,"time":T,"totals":{..} — left open. */
+static void event_head(const struct http_snapshot *s, const char *kind, struct evbuffer *out)
+{
+    evbuffer_add_printf(out,
+                        "id: %" PRIu64 "\nevent: %s\ndata: {\"checkpoint\":%" PRIu64 ",\"time\":",
+                        s->checkpoint, kind, s->checkpoint);
+    http_json_time(out, s->committed_ms);
+    evbuffer_add(out, ",\"totals\":", 10);
+    json_totals(out, &s->totals);
+}
+
+void http_render_event_snapshot(const struct http_snapshot *s, struct evbuffer *out)
+{
+    event_head(s, "snapshot", out);
+    evbuffer_add(out, "}\n\n", 3);
+}
+
+static void event_vote(const struct http_snapshot *s, uint32_t i, bool first, struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "%s{\"id\":%" PRIu32 ",\"votes\":%" PRIu64 "}", first ? "" : ",",
+                        s->layout->cat->projects[i].id, s->votes[i]);
+}
+
+void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t *changed,
+                                  size_t n_changed, struct evbuffer *out)
+{
+    event_head(s, "checkpoint", out);
+    evbuffer_add(out, ",\"changed\":[", 12);
+    bool first = true;
+    for (size_t k = 0; k < n_changed; k++) {
+        if (changed[k] >= s->layout->cat->n_projects)
+            continue;
+        event_vote(s, changed[k], first, out);
+        first = false;
+    }
+    evbuffer_add(out, "]}\n\n", 4);
+}
+
+void http_render_event_reset(const struct http_snapshot *s, struct evbuffer *out)
+{
+    event_head(s, "reset", out);
+    evbuffer_add(out, ",\"changed\":[", 12);
+    for (size_t k = 0; k < s->layout->cat->n_projects; k++)
+        event_vote(s, s->layout->project_by_id[k], k == 0, out);
+    evbuffer_add(out, "]}\n\n", 4);
+}
+
+/* ---- /metrics ------------------------------------------------------------------------------- */
+
+static void metric_head(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric_u64(struct evbuffer *out, const char *name, const char *type, const char *help,
+                       uint64_t v)
+{
+    metric_head(out, name, type, help);
+    evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+static void metric_f64(struct evbuffer *out, const char *name, const char *type, const char *help,
+                       double v)
+{
+    metric_head(out, name, type, help);
+    evbuffer_add_printf(out, "%s %.9g\n", name, v);
+}
+
+void http_render_metrics(const struct http_metrics *m, const struct http_metrics_extra *x,
+                         struct evbuffer *out)
+{
+    metric_u64(out, "tally_votes_accepted_total", "counter",
+               "Votes counted, durable in PostgreSQL.", m->votes_accepted);
+    metric_u64(out, "tally_votes_duplicate_total", "counter",
+               "Votes whose ballot was already counted, durable.", m->votes_duplicate);
+    metric_head(out, "tally_votes_rejected_total", "counter",
+                "Votes rejected, by reason, durable.");
+    evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"unknown_project\"} %" PRIu64 "\n",
+                        m->votes_rejected_unknown_project);
+    metric_u64(out, "tally_batches_total", "counter", "Batches applied in memory.", m->batches);
+    metric_u64(out, "tally_bytes_received_total", "counter", "Bytes read from collectors.",
+               m->bytes_received);
+    metric_u64(out, "tally_connections", "gauge", "Collector connections open.",
+               m->connections_open);
+    metric_u64(out, "tally_connections_total", "counter", "Collector connections accepted.",
+               m->connections_total);
+    metric_u64(out, "tally_checkpoints_total", "counter", "Checkpoints committed since start.",
+               m->checkpoints);
+
+    const char *h = "tally_checkpoint_duration_seconds";
+    metric_head(out, h, "histogram", "Time from handing a checkpoint to the store to its COMMIT.");
+    for (size_t b = 0; b < HTTP_CHECKPOINT_BUCKETS; b++)
+        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", h,
+                            http_checkpoint_bucket_le[b], m->checkpoint_bucket[b]);
+    uint64_t count = m->checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS];
+    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", h, count);
+    evbuffer_add_printf(out, "%s_sum %.9g\n%s_count %" PRIu64 "\n", h, m->checkpoint_seconds_sum, h,
+                        count);
+
+    metric_f64(out, "tally_checkpoint_lag_seconds", "gauge", "Seconds since the last COMMIT.",
+               m->checkpoint_lag_seconds);
+    metric_u64(out, "tally_pg_errors_total", "counter", "Failed PostgreSQL attempts.",
+               m->pg_errors);
+    metric_u64(out, "tally_backlog_votes", "gauge", "Votes applied in memory, not yet durable.",
+               m->backlog_votes);
+    metric_u64(out, "tally_ballots", "gauge", "Distinct ballots held.", m->ballots);
+    metric_u64(out, "tally_ingest_paused", "gauge",
+               "1 while reading from collectors is paused by back-pressure.", m->paused ? 1 : 0);
+
+    const struct http_snapshot *s = x->snap;
+    metric_u64(out, "tally_collectors_registered", "gauge",
+               "Collectors registered, at the last checkpoint.", s ? s->n_collectors : 0);
+    metric_u64(out, "tally_collectors_connected", "gauge",
+               "Collectors connected, at the last checkpoint.", s ? s->collectors_connected : 0);
+    metric_u64(out, "tally_last_checkpoint_id", "gauge", "Id of the last published checkpoint.",
+               s ? s->checkpoint : 0);
+    metric_u64(out, "tally_http_requests_total", "counter", "HTTP requests answered.",
+               x->http_requests);
+    metric_u64(out, "tally_http_sse_subscribers", "gauge", "Open /v1/events streams.",
+               x->sse_subscribers);
+    metric_u64(out, "tally_http_sse_dropped_total", "counter",
+               "Event streams dropped for falling too far behind.", x->sse_dropped);
+}

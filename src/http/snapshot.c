@@ -1,0 +1,332 @@
+/* Results snapshots: the catalog's fixed layout (circuit membership, id order, states) and,
+ * per published checkpoint, an immutable copy of the durable votes with each circuit's
+ * ranking, winners and ties. Renderings that every poller asks for are made once per
+ * snapshot and kept. Knows nothing of HTTP routing or of ingest. */
+#include "http/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+/* ---- layout ----------------------------------------------------------------------------- */
+
+static int cmp_project_id(const void *a, const void *b, void *arg)
+{
+    const struct http_catalog *cat = arg;
+    uint32_t x = cat->projects[*(const uint32_t *)a].id;
+    uint32_t y = cat->projects[*(const uint32_t *)b].id;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_circuit_id(const void *a, const void *b, void *arg)
+{
+    const struct http_catalog *cat = arg;
+    uint32_t x = cat->circuits[*(const uint32_t *)a].id;
+    uint32_t y = cat->circuits[*(const uint32_t *)b].id;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int http_layout_init(struct http_layout *l, const struct http_catalog *cat)
+{
+    memset(l, 0, sizeof(*l));
+    l->cat = cat;
+    size_t np = cat->n_projects, nc = cat->n_circuits;
+    l->members = xcalloc(np, sizeof(uint32_t));
+    l->first = xcalloc(nc + 1, sizeof(uint32_t));
+    l->project_by_id = xcalloc(np, sizeof(uint32_t));
+    l->circuit_by_id = xcalloc(nc, sizeof(uint32_t));
+    l->states = xcalloc(nc, sizeof(char *));
+    l->circuit_state = xcalloc(nc, sizeof(uint32_t));
+
+    /* Counting sort of projects by circuit keeps dense order inside each circuit. */
+    for (size_t i = 0; i < np; i++) {
+        if (cat->projects[i].circuit >= nc)
+            goto fail;
+        l->first[cat->projects[i].circuit + 1]++;
+    }
+    for (size_t c = 0; c < nc; c++)
+        l->first[c + 1] += l->first[c];
+    uint32_t *fill = xcalloc(nc + 1, sizeof(uint32_t));
+    memcpy(fill, l->first, (nc + 1) * sizeof(uint32_t));
+    for (size_t i = 0; i < np; i++)
+        l->members[fill[cat->projects[i].circuit]++] = (uint32_t)i;
+    free(fill);
+
+    for (size_t i = 0; i < np; i++)
+        l->project_by_id[i] = (uint32_t)i;
+    qsort_r(l->project_by_id, np, sizeof(uint32_t), cmp_project_id, (void *)cat);
+    for (size_t c = 0; c < nc; c++)
+        l->circuit_by_id[c] = (uint32_t)c;
+    qsort_r(l->circuit_by_id, nc, sizeof(uint32_t), cmp_circuit_id, (void *)cat);
+
+    for (size_t c = 0; c < nc; c++)
+        l->states[c] = cat->circuits[c].state ? cat->circuits[c].state : "";
+    qsort(l->states, nc, sizeof(char *), cmp_str);
+    size_t n = 0;
+    for (size_t c = 0; c < nc; c++)
+        if (n == 0 || strcmp(l->states[n - 1], l->states[c]) != 0)
+            l->states[n++] = l->states[c];
+    l->n_states = n;
+    for (size_t c = 0; c < nc; c++) {
+        int64_t s = http_layout_find_state(l, cat->circuits[c].state ? cat->circuits[c].state : "");
+        l->circuit_state[c] = (uint32_t)s;
+    }
+    http_render_layout_rows(l);
+    return 0;
+fail:
+    http_layout_cleanup(l);
+    return -1;
+}
+
+void http_layout_cleanup(struct http_layout *l)
+{
+    free(l->members);
+    free(l->first);
+    free(l->project_by_id);
+    free(l->circuit_by_id);
+    free(l->states);
+    free(l->circuit_state);
+    free(l->json_rows);
+    free(l->csv_rows);
+    free(l->json_off);
+    free(l->csv_off);
+    memset(l, 0, sizeof(*l));
+}
+
+int64_t http_layout_find_circuit(const struct http_layout *l, uint32_t circuit_id)
+{
+    size_t lo = 0, hi = l->cat->n_circuits;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t id = l->cat->circuits[l->circuit_by_id[mid]].id;
+        if (id == circuit_id)
+            return l->circuit_by_id[mid];
+        if (id < circuit_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+int64_t http_layout_find_state(const struct http_layout *l, const char *name)
+{
+    size_t lo = 0, hi = l->n_states;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->states[mid], name);
+        if (c == 0)
+            return (int64_t)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* ---- snapshot ----------------------------------------------------------------------------- */
+
+struct rank_ctx {
+    const uint64_t *votes;
+    const struct http_catalog *cat;
+};
+
+/* Votes descending; equal votes by project id so every listing is stable. */
+static int cmp_rank(const void *a, const void *b, void *arg)
+{
+    const struct rank_ctx *ctx = arg;
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    if (ctx->votes[i] != ctx->votes[j])
+        return ctx->votes[i] > ctx->votes[j] ? -1 : 1;
+    uint32_t x = ctx->cat->projects[i].id, y = ctx->cat->projects[j].id;
+    return x < y ? -1 : x > y;
+}
+
+/* Ranks one circuit. A block of equal votes occupying ranked positions [s, e) wins its
+ * seats only when the whole block fits (e <= seats); when it straddles the boundary
+ * (s < seats < e) nobody in it is chosen and all of it is flagged as a tie. A project
+ * with no votes never wins: a circuit nobody voted in has no winners, and its projects
+ * tie when they outnumber its seats. */
+static void rank_circuit(struct http_snapshot *s, uint32_t c)
+{
+    const struct http_catalog *cat = s->layout->cat;
+    uint32_t lo = s->layout->first[c], hi = s->layout->first[c + 1];
+    uint32_t *r = s->ranked + lo;
+    size_t n = hi - lo;
+    uint64_t seats = cat->circuits[c].seats;
+    struct http_snap_circuit *sc = &s->circuits[c];
+
+    memcpy(r, s->layout->members + lo, n * sizeof(uint32_t));
+    struct rank_ctx ctx = {s->votes, cat};
+    qsort_r(r, n, sizeof(uint32_t), cmp_rank, &ctx);
+
+    for (size_t b = 0; b < n;) {
+        size_t e = b + 1;
+        while (e < n && s->votes[r[e]] == s->votes[r[b]])
+            e++;
+        bool winner = e <= seats && s->votes[r[b]] > 0;
+        bool tie = b < seats && e > seats;
+        for (size_t k = b; k < e; k++) {
+            s->rank[r[k]] = (uint32_t)b + 1;
+            s->flags[r[k]] = (uint8_t)((winner ? HTTP_FLAG_WINNER : 0) | (tie ? HTTP_FLAG_TIE : 0));
+            sc->votes += s->votes[r[k]];
+        }
+        sc->winners += winner ? (uint32_t)(e - b) : 0;
+        sc->tie |= tie;
+        b = e;
+    }
+    if (seats > 0 && n > seats) {
+        sc->has_margin = true;
+        sc->margin = s->votes[r[seats - 1]] - s->votes[r[seats]];
+    }
+}
+
+static int cmp_collector(const void *a, const void *b)
+{
+    return strcmp(((const struct http_snap_collector *)a)->id,
+                  ((const struct http_snap_collector *)b)->id);
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d)
+        abort();
+    return d;
+}
+
+struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
+                                        const struct http_checkpoint *cp)
+{
+    const struct http_catalog *cat = layout->cat;
+    size_t np = cat->n_projects, nc = cat->n_circuits;
+    struct http_snapshot *s = xcalloc(1, sizeof(*s));
+    s->refs = 1;
+    s->layout = layout;
+    s->checkpoint = cp->id;
+    s->committed_ms = cp->committed_ms;
+    s->totals = cp->totals;
+    s->votes = xcalloc(np, sizeof(uint64_t));
+    if (cp->votes)
+        memcpy(s->votes, cp->votes, np * sizeof(uint64_t));
+    s->rank = xcalloc(np, sizeof(uint32_t));
+    s->flags = xcalloc(np, sizeof(uint8_t));
+    s->ranked = xcalloc(np, sizeof(uint32_t));
+    s->circuits = xcalloc(nc, sizeof(*s->circuits));
+    s->state_votes = xcalloc(layout->n_states, sizeof(uint64_t));
+    for (uint32_t c = 0; c < nc; c++) {
+        rank_circuit(s, c);
+        s->state_votes[layout->circuit_state[c]] += s->circuits[c].votes;
+    }
+
+    s->n_collectors = cp->n_collectors;
+    s->collectors = xcalloc(cp->n_collectors, sizeof(*s->collectors));
+    for (size_t i = 0; i < cp->n_collectors; i++) {
+        const struct http_collector_status *in = &cp->collectors[i];
+        struct http_snap_collector *out = &s->collectors[i];
+        out->id = xstrdup(in->id);
+        out->connected = in->connected;
+        out->last_seen_ms = in->last_seen_ms;
+        out->durable_seq = in->durable_seq;
+        out->applied_seq = in->applied_seq;
+        out->durable = in->durable;
+        s->collectors_connected += in->connected;
+        s->collectors_reporting += in->durable_seq > 0;
+    }
+    qsort(s->collectors, s->n_collectors, sizeof(*s->collectors), cmp_collector);
+    return s;
+}
+
+struct http_snapshot *http_snapshot_ref(struct http_snapshot *s)
+{
+    s->refs++;
+    return s;
+}
+
+void http_snapshot_unref(struct http_snapshot *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    for (size_t i = 0; i < s->n_collectors; i++)
+        free(s->collectors[i].id);
+    free(s->collectors);
+    free(s->state_votes);
+    free(s->circuits);
+    free(s->ranked);
+    free(s->flags);
+    free(s->rank);
+    free(s->votes);
+    free(s->results_json);
+    free(s->results_csv);
+    free(s->reset_event);
+    free(s);
+}
+
+/* Copies a rendered evbuffer into one flat malloc'd block kept by the snapshot. */
+static char *flatten(struct evbuffer *b, size_t *len)
+{
+    *len = evbuffer_get_length(b);
+    char *p = malloc(*len ? *len : 1);
+    if (!p)
+        abort();
+    evbuffer_remove(b, p, *len);
+    return p;
+}
+
+static void unref_cleanup(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    http_snapshot_unref(arg);
+}
+
+static void add_ref(struct http_snapshot *s, struct evbuffer *out, const char *p, size_t len)
+{
+    http_snapshot_ref(s);
+    if (evbuffer_add_reference(out, p, len, unref_cleanup, s) != 0)
+        abort();
+}
+
+void http_snapshot_add_results_json(struct http_snapshot *s, struct evbuffer *out)
+{
+    if (!s->results_json) {
+        struct http_filter all = {-1, -1};
+        s->results_json = http_render_results(s, &all, false, &s->results_json_len);
+    }
+    add_ref(s, out, s->results_json, s->results_json_len);
+}
+
+void http_snapshot_add_results_csv(struct http_snapshot *s, struct evbuffer *out)
+{
+    if (!s->results_csv) {
+        struct http_filter all = {-1, -1};
+        s->results_csv = http_render_results(s, &all, true, &s->results_csv_len);
+    }
+    add_ref(s, out, s->results_csv, s->results_csv_len);
+}
+
+void http_snapshot_add_reset_event(struct http_snapshot *s, struct evbuffer *out)
+{
+    if (!s->reset_event) {
+        struct evbuffer *b = evbuffer_new();
+        http_render_event_reset(s, b);
+        s->reset_event = flatten(b, &s->reset_event_len);
+        evbuffer_free(b);
+    }
+    add_ref(s, out, s->reset_event, s->reset_event_len);
+}

@@ -1,0 +1,213 @@
+/* Publishing durable state to the HTTP API. Owns the catalog the API borrows, the
+ * collector-status buffer and the checkpoint-duration histogram; reads ingest only
+ * through its read-only accessors, on the loop. */
+#include "publish.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "core/log.h"
+#include "http/http.h"
+#include "ingest/ingest.h"
+#include "tally/tally.h"
+
+struct publish {
+    struct store_catalog src; /* owns the strings */
+    struct http_catalog catalog;
+    struct http_catalog_project *projects;
+    struct http_catalog_circuit *circuits;
+    struct http_server *http;
+    struct ingest *in;
+    struct http_collector_status *cols;
+    size_t cap_cols;
+    uint64_t buckets[HTTP_CHECKPOINT_BUCKETS + 1]; /* non-cumulative here */
+    double seconds_sum;
+};
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int circuit_index(const struct store_catalog *c, uint32_t id)
+{
+    size_t lo = 0, hi = c->n_circuits;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->circuits[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n_circuits && c->circuits[lo].id == id ? (int)lo : -1;
+}
+
+static int catalog_build(struct publish *p, const struct tally *t)
+{
+    const struct store_catalog *c = &p->src;
+    if (c->n_projects != tally_project_count(t)) {
+        log_error("the registry changed while tallyd started (%zu projects, then %zu): "
+                  "restart tallyd",
+                  tally_project_count(t), c->n_projects);
+        return -1;
+    }
+    p->projects = calloc(c->n_projects ? c->n_projects : 1, sizeof(*p->projects));
+    p->circuits = calloc(c->n_circuits ? c->n_circuits : 1, sizeof(*p->circuits));
+    if (!p->projects || !p->circuits)
+        abort();
+    for (size_t i = 0; i < c->n_circuits; i++) {
+        p->circuits[i].id = c->circuits[i].id;
+        p->circuits[i].name = c->circuits[i].name;
+        p->circuits[i].state = c->circuits[i].state;
+        p->circuits[i].seats = c->circuits[i].seats;
+    }
+    for (size_t i = 0; i < c->n_projects; i++) {
+        int ci = circuit_index(c, c->projects[i].circuit_id);
+        if (c->projects[i].id != tally_project_at(t, i)->id || ci < 0) {
+            log_error("the registry changed while tallyd started (project %u): restart tallyd",
+                      c->projects[i].id);
+            return -1;
+        }
+        p->projects[i].id = c->projects[i].id;
+        p->projects[i].name = c->projects[i].name;
+        p->projects[i].circuit = (uint32_t)ci;
+    }
+    p->catalog.consultation_id = NULL; /* set by the caller */
+    p->catalog.consultation_name = c->consultation_name;
+    p->catalog.projects = p->projects;
+    p->catalog.n_projects = c->n_projects;
+    p->catalog.circuits = p->circuits;
+    p->catalog.n_circuits = c->n_circuits;
+    return 0;
+}
+
+static struct http_totals totals_of(const struct tally_totals *t)
+{
+    struct http_totals h = {t->batches, t->votes, t->accepted, t->duplicate, t->rejected};
+    return h;
+}
+
+static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_t *changed,
+                        size_t n_changed)
+{
+    const struct tally *t = ingest_tally(p->in);
+    size_t n = tally_collector_count(t);
+    if (n > p->cap_cols) {
+        p->cap_cols = n * 2;
+        p->cols = realloc(p->cols, p->cap_cols * sizeof(*p->cols));
+        if (!p->cols)
+            abort();
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct tally_collector *tc = tally_collector_at(t, i);
+        struct ingest_collector_view v;
+        ingest_collector_view(p->in, i, &v);
+        p->cols[i] = (struct http_collector_status){
+            .id = v.id,
+            .connected = v.connected,
+            .last_seen_ms = v.last_seen_ms,
+            .durable_seq = tc->durable_seq,
+            .applied_seq = tc->applied_seq,
+            .durable = totals_of(&tc->durable),
+        };
+    }
+    struct http_checkpoint cp = {
+        .id = checkpoint_id,
+        .committed_ms = now_ms(),
+        .votes = tally_durable_votes(t),
+        .changed = changed,
+        .n_changed = n_changed,
+        .totals = totals_of(tally_durable_totals(t)),
+        .collectors = p->cols,
+        .n_collectors = n,
+    };
+    http_server_publish(p->http, &cp);
+}
+
+static void on_durable(void *arg, uint64_t checkpoint_id, double seconds, const uint32_t *changed,
+                       size_t n_changed)
+{
+    struct publish *p = arg;
+    size_t b = 0;
+    while (b < HTTP_CHECKPOINT_BUCKETS && seconds > http_checkpoint_bucket_le[b])
+        b++;
+    p->buckets[b]++;
+    p->seconds_sum += seconds;
+    publish_now(p, checkpoint_id, changed, n_changed);
+}
+
+static bool is_ready(void *arg)
+{
+    struct publish *p = arg;
+    return ingest_is_ready(p->in);
+}
+
+static void metrics(void *arg, struct http_metrics *m)
+{
+    struct publish *p = arg;
+    struct ingest_stats st;
+    ingest_stats(p->in, &st);
+    const struct tally_totals *dur = tally_durable_totals(ingest_tally(p->in));
+    memset(m, 0, sizeof(*m));
+    m->votes_accepted = dur->accepted;
+    m->votes_duplicate = dur->duplicate;
+    m->votes_rejected_unknown_project = dur->rejected;
+    m->batches = st.batches_applied;
+    m->bytes_received = st.bytes_received;
+    m->connections_open = st.connections_open;
+    m->connections_total = st.connections_total;
+    m->checkpoints = st.checkpoints;
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= HTTP_CHECKPOINT_BUCKETS; i++) {
+        cum += p->buckets[i];
+        m->checkpoint_bucket[i] = cum;
+    }
+    m->checkpoint_seconds_sum = p->seconds_sum;
+    m->checkpoint_lag_seconds = (double)(now_ms() - st.last_commit_ms) / 1000.0;
+    m->pg_errors = st.pg_errors;
+    m->backlog_votes = st.backlog_votes;
+    m->ballots = st.ballots;
+    m->paused = st.paused;
+}
+
+struct publish *publish_new(struct event_base *base, const char *host, uint16_t port,
+                            struct store_catalog *cat, struct ingest *in)
+{
+    struct publish *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    p->src = *cat;
+    memset(cat, 0, sizeof(*cat));
+    p->in = in;
+    if (catalog_build(p, ingest_tally(in)) != 0)
+        goto fail;
+    p->catalog.consultation_id = ingest_consultation(in);
+    struct http_hooks hooks = {.is_ready = is_ready, .metrics = metrics, .arg = p};
+    p->http = http_server_new(base, host, port, &p->catalog, &hooks);
+    if (!p->http)
+        goto fail;
+    struct ingest_stats st;
+    ingest_stats(in, &st);
+    publish_now(p, st.last_checkpoint_id, NULL, 0);
+    ingest_set_durable_cb(in, on_durable, p);
+    return p;
+fail:
+    publish_free(p);
+    return NULL;
+}
+
+void publish_free(struct publish *p)
+{
+    if (!p)
+        return;
+    http_server_free(p->http);
+    free(p->cols);
+    free(p->projects);
+    free(p->circuits);
+    store_catalog_cleanup(&p->src);
+    free(p);
+}

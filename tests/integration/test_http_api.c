@@ -1,0 +1,449 @@
+/* The HTTP API of a real tallyd over PostgreSQL: after two collectors push votes it has
+ * never seen, /v1/results equals `tallyctl results` and the generator's truth for every
+ * project (names and circuits equal the registry, winners are marked), /metrics counts the
+ * accepted votes, /v1/events streams a checkpoint event with data: lines and resumes with
+ * Last-Event-ID, and /readyz answers 200. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "support.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define COLLECTORS 2
+
+static struct ts_case tc;
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (ts_case_setup(&tc, "http_api", 400, 60, COLLECTORS, 30000, "0.02", "0.001", 0, 41))
+        return -1;
+    return ts_tallyd_start(&tc.d, ts_scale(30000));
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ts_case_teardown(&tc, false);
+    return 0;
+}
+
+/* ---- HTTP helpers ------------------------------------------------------------------------- */
+
+#define BODY_MAX (8u << 20)
+
+/* GET path; the body in a malloc'd string (NULL on failure), the status returned. */
+static int get(const char *path, char **body)
+{
+    char *b = malloc(BODY_MAX);
+    assert_non_null(b);
+    int status = ts_http_get(tc.d.http_port, path, b, BODY_MAX, ts_scale(10000));
+    *body = b;
+    return status;
+}
+
+/* Value of one sample line `name value` in a Prometheus text body, or NAN. */
+static double metric(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+        if (strncmp(l, name, n) == 0 && l[n] == ' ')
+            return strtod(l + n + 1, NULL);
+    return NAN;
+}
+
+/* ---- RFC 4180 ------------------------------------------------------------------------------ */
+
+/* Splits one record starting at *p into at most max fields (malloc'd, unquoted); advances
+ * *p past its line end. Returns the field count, 0 at the end of the text. */
+static size_t csv_record(const char **p, char **fields, size_t max)
+{
+    const char *s = *p;
+    if (!*s)
+        return 0;
+    size_t n = 0;
+    for (;;) {
+        char *f = malloc(strlen(s) + 1);
+        assert_non_null(f);
+        size_t k = 0;
+        if (*s == '"') {
+            for (s++;; s++) {
+                if (!*s)
+                    fail_msg("csv: unterminated quoted field");
+                if (*s == '"' && s[1] == '"')
+                    f[k++] = *s++;
+                else if (*s == '"')
+                    break;
+                else
+                    f[k++] = *s;
+            }
+            s++;
+        } else {
+            while (*s && *s != ',' && *s != '\r' && *s != '\n')
+                f[k++] = *s++;
+        }
+        f[k] = '\0';
+        assert_true(n < max);
+        fields[n++] = f;
+        if (*s == ',') {
+            s++;
+            continue;
+        }
+        if (*s == '\r')
+            s++;
+        if (*s == '\n')
+            s++;
+        else if (*s)
+            fail_msg("csv: junk after a field: %.20s", s);
+        break;
+    }
+    *p = s;
+    return n;
+}
+
+static void csv_free(char **fields, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(fields[i]);
+}
+
+/* ---- the event stream ------------------------------------------------------------------------ */
+
+struct sse {
+    int fd;
+    char *raw, *body;
+    size_t raw_len, consumed, body_len, read;
+};
+
+static void sse_open(struct sse *s, const char *last_event_id)
+{
+    memset(s, 0, sizeof(*s));
+    s->raw = calloc(1, BODY_MAX);
+    s->body = calloc(1, BODY_MAX);
+    assert_true(s->raw && s->body);
+    s->fd = ts_connect(tc.d.http_port, ts_scale(5000));
+    assert_true(s->fd >= 0);
+    char req[512];
+    snprintf(req, sizeof(req), "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
+             last_event_id ? "Last-Event-ID: " : "", last_event_id ? last_event_id : "",
+             last_event_id ? "\r\n" : "");
+    assert_int_equal(ts_send_all(s->fd, req, strlen(req)), 0);
+}
+
+static void sse_close(struct sse *s)
+{
+    close(s->fd);
+    free(s->raw);
+    free(s->body);
+}
+
+/* Reads for up to ms; false on EOF or error. */
+static bool sse_read(struct sse *s, int ms)
+{
+    struct pollfd p = {s->fd, POLLIN, 0};
+    if (poll(&p, 1, ms) <= 0)
+        return true;
+    ssize_t n = recv(s->fd, s->raw + s->raw_len, BODY_MAX - 1 - s->raw_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return true;
+    if (n <= 0)
+        return false;
+    s->raw_len += (size_t)n;
+    s->raw[s->raw_len] = '\0';
+    if (s->consumed == 0) {
+        const char *end = strstr(s->raw, "\r\n\r\n");
+        if (!end)
+            return true;
+        if (strncmp(s->raw, "HTTP/1.1 200", 12) != 0)
+            fail_msg("/v1/events answered: %.80s", s->raw);
+        s->consumed = (size_t)(end + 4 - s->raw);
+    }
+    for (;;) { /* chunked transfer coding */
+        const char *c = s->raw + s->consumed;
+        const char *crlf = strstr(c, "\r\n");
+        if (!crlf)
+            break;
+        size_t len = strtoul(c, NULL, 16);
+        size_t need = (size_t)(crlf - c) + 2 + len + 2;
+        if (s->raw_len - s->consumed < need)
+            break;
+        assert_true(s->body_len + len < BODY_MAX);
+        memcpy(s->body + s->body_len, crlf + 2, len);
+        s->body_len += len;
+        s->body[s->body_len] = '\0';
+        s->consumed += need;
+    }
+    return true;
+}
+
+struct event {
+    uint64_t id;
+    char kind[32];
+    char *data; /* malloc'd */
+};
+
+/* The next event within ms (comments and retry: skipped). */
+static bool sse_next(struct sse *s, struct event *e, int ms)
+{
+    int64_t deadline = ts_now_ms() + ms;
+    for (;;) {
+        char *start = s->body + s->read;
+        char *end = strstr(start, "\n\n");
+        if (end) {
+            s->read += (size_t)(end + 2 - start);
+            memset(e, 0, sizeof(*e));
+            bool any = false;
+            for (char *l = start; l <= end;) {
+                char *eol = strchr(l, '\n');
+                if (strncmp(l, "id: ", 4) == 0) {
+                    e->id = strtoull(l + 4, NULL, 10);
+                    any = true;
+                } else if (strncmp(l, "event: ", 7) == 0) {
+                    snprintf(e->kind, sizeof(e->kind), "%.*s", (int)(eol - l - 7), l + 7);
+                } else if (strncmp(l, "data: ", 6) == 0) {
+                    e->data = strndup(l + 6, (size_t)(eol - l - 6));
+                }
+                l = eol + 1;
+            }
+            if (any)
+                return true;
+            free(e->data);
+            continue;
+        }
+        int left = (int)(deadline - ts_now_ms());
+        if (left <= 0 || !sse_read(s, left < 200 ? left : 200))
+            return false;
+    }
+}
+
+static uint64_t json_u64(const char *json, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "\"%s\":", key);
+    const char *p = strstr(json, k);
+    return p ? strtoull(p + strlen(k), NULL, 10) : UINT64_MAX;
+}
+
+/* ---- the test ------------------------------------------------------------------------------ */
+
+/* One collector after the other, each until durable: at least one checkpoint each. */
+static void push_all(void)
+{
+    for (uint32_t i = 0; i < COLLECTORS; i++) {
+        struct ts_proc p;
+        assert_int_equal(ts_case_push(&tc, &p, i, 0), 0);
+        if (ts_proc_wait(&p, ts_scale(60000)) != 0) {
+            ts_proc_kill(&p);
+            fail_msg("tally-push c%u did not finish within 60 s", i);
+        }
+        assert_int_equal(ts_proc_code(&p), 0);
+    }
+}
+
+static void test_api_matches_truth(void **state)
+{
+    (void)state;
+    char *body;
+
+    assert_int_equal(get("/readyz", &body), 200);
+    free(body);
+
+    /* A subscriber from before the votes: its first event is the snapshot. */
+    struct sse s;
+    struct event e;
+    sse_open(&s, NULL);
+    assert_true(sse_next(&s, &e, ts_scale(5000)));
+    assert_string_equal(e.kind, "snapshot");
+    assert_non_null(e.data);
+    uint64_t start_id = e.id;
+    free(e.data);
+
+    push_all();
+
+    /* tally-push exits once all is durable; the snapshot follows the same COMMIT. */
+    int64_t deadline = ts_now_ms() + ts_scale(10000);
+    uint64_t accepted = 0;
+    while (ts_now_ms() < deadline) {
+        assert_int_equal(get("/v1/summary", &body), 200);
+        accepted = json_u64(body, "accepted");
+        free(body);
+        if (accepted == tc.truth.accepted)
+            break;
+        ts_sleep_ms(100);
+    }
+    assert_int_equal(accepted, tc.truth.accepted);
+
+    /* The stream delivered checkpoint events with data: lines; the last one carries the
+     * final totals. */
+    uint64_t first_cp = 0, last_cp = 0, last_accepted = 0;
+    size_t checkpoints = 0;
+    while (sse_next(&s, &e, last_accepted == tc.truth.accepted ? 300 : ts_scale(5000))) {
+        assert_string_equal(e.kind, "checkpoint");
+        assert_non_null(e.data);
+        assert_true(e.id > start_id);
+        if (!first_cp)
+            first_cp = e.id;
+        last_cp = e.id;
+        last_accepted = json_u64(e.data, "accepted");
+        assert_non_null(strstr(e.data, "\"changed\":["));
+        checkpoints++;
+        free(e.data);
+    }
+    fprintf(stderr, "event stream: %zu checkpoint events, ids %" PRIu64 "..%" PRIu64 "\n",
+            checkpoints, first_cp, last_cp);
+    assert_true(checkpoints >= COLLECTORS);
+    assert_int_equal(last_accepted, tc.truth.accepted);
+    sse_close(&s);
+
+    /* Resuming after the first checkpoint replays the rest, ending at the same totals. */
+    {
+        char id[32];
+        snprintf(id, sizeof(id), "%" PRIu64, first_cp);
+        sse_open(&s, id);
+        size_t replayed = 0;
+        uint64_t replay_accepted = 0, prev = first_cp;
+        while (sse_next(&s, &e, 500)) {
+            assert_string_equal(e.kind, "checkpoint");
+            assert_true(e.id > prev);
+            prev = e.id;
+            replay_accepted = json_u64(e.data, "accepted");
+            replayed++;
+            free(e.data);
+        }
+        assert_int_equal(replayed, checkpoints - 1);
+        assert_int_equal(prev, last_cp);
+        assert_int_equal(replay_accepted, tc.truth.accepted);
+        sse_close(&s);
+    }
+
+    /* /v1/results as CSV: every project, the truth's votes, the registry's names. */
+    char *ctl = ts_results_csv(tc.conninfo);
+    assert_non_null(ctl);
+    assert_int_equal(ts_csv_compare(ctl, tc.truth_csv), 0);
+    free(ctl);
+
+    assert_int_equal(get("/v1/results?format=csv", &body), 200);
+    char *registry = ts_read_file(tc.registry);
+    assert_non_null(registry);
+    const char *rp = registry, *ap = body;
+    char *rf[8], *af[12];
+    size_t rn = csv_record(&rp, rf, 8), an = csv_record(&ap, af, 12);
+    assert_int_equal(an, 9);
+    assert_string_equal(af[0], "project_id");
+    assert_string_equal(af[5], "votes");
+    csv_free(rf, rn);
+    csv_free(af, an);
+    /* The API is ordered by id; so is the truth; the registry is not: index it. */
+    size_t cap = 1024, n_reg = 0;
+    char **reg = malloc(cap * sizeof(char *) * 6);
+    assert_non_null(reg);
+    while ((rn = csv_record(&rp, rf, 8)) > 0) {
+        assert_int_equal(rn, 6);
+        if (n_reg == cap) {
+            cap *= 2;
+            reg = realloc(reg, cap * sizeof(char *) * 6);
+            assert_non_null(reg);
+        }
+        memcpy(&reg[n_reg * 6], rf, 6 * sizeof(char *));
+        n_reg++;
+    }
+    size_t cap_text = strlen(body) + 64, used = 0, rows = 0, winners = 0;
+    char *as_truth = malloc(cap_text);
+    assert_non_null(as_truth);
+    used += (size_t)snprintf(as_truth, cap_text, "project_id,votes\n");
+    while ((an = csv_record(&ap, af, 12)) > 0) {
+        assert_int_equal(an, 9);
+        used += (size_t)snprintf(as_truth + used, cap_text - used, "%s,%s\n", af[0], af[5]);
+        const char *const *r = NULL;
+        for (size_t i = 0; i < n_reg && !r; i++)
+            if (strcmp(reg[i * 6], af[0]) == 0)
+                r = (const char *const *)&reg[i * 6];
+        if (!r)
+            fail_msg("project %s is not in the registry", af[0]);
+        /* project_name, circuit_id, circuit_name, state round-trip through RFC 4180. */
+        assert_string_equal(af[1], r[1]);
+        assert_string_equal(af[2], r[2]);
+        assert_string_equal(af[3], r[3]);
+        assert_string_equal(af[4], r[4]);
+        winners += strcmp(af[7], "true") == 0;
+        rows++;
+        csv_free(af, an);
+    }
+    assert_int_equal(rows, n_reg);
+    assert_true(winners > 0);
+    assert_int_equal(ts_csv_compare(as_truth, tc.truth_csv), 0);
+    free(as_truth);
+    free(body);
+
+    /* /v1/results as JSON: the same votes for every project. */
+    assert_int_equal(get("/v1/results", &body), 200);
+    char *truth = ts_read_file(tc.truth_csv);
+    assert_non_null(truth);
+    size_t checked = 0;
+    for (char *line = strtok(truth, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned long long id, votes;
+        if (sscanf(line, "%llu,%llu", &id, &votes) != 2)
+            continue;
+        char key[48];
+        snprintf(key, sizeof(key), "{\"id\":%llu,", id);
+        const char *o = strstr(body, key);
+        if (!o)
+            fail_msg("project %llu missing from /v1/results", id);
+        const char *v = strstr(o, "\"votes\":");
+        assert_non_null(v);
+        assert_true(v < strchr(o, '}'));
+        assert_int_equal(strtoull(v + 8, NULL, 10), votes);
+        checked++;
+    }
+    assert_int_equal(checked, n_reg);
+    free(truth);
+    free(body);
+    for (size_t i = 0; i < n_reg * 6; i++)
+        free(reg[i]);
+    free(reg);
+    free(registry);
+
+    /* /metrics: the accepted, duplicate and rejected votes. */
+    assert_int_equal(get("/metrics", &body), 200);
+    assert_true(metric(body, "tally_votes_accepted_total") == (double)tc.truth.accepted);
+    assert_true(metric(body, "tally_votes_duplicate_total") == (double)tc.truth.duplicate);
+    assert_true(metric(body, "tally_votes_rejected_total{reason=\"unknown_project\"}") ==
+                (double)tc.truth.rejected);
+    assert_true(metric(body, "tally_last_checkpoint_id") >= (double)last_cp);
+    assert_true(metric(body, "tally_checkpoint_duration_seconds_count") >= (double)checkpoints);
+    free(body);
+
+    /* Circuits and collectors answer, and /readyz still says ready. */
+    assert_int_equal(get("/v1/circuits", &body), 200);
+    assert_non_null(strstr(body, "\"winners\":["));
+    free(body);
+    assert_int_equal(get("/v1/collectors", &body), 200);
+    assert_non_null(strstr(body, "{\"id\":\"c0\","));
+    assert_non_null(strstr(body, "{\"id\":\"c1\","));
+    free(body);
+    assert_int_equal(get("/readyz", &body), 200);
+    free(body);
+    assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api_matches_truth),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,1329 @@
+/* http: the results API, event stream and metrics, served by a real evhttp server on
+ * 127.0.0.1 (a port picked by the kernel) from a crafted registry whose circuits exercise
+ * winners, ties at the seat boundary and circuits without votes. The test is its own HTTP
+ * client over raw sockets and turns the event loop between reads, all on one thread. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+
+#include "http/http.h"
+
+/* ---- the crafted registry ------------------------------------------------------------------ */
+
+/* Circuits (index: id, seats, votes):
+ *   0: 100, 2 seats: 50, 30, 30, 30     one winner, a 3-way tie for the 2nd seat
+ *   1: 200, 1 seat:  40, 10, 5          a clear winner, margin 30
+ *   2: 300, 1 seat:  7, 7               a 2-way tie for the only seat
+ *   3: 400, 1 seat:  0, 0               nobody voted: no winner, both tie
+ *   4: 500, 2 seats: 9, 9, 1            a tie that fits the seats: both win
+ * Dense order deliberately differs from id order. */
+static const struct http_catalog_circuit circuits[] = {
+    {100, "Alpha", "Zulia", 2},   {200, "Beta, \"the second\"", "Lara", 1},
+    {300, "Gamma", "Lara", 1},    {400, "Delta", "Distrito Capital", 1},
+    {500, "Epsilon", "Zulia", 2},
+};
+
+static const struct http_catalog_project projects[] = {
+    {1004, "Cancha", 0},
+    {1001, "Escuela", 0},
+    {1002, "Dispensario", 0},
+    {1003, "Vialidad", 0},
+    {2001, "Agua, \"potable\"", 1},
+    {2002, "Luz\nsolar", 1},
+    {2003, "Mercado", 1},
+    {3001, "Biblioteca", 2},
+    {3002, "Plaza", 2},
+    {4001, "Puente", 3},
+    {4002, "Huerto", 3},
+    {5003, "Taller", 4},
+    {5001, "Radio", 4},
+    {5002, "Cocina", 4},
+};
+#define NP (sizeof(projects) / sizeof(projects[0]))
+
+static const uint64_t votes0[NP] = {30, 50, 30, 30, 10, 40, 5, 7, 7, 0, 0, 1, 9, 9};
+
+static const struct http_catalog catalog = {
+    .consultation_id = "consulta-2024-1",
+    .consultation_name = "Consulta Popular Nacional",
+    .projects = projects,
+    .n_projects = NP,
+    .circuits = circuits,
+    .n_circuits = sizeof(circuits) / sizeof(circuits[0]),
+};
+
+static const struct http_collector_status collectors[] = {
+    {"c1", true, 1732369201123, 3, 5, {3, 120, 100, 15, 5}},
+    {"c0", false, 0, 0, 0, {0, 0, 0, 0, 0}},
+};
+
+static bool ready_flag;
+
+static bool hook_ready(void *arg)
+{
+    (void)arg;
+    return ready_flag;
+}
+
+static void hook_metrics(void *arg, struct http_metrics *m)
+{
+    (void)arg;
+    m->votes_accepted = 247;
+    m->votes_duplicate = 15;
+    m->votes_rejected_unknown_project = 5;
+    m->batches = 7;
+    m->bytes_received = 4096;
+    m->connections_open = 1;
+    m->connections_total = 3;
+    m->checkpoints = 4;
+    for (size_t b = 0; b <= HTTP_CHECKPOINT_BUCKETS; b++)
+        m->checkpoint_bucket[b] = b < 3 ? 1 : b < 6 ? 3 : 4;
+    m->checkpoint_seconds_sum = 0.25;
+    m->checkpoint_lag_seconds = 0.125;
+    m->pg_errors = 2;
+    m->backlog_votes = 12;
+    m->ballots = 247;
+    m->paused = false;
+}
+
+static const struct http_hooks hooks = {hook_ready, hook_metrics, NULL};
+
+static struct event_base *base;
+static struct http_server *srv;
+static uint16_t port;
+static uint64_t next_cp = 10;
+static uint64_t cur_votes[NP];
+
+static void publish_as(uint64_t id, const uint32_t *changed, size_t n_changed)
+{
+    struct http_checkpoint cp = {
+        .id = id,
+        .committed_ms = 1732369200000 + (int64_t)id * 250,
+        .votes = cur_votes,
+        .changed = changed,
+        .n_changed = n_changed,
+        .totals = {7, 267, 247, 15, 5},
+        .collectors = collectors,
+        .n_collectors = 2,
+    };
+    http_server_publish(srv, &cp);
+}
+
+static void publish(const uint32_t *changed, size_t n_changed)
+{
+    publish_as(next_cp++, changed, n_changed);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    base = event_base_new();
+    srv = http_server_new(base, "127.0.0.1", 0, &catalog, &hooks);
+    if (!srv)
+        return -1;
+    port = http_server_port(srv);
+    if (port == 0)
+        return -1;
+    memcpy(cur_votes, votes0, sizeof(cur_votes));
+    publish(NULL, 0); /* the recovered state */
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    http_server_free(srv);
+    event_base_free(base);
+    return 0;
+}
+
+/* ---- a tiny HTTP client that turns the loop while it waits ------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs the server's loop and polls fd for input, about 1 ms. */
+static void pump(int fd)
+{
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    struct pollfd p = {fd, POLLIN, 0};
+    poll(&p, fd >= 0 ? 1 : 0, 1);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
+static int connect_to(uint16_t to, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(to)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    assert_true(r == 0 || errno == EINPROGRESS);
+    return fd;
+}
+
+static void send_text(int fd, const char *s)
+{
+    size_t n = strlen(s), off = 0;
+    int64_t deadline = now_ms() + 2000;
+    while (off < n) {
+        ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+        if (w > 0)
+            off += (size_t)w;
+        else if (w < 0 && errno != EAGAIN && errno != EINTR && errno != ENOTCONN)
+            fail_msg("send: %s", strerror(errno));
+        else
+            pump(-1);
+        if (now_ms() > deadline)
+            fail_msg("send timed out");
+    }
+}
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const char *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* Reads what is there; returns 0 on EOF, 1 otherwise. */
+static int read_some(int fd, struct buf *b)
+{
+    char tmp[65536];
+    for (;;) {
+        ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+        if (n > 0) {
+            buf_add(b, tmp, (size_t)n);
+            continue;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == ECONNRESET)
+            return 0;
+        return 1;
+    }
+}
+
+/* Decodes as much chunked transfer coding as is complete; consumed counts raw bytes. */
+static void dechunk(const struct buf *raw, size_t *consumed, struct buf *out)
+{
+    for (;;) {
+        const char *p = raw->p + *consumed;
+        const char *crlf = strstr(p, "\r\n");
+        if (!crlf)
+            return;
+        size_t n = strtoul(p, NULL, 16);
+        size_t need = (size_t)(crlf - p) + 2 + n + 2;
+        if (raw->len - *consumed < need)
+            return;
+        buf_add(out, crlf + 2, n);
+        *consumed += need;
+    }
+}
+
+struct resp {
+    int status;
+    char head[4096];
+    char *body;
+    size_t body_len;
+};
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* Header value (case-insensitive name) in a response head, copied into out; NULL if absent. */
+static const char *header(const char *head, const char *name, char *out, size_t len)
+{
+    size_t n = strlen(name);
+    for (const char *line = strstr(head, "\r\n"); line; line = strstr(line + 2, "\r\n")) {
+        const char *l = line + 2;
+        if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
+            l += n + 1;
+            while (*l == ' ')
+                l++;
+            size_t k = strcspn(l, "\r\n");
+            snprintf(out, len, "%.*s", (int)k, l);
+            return out;
+        }
+    }
+    return NULL;
+}
+
+/* One request on its own connection ("Connection: close"); the whole response. */
+static void request(const char *method, const char *path, const char *extra, struct resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    int fd = connect_to(port, 0);
+    char req[2048];
+    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n",
+             method, path, extra ? extra : "");
+    send_text(fd, req);
+    struct buf raw = {0};
+    int64_t deadline = now_ms() + 3000;
+    while (read_some(fd, &raw)) {
+        if (now_ms() > deadline)
+            fail_msg("%s %s: no complete answer within 3 s", method, path);
+        pump(fd);
+    }
+    close(fd);
+    assert_non_null(raw.p);
+    const char *end = strstr(raw.p, "\r\n\r\n");
+    assert_non_null(end);
+    snprintf(r->head, sizeof(r->head), "%.*s", (int)(end - raw.p + 2), raw.p);
+    assert_int_equal(sscanf(raw.p, "HTTP/1.1 %d", &r->status), 1);
+    char te[64];
+    struct buf body = {0};
+    buf_add(&body, "", 0);
+    size_t off = (size_t)(end + 4 - raw.p);
+    if (header(r->head, "Transfer-Encoding", te, sizeof(te)) && strstr(te, "chunked")) {
+        struct buf tail = {0};
+        buf_add(&tail, raw.p + off, raw.len - off);
+        size_t consumed = 0;
+        dechunk(&tail, &consumed, &body);
+        free(tail.p);
+    } else {
+        buf_add(&body, raw.p + off, raw.len - off);
+    }
+    free(raw.p);
+    r->body = body.p;
+    r->body_len = body.len;
+}
+
+static void get(const char *path, struct resp *r)
+{
+    request("GET", path, NULL, r);
+}
+
+/* ---- a JSON syntax checker (RFC 8259) -------------------------------------------------------- */
+
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+        p++;
+    return p;
+}
+
+static const char *json_string(const char *p)
+{
+    if (*p++ != '"')
+        return NULL;
+    for (; *p != '"'; p++) {
+        if ((unsigned char)*p < 0x20)
+            return NULL;
+        if (*p == '\\') {
+            p++;
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (!isxdigit((unsigned char)p[i]))
+                        return NULL;
+                p += 4;
+            } else if (!strchr("\"\\/bfnrt", *p) || !*p) {
+                return NULL;
+            }
+        }
+    }
+    return p + 1;
+}
+
+static const char *json_value(const char *p)
+{
+    p = json_ws(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p = json_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                p = json_string(json_ws(p));
+                if (!p)
+                    return NULL;
+                p = json_ws(p);
+                if (*p++ != ':')
+                    return NULL;
+            }
+            p = json_value(p);
+            if (!p)
+                return NULL;
+            p = json_ws(p);
+            if (*p == close)
+                return p + 1;
+            if (*p++ != ',')
+                return NULL;
+        }
+    }
+    if (*p == '"')
+        return json_string(p);
+    if (!strncmp(p, "true", 4) || !strncmp(p, "null", 4))
+        return p + 4;
+    if (!strncmp(p, "false", 5))
+        return p + 5;
+    char *end;
+    strtod(p, &end);
+    return end == p ? NULL : end;
+}
+
+static void assert_json(const char *body)
+{
+    const char *end = json_value(body);
+    if (!end || *json_ws(end) != '\0')
+        fail_msg("not JSON: %.300s", body);
+}
+
+/* The object of a project {"id":ID,...} in a JSON body (copied into out). */
+static const char *obj_of(const char *body, uint32_t id, char *out, size_t len)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "{\"id\":%" PRIu32 ",", id);
+    const char *p = strstr(body, key);
+    if (!p)
+        fail_msg("no object with id %" PRIu32 " in %.200s", id, body);
+    size_t n = strcspn(p, "}");
+    snprintf(out, len, "%.*s}", (int)n, p);
+    return out;
+}
+
+static void assert_has(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        fail_msg("expected %s in %.400s", needle, hay);
+}
+
+static void assert_project(const char *body, uint32_t id, uint64_t votes, uint32_t rank,
+                           bool winner, bool tie)
+{
+    char o[512], want[128];
+    obj_of(body, id, o, sizeof(o));
+    snprintf(want, sizeof(want),
+             "\"votes\":%" PRIu64 ",\"rank\":%" PRIu32 ",\"winner\":%s,"
+             "\"tie\":%s",
+             votes, rank, winner ? "true" : "false", tie ? "true" : "false");
+    assert_has(o, want);
+}
+
+/* ---- tests ------------------------------------------------------------------------------------
+ */
+
+static void test_results_json(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/v1/results", &r);
+    assert_int_equal(r.status, 200);
+    char v[128];
+    assert_string_equal(header(r.head, "Content-Type", v, sizeof(v)),
+                        "application/json; charset=utf-8");
+    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "no-cache");
+    assert_json(r.body);
+    assert_has(r.body, "\"consultation\":{\"id\":\"consulta-2024-1\",\"name\":\"Consulta Popular "
+                       "Nacional\"}");
+    assert_has(r.body, "\"checkpoint\":10,");
+    /* 2 seats, 50/30/30/30: the 3-way tie for the 2nd seat picks nobody. */
+    assert_project(r.body, 1001, 50, 1, true, false);
+    assert_project(r.body, 1002, 30, 2, false, true);
+    assert_project(r.body, 1003, 30, 2, false, true);
+    assert_project(r.body, 1004, 30, 2, false, true);
+    /* 1 seat, clear winner. */
+    assert_project(r.body, 2002, 40, 1, true, false);
+    assert_project(r.body, 2001, 10, 2, false, false);
+    assert_project(r.body, 2003, 5, 3, false, false);
+    /* 1 seat, 2-way tie. */
+    assert_project(r.body, 3001, 7, 1, false, true);
+    assert_project(r.body, 3002, 7, 1, false, true);
+    /* Nobody voted. */
+    assert_project(r.body, 4001, 0, 1, false, true);
+    assert_project(r.body, 4002, 0, 1, false, true);
+    /* A tie inside the seats: both win. */
+    assert_project(r.body, 5001, 9, 1, true, false);
+    assert_project(r.body, 5002, 9, 1, true, false);
+    assert_project(r.body, 5003, 1, 3, false, false);
+    char o[256];
+    assert_has(obj_of(r.body, 2001, o, sizeof(o)),
+               "\"name\":\"Agua, \\\"potable\\\"\",\"circuit_id\":200,");
+    assert_has(obj_of(r.body, 2002, o, sizeof(o)), "\"name\":\"Luz\\nsolar\"");
+    /* Every project, ordered by id. */
+    const char *prev = r.body;
+    uint32_t ids[NP];
+    for (size_t i = 0; i < NP; i++)
+        ids[i] = projects[i].id;
+    for (size_t i = 0; i < NP; i++)
+        for (size_t j = i + 1; j < NP; j++)
+            if (ids[j] < ids[i]) {
+                uint32_t t = ids[i];
+                ids[i] = ids[j];
+                ids[j] = t;
+            }
+    for (size_t i = 0; i < NP; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "{\"id\":%" PRIu32 ",", ids[i]);
+        const char *at = strstr(r.body, key);
+        assert_non_null(at);
+        assert_true(at > prev);
+        prev = at;
+    }
+    resp_free(&r);
+
+    /* HEAD: the same headers, no body. */
+    request("HEAD", "/v1/results", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 0);
+    resp_free(&r);
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void test_results_filters(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/v1/results?state=Lara", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_int_equal(count(r.body, "\n{\"id\":"), 5);
+    assert_int_equal(count(r.body, "\"circuit_id\":200"), 3);
+    assert_int_equal(count(r.body, "\"circuit_id\":300"), 2);
+    resp_free(&r);
+
+    get("/v1/results?circuit=100", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(count(r.body, "\n{\"id\":"), 4);
+    assert_int_equal(count(r.body, "\"circuit_id\":100"), 4);
+    resp_free(&r);
+
+    get("/v1/results?state=Distrito%20Capital", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(count(r.body, "\n{\"id\":"), 2);
+    resp_free(&r);
+
+    get("/v1/results?state=Zulia&circuit=200", &r); /* both apply: nothing left */
+    assert_int_equal(r.status, 200);
+    assert_int_equal(count(r.body, "\n{\"id\":"), 0);
+    assert_json(r.body);
+    resp_free(&r);
+
+    get("/v1/results?state=Nowhere", &r);
+    assert_int_equal(r.status, 404);
+    assert_json(r.body);
+    assert_has(r.body, "\"error\":");
+    resp_free(&r);
+
+    get("/v1/results?circuit=12x", &r);
+    assert_int_equal(r.status, 400);
+    assert_has(r.body, "\"error\":");
+    resp_free(&r);
+
+    get("/v1/results?format=xml", &r);
+    assert_int_equal(r.status, 400);
+    assert_has(r.body, "\"error\":");
+    resp_free(&r);
+}
+
+static void test_results_csv(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/v1/results?format=csv", &r);
+    assert_int_equal(r.status, 200);
+    char v[128];
+    assert_string_equal(header(r.head, "Content-Type", v, sizeof(v)), "text/csv; charset=utf-8");
+    const char *want_head =
+        "project_id,project_name,circuit_id,circuit_name,state,votes,rank,winner,tie\r\n";
+    assert_memory_equal(r.body, want_head, strlen(want_head));
+    assert_int_equal(count(r.body, "\r\n"),
+                     NP + 1); /* header and rows; "Luz\nsolar" has a bare LF */
+    resp_free(&r);
+
+    get("/v1/results?format=csv&circuit=200", &r);
+    assert_int_equal(r.status, 200);
+    assert_has(r.body,
+               "\r\n2001,\"Agua, \"\"potable\"\"\",200,\"Beta, \"\"the second\"\"\",Lara,10,"
+               "2,false,false\r\n");
+    assert_has(r.body, "\r\n2002,\"Luz\nsolar\",200,\"Beta, \"\"the second\"\"\",Lara,40,1,true,"
+                       "false\r\n");
+    assert_has(r.body, "\r\n2003,Mercado,200,");
+    resp_free(&r);
+
+    get("/v1/results?format=csv&circuit=300", &r);
+    assert_has(r.body, "\r\n3001,Biblioteca,300,Gamma,Lara,7,1,false,true\r\n");
+    resp_free(&r);
+}
+
+static void test_circuits(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/v1/circuits", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    char o[512];
+    assert_has(obj_of(r.body, 100, o, sizeof(o)),
+               "\"seats\":2,\"projects\":4,\"votes\":140,\"winners\":[1001],\"tie\":true,"
+               "\"margin\":0");
+    assert_has(obj_of(r.body, 200, o, sizeof(o)),
+               "\"seats\":1,\"projects\":3,\"votes\":55,\"winners\":[2002],\"tie\":false,"
+               "\"margin\":30");
+    assert_has(obj_of(r.body, 300, o, sizeof(o)), "\"winners\":[],\"tie\":true,\"margin\":0");
+    assert_has(obj_of(r.body, 400, o, sizeof(o)),
+               "\"votes\":0,\"winners\":[],\"tie\":true,\"margin\":0");
+    assert_has(obj_of(r.body, 500, o, sizeof(o)),
+               "\"winners\":[5001,5002],\"tie\":false,\"margin\":8");
+    assert_has(obj_of(r.body, 400, o, sizeof(o)), "\"state\":\"Distrito Capital\"");
+    resp_free(&r);
+
+    get("/v1/circuits?state=Zulia", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(count(r.body, "\"seats\":"), 2);
+    resp_free(&r);
+
+    get("/v1/circuits/200", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, "\"id\":200,\"name\":\"Beta, \\\"the second\\\"\",\"state\":\"Lara\","
+                       "\"seats\":1");
+    assert_has(r.body, "\"margin\":30,\"ranking\":[");
+    const char *a = strstr(r.body, "{\"id\":2002,"), *b = strstr(r.body, "{\"id\":2001,"),
+               *c = strstr(r.body, "{\"id\":2003,");
+    assert_true(a && b && c && a < b && b < c);
+    assert_has(obj_of(r.body, 2002, o, sizeof(o)),
+               "\"votes\":40,\"rank\":1,\"winner\":true,\"tie\":false,\"margin_to_next\":30");
+    assert_has(obj_of(r.body, 2001, o, sizeof(o)), "\"rank\":2,\"winner\":false,\"tie\":false,"
+                                                   "\"margin_to_next\":5");
+    assert_has(obj_of(r.body, 2003, o, sizeof(o)), "\"margin_to_next\":null");
+    resp_free(&r);
+
+    get("/v1/circuits/100", &r);
+    assert_has(obj_of(r.body, 1001, o, sizeof(o)), "\"winner\":true,\"tie\":false,"
+                                                   "\"margin_to_next\":20");
+    /* Ties in rank order by project id. */
+    a = strstr(r.body, "{\"id\":1002,");
+    b = strstr(r.body, "{\"id\":1003,");
+    c = strstr(r.body, "{\"id\":1004,");
+    assert_true(a && b && c && a < b && b < c);
+    resp_free(&r);
+
+    const char *missing[] = {"/v1/circuits/999", "/v1/circuits/abc", "/v1/circuits/",
+                             "/v1/circuits/99999999999"};
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        get(missing[i], &r);
+        assert_int_equal(r.status, 404);
+        assert_json(r.body);
+        assert_has(r.body, "\"error\":");
+        resp_free(&r);
+    }
+}
+
+static void test_summary_and_collectors(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/v1/summary", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, "\"totals\":{\"batches\":7,\"votes\":267,\"accepted\":247,"
+                       "\"duplicate\":15,\"rejected\":{\"unknown_project\":5}}");
+    assert_has(r.body, "\"collectors\":{\"registered\":2,\"connected\":1,\"reporting\":1}");
+    assert_has(r.body, "\"projects\":14,\"circuits\":5");
+    assert_has(r.body, "{\"name\":\"Lara\",\"circuits\":2,\"projects\":5,\"votes\":69,"
+                       "\"winners\":1}");
+    assert_has(r.body, "\"name\":\"Distrito Capital\"");
+    assert_has(r.body, "\"time\":\"20");
+    resp_free(&r);
+
+    get("/v1/collectors", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, "{\"id\":\"c0\",\"connected\":false,\"last_seen\":null,");
+    assert_has(r.body,
+               "{\"id\":\"c1\",\"connected\":true,\"last_seen\":\"2024-11-23T13:40:01.123Z\","
+               "\"batches\":3,\"votes\":120,\"accepted\":100,\"duplicate\":15,"
+               "\"rejected\":5,\"durable_seq\":3,\"applied_seq\":5,\"lag\":2}");
+    assert_true(strstr(r.body, "\"c0\"") < strstr(r.body, "\"c1\"")); /* ordered by id */
+    resp_free(&r);
+}
+
+static void test_etag(void **state)
+{
+    (void)state;
+    struct resp r;
+    char etag[128], extra[256], v[128];
+    get("/v1/results", &r);
+    assert_non_null(header(r.head, "ETag", etag, sizeof(etag)));
+    assert_true(strncmp(etag, "\"cp-", 4) == 0);
+    resp_free(&r);
+
+    snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", etag);
+    request("GET", "/v1/results", extra, &r);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.body_len, 0);
+    assert_string_equal(header(r.head, "ETag", v, sizeof(v)), etag);
+    resp_free(&r);
+
+    /* Another variant does not match the same tag. */
+    request("GET", "/v1/results?format=csv", extra, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(header(r.head, "ETag", v, sizeof(v)));
+    assert_string_not_equal(v, etag);
+    resp_free(&r);
+
+    /* A new checkpoint changes it. */
+    uint32_t changed[] = {6};
+    cur_votes[6] += 1;
+    publish(changed, 1);
+    request("GET", "/v1/results", extra, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_not_equal(header(r.head, "ETag", v, sizeof(v)), etag);
+    assert_project(r.body, 2003, 6, 3, false, false);
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "If-None-Match: \"x\", W/%s\r\n", v);
+    request("GET", "/v1/results", extra, &r);
+    assert_int_equal(r.status, 304);
+    resp_free(&r);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct resp r;
+    char v[128];
+    get("/nope", &r);
+    assert_int_equal(r.status, 404);
+    assert_json(r.body);
+    assert_has(r.body, "{\"error\":");
+    assert_string_equal(header(r.head, "Content-Type", v, sizeof(v)),
+                        "application/json; charset=utf-8");
+    resp_free(&r);
+
+    const char *methods[] = {"POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        request(methods[i], "/v1/results", "Content-Length: 0\r\n", &r);
+        assert_int_equal(r.status, 405);
+        assert_string_equal(header(r.head, "Allow", v, sizeof(v)), "GET, HEAD");
+        assert_json(r.body);
+        assert_has(r.body, "{\"error\":");
+        resp_free(&r);
+    }
+    request("POST", "/healthz", "Content-Length: 0\r\n", &r);
+    assert_int_equal(r.status, 405);
+    resp_free(&r);
+}
+
+static void test_health(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/healthz", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    ready_flag = false;
+    get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    assert_json(r.body);
+    assert_has(r.body, "\"error\":");
+    resp_free(&r);
+    ready_flag = true;
+    get("/readyz", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
+static void test_dashboard(void **state)
+{
+    (void)state;
+    struct resp r;
+    char v[128], etag[128], extra[256];
+    get("/", &r);
+    if (r.status == 404) { /* built without src/http/assets */
+        assert_json(r.body);
+        resp_free(&r);
+        return;
+    }
+    assert_int_equal(r.status, 200);
+    assert_non_null(header(r.head, "Content-Type", v, sizeof(v)));
+    assert_true(strncmp(v, "text/html", 9) == 0);
+    assert_non_null(header(r.head, "Cache-Control", v, sizeof(v)));
+    assert_non_null(header(r.head, "ETag", etag, sizeof(etag)));
+    assert_true(r.body_len > 0);
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", etag);
+    request("GET", "/index.html", extra, &r);
+    assert_int_equal(r.status, 304);
+    resp_free(&r);
+}
+
+/* ---- Prometheus text exposition 0.0.4: a line-format checker ------------------------------ */
+
+struct prom_type {
+    char name[128];
+    char type[16];
+};
+
+static bool prom_name(const char **p, char *out, size_t len)
+{
+    const char *s = *p;
+    if (!(isalpha((unsigned char)*s) || *s == '_' || *s == ':'))
+        return false;
+    while (isalnum((unsigned char)*s) || *s == '_' || *s == ':')
+        s++;
+    if ((size_t)(s - *p) >= len)
+        return false;
+    snprintf(out, len, "%.*s", (int)(s - *p), *p);
+    *p = s;
+    return true;
+}
+
+static const char *type_of(const struct prom_type *t, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return t[i].type;
+    return NULL;
+}
+
+/* Checks every line; returns the value of `want` (first sample with that exact text before
+ * the value, labels included) or NAN. */
+static double prom_check(const char *text, const char *want)
+{
+    struct prom_type types[128];
+    size_t n_types = 0;
+    double found = NAN;
+    char hist[128] = "";
+    double last_le = -INFINITY, last_bucket = -1, inf_bucket = -1;
+    const char *line = text;
+    while (*line) {
+        const char *eol = strchr(line, '\n');
+        if (!eol)
+            fail_msg("metrics: last line not terminated");
+        char l[512];
+        snprintf(l, sizeof(l), "%.*s", (int)(eol - line), line);
+        line = eol + 1;
+        if (l[0] == '#') {
+            char kw[16], name[128], rest[16] = "";
+            if (sscanf(l, "# %15s %127s %15s", kw, name, rest) < 2)
+                fail_msg("metrics: bad comment: %s", l);
+            if (strcmp(kw, "TYPE") == 0) {
+                const char *known[] = {"counter", "gauge", "histogram", "summary", "untyped"};
+                bool ok = false;
+                for (size_t i = 0; i < 5; i++)
+                    ok |= strcmp(rest, known[i]) == 0;
+                if (!ok || strlen(l) != strlen("# TYPE  ") + strlen(name) + strlen(rest))
+                    fail_msg("metrics: bad type: %s", l);
+                if (type_of(types, n_types, name))
+                    fail_msg("metrics: declared twice: %s", l);
+                assert_true(n_types < 128);
+                snprintf(types[n_types].name, sizeof(types[n_types].name), "%s", name);
+                snprintf(types[n_types].type, sizeof(types[n_types].type), "%s", rest);
+                n_types++;
+            }
+            continue;
+        }
+        const char *p = l;
+        char name[128];
+        if (!prom_name(&p, name, sizeof(name)))
+            fail_msg("metrics: bad name: %s", l);
+        char le[64] = "";
+        if (*p == '{') {
+            p++;
+            while (*p != '}') {
+                char lname[64];
+                if (!prom_name(&p, lname, sizeof(lname)) || *p++ != '=' || *p++ != '"')
+                    fail_msg("metrics: bad label: %s", l);
+                const char *v = p;
+                while (*p && *p != '"')
+                    p += *p == '\\' ? 2 : 1;
+                if (*p++ != '"')
+                    fail_msg("metrics: unterminated label: %s", l);
+                if (strcmp(lname, "le") == 0)
+                    snprintf(le, sizeof(le), "%.*s", (int)(p - 1 - v), v);
+                if (*p == ',')
+                    p++;
+                else if (*p != '}')
+                    fail_msg("metrics: bad label list: %s", l);
+            }
+            p++;
+        }
+        if (*p++ != ' ')
+            fail_msg("metrics: no value: %s", l);
+        char *end;
+        double value = strtod(p, &end);
+        if (end == p || *end != '\0')
+            fail_msg("metrics: bad value: %s", l);
+        if (strncmp(l, want, strlen(want)) == 0 && l[strlen(want)] == ' ')
+            found = value;
+
+        /* The family the sample belongs to must be declared. */
+        const char *t = type_of(types, n_types, name);
+        char family[128];
+        snprintf(family, sizeof(family), "%s", name);
+        if (!t) {
+            const char *suffixes[] = {"_bucket", "_sum", "_count"};
+            for (size_t i = 0; i < 3 && !t; i++) {
+                size_t fl = strlen(name), sl = strlen(suffixes[i]);
+                if (fl > sl && strcmp(name + fl - sl, suffixes[i]) == 0) {
+                    snprintf(family, sizeof(family), "%.*s", (int)(fl - sl), name);
+                    t = type_of(types, n_types, family);
+                    if (t && strcmp(t, "histogram") != 0 && strcmp(t, "summary") != 0)
+                        t = NULL;
+                }
+            }
+        }
+        if (!t)
+            fail_msg("metrics: sample without # TYPE: %s", l);
+        if (strcmp(t, "histogram") != 0)
+            continue;
+        if (strcmp(hist, family) != 0) {
+            snprintf(hist, sizeof(hist), "%s", family);
+            last_le = -INFINITY;
+            last_bucket = -1;
+            inf_bucket = -1;
+        }
+        size_t fl = strlen(family);
+        if (strcmp(name + fl, "_bucket") == 0) {
+            if (inf_bucket >= 0)
+                fail_msg("metrics: bucket after +Inf: %s", l);
+            double bound = strcmp(le, "+Inf") == 0 ? INFINITY : strtod(le, NULL);
+            if (!le[0] || bound <= last_le || value < last_bucket)
+                fail_msg("metrics: buckets not increasing: %s", l);
+            last_le = bound;
+            last_bucket = value;
+            if (isinf(bound))
+                inf_bucket = value;
+        } else if (strcmp(name + fl, "_count") == 0) {
+            if (inf_bucket < 0 || inf_bucket != value)
+                fail_msg("metrics: +Inf bucket %g != _count %g", inf_bucket, value);
+        }
+    }
+    return found;
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    struct resp r;
+    char v[128];
+    get("/metrics", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(header(r.head, "Content-Type", v, sizeof(v)));
+    assert_true(strncmp(v, "text/plain; version=0.0.4", 25) == 0);
+    assert_true(prom_check(r.body, "tally_votes_accepted_total") == 247);
+    assert_true(prom_check(r.body, "tally_votes_duplicate_total") == 15);
+    assert_true(prom_check(r.body, "tally_votes_rejected_total{reason=\"unknown_project\"}") == 5);
+    assert_true(prom_check(r.body, "tally_batches_total") == 7);
+    assert_true(prom_check(r.body, "tally_bytes_received_total") == 4096);
+    assert_true(prom_check(r.body, "tally_connections") == 1);
+    assert_true(prom_check(r.body, "tally_connections_total") == 3);
+    assert_true(prom_check(r.body, "tally_checkpoint_duration_seconds_count") == 4);
+    assert_true(prom_check(r.body, "tally_checkpoint_duration_seconds_bucket{le=\"+Inf\"}") == 4);
+    assert_true(prom_check(r.body, "tally_checkpoint_duration_seconds_sum") == 0.25);
+    assert_true(prom_check(r.body, "tally_checkpoint_lag_seconds") == 0.125);
+    assert_true(prom_check(r.body, "tally_pg_errors_total") == 2);
+    assert_true(prom_check(r.body, "tally_backlog_votes") == 12);
+    assert_true(prom_check(r.body, "tally_ballots") == 247);
+    assert_true(prom_check(r.body, "tally_ingest_paused") == 0);
+    assert_true(prom_check(r.body, "tally_collectors_connected") == 1);
+    assert_true(prom_check(r.body, "tally_last_checkpoint_id") >= 10);
+    assert_has(r.body, "# HELP tally_votes_accepted_total ");
+    assert_has(r.body, "# TYPE tally_checkpoint_duration_seconds histogram\n");
+    resp_free(&r);
+}
+
+/* ---- the event stream --------------------------------------------------------------------------
+ */
+
+struct sse {
+    int fd;
+    struct buf raw, body;
+    size_t consumed, read; /* raw bytes dechunked; body bytes handed out as events */
+    int status;
+};
+
+struct sse_event {
+    uint64_t id;
+    char event[32];
+    char *data;
+};
+
+static void sse_open(struct sse *s, const char *last_event_id, int rcvbuf)
+{
+    memset(s, 0, sizeof(*s));
+    s->fd = connect_to(port, rcvbuf);
+    char req[512];
+    snprintf(req, sizeof(req),
+             "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n%s%s%s"
+             "\r\n",
+             last_event_id ? "Last-Event-ID: " : "", last_event_id ? last_event_id : "",
+             last_event_id ? "\r\n" : "");
+    send_text(s->fd, req);
+    int64_t deadline = now_ms() + 2000;
+    const char *end = NULL;
+    while (!(s->raw.p && (end = strstr(s->raw.p, "\r\n\r\n")))) {
+        if (!read_some(s->fd, &s->raw) || now_ms() > deadline)
+            fail_msg("event stream: no response head");
+        pump(s->fd);
+    }
+    assert_int_equal(sscanf(s->raw.p, "HTTP/1.1 %d", &s->status), 1);
+    char head[2048], v[128];
+    snprintf(head, sizeof(head), "%.*s", (int)(end - s->raw.p + 2), s->raw.p);
+    assert_string_equal(header(head, "Content-Type", v, sizeof(v)), "text/event-stream");
+    assert_string_equal(header(head, "Transfer-Encoding", v, sizeof(v)), "chunked");
+    s->consumed = (size_t)(end + 4 - s->raw.p);
+    buf_add(&s->body, "", 0);
+}
+
+static void sse_close(struct sse *s)
+{
+    close(s->fd);
+    free(s->raw.p);
+    free(s->body.p);
+}
+
+/* The next event (comments and retry: fields skipped), within timeout_ms; false if none. */
+static bool sse_next(struct sse *s, struct sse_event *e, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        dechunk(&s->raw, &s->consumed, &s->body);
+        const char *start = s->body.p + s->read;
+        const char *end = strstr(start, "\n\n");
+        if (end) {
+            s->read += (size_t)(end + 2 - start);
+            memset(e, 0, sizeof(*e));
+            bool any = false;
+            for (const char *l = start; l < end + 1;) {
+                const char *eol = strchr(l, '\n');
+                if (!strncmp(l, "id: ", 4)) {
+                    e->id = strtoull(l + 4, NULL, 10);
+                    any = true;
+                } else if (!strncmp(l, "event: ", 7)) {
+                    snprintf(e->event, sizeof(e->event), "%.*s", (int)(eol - l - 7), l + 7);
+                } else if (!strncmp(l, "data: ", 6)) {
+                    e->data = strndup(l + 6, (size_t)(eol - l - 6));
+                }
+                l = eol + 1;
+            }
+            if (any)
+                return true;
+            free(e->data);
+            continue;
+        }
+        if (now_ms() > deadline)
+            return false;
+        if (!read_some(s->fd, &s->raw)) {
+            dechunk(&s->raw, &s->consumed, &s->body);
+            if (!strstr(s->body.p + s->read, "\n\n"))
+                return false;
+            continue;
+        }
+        pump(s->fd);
+    }
+}
+
+static void expect_event(struct sse *s, const char *kind, uint64_t id, struct sse_event *e)
+{
+    if (!sse_next(s, e, 2000))
+        fail_msg("no %s event %" PRIu64 " within 2 s", kind, id);
+    assert_string_equal(e->event, kind);
+    assert_int_equal(e->id, id);
+    assert_non_null(e->data);
+    assert_json(e->data);
+    char want[64];
+    snprintf(want, sizeof(want), "{\"checkpoint\":%" PRIu64 ",\"time\":", id);
+    assert_true(strncmp(e->data, want, strlen(want)) == 0);
+    assert_has(e->data, "\"totals\":{\"batches\":7,");
+}
+
+static double metric_now(const char *name)
+{
+    struct resp r;
+    get("/metrics", &r);
+    double v = prom_check(r.body, name);
+    resp_free(&r);
+    return v;
+}
+
+static void test_events(void **state)
+{
+    (void)state;
+    struct sse s;
+    struct sse_event e;
+    uint64_t first = next_cp;
+
+    /* A fresh subscriber starts from a snapshot of the totals. */
+    sse_open(&s, NULL, 0);
+    assert_int_equal(s.status, 200);
+    expect_event(&s, "snapshot", first - 1, &e);
+    assert_null(strstr(e.data, "\"changed\""));
+    free(e.data);
+    assert_true(metric_now("tally_http_sse_subscribers") == 1);
+
+    /* Two checkpoints, two events with what changed. */
+    uint32_t c1[] = {1, 7};
+    cur_votes[1] += 5;
+    cur_votes[7] += 1;
+    publish(c1, 2);
+    uint32_t c2[] = {8};
+    cur_votes[8] += 3;
+    publish(c2, 1);
+    expect_event(&s, "checkpoint", first, &e);
+    assert_has(e.data, "\"changed\":[{\"id\":1001,\"votes\":55},{\"id\":3001,\"votes\":8}]");
+    free(e.data);
+    expect_event(&s, "checkpoint", first + 1, &e);
+    assert_has(e.data, "\"changed\":[{\"id\":3002,\"votes\":10}]");
+    free(e.data);
+    sse_close(&s);
+
+    /* Resuming after the first: the second is replayed, and nothing else. */
+    char id[32];
+    snprintf(id, sizeof(id), "%" PRIu64, first);
+    sse_open(&s, id, 0);
+    expect_event(&s, "checkpoint", first + 1, &e);
+    assert_has(e.data, "\"changed\":[{\"id\":3002,\"votes\":10}]");
+    free(e.data);
+    assert_false(sse_next(&s, &e, 100));
+    /* It stays subscribed: the next checkpoint arrives live. */
+    publish(c2, 1);
+    expect_event(&s, "checkpoint", first + 2, &e);
+    free(e.data);
+    sse_close(&s);
+
+    /* Up to date: nothing to replay. */
+    snprintf(id, sizeof(id), "%" PRIu64, first + 2);
+    sse_open(&s, id, 0);
+    assert_false(sse_next(&s, &e, 100));
+    sse_close(&s);
+
+    /* From before this process's history, or from the future: a reset with every project. */
+    const char *stale[] = {"3", "999999"};
+    for (size_t i = 0; i < 2; i++) {
+        sse_open(&s, stale[i], 0);
+        expect_event(&s, "reset", first + 2, &e);
+        assert_int_equal(count(e.data, "{\"id\":"), NP);
+        assert_has(e.data, "{\"id\":1001,\"votes\":55}");
+        assert_has(e.data, "{\"id\":4001,\"votes\":0}");
+        free(e.data);
+        sse_close(&s);
+    }
+
+    /* Closed streams are noticed and forgotten. */
+    int64_t deadline = now_ms() + 2000;
+    while (metric_now("tally_http_sse_subscribers") != 0 && now_ms() < deadline)
+        pump(-1);
+    assert_true(metric_now("tally_http_sse_subscribers") == 0);
+}
+
+/* The same checkpoint published again: new ETags, no event. A lower id: a reset. */
+static void test_events_republish(void **state)
+{
+    (void)state;
+    struct sse s;
+    struct sse_event e;
+    struct resp r;
+    char etag1[128], etag2[128];
+    uint64_t cur = next_cp - 1;
+    sse_open(&s, NULL, 0);
+    expect_event(&s, "snapshot", cur, &e);
+    free(e.data);
+    get("/v1/collectors", &r);
+    header(r.head, "ETag", etag1, sizeof(etag1));
+    resp_free(&r);
+    publish_as(cur, NULL, 0);
+    get("/v1/collectors", &r);
+    header(r.head, "ETag", etag2, sizeof(etag2));
+    resp_free(&r);
+    assert_string_not_equal(etag1, etag2);
+    assert_false(sse_next(&s, &e, 100));
+    publish_as(cur - 1, NULL, 0);
+    expect_event(&s, "reset", cur - 1, &e);
+    assert_int_equal(count(e.data, "{\"id\":"), NP);
+    free(e.data);
+    publish(NULL, 0); /* next_cp: history goes on from here */
+    expect_event(&s, "checkpoint", next_cp - 1, &e);
+    assert_has(e.data, "\"changed\":[]");
+    free(e.data);
+    sse_close(&s);
+}
+
+static void test_events_ring_overflow(void **state)
+{
+    (void)state;
+    struct sse s;
+    struct sse_event e;
+    uint64_t first = next_cp;
+    uint32_t c[] = {0};
+    for (int i = 0; i < 600; i++) {
+        cur_votes[0]++;
+        publish(c, 1);
+    }
+    char id[32];
+    /* The first of those 600 has left the ring: reset. */
+    snprintf(id, sizeof(id), "%" PRIu64, first);
+    sse_open(&s, id, 0);
+    expect_event(&s, "reset", next_cp - 1, &e);
+    free(e.data);
+    sse_close(&s);
+    /* One still in the ring: the rest replayed in order. */
+    snprintf(id, sizeof(id), "%" PRIu64, next_cp - 4);
+    sse_open(&s, id, 0);
+    for (uint64_t k = next_cp - 3; k < next_cp; k++) {
+        expect_event(&s, "checkpoint", k, &e);
+        free(e.data);
+    }
+    sse_close(&s);
+}
+
+/* A subscriber that stops reading is dropped once its backlog passes the bound. */
+static void test_events_slow_subscriber(void **state)
+{
+    (void)state;
+    struct sse s;
+    struct sse_event e;
+    sse_open(&s, NULL, 4096);
+    assert_true(sse_next(&s, &e, 2000));
+    free(e.data);
+    assert_true(metric_now("tally_http_sse_subscribers") == 1);
+    double dropped0 = metric_now("tally_http_sse_dropped_total");
+    /* Every project changed, with a long list: ~14 projects a event is small, so publish
+     * many; the client reads nothing meanwhile. */
+    uint32_t all[NP];
+    for (uint32_t i = 0; i < NP; i++)
+        all[i] = i;
+    int64_t deadline = now_ms() + 3000;
+    while (metric_now("tally_http_sse_subscribers") == 1 && now_ms() < deadline) {
+        for (int k = 0; k < 2000; k++) {
+            cur_votes[k % NP]++;
+            publish(all, NP);
+        }
+        pump(-1);
+    }
+    assert_true(metric_now("tally_http_sse_subscribers") == 0);
+    assert_true(metric_now("tally_http_sse_dropped_total") == dropped0 + 1);
+    sse_close(&s);
+}
+
+static void test_no_snapshot_yet(void **state)
+{
+    (void)state;
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &catalog, &hooks);
+    assert_non_null(other);
+    uint16_t saved = port;
+    port = http_server_port(other);
+    struct resp r;
+    get("/v1/results", &r);
+    assert_int_equal(r.status, 503);
+    assert_json(r.body);
+    resp_free(&r);
+    get("/healthz", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    get("/metrics", &r);
+    assert_int_equal(r.status, 200);
+    prom_check(r.body, "tally_ballots");
+    resp_free(&r);
+    port = saved;
+    http_server_free(other);
+    /* Binding a port in use fails cleanly. */
+    assert_null(http_server_new(base, "127.0.0.1", port, &catalog, &hooks));
+}
+
+/* Freeing the server with streams open (tallyd's shutdown) releases everything. */
+static void test_free_with_open_streams(void **state)
+{
+    (void)state;
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &catalog, &hooks);
+    assert_non_null(other);
+    struct http_server *saved_srv = srv;
+    uint16_t saved = port;
+    srv = other;
+    port = http_server_port(other);
+    publish(NULL, 0);
+    struct sse a, b;
+    struct sse_event e;
+    sse_open(&a, NULL, 0);
+    sse_open(&b, "1", 0);
+    assert_true(sse_next(&a, &e, 2000));
+    free(e.data);
+    assert_true(sse_next(&b, &e, 2000));
+    assert_string_equal(e.event, "reset");
+    free(e.data);
+    uint32_t c[] = {0};
+    publish(c, 1);
+    http_server_free(other);
+    srv = saved_srv;
+    port = saved;
+    /* The clients see the end of the stream. */
+    assert_false(sse_next(&a, &e, 500));
+    sse_close(&a);
+    sse_close(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_results_json),
+        cmocka_unit_test(test_results_filters),
+        cmocka_unit_test(test_results_csv),
+        cmocka_unit_test(test_circuits),
+        cmocka_unit_test(test_summary_and_collectors),
+        cmocka_unit_test(test_etag),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_health),
+        cmocka_unit_test(test_dashboard),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_events_republish),
+        cmocka_unit_test(test_events_ring_overflow),
+        cmocka_unit_test(test_events_slow_subscriber),
+        cmocka_unit_test(test_no_snapshot_yet),
+        cmocka_unit_test(test_free_with_open_streams),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
