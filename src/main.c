@@ -72,9 +72,7 @@ static void on_tokens(void *arg, const uint64_t *tokens, size_t n)
         if (!ctx->tally)
             return;
     }
-    for (size_t i = 0; i < n; i++)
-        if (!tally_restore_token(ctx->tally, tokens[i]))
-            ctx->dup_tokens++;
+    ctx->dup_tokens += tally_restore_tokens(ctx->tally, tokens, n);
 }
 
 /* Blocking on purpose: nothing is served until the durable state is back. Retries

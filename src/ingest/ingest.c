@@ -486,8 +486,12 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         log_info("collector '%s' registered", list[i].id);
     }
     free(list);
-    if (in->shutting_down)
+    /* Group commit: what piled up while this checkpoint was being written goes at once,
+     * instead of waiting for the next tick. */
+    if (in->shutting_down || tally_has_pending(in->tally)) {
+        in->now_ms = monotonic_ms(in);
         checkpoint_maybe_start(in);
+    }
     finish_shutdown_if_done(in);
 }
 

@@ -38,7 +38,7 @@ static inline size_t tally_set_home(const struct tally_set *s, uint64_t token)
 /* Asks the CPU to fetch a token's home slot; call it some tokens ahead of insert. */
 static inline void tally_set_prefetch(const struct tally_set *s, uint64_t token)
 {
-    __builtin_prefetch(&s->slots[tally_set_home(s, token)], 1, 0);
+    __builtin_prefetch(&s->slots[tally_set_home(s, token)], 1, 3);
 }
 
 /* Bytes held by the table. */

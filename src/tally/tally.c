@@ -11,7 +11,7 @@
 
 /* Prefetch distance in votes: far enough to hide a DRAM miss behind the work on the
  * votes in between. */
-#define PREFETCH_AHEAD 8
+#define PREFETCH_AHEAD 16
 
 struct tally {
     size_t n_projects;
@@ -32,6 +32,9 @@ struct tally {
 
     uint32_t *batch_counts;  /* [n_projects] scratch for one batch, zero between batches */
     uint32_t *batch_touched; /* [n_projects] */
+    uint64_t *sort_tmp;      /* radix sort scratch, sort_cap entries */
+    size_t sort_cap;
+    size_t (*sort_hist)[1u << 11]; /* radix sort histograms, RADIX_PASSES of them */
 
     struct tally_totals applied;
     struct tally_totals durable_total;
@@ -119,6 +122,8 @@ void tally_free(struct tally *t)
     }
     free(t->batch_counts);
     free(t->batch_touched);
+    free(t->sort_tmp);
+    free(t->sort_hist);
     free(t);
 }
 
@@ -155,6 +160,19 @@ void tally_restore_votes(struct tally *t, uint32_t project_id, uint64_t votes)
     int32_t i = tally_project_index(t, project_id);
     if (i >= 0)
         t->counts[i] = t->durable[i] = votes;
+}
+
+size_t tally_restore_tokens(struct tally *t, const uint64_t *tokens, size_t n)
+{
+    size_t dup = 0;
+    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
+        tally_set_prefetch(&t->ballots, tokens[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n)
+            tally_set_prefetch(&t->ballots, tokens[i + PREFETCH_AHEAD]);
+        dup += !tally_set_insert(&t->ballots, tokens[i]);
+    }
+    return dup;
 }
 
 bool tally_restore_token(struct tally *t, uint64_t token)
@@ -206,10 +224,49 @@ const struct tally_collector *tally_collector_at(const struct tally *t, uint32_t
     return &t->collectors[index];
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* LSD radix sort, 6 passes of 11 bits, histograms built in one read. Stable; a few ns a
+ * key where qsort's indirect compares cost ~70 ns a key on 10,000-key batches. */
+#define RADIX_BITS 11
+#define RADIX_PASSES 6
+#define RADIX_SIZE (1u << RADIX_BITS)
+static void radix_sort_u64(uint64_t *a, size_t n, uint64_t *tmp,
+                           size_t hist[RADIX_PASSES][RADIX_SIZE])
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+    if (n < 64) {
+        for (size_t i = 1; i < n; i++) {
+            uint64_t v = a[i];
+            size_t j = i;
+            while (j > 0 && a[j - 1] > v) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = v;
+        }
+        return;
+    }
+    memset(hist, 0, sizeof(size_t[RADIX_PASSES][RADIX_SIZE]));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = a[i];
+        for (int p = 0; p < RADIX_PASSES; p++)
+            hist[p][(v >> (p * RADIX_BITS)) & (RADIX_SIZE - 1)]++;
+    }
+    uint64_t *src = a, *dst = tmp;
+    for (int p = 0; p < RADIX_PASSES; p++) {
+        size_t sum = 0;
+        for (size_t b = 0; b < RADIX_SIZE; b++) {
+            size_t c = hist[p][b];
+            hist[p][b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v = src[i];
+            dst[hist[p][(v >> (p * RADIX_BITS)) & (RADIX_SIZE - 1)]++] = v;
+        }
+        uint64_t *x = src;
+        src = dst;
+        dst = x;
+    }
+    /* An even number of passes leaves the result in a. */
 }
 
 enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
@@ -253,7 +310,14 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
     }
 
     /* Sorted tokens are what is stored: a batch record then says who voted, never how. */
-    qsort(tok, n_tok, sizeof(uint64_t), cmp_u64);
+    if (t->sort_cap < n_tok) {
+        free(t->sort_tmp);
+        t->sort_cap = n_tok * 2;
+        t->sort_tmp = xcalloc(t->sort_cap, sizeof(uint64_t));
+    }
+    if (!t->sort_hist)
+        t->sort_hist = xcalloc(RADIX_PASSES, sizeof(*t->sort_hist));
+    radix_sort_u64(tok, n_tok, t->sort_tmp, t->sort_hist);
 
     struct tally_delta_batch *b = &d->batches[d->n_batches++];
     b->collector = c;

@@ -90,6 +90,9 @@ uint64_t tally_votes_at(const struct tally *t, size_t index);
  * database; returns false if it was). */
 void tally_restore_votes(struct tally *t, uint32_t project_id, uint64_t votes);
 bool tally_restore_token(struct tally *t, uint64_t token);
+/* The same for n tokens, prefetching ahead (recovery is DRAM-bound); returns how many were
+ * already there. */
+size_t tally_restore_tokens(struct tally *t, const uint64_t *tokens, size_t n);
 
 /* Registers a collector (or finds it: an existing id is left as it is). Returns its
  * index, stable for the tally's life. */

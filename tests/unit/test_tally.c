@@ -196,6 +196,41 @@ static void test_checkpoint_seal_commit(void **state)
     tally_free(t);
 }
 
+/* Large batches take the radix-sort path: tokens must still come out sorted and whole. */
+static void test_large_batch_tokens_sorted(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    enum { N = 20000 };
+    uint64_t *b = malloc(N * sizeof(uint64_t));
+    uint32_t *p = malloc(N * sizeof(uint32_t));
+    uint64_t x = 88172645463325252ULL, sum = 0;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13; /* xorshift: spread over all 64 bits */
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[i] = x;
+        p[i] = 7;
+        sum += x;
+    }
+    struct tally_batch_result r;
+    uint64_t expected;
+    assert_int_equal(tally_apply_batch(t, 0, 1, b, p, N, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, N);
+    const struct tally_delta *d = tally_checkpoint_seal(t, 1);
+    const uint64_t *tok = d->tokens + d->batches[0].tok_off;
+    uint64_t got = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (i > 0)
+            assert_true(tok[i - 1] < tok[i]);
+        got += tok[i];
+    }
+    assert_int_equal(got, sum);
+    free(b);
+    free(p);
+    tally_free(t);
+}
+
 static void test_restore(void **state)
 {
     (void)state;
@@ -226,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_apply_counts_dedups_rejects),
         cmocka_unit_test(test_batch_dedup_by_seq),
         cmocka_unit_test(test_checkpoint_seal_commit),
+        cmocka_unit_test(test_large_batch_tokens_sorted),
         cmocka_unit_test(test_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
