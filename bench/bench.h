@@ -1,0 +1,241 @@
+/* tally-bench internals: the workload (registry, votes, batches, ground truth), the peers
+ * that count it (tallyd, Redis, PostgreSQL-direct, the in-process limit), and the small
+ * utilities they share (clock, latency figures, child processes, scratch PostgreSQL,
+ * JSON). Everything the clock measures is generated before the clock starts. */
+#ifndef BENCH_BENCH_H
+#define BENCH_BENCH_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define BENCH_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* ---- options ------------------------------------------------------------------------ */
+
+enum bench_peer {
+    PEER_TALLYD = 1 << 0,
+    PEER_REDIS = 1 << 1,
+    PEER_POSTGRES = 1 << 2,
+    PEER_LIMIT = 1 << 3,
+};
+
+struct bench_opts {
+    unsigned peers;         /* bit set of enum bench_peer */
+    bool peers_all;         /* --peers all: a missing redis-server is a skip, not a failure */
+    uint64_t votes;         /* votes in the workload (retransmitted copies not included) */
+    uint32_t collectors;    /* K */
+    uint32_t batch;         /* votes per batch */
+    double dup_rate;        /* share of votes cast by a voter who already voted */
+    double retransmit_rate; /* share of batches sent a second time after being sent */
+    uint32_t projects;      /* registry size */
+    double zipf;            /* exponent of project popularity inside a circuit */
+    uint64_t seed;
+    uint32_t window;          /* batches sent and not yet acknowledged, per collector */
+    uint32_t max_undurable;   /* batches sent and not yet durable, per collector */
+    uint32_t checkpoint_ms;   /* tallyd --checkpoint-ms */
+    int64_t expected_ballots; /* tallyd --expected-ballots; -1: the distinct ballot count */
+    uint32_t pg_conns;        /* PostgreSQL-direct connections; 0: one per collector */
+    uint32_t timeout_s;       /* limit for each peer's run */
+    const char *db;           /* --db CONNINFO, or NULL for a scratch cluster */
+    const char *json_path;
+    const char *tallyd_path;
+    const char *tallyctl_path;
+    const char *pg_sh_path;
+    const char *redis_path;
+    bool keep;                  /* keep the scratch directory */
+    bool recovery;              /* tallyd: SIGKILL after the run, time the restart */
+    const char *tallyd_args[8]; /* --tallyd-arg: extra arguments for tallyd */
+    int n_tallyd_args;
+    char command[2048]; /* the command line, for the record */
+};
+
+/* Set by SIGINT/SIGTERM; every loop checks it and unwinds. */
+extern volatile sig_atomic_t bench_stop;
+
+/* ---- workload ----------------------------------------------------------------------- */
+
+struct wl_project {
+    uint32_t id;         /* sparse external id */
+    uint32_t circuit_id; /* sparse */
+    uint8_t state;       /* index into wl_state_names */
+    uint8_t seats;
+};
+
+struct wl_batch {
+    uint64_t seq; /* 1, 2, 3... within its collector */
+    const uint64_t *ballots;
+    const uint32_t *projects;
+    uint32_t n;
+};
+
+/* What a collector sends, in order: each batch once, and some batches a second time
+ * (a retransmission: a seq already sent, which must not count again). */
+struct wl_op {
+    uint32_t batch; /* index into the collector's batches */
+    bool retransmit;
+};
+
+struct wl_collector {
+    char id[32];
+    uint64_t *ballots; /* this collector's votes, in sending order */
+    uint32_t *projects;
+    size_t n_votes;
+    struct wl_batch *batches;
+    size_t n_batches;
+    struct wl_op *ops;
+    size_t n_ops;
+};
+
+struct workload {
+    struct wl_project *projects;
+    size_t n_projects, n_circuits;
+    uint64_t *truth;    /* accepted votes per project, by index: the ground truth */
+    uint32_t *map_keys; /* external id -> index (open addressing) */
+    int32_t *map_vals;
+    size_t map_mask;
+    uint64_t n_votes, n_distinct, n_duplicate, n_retransmits, n_batches;
+    struct wl_collector *collectors;
+    size_t n_collectors;
+};
+
+extern const char *const wl_state_names[24];
+
+/* Builds everything in memory; deterministic in opts->seed. Returns 0 or -1. */
+int wl_generate(struct workload *w, const struct bench_opts *o);
+void wl_free(struct workload *w);
+/* Index of an external project id, or -1. */
+int32_t wl_project_index(const struct workload *w, uint32_t id);
+/* Writes the registry CSV tallyctl load-registry reads. Returns 0 or -1. */
+int wl_write_registry(const struct workload *w, const char *path);
+
+/* Compares counts reported by a system with the ground truth. Pairs (ids[i], votes[i]) may
+ * come in any order; projects not listed count as 0. Returns true when identical; else
+ * writes the first difference and the number of differing projects into why. */
+bool wl_check(const struct workload *w, const uint32_t *ids, const uint64_t *votes, size_t n,
+              char *why, size_t why_len);
+
+/* ---- clock and figures -------------------------------------------------------------- */
+
+double now_s(void);  /* CLOCK_MONOTONIC, seconds */
+double wall_s(void); /* CLOCK_REALTIME, seconds since the epoch */
+void sleep_ms(int ms);
+
+struct lat {
+    double *v; /* milliseconds */
+    size_t n, cap;
+};
+void lat_add(struct lat *l, double ms);
+void lat_merge(struct lat *into, const struct lat *from);
+/* Nearest-rank percentile (q in 0..1) of the samples; sorts them. 0 when empty. */
+double lat_pct(struct lat *l, double q);
+double lat_max(struct lat *l);
+void lat_free(struct lat *l);
+
+/* ---- output --------------------------------------------------------------------------- */
+
+void progress(const char *peer, const char *fmt, ...) BENCH_PRINTF(2, 3);
+
+/* A growable string for JSON members. */
+struct sbuf {
+    char *s;
+    size_t len, cap;
+};
+void sb_printf(struct sbuf *b, const char *fmt, ...) BENCH_PRINTF(2, 3);
+void sb_json_str(struct sbuf *b, const char *s);
+/* ", \"key\": {\"p50\": .., \"p99\": .., \"p999\": .., \"max\": .., \"n\": ..}" */
+void sb_lat(struct sbuf *b, const char *key, struct lat *l);
+void sb_free(struct sbuf *b);
+
+/* What one peer reports. */
+struct peer_result {
+    const char *name;
+    bool ran;     /* it ran to the end (exact or not) */
+    bool skipped; /* not asked for, or not available */
+    bool failed;  /* it could not run to the end */
+    bool exact;
+    double votes_per_s;
+    double wall_s;
+    double durable_p99_ms;   /* tallyd: durable ack p99 */
+    double bytes_per_ballot; /* tallyd: peak memory per distinct ballot */
+    double alt_votes_per_s;  /* limit: decode+apply */
+    char note[512];          /* skip reason, failure reason, or what a miscount was */
+    char table[256];         /* extra text for the summary table */
+    struct sbuf json;        /* extra members: ", \"k\": v" ... */
+};
+void peer_fail(struct peer_result *r, const char *fmt, ...) BENCH_PRINTF(2, 3);
+
+/* ---- child processes and files ----------------------------------------------------------- */
+
+/* Starts argv[0] (a path) with stdin /dev/null and stdout+stderr appended to log_path
+ * (NULL: /dev/null); the child gets SIGKILL if tally-bench dies. Returns the pid or -1. */
+pid_t proc_spawn(char *const argv[], const char *log_path);
+/* Waits up to timeout_ms for pid; returns its exit code, 128+signal, or -1 on timeout. */
+int proc_wait(pid_t pid, int timeout_ms);
+/* True while pid runs (reaps it if it exited; *code gets the exit code then). */
+bool proc_alive(pid_t pid, int *code);
+/* SIGTERM, wait up to timeout_ms, then SIGKILL. Returns the exit code or -1. */
+int proc_stop(pid_t pid, int sig, int timeout_ms);
+/* Runs argv to completion within timeout_ms, output appended to log_path. Returns the
+ * exit code, or -1 (spawn failure or timeout, then killed). */
+int proc_run(char *const argv[], const char *log_path, int timeout_ms);
+/* Prints the last lines of a file to stderr. */
+void file_tail(const char *path, int lines);
+int rm_rf(const char *path);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int free_port(void);
+/* Connects to 127.0.0.1:port (blocking, TCP_NODELAY); fd or -1. */
+int tcp_connect(int port);
+/* Peak and current resident set of pid from /proc/PID/status, in KiB; 0 or -1. */
+int proc_mem_kb(pid_t pid, uint64_t *hwm_kb, uint64_t *rss_kb);
+/* Directory holding this executable. */
+void self_dir(char *out, size_t len);
+/* Finds a program: explicit path, else one of the candidates that exists. NULL if none. */
+const char *find_prog(const char *explicit_path, const char *const *candidates, char *buf,
+                      size_t len);
+
+/* ---- PostgreSQL ------------------------------------------------------------------------ */
+
+struct pg_env {
+    char dir[1024];            /* scratch cluster dir ("" when --db was given) */
+    char admin_conninfo[1024]; /* the server's maintenance database */
+    const char *pg_sh;
+    char log[1100];
+};
+
+/* Starts a scratch cluster under workdir with tests/pg.sh (or takes --db). 0 or -1. */
+int pg_env_start(struct pg_env *e, const struct bench_opts *o, const char *workdir);
+void pg_env_stop(struct pg_env *e);
+/* Creates database name (dropping one of that name first) and writes its conninfo. 0/-1. */
+int pg_db_create(struct pg_env *e, const char *name, char *conninfo, size_t len);
+void pg_db_drop(struct pg_env *e, const char *name);
+
+/* ---- peers ------------------------------------------------------------------------------ */
+
+struct bench_ctx {
+    const struct bench_opts *o;
+    const struct workload *w;
+    struct pg_env *pg; /* NULL until started */
+    char workdir[1024];
+    /* Pre-encoded wire frames (header included), one per batch, by collector. */
+    uint8_t ***frames;
+    size_t **frame_len;
+};
+
+/* Encodes every batch as a tallyd wire frame (for tallyd and the decode+apply limit). */
+void frames_encode(struct bench_ctx *c);
+void frames_free(struct bench_ctx *c);
+
+void peer_limit_run(struct bench_ctx *c, struct peer_result *r);
+void peer_tallyd_run(struct bench_ctx *c, struct peer_result *r);
+void peer_postgres_run(struct bench_ctx *c, struct peer_result *r);
+/* default_config: redis-server as shipped (no AOF) instead of AOF everysec. */
+void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_config);
+/* The redis-server binary, or NULL with the reason in why. */
+const char *redis_find(const struct bench_opts *o, char *buf, size_t len);
+
+#endif

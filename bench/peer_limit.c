@@ -1,0 +1,270 @@
+/* The in-process limit: tallyd's own apply path (tally_apply_batch: validation, ballot
+ * dedup, counting, the checkpoint delta) on the same batches, in one thread, with no network
+ * and no database; and the same after wire_frame_decode of the pre-encoded frames. Also
+ * encodes those frames, which the tallyd peer sends. */
+#include "bench.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "tally/tally.h"
+#include "wire/wire.h"
+
+void frames_encode(struct bench_ctx *c)
+{
+    const struct workload *w = c->w;
+    c->frames = calloc(w->n_collectors, sizeof(*c->frames));
+    c->frame_len = calloc(w->n_collectors, sizeof(*c->frame_len));
+    if (!c->frames || !c->frame_len)
+        abort();
+    for (size_t k = 0; k < w->n_collectors; k++) {
+        const struct wl_collector *wc = &w->collectors[k];
+        c->frames[k] = calloc(wc->n_batches ? wc->n_batches : 1, sizeof(uint8_t *));
+        c->frame_len[k] = calloc(wc->n_batches ? wc->n_batches : 1, sizeof(size_t));
+        if (!c->frames[k] || !c->frame_len[k])
+            abort();
+        for (size_t b = 0; b < wc->n_batches; b++) {
+            const struct wl_batch *wb = &wc->batches[b];
+            Tally__Batch msg = TALLY__BATCH__INIT;
+            msg.seq = wb->seq;
+            msg.n_ballots = wb->n;
+            msg.ballots = (uint64_t *)wb->ballots;
+            msg.n_projects = wb->n;
+            msg.projects = (uint32_t *)wb->projects;
+            Tally__Frame f = TALLY__FRAME__INIT;
+            f.msg_case = TALLY__FRAME__MSG_BATCH;
+            f.batch = &msg;
+            size_t n = wire_frame_size(&f);
+            c->frames[k][b] = malloc(n);
+            if (!c->frames[k][b])
+                abort();
+            c->frame_len[k][b] = wire_frame_encode(&f, c->frames[k][b]);
+        }
+    }
+}
+
+void frames_free(struct bench_ctx *c)
+{
+    if (!c->frames)
+        return;
+    for (size_t k = 0; k < c->w->n_collectors; k++) {
+        for (size_t b = 0; b < c->w->collectors[k].n_batches; b++)
+            free(c->frames[k][b]);
+        free(c->frames[k]);
+        free(c->frame_len[k]);
+    }
+    free(c->frames);
+    free(c->frame_len);
+    c->frames = NULL;
+    c->frame_len = NULL;
+}
+
+/* The order batches arrive in when K collectors send at once: one op of each in turn. */
+struct arrival {
+    uint32_t collector;
+    uint32_t op;
+};
+
+static struct arrival *arrivals_make(const struct workload *w, size_t *n_out)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < w->n_collectors; k++)
+        n += w->collectors[k].n_ops;
+    struct arrival *a = calloc(n ? n : 1, sizeof(*a));
+    if (!a)
+        abort();
+    size_t i = 0;
+    for (size_t round = 0; i < n; round++)
+        for (size_t k = 0; k < w->n_collectors; k++)
+            if (round < w->collectors[k].n_ops)
+                a[i++] = (struct arrival){(uint32_t)k, (uint32_t)round};
+    *n_out = n;
+    return a;
+}
+
+static struct tally *tally_make(const struct bench_ctx *c)
+{
+    const struct workload *w = c->w;
+    struct tally_project *p = calloc(w->n_projects, sizeof(*p));
+    if (!p)
+        abort();
+    for (size_t i = 0; i < w->n_projects; i++) {
+        p[i].id = w->projects[i].id;
+        p[i].circuit_id = w->projects[i].circuit_id;
+    }
+    size_t expected = c->o->expected_ballots < 0    ? (size_t)w->n_distinct
+                      : c->o->expected_ballots == 0 ? 1000000
+                                                    : (size_t)c->o->expected_ballots;
+    struct tally *t = tally_new(p, w->n_projects, expected);
+    free(p);
+    if (!t)
+        return NULL;
+    for (size_t k = 0; k < w->n_collectors; k++)
+        tally_collector_add(t, w->collectors[k].id, 0, NULL);
+    return t;
+}
+
+/* Checkpoint cadence in the limit: seal and commit (no I/O) every this many batches, so the
+ * pending delta stays as small as tallyd's. */
+#define LIMIT_SEAL_EVERY 64
+
+/* One pass over all arrivals; decode: go through wire_frame_decode first. Returns the
+ * seconds taken, or a negative value on a protocol surprise (message in r). */
+static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arrival *a, size_t n,
+                         bool decode, struct peer_result *r)
+{
+    const struct workload *w = c->w;
+    struct arena arena;
+    arena_init(&arena, 256 * 1024);
+    uint64_t seal_id = 0;
+    size_t since_seal = 0;
+    double t0 = now_s(), last = t0;
+    uint64_t votes_done = 0;
+    for (size_t i = 0; i < n && !bench_stop; i++) {
+        const struct wl_collector *wc = &w->collectors[a[i].collector];
+        const struct wl_op *op = &wc->ops[a[i].op];
+        const struct wl_batch *b = &wc->batches[op->batch];
+        const uint64_t *ballots = b->ballots;
+        const uint32_t *projects = b->projects;
+        size_t nv = b->n;
+        uint64_t seq = b->seq;
+        if (decode) {
+            const uint8_t *fr = c->frames[a[i].collector][op->batch];
+            size_t len = 0;
+            Tally__Frame *f = NULL;
+            if (wire_frame_peek(fr, c->frame_len[a[i].collector][op->batch], 1u << 30, &len) !=
+                    WIRE_OK ||
+                wire_frame_decode(fr + 4, len, &arena, &f) != WIRE_OK ||
+                f->msg_case != TALLY__FRAME__MSG_BATCH) {
+                peer_fail(r, "a pre-encoded frame does not decode");
+                arena_cleanup(&arena);
+                return -1;
+            }
+            ballots = f->batch->ballots;
+            projects = f->batch->projects;
+            nv = f->batch->n_ballots;
+            seq = f->batch->seq;
+        }
+        struct tally_batch_result res;
+        uint64_t expected = 0;
+        enum tally_apply_status st =
+            tally_apply_batch(t, a[i].collector, seq, ballots, projects, nv, &res, &expected);
+        if (decode)
+            arena_reset(&arena);
+        if (st == TALLY_GAP || (st == TALLY_RETRANSMIT) != op->retransmit) {
+            peer_fail(r, "collector %s batch %llu: unexpected apply status %d", wc->id,
+                      (unsigned long long)seq, (int)st);
+            arena_cleanup(&arena);
+            return -1;
+        }
+        if (st == TALLY_APPLIED) {
+            votes_done += nv;
+            if (++since_seal == LIMIT_SEAL_EVERY) {
+                if (tally_checkpoint_seal(t, ++seal_id))
+                    tally_checkpoint_commit(t);
+                since_seal = 0;
+            }
+        }
+        if ((i & 63) == 0) {
+            double now = now_s();
+            if (now - last >= 1.0) {
+                progress(r->name, "%s: %llu votes applied (%.0f votes/s)",
+                         decode ? "decode+apply" : "apply", (unsigned long long)votes_done,
+                         (double)votes_done / (now - t0));
+                last = now;
+            }
+        }
+    }
+    if (tally_checkpoint_seal(t, ++seal_id))
+        tally_checkpoint_commit(t);
+    double secs = now_s() - t0;
+    arena_cleanup(&arena);
+    return bench_stop ? -1 : secs;
+}
+
+static bool limit_check(struct bench_ctx *c, struct tally *t, struct peer_result *r,
+                        const char *what)
+{
+    const struct workload *w = c->w;
+    size_t n = tally_project_count(t);
+    uint32_t *ids = calloc(n ? n : 1, sizeof(uint32_t));
+    uint64_t *votes = calloc(n ? n : 1, sizeof(uint64_t));
+    if (!ids || !votes)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = tally_project_at(t, i)->id;
+        votes[i] = tally_votes_at(t, i);
+    }
+    char why[300];
+    bool ok = wl_check(w, ids, votes, n, why, sizeof(why));
+    free(ids);
+    free(votes);
+    const struct tally_totals *tot = tally_applied_totals(t);
+    if (ok && (tot->votes != w->n_votes || tot->accepted != w->n_distinct ||
+               tot->duplicate != w->n_duplicate || tot->rejected != 0)) {
+        snprintf(why, sizeof(why), "totals: votes %llu accepted %llu duplicate %llu rejected %llu",
+                 (unsigned long long)tot->votes, (unsigned long long)tot->accepted,
+                 (unsigned long long)tot->duplicate, (unsigned long long)tot->rejected);
+        ok = false;
+    }
+    if (!ok) {
+        snprintf(r->note, sizeof(r->note), "%s miscounts: %s", what, why);
+        progress(r->name, "NOT EXACT: %s", r->note);
+    }
+    return ok;
+}
+
+void peer_limit_run(struct bench_ctx *c, struct peer_result *r)
+{
+    const struct workload *w = c->w;
+    size_t n = 0;
+    struct arrival *a = arrivals_make(w, &n);
+    progress(r->name, "apply: %llu votes in %zu batch sends, one thread, no I/O",
+             (unsigned long long)w->n_votes, n);
+
+    struct tally *t = tally_make(c);
+    if (!t) {
+        peer_fail(r, "tally_new refused the registry");
+        free(a);
+        return;
+    }
+    double secs = limit_pass(c, t, a, n, false, r);
+    if (secs < 0) {
+        tally_free(t);
+        free(a);
+        if (!r->failed)
+            peer_fail(r, "interrupted");
+        return;
+    }
+    bool exact = limit_check(c, t, r, "apply");
+    size_t set_bytes = tally_ballot_bytes(t);
+    tally_free(t);
+
+    t = tally_make(c);
+    double dsecs = limit_pass(c, t, a, n, true, r);
+    bool dexact = dsecs >= 0 && limit_check(c, t, r, "decode+apply");
+    tally_free(t);
+    free(a);
+    if (dsecs < 0) {
+        if (!r->failed)
+            peer_fail(r, "interrupted");
+        return;
+    }
+
+    r->ran = true;
+    r->exact = exact && dexact;
+    r->wall_s = secs;
+    r->votes_per_s = (double)w->n_votes / secs;
+    double dvps = (double)w->n_votes / dsecs;
+    r->alt_votes_per_s = dvps;
+    sb_printf(&r->json,
+              ", \"what\": \"tally_apply_batch on the same batches, one thread, no network, no "
+              "database\", \"decode_apply_votes_per_s\": %.0f, \"decode_apply_wall_s\": %.3f, "
+              "\"ballot_set_bytes\": %zu, \"ballot_set_bytes_per_ballot\": %.2f",
+              dvps, dsecs, set_bytes,
+              (double)set_bytes / (double)(w->n_distinct ? w->n_distinct : 1));
+    snprintf(r->table, sizeof(r->table), "decode+apply %.2f M votes/s", dvps / 1e6);
+    progress(r->name, "apply %.0f votes/s, decode+apply %.0f votes/s, %s", r->votes_per_s, dvps,
+             r->exact ? "exact" : "NOT EXACT");
+}

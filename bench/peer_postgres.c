@@ -1,0 +1,390 @@
+/* The PostgreSQL-direct peer: the naive design on the same server. Each batch, in one
+ * transaction: COPY (binary) into a temporary staging table, then INSERT ... SELECT ...
+ * ON CONFLICT DO NOTHING into a table keyed by ballot (project id alongside); COMMIT makes
+ * it durable. The counts are one GROUP BY at the end, inside the timed run. Owns its own
+ * database for the run. */
+#include "bench.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_DB_NAME "tallybench_pgdirect"
+#define PG_MAX_RETRIES 20
+
+struct pg_run;
+
+struct pg_worker {
+    struct pg_run *run;
+    size_t index;
+    pthread_t thread;
+    bool started;
+    bool ok;
+    char err[300];
+    struct lat commit;
+    uint64_t accepted, retries;
+    _Atomic uint64_t votes_done;
+    _Atomic int finished;
+};
+
+struct pg_run {
+    struct bench_ctx *c;
+    const char *conninfo;
+    size_t n_workers;
+    struct pg_worker *workers;
+    /* Binary COPY payload of each batch, by collector. */
+    uint8_t ***copy;
+    size_t **copy_len;
+    double deadline;
+    _Atomic int ready, go;
+};
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* COPY ... (FORMAT binary): signature, flags, header extension, then per row a field count
+ * and length-prefixed int8 values, then -1. */
+static uint8_t *copy_encode(const struct wl_batch *b, size_t *len)
+{
+    static const uint8_t sig[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
+    size_t n = 19 + (size_t)b->n * 26 + 2;
+    uint8_t *p = malloc(n), *q = p;
+    if (!p)
+        abort();
+    memcpy(q, sig, 11);
+    put_be32(q + 11, 0);
+    put_be32(q + 15, 0);
+    q += 19;
+    for (uint32_t i = 0; i < b->n; i++) {
+        put_be16(q, 2);
+        put_be32(q + 2, 8);
+        put_be64(q + 6, b->ballots[i]); /* the token's bits as a signed bigint */
+        put_be32(q + 14, 8);
+        put_be64(q + 18, b->projects[i]);
+        q += 26;
+    }
+    put_be16(q, 0xffff);
+    *len = n;
+    return p;
+}
+
+static bool sqlstate_is_retryable(const PGresult *res)
+{
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return st && (strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0);
+}
+
+/* One batch in one transaction. Returns 1 done, 0 retry (deadlock), -1 failure. */
+static int pg_batch(struct pg_worker *wk, PGconn *db, const uint8_t *data, size_t len,
+                    uint64_t *inserted)
+{
+    int rc = -1;
+    PGresult *res = PQexec(db, "BEGIN");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        goto fail;
+    PQclear(res);
+    res = PQexec(db, "COPY staging FROM STDIN (FORMAT binary)");
+    if (PQresultStatus(res) != PGRES_COPY_IN)
+        goto fail;
+    PQclear(res);
+    if (PQputCopyData(db, (const char *)data, (int)len) != 1 || PQputCopyEnd(db, NULL) != 1) {
+        snprintf(wk->err, sizeof(wk->err), "COPY: %s", PQerrorMessage(db));
+        PQclear(PQexec(db, "ROLLBACK"));
+        return -1;
+    }
+    bool copy_ok = true;
+    while ((res = PQgetResult(db)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            copy_ok = false;
+        PQclear(res);
+    }
+    if (!copy_ok) {
+        snprintf(wk->err, sizeof(wk->err), "COPY: %s", PQerrorMessage(db));
+        PQclear(PQexec(db, "ROLLBACK"));
+        return -1;
+    }
+    /* Sorted by ballot so concurrent transactions take row locks in one order (fewer
+     * deadlocks between collectors that share repeated voters). */
+    res = PQexec(db, "INSERT INTO votes (ballot, project_id)"
+                     " SELECT ballot, project_id FROM staging ORDER BY ballot"
+                     " ON CONFLICT (ballot) DO NOTHING");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        goto fail;
+    *inserted = strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    res = PQexec(db, "COMMIT");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        goto fail;
+    PQclear(res);
+    return 1;
+fail:
+    rc = sqlstate_is_retryable(res) ? 0 : -1;
+    if (rc < 0)
+        snprintf(wk->err, sizeof(wk->err), "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    PQclear(PQexec(db, "ROLLBACK"));
+    return rc;
+}
+
+static void *pg_worker_main(void *arg)
+{
+    struct pg_worker *wk = arg;
+    struct pg_run *run = wk->run;
+    const struct workload *w = run->c->w;
+    bool counted = false;
+    PGconn *db = PQconnectdb(run->conninfo);
+    if (PQstatus(db) != CONNECTION_OK) {
+        snprintf(wk->err, sizeof(wk->err), "connect: %s", PQerrorMessage(db));
+        goto out;
+    }
+    PGresult *res = PQexec(db, "CREATE TEMP TABLE staging (ballot bigint, project_id bigint)"
+                               " ON COMMIT DELETE ROWS");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(wk->err, sizeof(wk->err), "staging table: %s", PQerrorMessage(db));
+        PQclear(res);
+        goto out;
+    }
+    PQclear(res);
+    atomic_fetch_add(&run->ready, 1);
+    counted = true;
+    while (!atomic_load(&run->go) && !bench_stop)
+        sleep_ms(1);
+
+    /* This worker's collectors, one op of each in turn. */
+    wk->ok = true;
+    for (size_t round = 0; wk->ok; round++) {
+        bool any = false;
+        for (size_t k = wk->index; k < w->n_collectors && wk->ok; k += run->n_workers) {
+            const struct wl_collector *wc = &w->collectors[k];
+            if (round >= wc->n_ops)
+                continue;
+            any = true;
+            if (bench_stop || now_s() > run->deadline) {
+                snprintf(wk->err, sizeof(wk->err), "%s", bench_stop ? "stopped" : "timed out");
+                wk->ok = false;
+                break;
+            }
+            const struct wl_op *op = &wc->ops[round];
+            uint64_t inserted = 0;
+            double t0 = now_s();
+            int rc = 0;
+            for (int attempt = 0; rc == 0 && attempt < PG_MAX_RETRIES; attempt++) {
+                rc = pg_batch(wk, db, run->copy[k][op->batch], run->copy_len[k][op->batch],
+                              &inserted);
+                if (rc == 0)
+                    wk->retries++;
+            }
+            if (rc != 1) {
+                if (rc == 0)
+                    snprintf(wk->err, sizeof(wk->err), "still deadlocking after %d attempts",
+                             PG_MAX_RETRIES);
+                wk->ok = false;
+                break;
+            }
+            lat_add(&wk->commit, (now_s() - t0) * 1e3);
+            wk->accepted += inserted;
+            if (!op->retransmit)
+                atomic_fetch_add(&wk->votes_done, wc->batches[op->batch].n);
+        }
+        if (!any)
+            break;
+    }
+out:
+    if (!counted)
+        atomic_fetch_add(&run->ready, 1);
+    PQfinish(db);
+    atomic_store(&wk->finished, 1);
+    return NULL;
+}
+
+static int db_exec(PGconn *db, const char *sql, struct peer_result *r)
+{
+    PGresult *res = PQexec(db, sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        peer_fail(r, "%s: %s", sql, PQerrorMessage(db));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+void peer_postgres_run(struct bench_ctx *c, struct peer_result *r)
+{
+    const struct bench_opts *o = c->o;
+    const struct workload *w = c->w;
+    char conninfo[2048];
+    struct pg_run run = {0};
+    PGconn *db = NULL;
+    struct lat commit = {0};
+    if (pg_db_create(c->pg, PG_DB_NAME, conninfo, sizeof(conninfo)) != 0) {
+        peer_fail(r, "cannot create database " PG_DB_NAME);
+        return;
+    }
+    db = PQconnectdb(conninfo);
+    if (PQstatus(db) != CONNECTION_OK) {
+        peer_fail(r, "connect: %s", PQerrorMessage(db));
+        goto done;
+    }
+    if (db_exec(db, "CREATE TABLE votes (ballot bigint PRIMARY KEY, project_id bigint NOT NULL)",
+                r) != 0)
+        goto done;
+
+    run.c = c;
+    run.conninfo = conninfo;
+    run.n_workers = o->pg_conns ? o->pg_conns : w->n_collectors;
+    if (run.n_workers > w->n_collectors)
+        run.n_workers = w->n_collectors;
+    run.copy = calloc(w->n_collectors, sizeof(*run.copy));
+    run.copy_len = calloc(w->n_collectors, sizeof(*run.copy_len));
+    run.workers = calloc(run.n_workers, sizeof(*run.workers));
+    if (!run.copy || !run.copy_len || !run.workers)
+        abort();
+    for (size_t k = 0; k < w->n_collectors; k++) {
+        const struct wl_collector *wc = &w->collectors[k];
+        run.copy[k] = calloc(wc->n_batches + 1, sizeof(uint8_t *));
+        run.copy_len[k] = calloc(wc->n_batches + 1, sizeof(size_t));
+        if (!run.copy[k] || !run.copy_len[k])
+            abort();
+        for (size_t b = 0; b < wc->n_batches; b++)
+            run.copy[k][b] = copy_encode(&wc->batches[b], &run.copy_len[k][b]);
+    }
+    progress(r->name,
+             "database %s: %zu connections, COPY + INSERT ON CONFLICT DO NOTHING per batch, "
+             "GROUP BY at the end",
+             PG_DB_NAME, run.n_workers);
+    run.deadline = now_s() + o->timeout_s;
+    for (size_t i = 0; i < run.n_workers; i++) {
+        struct pg_worker *wk = &run.workers[i];
+        wk->run = &run;
+        wk->index = i;
+        if (pthread_create(&wk->thread, NULL, pg_worker_main, wk) == 0) {
+            wk->started = true;
+        } else {
+            atomic_fetch_add(&run.ready, 1);
+            atomic_store(&wk->finished, 1);
+            snprintf(wk->err, sizeof(wk->err), "pthread_create failed");
+        }
+    }
+    while (atomic_load(&run.ready) < (int)run.n_workers && !bench_stop)
+        sleep_ms(1);
+    double t0 = now_s(), last = t0;
+    atomic_store(&run.go, 1);
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < run.n_workers; i++)
+            if (!atomic_load(&run.workers[i].finished))
+                all = false;
+        if (all)
+            break;
+        sleep_ms(20);
+        double now = now_s();
+        if (now - last >= 1.0) {
+            uint64_t d = 0;
+            for (size_t i = 0; i < run.n_workers; i++)
+                d += atomic_load(&run.workers[i].votes_done);
+            progress(r->name, "%5.1f s: %llu votes committed (%.0f votes/s)", now - t0,
+                     (unsigned long long)d, (double)d / (now - t0));
+            last = now;
+        }
+    }
+    uint64_t accepted = 0, retries = 0;
+    for (size_t i = 0; i < run.n_workers; i++) {
+        struct pg_worker *wk = &run.workers[i];
+        if (wk->started)
+            pthread_join(wk->thread, NULL);
+        if (!wk->ok && !r->failed)
+            peer_fail(r, "connection %zu: %s", i, wk->err);
+        lat_merge(&commit, &wk->commit);
+        accepted += wk->accepted;
+        retries += wk->retries;
+    }
+    double t_ingest = now_s();
+    if (r->failed)
+        goto done;
+
+    PGresult *res = PQexec(db, "SELECT project_id, count(*) FROM votes GROUP BY project_id");
+    double t_end = now_s();
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        peer_fail(r, "GROUP BY: %s", PQerrorMessage(db));
+        PQclear(res);
+        goto done;
+    }
+    size_t n = (size_t)PQntuples(res);
+    uint32_t *ids = calloc(n + 1, sizeof(uint32_t));
+    uint64_t *votes = calloc(n + 1, sizeof(uint64_t));
+    if (!ids || !votes)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = (uint32_t)strtoul(PQgetvalue(res, (int)i, 0), NULL, 10);
+        votes[i] = strtoull(PQgetvalue(res, (int)i, 1), NULL, 10);
+    }
+    PQclear(res);
+    char why[300];
+    r->ran = true;
+    r->exact = wl_check(w, ids, votes, n, why, sizeof(why));
+    free(ids);
+    free(votes);
+    if (r->exact && accepted != w->n_distinct) {
+        snprintf(why, sizeof(why), "inserted %llu ballots, expected %llu",
+                 (unsigned long long)accepted, (unsigned long long)w->n_distinct);
+        r->exact = false;
+    }
+    if (!r->exact) {
+        snprintf(r->note, sizeof(r->note), "%s", why);
+        progress(r->name, "NOT EXACT: %s", why);
+    }
+    r->wall_s = t_end - t0;
+    r->votes_per_s = (double)w->n_votes / r->wall_s;
+    double ingest_vps = (double)w->n_votes / (t_ingest - t0);
+    sb_printf(&r->json,
+              ", \"what\": \"per batch: COPY binary into a temp staging table, INSERT ... ON "
+              "CONFLICT DO NOTHING into votes(ballot PRIMARY KEY, project_id), COMMIT; then "
+              "SELECT project_id, count(*) ... GROUP BY (inside the timed run)\", "
+              "\"connections\": %zu, \"ingest_votes_per_s\": %.0f, \"group_by_ms\": %.1f, "
+              "\"deadlock_retries\": %llu",
+              run.n_workers, ingest_vps, (t_end - t_ingest) * 1e3, (unsigned long long)retries);
+    sb_lat(&r->json, "commit_ms", &commit);
+    snprintf(r->table, sizeof(r->table),
+             "%zu connections; ingest %.0f votes/s + GROUP BY %.0f ms; commit p50/p99 %.0f/%.0f ms",
+             run.n_workers, ingest_vps, (t_end - t_ingest) * 1e3, lat_pct(&commit, 0.5),
+             lat_pct(&commit, 0.99));
+    progress(r->name, "%.0f votes/s (ingest %.0f votes/s, GROUP BY %.0f ms), %s", r->votes_per_s,
+             ingest_vps, (t_end - t_ingest) * 1e3, r->exact ? "exact" : "NOT EXACT");
+
+done:
+    lat_free(&commit);
+    if (run.workers) {
+        for (size_t i = 0; i < run.n_workers; i++)
+            lat_free(&run.workers[i].commit);
+        free(run.workers);
+    }
+    if (run.copy) {
+        for (size_t k = 0; k < w->n_collectors; k++) {
+            for (size_t b = 0; run.copy[k] && b < w->collectors[k].n_batches; b++)
+                free(run.copy[k][b]);
+            free(run.copy[k]);
+            free(run.copy_len[k]);
+        }
+        free(run.copy);
+        free(run.copy_len);
+    }
+    PQfinish(db);
+    if (!o->keep)
+        pg_db_drop(c->pg, PG_DB_NAME);
+}
