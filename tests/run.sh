@@ -55,7 +55,31 @@ trap 'exit 130' INT TERM
 PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
     libpq-dev postgresql libcmocka-dev libsodium-dev)
 
-bash "$ROOT/deploy/install-deps.sh" "${PACKAGES[@]}"
+# The browser test (tests/browser): Debian's Chromium, and Node.js with npm when there is no
+# node yet (this machine kind ships Node 20; Debian 12's own nodejs is 18, older than
+# playwright-core wants), then playwright-core from npm, pinned by package-lock.json.
+BROWSER_PACKAGES=()
+[ -x /usr/bin/chromium ] || BROWSER_PACKAGES+=(chromium)
+command -v node >/dev/null || BROWSER_PACKAGES+=(nodejs)
+command -v npm >/dev/null || BROWSER_PACKAGES+=(npm)
+
+bash "$ROOT/deploy/install-deps.sh" "${PACKAGES[@]}" "${BROWSER_PACKAGES[@]}"
+
+# npm ci only when node_modules does not hold the locked version: a rerun works offline.
+# If it fails (no registry), the browser test is not registered and the rest still runs.
+browser_note=
+browser_dir=$ROOT/tests/browser
+if [ -f "$browser_dir/package-lock.json" ]; then
+    want=$(node -p "require('$browser_dir/package-lock.json').packages['node_modules/playwright-core'].version")
+    have=$(node -p "require('$browser_dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+    if [ "$want" != "$have" ]; then
+        log "npm ci in tests/browser (playwright-core $want)"
+        if ! (cd "$browser_dir" && npm ci --no-audit --no-fund); then
+            browser_note="browser test NOT run: 'npm ci' in tests/browser failed (is the npm registry reachable?)"
+            echo "run.sh: $browser_note" >&2
+        fi
+    fi
+fi
 
 # ---- build and test ------------------------------------------------------------------------
 declare -a summary=()
@@ -86,6 +110,9 @@ log "summary"
 for line in "${summary[@]}"; do
     echo "  $line"
 done
+if [ -n "$browser_note" ]; then
+    echo "  $browser_note"
+fi
 if [ $status -ne 0 ]; then
     echo "run.sh: FAILED" >&2
     exit 1
