@@ -461,7 +461,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
             in->acked[i] = d->marks[i].collector;
         in->changed = grow(in->changed, &in->cap_changed, d->n_touched, sizeof(*in->changed));
         size_t n_changed = d->n_touched;
-        memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
+        if (n_changed) /* a checkpoint of only duplicates and rejections touches nothing */
+            memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
         uint64_t cp_id = d->checkpoint_id;
         /* Watermarks move (and the delta is emptied) before the acks are built, so
          * they carry the new values. */

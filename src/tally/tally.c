@@ -69,7 +69,8 @@ struct tally *tally_new(const struct tally_project *projects, size_t n, size_t e
     struct tally *t = xcalloc(1, sizeof(*t));
     t->n_projects = n;
     t->projects = xcalloc(n, sizeof(*projects));
-    memcpy(t->projects, projects, n * sizeof(*projects));
+    if (n)
+        memcpy(t->projects, projects, n * sizeof(*projects));
     t->counts = xcalloc(n, sizeof(uint64_t));
     t->durable = xcalloc(n, sizeof(uint64_t));
 
