@@ -14,13 +14,19 @@ static uint64_t *slots_new(size_t capacity)
     return p;
 }
 
+/* Most tokens a table of cap slots holds before it grows. */
+static size_t max_load(size_t cap)
+{
+    return cap / 4 * 3;
+}
+
 void tally_set_init(struct tally_set *s, size_t expected)
 {
-    size_t cap = 1024;
-    while (cap / 4 * 3 < expected)
-        cap *= 2;
+    size_t cap = expected / 3 * 4 + 4;
+    if (cap < 1024)
+        cap = 1024;
     s->slots = slots_new(cap);
-    s->mask = cap - 1;
+    s->cap = cap;
     s->count = 0;
     s->has_zero = false;
 }
@@ -29,27 +35,29 @@ void tally_set_cleanup(struct tally_set *s)
 {
     free(s->slots);
     s->slots = NULL;
-    s->mask = 0;
+    s->cap = 0;
     s->count = 0;
 }
 
-static void place(uint64_t *slots, size_t mask, const struct tally_set *shape, uint64_t token)
+static inline size_t next_slot(const struct tally_set *s, size_t i)
 {
-    size_t i = tally_set_home(shape, token);
-    while (slots[i])
-        i = (i + 1) & mask;
-    slots[i] = token;
+    return ++i == s->cap ? 0 : i;
 }
 
 static void grow(struct tally_set *s)
 {
-    size_t old_cap = s->mask + 1;
+    size_t old_cap = s->cap;
     uint64_t *old = s->slots;
     s->slots = slots_new(old_cap * 2);
-    s->mask = old_cap * 2 - 1;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i])
-            place(s->slots, s->mask, s, old[i]);
+    s->cap = old_cap * 2;
+    for (size_t k = 0; k < old_cap; k++) {
+        if (!old[k])
+            continue;
+        size_t i = tally_set_home(s, old[k]);
+        while (s->slots[i])
+            i = next_slot(s, i);
+        s->slots[i] = old[k];
+    }
     free(old);
 }
 
@@ -68,11 +76,11 @@ bool tally_set_insert(struct tally_set *s, uint64_t token)
             return false;
         if (v == 0)
             break;
-        i = (i + 1) & s->mask;
+        i = next_slot(s, i);
     }
     s->slots[i] = token;
     s->count++;
-    if (s->count > (s->mask + 1) / 4 * 3)
+    if (s->count > max_load(s->cap))
         grow(s);
     return true;
 }
@@ -88,11 +96,11 @@ bool tally_set_contains(const struct tally_set *s, uint64_t token)
             return true;
         if (v == 0)
             return false;
-        i = (i + 1) & s->mask;
+        i = next_slot(s, i);
     }
 }
 
 size_t tally_set_bytes(const struct tally_set *s)
 {
-    return (s->mask + 1) * sizeof(uint64_t);
+    return s->cap * sizeof(uint64_t);
 }
