@@ -13,33 +13,23 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static PGresult *catalog_query(struct store *s, const char *sql, const char *what)
-{
-    PGresult *res = PQexec(s->conn, sql);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
-        return res;
-    store_classify(s, res, what);
-    PQclear(res);
-    return NULL;
-}
-
 int store_catalog_read(struct store *s, struct store_catalog *out)
 {
     memset(out, 0, sizeof(*out));
     PGresult *res = NULL;
     uint64_t v;
 
-    res = catalog_query(s, "SELECT name FROM consultation ORDER BY created_at, id LIMIT 1",
-                        "reading consultation");
+    res = store_query_rows(s, "SELECT name FROM consultation ORDER BY created_at, id LIMIT 1",
+                           "reading consultation");
     if (!res)
         goto fail;
     out->consultation_name = xstrdup(PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
 
-    res = catalog_query(s,
-                        "SELECT circuit_id, seats, name, coalesce(state, '') FROM circuits"
-                        " ORDER BY circuit_id",
-                        "reading circuits");
+    res = store_query_rows(s,
+                           "SELECT circuit_id, seats, name, coalesce(state, '') FROM circuits"
+                           " ORDER BY circuit_id",
+                           "reading circuits");
     if (!res)
         goto fail;
     out->n_circuits = (size_t)PQntuples(res);
@@ -59,10 +49,10 @@ int store_catalog_read(struct store *s, struct store_catalog *out)
     }
     PQclear(res);
 
-    res = catalog_query(s,
-                        "SELECT p.id, c.circuit_id, p.name FROM projects p"
-                        " JOIN circuits c ON c.area_id = p.circuit_area_id ORDER BY p.id",
-                        "reading projects");
+    res = store_query_rows(s,
+                           "SELECT p.id, c.circuit_id, p.name FROM projects p"
+                           " JOIN circuits c ON c.area_id = p.circuit_area_id ORDER BY p.id",
+                           "reading projects");
     if (!res)
         goto fail;
     out->n_projects = (size_t)PQntuples(res);

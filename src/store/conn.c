@@ -193,3 +193,13 @@ int store_parse_u64(const char *text, uint64_t max, uint64_t *out)
     *out = v;
     return 0;
 }
+
+PGresult *store_query_rows(struct store *s, const char *sql, const char *what)
+{
+    PGresult *res = PQexec(s->conn, sql);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        return res;
+    store_classify(s, res, what);
+    PQclear(res);
+    return NULL;
+}

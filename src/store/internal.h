@@ -47,6 +47,10 @@ enum store_result store_exec_cmd(struct store *s, const char *sql);
  * because the caller is already failing. */
 void store_rollback(struct store *s);
 
+/* Runs a parameterless query expected to return rows; NULL on failure, with the error
+ * recorded (what names the step in the message). */
+PGresult *store_query_rows(struct store *s, const char *sql, const char *what);
+
 /* Parses an unsigned decimal column value; returns 0 or -1. */
 int store_parse_u64(const char *text, uint64_t max, uint64_t *out);
 

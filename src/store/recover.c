@@ -8,21 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Runs a parameterless query expected to return rows; NULL on failure (error recorded). */
-static PGresult *rec_query(struct store *s, const char *sql, const char *what)
-{
-    PGresult *res = PQexec(s->conn, sql);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
-        return res;
-    store_classify(s, res, what);
-    PQclear(res);
-    return NULL;
-}
-
 static int rec_consultation(struct store *s, struct store_recovery *out)
 {
-    PGresult *res = rec_query(s, "SELECT id FROM consultation ORDER BY created_at, id LIMIT 1",
-                              "reading consultation");
+    PGresult *res = store_query_rows(
+        s, "SELECT id FROM consultation ORDER BY created_at, id LIMIT 1", "reading consultation");
     if (!res)
         return -1;
     int rc = -1;
@@ -39,11 +28,11 @@ done:
 
 static int rec_projects(struct store *s, struct store_recovery *out)
 {
-    PGresult *res = rec_query(s,
-                              "SELECT p.id, a.code, coalesce(t.votes, 0)"
-                              " FROM projects p JOIN areas a ON a.id = p.circuit_area_id"
-                              " LEFT JOIN tallies t ON t.project_id = p.id ORDER BY p.id",
-                              "reading projects");
+    PGresult *res = store_query_rows(s,
+                                     "SELECT p.id, a.code, coalesce(t.votes, 0)"
+                                     " FROM projects p JOIN areas a ON a.id = p.circuit_area_id"
+                                     " LEFT JOIN tallies t ON t.project_id = p.id ORDER BY p.id",
+                                     "reading projects");
     if (!res)
         return -1;
     int rc = -1;
@@ -74,10 +63,10 @@ done:
  * duplicate, rejected). Never NULL on success, even when empty. */
 static int rec_collectors(struct store *s, struct store_collector **out, size_t *n_out)
 {
-    PGresult *res = rec_query(s,
-                              "SELECT id, durable_seq, batches, votes, accepted, duplicate,"
-                              " rejected FROM collectors ORDER BY id",
-                              "reading collectors");
+    PGresult *res = store_query_rows(s,
+                                     "SELECT id, durable_seq, batches, votes, accepted, duplicate,"
+                                     " rejected FROM collectors ORDER BY id",
+                                     "reading collectors");
     if (!res)
         return -1;
     int rc = -1;
@@ -107,8 +96,8 @@ done:
 
 static int rec_last_checkpoint(struct store *s, struct store_recovery *out)
 {
-    PGresult *res =
-        rec_query(s, "SELECT coalesce(max(id), 0) FROM checkpoints", "reading last checkpoint");
+    PGresult *res = store_query_rows(s, "SELECT coalesce(max(id), 0) FROM checkpoints",
+                                     "reading last checkpoint");
     if (!res)
         return -1;
     int rc = store_parse_u64(PQgetvalue(res, 0, 0), INT64_MAX, &out->last_checkpoint_id);

@@ -2,30 +2,10 @@
  * a delta; the rules of what goes in it are tally.c's. */
 #include "tally/delta.h"
 
-#include <stdio.h>
+#include "core/xalloc.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-static void *xrealloc(void *p, size_t n, size_t size)
-{
-    size_t bytes = n * size;
-    void *q = realloc(p, bytes ? bytes : 1);
-    if (!q) {
-        fprintf(stderr, "tally_delta: out of memory\n");
-        abort();
-    }
-    return q;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *q = calloc(n ? n : 1, size);
-    if (!q) {
-        fprintf(stderr, "tally_delta: out of memory\n");
-        abort();
-    }
-    return q;
-}
 
 static size_t grow_to(size_t cap, size_t need)
 {
@@ -76,16 +56,16 @@ void tally_delta_reserve(struct tally_delta *d, size_t n)
 {
     if (d->n_batches + 1 > d->cap_batches) {
         d->cap_batches = grow_to(d->cap_batches, d->n_batches + 1);
-        d->batches = xrealloc(d->batches, d->cap_batches, sizeof(*d->batches));
+        d->batches = xreallocarray(d->batches, d->cap_batches, sizeof(*d->batches));
     }
     if (d->n_tokens + n > d->cap_tokens) {
         d->cap_tokens = grow_to(d->cap_tokens, d->n_tokens + n);
-        d->tokens = xrealloc(d->tokens, d->cap_tokens, sizeof(*d->tokens));
+        d->tokens = xreallocarray(d->tokens, d->cap_tokens, sizeof(*d->tokens));
     }
     if (d->n_cnt + n > d->cap_cnt) {
         d->cap_cnt = grow_to(d->cap_cnt, d->n_cnt + n);
-        d->cnt_ids = xrealloc(d->cnt_ids, d->cap_cnt, sizeof(*d->cnt_ids));
-        d->cnt_vals = xrealloc(d->cnt_vals, d->cap_cnt, sizeof(*d->cnt_vals));
+        d->cnt_ids = xreallocarray(d->cnt_ids, d->cap_cnt, sizeof(*d->cnt_ids));
+        d->cnt_vals = xreallocarray(d->cnt_vals, d->cap_cnt, sizeof(*d->cnt_vals));
     }
 }
 
@@ -93,7 +73,7 @@ struct tally_delta_mark *tally_delta_add_mark(struct tally_delta *d)
 {
     if (d->n_marks + 1 > d->cap_marks) {
         d->cap_marks = grow_to(d->cap_marks, d->n_marks + 1);
-        d->marks = xrealloc(d->marks, d->cap_marks, sizeof(*d->marks));
+        d->marks = xreallocarray(d->marks, d->cap_marks, sizeof(*d->marks));
     }
     struct tally_delta_mark *m = &d->marks[d->n_marks++];
     memset(m, 0, sizeof(*m));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/xalloc.h"
 #include "tally/delta.h"
 
 /* Prefetch distance in votes: far enough to hide a DRAM miss behind the work on the
@@ -47,16 +48,6 @@ static void totals_add(struct tally_totals *to, const struct tally_totals *add)
     to->accepted += add->accepted;
     to->duplicate += add->duplicate;
     to->rejected += add->rejected;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "tally: out of memory\n");
-        abort();
-    }
-    return p;
 }
 
 static size_t map_home(uint32_t id, size_t mask)
@@ -189,9 +180,7 @@ uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_s
         return (uint32_t)found;
     if (t->n_collectors == t->cap_collectors) {
         t->cap_collectors = t->cap_collectors ? t->cap_collectors * 2 : 16;
-        t->collectors = realloc(t->collectors, t->cap_collectors * sizeof(*t->collectors));
-        if (!t->collectors)
-            abort();
+        t->collectors = xreallocarray(t->collectors, t->cap_collectors, sizeof(*t->collectors));
     }
     struct tally_collector *c = &t->collectors[t->n_collectors];
     memset(c, 0, sizeof(*c));

@@ -1,0 +1,30 @@
+/* Aborting allocators. Owns nothing; says what failed on stderr before aborting. */
+#include "core/xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void out_of_memory(size_t n, size_t size)
+{
+    fprintf(stderr, "out of memory (%zu x %zu bytes)\n", n, size);
+    abort();
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        out_of_memory(n, size);
+    return p;
+}
+
+void *xreallocarray(void *p, size_t n, size_t size)
+{
+    if (size && n > (size_t)-1 / size)
+        out_of_memory(n, size);
+    size_t bytes = n * size;
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q)
+        out_of_memory(n, size);
+    return q;
+}
