@@ -11,6 +11,8 @@
  * arrives first, and every system must count exactly one of them. */
 #include "bench.h"
 
+#include "core/rng.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,38 +30,14 @@ struct rng {
     uint64_t s[4];
 };
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void rng_seed(struct rng *r, uint64_t seed, uint64_t stream)
 {
-    uint64_t x = seed * 0x2545f4914f6cdd1dULL + stream;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
+    xoshiro256ss_seed(r->s, seed * 0x2545f4914f6cdd1dULL + stream);
 }
 
 static uint64_t rng_next(struct rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
+    return xoshiro256ss_next(r->s);
 }
 
 static uint64_t rng_below(struct rng *r, uint64_t n)
@@ -223,7 +201,7 @@ int wl_generate(struct workload *w, const struct bench_opts *o)
         }
         /* Tokens are keyed hashes of voter ids: uniform, opaque, distinct (splitmix64 is a
          * bijection of its counter). */
-        tok[i] = splitmix64(&tok_state);
+        tok[i] = splitmix64_next(&tok_state);
         proj[i] = (uint32_t)cdf_sample(cdf, w->n_projects, rng_unit(&r));
         col[i] = (uint8_t)(w->projects[proj[i]].state % k); /* regional collectors */
         w->truth[proj[i]]++;

@@ -2,6 +2,8 @@
  * RFC 4180 CSV reader. Deterministic and allocation-light; no knowledge of votes. */
 #include "gen/gen.h"
 
+#include "core/rng.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,38 +11,14 @@
 
 /* ---- random ---------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void gen_rng_seed(struct gen_rng *r, uint64_t seed, uint64_t stream)
 {
-    uint64_t x = seed ^ (stream * 0xd1b54a32d192ed03ull);
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
+    xoshiro256ss_seed(r->s, seed ^ (stream * 0xd1b54a32d192ed03ull));
 }
 
 uint64_t gen_rng_next(struct gen_rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
+    return xoshiro256ss_next(r->s);
 }
 
 uint64_t gen_rng_below(struct gen_rng *r, uint64_t n)

@@ -7,8 +7,8 @@
 #include <stddef.h>
 
 struct http_asset {
-    const char *path;         /* URL path: "/index.html", "/app.js", "/style.css" */
-    const char *content_type; /* with charset for text */
+    const char *path;          /* URL path: "/index.html", "/app.js", "/style.css" */
+    const char *content_type;  /* with charset for text */
     const unsigned char *data; /* the file's bytes; not NUL-terminated */
     size_t len;
 };
