@@ -213,6 +213,11 @@ void pg_env_stop(struct pg_env *e);
 /* Creates database name (dropping one of that name first) and writes its conninfo. 0/-1. */
 int pg_db_create(struct pg_env *e, const char *name, char *conninfo, size_t len);
 void pg_db_drop(struct pg_env *e, const char *name);
+/* Checks a successful result of (project_id, votes) rows against the workload's truth
+ * with wl_check; res stays the caller's. false with the reason in why. */
+struct pg_result;
+bool pg_check_counts(const struct workload *w, const struct pg_result *res, char *why,
+                     size_t why_len);
 
 /* ---- peers ------------------------------------------------------------------------------ */
 

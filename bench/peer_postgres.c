@@ -325,21 +325,10 @@ void peer_postgres_run(struct bench_ctx *c, struct peer_result *r)
         PQclear(res);
         goto done;
     }
-    size_t n = (size_t)PQntuples(res);
-    uint32_t *ids = calloc(n + 1, sizeof(uint32_t));
-    uint64_t *votes = calloc(n + 1, sizeof(uint64_t));
-    if (!ids || !votes)
-        abort();
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = (uint32_t)strtoul(PQgetvalue(res, (int)i, 0), NULL, 10);
-        votes[i] = strtoull(PQgetvalue(res, (int)i, 1), NULL, 10);
-    }
-    PQclear(res);
     char why[300];
     r->ran = true;
-    r->exact = wl_check(w, ids, votes, n, why, sizeof(why));
-    free(ids);
-    free(votes);
+    r->exact = pg_check_counts(w, res, why, sizeof(why));
+    PQclear(res);
     if (r->exact && accepted != w->n_distinct) {
         snprintf(why, sizeof(why), "inserted %llu ballots, expected %llu",
                  (unsigned long long)accepted, (unsigned long long)w->n_distinct);

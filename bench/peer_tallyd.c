@@ -377,20 +377,9 @@ static bool check_counts(struct bench_ctx *c, PGconn *db, struct peer_result *r)
         PQclear(res);
         return false;
     }
-    size_t n = (size_t)PQntuples(res);
-    uint32_t *ids = calloc(n + 1, sizeof(uint32_t));
-    uint64_t *votes = calloc(n + 1, sizeof(uint64_t));
-    if (!ids || !votes)
-        abort();
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = (uint32_t)strtoul(PQgetvalue(res, (int)i, 0), NULL, 10);
-        votes[i] = strtoull(PQgetvalue(res, (int)i, 1), NULL, 10);
-    }
-    PQclear(res);
     char why[300];
-    bool ok = wl_check(c->w, ids, votes, n, why, sizeof(why));
-    free(ids);
-    free(votes);
+    bool ok = pg_check_counts(c->w, res, why, sizeof(why));
+    PQclear(res);
     if (!ok)
         snprintf(r->note, sizeof(r->note), "PostgreSQL tallies: %s", why);
     return ok;

@@ -147,3 +147,20 @@ void pg_db_drop(struct pg_env *e, const char *name)
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
     admin_exec(e, sql);
 }
+
+bool pg_check_counts(const struct workload *w, const PGresult *res, char *why, size_t why_len)
+{
+    size_t n = (size_t)PQntuples(res);
+    uint32_t *ids = calloc(n + 1, sizeof(uint32_t));
+    uint64_t *votes = calloc(n + 1, sizeof(uint64_t));
+    if (!ids || !votes)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = (uint32_t)strtoul(PQgetvalue(res, (int)i, 0), NULL, 10);
+        votes[i] = strtoull(PQgetvalue(res, (int)i, 1), NULL, 10);
+    }
+    bool ok = wl_check(w, ids, votes, n, why, why_len);
+    free(ids);
+    free(votes);
+    return ok;
+}

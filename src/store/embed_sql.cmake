@@ -26,11 +26,5 @@ set(out "/* Generated from src/store/migrations by embed_sql.cmake; do not edit.
 string(APPEND out "#include \"store/internal.h\"\n\n")
 string(APPEND out "const struct store_migration store_migrations[] = {\n${body}};\n")
 string(APPEND out "const size_t store_n_migrations = ${count};\n")
-# Rewrite only on change so dependants are not rebuilt needlessly.
-if(EXISTS "${OUT}")
-  file(READ "${OUT}" old)
-  if(old STREQUAL out)
-    return()
-  endif()
-endif()
-file(WRITE "${OUT}" "${out}")
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/write_if_changed.cmake)
+write_if_changed("${OUT}" "${out}")

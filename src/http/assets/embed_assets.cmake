@@ -63,11 +63,5 @@ set(out "/* Generated from src/http/assets by embed_assets.cmake; do not edit. *
 string(APPEND out "#include \"http/assets/assets.h\"\n\n${arrays}")
 string(APPEND out "const struct http_asset http_assets[] = {\n${rows}};\n")
 string(APPEND out "const size_t http_assets_count = ${count};\n")
-# Rewrite only on change so dependants are not rebuilt needlessly.
-if(EXISTS "${OUT}")
-  file(READ "${OUT}" old)
-  if(old STREQUAL out)
-    return()
-  endif()
-endif()
-file(WRITE "${OUT}" "${out}")
+include(${CMAKE_CURRENT_LIST_DIR}/../../../cmake/write_if_changed.cmake)
+write_if_changed("${OUT}" "${out}")
