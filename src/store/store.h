@@ -28,6 +28,10 @@ const char *store_last_error(const struct store *s);
  * transaction, serialised by an advisory lock. Returns 0 or -1. */
 int store_migrate(struct store *s) __attribute__((warn_unused_result));
 
+/* Applies migrations up to version target only (store_migrate is target = latest); for
+ * tests that build a database as an older tallyd left it. Returns 0 or -1. */
+int store_migrate_to(struct store *s, int target) __attribute__((warn_unused_result));
+
 /* The database's applied schema version (0 when never migrated). Returns 0 or -1. */
 int store_schema_version(struct store *s, int *version) __attribute__((warn_unused_result));
 /* The newest schema version this build carries. */
@@ -146,6 +150,26 @@ enum store_result store_checkpoint_write(struct store *s, const struct store_che
  * returns 0 or -1. */
 int store_collectors_list(struct store *s, struct store_collector **out, size_t *n)
     __attribute__((warn_unused_result));
+
+/* ---- audit (tallyctl verify) ------------------------------------------------------- */
+
+struct store_verify_report {
+    uint64_t checkpoints, batches, collectors, pages, tokens, projects, votes;
+    uint8_t head_hash[32]; /* hash of the last checkpoint (zeros when there is none) */
+    char problem[512];     /* the first disagreement found, "" when everything agrees */
+};
+
+/* Called now and then during a long verify with a one-line progress message. */
+typedef void (*store_progress_cb)(void *arg, const char *line);
+
+/* Recomputes, with SELECT alone and in one snapshot, every total from the stored
+ * per-checkpoint deltas, every batch's figures against its checkpoint and collector, every
+ * token page against its digest, and the whole hash chain (docs/record.md). Returns 0 when
+ * all agree, 1 when something does not (out->problem names the first checkpoint, batch,
+ * page or project that does not), -1 when the database could not be read
+ * (store_last_error). progress may be NULL. */
+int store_verify(struct store *s, struct store_verify_report *out, store_progress_cb progress,
+                 void *arg) __attribute__((warn_unused_result));
 
 /* ---- administration (tallyctl) --------------------------------------------------- */
 

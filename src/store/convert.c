@@ -1,0 +1,1 @@
+/* Being written: see store/chain.h and store/store.h. */
