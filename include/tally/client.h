@@ -5,7 +5,20 @@
  * reports it durable in PostgreSQL. After a crash of either side, or a broken connection, it
  * reconnects and resends whatever is not durable; tallyd applies each (collector, seq) once.
  *
+ * Each batch gets 16 random bytes (Batch.nonce) when it is spooled. They enter the digest
+ * tallyd keeps of the batch (src/wire/digest.h), so that digest cannot be recomputed from
+ * guessed ballots. The spool keeps the encoded frame, nonce included, and every resend (after
+ * a reconnect or a restart) writes those exact bytes: tallyd sees the same digest and re-acks
+ * a retransmission. Spools written before nonces existed still load; their batches are resent
+ * as they were written, without one.
+ *
+ * One spool, one source: the seqs of a collector id are numbered by its spool alone. If tallyd
+ * holds other content under a seq this client resends (another process, or a copied spool,
+ * uses the same collector id), the client stops with TALLY_CLIENT_ERR_SEQ_CONFLICT.
+ *
  * Threading: a struct tally_client is not thread-safe; use it from one thread at a time.
+ * Different clients may live on different threads: tally_client_new calls sodium_init(),
+ * which is idempotent and thread-safe, and the library has no other global state.
  * Blocking: every call returns within its timeout, except tally_client_spool (two fsyncs) and
  * name resolution of the server host (getaddrinfo), which may block briefly.
  * Signals: the library never raises SIGPIPE (MSG_NOSIGNAL) and changes no signal disposition.
@@ -42,6 +55,11 @@ enum tally_client_status {
     TALLY_CLIENT_ERR_REFUSED = -7,  /* fatal: server refused this collector for good */
     TALLY_CLIENT_ERR_PROTOCOL = -8, /* fatal: server rejected our frames; retrying would repeat */
     TALLY_CLIENT_ERR_FOREIGN = -9,  /* fatal: spool and server disagree on what was sent */
+    /* fatal: tallyd holds other content for a seq this client resent (ERROR_SEQ_CONFLICT):
+     * another source is using this collector id. Nothing of that batch was applied; the
+     * spool is left exactly as it was. Resuming needs the other source stopped and the
+     * conflict understood first: resending would be refused again. */
+    TALLY_CLIENT_ERR_SEQ_CONFLICT = -10,
 };
 
 /* Longest cursor blob tally_client_spool accepts. */
@@ -87,8 +105,8 @@ struct tally_client_stats {
     uint64_t batches_pending;          /* spooled, not yet durable */
     uint64_t votes_pending;            /* votes in them */
     uint64_t durable_seq;              /* every batch up to this seq is durable and deleted */
-    uint64_t acked_seq;                /* highest seq provisionally acked on the current session */
-    uint64_t sent_seq;                 /* highest seq fully written on the current session */
+    uint64_t acked_seq;                /* highest seq acked (provisional or durable) this session */
+    uint64_t sent_seq;                 /* highest seq fully written this session, or durable */
     uint64_t reconnects;               /* sessions established since tally_client_new, minus one */
     struct tally_client_totals server; /* durable totals last reported by tallyd */
     bool server_known;                 /* a Welcome has been received since tally_client_new */
@@ -111,8 +129,9 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
  * flushed because nothing needs to be. NULL is a no-op. */
 void tally_client_free(struct tally_client *c);
 
-/* Appends one batch of n votes (ballots[i] voted for projects[i]) under the next seq, written
- * to the spool and fsync'ed (file and directory) before return; it is sent by later pumps.
+/* Appends one batch of n votes (ballots[i] voted for projects[i]) under the next seq, with a
+ * fresh random nonce, written to the spool and fsync'ed (file and directory) before return;
+ * it is sent by later pumps, always as the very bytes spooled here.
  * cursor (cursor_len <= TALLY_CLIENT_CURSOR_MAX bytes, opaque, may be NULL when 0) is kept with
  * the batch: after a crash tally_client_last_cursor returns the newest one, so the application
  * knows where its input stands. Arrays and cursor are copied. *seq_out (may be NULL) gets the
@@ -134,7 +153,10 @@ int tally_client_last_cursor(const struct tally_client *c, void *buf, size_t len
  * while fewer than `window` are unacked, reads acks and deletes batches once durable. Waits at
  * most timeout_ms (0: only what is possible at once) and returns after the first round that
  * did something. Transient failures (server away, connection lost, server shutting down or
- * replaced, SEQ_GAP) are handled here and only show in stats. Returns 0;
+ * replaced, SEQ_GAP) are handled here and only show in stats. A durable seq may cover batches
+ * not yet resent on this session (sent on an earlier one, durable since): they are deleted and
+ * not resent. A durable seq beyond the last seq ever spooled is TALLY_CLIENT_ERR_FOREIGN;
+ * ERROR_SEQ_CONFLICT from tallyd is TALLY_CLIENT_ERR_SEQ_CONFLICT. Returns 0;
  * TALLY_CLIENT_ERR_INTR if a signal interrupted the wait; or a fatal status. */
 int tally_client_pump(struct tally_client *c, int timeout_ms) TALLY_CLIENT_WUR;
 

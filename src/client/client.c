@@ -5,6 +5,7 @@
  * event library, but it must read acks while a large batch is still being written. */
 #include "tally/client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -36,6 +37,8 @@
 #define MAX_IN_PAYLOAD (1u << 20)
 #define READ_CHUNK 65536u
 #define CONSULTATION_ID_MAX 255u
+/* Batch.nonce: 128 bits make the stored digest as hard to brute-force as guessing the nonce. */
+#define BATCH_NONCE_BYTES 16u
 
 enum conn_state {
     CONN_IDLE,       /* no socket; next attempt at retry_at */
@@ -49,6 +52,7 @@ struct tally_client {
     char port[8];
     char collector_id[TALLY_COLLECTOR_ID_MAX + 1];
     char *consultation_id;
+    char *spool_dir; /* for messages */
     uint32_t window;
     uint32_t max_spooled;
     int connect_timeout_ms;
@@ -76,7 +80,11 @@ struct tally_client {
     size_t hello_len, hello_off;
     uint64_t send_seq; /* next seq to write; its frame is partly written if send_off > 0 */
     size_t send_off;
-    uint64_t acked_seq; /* highest seq provisionally acked in this session */
+    /* The rest of a frame that became durable (and was released) while partly written: the
+     * stream must stay framed, so it is finished from this copy before anything else. */
+    uint8_t *tail;
+    size_t tail_len, tail_off;
+    uint64_t acked_seq; /* highest seq acked in this session, provisionally or as durable */
 
     uint8_t *in;
     size_t in_len, in_cap;
@@ -129,6 +137,9 @@ static void conn_close(struct tally_client *c)
     c->in_len = 0;
     c->send_off = 0;
     c->hello_off = 0;
+    free(c->tail);
+    c->tail = NULL;
+    c->tail_len = c->tail_off = 0;
     arena_reset(&c->arena);
 }
 
@@ -217,6 +228,8 @@ const char *tally_client_strerror(int status)
         return "protocol error";
     case TALLY_CLIENT_ERR_FOREIGN:
         return "spool does not match server";
+    case TALLY_CLIENT_ERR_SEQ_CONFLICT:
+        return "another source is using this collector id";
     default:
         return "unknown status";
     }
@@ -255,7 +268,8 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
     c->fd = -1;
     c->host = strdup(cfg->host);
     c->consultation_id = strdup(cfg->consultation_id ? cfg->consultation_id : "");
-    if (!c->host || !c->consultation_id)
+    c->spool_dir = strdup(cfg->spool_dir);
+    if (!c->host || !c->consultation_id || !c->spool_dir)
         abort();
     snprintf(c->port, sizeof(c->port), "%u", (unsigned)cfg->port);
     snprintf(c->collector_id, sizeof(c->collector_id), "%s", cfg->collector_id);
@@ -275,6 +289,7 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
             snprintf(err, err_len, "spool %s: %s", cfg->spool_dir, c->spool.err);
         client_spool_close(&c->spool);
         arena_cleanup(&c->arena);
+        free(c->spool_dir);
         free(c->consultation_id);
         free(c->host);
         free(c);
@@ -298,6 +313,7 @@ void tally_client_free(struct tally_client *c)
     arena_cleanup(&c->arena);
     free(c->in);
     free(c->hello);
+    free(c->spool_dir);
     free(c->consultation_id);
     free(c->host);
     free(c);
@@ -316,6 +332,11 @@ int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const ui
         return TALLY_CLIENT_ERR_FULL;
 
     uint64_t seq = c->spool.next_seq;
+    /* The nonce is drawn once, here: the frame is spooled with it and every resend, in this
+     * process or after a restart, sends the spooled bytes, so tallyd always sees one digest
+     * per seq. A batch encoded again would get another nonce and look like a conflict. */
+    uint8_t nonce[BATCH_NONCE_BYTES];
+    randombytes_buf(nonce, sizeof(nonce));
     /* protobuf-c wants mutable pointers but only reads them when packing. */
     Tally__Batch b = TALLY__BATCH__INIT;
     b.seq = seq;
@@ -323,6 +344,8 @@ int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const ui
     b.ballots = (uint64_t *)ballots;
     b.n_projects = n;
     b.projects = (uint32_t *)projects;
+    b.nonce.data = nonce;
+    b.nonce.len = sizeof(nonce);
     Tally__Frame f = TALLY__FRAME__INIT;
     f.msg_case = TALLY__FRAME__MSG_BATCH;
     f.batch = &b;
@@ -570,6 +593,29 @@ static int on_welcome(struct tally_client *c, const Tally__Welcome *w)
     return 0;
 }
 
+/* Batches up to d (< next_seq) are durable: this session need not send them, and no ack is
+ * owed for them. Must run before they are released, which frees the frames: a frame already
+ * partly written has its rest copied to finish it. */
+static void send_skip_durable(struct tally_client *c, uint64_t d)
+{
+    if (d > c->acked_seq)
+        c->acked_seq = d;
+    if (c->send_seq > d)
+        return;
+    if (c->send_off > 0) {
+        const struct client_spool_batch *b = client_spool_get(&c->spool, c->send_seq);
+        assert(b && !c->tail);
+        c->tail_len = b->frame_len - c->send_off;
+        c->tail = malloc(c->tail_len);
+        if (!c->tail)
+            abort();
+        memcpy(c->tail, b->frame + c->send_off, c->tail_len);
+        c->tail_off = 0;
+        c->send_off = 0;
+    }
+    c->send_seq = d + 1;
+}
+
 static int on_ack(struct tally_client *c, const Tally__Ack *a)
 {
     if (a->seq > 0) {
@@ -582,13 +628,13 @@ static int on_ack(struct tally_client *c, const Tally__Ack *a)
         c->failures = 0; /* the session makes progress */
     }
     /* Within a session durable_seq only grows; a lower one (an ack that does not carry it)
-     * is no news. Only Welcome may tell us the server went backwards. */
+     * is no news. Only Welcome may tell us the server went backwards. It may pass what this
+     * session sent: a batch sent on an earlier connection, applied but not durable then, can
+     * be checkpointed before its resend comes. The bound is what this spool ever assigned,
+     * which durable_advance enforces. */
     if (a->durable_seq > c->spool.durable_seq) {
-        if (a->durable_seq >= c->send_seq) {
-            conn_fail(c, "server %s reports durable seq %" PRIu64 " beyond what was sent", c->peer,
-                      a->durable_seq);
-            return 0;
-        }
+        if (a->durable_seq < c->spool.next_seq)
+            send_skip_durable(c, a->durable_seq);
         int rc = durable_advance(c, a->durable_seq, "Ack");
         if (rc < 0)
             return rc;
@@ -630,6 +676,20 @@ static int on_error(struct tally_client *c, const Tally__Error *e)
         /* We still hold batch `want`: a new session resends from the durable seq. */
         conn_fail(c, "server %s: %s (expected seq %" PRIu64 "): %s", c->peer, name, want, msg);
         return 0;
+    }
+    case TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT: {
+        /* Another process, or a copy of this spool, numbers batches under our collector id.
+         * Resending would be refused again and spooling on would only widen the damage: stop,
+         * and leave the spool as it is for whoever sorts it out. tallyd applies batches in
+         * order and acks each, so the one it refused is the first sent and not acked. */
+        char which[48] = "a batch it was sent";
+        if (c->state == CONN_READY && c->acked_seq + 1 < c->send_seq)
+            snprintf(which, sizeof(which), "seq %" PRIu64, c->acked_seq + 1);
+        return client_fatal(c, TALLY_CLIENT_ERR_SEQ_CONFLICT,
+                            "another source is using collector id '%s': tallyd at %s holds other "
+                            "content for %s (%s%s%s); the spool in %s is kept",
+                            c->collector_id, c->peer, which, name, *msg ? ": " : "", msg,
+                            c->spool_dir);
     }
     default: /* REPLACED, SHUTTING_DOWN, INTERNAL and codes newer than us */
         conn_fail(c, "server %s: %s: %s", c->peer, name, msg);
@@ -728,6 +788,9 @@ static int conn_write(struct tally_client *c)
                 break;
             p = c->hello + c->hello_off;
             len = c->hello_len - c->hello_off;
+        } else if (c->state == CONN_READY && c->tail) {
+            p = c->tail + c->tail_off;
+            len = c->tail_len - c->tail_off;
         } else if (c->state == CONN_READY) {
             if (c->send_off == 0 && !can_send_next(c))
                 break;
@@ -749,6 +812,13 @@ static int conn_write(struct tally_client *c)
         }
         if (c->state == CONN_HELLO) {
             c->hello_off += (size_t)n;
+        } else if (c->tail) {
+            c->tail_off += (size_t)n;
+            if (c->tail_off == c->tail_len) {
+                free(c->tail);
+                c->tail = NULL;
+                c->tail_len = c->tail_off = 0;
+            }
         } else {
             c->send_off += (size_t)n;
             if (c->send_off == client_spool_get(&c->spool, c->send_seq)->frame_len) {
@@ -762,7 +832,7 @@ static int conn_write(struct tally_client *c)
 
 static bool acks_owed(const struct tally_client *c)
 {
-    return c->send_off > 0 || c->send_seq - 1 > c->acked_seq;
+    return c->send_off > 0 || c->tail || c->send_seq - 1 > c->acked_seq;
 }
 
 /* When the current state times out, or INT64_MAX. */
@@ -847,7 +917,7 @@ int tally_client_pump(struct tally_client *c, int timeout_ms)
         if (c->state == CONN_CONNECTING)
             p.events = POLLOUT;
         else if ((c->state == CONN_HELLO && c->hello_off < c->hello_len) ||
-                 (c->state == CONN_READY && (c->send_off > 0 || can_send_next(c))))
+                 (c->state == CONN_READY && (c->tail || c->send_off > 0 || can_send_next(c))))
             p.events |= POLLOUT;
         if (poll(&p, c->fd >= 0 ? 1 : 0, wait) < 0) {
             if (errno == EINTR)

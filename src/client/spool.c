@@ -7,6 +7,10 @@
  *   "TLYB" u32 version=1 | u64 seq | u32 votes | u32 frame_len | u32 cursor_len | u32 0
  *   frame (the wire frame as sent: 4-byte BE length + Frame{batch}) | cursor
  *   16-byte BLAKE2b of everything before
+ * The frame is kept encoded, Batch.nonce included, and sent as is: nothing here or in
+ * client.c encodes a spooled batch again, so a resend carries the same nonce and digest.
+ * Frames spooled before Batch.nonce existed have none; they load and are resent unchanged,
+ * which is why the layout (and SPOOL_VERSION) did not change with it.
  * state (replaced atomically: state.tmp, fsync, rename, fsync dir):
  *   "TLYS" u32 version=1 | u64 next_seq | u64 durable_seq | u64 durable_votes
  *   u32 id_len | u32 cursor_len | collector id | cursor | 16-byte BLAKE2b of everything before
@@ -28,6 +32,7 @@
 
 #include <sodium.h>
 
+#include "wire/digest.h"
 #include "wire/wire.h"
 
 #define BATCH_MAGIC 0x42594c54u /* "TLYB" read little-endian */
@@ -185,7 +190,8 @@ static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
     Tally__Frame *f;
     int ok = wire_frame_decode(frame + 4, payload, &a, &f) == WIRE_OK &&
              f->msg_case == TALLY__FRAME__MSG_BATCH && f->batch->seq == seq &&
-             f->batch->n_ballots == votes && f->batch->n_projects == votes;
+             f->batch->n_ballots == votes && f->batch->n_projects == votes &&
+             f->batch->nonce.len <= WIRE_NONCE_MAX;
     arena_cleanup(&a);
     if (!ok) {
         *why = "frame is not this batch";

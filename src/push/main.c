@@ -87,7 +87,9 @@ static void usage(FILE *out)
             "  --help               this text\n"
             "\n"
             "Exit status: 0 all durable; 1 fatal (refused by the server, spool damaged, I/O\n"
-            "error, interrupted); 2 usage; 3 all durable but some lines were malformed.\n",
+            "error, interrupted, or another source is using this collector id: tallyd holds\n"
+            "other content for a seq this spool sent; the spool is kept); 2 usage; 3 all\n"
+            "durable but some lines were malformed.\n",
             DEFAULT_BATCH);
 }
 
@@ -170,9 +172,12 @@ static int options_parse(int argc, char **argv, struct options *o)
 static void on_client_log(void *arg, enum tally_client_log_level level, const char *msg)
 {
     const struct push *p = arg;
-    if (level == TALLY_CLIENT_LOG_DEBUG || (level == TALLY_CLIENT_LOG_INFO && p->opt.quiet))
+    /* An error is the reason of a fatal status, which client_check prints once, with what
+     * it means for this run. */
+    if (level == TALLY_CLIENT_LOG_DEBUG || level == TALLY_CLIENT_LOG_ERROR ||
+        (level == TALLY_CLIENT_LOG_INFO && p->opt.quiet))
         return;
-    fprintf(stderr, "tally-push: %s%s\n", level == TALLY_CLIENT_LOG_ERROR ? "error: " : "", msg);
+    fprintf(stderr, "tally-push: %s\n", msg);
 }
 
 static int key_load(struct push *p)
@@ -305,14 +310,22 @@ static void interrupted(struct push *p)
             (int)stop_signal, st.batches_spooled, p->opt.spool, st.batches_pending);
 }
 
-/* Returns 0, or EXIT_FATAL once the reason has been printed (by libtally's log or here). */
+/* Returns 0, or EXIT_FATAL once the reason has been printed. */
 static int client_check(struct push *p, int rc)
 {
     if (rc == 0 || rc == TALLY_CLIENT_ERR_INTR || rc == TALLY_CLIENT_ERR_TIMEOUT)
         return stop_signal ? EXIT_FATAL : 0;
-    if (rc == TALLY_CLIENT_ERR_INVALID)
+    if (rc == TALLY_CLIENT_ERR_INVALID) {
         fprintf(stderr, "tally-push: internal error: libtally refused a batch\n");
-    (void)p;
+        return EXIT_FATAL;
+    }
+    /* A fatal status is sticky and its reason is last_error (libtally logged it at ERROR). A
+     * seq conflict is no fault of this run but another process on the same collector id: it
+     * gets its own word, the line names the id, the seq and the spool dir. */
+    struct tally_client_stats st;
+    tally_client_stats(p->client, &st);
+    fprintf(stderr, "tally-push: %s: %s\n", rc == TALLY_CLIENT_ERR_SEQ_CONFLICT ? "fatal" : "error",
+            st.last_error[0] ? st.last_error : tally_client_strerror(rc));
     return EXIT_FATAL;
 }
 

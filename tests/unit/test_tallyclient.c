@@ -1,8 +1,8 @@
 /* Unit tests of libtally: the spool on disk (order, reopen, torn and corrupt files, cursor,
- * limits) and the session against a fake tallyd. The fake server runs in the test's own
- * thread on a loopback socket: whenever it waits for bytes it pumps the client, so the
- * interleaving is deterministic and no thread is needed. Real end-to-end tests against
- * tallyd live in tests/integration. */
+ * limits, nonces kept byte for byte) and the session against a fake tallyd. The fake server runs in
+ * the test's own thread on a loopback socket: whenever it waits for bytes it pumps the client, so
+ * the interleaving is deterministic and no thread is needed. Real end-to-end tests against tallyd
+ * live in tests/integration. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,13 +18,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "core/endian.h"
 #include "tally/client.h"
 #include "wire/wire.h"
+
+/* Bytes of Batch.nonce libtally draws for each batch. */
+#define NONCE_BYTES 16u
 
 /* ---- scratch spool directories ---- */
 
@@ -170,6 +177,9 @@ static off_t file_size(const char *path)
 
 /* ---- the fake tallyd ---- */
 
+/* Big enough for the one test whose batch must outgrow the socket buffers. */
+#define FAKE_BUF (32u << 20)
+
 struct fake {
     int lfd;
     int fd;
@@ -177,6 +187,11 @@ struct fake {
     uint8_t *buf;
     size_t len;
     struct arena arena;
+    uint8_t *last; /* the raw bytes (header included) of the frame fake_try_read returned */
+    size_t last_len;
+    bool hold; /* fake_send queues into out until fake_flush, to send frames in one write */
+    uint8_t out[8192];
+    size_t out_len;
 };
 
 static void fake_listen(struct fake *f)
@@ -191,7 +206,9 @@ static void fake_listen(struct fake *f)
     socklen_t len = sizeof(sa);
     assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&sa, &len), 0);
     f->port = ntohs(sa.sin_port);
-    f->buf = malloc(1 << 20);
+    f->buf = malloc(FAKE_BUF);
+    f->last = malloc(FAKE_BUF);
+    assert_true(f->buf && f->last);
     arena_init(&f->arena, 1 << 16);
 }
 
@@ -208,6 +225,7 @@ static void fake_cleanup(struct fake *f)
     fake_close(f);
     close(f->lfd);
     free(f->buf);
+    free(f->last);
     arena_cleanup(&f->arena);
 }
 
@@ -251,18 +269,20 @@ static Tally__Frame *fake_try_read(struct fake *f, struct tally_client *c, int m
     int64_t end = mono_ms() + ms;
     for (;;) {
         size_t plen;
-        enum wire_status ws = wire_frame_peek(f->buf, f->len, (1 << 20) - 4, &plen);
+        enum wire_status ws = wire_frame_peek(f->buf, f->len, FAKE_BUF - 4, &plen);
         assert_true(ws == WIRE_OK || ws == WIRE_NEED_MORE);
         if (ws == WIRE_OK) {
             Tally__Frame *fr;
             assert_int_equal(wire_frame_decode(f->buf + 4, plen, &f->arena, &fr), WIRE_OK);
+            memcpy(f->last, f->buf, 4 + plen);
+            f->last_len = 4 + plen;
             memmove(f->buf, f->buf + 4 + plen, f->len - 4 - plen);
             f->len -= 4 + plen;
             return fr;
         }
         struct pollfd p = {.fd = f->fd, .events = POLLIN};
         if (poll(&p, 1, 0) == 1) {
-            ssize_t n = recv(f->fd, f->buf + f->len, (1 << 20) - f->len, 0);
+            ssize_t n = recv(f->fd, f->buf + f->len, FAKE_BUF - f->len, 0);
             assert_true(n > 0);
             f->len += (size_t)n;
             continue;
@@ -283,9 +303,24 @@ static Tally__Frame *fake_read(struct fake *f, struct tally_client *c)
 
 static void fake_send(struct fake *f, const Tally__Frame *fr)
 {
-    uint8_t out[4096];
-    size_t n = wire_frame_encode(fr, out);
-    assert_int_equal(send(f->fd, out, n, MSG_NOSIGNAL), (ssize_t)n);
+    size_t n = wire_frame_size(fr);
+    assert_true(n <= sizeof(f->out) - f->out_len);
+    wire_frame_encode(fr, f->out + f->out_len);
+    f->out_len += n;
+    if (!f->hold) {
+        assert_int_equal(send(f->fd, f->out, f->out_len, MSG_NOSIGNAL), (ssize_t)f->out_len);
+        f->out_len = 0;
+    }
+}
+
+/* Sends what fake_send queued since hold was set, in one write: the client, which only runs
+ * when the fake pumps it, finds all of it in its first read. */
+static void fake_flush(struct fake *f)
+{
+    f->hold = false;
+    if (f->out_len)
+        assert_int_equal(send(f->fd, f->out, f->out_len, MSG_NOSIGNAL), (ssize_t)f->out_len);
+    f->out_len = 0;
 }
 
 static void fake_hello(struct fake *f, struct tally_client *c)
@@ -297,7 +332,8 @@ static void fake_hello(struct fake *f, struct tally_client *c)
     assert_int_equal(fr->hello->protocol_version, TALLY_PROTOCOL_VERSION);
 }
 
-static void fake_welcome(struct fake *f, uint64_t durable, uint64_t accepted)
+static void fake_welcome_limits(struct fake *f, uint64_t durable, uint64_t accepted,
+                                uint32_t max_votes, uint32_t max_frame)
 {
     Tally__CollectorTotals t = TALLY__COLLECTOR_TOTALS__INIT;
     t.batches = durable;
@@ -305,13 +341,18 @@ static void fake_welcome(struct fake *f, uint64_t durable, uint64_t accepted)
     Tally__Welcome w = TALLY__WELCOME__INIT;
     w.durable_seq = durable;
     w.protocol_version = TALLY_PROTOCOL_VERSION;
-    w.max_batch_votes = 1000;
-    w.max_frame_bytes = 1 << 20;
+    w.max_batch_votes = max_votes;
+    w.max_frame_bytes = max_frame;
     w.totals = &t;
     Tally__Frame fr = TALLY__FRAME__INIT;
     fr.msg_case = TALLY__FRAME__MSG_WELCOME;
     fr.welcome = &w;
     fake_send(f, &fr);
+}
+
+static void fake_welcome(struct fake *f, uint64_t durable, uint64_t accepted)
+{
+    fake_welcome_limits(f, durable, accepted, 1000, 1 << 20);
 }
 
 /* seq 0: a durable-only ack carrying totals. */
@@ -837,6 +878,409 @@ static void test_session_server_away_backoff(void **state)
     tally_client_free(c);
 }
 
+/* Pumps for ms milliseconds; every call must return want. */
+static void pump_expect(struct tally_client *c, int ms, int want)
+{
+    int64_t end = mono_ms() + ms;
+    while (mono_ms() < end)
+        assert_int_equal(tally_client_pump(c, 20), want);
+}
+
+/* True if a connection is waiting on the fake's listener (it is accepted and dropped). */
+static bool fake_has_caller(struct fake *f)
+{
+    int fd = accept(f->lfd, NULL, NULL);
+    if (fd < 0) {
+        assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+/* Reads one Batch frame of seq and returns a copy of its raw bytes (*len of them). */
+static uint8_t *fake_read_raw_batch(struct fake *f, struct tally_client *c, uint64_t seq,
+                                    size_t *len)
+{
+    Tally__Frame *fr = fake_read(f, c);
+    assert_int_equal(fr->msg_case, TALLY__FRAME__MSG_BATCH);
+    assert_int_equal(fr->batch->seq, seq);
+    uint8_t *copy = malloc(f->last_len);
+    assert_non_null(copy);
+    memcpy(copy, f->last, f->last_len);
+    *len = f->last_len;
+    return copy;
+}
+
+static void test_session_seq_conflict_is_fatal(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    spool_batch(c, 2, 3);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_expect_batch(&f, c, 2, 3);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    fake_close(&f); /* lost before anything became durable */
+
+    /* On the resend tallyd finds batch 1 as it was, but other content under seq 2: someone
+     * else has been sending as col-01. */
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_expect_batch(&f, c, 2, 3);
+    fake_ack(&f, 1, 0, 0);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0);
+    fake_close(&f);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_SEQ_CONFLICT);
+
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.status, TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    assert_false(st.connected);
+    assert_int_equal(st.reconnects, 1);
+    assert_non_null(strstr(st.last_error, "another source is using collector id 'col-01'"));
+    assert_non_null(strstr(st.last_error, "seq 2 "));
+    assert_non_null(strstr(st.last_error, "ERROR_SEQ_CONFLICT"));
+    assert_non_null(strstr(st.last_error, e->spool));
+    assert_non_null(strstr(st.last_error, "kept"));
+    assert_string_equal(tally_client_strerror(TALLY_CLIENT_ERR_SEQ_CONFLICT),
+                        "another source is using this collector id");
+
+    /* Sticky, no reconnect loop (backoff would have dialled again well within 300 ms), and
+     * the spool is exactly as it was. */
+    pump_expect(c, 300, TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    assert_false(fake_has_caller(&f));
+    uint64_t b = 1;
+    uint32_t p = 1;
+    assert_int_equal(tally_client_spool(c, &b, &p, 1, NULL, 0, NULL),
+                     TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    assert_int_equal(tally_client_wait_durable(c, 10), TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.batches_pending, 2);
+    assert_int_equal(batch_files(e), 2);
+    assert_true(batch_exists(e, 1) && batch_exists(e, 2));
+    tally_client_free(c);
+
+    /* Still a valid spool: a later run resumes from it. */
+    c = open_client(&cfg);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_pending, 2);
+    assert_int_equal(st.durable_seq, 0);
+    assert_cursor(c, "cur-2");
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_durable_covers_earlier_session(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    for (uint64_t s = 1; s <= 3; s++)
+        spool_batch(c, s, 3);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        fake_expect_batch(&f, c, s, 3);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    fake_close(&f); /* batches 1 and 2 applied, nothing durable yet */
+
+    /* The checkpoint commits just after the new Welcome went out: the first ack of the new
+     * session makes batches 1 and 2 durable before the client resent them. Both frames come
+     * in one write so the client reads them before it writes any batch. */
+    fake_hello(&f, c);
+    f.hold = true;
+    fake_welcome(&f, 0, 0);
+    fake_ack(&f, 0, 2, 6);
+    fake_flush(&f);
+    pump_until_durable(c, 2);
+    assert_false(batch_exists(e, 1) || batch_exists(e, 2));
+    assert_true(batch_exists(e, 3));
+
+    /* What is durable is not resent: batch 3 comes next, on this same connection. */
+    fake_expect_batch(&f, c, 3, 3);
+    assert_null(fake_try_read(&f, c, 100));
+    fake_ack(&f, 3, 2, 0);
+    spool_batch(c, 4, 1);
+    fake_expect_batch(&f, c, 4, 1);
+    fake_ack(&f, 4, 2, 0);
+    fake_ack(&f, 0, 4, 10);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_true(st.connected);
+    assert_int_equal(st.reconnects, 1); /* no forced reconnect */
+    assert_int_equal(st.durable_seq, 4);
+    assert_int_equal(st.acked_seq, 4);
+    assert_int_equal(st.server.accepted, 10);
+    assert_false(fake_has_caller(&f));
+
+    /* Beyond what this spool ever assigned is still fatal. */
+    fake_ack(&f, 0, 5, 10);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_FOREIGN);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* A batch too big for the socket buffers, and found durable while half written: the rest of
+ * its frame still goes out (the stream must stay framed) although the spool let it go. */
+static void test_session_durable_while_frame_half_written(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    int small = 4096; /* inherited by the accepted socket */
+    assert_int_equal(setsockopt(f.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+
+    /* 9 bytes a vote (fixed64 + 1-byte varint); past the largest send buffer plus slack. */
+    size_t wmem = 4u << 20;
+    FILE *fp = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+    if (fp) {
+        unsigned long lo, def, hi;
+        if (fscanf(fp, "%lu %lu %lu", &lo, &def, &hi) == 3)
+            wmem = hi;
+        fclose(fp);
+    }
+    size_t n = (wmem + (2u << 20)) / 9;
+    if (n * 9 + 4096 > FAKE_BUF)
+        skip();
+    uint64_t *ballots = malloc(n * sizeof(*ballots));
+    uint32_t *projects = malloc(n * sizeof(*projects));
+    assert_true(ballots && projects);
+    for (size_t i = 0; i < n; i++) {
+        ballots[i] = 7000000 + i;
+        projects[i] = (uint32_t)(i % 7);
+    }
+    uint64_t seq;
+    assert_int_equal(tally_client_spool(c, ballots, projects, n, "big", 3, &seq), 0);
+    assert_int_equal(seq, 1);
+    spool_batch(c, 2, 2);
+
+    fake_hello(&f, c);
+    fake_welcome_limits(&f, 0, 0, (uint32_t)n, FAKE_BUF);
+    /* The fake reads nothing: the client fills the socket and stops in batch 1. */
+    int64_t end = mono_ms() + 300;
+    while (mono_ms() < end)
+        pump_some(c);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_true(st.connected);
+    assert_int_equal(st.sent_seq, 0);
+    int queued = 0;
+    assert_int_equal(ioctl(f.fd, FIONREAD, &queued), 0);
+    assert_true(queued > 0);
+
+    /* Batch 1 was applied on an earlier connection and is durable now. */
+    fake_ack(&f, 0, 1, (uint64_t)n);
+    pump_until_durable(c, 1);
+    assert_false(batch_exists(e, 1));
+
+    /* The fake still receives the whole of batch 1 (a retransmission to tallyd), then 2. */
+    Tally__Frame *fr = fake_read(&f, c);
+    assert_int_equal(fr->msg_case, TALLY__FRAME__MSG_BATCH);
+    assert_int_equal(fr->batch->seq, 1);
+    assert_int_equal(fr->batch->n_ballots, n);
+    assert_true(fr->batch->ballots[n - 1] == 7000000 + n - 1);
+    assert_int_equal(fr->batch->nonce.len, NONCE_BYTES);
+    fake_ack(&f, 1, 1, 0);
+    fake_expect_batch(&f, c, 2, 2);
+    fake_ack(&f, 2, 1, 0);
+    fake_ack(&f, 0, 2, (uint64_t)n + 2);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(batch_files(e), 0);
+    free(ballots);
+    free(projects);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* The spool file holds the frame at this offset (src/client/spool.c). */
+#define SPOOL_FRAME_AT 32
+
+static uint8_t *file_read(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    static uint8_t buf[1 << 16];
+    *len = fread(buf, 1, sizeof(buf), fp);
+    fclose(fp);
+    return buf;
+}
+
+static void test_session_resend_is_byte_identical(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    /* The same votes twice: only the nonce tells the batches apart. */
+    spool_batch(c, 1, 4);
+    uint64_t ballots[4], seq;
+    uint32_t projects[4];
+    for (size_t i = 0; i < 4; i++) {
+        ballots[i] = 1000 + i;
+        projects[i] = (uint32_t)(i % 7);
+    }
+    assert_int_equal(tally_client_spool(c, ballots, projects, 4, NULL, 0, &seq), 0);
+    assert_int_equal(seq, 2);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    size_t len1, len2;
+    uint8_t *first1 = fake_read_raw_batch(&f, c, 1, &len1);
+    Tally__Frame *fr = fake_read(&f, c);
+    assert_int_equal(fr->batch->seq, 2);
+    assert_int_equal(fr->batch->nonce.len, NONCE_BYTES);
+    uint8_t nonce2[NONCE_BYTES];
+    memcpy(nonce2, fr->batch->nonce.data, NONCE_BYTES);
+    uint8_t *first2 = malloc(f.last_len);
+    assert_non_null(first2);
+    memcpy(first2, f.last, f.last_len);
+    len2 = f.last_len;
+    {
+        Tally__Frame *d;
+        struct arena a;
+        arena_init(&a, 4096);
+        assert_int_equal(wire_frame_decode(first1 + 4, len1 - 4, &a, &d), WIRE_OK);
+        assert_int_equal(d->batch->nonce.len, NONCE_BYTES);
+        assert_true(memcmp(d->batch->nonce.data, nonce2, NONCE_BYTES) != 0);
+        arena_cleanup(&a);
+    }
+    /* What went out is what the spool holds. */
+    char path[256];
+    size_t flen;
+    batch_path(e, 1, path, sizeof(path));
+    const uint8_t *img = file_read(path, &flen);
+    assert_true(flen >= SPOOL_FRAME_AT + len1);
+    assert_memory_equal(img + SPOOL_FRAME_AT, first1, len1);
+    fake_close(&f);
+
+    /* Resent after a reconnect, by the same client. */
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    size_t l;
+    uint8_t *again = fake_read_raw_batch(&f, c, 1, &l);
+    assert_int_equal(l, len1);
+    assert_memory_equal(again, first1, len1);
+    free(again);
+    again = fake_read_raw_batch(&f, c, 2, &l);
+    assert_int_equal(l, len2);
+    assert_memory_equal(again, first2, len2);
+    free(again);
+    fake_close(&f);
+    tally_client_free(c);
+
+    /* And by a new client on the reopened spool, as after a restart. */
+    c = open_client(&cfg);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    again = fake_read_raw_batch(&f, c, 1, &l);
+    assert_int_equal(l, len1);
+    assert_memory_equal(again, first1, len1);
+    free(again);
+    again = fake_read_raw_batch(&f, c, 2, &l);
+    assert_int_equal(l, len2);
+    assert_memory_equal(again, first2, len2);
+    free(again);
+    fake_ack(&f, 0, 2, 8);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    free(first1);
+    free(first2);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* Rewrites batch file seq as the version before Batch.nonce wrote it: the same layout, the
+ * frame without a nonce. Returns the new frame (*len bytes, caller frees). */
+static uint8_t *spool_file_drop_nonce(const struct env *e, uint64_t seq, size_t *len)
+{
+    char path[256];
+    batch_path(e, seq, path, sizeof(path));
+    size_t flen;
+    const uint8_t *img = file_read(path, &flen);
+    uint32_t frame_len = le32_get(img + 20), cursor_len = le32_get(img + 24);
+    struct arena a;
+    arena_init(&a, 4096);
+    Tally__Frame *fr;
+    assert_int_equal(wire_frame_decode(img + SPOOL_FRAME_AT + 4, frame_len - 4, &a, &fr), WIRE_OK);
+    assert_int_equal(fr->batch->nonce.len, NONCE_BYTES);
+    fr->batch->nonce.len = 0;
+    fr->batch->nonce.data = NULL;
+    size_t new_len = wire_frame_size(fr);
+    uint8_t *frame = malloc(new_len);
+    assert_non_null(frame);
+    wire_frame_encode(fr, frame);
+    arena_cleanup(&a);
+
+    size_t out_len = SPOOL_FRAME_AT + new_len + cursor_len + 16;
+    uint8_t *out = malloc(out_len);
+    assert_non_null(out);
+    memcpy(out, img, SPOOL_FRAME_AT);
+    le32_put(out + 20, (uint32_t)new_len);
+    memcpy(out + SPOOL_FRAME_AT, frame, new_len);
+    memcpy(out + SPOOL_FRAME_AT + new_len, img + SPOOL_FRAME_AT + frame_len, cursor_len);
+    crypto_generichash(out + out_len - 16, 16, out, out_len - 16, NULL, 0);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(out, 1, out_len, fp), out_len);
+    fclose(fp);
+    free(out);
+    *len = new_len;
+    return frame;
+}
+
+static void test_session_old_spool_without_nonce(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    tally_client_free(c);
+    size_t old_len;
+    uint8_t *old = spool_file_drop_nonce(e, 1, &old_len);
+
+    /* It loads, and goes out exactly as it was written: no nonce is added on the way. */
+    c = open_client(&cfg);
+    assert_cursor(c, "cur-1");
+    spool_batch(c, 2, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    size_t l;
+    uint8_t *got = fake_read_raw_batch(&f, c, 1, &l);
+    assert_int_equal(l, old_len);
+    assert_memory_equal(got, old, old_len);
+    free(got);
+    Tally__Frame *fr = fake_read(&f, c);
+    assert_int_equal(fr->batch->seq, 2);
+    assert_int_equal(fr->batch->nonce.len, NONCE_BYTES);
+    fake_ack(&f, 0, 2, 5);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    free(old);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
 
 int main(void)
@@ -858,6 +1302,11 @@ int main(void)
         T(test_session_transient_errors_retry),
         T(test_session_torn_newest_covered_by_state_is_corrupt),
         T(test_session_server_away_backoff),
+        T(test_session_seq_conflict_is_fatal),
+        T(test_session_durable_covers_earlier_session),
+        T(test_session_durable_while_frame_half_written),
+        T(test_session_resend_is_byte_identical),
+        T(test_session_old_spool_without_nonce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
