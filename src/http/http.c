@@ -1,9 +1,11 @@
 /* The evhttp server: binds the port, routes each request, applies ETag/If-None-Match and
- * the JSON error convention, serves the embedded dashboard, and swaps in the snapshot
- * each checkpoint publishes. Rendering lives in render.c, ranking in snapshot.c, the
- * event stream in events.c. Answers from callbacks on the loop; never blocks. */
+ * the JSON error convention, serves the embedded dashboard, answers for tallyd while it
+ * starts (no catalog or no snapshot yet), and swaps in the snapshot each checkpoint
+ * publishes. Rendering lives in render.c, ranking in snapshot.c, the event stream in
+ * events.c. Answers from callbacks on the loop; never blocks. */
 #include "http/http.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,17 +34,21 @@ const double http_checkpoint_bucket_le[HTTP_CHECKPOINT_BUCKETS] = {
 struct http_server {
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
-    const struct http_catalog *cat;
+    const struct http_catalog *cat; /* NULL until set */
+    bool has_layout;                /* the catalog was set and is consistent */
     struct http_hooks hooks;
     struct http_layout layout;
-    struct http_snapshot *snap; /* current; NULL until the first publish */
+    struct http_snapshot *snap; /* current; NULL until the first publish: "starting" */
     struct http_events events;
-    uint32_t epoch; /* changes at start and when a checkpoint id is published again */
+    /* Part of every ETag (not the writer epoch): changes at start and when a checkpoint id
+     * is published again. */
+    uint32_t etag_epoch;
     uint64_t requests;
     char (*asset_etags)[24];
 };
 
 #define JSON_TYPE "application/json; charset=utf-8"
+#define REASON_MAX 256
 
 /* evhttp_send_reply(), but a HEAD answer carries only the length of the body it would
  * have had: libevent 2.1 writes the body of a HEAD reply. */
@@ -117,7 +123,50 @@ static void reply_not_modified(struct evhttp_request *req, const char *etag)
 static void snap_etag(const struct http_server *h, const char *variant, char *out, size_t len)
 {
     snprintf(out, len, "\"cp-%" PRIu64 "-%s-%08" PRIx32 "\"", h->snap->checkpoint, variant,
-             h->epoch);
+             h->etag_epoch);
+}
+
+/* ---- readiness and start-up --------------------------------------------------------------- */
+
+/* True when tallyd says it is ready and there is a snapshot to serve; otherwise writes why
+ * (one line, NUL-terminated) into reason. A broken catalog comes first: it never heals,
+ * whatever the hook says. */
+static bool server_is_ready(const struct http_server *h, char *reason, size_t len)
+{
+    reason[0] = '\0';
+    if (h->cat && !h->has_layout) {
+        snprintf(reason, len,
+                 "the registry is inconsistent (a project names a missing "
+                 "circuit): restart tallyd");
+        return false;
+    }
+    if (!h->hooks.is_ready || !h->hooks.is_ready(h->hooks.arg, reason, len)) {
+        reason[len - 1] = '\0'; /* a hook that filled the buffer without terminating it */
+        if (!reason[0])
+            snprintf(reason, len, "not recovered or PostgreSQL unreachable");
+        return false;
+    }
+    if (!h->cat) {
+        snprintf(reason, len, "the registry is not loaded yet");
+        return false;
+    }
+    if (!h->snap) {
+        snprintf(reason, len, "no checkpoint published yet");
+        return false;
+    }
+    return true;
+}
+
+/* What every /v1 route and the dashboard page answer until the first snapshot: 503 and the
+ * reason, with Retry-After so that clients and proxies poll again soon rather than give
+ * up (a standby may wait for the writer lock a long time). */
+static void reply_starting(struct http_server *h, struct evhttp_request *req)
+{
+    char reason[REASON_MAX], message[REASON_MAX + 32];
+    server_is_ready(h, reason, sizeof(reason));
+    snprintf(message, sizeof(message), "tallyd is starting: %s", reason);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    http_reply_error(req, 503, "Service Unavailable", message);
 }
 
 /* ---- /v1 handlers ------------------------------------------------------------------------- */
@@ -315,6 +364,7 @@ static void get_metrics(struct http_server *h, struct evhttp_request *req,
         m.votes_accepted = h->snap->totals.accepted;
         m.votes_duplicate = h->snap->totals.duplicate;
         m.votes_rejected_unknown_project = h->snap->totals.rejected_unknown_project;
+        m.writer_epoch = h->snap->writer_epoch;
     }
     struct http_metrics_extra x = {
         .snap = h->snap,
@@ -331,15 +381,13 @@ static void get_metrics(struct http_server *h, struct evhttp_request *req,
     evbuffer_free(b);
 }
 
-static void reply_status(struct evhttp_request *req, int code, const char *reason, const char *body)
+static void reply_status(struct evhttp_request *req, int code, const char *reason,
+                         struct evbuffer *b)
 {
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, body, strlen(body));
     struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
     evhttp_add_header(hd, "Content-Type", JSON_TYPE);
     evhttp_add_header(hd, "Cache-Control", "no-store");
     send_reply(req, code, reason, b);
-    evbuffer_free(b);
 }
 
 static void get_healthz(struct http_server *h, struct evhttp_request *req,
@@ -347,18 +395,28 @@ static void get_healthz(struct http_server *h, struct evhttp_request *req,
 {
     (void)h;
     (void)q;
-    reply_status(req, 200, "OK", "{\"status\":\"alive\"}\n");
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"status\":\"alive\"}\n");
+    reply_status(req, 200, "OK", b);
+    evbuffer_free(b);
 }
 
+/* 200 once ready; 503 with why not, for whoever watches a standby wait for the lock. */
 static void get_readyz(struct http_server *h, struct evhttp_request *req, const struct evkeyvalq *q)
 {
     (void)q;
-    if (h->hooks.is_ready && h->hooks.is_ready(h->hooks.arg))
-        reply_status(req, 200, "OK", "{\"status\":\"ready\"}\n");
-    else
-        reply_status(req, 503, "Service Unavailable",
-                     "{\"status\":\"not ready\",\"error\":\"not recovered or PostgreSQL "
-                     "unreachable\"}\n");
+    char reason[REASON_MAX];
+    struct evbuffer *b = evbuffer_new();
+    if (server_is_ready(h, reason, sizeof(reason))) {
+        evbuffer_add_printf(b, "{\"status\":\"ready\",\"ready\":true}\n");
+        reply_status(req, 200, "OK", b);
+    } else {
+        evbuffer_add_printf(b, "{\"status\":\"not ready\",\"ready\":false,\"reason\":");
+        http_json_string(b, reason);
+        evbuffer_add(b, "}\n", 2);
+        reply_status(req, 503, "Service Unavailable", b);
+    }
+    evbuffer_free(b);
 }
 
 /* ---- the dashboard ------------------------------------------------------------------------ */
@@ -455,12 +513,17 @@ static void on_request(struct evhttp_request *req, void *arg)
                           "*");
 #ifdef HTTP_HAVE_ASSETS
     if (asset >= 0) {
-        get_asset(h, req, (size_t)asset);
+        /* The page would only show errors until the API answers; its scripts and styles
+         * have nothing to wait for. */
+        if (!h->snap && strcmp(http_assets[asset].path, "/index.html") == 0)
+            reply_starting(h, req);
+        else
+            get_asset(h, req, (size_t)asset);
         return;
     }
 #endif
     if ((circuit || r->needs_snapshot) && !h->snap) {
-        http_reply_error(req, 503, "Service Unavailable", "no checkpoint published yet");
+        reply_starting(h, req);
         return;
     }
     if (circuit) {
@@ -482,6 +545,19 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+/* Records the catalog and derives its layout; -1 (logged) when it is inconsistent, and
+ * then h->cat is still set, so that /readyz says why and nothing is published. */
+static int use_catalog(struct http_server *h, const struct http_catalog *catalog)
+{
+    h->cat = catalog;
+    if (http_layout_init(&h->layout, catalog) != 0) {
+        log_error("HTTP: the catalog names a circuit it does not have");
+        return -1;
+    }
+    h->has_layout = true;
+    return 0;
+}
+
 struct http_server *http_server_new(struct event_base *base, const char *host, uint16_t port,
                                     const struct http_catalog *catalog,
                                     const struct http_hooks *hooks)
@@ -489,17 +565,14 @@ struct http_server *http_server_new(struct event_base *base, const char *host, u
     struct http_server *h = calloc(1, sizeof(*h));
     if (!h)
         abort();
-    h->cat = catalog;
     if (hooks)
         h->hooks = *hooks;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    h->epoch = (uint32_t)((uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^
-                          ((uint64_t)getpid() << 16));
-    if (http_layout_init(&h->layout, catalog) != 0) {
-        log_error("HTTP: the catalog names a circuit it does not have");
+    h->etag_epoch = (uint32_t)((uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^
+                               ((uint64_t)getpid() << 16));
+    if (catalog && use_catalog(h, catalog) != 0)
         goto fail;
-    }
     if (http_events_init(&h->events, base) != 0)
         goto fail;
 #ifdef HTTP_HAVE_ASSETS
@@ -548,6 +621,17 @@ void http_server_free(struct http_server *h)
     free(h);
 }
 
+void http_server_set_catalog(struct http_server *h, const struct http_catalog *catalog)
+{
+    assert(catalog && !h->cat);
+    /* Snapshots point into the layout: replacing it under them would not be safe. */
+    if (!catalog || h->cat) {
+        log_error("HTTP: the catalog can be set only once: ignored");
+        return;
+    }
+    (void)use_catalog(h, catalog); /* a failure leaves the server starting, /readyz says why */
+}
+
 uint16_t http_server_port(const struct http_server *h)
 {
     struct sockaddr_storage ss;
@@ -564,9 +648,15 @@ uint16_t http_server_port(const struct http_server *h)
 
 void http_server_publish(struct http_server *h, const struct http_checkpoint *cp)
 {
+    if (!h->has_layout) {
+        /* No catalog to rank the votes against; an inconsistent one was logged when set. */
+        if (!h->cat)
+            log_error("HTTP: checkpoint %" PRIu64 " published before the catalog: ignored", cp->id);
+        return;
+    }
     struct http_snapshot *s = http_snapshot_new(&h->layout, cp);
     if (h->snap && h->snap->checkpoint == cp->id)
-        h->epoch = h->epoch * 2654435761u + 1;
+        h->etag_epoch = h->etag_epoch * 2654435761u + 1;
     http_snapshot_unref(h->snap); /* in-flight responses keep their own reference */
     h->snap = s;
     http_events_publish(&h->events, s, cp);

@@ -2,7 +2,19 @@
  * results API, the live event stream, Prometheus metrics, health, and the dashboard.
  * Everything it serves comes from immutable snapshots handed over by
  * http_server_publish() after each checkpoint COMMIT, so readers only ever see durable
- * numbers and never touch ingest state. */
+ * numbers and never touch ingest state.
+ *
+ * The order of calls, all on the loop thread:
+ *   http_server_new(base, host, port, NULL, hooks)   bind first, before PostgreSQL, the
+ *                                                    writer lock and recovery
+ *   ... "starting": /healthz 200, /readyz 503 with the hook's reason, /metrics from the
+ *       hook, every /v1 route and the dashboard page 503 with Retry-After: 1 ...
+ *   http_server_set_catalog(h, catalog)              once the registry is loaded
+ *   http_server_publish(h, recovered)                at once: the API starts answering
+ *   http_server_publish(h, cp)                       after each checkpoint COMMIT
+ *   http_server_free(h)
+ * Giving the catalog to http_server_new() instead is the same as calling
+ * http_server_set_catalog() right after it. */
 #ifndef HTTP_HTTP_H
 #define HTTP_HTTP_H
 
@@ -54,7 +66,7 @@ struct http_collector_status {
 };
 
 struct http_checkpoint {
-    uint64_t id;             /* checkpoint id (0: the state recovered at start) */
+    uint64_t id;             /* checkpoint id (0: none committed yet, the empty state) */
     int64_t committed_ms;    /* unix ms */
     const uint64_t *votes;   /* durable votes, n_projects entries, dense order */
     const uint32_t *changed; /* dense indices whose votes changed in this checkpoint */
@@ -62,6 +74,11 @@ struct http_checkpoint {
     struct http_totals totals; /* national, durable */
     const struct http_collector_status *collectors;
     size_t n_collectors;
+    /* The head of the hash chain: checkpoint id's BLAKE2b-256 hash (store/chain.h), which
+     * tallyctl verify recomputes. Published as 64 lower-case hex digits; ignored (shown as
+     * null) when id is 0. */
+    uint8_t head_hash[32];
+    uint64_t epoch; /* writer epoch of the tallyd that holds the writer lock */
 };
 
 /* ---- live figures for /metrics, read at request time --------------------------------- */
@@ -73,6 +90,7 @@ extern const double http_checkpoint_bucket_le[HTTP_CHECKPOINT_BUCKETS];
 struct http_metrics {
     uint64_t votes_accepted, votes_duplicate, votes_rejected_unknown_project; /* durable */
     uint64_t batches, bytes_received; /* applied in memory / read from collectors */
+    uint64_t seq_conflicts;           /* batches refused with ERROR_SEQ_CONFLICT since start */
     uint64_t connections_open, connections_total;
     uint64_t checkpoints;                                    /* committed since start */
     uint64_t checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS + 1]; /* cumulative; last is +Inf */
@@ -82,30 +100,50 @@ struct http_metrics {
     uint64_t backlog_votes;        /* applied, not yet durable */
     uint64_t ballots;              /* distinct ballots held */
     bool paused;                   /* back-pressure on */
+    uint64_t writer_epoch;         /* the writer epoch held; 0 while not the writer */
 };
 
+/* Called on the loop, from http_server_new() on (before any catalog or snapshot), so they
+ * must work in every phase of start-up. Either may be NULL: no is_ready means never
+ * ready; no metrics means durable totals from the last snapshot and zeros elsewhere. */
 struct http_hooks {
-    bool (*is_ready)(void *arg); /* recovered and PostgreSQL reachable */
+    /* True when recovered and PostgreSQL is reachable. When false it writes a one-line
+     * reason, NUL-terminated, into reason (len bytes: snprintf), say "waiting for the
+     * writer lock held by tallyd on host h pid 123 since ...", "recovering" or
+     * "PostgreSQL unreachable", which /readyz's 503 and, until the first publish, every
+     * /v1 503 show. Asked at each /readyz and, until the first publish, each /v1
+     * request. /readyz answers 200 only once it says true and a snapshot is published. */
+    bool (*is_ready)(void *arg, char *reason, size_t len);
+    /* Fills out (zeroed before the call) at each /metrics request. */
     void (*metrics)(void *arg, struct http_metrics *out);
     void *arg;
 };
 
-/* Binds host:port and serves. catalog is borrowed for the server's life. The first
- * http_server_publish() should follow at once with the recovered state. NULL (logged)
- * when the port cannot be bound. */
+/* Binds host:port and serves. catalog may be NULL (start-up: see the top of this file)
+ * and is otherwise borrowed for the server's life; hooks is copied. NULL (logged) when
+ * the port cannot be bound or the catalog is inconsistent (a project naming a circuit
+ * it does not have). */
 struct http_server *http_server_new(struct event_base *base, const char *host, uint16_t port,
                                     const struct http_catalog *catalog,
                                     const struct http_hooks *hooks);
 void http_server_free(struct http_server *h); /* NULL is a no-op */
 
+/* Gives a server made without one its catalog, borrowed for the server's life; at most
+ * once, and never when http_server_new() had one. The first http_server_publish() should
+ * follow at once with the recovered state: until then the API still answers 503. An
+ * inconsistent catalog is logged and the server stays starting, its /readyz saying why. */
+void http_server_set_catalog(struct http_server *h, const struct http_catalog *catalog);
+
 /* The port actually bound (useful when http_server_new() was given port 0), or 0. */
 uint16_t http_server_port(const struct http_server *h);
 
-/* A checkpoint committed: copies what it needs from cp (borrowed for the call), builds the
- * next immutable snapshot, and pushes one event to /v1/events subscribers. Runs on the
- * loop; costs O(projects + changed). Publishing the id of the current snapshot again
- * replaces the snapshot (say, fresher collector states) without an event; an id lower
- * than the current one sends every subscriber an `event: reset`. */
+/* A checkpoint committed: copies what it needs from cp (borrowed for the call: votes,
+ * changed, collectors, head_hash, epoch), builds the next immutable snapshot, and pushes
+ * one event to /v1/events subscribers. Runs on the loop; costs O(projects + changed). The
+ * first call (the recovered state) ends start-up and sends no event. Publishing the id of
+ * the current snapshot again replaces the snapshot (say, fresher collector states)
+ * without an event; an id lower than the current one sends every subscriber an
+ * `event: reset`. Needs the catalog: ignored (logged) before it is set. */
 void http_server_publish(struct http_server *h, const struct http_checkpoint *cp);
 
 #endif

@@ -68,6 +68,8 @@ struct http_snapshot {
     const struct http_layout *layout;
     uint64_t checkpoint;
     int64_t committed_ms;
+    uint8_t head_hash[32]; /* the chain's head at this checkpoint; meaningless for id 0 */
+    uint64_t writer_epoch;
     struct http_totals totals;
     uint64_t *votes;  /* dense order */
     uint32_t *rank;   /* dense order; competition ranking within the circuit (1, 2, 2, 4) */
@@ -105,6 +107,9 @@ struct http_filter {
 };
 
 void http_json_string(struct evbuffer *out, const char *s);
+/* A snapshot's head hash as "<64 lower-case hex digits>", or null (unquoted) for
+ * checkpoint 0, which no hash covers. */
+void http_json_head_hash(struct evbuffer *out, const struct http_snapshot *s);
 /* "2026-11-23T13:40:01.123Z", or "null" (unquoted) when ms is 0. */
 void http_json_time(struct evbuffer *out, int64_t ms);
 void http_csv_field(struct evbuffer *out, const char *s);
@@ -122,7 +127,7 @@ void http_render_circuit(const struct http_snapshot *s, uint32_t circuit, struct
 void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out);
 /* The SSE events: `event: snapshot` (totals only), `event: checkpoint` (the changed
  * projects) and `event: reset` (every project), each with its id line, ending in a blank
- * line. */
+ * line. All three carry the checkpoint, its time, head_hash and the totals. */
 void http_render_event_snapshot(const struct http_snapshot *s, struct evbuffer *out);
 void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t *changed,
                                   size_t n_changed, struct evbuffer *out);

@@ -50,6 +50,26 @@ void http_json_string(struct evbuffer *out, const char *s)
     evbuffer_add(out, "\"", 1);
 }
 
+void http_json_head_hash(struct evbuffer *out, const struct http_snapshot *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* Checkpoint 0 is the empty state before any COMMIT: there is no chain yet, and zeros
+     * would read as a hash an auditor could look for. */
+    if (s->checkpoint == 0) {
+        evbuffer_add(out, "null", 4);
+        return;
+    }
+    char buf[2 * sizeof(s->head_hash) + 2];
+    size_t n = 0;
+    buf[n++] = '"';
+    for (size_t i = 0; i < sizeof(s->head_hash); i++) {
+        buf[n++] = hex[s->head_hash[i] >> 4];
+        buf[n++] = hex[s->head_hash[i] & 15];
+    }
+    buf[n++] = '"';
+    evbuffer_add(out, buf, n);
+}
+
 void http_json_time(struct evbuffer *out, int64_t ms)
 {
     if (ms <= 0) {
@@ -251,7 +271,9 @@ void http_render_summary(const struct http_snapshot *s, struct evbuffer *out)
     const struct http_layout *l = s->layout;
     const struct http_catalog *cat = l->cat;
     json_head(s, out);
-    evbuffer_add(out, ",\"totals\":", 10);
+    evbuffer_add(out, ",\"head_hash\":", 13);
+    http_json_head_hash(out, s);
+    evbuffer_add_printf(out, ",\"writer_epoch\":%" PRIu64 ",\"totals\":", s->writer_epoch);
     json_totals(out, &s->totals);
     evbuffer_add_printf(out,
                         ",\"collectors\":{\"registered\":%zu,\"connected\":%" PRIu32
@@ -382,13 +404,16 @@ void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out)
 
 /* ---- the event stream ----------------------------------------------------------------------- */
 
-/* id: N / event: KIND / data: {"checkpoint":N,"time":T,"totals":{..} — left open. */
+/* id: N / event: KIND / data: {"checkpoint":N,"time":T,"head_hash":H,"totals":{..} — left
+ * open. Every kind carries the head, so a client can match what it shows to the chain. */
 static void event_head(const struct http_snapshot *s, const char *kind, struct evbuffer *out)
 {
     evbuffer_add_printf(out,
                         "id: %" PRIu64 "\nevent: %s\ndata: {\"checkpoint\":%" PRIu64 ",\"time\":",
                         s->checkpoint, kind, s->checkpoint);
     http_json_time(out, s->committed_ms);
+    evbuffer_add(out, ",\"head_hash\":", 13);
+    http_json_head_hash(out, s);
     evbuffer_add(out, ",\"totals\":", 10);
     json_totals(out, &s->totals);
 }
@@ -462,6 +487,10 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
     evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"unknown_project\"} %" PRIu64 "\n",
                         m->votes_rejected_unknown_project);
     metric_u64(out, "tally_batches_total", "counter", "Batches applied in memory.", m->batches);
+    metric_u64(out, "tally_seq_conflicts_total", "counter",
+               "Batches refused because their seq was applied before with other content "
+               "(ERROR_SEQ_CONFLICT).",
+               m->seq_conflicts);
     metric_u64(out, "tally_bytes_received_total", "counter", "Bytes read from collectors.",
                m->bytes_received);
     metric_u64(out, "tally_connections", "gauge", "Collector connections open.",
@@ -490,6 +519,10 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
     metric_u64(out, "tally_ballots", "gauge", "Distinct ballots held.", m->ballots);
     metric_u64(out, "tally_ingest_paused", "gauge",
                "1 while reading from collectors is paused by back-pressure.", m->paused ? 1 : 0);
+    metric_u64(out, "tally_writer_epoch", "gauge",
+               "Writer epoch this tallyd holds (bumped by each tallyd that takes the writer "
+               "lock); 0 while it is not the writer.",
+               m->writer_epoch);
 
     const struct http_snapshot *s = x->snap;
     metric_u64(out, "tally_collectors_registered", "gauge",

@@ -220,6 +220,8 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
     s->layout = layout;
     s->checkpoint = cp->id;
     s->committed_ms = cp->committed_ms;
+    memcpy(s->head_hash, cp->head_hash, sizeof(s->head_hash));
+    s->writer_epoch = cp->epoch;
     s->totals = cp->totals;
     s->votes = xcalloc(np, sizeof(uint64_t));
     if (cp->votes)

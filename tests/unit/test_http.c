@@ -77,12 +77,20 @@ static const struct http_collector_status collectors[] = {
     {"c0", false, 0, 0, 0, {0, 0, 0, 0, 0}},
 };
 
-static bool ready_flag;
+/* What the is_ready hook answers; each server under test points its hooks at one. */
+struct readiness {
+    bool ready;
+    const char *reason; /* written when not ready; NULL writes nothing */
+};
 
-static bool hook_ready(void *arg)
+static struct readiness main_ready;
+
+static bool hook_ready(void *arg, char *reason, size_t len)
 {
-    (void)arg;
-    return ready_flag;
+    const struct readiness *r = arg;
+    if (!r->ready && r->reason)
+        snprintf(reason, len, "%s", r->reason);
+    return r->ready;
 }
 
 static void hook_metrics(void *arg, struct http_metrics *m)
@@ -92,6 +100,7 @@ static void hook_metrics(void *arg, struct http_metrics *m)
     m->votes_duplicate = 15;
     m->votes_rejected_unknown_project = 5;
     m->batches = 7;
+    m->seq_conflicts = 3;
     m->bytes_received = 4096;
     m->connections_open = 1;
     m->connections_total = 3;
@@ -104,15 +113,37 @@ static void hook_metrics(void *arg, struct http_metrics *m)
     m->backlog_votes = 12;
     m->ballots = 247;
     m->paused = false;
+    m->writer_epoch = 5;
 }
 
-static const struct http_hooks hooks = {hook_ready, hook_metrics, NULL};
+static const struct http_hooks hooks = {hook_ready, hook_metrics, &main_ready};
 
 static struct event_base *base;
 static struct http_server *srv;
 static uint16_t port;
 static uint64_t next_cp = 10;
 static uint64_t cur_votes[NP];
+static uint64_t cur_epoch = 1;
+
+/* The head hash published with checkpoint id: a function of the id, so that any event can
+ * be checked, with bytes above 0x9f to catch upper-case hex. */
+static void head_hash_of(uint64_t id, uint8_t out[32])
+{
+    for (size_t i = 0; i < 32; i++)
+        out[i] = (uint8_t)(0xa5 ^ (id * 37 + i * 11));
+}
+
+/* "head_hash":"<64 hex digits>" as the server should render it for checkpoint id. */
+static const char *head_hash_json(uint64_t id, char *out, size_t len)
+{
+    uint8_t hash[32];
+    head_hash_of(id, hash);
+    int n = snprintf(out, len, "\"head_hash\":\"");
+    for (size_t i = 0; i < 32; i++)
+        n += snprintf(out + n, len - (size_t)n, "%02x", hash[i]);
+    snprintf(out + n, len - (size_t)n, "\"");
+    return out;
+}
 
 static void publish_as(uint64_t id, const uint32_t *changed, size_t n_changed)
 {
@@ -125,7 +156,9 @@ static void publish_as(uint64_t id, const uint32_t *changed, size_t n_changed)
         .totals = {7, 267, 247, 15, 5},
         .collectors = collectors,
         .n_collectors = 2,
+        .epoch = cur_epoch,
     };
+    head_hash_of(id, cp.head_hash);
     http_server_publish(srv, &cp);
 }
 
@@ -764,15 +797,27 @@ static void test_health(void **state)
     get("/healthz", &r);
     assert_int_equal(r.status, 200);
     resp_free(&r);
-    ready_flag = false;
+    /* Not ready: the hook's reason, as JSON (a quote in it escaped). */
+    main_ready = (struct readiness){false, "PostgreSQL unreachable: \"db1\" refused"};
     get("/readyz", &r);
     assert_int_equal(r.status, 503);
     assert_json(r.body);
-    assert_has(r.body, "\"error\":");
+    assert_has(r.body, "\"ready\":false,\"reason\":\"PostgreSQL unreachable: \\\"db1\\\" "
+                       "refused\"}");
     resp_free(&r);
-    ready_flag = true;
+    /* A hook that gives no reason still gets one. */
+    main_ready = (struct readiness){false, NULL};
+    get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    assert_json(r.body);
+    assert_has(r.body, "\"reason\":\"not recovered or PostgreSQL unreachable\"");
+    resp_free(&r);
+    main_ready = (struct readiness){true, NULL};
     get("/readyz", &r);
     assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, "\"status\":\"ready\"");
+    assert_has(r.body, "\"ready\":true");
     resp_free(&r);
 }
 
@@ -958,6 +1003,12 @@ static void test_metrics(void **state)
     assert_true(prom_check(r.body, "tally_votes_duplicate_total") == 15);
     assert_true(prom_check(r.body, "tally_votes_rejected_total{reason=\"unknown_project\"}") == 5);
     assert_true(prom_check(r.body, "tally_batches_total") == 7);
+    assert_true(prom_check(r.body, "tally_seq_conflicts_total") == 3);
+    assert_has(r.body, "# HELP tally_seq_conflicts_total Batches refused because their seq was "
+                       "applied before with other content (ERROR_SEQ_CONFLICT).\n"
+                       "# TYPE tally_seq_conflicts_total counter\n");
+    assert_true(prom_check(r.body, "tally_writer_epoch") == 5);
+    assert_has(r.body, "# TYPE tally_writer_epoch gauge\n");
     assert_true(prom_check(r.body, "tally_bytes_received_total") == 4096);
     assert_true(prom_check(r.body, "tally_connections") == 1);
     assert_true(prom_check(r.body, "tally_connections_total") == 3);
@@ -1249,6 +1300,236 @@ static void test_events_slow_subscriber(void **state)
     sse_close(&s);
 }
 
+/* The head of the hash chain in /v1/summary and in every kind of event. */
+static void test_head_hash(void **state)
+{
+    (void)state;
+    struct resp r;
+    struct sse s;
+    struct sse_event e;
+    char want[128];
+    cur_epoch = 7;
+    uint64_t id = next_cp;
+    publish(NULL, 0);
+    get("/v1/summary", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, head_hash_json(id, want, sizeof(want)));
+    /* At the top level, and exactly 64 lower-case hex digits. */
+    const char *h = strstr(r.body, ",\"head_hash\":\"");
+    assert_non_null(h);
+    h += strlen(",\"head_hash\":\"");
+    assert_int_equal(strspn(h, "0123456789abcdef"), 64);
+    assert_int_equal(h[64], '"');
+    assert_has(r.body, "\"writer_epoch\":7,");
+    resp_free(&r);
+
+    sse_open(&s, NULL, 0);
+    expect_event(&s, "snapshot", id, &e);
+    assert_has(e.data, head_hash_json(id, want, sizeof(want)));
+    free(e.data);
+    uint32_t c[] = {2};
+    cur_votes[2]++;
+    publish(c, 1);
+    expect_event(&s, "checkpoint", id + 1, &e);
+    assert_has(e.data, head_hash_json(id + 1, want, sizeof(want)));
+    free(e.data);
+    sse_close(&s);
+    /* A reset carries the head too. */
+    sse_open(&s, "999999", 0);
+    expect_event(&s, "reset", id + 1, &e);
+    assert_has(e.data, head_hash_json(id + 1, want, sizeof(want)));
+    free(e.data);
+    sse_close(&s);
+    cur_epoch = 1;
+}
+
+/* Points the client and publish_as() at another server until use_main_server(). */
+static struct http_server *main_srv;
+static uint16_t main_port;
+
+static void use_server(struct http_server *other)
+{
+    main_srv = srv;
+    main_port = port;
+    srv = other;
+    port = http_server_port(other);
+}
+
+static void use_main_server(void)
+{
+    srv = main_srv;
+    port = main_port;
+}
+
+/* A /v1 answer while tallyd starts: 503, Retry-After: 1, and the reason. */
+static void assert_starting(const char *path, const char *reason)
+{
+    struct resp r;
+    char v[256], want[512];
+    get(path, &r);
+    assert_int_equal(r.status, 503);
+    assert_json(r.body);
+    assert_string_equal(header(r.head, "Retry-After", v, sizeof(v)), "1");
+    assert_string_equal(header(r.head, "Content-Type", v, sizeof(v)),
+                        "application/json; charset=utf-8");
+    snprintf(want, sizeof(want), "{\"error\":\"tallyd is starting: %s\"}\n", reason);
+    assert_string_equal(r.body, want);
+    resp_free(&r);
+}
+
+static void assert_not_ready(const char *reason)
+{
+    struct resp r;
+    char want[512];
+    get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    assert_json(r.body);
+    snprintf(want, sizeof(want), "\"ready\":false,\"reason\":\"%s\"}", reason);
+    assert_has(r.body, want);
+    resp_free(&r);
+}
+
+/* Bound before the catalog: alive, not ready with the hook's reason, the API 503 with
+ * Retry-After; then the catalog and the recovered state, and it serves. */
+static void test_starting(void **state)
+{
+    (void)state;
+    const char *lock = "waiting for the writer lock held by tallyd on host db1 pid 123 since "
+                       "2026-12-01 09:44:00+00";
+    struct readiness ready = {false, lock};
+    struct http_hooks h = {hook_ready, hook_metrics, &ready};
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, NULL, &h);
+    assert_non_null(other);
+    use_server(other);
+    struct resp r;
+    char v[128];
+    cur_epoch = 1;
+
+    get("/healthz", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_not_ready(lock);
+    const char *api[] = {"/v1/summary",  "/v1/results",        "/v1/results?format=csv",
+                         "/v1/circuits", "/v1/circuits/100",   "/v1/collectors",
+                         "/v1/events",   "/v1/results?state=x"};
+    for (size_t i = 0; i < sizeof(api) / sizeof(api[0]); i++)
+        assert_starting(api[i], lock);
+    request("HEAD", "/v1/summary", NULL, &r);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(r.body_len, 0);
+    resp_free(&r);
+    /* The page too, when the dashboard is built in; its scripts and styles are served. */
+    get("/style.css", &r);
+    bool assets = r.status == 200;
+    resp_free(&r);
+    if (assets) {
+        assert_starting("/", lock);
+        assert_starting("/index.html", lock);
+    } else {
+        get("/", &r);
+        assert_int_equal(r.status, 404);
+        resp_free(&r);
+    }
+    /* Unknown paths and other methods answer as ever. */
+    get("/nope", &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    get("/v1/nope", &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    request("POST", "/v1/summary", "Content-Length: 0\r\n", &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(header(r.head, "Allow", v, sizeof(v)), "GET, HEAD");
+    resp_free(&r);
+    /* /metrics: the hook's figures, zeros for what needs a snapshot. */
+    get("/metrics", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(prom_check(r.body, "tally_votes_accepted_total") == 247);
+    assert_true(prom_check(r.body, "tally_writer_epoch") == 5);
+    assert_true(prom_check(r.body, "tally_last_checkpoint_id") == 0);
+    assert_true(prom_check(r.body, "tally_collectors_registered") == 0);
+    resp_free(&r);
+
+    /* The lock taken and recovered, but the registry not given yet. */
+    ready.ready = true;
+    assert_not_ready("the registry is not loaded yet");
+    assert_starting("/v1/summary", "the registry is not loaded yet");
+    ready = (struct readiness){false, "recovering"};
+    http_server_set_catalog(other, &catalog);
+    assert_not_ready("recovering");
+    assert_starting("/v1/summary", "recovering");
+    ready.ready = true;
+    assert_not_ready("no checkpoint published yet");
+    assert_starting("/v1/circuits/100", "no checkpoint published yet");
+
+    /* The recovered state of an empty database: checkpoint 0, no chain yet. */
+    publish_as(0, NULL, 0);
+    get("/v1/summary", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, "\"checkpoint\":0,");
+    assert_has(r.body, "\"head_hash\":null,\"writer_epoch\":1,");
+    assert_null(header(r.head, "Retry-After", v, sizeof(v)));
+    resp_free(&r);
+    get("/readyz", &r);
+    assert_int_equal(r.status, 200);
+    assert_has(r.body, "\"ready\":true");
+    resp_free(&r);
+    get("/v1/circuits/100", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    if (assets) {
+        get("/", &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+    }
+    /* Losing PostgreSQL later: not ready, but the durable numbers are still served. */
+    ready = (struct readiness){false, "PostgreSQL unreachable"};
+    assert_not_ready("PostgreSQL unreachable");
+    get("/v1/summary", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* The first commit: the chain has a head. */
+    publish_as(1, NULL, 0);
+    char want[128];
+    get("/v1/summary", &r);
+    assert_has(r.body, head_hash_json(1, want, sizeof(want)));
+    resp_free(&r);
+    use_main_server();
+    http_server_free(other);
+}
+
+/* A catalog naming a circuit it does not have: refused by http_server_new(); given later,
+ * the server stays starting and says why. */
+static void test_bad_catalog(void **state)
+{
+    (void)state;
+    static const struct http_catalog_project bad_projects[] = {{1, "Uno", 0}, {2, "Dos", 9}};
+    static const struct http_catalog bad = {
+        .consultation_id = "x",
+        .consultation_name = "X",
+        .projects = bad_projects,
+        .n_projects = 2,
+        .circuits = circuits,
+        .n_circuits = 1,
+    };
+    assert_null(http_server_new(base, "127.0.0.1", 0, &bad, &hooks));
+    struct readiness ready = {true, NULL};
+    struct http_hooks h = {hook_ready, hook_metrics, &ready};
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, NULL, &h);
+    assert_non_null(other);
+    use_server(other);
+    http_server_set_catalog(other, &bad);
+    publish_as(1, NULL, 0); /* ignored: nothing to rank the votes against */
+    const char *why = "the registry is inconsistent (a project names a missing circuit): "
+                      "restart tallyd";
+    assert_not_ready(why);
+    assert_starting("/v1/summary", why);
+    use_main_server();
+    http_server_free(other);
+}
+
 static void test_no_snapshot_yet(void **state)
 {
     (void)state;
@@ -1261,6 +1542,8 @@ static void test_no_snapshot_yet(void **state)
     assert_int_equal(r.status, 503);
     assert_json(r.body);
     resp_free(&r);
+    /* The hook says ready (test_health left it so), but there is nothing to serve yet. */
+    assert_not_ready("no checkpoint published yet");
     get("/healthz", &r);
     assert_int_equal(r.status, 200);
     resp_free(&r);
@@ -1322,6 +1605,9 @@ int main(void)
         cmocka_unit_test(test_events_republish),
         cmocka_unit_test(test_events_ring_overflow),
         cmocka_unit_test(test_events_slow_subscriber),
+        cmocka_unit_test(test_head_hash),
+        cmocka_unit_test(test_starting),
+        cmocka_unit_test(test_bad_catalog),
         cmocka_unit_test(test_no_snapshot_yet),
         cmocka_unit_test(test_free_with_open_streams),
     };

@@ -102,8 +102,12 @@
     function getJSON(path) {
         return fetch(path, { cache: 'no-cache', headers: { Accept: 'application/json' } })
             .then(function (r) {
-                if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
-                return r.json();
+                if (r.ok) return r.json();
+                /* The API's errors are {"error": "..."}: say what the server said. */
+                return r.json().catch(function () { return {}; }).then(function (body) {
+                    var why = body && typeof body.error === 'string' ? ': ' + body.error : '';
+                    throw new Error(path + ': HTTP ' + r.status + why);
+                });
             });
     }
 
@@ -172,6 +176,21 @@
                 : '(hace ' + Math.floor(s / 3600) + ' h)';
     }
 
+    /* The footer's audit line: the hash is long, so it shows a prefix and keeps the whole
+     * value in the title (and in the text a copy of the title gives). */
+    function renderHead(id, hash) {
+        var n = toInt(id);
+        $('foot-checkpoint').textContent = n === null ? '—' : '#' + n;
+        var h = $('head-hash');
+        if (typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash)) {
+            h.textContent = hash.slice(0, 16) + '…';
+            h.title = hash;
+        } else {
+            h.textContent = '—';
+            h.title = n === 0 ? 'ningún corte guardado todavía' : '';
+        }
+    }
+
     function renderSummary(s) {
         if (s.consultation && s.consultation.name) {
             $('consultation-name').textContent = s.consultation.name;
@@ -183,6 +202,7 @@
         if (cpId === null || cpId >= model.checkpoint) {
             renderTotals(s.totals);
             renderCheckpoint(cpId, cpTime);
+            if ('head_hash' in s) renderHead(cpId, s.head_hash);
             if (cpId !== null) model.checkpoint = cpId;
         }
         var c = s.collectors || {};
@@ -598,6 +618,7 @@
         model.checkpoint = ev.id;
         renderTotals(ev.data.totals);
         renderCheckpoint(ev.id, ev.data.time);
+        if ('head_hash' in ev.data) renderHead(ev.id, ev.data.head_hash);
     }
 
     function onCheckpoint(e) {
