@@ -9,6 +9,7 @@
 
 #include "core/arena.h"
 #include "tally/tally.h"
+#include "wire/digest.h"
 #include "wire/wire.h"
 
 void frames_encode(struct bench_ctx *c)
@@ -117,7 +118,6 @@ static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arri
     const struct workload *w = c->w;
     struct arena arena;
     arena_init(&arena, 256 * 1024);
-    uint64_t seal_id = 0;
     size_t since_seal = 0;
     double t0 = now_s(), last = t0;
     uint64_t votes_done = 0;
@@ -146,13 +146,18 @@ static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arri
             nv = f->batch->n_ballots;
             seq = f->batch->seq;
         }
+        /* The digest is part of tallyd's apply path: it is what a retransmission is
+         * compared by. */
+        uint8_t digest[WIRE_DIGEST_BYTES];
+        wire_batch_digest(seq, NULL, 0, ballots, projects, nv, digest);
         struct tally_batch_result res;
         uint64_t expected = 0;
-        enum tally_apply_status st =
-            tally_apply_batch(t, a[i].collector, seq, ballots, projects, nv, &res, &expected);
+        const uint8_t *had = NULL;
+        enum tally_apply_status st = tally_apply_batch(t, a[i].collector, seq, digest, ballots,
+                                                       projects, nv, &res, &expected, &had);
         if (decode)
             arena_reset(&arena);
-        if (st == TALLY_GAP || (st == TALLY_RETRANSMIT) != op->retransmit) {
+        if (st == TALLY_GAP || st == TALLY_CONFLICT || (st == TALLY_RETRANSMIT) != op->retransmit) {
             peer_fail(r, "collector %s batch %llu: unexpected apply status %d", wc->id,
                       (unsigned long long)seq, (int)st);
             arena_cleanup(&arena);
@@ -161,7 +166,7 @@ static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arri
         if (st == TALLY_APPLIED) {
             votes_done += nv;
             if (++since_seal == LIMIT_SEAL_EVERY) {
-                if (tally_checkpoint_seal(t, ++seal_id))
+                if (tally_checkpoint_seal(t))
                     tally_checkpoint_commit(t);
                 since_seal = 0;
             }
@@ -176,7 +181,7 @@ static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arri
             }
         }
     }
-    if (tally_checkpoint_seal(t, ++seal_id))
+    if (tally_checkpoint_seal(t))
         tally_checkpoint_commit(t);
     double secs = now_s() - t0;
     arena_cleanup(&arena);

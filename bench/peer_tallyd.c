@@ -371,7 +371,7 @@ static int ctl(const char *tallyctl, const char *conninfo, const char *log, cons
 
 static bool check_counts(struct bench_ctx *c, PGconn *db, struct peer_result *r)
 {
-    PGresult *res = PQexec(db, "SELECT project_id, votes FROM tallies");
+    PGresult *res = PQexec(db, "SELECT project_id, votes FROM project_votes");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(r->note, sizeof(r->note), "reading tallies: %s", PQerrorMessage(db));
         PQclear(res);

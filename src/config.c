@@ -36,6 +36,11 @@ static const struct opt opts[] = {
      "size the ballot set for this many voters up front (it grows past it)", 1, UINT64_C(1) << 36},
     {"shutdown-grace-ms", OPT_U32, "10000", "N",
      "on SIGTERM, how long to wait for PostgreSQL to take the final checkpoint", 0, 3600000},
+    {"min-anonymity", OPT_U32, "100", "N",
+     "store accepted ballot tokens in pages of at least N, apart from every count", 1, 32768},
+    {"standby", OPT_FLAG, NULL, NULL,
+     "if another tallyd writes this database, wait and take over when it stops (default: exit 1)",
+     0, 0},
     {"log-level", OPT_LEVEL, "info", "LEVEL", "debug, info, warn or error", 0, 0},
     {"help", OPT_FLAG, NULL, NULL, "show this help and exit", 0, 0},
     {"version", OPT_FLAG, NULL, NULL, "show the version and exit", 0, 0},
@@ -92,6 +97,8 @@ static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val
             cfg->expected_ballots = v;
         else if (strcmp(n, "shutdown-grace-ms") == 0)
             cfg->shutdown_grace_ms = (uint32_t)v;
+        else if (strcmp(n, "min-anonymity") == 0)
+            cfg->min_anonymity = (uint32_t)v;
         return 0;
     case OPT_FLAG:
         return 0;
@@ -139,6 +146,10 @@ int tallyd_config_parse(struct tallyd_config *cfg, int argc, char **argv)
         if (strcmp(o->name, "help") == 0) {
             usage(stdout);
             return 1;
+        }
+        if (strcmp(o->name, "standby") == 0) {
+            cfg->standby = 1;
+            continue;
         }
         if (strcmp(o->name, "version") == 0) {
             printf("tallyd 0.1.0 (protocol %u)\n", TALLY_PROTOCOL_VERSION);

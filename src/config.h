@@ -16,6 +16,8 @@ struct tallyd_config {
     uint32_t max_frame_bytes;
     uint64_t expected_ballots;
     uint32_t shutdown_grace_ms;
+    uint32_t min_anonymity;
+    int standby;
     int log_level;
 };
 

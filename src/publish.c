@@ -85,6 +85,13 @@ static int catalog_build(struct publish *p, const struct tally *t)
     return 0;
 }
 
+static uint64_t st_epoch(struct publish *p)
+{
+    struct ingest_stats st;
+    ingest_stats(p->in, &st);
+    return st.writer_epoch;
+}
+
 static struct http_totals totals_of(const struct tally_totals *t)
 {
     struct http_totals h = {t->batches, t->votes, t->accepted, t->duplicate, t->rejected};
@@ -117,6 +124,7 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
     }
     struct http_checkpoint cp = {
         .id = checkpoint_id,
+        .epoch = st_epoch(p),
         .committed_ms = now_ms(),
         .votes = tally_durable_votes(t),
         .changed = changed,
@@ -125,6 +133,7 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
         .collectors = p->cols,
         .n_collectors = n,
     };
+    memcpy(cp.head_hash, ingest_head_hash(p->in), sizeof(cp.head_hash));
     http_server_publish(p->http, &cp);
 }
 
@@ -140,19 +149,31 @@ static void on_durable(void *arg, uint64_t checkpoint_id, double seconds, const 
     publish_now(p, checkpoint_id, changed, n_changed);
 }
 
-static bool is_ready(void *arg)
+static bool is_ready(void *arg, char *reason, size_t len)
 {
     struct publish *p = arg;
-    return ingest_is_ready(p->in);
+    if (!p->in) {
+        snprintf(reason, len, "starting");
+        return false;
+    }
+    return ingest_is_ready(p->in, reason, len);
 }
 
 static void metrics(void *arg, struct http_metrics *m)
 {
     struct publish *p = arg;
+    memset(m, 0, sizeof(*m));
+    if (!p->in)
+        return;
     struct ingest_stats st;
     ingest_stats(p->in, &st);
-    const struct tally_totals *dur = tally_durable_totals(ingest_tally(p->in));
-    memset(m, 0, sizeof(*m));
+    m->seq_conflicts = st.seq_conflicts;
+    m->writer_epoch = st.writer_epoch;
+    m->pg_errors = st.pg_errors;
+    const struct tally *t = ingest_tally(p->in);
+    if (!t)
+        return;
+    const struct tally_totals *dur = tally_durable_totals(t);
     m->votes_accepted = dur->accepted;
     m->votes_duplicate = dur->duplicate;
     m->votes_rejected_unknown_project = dur->rejected;
@@ -174,30 +195,38 @@ static void metrics(void *arg, struct http_metrics *m)
     m->paused = st.paused;
 }
 
-struct publish *publish_new(struct event_base *base, const char *host, uint16_t port,
-                            struct store_catalog *cat, struct ingest *in)
+struct publish *publish_new(struct event_base *base, const char *host, uint16_t port)
 {
     struct publish *p = calloc(1, sizeof(*p));
     if (!p)
         abort();
+    struct http_hooks hooks = {.is_ready = is_ready, .metrics = metrics, .arg = p};
+    p->http = http_server_new(base, host, port, NULL, &hooks);
+    if (!p->http) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void publish_follow(struct publish *p, struct ingest *in)
+{
+    p->in = in;
+}
+
+int publish_attach(struct publish *p, struct store_catalog *cat)
+{
     p->src = *cat;
     memset(cat, 0, sizeof(*cat));
-    p->in = in;
-    if (catalog_build(p, ingest_tally(in)) != 0)
-        goto fail;
-    p->catalog.consultation_id = ingest_consultation(in);
-    struct http_hooks hooks = {.is_ready = is_ready, .metrics = metrics, .arg = p};
-    p->http = http_server_new(base, host, port, &p->catalog, &hooks);
-    if (!p->http)
-        goto fail;
+    if (catalog_build(p, ingest_tally(p->in)) != 0)
+        return -1;
+    p->catalog.consultation_id = ingest_consultation(p->in);
+    http_server_set_catalog(p->http, &p->catalog);
     struct ingest_stats st;
-    ingest_stats(in, &st);
+    ingest_stats(p->in, &st);
     publish_now(p, st.last_checkpoint_id, NULL, 0);
-    ingest_set_durable_cb(in, on_durable, p);
-    return p;
-fail:
-    publish_free(p);
-    return NULL;
+    ingest_set_durable_cb(p->in, on_durable, p);
+    return 0;
 }
 
 void publish_free(struct publish *p)

@@ -11,11 +11,19 @@ struct event_base;
 struct ingest;
 struct publish;
 
-/* Takes ownership of cat (read at start-up, ordered by project id like the tally).
- * Starts the HTTP server on host:port and publishes the recovered state. Returns NULL
- * (logged) when the catalog does not match the tally or the port cannot be bound. */
-struct publish *publish_new(struct event_base *base, const char *host, uint16_t port,
-                            struct store_catalog *cat, struct ingest *in);
+/* Starts the HTTP server on host:port before anything else, so /healthz answers and
+ * /readyz says why tallyd is not ready while it waits for PostgreSQL, the writer lock or
+ * recovery. Returns NULL (logged) when the port cannot be bound. */
+struct publish *publish_new(struct event_base *base, const char *host, uint16_t port);
+
+/* Readiness and metrics are asked of in from now on (borrowed; outlives p's use of it). */
+void publish_follow(struct publish *p, struct ingest *in);
+
+/* Start-up finished: takes ownership of cat (ordered by project id like the tally), gives
+ * the API its catalog and publishes the recovered state. Returns -1 (logged) when the
+ * catalog does not match the tally. */
+int publish_attach(struct publish *p, struct store_catalog *cat);
+
 void publish_free(struct publish *p); /* NULL is a no-op */
 
 #endif

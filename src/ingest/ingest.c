@@ -1,6 +1,6 @@
 /* Collector sessions and the checkpoint schedule. Owns the tally, the store worker and
- * the collector server; runs only on the event loop thread, except store_done(), which
- * runs on the store thread and only posts to the loop. */
+ * the collector server; runs only on the event loop thread, except store_started() and
+ * store_done(), which run on the store thread and only post to the loop. */
 #include "ingest/ingest.h"
 
 #include <pthread.h>
@@ -12,11 +12,13 @@
 #include <event2/event.h>
 
 #include "core/log.h"
+#include "ingest/startup.h"
 #include "net/net.h"
 #include "store/store.h"
 #include "tally/tally.h"
 #include "tally.pb-c.h"
 #include "tally/protocol.h"
+#include "wire/digest.h"
 #include "wire/wire.h"
 
 #define REFRESH_MS 1000 /* how often an idle tallyd re-reads the registered collectors */
@@ -25,6 +27,7 @@
 struct ingest {
     struct event_base *base;
     struct ingest_config cfg;
+    char consultation[64]; /* from the database; cfg.consultation_id points here */
     struct tally *tally;
     struct net_server *net;
     struct store_worker *worker;
@@ -34,7 +37,14 @@ struct ingest {
     struct net_conn **conn_of; /* by collector index; NULL when not connected */
     size_t cap_collectors;
 
+    ingest_started_cb on_started;
+    void *on_started_arg;
+    struct ingest_rebuild rebuild; /* the store thread's until start-up is handed over */
+    bool started;
+
     uint64_t last_checkpoint_id;
+    uint8_t head_hash[32];
+    uint64_t seq_conflicts;
     bool job_inflight; /* a checkpoint or refresh job is with the worker */
     bool job_is_checkpoint;
     struct store_checkpoint job;
@@ -56,6 +66,11 @@ struct ingest {
 
     /* Mailbox from the store thread. */
     pthread_mutex_t mbox_lock;
+    bool mbox_started; /* start-up finished (mbox_start_rc says how) */
+    int mbox_start_rc;
+    char mbox_start_why[512];
+    struct store_started mbox_start;
+    struct event *start_ev;
     bool mbox_full;
     int mbox_rc;
     struct store_collector *mbox_collectors;
@@ -221,10 +236,36 @@ static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0, "batch seq 0 (seqs start at 1)");
         return -1;
     }
+    if (b->nonce.len > WIRE_NONCE_MAX) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
+                      "batch %llu has a %zu-byte nonce; the limit is %d",
+                      (unsigned long long)b->seq, b->nonce.len, WIRE_NONCE_MAX);
+        return -1;
+    }
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    wire_batch_digest(b->seq, b->nonce.data, b->nonce.len, b->ballots, b->projects, b->n_ballots,
+                      digest);
     struct tally_batch_result res = {0};
     uint64_t expected = 0;
-    enum tally_apply_status st = tally_apply_batch(in->tally, idx, b->seq, b->ballots, b->projects,
-                                                   b->n_ballots, &res, &expected);
+    const uint8_t *had = NULL;
+    enum tally_apply_status st =
+        tally_apply_batch(in->tally, idx, b->seq, digest, b->ballots, b->projects, b->n_ballots,
+                          &res, &expected, &had);
+    if (st == TALLY_CONFLICT) {
+        char was[2 * WIRE_DIGEST_BYTES + 1], now[2 * WIRE_DIGEST_BYTES + 1];
+        wire_digest_hex(had, was);
+        wire_digest_hex(digest, now);
+        in->seq_conflicts++;
+        log_conn(LOG_ERROR, net_conn_peer(c), in->names[idx],
+                 "batch seq %llu was applied before with other content (digest %s, this one %s): "
+                 "another source is using this collector id; nothing of it applied",
+                 (unsigned long long)b->seq, was, now);
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0,
+                      "batch seq %llu was applied before with other content (digest %.16s..., "
+                      "this one %.16s...): another source is using collector id '%s'",
+                      (unsigned long long)b->seq, was, now, in->names[idx]);
+        return -1;
+    }
     if (st == TALLY_GAP) {
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_SEQ_GAP, expected,
                       "batch seq %llu skips ahead; expected seq %llu", (unsigned long long)b->seq,
@@ -299,8 +340,8 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
     return p;
 }
 
-/* Points the store job at the sealed delta: no copies of tokens or counts. */
-static void job_from_delta(struct ingest *in, const struct tally_delta *d)
+/* Points the store job at the sealed delta: no copies of tokens or digests. */
+static void job_from_delta(struct ingest *in, struct tally_delta *d)
 {
     in->job_batches =
         grow(in->job_batches, &in->cap_job_batches, d->n_batches, sizeof(*in->job_batches));
@@ -310,15 +351,11 @@ static void job_from_delta(struct ingest *in, const struct tally_delta *d)
         struct store_batch *sb = &in->job_batches[i];
         sb->collector_id = in->names[b->collector];
         sb->seq = b->seq;
+        sb->digest = b->digest;
         sb->votes = b->votes;
         sb->accepted = b->accepted;
         sb->duplicate = b->duplicate;
         sb->rejected_unknown = b->rejected_unknown;
-        sb->tokens = d->tokens + b->tok_off;
-        sb->n_tokens = b->n_tok;
-        sb->project_ids = d->cnt_ids + b->cnt_off;
-        sb->counts = d->cnt_vals + b->cnt_off;
-        sb->n_counts = b->n_cnt;
     }
     for (size_t i = 0; i < d->n_marks; i++) {
         const struct tally_delta_mark *m = &d->marks[i];
@@ -333,7 +370,6 @@ static void job_from_delta(struct ingest *in, const struct tally_delta *d)
         w->rejected = m->add.rejected;
     }
     memset(&in->job, 0, sizeof(in->job));
-    in->job.id = d->checkpoint_id;
     in->job.batches = in->job_batches;
     in->job.n_batches = d->n_batches;
     in->job.project_ids = d->out_ids;
@@ -341,13 +377,15 @@ static void job_from_delta(struct ingest *in, const struct tally_delta *d)
     in->job.n_deltas = d->n_touched;
     in->job.marks = in->job_marks;
     in->job.n_marks = d->n_marks;
+    in->job.tokens = d->tokens;
+    in->job.n_tokens = d->n_tokens;
 }
 
 static void checkpoint_maybe_start(struct ingest *in)
 {
-    if (in->job_inflight)
+    if (in->job_inflight || !in->started)
         return;
-    const struct tally_delta *d = tally_checkpoint_seal(in->tally, in->last_checkpoint_id + 1);
+    struct tally_delta *d = tally_checkpoint_seal(in->tally);
     if (d) {
         job_from_delta(in, d);
         in->job_is_checkpoint = true;
@@ -376,7 +414,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Runs on the store thread: hand the outcome to the loop and return. */
-static void store_done(void *arg, const struct store_checkpoint *cp, int rc,
+static void store_done(void *arg, struct store_checkpoint *cp, int rc,
                        struct store_collector *collectors, size_t n_collectors)
 {
     (void)cp;
@@ -444,7 +482,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     if (rc != STORE_OK) {
         log_error("checkpoint %llu cannot be written (the database disagrees with this "
                   "tallyd; see above): stopping without acknowledging it",
-                  (unsigned long long)in->job.id);
+                  (unsigned long long)in->last_checkpoint_id + 1);
         in->exit_status = 1;
         free(list);
         event_base_loopexit(in->base, NULL);
@@ -452,9 +490,10 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (in->job_is_checkpoint) {
         const struct tally_delta *d = tally_checkpoint_inflight(in->tally);
-        in->last_checkpoint_id = d->checkpoint_id;
+        in->last_checkpoint_id = in->job.id;
+        memcpy(in->head_hash, in->job.hash, sizeof(in->head_hash));
         log_debug("checkpoint %llu committed: %zu batches, %llu votes",
-                  (unsigned long long)d->checkpoint_id, d->n_batches, (unsigned long long)d->votes);
+                  (unsigned long long)in->job.id, d->n_batches, (unsigned long long)d->votes);
         in->acked = grow(in->acked, &in->cap_acked, d->n_marks, sizeof(*in->acked));
         size_t n_acked = d->n_marks;
         for (size_t i = 0; i < n_acked; i++)
@@ -463,7 +502,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         size_t n_changed = d->n_touched;
         if (n_changed) /* a checkpoint of only duplicates and rejections touches nothing */
             memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
-        uint64_t cp_id = d->checkpoint_id;
+        uint64_t cp_id = in->job.id;
         /* Watermarks move (and the delta is emptied) before the acks are built, so
          * they carry the new values. */
         tally_checkpoint_commit(in->tally);
@@ -529,50 +568,139 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
-struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg, struct tally *t,
-                          uint64_t last_checkpoint_id)
+/* Runs on the store thread: hand start-up's outcome to the loop and return. */
+static void store_started(void *arg, int rc, struct store_started *st, const char *why)
+{
+    struct ingest *in = arg;
+    pthread_mutex_lock(&in->mbox_lock);
+    in->mbox_started = true;
+    in->mbox_start_rc = rc;
+    if (st)
+        in->mbox_start = *st; /* moved: the store thread keeps nothing of it */
+    snprintf(in->mbox_start_why, sizeof(in->mbox_start_why), "%s", why ? why : "");
+    pthread_mutex_unlock(&in->mbox_lock);
+    event_active(in->start_ev, 0, 0);
+}
+
+static void start_fail(struct ingest *in, const char *why)
+{
+    log_error("start-up failed: %s", why);
+    in->exit_status = 1;
+    event_base_loopexit(in->base, NULL);
+}
+
+/* On the loop: start-up finished; take the tally over and listen for collectors. */
+static void start_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    pthread_mutex_lock(&in->mbox_lock);
+    bool done = in->mbox_started;
+    int rc = in->mbox_start_rc;
+    struct store_started st = in->mbox_start;
+    memset(&in->mbox_start, 0, sizeof(in->mbox_start));
+    char why[sizeof(in->mbox_start_why)];
+    snprintf(why, sizeof(why), "%s", in->mbox_start_why);
+    pthread_mutex_unlock(&in->mbox_lock);
+    if (!done)
+        return;
+    struct ingest_rebuild *r = &in->rebuild;
+    if (rc != 0) {
+        start_fail(in, r->failure[0] ? r->failure : why);
+        return;
+    }
+    in->tally = r->tally;
+    r->tally = NULL;
+    in->last_checkpoint_id = st.rec.last_checkpoint_id;
+    memcpy(in->head_hash, st.rec.head_hash, sizeof(in->head_hash));
+    if (r->dup_tokens)
+        log_warn("%llu stored tokens appear in more than one token page",
+                 (unsigned long long)r->dup_tokens);
+    if (r->orphan_digests)
+        log_warn("%llu stored batches lie past their collector's durable seq",
+                 (unsigned long long)r->orphan_digests);
+    log_info("recovered consultation '%s': %zu projects, %zu collectors, %zu ballots, "
+             "%llu batch digests, checkpoint %llu, writer epoch %llu",
+             st.rec.consultation_id, tally_project_count(in->tally),
+             tally_collector_count(in->tally), tally_ballot_count(in->tally),
+             (unsigned long long)st.rec.n_digests, (unsigned long long)st.rec.last_checkpoint_id,
+             (unsigned long long)st.epoch);
+    if (tally_project_count(in->tally) == 0)
+        log_warn("the registry is empty: every vote will be rejected "
+                 "(load it with tallyctl load-registry, then restart tallyd)");
+    snprintf(in->consultation, sizeof(in->consultation), "%s", st.rec.consultation_id);
+    in->cfg.consultation_id = in->consultation;
+    store_recovery_cleanup(&st.rec);
+    for (size_t i = 0; i < tally_collector_count(in->tally); i++)
+        collector_add(in, tally_collector_at(in->tally, (uint32_t)i)->id, 0, NULL);
+
+    struct net_server_config ncfg = {
+        .host = in->cfg.listen_host,
+        .port = in->cfg.listen_port,
+        .max_frame_bytes = in->cfg.max_frame_bytes,
+        .max_output_bytes = 4u << 20,
+        .on_frame = on_frame,
+        .on_close = on_close,
+        .arg = in,
+    };
+    in->net = net_server_new(in->base, &ncfg);
+    if (!in->net) {
+        store_catalog_cleanup(&st.catalog);
+        start_fail(in, "cannot listen for collectors");
+        return;
+    }
+    in->started = true;
+    struct timeval tick = {in->cfg.checkpoint_ms / 1000, (in->cfg.checkpoint_ms % 1000) * 1000};
+    struct timeval prog = {PROGRESS_SEC, 0};
+    event_add(in->tick_ev, &tick);
+    event_add(in->progress_ev, &prog);
+    in->progress_votes = tally_applied_totals(in->tally)->votes;
+    in->last_commit_ms = wall_ms(in);
+    log_info("listening for collectors on %s:%u", in->cfg.listen_host, net_server_port(in->net));
+    if (in->on_started)
+        in->on_started(in->on_started_arg, in, &st.catalog);
+    store_catalog_cleanup(&st.catalog); /* NULL-safe when the callee took it */
+    if (in->shutting_down) {
+        net_server_stop_accepting(in->net);
+        net_server_pause(in->net);
+        finish_shutdown_if_done(in);
+    }
+}
+
+struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg,
+                          ingest_started_cb started, void *arg)
 {
     struct ingest *in = calloc(1, sizeof(*in));
     if (!in)
         abort();
     in->base = base;
     in->cfg = *cfg;
-    in->tally = t;
-    in->last_checkpoint_id = last_checkpoint_id;
+    in->on_started = started;
+    in->on_started_arg = arg;
+    in->rebuild.expected_ballots = cfg->expected_ballots;
     pthread_mutex_init(&in->mbox_lock, NULL);
-    for (size_t i = 0; i < tally_collector_count(t); i++)
-        collector_add(in, tally_collector_at(t, (uint32_t)i)->id, 0, NULL);
-
-    struct net_server_config ncfg = {
-        .host = cfg->listen_host,
-        .port = cfg->listen_port,
-        .max_frame_bytes = cfg->max_frame_bytes,
-        .max_output_bytes = 4u << 20,
-        .on_frame = on_frame,
-        .on_close = on_close,
-        .arg = in,
-    };
-    in->net = net_server_new(base, &ncfg);
-    if (!in->net)
-        goto fail;
-    in->worker = store_worker_new(cfg->conninfo, store_done, in);
-    if (!in->worker)
-        goto fail;
-
     in->done_ev = event_new(base, -1, 0, done_cb, in);
+    in->start_ev = event_new(base, -1, 0, start_cb, in);
     in->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, in);
     in->progress_ev = event_new(base, -1, EV_PERSIST, progress_cb, in);
     in->grace_ev = event_new(base, -1, 0, grace_cb, in);
-    struct timeval tick = {cfg->checkpoint_ms / 1000, (cfg->checkpoint_ms % 1000) * 1000};
-    struct timeval prog = {PROGRESS_SEC, 0};
-    event_add(in->tick_ev, &tick);
-    event_add(in->progress_ev, &prog);
-    in->progress_votes = tally_applied_totals(t)->votes;
     in->last_commit_ms = wall_ms(in);
-    log_info("listening for collectors on %s:%u", cfg->listen_host, net_server_port(in->net));
+
+    struct store_worker_config wcfg = {
+        .conninfo = cfg->conninfo,
+        .standby = cfg->standby,
+        .min_anonymity = cfg->min_anonymity,
+        .hooks = ingest_rebuild_hooks(&in->rebuild),
+        .started = store_started,
+        .done = store_done,
+        .arg = in,
+    };
+    in->worker = store_worker_new(&wcfg);
+    if (!in->worker)
+        goto fail;
     return in;
 fail:
-    in->tally = NULL; /* the caller still owns it on failure */
     ingest_free(in);
     return NULL;
 }
@@ -582,6 +710,14 @@ void ingest_shutdown(struct ingest *in)
     if (in->shutting_down)
         return;
     in->shutting_down = true;
+    if (!in->started) {
+        /* Nothing was taken from collectors: stop waiting for PostgreSQL or the lock. */
+        log_info("stopping before start-up finished");
+        store_worker_free(in->worker, 0);
+        in->worker = NULL;
+        event_base_loopexit(in->base, NULL);
+        return;
+    }
     net_server_stop_accepting(in->net);
     net_server_pause(in->net);
     log_info("stopping: no new batches; writing the final checkpoint (%llu votes pending)",
@@ -607,19 +743,33 @@ const char *ingest_consultation(const struct ingest *in)
 
 const struct tally *ingest_tally(const struct ingest *in)
 {
-    return in->tally;
+    return in->started ? in->tally : NULL;
+}
+
+bool ingest_is_started(const struct ingest *in)
+{
+    return in->started;
+}
+
+const uint8_t *ingest_head_hash(const struct ingest *in)
+{
+    return in->head_hash;
 }
 
 void ingest_stats(const struct ingest *in, struct ingest_stats *out)
 {
     memset(out, 0, sizeof(*out));
+    out->pg_errors = in->worker ? store_worker_failures(in->worker) : 0;
+    out->writer_epoch = in->worker ? store_worker_epoch(in->worker) : 0;
+    out->seq_conflicts = in->seq_conflicts;
+    out->last_commit_ms = in->last_commit_ms;
+    if (!in->started)
+        return;
     out->batches_applied = tally_applied_totals(in->tally)->batches;
     net_server_counters(in->net, &out->bytes_received, &out->connections_total);
     out->connections_open = net_server_conn_count(in->net);
     out->checkpoints = in->checkpoints;
     out->last_checkpoint_id = in->last_checkpoint_id;
-    out->last_commit_ms = in->last_commit_ms;
-    out->pg_errors = store_worker_failures(in->worker);
     out->backlog_votes = tally_backlog_votes(in->tally);
     out->ballots = tally_ballot_count(in->tally);
     for (size_t i = 0; i < tally_collector_count(in->tally); i++)
@@ -634,9 +784,24 @@ void ingest_collector_view(const struct ingest *in, uint32_t i, struct ingest_co
     out->last_seen_ms = in->last_seen_ms[i];
 }
 
-bool ingest_is_ready(const struct ingest *in)
+bool ingest_is_ready(const struct ingest *in, char *reason, size_t len)
 {
-    return !in->shutting_down && store_worker_is_connected(in->worker);
+    if (in->shutting_down) {
+        snprintf(reason, len, "stopping");
+        return false;
+    }
+    if (!in->started) {
+        if (in->worker)
+            store_worker_status(in->worker, reason, len);
+        if (!reason[0])
+            snprintf(reason, len, "starting");
+        return false;
+    }
+    if (!store_worker_is_connected(in->worker)) {
+        snprintf(reason, len, "PostgreSQL unreachable: checkpoints are waiting");
+        return false;
+    }
+    return true;
 }
 
 int ingest_exit_status(const struct ingest *in)
@@ -651,15 +816,14 @@ void ingest_free(struct ingest *in)
     /* The worker may still point into the tally's delta: stop it first. */
     store_worker_free(in->worker, 0);
     net_server_free(in->net);
-    if (in->done_ev)
-        event_free(in->done_ev);
-    if (in->tick_ev)
-        event_free(in->tick_ev);
-    if (in->progress_ev)
-        event_free(in->progress_ev);
-    if (in->grace_ev)
-        event_free(in->grace_ev);
+    struct event *evs[] = {in->done_ev, in->start_ev, in->tick_ev, in->progress_ev, in->grace_ev};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
     free(in->mbox_collectors);
+    store_recovery_cleanup(&in->mbox_start.rec);
+    store_catalog_cleanup(&in->mbox_start.catalog);
+    tally_free(in->rebuild.tally);
     for (size_t i = 0; i < in->cap_collectors; i++)
         free(in->names[i]);
     free(in->names);

@@ -22,31 +22,52 @@ struct ingest_config {
     uint32_t max_batch_votes;
     uint32_t max_frame_bytes;
     uint32_t shutdown_grace_ms; /* how long the final checkpoint may wait for PostgreSQL */
+    bool standby;               /* wait for another writer to stop instead of failing */
+    uint32_t min_anonymity;     /* tokens per token page, at least */
+    uint64_t expected_ballots;  /* size the ballot set for this many up front */
 };
 
-/* Takes ownership of t (recovered state) and starts listening. last_checkpoint_id is the
- * newest committed checkpoint. Returns NULL when the listener cannot be set up. */
-struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg, struct tally *t,
-                          uint64_t last_checkpoint_id);
+struct store_catalog;
+
+/* Called on the loop once start-up has finished and collectors are listened for; the
+ * callee takes ownership of catalog (names and seats, ordered like the tally). */
+typedef void (*ingest_started_cb)(void *arg, struct ingest *in, struct store_catalog *catalog);
+
+/* Starts the store thread, which connects, takes the writer lock (waiting for it when
+ * cfg->standby), recovers the tally; then, on the loop, ingest listens for collectors and
+ * calls started. A start-up that cannot succeed (another live writer, a newer schema, a
+ * listener that cannot bind) ends the loop with exit status 1. Returns NULL only when the
+ * thread cannot start. */
+struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg,
+                          ingest_started_cb started, void *arg);
+
+/* Start-up has finished: the tally exists and collectors are listened for. */
+bool ingest_is_started(const struct ingest *in);
 
 /* Begins an orderly stop: no new batches, a final checkpoint, then event_base_loopexit.
  * Safe to call more than once. */
 void ingest_shutdown(struct ingest *in);
 
-/* Recovered and the store's last attempt reached PostgreSQL. */
-bool ingest_is_ready(const struct ingest *in);
+/* Recovered and the store's last attempt reached PostgreSQL. When not, writes a one-line
+ * reason (start-up step, the writer lock's holder, PostgreSQL unreachable, stopping). */
+bool ingest_is_ready(const struct ingest *in, char *reason, size_t len);
 
 /* Called on the loop after each checkpoint COMMIT (once the durable acks are queued):
  * changed lists the dense project indices whose durable votes moved (borrowed for the
- * call); seconds is how long the checkpoint took from hand-off to COMMIT. */
+ * call); seconds is how long the checkpoint took from hand-off to COMMIT. The new head of
+ * the chain is ingest_head_hash(). */
 typedef void (*ingest_durable_cb)(void *arg, uint64_t checkpoint_id, double seconds,
                                   const uint32_t *changed, size_t n_changed);
+
+/* Hash of the last committed checkpoint (32 bytes; zeros when there is none). */
+const uint8_t *ingest_head_hash(const struct ingest *in);
 void ingest_set_durable_cb(struct ingest *in, ingest_durable_cb cb, void *arg);
 
 /* The consultation id this tallyd counts (from the database). */
 const char *ingest_consultation(const struct ingest *in);
 
-/* The tally, read-only, for publishing (durable votes and totals, the registry). */
+/* The tally, read-only, for publishing (durable votes and totals, the registry); NULL
+ * before start-up finished. */
 const struct tally *ingest_tally(const struct ingest *in);
 
 struct ingest_stats {
@@ -61,6 +82,8 @@ struct ingest_stats {
     uint64_t ballots;
     size_t collectors_connected;
     bool paused;
+    uint64_t seq_conflicts; /* batches refused with ERROR_SEQ_CONFLICT */
+    uint64_t writer_epoch;
 };
 void ingest_stats(const struct ingest *in, struct ingest_stats *out);
 

@@ -1,10 +1,13 @@
-/* Writing one checkpoint: batch records (COPY BINARY), tally increments, collector
- * watermarks with fencing, and the checkpoint row, in one transaction, idempotent by
- * checkpoint id. Owns the SQL that writes; does not own retrying (worker.c does). */
+/* Writing one checkpoint: the writer-epoch check, the checkpoint row (count deltas, pages,
+ * chain hash), collector watermarks with fencing, batch records (COPY BINARY) and token
+ * pages, in one transaction, recognised by hash when its COMMIT's answer was lost; and
+ * compacting count deltas into tallies. Owns the SQL that writes; does not own retrying
+ * (worker.c does) or what goes into a page (pages.c). */
 #include "store/bin.h"
 #include "store/internal.h"
 
 #include "core/log.h"
+#include "core/xalloc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,7 +19,7 @@
 #define CP_COPY_CHUNK (1u << 20)
 
 /* A statement's parameters: text values or binary values built in per-parameter buffers. */
-#define CP_MAX_PARAMS 9
+#define CP_MAX_PARAMS 13
 struct cp_params {
     int n;
     Oid types[CP_MAX_PARAMS];
@@ -69,7 +72,8 @@ static void cp_params_seal(struct cp_params *p)
     for (int i = 0; i < p->n; i++) {
         if (p->formats[i] != 1)
             continue;
-        p->values[i] = (const char *)p->bin[i].data;
+        /* A NULL value pointer is SQL NULL to libpq: an empty value needs a real one. */
+        p->values[i] = p->bin[i].data ? (const char *)p->bin[i].data : "";
         p->lengths[i] = (int)p->bin[i].len;
     }
 }
@@ -82,27 +86,20 @@ static PGresult *cp_exec(struct store *s, const char *sql, struct cp_params *p)
 
 /* Values that do not fit the schema's signed columns: the caller is broken, and writing
  * something else would be worse than stopping. */
-static int cp_validate(struct store *s, const struct store_checkpoint *cp)
+static int cp_validate(struct store *s, const struct store_prepared *pp)
 {
-    if (cp->id == 0 || cp->id > INT64_MAX) {
-        store_set_error(s, "checkpoint id %" PRIu64 " out of range", cp->id);
+    const struct store_checkpoint *cp = pp->cp;
+    if (pp->id == 0 || pp->id > INT64_MAX) {
+        store_set_error(s, "checkpoint id %" PRIu64 " out of range", pp->id);
         return -1;
     }
     for (size_t i = 0; i < cp->n_batches; i++) {
         const struct store_batch *b = &cp->batches[i];
         if (b->seq == 0 || b->seq > INT64_MAX || b->votes > INT32_MAX || b->accepted > INT32_MAX ||
-            b->duplicate > INT32_MAX || b->rejected_unknown > INT32_MAX ||
-            b->n_tokens > INT32_MAX / 8) {
+            b->duplicate > INT32_MAX || b->rejected_unknown > INT32_MAX) {
             store_set_error(s, "batch %s/%" PRIu64 ": a field is out of range", b->collector_id,
                             b->seq);
             return -1;
-        }
-        for (size_t j = 0; j < b->n_counts; j++) {
-            if (b->counts[j] > INT32_MAX) {
-                store_set_error(s, "batch %s/%" PRIu64 ": count out of range", b->collector_id,
-                                b->seq);
-                return -1;
-            }
         }
     }
     for (size_t i = 0; i < cp->n_deltas; i++) {
@@ -124,40 +121,101 @@ static int cp_validate(struct store *s, const struct store_checkpoint *cp)
     return 0;
 }
 
-/* Returns 1 when checkpoint id is already committed, 0 when not, or a store_result. */
-static int cp_already_committed(struct store *s, uint64_t id)
+/* Checks the writer epoch (locking the writer row against a take-over until COMMIT) and
+ * whether this checkpoint id is taken. Returns 1 when it holds this very checkpoint (the
+ * answer to its COMMIT was lost), 0 when the id is free, or a store_result. */
+static int cp_check(struct store *s, const struct store_prepared *pp)
 {
     struct cp_params p;
     cp_params_init(&p);
-    cp_params_u64(&p, id);
-    PGresult *res = cp_exec(s, "SELECT 1 FROM checkpoints WHERE id = $1", &p);
+    cp_params_u64(&p, pp->id);
+    PGresult *res = PQexecParams(s->conn,
+                                 "SELECT w.epoch, c.hash FROM writer w"
+                                 " LEFT JOIN checkpoints c ON c.id = $1::int8 FOR SHARE OF w",
+                                 p.n, p.types, p.values, p.lengths, p.formats, 1);
     int rc;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        rc = store_classify(s, res, "checking checkpoint id");
-    else
-        rc = PQntuples(res) > 0 ? 1 : 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = store_classify(s, res, "checking the writer epoch");
+        goto done;
+    }
+    if (PQntuples(res) != 1 || PQgetlength(res, 0, 0) != 8) {
+        store_set_error(s, "the writer row is missing (run migrations)");
+        rc = STORE_FATAL;
+        goto done;
+    }
+    const unsigned char *e = (const unsigned char *)PQgetvalue(res, 0, 0);
+    uint64_t epoch = 0;
+    for (int i = 0; i < 8; i++)
+        epoch = epoch << 8 | e[i];
+    if (epoch != pp->epoch) {
+        store_set_error(s,
+                        "another tallyd took over as the writer: the database's writer epoch is "
+                        "%" PRIu64 ", this tallyd's %" PRIu64,
+                        epoch, pp->epoch);
+        rc = STORE_FATAL;
+        goto done;
+    }
+    if (PQgetisnull(res, 0, 1)) {
+        rc = 0;
+        goto done;
+    }
+    if (PQgetlength(res, 0, 1) == 32 && memcmp(PQgetvalue(res, 0, 1), pp->hash, 32) == 0) {
+        rc = 1;
+        goto done;
+    }
+    store_set_error(s,
+                    "checkpoint %" PRIu64 " in the database is not the one this tallyd wrote "
+                    "(its hash differs): another writer has written this record",
+                    pp->id);
+    rc = STORE_FATAL;
+done:
     PQclear(res);
     cp_params_cleanup(&p);
     return rc;
 }
 
-static enum store_result cp_insert_row(struct store *s, const struct store_checkpoint *cp)
+static enum store_result cp_insert_row(struct store *s, const struct store_prepared *pp)
 {
-    uint64_t votes = 0, accepted = 0;
+    const struct store_checkpoint *cp = pp->cp;
+    uint64_t votes = 0, accepted = 0, duplicate = 0, rejected = 0;
     for (size_t i = 0; i < cp->n_batches; i++) {
         votes += cp->batches[i].votes;
         accepted += cp->batches[i].accepted;
+        duplicate += cp->batches[i].duplicate;
+        rejected += cp->batches[i].rejected_unknown;
     }
+    const struct store_page_plan *plan = pp->plan;
     struct cp_params p;
     cp_params_init(&p);
-    cp_params_u64(&p, cp->id);
+    cp_params_u64(&p, pp->id);
+    cp_params_u64(&p, pp->epoch);
     cp_params_u64(&p, cp->n_batches);
     cp_params_u64(&p, votes);
     cp_params_u64(&p, accepted);
+    cp_params_u64(&p, duplicate);
+    cp_params_u64(&p, rejected);
+    store_bin_array_int8_u32(cp_params_bin(&p, STORE_OID_INT8_ARRAY), cp->project_ids,
+                             cp->n_deltas);
+    /* Validated to fit int64; the cast keeps the binary layout. */
+    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), (const int64_t *)cp->deltas,
+                         cp->n_deltas);
+    struct store_bin *ids = cp_params_bin(&p, STORE_OID_INT8_ARRAY);
+    int64_t *page_ids = xcalloc(plan->n_pages ? plan->n_pages : 1, sizeof(*page_ids));
+    for (size_t i = 0; i < plan->n_pages; i++)
+        page_ids[i] = (int64_t)plan->pages[i].id;
+    store_bin_array_int8(ids, page_ids, plan->n_pages);
+    free(page_ids);
+    struct store_bin *dig = cp_params_bin(&p, STORE_OID_BYTEA);
+    for (size_t i = 0; i < plan->n_pages; i++)
+        store_bin_put(dig, plan->pages[i].digest, 32);
+    store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), pp->prev_hash, 32);
+    store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), pp->hash, 32);
     enum store_result rc = STORE_OK;
     PGresult *res = cp_exec(s,
-                            "INSERT INTO checkpoints (id, batches, votes, accepted)"
-                            " VALUES ($1, $2, $3, $4)",
+                            "INSERT INTO checkpoints (id, epoch, batches, votes, accepted,"
+                            " duplicate, rejected, delta_ids, delta_votes, page_ids, page_digests,"
+                            " prev_hash, hash)"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                             &p);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = store_classify(s, res, "inserting checkpoint row");
@@ -191,8 +249,9 @@ static void cp_explain_fence(struct store *s, const struct store_watermark *m)
 
 /* Moves every watermark from prev_seq to durable_seq and adds the totals, only where
  * durable_seq still equals prev_seq: a second writer makes this match fewer rows. */
-static enum store_result cp_update_marks(struct store *s, const struct store_checkpoint *cp)
+static enum store_result cp_update_marks(struct store *s, const struct store_prepared *pp)
 {
+    const struct store_checkpoint *cp = pp->cp;
     static const char sql[] =
         "UPDATE collectors c SET durable_seq = m.new_seq,"
         " batches = c.batches + m.batches, votes = c.votes + m.votes,"
@@ -209,7 +268,7 @@ static enum store_result cp_update_marks(struct store *s, const struct store_che
         abort();
     struct cp_params p;
     cp_params_init(&p);
-    cp_params_u64(&p, cp->id);
+    cp_params_u64(&p, pp->id);
     store_bin_array_text(cp_params_bin(&p, STORE_OID_TEXT_ARRAY), n, cp_mark_id, cp->marks);
     for (int f = 0; f < 7; f++) {
         for (size_t i = 0; i < n; i++) {
@@ -240,7 +299,7 @@ static enum store_result cp_update_marks(struct store *s, const struct store_che
             cp_explain_fence(s, bad);
         else
             store_set_error(s, "fencing failed: a collector appears twice in checkpoint %" PRIu64,
-                            cp->id);
+                            pp->id);
         rc = STORE_FATAL;
     }
 done:
@@ -279,11 +338,12 @@ static enum store_result cp_copy_end(struct store *s, const char *abort_msg)
     return rc;
 }
 
-static enum store_result cp_copy_batches(struct store *s, const struct store_checkpoint *cp)
+static enum store_result cp_copy_batches(struct store *s, const struct store_prepared *pp)
 {
+    const struct store_checkpoint *cp = pp->cp;
     PGresult *res = PQexec(s->conn, "COPY batches (collector_id, seq, checkpoint_id, votes,"
-                                    " accepted, duplicate, rejected_unknown, tokens, project_ids,"
-                                    " counts) FROM STDIN (FORMAT binary)");
+                                    " accepted, duplicate, rejected_unknown, digest)"
+                                    " FROM STDIN (FORMAT binary)");
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         enum store_result rc = store_classify(s, res, "starting COPY batches");
         PQclear(res);
@@ -297,17 +357,15 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_che
     store_bin_copy_header(&b);
     for (size_t i = 0; i < cp->n_batches && rc == STORE_OK; i++) {
         const struct store_batch *x = &cp->batches[i];
-        store_bin_copy_tuple(&b, 10);
+        store_bin_copy_tuple(&b, 8);
         store_bin_field_text(&b, x->collector_id);
         store_bin_field_int8(&b, (int64_t)x->seq);
-        store_bin_field_int8(&b, (int64_t)cp->id);
+        store_bin_field_int8(&b, (int64_t)pp->id);
         store_bin_field_int4(&b, (int32_t)x->votes);
         store_bin_field_int4(&b, (int32_t)x->accepted);
         store_bin_field_int4(&b, (int32_t)x->duplicate);
         store_bin_field_int4(&b, (int32_t)x->rejected_unknown);
-        store_bin_field_tokens_le(&b, x->tokens, x->n_tokens);
-        store_bin_field_int8_array_u32(&b, x->project_ids, x->n_counts);
-        store_bin_field_int4_array_u32(&b, x->counts, x->n_counts);
+        store_bin_field_bytes(&b, x->digest, 32);
         if (b.len >= CP_COPY_CHUNK)
             rc = cp_copy_flush(s, &b);
     }
@@ -322,65 +380,76 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_che
     return rc;
 }
 
-/* Adds the deltas. load-registry creates a tallies row for every project, so a plain
- * UPDATE suffices (an upsert cost 2-3x more per checkpoint); a project without its row
- * would be silently dropped, so the row count is checked and a shortfall is fatal.
- * Project ids in a checkpoint are distinct (the tally aggregates per project). */
-static enum store_result cp_add_tallies(struct store *s, const struct store_checkpoint *cp)
+/* Writes the planned pages: new ones inserted, the newest one rewritten when the plan
+ * merged into it. */
+static enum store_result cp_write_pages(struct store *s, const struct store_page_plan *plan)
 {
     static const char sql[] =
-        "UPDATE tallies t SET votes = t.votes + d.n"
-        " FROM unnest($1::int8[], $2::int8[]) AS d(id, n) WHERE t.project_id = d.id";
+        "INSERT INTO token_pages (id, salt, tokens)"
+        " SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])"
+        " ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, tokens = excluded.tokens";
+    size_t n = plan->n_pages;
+    int64_t *ids = xcalloc(n, sizeof(*ids));
+    const uint8_t **salt = xcalloc(n, sizeof(*salt)), **tok = xcalloc(n, sizeof(*tok));
+    size_t *salt_len = xcalloc(n, sizeof(*salt_len)), *tok_len = xcalloc(n, sizeof(*tok_len));
+    for (size_t i = 0; i < n; i++) {
+        const struct store_page_out *o = &plan->pages[i];
+        ids[i] = (int64_t)o->id;
+        salt[i] = o->salt;
+        salt_len[i] = sizeof(o->salt);
+        tok[i] = plan->le + 8 * o->off;
+        tok_len[i] = 8 * o->n;
+    }
     struct cp_params p;
     cp_params_init(&p);
-    store_bin_array_int8_u32(cp_params_bin(&p, STORE_OID_INT8_ARRAY), cp->project_ids,
-                             cp->n_deltas);
-    /* Validated to fit int64; the cast keeps the binary layout. */
-    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), (const int64_t *)cp->deltas,
-                         cp->n_deltas);
+    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), ids, n);
+    store_bin_array_bytea(cp_params_bin(&p, STORE_OID_BYTEA_ARRAY), salt, salt_len, n);
+    store_bin_array_bytea(cp_params_bin(&p, STORE_OID_BYTEA_ARRAY), tok, tok_len, n);
     enum store_result rc = STORE_OK;
     PGresult *res = cp_exec(s, sql, &p);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        rc = store_classify(s, res, "adding tallies");
-    } else if (strtoull(PQcmdTuples(res), NULL, 10) != cp->n_deltas) {
-        store_set_error(s, "adding tallies: %s of %zu projects have a tallies row",
-                        PQcmdTuples(res), cp->n_deltas);
-        rc = STORE_FATAL;
-    }
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = store_classify(s, res, "writing token pages");
     PQclear(res);
     cp_params_cleanup(&p);
+    free(ids);
+    free(salt);
+    free(tok);
+    free(salt_len);
+    free(tok_len);
     return rc;
 }
 
-enum store_result store_checkpoint_write(struct store *s, const struct store_checkpoint *cp)
+enum store_result store_checkpoint_write(struct store *s, const struct store_prepared *pp)
 {
+    const struct store_checkpoint *cp = pp->cp;
     enum store_result rc;
-    if (cp_validate(s, cp) < 0) {
+    if (cp_validate(s, pp) < 0) {
         rc = STORE_FATAL;
         goto fail;
     }
     if ((rc = store_exec_cmd(s, "BEGIN")) != STORE_OK)
         goto fail;
-    int done = cp_already_committed(s, cp->id);
+    int done = cp_check(s, pp);
     if (done < 0) {
         rc = (enum store_result)done;
         goto fail;
     }
     if (done == 1) {
-        /* The COMMIT went through but its answer was lost: nothing more to write. */
         store_rollback(s);
-        log_info("store: checkpoint %" PRIu64 " was already committed; not written again", cp->id);
+        log_info("store: checkpoint %" PRIu64 " was already committed with the same hash (the "
+                 "answer to its COMMIT was lost); not written again",
+                 pp->id);
         return STORE_OK;
     }
-    if ((rc = cp_insert_row(s, cp)) != STORE_OK)
+    if ((rc = cp_insert_row(s, pp)) != STORE_OK)
         goto fail;
     /* Watermarks before batch rows: a second writer then fails on the fence, with a
      * message that says so, rather than on a duplicate batch key. */
-    if (cp->n_marks && (rc = cp_update_marks(s, cp)) != STORE_OK)
+    if (cp->n_marks && (rc = cp_update_marks(s, pp)) != STORE_OK)
         goto fail;
-    if (cp->n_batches && (rc = cp_copy_batches(s, cp)) != STORE_OK)
+    if (cp->n_batches && (rc = cp_copy_batches(s, pp)) != STORE_OK)
         goto fail;
-    if (cp->n_deltas && (rc = cp_add_tallies(s, cp)) != STORE_OK)
+    if (pp->plan->n_pages && (rc = cp_write_pages(s, pp->plan)) != STORE_OK)
         goto fail;
     if ((rc = store_exec_cmd(s, "COMMIT")) != STORE_OK)
         goto fail;
@@ -388,5 +457,56 @@ enum store_result store_checkpoint_write(struct store *s, const struct store_che
 
 fail:
     store_rollback(s);
+    return rc;
+}
+
+enum store_result store_compact(struct store *s, uint64_t epoch, uint64_t from, uint64_t to)
+{
+    /* An upsert, not a plain UPDATE: a project without its tallies row still counts. */
+    static const char fold[] =
+        "INSERT INTO tallies (project_id, votes)"
+        " SELECT u.id, sum(u.n) FROM checkpoints c"
+        " CROSS JOIN LATERAL unnest(c.delta_ids, c.delta_votes) AS u(id, n)"
+        " WHERE c.id > $1 AND c.id <= $2 GROUP BY u.id"
+        " ON CONFLICT (project_id) DO UPDATE SET votes = tallies.votes + excluded.votes";
+    enum store_result rc;
+    struct cp_params p;
+    cp_params_init(&p);
+    cp_params_u64(&p, from);
+    cp_params_u64(&p, to);
+    cp_params_u64(&p, epoch);
+    PGresult *res = NULL;
+    if ((rc = store_exec_cmd(s, "BEGIN")) != STORE_OK)
+        goto fail;
+    res = cp_exec(s,
+                  "UPDATE tally_compaction SET through = $2 WHERE through = $1"
+                  " AND (SELECT epoch FROM writer FOR SHARE) = $3",
+                  &p);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = store_classify(s, res, "moving the compaction mark");
+        goto fail;
+    }
+    if (strcmp(PQcmdTuples(res), "1") != 0) {
+        store_set_error(s, "compaction: the mark moved or the writer changed");
+        rc = STORE_FATAL;
+        goto fail;
+    }
+    PQclear(res);
+    p.n = 2;
+    res = cp_exec(s, fold, &p);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = store_classify(s, res, "compacting tallies");
+        goto fail;
+    }
+    PQclear(res);
+    res = NULL;
+    if ((rc = store_exec_cmd(s, "COMMIT")) != STORE_OK)
+        goto fail;
+    cp_params_cleanup(&p);
+    return STORE_OK;
+fail:
+    PQclear(res);
+    store_rollback(s);
+    cp_params_cleanup(&p);
     return rc;
 }

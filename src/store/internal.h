@@ -16,6 +16,8 @@
  * PostgreSQL's single lock space with tallyd's HA lock, so they are spelled out here. */
 #define STORE_LOCK_MIGRATE 0x74616c6c7901LL  /* "tally" 01 */
 #define STORE_LOCK_REGISTRY 0x74616c6c7902LL /* "tally" 02 */
+/* Session-level, held by the single writer for its life (writer.c). */
+#define STORE_LOCK_WRITER 0x74616c6c7903LL /* "tally" 03 */
 
 struct store {
     PGconn *conn;
@@ -53,5 +55,96 @@ PGresult *store_query_rows(struct store *s, const char *sql, const char *what);
 
 /* Parses an unsigned decimal column value; returns 0 or -1. */
 int store_parse_u64(const char *text, uint64_t max, uint64_t *out);
+
+/* ---- the writer lock and epoch (writer.c) ------------------------------------------ */
+
+/* Who holds (or last held) the writer role, from the writer row and pg_locks. */
+struct store_holder {
+    uint64_t epoch;
+    char host[256]; /* "" when unknown */
+    int pid;        /* the tallyd's pid, 0 when unknown */
+    char since[40]; /* UTC, ISO 8601, "" when unknown */
+    int backend_pid; /* PostgreSQL backend holding the lock now, 0 when none or unknown */
+};
+
+/* Tries the session-level writer lock. Returns 1 when this session holds it, 0 when
+ * another session does (holder filled as far as known), or a store_result on failure. */
+int store_writer_try_lock(struct store *s, struct store_holder *holder);
+/* With the lock held: epoch + 1, recording host and pid as the holder. */
+enum store_result store_writer_take_over(struct store *s, const char *host, int pid,
+                                         uint64_t *epoch);
+/* Reads the writer row (the epoch and who took it). */
+enum store_result store_writer_read(struct store *s, struct store_holder *holder);
+/* "tallyd on host H pid P since T (epoch E), PostgreSQL backend B", for messages. */
+void store_holder_describe(const struct store_holder *h, char *buf, size_t len);
+
+/* ---- token pages (pages.c) ------------------------------------------------------------ */
+
+#define STORE_PAGE_MAX_TOKENS 65536 /* a closed page holds at most this many */
+
+/* The writer's view of the token pages: only the newest page can still take tokens. */
+struct store_pages {
+    uint32_t min;     /* --min-anonymity */
+    uint64_t last_id; /* highest page id, 0 when there is none */
+    uint64_t *last;   /* its tokens, sorted */
+    size_t n_last, cap_last;
+    uint64_t total; /* tokens in all pages */
+};
+
+struct store_page_out {
+    uint64_t id;
+    uint8_t salt[16];
+    size_t off, n; /* tokens [off, off + n) of the plan's merged tokens */
+    uint8_t digest[32];
+};
+
+/* How one checkpoint's new tokens go into pages; buffers are reused across plans. */
+struct store_page_plan {
+    uint64_t *merged; /* the newest page's tokens (when rewritten) and the new ones, sorted */
+    size_t n_merged, cap_merged;
+    uint8_t *le; /* merged as stored: 8 bytes each, little-endian */
+    size_t cap_le;
+    uint64_t *scratch; /* radix sort */
+    size_t cap_scratch;
+    struct store_page_out *pages;
+    size_t n_pages, cap_pages;
+};
+
+void store_pages_init(struct store_pages *p, uint32_t min);
+void store_pages_cleanup(struct store_pages *p);
+/* Reads the newest page and the token count (the writer, at start-up). */
+int store_pages_load(struct store *s, struct store_pages *p) __attribute__((warn_unused_result));
+/* Sorts tokens (in place) and plans the pages they go into, with fresh salts and their
+ * digests. Every planned page holds at least p->min tokens unless all pages together
+ * hold fewer. */
+void store_pages_plan(const struct store_pages *p, uint64_t *tokens, size_t n,
+                      struct store_page_plan *plan);
+/* The plan committed: the newest page is now its last. */
+void store_pages_commit(struct store_pages *p, const struct store_page_plan *plan);
+void store_page_plan_cleanup(struct store_page_plan *plan);
+
+/* ---- writing (checkpoint.c) ----------------------------------------------------------- */
+
+/* One checkpoint, ready to write: content, place in the chain and page plan are fixed
+ * before the first attempt, so a retry writes exactly the same and a COMMIT whose answer
+ * was lost is recognised by its hash. */
+struct store_prepared {
+    const struct store_checkpoint *cp;
+    uint64_t id, epoch;
+    uint8_t prev_hash[32], hash[32];
+    const struct store_page_plan *plan;
+};
+
+/* Writes p in one transaction after checking the writer epoch: the checkpoint row,
+ * watermarks (fenced), batch rows and token pages. If checkpoint p->id is in the database
+ * already with the same hash (a COMMIT whose answer was lost) returns STORE_OK without
+ * writing; with another hash, STORE_FATAL. Blocking. */
+enum store_result store_checkpoint_write(struct store *s, const struct store_prepared *p)
+    __attribute__((warn_unused_result));
+
+/* Folds the count deltas of checkpoints (from, to] into tallies and moves
+ * tally_compaction.through from `from` to `to`, checking the epoch. */
+enum store_result store_compact(struct store *s, uint64_t epoch, uint64_t from, uint64_t to)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -1,9 +1,11 @@
 /* Start-up recovery and the collectors list: reads the durable state (consultation,
- * projects with tallies, collectors, last checkpoint) in one read-only snapshot and
- * streams every stored token to a callback row by row. Writes nothing. */
+ * projects with their durable votes, collectors, the head of the chain) in one read-only
+ * snapshot and streams every stored token page and batch digest to callbacks row by row.
+ * Writes nothing. */
 #include "store/internal.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +31,9 @@ done:
 static int rec_projects(struct store *s, struct store_recovery *out)
 {
     PGresult *res = store_query_rows(s,
-                                     "SELECT p.id, a.code, coalesce(t.votes, 0)"
+                                     "SELECT p.id, a.code, v.votes"
                                      " FROM projects p JOIN areas a ON a.id = p.circuit_area_id"
-                                     " LEFT JOIN tallies t ON t.project_id = p.id ORDER BY p.id",
+                                     " JOIN project_votes v ON v.project_id = p.id ORDER BY p.id",
                                      "reading projects");
     if (!res)
         return -1;
@@ -96,97 +98,161 @@ done:
 
 static int rec_last_checkpoint(struct store *s, struct store_recovery *out)
 {
-    PGresult *res = store_query_rows(s, "SELECT coalesce(max(id), 0) FROM checkpoints",
-                                     "reading last checkpoint");
+    PGresult *res = store_query_rows(
+        s,
+        "SELECT (SELECT through FROM tally_compaction), id, encode(hash, 'hex')"
+        " FROM (SELECT 0) z LEFT JOIN (SELECT id, hash FROM checkpoints ORDER BY id DESC LIMIT 1)"
+        " c ON true",
+        "reading last checkpoint");
     if (!res)
         return -1;
-    int rc = store_parse_u64(PQgetvalue(res, 0, 0), INT64_MAX, &out->last_checkpoint_id);
+    int rc = store_parse_u64(PQgetvalue(res, 0, 0), INT64_MAX, &out->compacted_through);
+    if (rc == 0 && !PQgetisnull(res, 0, 1)) {
+        const char *hex = PQgetvalue(res, 0, 2);
+        rc = store_parse_u64(PQgetvalue(res, 0, 1), INT64_MAX, &out->last_checkpoint_id);
+        for (size_t i = 0; rc == 0 && i < 32; i++) {
+            unsigned v;
+            if (strlen(hex) != 64 || sscanf(hex + 2 * i, "%2x", &v) != 1)
+                rc = -1;
+            else
+                out->head_hash[i] = (uint8_t)v;
+        }
+    }
     if (rc < 0)
-        store_set_error(s, "bad checkpoint id");
+        store_set_error(s, "bad checkpoint row");
     PQclear(res);
     return rc;
 }
 
-/* Streams tokens one batch row at a time (single-row mode, binary bytea), decoding each
- * little-endian token into a reused buffer. Memory stays at one batch whatever the
- * number of stored tokens. */
-static int rec_tokens(struct store *s, struct store_recovery *out, store_tokens_cb on_tokens,
-                      void *arg)
+/* Runs sql (binary results) in single-row mode and hands each row to on_row; stops
+ * handing rows on the first failure but always drains, so the connection stays usable.
+ * on_row returns 0 or -1 (with the error set). */
+static int rec_stream(struct store *s, const char *sql, const char *what,
+                      int (*on_row)(struct store *s, const PGresult *res, void *arg), void *arg)
 {
-    uint64_t *buf = NULL;
-    size_t cap = 0;
     int rc = -1;
-    bool draining = false;
-
-    if (!PQsendQueryParams(s->conn, "SELECT tokens FROM batches", 0, NULL, NULL, NULL, NULL, 1) ||
+    bool failed = false;
+    if (!PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 1) ||
         !PQsetSingleRowMode(s->conn)) {
-        store_set_error(s, "reading tokens: %s", PQerrorMessage(s->conn));
-        draining = true;
+        store_set_error(s, "%s: %s", what, PQerrorMessage(s->conn));
+        failed = true;
     }
     PGresult *res;
-    /* PQgetResult must be called until NULL, whatever happens, to leave the connection
-     * usable. */
     while ((res = PQgetResult(s->conn)) != NULL) {
         ExecStatusType st = PQresultStatus(res);
-        if (draining) {
-            PQclear(res);
-            continue;
-        }
-        if (st == PGRES_SINGLE_TUPLE) {
-            int len = PQgetlength(res, 0, 0);
-            const unsigned char *p = (const unsigned char *)PQgetvalue(res, 0, 0);
-            if (len % 8 != 0) {
-                store_set_error(s, "a stored batch has %d token bytes, not a multiple of 8", len);
-                draining = true;
-            } else {
-                size_t n = (size_t)len / 8;
-                if (n > cap) {
-                    cap = n > 2 * cap ? n : 2 * cap;
-                    free(buf);
-                    buf = malloc(cap * sizeof(*buf));
-                    if (!buf)
-                        abort();
-                }
-                for (size_t i = 0; i < n; i++)
-                    buf[i] = le64_get(p + 8 * i);
-                if (n)
-                    on_tokens(arg, buf, n);
-                out->n_tokens += n;
-            }
+        if (failed) {
+            /* drain */
+        } else if (st == PGRES_SINGLE_TUPLE) {
+            failed = on_row(s, res, arg) < 0;
         } else if (st == PGRES_TUPLES_OK) {
             rc = 0; /* end of rows; PQgetResult still returns NULL next */
         } else {
-            store_classify(s, res, "reading tokens");
-            draining = true;
+            store_classify(s, res, what);
+            failed = true;
         }
         PQclear(res);
     }
-    if (draining)
-        rc = -1;
-    free(buf);
-    return rc;
+    return failed ? -1 : rc;
 }
 
-int store_recover(struct store *s, struct store_recovery *out, store_tokens_cb on_tokens, void *arg)
+struct rec_tokens_ctx {
+    struct store_recovery *out;
+    const struct store_recover_hooks *hooks;
+    uint64_t *buf;
+    size_t cap;
+};
+
+/* One token page: decode its little-endian tokens into a reused buffer, so memory stays
+ * at one page whatever the number of stored tokens. */
+static int rec_token_row(struct store *s, const PGresult *res, void *arg)
+{
+    struct rec_tokens_ctx *c = arg;
+    int len = PQgetlength(res, 0, 0);
+    const unsigned char *p = (const unsigned char *)PQgetvalue(res, 0, 0);
+    if (len % 8 != 0) {
+        store_set_error(s, "a token page has %d bytes, not a multiple of 8", len);
+        return -1;
+    }
+    size_t n = (size_t)len / 8;
+    if (n > c->cap) {
+        c->cap = n > 2 * c->cap ? n : 2 * c->cap;
+        free(c->buf);
+        c->buf = malloc(c->cap * sizeof(*c->buf));
+        if (!c->buf)
+            abort();
+    }
+    for (size_t i = 0; i < n; i++)
+        c->buf[i] = le64_get(p + 8 * i);
+    if (n)
+        c->hooks->tokens(c->hooks->arg, c->buf, n);
+    c->out->n_tokens += n;
+    return 0;
+}
+
+static int rec_digest_row(struct store *s, const PGresult *res, void *arg)
+{
+    struct rec_tokens_ctx *c = arg;
+    const unsigned char *q = (const unsigned char *)PQgetvalue(res, 0, 1);
+    uint64_t seq = 0;
+    if (PQgetlength(res, 0, 1) != 8) {
+        store_set_error(s, "a batch row has a bad seq");
+        return -1;
+    }
+    for (int i = 0; i < 8; i++)
+        seq = seq << 8 | q[i];
+    const uint8_t *digest = NULL;
+    if (!PQgetisnull(res, 0, 2)) {
+        if (PQgetlength(res, 0, 2) != 32) {
+            store_set_error(s, "batch %s/%" PRIu64 " has a digest of %d bytes",
+                            PQgetvalue(res, 0, 0), seq, PQgetlength(res, 0, 2));
+            return -1;
+        }
+        digest = (const uint8_t *)PQgetvalue(res, 0, 2);
+    }
+    c->hooks->digest(c->hooks->arg, PQgetvalue(res, 0, 0), seq, digest);
+    c->out->n_digests++;
+    return 0;
+}
+
+int store_recover_all(struct store *s, struct store_recovery *out,
+                      const struct store_recover_hooks *hooks)
 {
     memset(out, 0, sizeof(*out));
-    /* One snapshot: tallies, watermarks and tokens agree even if a writer is busy. */
+    struct rec_tokens_ctx ctx = {out, hooks, NULL, 0};
+    /* One snapshot: votes, watermarks, digests and tokens agree even if a writer is busy. */
     if (store_exec_cmd(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != STORE_OK)
         goto fail;
     if (rec_consultation(s, out) < 0 || rec_projects(s, out) < 0 ||
         rec_collectors(s, &out->collectors, &out->n_collectors) < 0 ||
         rec_last_checkpoint(s, out) < 0)
         goto fail;
-    if (on_tokens && rec_tokens(s, out, on_tokens, arg) < 0)
+    if (hooks && hooks->begin && hooks->begin(hooks->arg, out) < 0) {
+        store_set_error(s, "recovery was given up by its caller");
+        goto fail;
+    }
+    if (hooks && hooks->tokens &&
+        rec_stream(s, "SELECT tokens FROM token_pages", "reading tokens", rec_token_row, &ctx) < 0)
+        goto fail;
+    if (hooks && hooks->digest &&
+        rec_stream(s, "SELECT collector_id, seq, digest FROM batches ORDER BY collector_id, seq",
+                   "reading batch digests", rec_digest_row, &ctx) < 0)
         goto fail;
     if (store_exec_cmd(s, "COMMIT") != STORE_OK)
         goto fail;
+    free(ctx.buf);
     return 0;
 
 fail:
+    free(ctx.buf);
     store_rollback(s);
     store_recovery_cleanup(out);
     return -1;
+}
+
+int store_recover(struct store *s, struct store_recovery *out, store_tokens_cb on_tokens, void *arg)
+{
+    struct store_recover_hooks hooks = {.tokens = on_tokens, .arg = arg};
+    return store_recover_all(s, out, on_tokens ? &hooks : NULL);
 }
 
 void store_recovery_cleanup(struct store_recovery *r)

@@ -58,16 +58,35 @@ struct store_recovery {
     struct store_collector *collectors; /* malloc'd */
     size_t n_collectors;
     uint64_t last_checkpoint_id; /* 0 when none yet */
+    uint8_t head_hash[32];       /* hash of that checkpoint (zeros when none) */
+    uint64_t compacted_through;  /* tallies hold the deltas of checkpoints 1..this */
     uint64_t n_tokens;           /* tokens handed to the callback */
+    uint64_t n_digests;          /* batch digests handed to the callback */
 };
 
-/* Called with each stored batch's accepted tokens (borrowed until it returns). */
+/* Called with each stored token page's tokens (borrowed until it returns). */
 typedef void (*store_tokens_cb)(void *arg, const uint64_t *tokens, size_t n);
 
-/* Loads the durable state: projects with their tallies, collectors with watermarks,
- * the last checkpoint id, and every accepted token (streamed to on_tokens, not kept;
- * on_tokens NULL skips the tokens, for readers that want only the totals). Everything
- * comes from one snapshot. Returns 0, or -1 with out left empty. */
+/* What start-up recovery streams, in this order, on the calling thread. */
+struct store_recover_hooks {
+    /* Projects, collectors and the head are read (rec is borrowed for the call); tokens
+     * and digests follow. Returns 0, or -1 to give up (recovery then fails). */
+    int (*begin)(void *arg, const struct store_recovery *rec);
+    store_tokens_cb tokens;
+    /* Every stored batch, by collector then seq; digest NULL when it was recorded before
+     * digests existed. */
+    void (*digest)(void *arg, const char *collector_id, uint64_t seq, const uint8_t *digest);
+    void *arg;
+};
+
+/* Loads the durable state in one snapshot: projects with their durable votes, collectors
+ * with watermarks, the head of the chain, then (when hooks is not NULL) every accepted
+ * token and every batch digest, streamed through hooks and not kept. Returns 0, or -1
+ * with out left empty. */
+int store_recover_all(struct store *s, struct store_recovery *out,
+                      const struct store_recover_hooks *hooks) __attribute__((warn_unused_result));
+
+/* The same with only a tokens callback (NULL: the totals only, for tallyctl). */
 int store_recover(struct store *s, struct store_recovery *out, store_tokens_cb on_tokens, void *arg)
     __attribute__((warn_unused_result));
 void store_recovery_cleanup(struct store_recovery *r);
@@ -102,16 +121,13 @@ void store_catalog_cleanup(struct store_catalog *c);
 
 /* ---- checkpoints ----------------------------------------------------------------- */
 
-/* One applied batch, as it is recorded. No field links a token to a project. */
+/* One applied batch, as it is recorded: its figures and content digest, never its tokens
+ * or its choices. */
 struct store_batch {
     const char *collector_id;
     uint64_t seq;
+    const uint8_t *digest; /* 32 bytes (wire_batch_digest) */
     uint32_t votes, accepted, duplicate, rejected_unknown;
-    const uint64_t *tokens; /* accepted tokens, sorted ascending */
-    size_t n_tokens;
-    const uint32_t *project_ids; /* external ids with their accepted counts */
-    const uint32_t *counts;
-    size_t n_counts;
 };
 
 /* A collector's new watermark and what its batches in this checkpoint add. */
@@ -123,14 +139,18 @@ struct store_watermark {
 };
 
 struct store_checkpoint {
-    uint64_t id; /* last_checkpoint_id + 1, + 1, ... */
     const struct store_batch *batches;
     size_t n_batches;
-    const uint32_t *project_ids; /* tally increments, external ids */
+    const uint32_t *project_ids; /* count deltas, external ids, distinct */
     const uint64_t *deltas;
     size_t n_deltas;
     const struct store_watermark *marks;
     size_t n_marks;
+    uint64_t *tokens; /* every accepted token of these batches; the store sorts them */
+    size_t n_tokens;
+    /* Filled by the worker before done(): where this checkpoint sits in the chain. */
+    uint64_t id;
+    uint8_t hash[32];
 };
 
 enum store_result {
@@ -138,12 +158,6 @@ enum store_result {
     STORE_RETRY = -1, /* connection or transient failure: reconnect and write the same again */
     STORE_FATAL = -2, /* the database disagrees (fencing failed, schema missing): stop */
 };
-
-/* Writes the checkpoint in one transaction: batch rows, tally increments, watermarks and
- * the checkpoint row. Idempotent by id: if checkpoint id is already committed (a COMMIT
- * whose answer was lost) it returns STORE_OK without writing again. Blocking. */
-enum store_result store_checkpoint_write(struct store *s, const struct store_checkpoint *cp)
-    __attribute__((warn_unused_result));
 
 /* Registered collector ids, for a running tallyd to learn of collectors added later.
  * Fills a malloc'd array of n entries (never NULL on success, even when n is 0);
@@ -206,9 +220,22 @@ struct store_registry_summary {
 int store_registry_load(struct store *s, store_registry_next_cb next, void *arg,
                         struct store_registry_summary *sum) __attribute__((warn_unused_result));
 
-/* ---- worker thread --------------------------------------------------------------- */
+/* ---- worker thread: the single writer ------------------------------------------- */
 
 struct store_worker;
+
+/* What start-up found, handed to the loop by started(); the callee takes ownership of
+ * rec's and catalog's memory (store_recovery_cleanup, store_catalog_cleanup). */
+struct store_started {
+    struct store_recovery rec;
+    struct store_catalog catalog;
+    uint64_t epoch; /* this writer's epoch */
+};
+
+/* Called on the worker thread when start-up ends: rc 0 with st filled, or -1 with why
+ * (a permanent failure: another live writer without --standby, a schema newer than this
+ * build, an unreadable registry). Must only hand off to the loop and return. */
+typedef void (*store_started_cb)(void *arg, int rc, struct store_started *st, const char *why);
 
 /* Called on the worker thread when a submitted job finished: rc is STORE_OK or
  * STORE_FATAL (STORE_RETRY never surfaces: the worker retries with back-off until the
@@ -217,28 +244,57 @@ struct store_worker;
  * carry the registered collectors (malloc'd; the callee takes ownership) or NULL/0
  * when they could not be read. The callback must only hand off to the loop
  * (e.g. event_active) and return. */
-typedef void (*store_done_cb)(void *arg, const struct store_checkpoint *cp, int rc,
+typedef void (*store_done_cb)(void *arg, struct store_checkpoint *cp, int rc,
                               struct store_collector *collectors, size_t n_collectors);
 
-/* Starts the thread with its own connection (connects lazily, reconnects with
- * back-off, logging each failure once per state change). */
-struct store_worker *store_worker_new(const char *conninfo, store_done_cb done, void *arg);
+struct store_worker_config {
+    const char *conninfo; /* NULL or "": the PG* environment */
+    bool standby;         /* wait for the writer lock instead of failing when it is held */
+    uint32_t min_anonymity; /* tokens per token page, at least (STORE_MIN_ANONYMITY_MAX) */
+    struct store_recover_hooks hooks; /* start-up recovery streams here, on the worker */
+    store_started_cb started;
+    store_done_cb done;
+    void *arg; /* for started and done */
+};
 
-/* Hands a job to the worker; cp (and all it points to) is borrowed until done() runs
- * for it. Returns -1 if a job is already in flight. */
-int store_worker_submit(struct store_worker *w, const struct store_checkpoint *cp)
+#define STORE_MIN_ANONYMITY_DEFAULT 100
+#define STORE_MIN_ANONYMITY_MAX 32768
+
+/* Starts the writer thread with its own connection. It connects (retrying while
+ * PostgreSQL is away), takes the writer lock (a session-level advisory lock held for the
+ * worker's life; if another live tallyd holds it: waits when standby, else fails), bumps
+ * the writer epoch, applies migrations, recovers through cfg->hooks and reads the
+ * catalog, then calls started(). A session lost later is reopened and the lock taken
+ * again before the next write; if another writer took over meanwhile, the job fails
+ * fatally. cfg is copied (conninfo too). */
+struct store_worker *store_worker_new(const struct store_worker_config *cfg);
+
+/* Hands a checkpoint job to the worker; cp (and all it points to) is borrowed until
+ * done() runs for it, and the worker fills cp->id and cp->hash. A job with no batches and
+ * no marks only refreshes the collectors list. Returns -1 if a job is already in flight
+ * or start-up has not finished. */
+int store_worker_submit(struct store_worker *w, struct store_checkpoint *cp)
     __attribute__((warn_unused_result));
 
 /* True when the worker's last attempt reached PostgreSQL. Any thread. */
 bool store_worker_is_connected(struct store_worker *w);
 
+/* One line on what the worker is doing while it is not ready to write: connecting,
+ * waiting for the writer lock (naming its holder), recovering. "" once it writes. Any
+ * thread. */
+void store_worker_status(struct store_worker *w, char *buf, size_t len);
+
 /* Attempts that failed to reach PostgreSQL or were cut off (for metrics). Any thread. */
 uint64_t store_worker_failures(struct store_worker *w);
+
+/* This writer's epoch (0 before start-up finished). Any thread. */
+uint64_t store_worker_epoch(struct store_worker *w);
 
 /* Stops the thread. If a job is in flight, keeps trying it for up to grace_ms first (a
  * libpq call already under way is not interrupted: connect_timeout is 5 s by default);
  * returns 0 if nothing was left unwritten, -1 otherwise, and then that job's done() is
- * never called. NULL is a no-op returning 0. */
+ * never called. Start-up still under way is abandoned (started() is not called). NULL is
+ * a no-op returning 0. */
 int store_worker_free(struct store_worker *w, int grace_ms);
 
 #endif

@@ -1,6 +1,9 @@
-/* The store thread: owns its own connection, takes one checkpoint job at a time from the
- * event loop, and retries it with back-off across PostgreSQL outages until it commits,
- * fails for good, or the worker is stopped. Owns no SQL (checkpoint.c, recover.c do). */
+/* The store thread, tallyd's single writer: owns the PostgreSQL session that holds the
+ * writer lock, starts up on it (lock, epoch, migrations, recovery), then takes one
+ * checkpoint job at a time from the event loop, fixes its place in the chain, and retries
+ * it with back-off across PostgreSQL outages until it commits, fails for good, or the
+ * worker is stopped. Owns no SQL (writer.c, checkpoint.c, recover.c, pages.c do). */
+#include "store/chain.h"
 #include "store/internal.h"
 
 #include "core/log.h"
@@ -8,13 +11,20 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WORKER_BACKOFF_MIN_MS 100
 #define WORKER_BACKOFF_MAX_MS 5000
+#define WORKER_LOCK_POLL_MS 250         /* how often a waiting writer asks for the lock */
+#define WORKER_COMPACT_MS 2000          /* fold count deltas into tallies at most this late */
+#define WORKER_COMPACT_CHECKPOINTS 32   /* ... or after this many checkpoints */
 
 enum worker_link { WORKER_LINK_UNKNOWN, WORKER_LINK_UP, WORKER_LINK_DOWN };
 
@@ -22,24 +32,36 @@ struct store_worker {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
-    char *conninfo;    /* NULL: the PG* environment */
-    store_done_cb done;
-    void *arg;
+    struct store_worker_config cfg;
+    char *conninfo; /* cfg.conninfo's copy; NULL: the PG* environment */
 
     /* Under mu. */
-    const struct store_checkpoint *job; /* submitted and not finished; NULL when idle */
+    struct store_checkpoint *job; /* submitted and not finished; NULL when idle */
+    bool started;                 /* start-up finished: jobs are taken */
     bool stopping;
     struct timespec deadline; /* when stopping: give up an unwritten job after this */
     bool abandoned;           /* a job was left unwritten at stop */
+    char status[600];        /* what start-up is doing; "" once writing */
 
     atomic_bool connected;
     atomic_uint_fast64_t errors; /* attempts that did not reach a result, ever */
+    atomic_uint_fast64_t epoch;
 
     /* Worker thread only. */
     struct store *s;
+    bool locked; /* this session holds the writer lock */
     enum worker_link link;
     struct timespec down_since;
     unsigned failures;
+    char host[256];
+    uint64_t head_id; /* the chain's last committed checkpoint */
+    uint8_t head_hash[STORE_HASH_BYTES];
+    uint64_t compacted; /* tally_compaction.through */
+    struct timespec compacted_at;
+    struct store_pages pages;
+    struct store_page_plan plan;
+    struct store_chain_batch *chain_batches;
+    size_t cap_chain_batches;
 };
 
 static struct timespec worker_now(void)
@@ -70,6 +92,18 @@ static double worker_seconds(struct timespec from, struct timespec to)
     return (double)(to.tv_sec - from.tv_sec) + (double)(to.tv_nsec - from.tv_nsec) / 1e9;
 }
 
+static void worker_set_status(struct store_worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void worker_set_status(struct store_worker *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&w->mu);
+    vsnprintf(w->status, sizeof(w->status), fmt, ap);
+    pthread_mutex_unlock(&w->mu);
+    va_end(ap);
+}
+
 /* Logs once per change of reachability, not once per attempt. */
 static void worker_mark_up(struct store_worker *w)
 {
@@ -77,8 +111,6 @@ static void worker_mark_up(struct store_worker *w)
     if (w->link == WORKER_LINK_DOWN)
         log_info("store: PostgreSQL reachable again after %.1f s (%u failed attempts)",
                  worker_seconds(w->down_since, worker_now()), w->failures);
-    else if (w->link == WORKER_LINK_UNKNOWN)
-        log_info("store: worker connected to PostgreSQL");
     w->link = WORKER_LINK_UP;
     w->failures = 0;
 }
@@ -95,43 +127,23 @@ static void worker_mark_down(struct store_worker *w, const char *why)
     w->link = WORKER_LINK_DOWN;
 }
 
-/* One attempt at cp on the current connection, opening one if needed. *fresh tells
- * whether the connection was opened for this attempt. */
-static enum store_result worker_attempt(struct store_worker *w, const struct store_checkpoint *cp,
-                                        bool refresh, struct store_collector **list, size_t *n,
-                                        bool *fresh, char *why, size_t why_len)
+static void worker_drop_session(struct store_worker *w)
 {
-    *fresh = false;
-    why[0] = '\0';
-    if (!w->s) {
-        w->s = store_open(w->conninfo, why, why_len);
-        if (!w->s)
-            return STORE_RETRY;
-        *fresh = true;
-    }
-    enum store_result rc;
-    if (refresh) {
-        if (store_collectors_list(w->s, list, n) == 0)
-            return STORE_OK;
-        rc = PQstatus(w->s->conn) == CONNECTION_BAD ? STORE_RETRY : STORE_FATAL;
-    } else {
-        rc = store_checkpoint_write(w->s, cp);
-    }
-    if (rc != STORE_OK)
-        snprintf(why, why_len, "%s", store_last_error(w->s));
-    return rc;
+    store_close(w->s);
+    w->s = NULL;
+    w->locked = false; /* the lock was the session's */
 }
 
-/* Waits out a back-off. Returns false when the worker is stopping and its grace period
- * is over, so the job must be abandoned. */
-static bool worker_backoff(struct store_worker *w, long ms)
+/* Waits ms, or less when stopping. Returns false when the worker is stopping and (for a
+ * job) its grace period is over. */
+static bool worker_sleep(struct store_worker *w, long ms, bool job)
 {
     bool go_on = true;
     struct timespec until = worker_after(worker_now(), ms);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         struct timespec now = worker_now();
-        if (w->stopping && !worker_before(now, w->deadline)) {
+        if (w->stopping && (!job || !worker_before(now, w->deadline))) {
             go_on = false;
             break;
         }
@@ -148,34 +160,324 @@ static bool worker_backoff(struct store_worker *w, long ms)
     return go_on;
 }
 
+/* The holder named in the writer row is a tallyd of this host that no longer runs: its
+ * backend outlives it, e.g. while its last COMMIT waits for a synchronous standby. */
+static bool worker_holder_is_dead(const struct store_worker *w, const struct store_holder *h)
+{
+    if (!h->pid || strcmp(h->host, w->host) != 0 || h->pid == (int)getpid())
+        return false;
+    return kill(h->pid, 0) < 0 && errno == ESRCH;
+}
+
+/* ---- start-up ------------------------------------------------------------------------ */
+
+enum startup_step { STARTUP_DONE, STARTUP_RETRY, STARTUP_WAIT, STARTUP_FATAL };
+
+/* Takes the writer role on the current session. */
+static enum startup_step startup_lock(struct store_worker *w, char *why, size_t len)
+{
+    struct store_holder h;
+    int got = store_writer_try_lock(w->s, &h);
+    if (got < 0) {
+        snprintf(why, len, "%s", store_last_error(w->s));
+        return got == STORE_FATAL ? STARTUP_FATAL : STARTUP_RETRY;
+    }
+    if (got == 1) {
+        w->locked = true;
+        return STARTUP_DONE;
+    }
+    char who[200];
+    store_holder_describe(&h, who, sizeof(who));
+    if (!w->cfg.standby && !worker_holder_is_dead(w, &h)) {
+        snprintf(why, len,
+                 "another tallyd is the writer of this database: %s; stop it first, or start "
+                 "this one with --standby to take over when it stops",
+                 who);
+        return STARTUP_FATAL;
+    }
+    char status[sizeof(w->status)];
+    if (w->cfg.standby)
+        snprintf(status, sizeof(status), "standby: waiting for the writer lock held by %s", who);
+    else
+        snprintf(status, sizeof(status),
+                 "waiting for the writer lock: %s is gone but its PostgreSQL session still "
+                 "holds it (a COMMIT still in flight?)",
+                 who);
+    pthread_mutex_lock(&w->mu);
+    bool changed = strcmp(w->status, status) != 0;
+    snprintf(w->status, sizeof(w->status), "%s", status);
+    pthread_mutex_unlock(&w->mu);
+    if (changed)
+        log_info("store: %s", status);
+    return STARTUP_WAIT;
+}
+
+/* One attempt at the whole start-up on one session. */
+static enum startup_step startup_attempt(struct store_worker *w, struct store_started *st,
+                                         char *why, size_t len)
+{
+    if (!w->s) {
+        w->s = store_open(w->conninfo, why, len);
+        if (!w->s) {
+            worker_set_status(w, "PostgreSQL unreachable: %s", why);
+            return STARTUP_RETRY;
+        }
+    }
+    if (!w->locked) {
+        enum startup_step r = startup_lock(w, why, len);
+        if (r != STARTUP_DONE)
+            return r;
+    }
+    worker_mark_up(w);
+    worker_set_status(w, "recovering from PostgreSQL");
+    uint64_t epoch = 0;
+    enum store_result rc = STORE_OK;
+    /* Migrations first: the writer row is made by one. */
+    if (store_migrate(w->s) != 0 || (rc = store_writer_take_over(w->s, w->host, (int)getpid(),
+                                                                  &epoch)) != STORE_OK)
+        goto fail;
+    log_info("store: writer lock taken; this tallyd is the writer, epoch %" PRIu64, epoch);
+    if (store_recover_all(w->s, &st->rec, &w->cfg.hooks) != 0 ||
+        store_pages_load(w->s, &w->pages) != 0 || store_catalog_read(w->s, &st->catalog) != 0) {
+        store_recovery_cleanup(&st->rec);
+        goto fail;
+    }
+    st->epoch = epoch;
+    atomic_store(&w->epoch, epoch);
+    w->head_id = st->rec.last_checkpoint_id;
+    memcpy(w->head_hash, st->rec.head_hash, sizeof(w->head_hash));
+    w->compacted = st->rec.compacted_through;
+    w->compacted_at = worker_now();
+    return STARTUP_DONE;
+
+fail:
+    snprintf(why, len, "%s", store_last_error(w->s));
+    /* A lost session is retried like one never opened; anything else is permanent. */
+    if (PQstatus(w->s->conn) == CONNECTION_BAD || rc == STORE_RETRY)
+        return STARTUP_RETRY;
+    return STARTUP_FATAL;
+}
+
+/* Runs start-up to its end. Returns false when the worker was stopped meanwhile. */
+static bool worker_startup(struct store_worker *w)
+{
+    long backoff = WORKER_BACKOFF_MIN_MS;
+    char why[STORE_ERR_LEN];
+    for (;;) {
+        struct store_started st;
+        memset(&st, 0, sizeof(st));
+        enum startup_step r = startup_attempt(w, &st, why, sizeof(why));
+        if (r == STARTUP_DONE) {
+            pthread_mutex_lock(&w->mu);
+            w->started = true;
+            w->status[0] = '\0';
+            bool stop = w->stopping;
+            pthread_mutex_unlock(&w->mu);
+            if (stop) {
+                store_recovery_cleanup(&st.rec);
+                store_catalog_cleanup(&st.catalog);
+                return false;
+            }
+            w->cfg.started(w->cfg.arg, 0, &st, NULL);
+            return true;
+        }
+        if (r == STARTUP_FATAL) {
+            log_error("store: %s", why);
+            worker_set_status(w, "stopped: %s", why);
+            w->cfg.started(w->cfg.arg, -1, NULL, why);
+            return false;
+        }
+        if (r == STARTUP_WAIT) {
+            if (!worker_sleep(w, WORKER_LOCK_POLL_MS, false))
+                return false;
+            continue;
+        }
+        atomic_fetch_add(&w->errors, 1);
+        worker_mark_down(w, why);
+        worker_drop_session(w);
+        if (!worker_sleep(w, backoff, false))
+            return false;
+        backoff = backoff * 2 > WORKER_BACKOFF_MAX_MS ? WORKER_BACKOFF_MAX_MS : backoff * 2;
+    }
+}
+
+/* ---- jobs ------------------------------------------------------------------------------ */
+
+/* On a new session: take the writer lock again and make sure nobody took over meanwhile.
+ * STORE_RETRY while the lock is busy (our own old backend may not have noticed yet),
+ * STORE_FATAL once the epoch says another writer took over. */
+static enum store_result worker_relock(struct store_worker *w)
+{
+    struct store_holder h;
+    uint64_t mine = atomic_load(&w->epoch);
+    int got = store_writer_try_lock(w->s, &h);
+    if (got < 0)
+        return (enum store_result)got;
+    if (got == 0 && h.epoch == mine) {
+        store_set_error(w->s, "the writer lock is still held by this tallyd's previous session");
+        return STORE_RETRY;
+    }
+    if (got == 1) {
+        w->locked = true;
+        enum store_result rc = store_writer_read(w->s, &h);
+        if (rc != STORE_OK)
+            return rc;
+        if (h.epoch == mine) {
+            log_info("store: PostgreSQL session re-established; writer lock taken again "
+                     "(epoch %" PRIu64 ")",
+                     mine);
+            return STORE_OK;
+        }
+    }
+    w->locked = false; /* not the writer any more, whatever this session holds */
+    char who[200];
+    store_holder_describe(&h, who, sizeof(who));
+    store_set_error(w->s,
+                    "another writer took over while this tallyd's PostgreSQL session was lost "
+                    "(this tallyd's epoch %" PRIu64 "; now %s)",
+                    mine, who);
+    return STORE_FATAL;
+}
+
+/* Fixes the job's place in the chain, once: every attempt writes exactly this. */
+static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
+                           struct store_prepared *pp)
+{
+    memset(pp, 0, sizeof(*pp));
+    pp->cp = cp;
+    pp->id = w->head_id + 1;
+    pp->epoch = atomic_load(&w->epoch);
+    memcpy(pp->prev_hash, w->head_hash, sizeof(pp->prev_hash));
+    store_pages_plan(&w->pages, cp->tokens, cp->n_tokens, &w->plan);
+    pp->plan = &w->plan;
+
+    if (cp->n_batches > w->cap_chain_batches) {
+        w->cap_chain_batches = cp->n_batches * 2;
+        free(w->chain_batches);
+        w->chain_batches = calloc(w->cap_chain_batches, sizeof(*w->chain_batches));
+        if (!w->chain_batches)
+            abort();
+    }
+    for (size_t i = 0; i < cp->n_batches; i++) {
+        const struct store_batch *b = &cp->batches[i];
+        w->chain_batches[i] = (struct store_chain_batch){
+            b->collector_id, b->seq, b->digest, b->votes, b->accepted, b->duplicate,
+            b->rejected_unknown,
+        };
+    }
+    struct store_chain_page *pages = calloc(w->plan.n_pages ? w->plan.n_pages : 1, sizeof(*pages));
+    if (!pages)
+        abort();
+    for (size_t i = 0; i < w->plan.n_pages; i++) {
+        pages[i].id = w->plan.pages[i].id;
+        memcpy(pages[i].digest, w->plan.pages[i].digest, STORE_HASH_BYTES);
+    }
+    struct store_chain_input in = {
+        .prev_hash = pp->prev_hash,
+        .id = pp->id,
+        .epoch = pp->epoch,
+        .batches = w->chain_batches,
+        .n_batches = cp->n_batches,
+        .project_ids = cp->project_ids,
+        .votes = cp->deltas,
+        .n_deltas = cp->n_deltas,
+        .pages = pages,
+        .n_pages = w->plan.n_pages,
+    };
+    store_chain_hash(&in, pp->hash);
+    free(pages);
+}
+
+/* One attempt at a job on the current session, opening (and locking) one if needed.
+ * *fresh tells whether the session was opened for this attempt. */
+static enum store_result worker_attempt(struct store_worker *w, const struct store_prepared *pp,
+                                        bool refresh, struct store_collector **list, size_t *n,
+                                        bool *fresh, char *why, size_t why_len)
+{
+    *fresh = false;
+    why[0] = '\0';
+    enum store_result rc;
+    if (!w->s) {
+        w->s = store_open(w->conninfo, why, why_len);
+        if (!w->s)
+            return STORE_RETRY;
+        *fresh = true;
+    }
+    if (!w->locked && (rc = worker_relock(w)) != STORE_OK)
+        goto fail;
+    if (refresh) {
+        if (store_collectors_list(w->s, list, n) == 0)
+            return STORE_OK;
+        rc = PQstatus(w->s->conn) == CONNECTION_BAD ? STORE_RETRY : STORE_FATAL;
+        goto fail;
+    }
+    rc = store_checkpoint_write(w->s, pp);
+    if (rc == STORE_OK)
+        return STORE_OK;
+fail:
+    snprintf(why, why_len, "%s", store_last_error(w->s));
+    return rc;
+}
+
+/* Folds count deltas into tallies now and then, so views and recovery sum few of them.
+ * Failing is harmless: the deltas stay where they are and count the same. */
+static void worker_maybe_compact(struct store_worker *w)
+{
+    if (w->head_id <= w->compacted || !w->s)
+        return;
+    struct timespec now = worker_now();
+    if (w->head_id - w->compacted < WORKER_COMPACT_CHECKPOINTS &&
+        worker_seconds(w->compacted_at, now) * 1000 < WORKER_COMPACT_MS)
+        return;
+    if (store_compact(w->s, atomic_load(&w->epoch), w->compacted, w->head_id) == STORE_OK) {
+        log_debug("store: tallies compacted through checkpoint %" PRIu64, w->head_id);
+        w->compacted = w->head_id;
+    } else {
+        log_warn("store: compacting tallies: %s (will try again)", store_last_error(w->s));
+        if (PQstatus(w->s->conn) == CONNECTION_BAD)
+            worker_drop_session(w);
+    }
+    w->compacted_at = now;
+}
+
 /* Runs one job to its end. Returns false if it was abandoned at stop. */
-static bool worker_run(struct store_worker *w, const struct store_checkpoint *cp, int *rc_out,
+static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int *rc_out,
                        struct store_collector **list, size_t *n)
 {
     bool refresh = cp->n_batches == 0 && cp->n_marks == 0;
+    struct store_prepared pp;
+    if (!refresh)
+        worker_prepare(w, cp, &pp);
     long backoff = WORKER_BACKOFF_MIN_MS;
     bool retried_stale = false;
     char why[STORE_ERR_LEN];
     for (;;) {
         bool fresh;
-        enum store_result rc = worker_attempt(w, cp, refresh, list, n, &fresh, why, sizeof(why));
+        enum store_result rc =
+            worker_attempt(w, refresh ? NULL : &pp, refresh, list, n, &fresh, why, sizeof(why));
         if (rc == STORE_OK || rc == STORE_FATAL) {
             worker_mark_up(w);
-            if (refresh && rc == STORE_FATAL) {
+            if (refresh && rc == STORE_FATAL && w->locked) {
                 log_error("store: reading collectors: %s", why);
                 rc = STORE_OK; /* nothing was written; the list is simply unknown */
             } else if (rc == STORE_FATAL) {
-                log_error("store: checkpoint %" PRIu64 " not written: %s", cp->id, why);
+                log_error("store: %s", why);
+            } else if (!refresh) {
+                cp->id = pp.id;
+                memcpy(cp->hash, pp.hash, sizeof(cp->hash));
+                w->head_id = pp.id;
+                memcpy(w->head_hash, pp.hash, sizeof(w->head_hash));
+                store_pages_commit(&w->pages, &w->plan);
+                worker_maybe_compact(w);
             }
             *rc_out = rc;
             return true;
         }
         atomic_fetch_add(&w->errors, 1);
-        store_close(w->s);
-        w->s = NULL;
+        worker_drop_session(w);
         if (!fresh && !retried_stale) {
-            /* The server may have restarted since this connection was opened: one
-             * immediate try on a new connection before calling it unreachable. */
+            /* The server may have restarted since this session was opened: one immediate
+             * try on a new session before calling it unreachable. */
             retried_stale = true;
             continue;
         }
@@ -187,7 +489,7 @@ static bool worker_run(struct store_worker *w, const struct store_checkpoint *cp
             *n = 0;
             return true;
         }
-        if (!worker_backoff(w, backoff))
+        if (!worker_sleep(w, backoff, true))
             return false;
         backoff = backoff * 2 > WORKER_BACKOFF_MAX_MS ? WORKER_BACKOFF_MAX_MS : backoff * 2;
     }
@@ -196,13 +498,15 @@ static bool worker_run(struct store_worker *w, const struct store_checkpoint *cp
 static void *worker_main(void *p)
 {
     struct store_worker *w = p;
+    if (!worker_startup(w))
+        goto out;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->job && !w->stopping)
             pthread_cond_wait(&w->cv, &w->mu);
         if (!w->job)
             break;
-        const struct store_checkpoint *cp = w->job;
+        struct store_checkpoint *cp = w->job;
         pthread_mutex_unlock(&w->mu);
 
         int rc = STORE_OK;
@@ -219,29 +523,34 @@ static void *worker_main(void *p)
         /* The slot is free before done() runs, so the loop may submit the next job as
          * soon as it hears of this one. */
         pthread_mutex_unlock(&w->mu);
-        w->done(w->arg, cp, rc, list, n);
+        w->cfg.done(w->cfg.arg, cp, rc, list, n);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
-    store_close(w->s);
-    w->s = NULL;
+out:
+    worker_drop_session(w);
     return NULL;
 }
 
-struct store_worker *store_worker_new(const char *conninfo, store_done_cb done, void *arg)
+struct store_worker *store_worker_new(const struct store_worker_config *cfg)
 {
     struct store_worker *w = calloc(1, sizeof(*w));
     if (!w)
         abort();
-    w->done = done;
-    w->arg = arg;
-    if (conninfo && conninfo[0]) {
-        w->conninfo = strdup(conninfo);
+    w->cfg = *cfg;
+    if (cfg->conninfo && cfg->conninfo[0]) {
+        w->conninfo = strdup(cfg->conninfo);
         if (!w->conninfo)
             abort();
     }
+    w->cfg.conninfo = w->conninfo;
+    if (gethostname(w->host, sizeof(w->host) - 1) != 0)
+        snprintf(w->host, sizeof(w->host), "unknown");
+    store_pages_init(&w->pages, cfg->min_anonymity);
+    snprintf(w->status, sizeof(w->status), "connecting to PostgreSQL");
     atomic_init(&w->connected, false);
     atomic_init(&w->errors, 0);
+    atomic_init(&w->epoch, 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -257,16 +566,17 @@ struct store_worker *store_worker_new(const char *conninfo, store_done_cb done, 
 fail:
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    store_pages_cleanup(&w->pages);
     free(w->conninfo);
     free(w);
     return NULL;
 }
 
-int store_worker_submit(struct store_worker *w, const struct store_checkpoint *cp)
+int store_worker_submit(struct store_worker *w, struct store_checkpoint *cp)
 {
     int rc = -1;
     pthread_mutex_lock(&w->mu);
-    if (!w->job && !w->stopping) {
+    if (!w->job && !w->stopping && w->started) {
         w->job = cp;
         pthread_cond_signal(&w->cv);
         rc = 0;
@@ -278,6 +588,18 @@ int store_worker_submit(struct store_worker *w, const struct store_checkpoint *c
 bool store_worker_is_connected(struct store_worker *w)
 {
     return atomic_load(&w->connected);
+}
+
+void store_worker_status(struct store_worker *w, char *buf, size_t len)
+{
+    pthread_mutex_lock(&w->mu);
+    snprintf(buf, len, "%s", w->status);
+    pthread_mutex_unlock(&w->mu);
+}
+
+uint64_t store_worker_epoch(struct store_worker *w)
+{
+    return (uint64_t)atomic_load(&w->epoch);
 }
 
 int store_worker_free(struct store_worker *w, int grace_ms)
@@ -296,6 +618,9 @@ int store_worker_free(struct store_worker *w, int grace_ms)
         log_warn("store: worker stopped with a checkpoint unwritten; collectors will resend it");
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    store_pages_cleanup(&w->pages);
+    store_page_plan_cleanup(&w->plan);
+    free(w->chain_batches);
     free(w->conninfo);
     free(w);
     return rc;

@@ -29,8 +29,6 @@ void tally_delta_cleanup(struct tally_delta *d)
 {
     free(d->batches);
     free(d->tokens);
-    free(d->cnt_ids);
-    free(d->cnt_vals);
     free(d->proj_delta);
     free(d->touched);
     free(d->out_ids);
@@ -46,10 +44,8 @@ void tally_delta_reset(struct tally_delta *d)
     d->n_touched = 0;
     d->n_batches = 0;
     d->n_tokens = 0;
-    d->n_cnt = 0;
     d->n_marks = 0;
     d->votes = 0;
-    d->checkpoint_id = 0;
 }
 
 void tally_delta_reserve(struct tally_delta *d, size_t n)
@@ -61,11 +57,6 @@ void tally_delta_reserve(struct tally_delta *d, size_t n)
     if (d->n_tokens + n > d->cap_tokens) {
         d->cap_tokens = grow_to(d->cap_tokens, d->n_tokens + n);
         d->tokens = xreallocarray(d->tokens, d->cap_tokens, sizeof(*d->tokens));
-    }
-    if (d->n_cnt + n > d->cap_cnt) {
-        d->cap_cnt = grow_to(d->cap_cnt, d->n_cnt + n);
-        d->cnt_ids = xreallocarray(d->cnt_ids, d->cap_cnt, sizeof(*d->cnt_ids));
-        d->cnt_vals = xreallocarray(d->cnt_vals, d->cap_cnt, sizeof(*d->cnt_vals));
     }
 }
 

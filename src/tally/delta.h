@@ -9,7 +9,7 @@ void tally_delta_cleanup(struct tally_delta *d);
 /* Empties the delta, keeping its buffers. */
 void tally_delta_reset(struct tally_delta *d);
 
-/* Make room for one more batch with up to n tokens and n project counts. */
+/* Make room for one more batch with up to n tokens. */
 void tally_delta_reserve(struct tally_delta *d, size_t n);
 struct tally_delta_mark *tally_delta_add_mark(struct tally_delta *d);
 

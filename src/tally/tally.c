@@ -31,12 +31,6 @@ struct tally {
     struct tally_delta deltas[2];
     struct tally_delta *pending, *inflight; /* inflight is NULL when no checkpoint runs */
 
-    uint32_t *batch_counts;  /* [n_projects] scratch for one batch, zero between batches */
-    uint32_t *batch_touched; /* [n_projects] */
-    uint64_t *sort_tmp;      /* radix sort scratch, sort_cap entries */
-    size_t sort_cap;
-    size_t (*sort_hist)[1u << 11]; /* radix sort histograms, RADIX_PASSES of them */
-
     struct tally_totals applied;
     struct tally_totals durable_total;
 };
@@ -88,8 +82,6 @@ struct tally *tally_new(const struct tally_project *projects, size_t n, size_t e
     tally_delta_init(&t->deltas[1], n);
     t->pending = &t->deltas[0];
     t->inflight = NULL;
-    t->batch_counts = xcalloc(n, sizeof(uint32_t));
-    t->batch_touched = xcalloc(n, sizeof(uint32_t));
     return t;
 fail:
     tally_free(t);
@@ -107,15 +99,13 @@ void tally_free(struct tally *t)
     free(t->map_vals);
     if (t->ballots.slots)
         tally_set_cleanup(&t->ballots);
+    for (size_t i = 0; i < t->n_collectors; i++)
+        free(t->collectors[i].digests);
     free(t->collectors);
     if (t->deltas[0].proj_delta) {
         tally_delta_cleanup(&t->deltas[0]);
         tally_delta_cleanup(&t->deltas[1]);
     }
-    free(t->batch_counts);
-    free(t->batch_touched);
-    free(t->sort_tmp);
-    free(t->sort_hist);
     free(t);
 }
 
@@ -214,60 +204,60 @@ const struct tally_collector *tally_collector_at(const struct tally *t, uint32_t
     return &t->collectors[index];
 }
 
-/* LSD radix sort, 6 passes of 11 bits, histograms built in one read. Stable; a few ns a
- * key where qsort's indirect compares cost ~70 ns a key on 10,000-key batches. */
-#define RADIX_BITS 11
-#define RADIX_PASSES 6
-#define RADIX_SIZE (1u << RADIX_BITS)
-static void radix_sort_u64(uint64_t *a, size_t n, uint64_t *tmp,
-                           size_t hist[RADIX_PASSES][RADIX_SIZE])
+/* Keeps the digest of collector c's batch seq (= applied_seq + 1 or a recovered one). */
+static void digest_store(struct tally_collector *col, uint64_t seq, const uint8_t *digest)
 {
-    if (n < 64) {
-        for (size_t i = 1; i < n; i++) {
-            uint64_t v = a[i];
-            size_t j = i;
-            while (j > 0 && a[j - 1] > v) {
-                a[j] = a[j - 1];
-                j--;
-            }
-            a[j] = v;
-        }
-        return;
+    if (seq > col->cap_digests) {
+        size_t cap = col->cap_digests ? col->cap_digests : 64;
+        while (cap < seq)
+            cap *= 2;
+        col->digests = xreallocarray(col->digests, cap, sizeof(*col->digests));
+        memset(col->digests + col->cap_digests, 0,
+               (cap - col->cap_digests) * sizeof(*col->digests));
+        col->cap_digests = cap;
     }
-    memset(hist, 0, sizeof(size_t[RADIX_PASSES][RADIX_SIZE]));
-    for (size_t i = 0; i < n; i++) {
-        uint64_t v = a[i];
-        for (int p = 0; p < RADIX_PASSES; p++)
-            hist[p][(v >> (p * RADIX_BITS)) & (RADIX_SIZE - 1)]++;
-    }
-    uint64_t *src = a, *dst = tmp;
-    for (int p = 0; p < RADIX_PASSES; p++) {
-        size_t sum = 0;
-        for (size_t b = 0; b < RADIX_SIZE; b++) {
-            size_t c = hist[p][b];
-            hist[p][b] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++) {
-            uint64_t v = src[i];
-            dst[hist[p][(v >> (p * RADIX_BITS)) & (RADIX_SIZE - 1)]++] = v;
-        }
-        uint64_t *x = src;
-        src = dst;
-        dst = x;
-    }
-    /* An even number of passes leaves the result in a. */
+    if (digest)
+        memcpy(col->digests[seq - 1], digest, TALLY_DIGEST_BYTES);
+    else
+        memset(col->digests[seq - 1], 0, TALLY_DIGEST_BYTES);
 }
 
-enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
-                                          const uint64_t *ballots, const uint32_t *projects,
-                                          size_t n, struct tally_batch_result *res,
-                                          uint64_t *expected)
+static bool digest_is_known(const uint8_t *d)
+{
+    uint8_t any = 0;
+    for (size_t i = 0; i < TALLY_DIGEST_BYTES; i++)
+        any |= d[i];
+    return any != 0;
+}
+
+bool tally_restore_digest(struct tally *t, uint32_t c, uint64_t seq, const uint8_t *digest)
 {
     assert(c < t->n_collectors);
     struct tally_collector *col = &t->collectors[c];
-    if (seq <= col->applied_seq)
+    if (seq == 0 || seq > col->durable_seq)
+        return false;
+    digest_store(col, seq, digest);
+    return true;
+}
+
+enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
+                                          const uint8_t digest[TALLY_DIGEST_BYTES],
+                                          const uint64_t *ballots, const uint32_t *projects,
+                                          size_t n, struct tally_batch_result *res,
+                                          uint64_t *expected, const uint8_t **stored)
+{
+    assert(c < t->n_collectors);
+    struct tally_collector *col = &t->collectors[c];
+    if (seq <= col->applied_seq) {
+        /* A seq recorded before digests existed cannot be compared: take it for the
+         * retransmission it almost certainly is, as the older tallyd did. */
+        const uint8_t *had = seq <= col->cap_digests ? col->digests[seq - 1] : NULL;
+        if (had && digest_is_known(had) && memcmp(had, digest, TALLY_DIGEST_BYTES) != 0) {
+            *stored = had;
+            return TALLY_CONFLICT;
+        }
         return TALLY_RETRANSMIT;
+    }
     if (seq != col->applied_seq + 1) {
         *expected = col->applied_seq + 1;
         return TALLY_GAP;
@@ -276,7 +266,7 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
     struct tally_delta *d = t->pending;
     tally_delta_reserve(d, n);
     uint64_t *tok = d->tokens + d->n_tokens;
-    size_t n_tok = 0, n_touched = 0;
+    size_t n_tok = 0;
     uint32_t rejected = 0, duplicate = 0;
 
     for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
@@ -294,45 +284,23 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
             continue;
         }
         t->counts[p]++;
-        if (t->batch_counts[p]++ == 0)
-            t->batch_touched[n_touched++] = (uint32_t)p;
+        if (d->proj_delta[p]++ == 0)
+            d->touched[d->n_touched++] = (uint32_t)p;
         tok[n_tok++] = ballots[i];
     }
-
-    /* Sorted tokens are what is stored: a batch record then says who voted, never how. */
-    if (t->sort_cap < n_tok) {
-        free(t->sort_tmp);
-        t->sort_cap = n_tok * 2;
-        t->sort_tmp = xcalloc(t->sort_cap, sizeof(uint64_t));
-    }
-    if (!t->sort_hist)
-        t->sort_hist = xcalloc(RADIX_PASSES, sizeof(*t->sort_hist));
-    radix_sort_u64(tok, n_tok, t->sort_tmp, t->sort_hist);
 
     struct tally_delta_batch *b = &d->batches[d->n_batches++];
     b->collector = c;
     b->seq = seq;
+    memcpy(b->digest, digest, TALLY_DIGEST_BYTES);
     b->votes = (uint32_t)n;
     b->accepted = (uint32_t)n_tok;
     b->duplicate = duplicate;
     b->rejected_unknown = rejected;
-    b->tok_off = d->n_tokens;
-    b->n_tok = n_tok;
-    b->cnt_off = d->n_cnt;
-    b->n_cnt = n_touched;
     d->n_tokens += n_tok;
-    for (size_t k = 0; k < n_touched; k++) {
-        uint32_t p = t->batch_touched[k];
-        d->cnt_ids[d->n_cnt] = t->projects[p].id;
-        d->cnt_vals[d->n_cnt] = t->batch_counts[p];
-        d->n_cnt++;
-        if (d->proj_delta[p] == 0)
-            d->touched[d->n_touched++] = p;
-        d->proj_delta[p] += t->batch_counts[p];
-        t->batch_counts[p] = 0;
-    }
     d->votes += n;
 
+    digest_store(col, seq, digest);
     col->applied_seq = seq;
     col->pending.batches++;
     col->pending.votes += n;
@@ -386,12 +354,11 @@ bool tally_has_pending(const struct tally *t)
     return t->pending->n_batches > 0;
 }
 
-const struct tally_delta *tally_checkpoint_seal(struct tally *t, uint64_t id)
+struct tally_delta *tally_checkpoint_seal(struct tally *t)
 {
     if (t->inflight || t->pending->n_batches == 0)
         return NULL;
     struct tally_delta *d = t->pending;
-    d->checkpoint_id = id;
     for (size_t i = 0; i < d->n_touched; i++) {
         d->out_ids[i] = t->projects[d->touched[i]].id;
         d->out_deltas[i] = d->proj_delta[d->touched[i]];

@@ -10,6 +10,8 @@
 
 #include "tally/ballot_set.h"
 
+#define TALLY_DIGEST_BYTES 32
+
 struct tally_project {
     uint32_t id; /* external id from the registry */
     uint32_t circuit_id;
@@ -25,6 +27,10 @@ struct tally_collector {
     uint64_t durable_seq;        /* last batch committed to PostgreSQL */
     struct tally_totals durable; /* cumulative over durable batches */
     struct tally_totals pending; /* applied since the last checkpoint was sealed */
+    /* Content digest of every applied batch, digests[seq - 1] for seq 1..applied_seq;
+     * all zeros where it is unknown (batches recorded before digests existed). */
+    uint8_t (*digests)[TALLY_DIGEST_BYTES];
+    size_t cap_digests;
 };
 
 struct tally_batch_result {
@@ -33,17 +39,17 @@ struct tally_batch_result {
 
 enum tally_apply_status {
     TALLY_APPLIED = 0,    /* counted; its effect joins the pending delta */
-    TALLY_RETRANSMIT = 1, /* seq was applied before: nothing counted again */
+    TALLY_RETRANSMIT = 1, /* seq was applied before with the same digest: nothing counted */
     TALLY_GAP = -1,       /* seq skips ahead: expected is applied_seq + 1 */
+    TALLY_CONFLICT = -2,  /* seq was applied before with another digest: nothing counted */
 };
 
-/* One applied batch inside a delta; tokens and counts live in the delta's pools. */
+/* One applied batch inside a delta. */
 struct tally_delta_batch {
     uint32_t collector;
     uint64_t seq;
+    uint8_t digest[TALLY_DIGEST_BYTES];
     uint32_t votes, accepted, duplicate, rejected_unknown;
-    size_t tok_off, n_tok; /* into tokens: accepted tokens, sorted */
-    size_t cnt_off, n_cnt; /* into cnt_ids/cnt_vals: external project id, count */
 };
 
 /* A collector's watermark move in a delta. */
@@ -54,15 +60,14 @@ struct tally_delta_mark {
 };
 
 /* What a checkpoint must write. Buffers are kept and reused from one checkpoint to the
- * next, so steady-state ingest does not allocate. */
+ * next, so steady-state ingest does not allocate. The accepted tokens of all its batches
+ * are pooled in arrival order: nothing in a delta says which batch brought which token,
+ * and the store sorts them into token pages. */
 struct tally_delta {
-    uint64_t checkpoint_id; /* set when sealed */
     struct tally_delta_batch *batches;
     size_t n_batches, cap_batches;
     uint64_t *tokens;
     size_t n_tokens, cap_tokens;
-    uint32_t *cnt_ids, *cnt_vals;
-    size_t n_cnt, cap_cnt;
     uint64_t *proj_delta; /* [n_projects] by dense index, zero outside touched */
     uint32_t *touched;    /* dense indices with a non-zero proj_delta */
     size_t n_touched;
@@ -98,18 +103,25 @@ size_t tally_restore_tokens(struct tally *t, const uint64_t *tokens, size_t n);
  * index, stable for the tally's life. */
 uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_seq,
                              const struct tally_totals *durable);
+/* Recovery: the stored digest of collector c's batch seq (NULL: unknown). Batches come in
+ * seq order; a seq past durable_seq is ignored and returns false. */
+bool tally_restore_digest(struct tally *t, uint32_t c, uint64_t seq, const uint8_t *digest);
 /* Index of a collector id, or -1. */
 int32_t tally_collector_find(const struct tally *t, const char *id);
 size_t tally_collector_count(const struct tally *t);
 const struct tally_collector *tally_collector_at(const struct tally *t, uint32_t index);
 
-/* Applies batch seq of collector c: n votes, ballots[i] for projects[i]. Validation first
- * (unknown project: rejected, and the ballot stays unused), then ballot dedup across all
- * collectors, then counting. Fills res for TALLY_APPLIED; *expected for TALLY_GAP. */
+/* Applies batch seq of collector c, whose content digest is digest (wire_batch_digest): n
+ * votes, ballots[i] for projects[i]. A seq applied before is compared by digest: the same
+ * is a retransmission, another is a conflict (and *stored points at the digest applied,
+ * valid until the next apply). Then validation (unknown project: rejected, and the ballot
+ * stays unused), ballot dedup across all collectors, counting. Fills res for
+ * TALLY_APPLIED; *expected for TALLY_GAP. */
 enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
+                                          const uint8_t digest[TALLY_DIGEST_BYTES],
                                           const uint64_t *ballots, const uint32_t *projects,
                                           size_t n, struct tally_batch_result *res,
-                                          uint64_t *expected);
+                                          uint64_t *expected, const uint8_t **stored);
 
 /* Durable votes by dense index: what the last committed checkpoint holds. */
 const uint64_t *tally_durable_votes(const struct tally *t);
@@ -125,9 +137,9 @@ size_t tally_ballot_bytes(const struct tally *t);
 uint64_t tally_backlog_votes(const struct tally *t);
 bool tally_has_pending(const struct tally *t);
 
-/* Seals the pending delta as checkpoint id and returns it (borrowed until commit), or
- * NULL when nothing is pending or a checkpoint is already in flight. */
-const struct tally_delta *tally_checkpoint_seal(struct tally *t, uint64_t id);
+/* Seals the pending delta and returns it (borrowed until commit; the caller may reorder
+ * its tokens), or NULL when nothing is pending or a checkpoint is already in flight. */
+struct tally_delta *tally_checkpoint_seal(struct tally *t);
 /* The in-flight checkpoint committed: moves durable watermarks and totals. */
 void tally_checkpoint_commit(struct tally *t);
 const struct tally_delta *tally_checkpoint_inflight(const struct tally *t);

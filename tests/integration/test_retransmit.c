@@ -2,9 +2,11 @@
  *  - tally-push run again on a copy of its spool taken before the push finished (every batch
  *    sent and applied, none durable yet: the tables were locked) exits 0 and leaves the
  *    results unchanged, the server having made them durable since;
- *  - on the wire, a Batch whose seq is at or below the durable seq is acknowledged as a
- *    retransmission and not applied, whatever it holds; a gap is refused with the expected
- *    seq; the next seq is applied once, and a resent copy of it is not applied again. */
+ *  - on the wire, a Batch whose seq was applied before is compared by content digest: the
+ *    same content is acknowledged as a retransmission and not applied, other content is
+ *    refused with ERROR_SEQ_CONFLICT (counted in tally_seq_conflicts_total) and not applied
+ *    either, also after a restart; a gap is refused with the expected seq; the next seq is
+ *    applied once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,17 +219,27 @@ static void test_retransmit(void **state)
         projects[i] = pid;
     }
 
-    /* seq 1 and seq = durable: retransmissions, not applied though they carry new tokens. */
+    /* seq 1 and seq = durable with other content: another source under this collector id.
+     * Refused loudly, nothing of it applied, and the connection is closed. */
     struct ts_frame f = batch_answer(fd, 1, ballots, projects, N);
-    assert_int_equal(f.kind, TALLY__FRAME__MSG_ACK);
-    assert_true(f.retransmit);
+    assert_int_equal(f.kind, TALLY__FRAME__MSG_ERROR);
+    assert_int_equal(f.error_code, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT);
+    assert_non_null(strstr(f.message, "another source"));
+    close(fd);
+    fd = hello(&durable);
     f = batch_answer(fd, durable, ballots, projects, N);
-    assert_int_equal(f.kind, TALLY__FRAME__MSG_ACK);
-    assert_true(f.retransmit);
-    assert_true(f.durable_seq >= durable);
+    assert_int_equal(f.kind, TALLY__FRAME__MSG_ERROR);
+    assert_int_equal(f.error_code, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT);
     close(fd);
     ts_sleep_ms(3 * tc.d.checkpoint_ms + 200);
-    assert_results(truth, "after retransmitted batches with new tokens");
+    assert_results(truth, "after applied seqs were resent with other content");
+    uint64_t conflicts = 0;
+    char metrics[65536];
+    assert_int_equal(ts_http_get(tc.d.http_port, "/metrics", metrics, sizeof metrics, 5000), 200);
+    const char *m = strstr(metrics, "\ntally_seq_conflicts_total ");
+    assert_non_null(m);
+    conflicts = strtoull(m + strlen("\ntally_seq_conflicts_total "), NULL, 10);
+    assert_int_equal(conflicts, 2);
 
     /* A gap is refused and names the expected seq. */
     fd = hello(&durable);
@@ -248,7 +260,8 @@ static void test_retransmit(void **state)
     char *plus = ts_truth_with(tc.truth_csv, pid, N);
     assert_results(plus, "after one new batch");
 
-    /* That batch again, on a new connection and after a tallyd restart: not applied. */
+    /* That batch again, on a new connection and after a tallyd restart: recognised by its
+     * recovered digest, acknowledged, not applied; with other content, refused. */
     assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
     uint64_t durable2;
@@ -257,6 +270,13 @@ static void test_retransmit(void **state)
     f = batch_answer(fd, durable + 1, ballots, projects, N);
     assert_int_equal(f.kind, TALLY__FRAME__MSG_ACK);
     assert_true(f.retransmit);
+    ballots[0] ^= 1;
+    f = batch_answer(fd, durable + 1, ballots, projects, N);
+    ballots[0] ^= 1;
+    assert_int_equal(f.kind, TALLY__FRAME__MSG_ERROR);
+    assert_int_equal(f.error_code, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT);
+    close(fd);
+    fd = hello(&durable2);
     /* The same tokens under a new seq: all duplicate ballots. */
     f = batch_answer(fd, durable + 2, ballots, projects, N);
     assert_int_equal(f.kind, TALLY__FRAME__MSG_ACK);

@@ -1,0 +1,71 @@
+/* The tally rebuilt from the durable record at start-up: registry and votes, collectors
+ * with their watermarks, every stored token into the ballot set, every batch digest.
+ * Runs on the store thread through store_recover_hooks; owns nothing after hand-off. */
+#include "ingest/startup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/xalloc.h"
+#include "tally/tally.h"
+
+static int rebuild_begin(void *arg, const struct store_recovery *rec)
+{
+    struct ingest_rebuild *r = arg;
+    tally_free(r->tally);
+    r->tally = NULL;
+    r->dup_tokens = r->orphan_digests = 0;
+    r->failure[0] = '\0';
+
+    struct tally_project *p = xcalloc(rec->n_projects ? rec->n_projects : 1, sizeof(*p));
+    for (size_t i = 0; i < rec->n_projects; i++) {
+        p[i].id = rec->projects[i].id;
+        p[i].circuit_id = rec->projects[i].circuit_id;
+    }
+    uint64_t accepted = 0;
+    for (size_t i = 0; i < rec->n_collectors; i++)
+        accepted += rec->collectors[i].accepted;
+    size_t expected = (size_t)(accepted > r->expected_ballots ? accepted + accepted / 4
+                                                              : r->expected_ballots);
+    r->tally = tally_new(p, rec->n_projects, expected);
+    free(p);
+    if (!r->tally) {
+        snprintf(r->failure, sizeof(r->failure), "the registry has duplicate project ids");
+        return -1;
+    }
+    for (size_t i = 0; i < rec->n_projects; i++)
+        tally_restore_votes(r->tally, rec->projects[i].id, rec->projects[i].votes);
+    for (size_t i = 0; i < rec->n_collectors; i++) {
+        const struct store_collector *c = &rec->collectors[i];
+        struct tally_totals tt = {c->batches, c->votes, c->accepted, c->duplicate, c->rejected};
+        tally_collector_add(r->tally, c->id, c->durable_seq, &tt);
+    }
+    return 0;
+}
+
+static void rebuild_tokens(void *arg, const uint64_t *tokens, size_t n)
+{
+    struct ingest_rebuild *r = arg;
+    r->dup_tokens += tally_restore_tokens(r->tally, tokens, n);
+}
+
+static void rebuild_digest(void *arg, const char *collector_id, uint64_t seq,
+                           const uint8_t *digest)
+{
+    struct ingest_rebuild *r = arg;
+    int32_t c = tally_collector_find(r->tally, collector_id);
+    if (c < 0 || !tally_restore_digest(r->tally, (uint32_t)c, seq, digest))
+        r->orphan_digests++;
+}
+
+struct store_recover_hooks ingest_rebuild_hooks(struct ingest_rebuild *r)
+{
+    struct store_recover_hooks h = {
+        .begin = rebuild_begin,
+        .tokens = rebuild_tokens,
+        .digest = rebuild_digest,
+        .arg = r,
+    };
+    return h;
+}
