@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* COPY data goes out in chunks of about this size, so a large checkpoint never needs
  * all its encoded batches in memory at once. */
@@ -194,10 +195,10 @@ static enum store_result cp_insert_row(struct store *s, const struct store_prepa
     cp_params_u64(&p, accepted);
     cp_params_u64(&p, duplicate);
     cp_params_u64(&p, rejected);
-    store_bin_array_int8_u32(cp_params_bin(&p, STORE_OID_INT8_ARRAY), cp->project_ids,
+    store_bin_array_int8_u32(cp_params_bin(&p, STORE_OID_INT8_ARRAY), pp->project_ids,
                              cp->n_deltas);
     /* Validated to fit int64; the cast keeps the binary layout. */
-    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), (const int64_t *)cp->deltas,
+    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), (const int64_t *)pp->deltas,
                          cp->n_deltas);
     struct store_bin *ids = cp_params_bin(&p, STORE_OID_INT8_ARRAY);
     int64_t *page_ids = xcalloc(plan->n_pages ? plan->n_pages : 1, sizeof(*page_ids));
@@ -419,10 +420,22 @@ static enum store_result cp_write_pages(struct store *s, const struct store_page
     return rc;
 }
 
+static double cp_ms_since(struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - t->tv_sec) * 1e3 + (double)(now.tv_nsec - t->tv_nsec) / 1e6;
+    *t = now;
+    return ms;
+}
+
 enum store_result store_checkpoint_write(struct store *s, const struct store_prepared *pp)
 {
     const struct store_checkpoint *cp = pp->cp;
     enum store_result rc;
+    struct timespec t;
+    double ms[5];
+    clock_gettime(CLOCK_MONOTONIC, &t);
     if (cp_validate(s, pp) < 0) {
         rc = STORE_FATAL;
         goto fail;
@@ -441,18 +454,27 @@ enum store_result store_checkpoint_write(struct store *s, const struct store_pre
                  pp->id);
         return STORE_OK;
     }
+    ms[0] = cp_ms_since(&t);
     if ((rc = cp_insert_row(s, pp)) != STORE_OK)
         goto fail;
+    ms[1] = cp_ms_since(&t);
     /* Watermarks before batch rows: a second writer then fails on the fence, with a
      * message that says so, rather than on a duplicate batch key. */
     if (cp->n_marks && (rc = cp_update_marks(s, pp)) != STORE_OK)
         goto fail;
     if (cp->n_batches && (rc = cp_copy_batches(s, pp)) != STORE_OK)
         goto fail;
+    ms[2] = cp_ms_since(&t);
     if (pp->plan->n_pages && (rc = cp_write_pages(s, pp->plan)) != STORE_OK)
         goto fail;
+    ms[3] = cp_ms_since(&t);
     if ((rc = store_exec_cmd(s, "COMMIT")) != STORE_OK)
         goto fail;
+    ms[4] = cp_ms_since(&t);
+    log_debug("store: checkpoint %" PRIu64 ": %zu batches, %zu tokens in %zu pages, %zu deltas;"
+              " ms: check %.1f row %.1f batches %.1f pages %.1f commit %.1f",
+              pp->id, cp->n_batches, cp->n_tokens, pp->plan->n_pages, cp->n_deltas, ms[0], ms[1],
+              ms[2], ms[3], ms[4]);
     return STORE_OK;
 
 fail:

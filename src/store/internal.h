@@ -130,6 +130,8 @@ void store_page_plan_cleanup(struct store_page_plan *plan);
  * was lost is recognised by its hash. */
 struct store_prepared {
     const struct store_checkpoint *cp;
+    const uint32_t *project_ids; /* cp's count deltas, by ascending project id (as stored) */
+    const uint64_t *deltas;
     uint64_t id, epoch;
     uint8_t prev_hash[32], hash[32];
     const struct store_page_plan *plan;

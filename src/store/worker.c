@@ -62,6 +62,10 @@ struct store_worker {
     struct store_page_plan plan;
     struct store_chain_batch *chain_batches;
     size_t cap_chain_batches;
+    uint64_t *delta_pairs; /* (project id << 32 | index) to sort count deltas by id */
+    uint32_t *delta_ids;
+    uint64_t *delta_votes;
+    size_t cap_deltas;
 };
 
 static struct timespec worker_now(void)
@@ -339,6 +343,38 @@ static enum store_result worker_relock(struct store_worker *w)
     return STORE_FATAL;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The count deltas by ascending project id: the order they are stored and hashed in, so
+ * an auditor reads them as they are. */
+static void worker_sort_deltas(struct store_worker *w, const struct store_checkpoint *cp)
+{
+    size_t n = cp->n_deltas;
+    if (n > w->cap_deltas) {
+        w->cap_deltas = n * 2;
+        free(w->delta_pairs);
+        free(w->delta_ids);
+        free(w->delta_votes);
+        w->delta_pairs = malloc(w->cap_deltas * sizeof(*w->delta_pairs));
+        w->delta_ids = malloc(w->cap_deltas * sizeof(*w->delta_ids));
+        w->delta_votes = malloc(w->cap_deltas * sizeof(*w->delta_votes));
+        if (!w->delta_pairs || !w->delta_ids || !w->delta_votes)
+            abort();
+    }
+    for (size_t i = 0; i < n; i++)
+        w->delta_pairs[i] = (uint64_t)cp->project_ids[i] << 32 | (uint32_t)i;
+    qsort(w->delta_pairs, n, sizeof(*w->delta_pairs), cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = (uint32_t)w->delta_pairs[i];
+        w->delta_ids[i] = cp->project_ids[k];
+        w->delta_votes[i] = cp->deltas[k];
+    }
+}
+
 /* Fixes the job's place in the chain, once: every attempt writes exactly this. */
 static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
                            struct store_prepared *pp)
@@ -350,6 +386,9 @@ static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
     memcpy(pp->prev_hash, w->head_hash, sizeof(pp->prev_hash));
     store_pages_plan(&w->pages, cp->tokens, cp->n_tokens, &w->plan);
     pp->plan = &w->plan;
+    worker_sort_deltas(w, cp);
+    pp->project_ids = w->delta_ids;
+    pp->deltas = w->delta_votes;
 
     if (cp->n_batches > w->cap_chain_batches) {
         w->cap_chain_batches = cp->n_batches * 2;
@@ -378,8 +417,8 @@ static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
         .epoch = pp->epoch,
         .batches = w->chain_batches,
         .n_batches = cp->n_batches,
-        .project_ids = cp->project_ids,
-        .votes = cp->deltas,
+        .project_ids = pp->project_ids,
+        .votes = pp->deltas,
         .n_deltas = cp->n_deltas,
         .pages = pages,
         .n_pages = w->plan.n_pages,
@@ -446,8 +485,12 @@ static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int 
 {
     bool refresh = cp->n_batches == 0 && cp->n_marks == 0;
     struct store_prepared pp;
-    if (!refresh)
+    if (!refresh) {
+        struct timespec t0 = worker_now();
         worker_prepare(w, cp, &pp);
+        log_debug("store: checkpoint %" PRIu64 " prepared in %.1f ms (%zu tokens, %zu pages)",
+                  pp.id, worker_seconds(t0, worker_now()) * 1e3, cp->n_tokens, w->plan.n_pages);
+    }
     long backoff = WORKER_BACKOFF_MIN_MS;
     bool retried_stale = false;
     char why[STORE_ERR_LEN];
@@ -621,6 +664,9 @@ int store_worker_free(struct store_worker *w, int grace_ms)
     store_pages_cleanup(&w->pages);
     store_page_plan_cleanup(&w->plan);
     free(w->chain_batches);
+    free(w->delta_pairs);
+    free(w->delta_ids);
+    free(w->delta_votes);
     free(w->conninfo);
     free(w);
     return rc;
