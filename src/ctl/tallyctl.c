@@ -21,7 +21,9 @@ static const char usage_text[] =
     "Administers tallyd's PostgreSQL database.\n"
     "\n"
     "Commands:\n"
-    "  migrate                     apply schema migrations; prints the schema version\n"
+    "  migrate [--to N]            apply schema migrations (only up to version N with --to,\n"
+    "                              for tests that build an old database); prints the\n"
+    "                              schema version\n"
     "  load-registry FILE.csv      load states, circuits and projects (FILE '-' is stdin);\n"
     "                              header: " CTL_REGISTRY_HEADER "\n"
     "                              all or nothing; loading the same file again changes\n"
@@ -33,6 +35,11 @@ static const char usage_text[] =
     "                              totals and projects), ordered by project_id\n"
     "  status [--format text|json] last checkpoint and each collector's durable_seq and\n"
     "                              totals\n"
+    "  verify                      audit the record with SELECT alone, in one snapshot:\n"
+    "                              every collector, batch, checkpoint and token page against\n"
+    "                              each other, the tallies against the count deltas, and the\n"
+    "                              hash chain (docs/record.md); prints the totals and the\n"
+    "                              head hash, or the first disagreement found\n"
     "\n"
     "Options:\n"
     "  --db CONNINFO   libpq connection string or URI, e.g.\n"
@@ -41,7 +48,7 @@ static const char usage_text[] =
     "  -h, --help      show this help\n"
     "\n"
     "Exit status: 0 success, 1 runtime error (database unreachable, conflicting data,\n"
-    "malformed file), 2 usage error.\n";
+    "malformed file; for verify also a record that disagrees with itself), 2 usage error.\n";
 
 static void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -79,10 +86,11 @@ static struct store *ctl_connect(const char *conninfo)
 
 /* ---- migrate ---------------------------------------------------------------------- */
 
-static int cmd_migrate(struct store *s)
+/* target < 0: every migration this build has. */
+static int cmd_migrate(struct store *s, int target)
 {
     int version;
-    if (store_migrate(s) < 0) {
+    if ((target < 0 ? store_migrate(s) : store_migrate_to(s, target)) < 0) {
         ctl_err("migrate: %s", store_last_error(s));
         return EXIT_RUNTIME;
     }
@@ -282,6 +290,43 @@ static int cmd_report(struct store *s, const char *what, const char *format)
     return EXIT_OK;
 }
 
+/* ---- verify ----------------------------------------------------------------------- */
+
+static void verify_progress(void *arg, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "tallyctl verify: %s\n", line);
+}
+
+/* stdout: "verified: ..." and "head <hex>" on success, nothing otherwise; the first
+ * disagreement goes to stderr as "tallyctl verify: FAILED: <problem>" (exit 1). */
+static int cmd_verify(struct store *s)
+{
+    struct store_verify_report r;
+    int rc = store_verify(s, &r, verify_progress, NULL);
+    if (rc < 0) {
+        fprintf(stderr, "tallyctl verify: cannot read the record: %s\n", store_last_error(s));
+        return EXIT_RUNTIME;
+    }
+    if (rc > 0) {
+        fprintf(stderr, "tallyctl verify: FAILED: %s\n", r.problem);
+        return EXIT_RUNTIME;
+    }
+    char head[2 * sizeof(r.head_hash) + 1];
+    for (size_t i = 0; i < sizeof(r.head_hash); i++)
+        snprintf(head + 2 * i, 3, "%02x", r.head_hash[i]);
+    printf("verified: %" PRIu64 " checkpoints, %" PRIu64 " batches of %" PRIu64
+           " collectors, %" PRIu64 " token pages (%" PRIu64 " tokens), %" PRIu64
+           " votes over %" PRIu64 " projects\n",
+           r.checkpoints, r.batches, r.collectors, r.pages, r.tokens, r.votes, r.projects);
+    printf("head %s\n", head);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "tallyctl verify: writing output: %s\n", strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
 /* ---- arguments -------------------------------------------------------------------- */
 
 /* Matches "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past it. Returns 1
@@ -338,7 +383,22 @@ int main(int argc, char **argv)
     /* Validate the whole command line before connecting. */
     const char *arg = NULL;
     const char *format = NULL;
+    int target = -1;
     if (strcmp(cmd, "migrate") == 0) {
+        const char *to = NULL;
+        int m = i < argc ? opt_value(argc, argv, &i, "--to", &to) : 0;
+        if (m < 0)
+            return ctl_usage_error("--to needs a schema version");
+        if (m > 0) {
+            char *end;
+            errno = 0;
+            long v = strtol(to, &end, 10);
+            if (errno || end == to || *end || v < 0 || v > store_schema_latest())
+                return ctl_usage_error("--to: no schema version '%s' (this build knows 0 to %d)",
+                                       to, store_schema_latest());
+            target = (int)v;
+        }
+    } else if (strcmp(cmd, "verify") == 0) {
         /* no arguments */
     } else if (strcmp(cmd, "load-registry") == 0 || strcmp(cmd, "add-collector") == 0) {
         if (i >= argc)
@@ -375,7 +435,9 @@ int main(int argc, char **argv)
         return EXIT_RUNTIME;
     int rc;
     if (strcmp(cmd, "migrate") == 0)
-        rc = cmd_migrate(s);
+        rc = cmd_migrate(s, target);
+    else if (strcmp(cmd, "verify") == 0)
+        rc = cmd_verify(s);
     else if (strcmp(cmd, "load-registry") == 0)
         rc = cmd_load_registry(s, arg);
     else if (strcmp(cmd, "add-collector") == 0)

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -643,4 +644,311 @@ int ts_db_collector_sums(const char *conninfo, struct ts_push_result *sum)
     rc |= ts_db_u64(db, "SELECT coalesce(sum(rejected), 0) FROM collectors", &sum->rejected);
     ts_db_close(db);
     return rc ? -1 : 0;
+}
+
+/* ---- the record: old databases, copies, tallyctl migrate / verify ---------------------- */
+
+char *ts_sql_text(const char *conninfo, const char *sql)
+{
+    PGconn *c = pg_connect(conninfo);
+    if (!c)
+        return NULL;
+    char *out = NULL;
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "support: '%.200s': %s", sql, PQerrorMessage(c));
+    else if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0))
+        fprintf(stderr, "support: '%.200s': no value\n", sql);
+    else if (!(out = strdup(PQgetvalue(r, 0, 0))))
+        abort();
+    PQclear(r);
+    PQfinish(c);
+    return out;
+}
+
+int ts_db_clone(const char *template_name, const char *name, char *out, size_t len)
+{
+    /* ts_db_create gives the conninfo; the empty database it made is replaced at once. */
+    if (ts_db_create(name, out, len) || ts_db_drop(name))
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\" TEMPLATE \"%s\"", name, template_name);
+    return ts_sql_exec(ts_pg_conninfo(), sql);
+}
+
+int ts_registry_write(const char *path, uint32_t projects)
+{
+    static const char *const states[3] = {"Zulia", "Lara", "Miranda"};
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "support: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "project_id,project_name,circuit_id,circuit_name,state,seats\n");
+    for (uint32_t i = 0; i < projects; i++) {
+        uint32_t circuit = i / 8 + 1;
+        fprintf(f, "%u,Proyecto %u,%u,Circuito %u,%s,2\n", 1000 + i, i, circuit, circuit,
+                states[circuit % 3]);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int ts_ctl_capture(const char *conninfo, char **out, char **err, const char *arg1, const char *arg2,
+                   const char *arg3)
+{
+    char path[] = "/tmp/tallyctl-err-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    char *argv[] = {(char *)ts_prog("tallyctl"),
+                    "--db",
+                    (char *)conninfo,
+                    (char *)arg1,
+                    (char *)arg2,
+                    (char *)arg3,
+                    NULL};
+    int rc = ts_run(argv, out, path, ts_scale(120000));
+    if (err)
+        *err = ts_read_file(path);
+    unlink(path);
+    return rc;
+}
+
+/* A growable SQL text. */
+struct v3_sql {
+    char *p;
+    size_t len, cap;
+};
+
+static void v3_printf(struct v3_sql *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void v3_printf(struct v3_sql *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = 2 * b->cap + (n > 0 ? (size_t)n : 0) + 1024;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p)
+            abort();
+    }
+}
+
+static uint64_t v3_rng(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* splitmix64's finaliser is a bijection: distinct counters give distinct tokens. */
+static uint64_t v3_token(uint64_t seed, uint64_t i)
+{
+    uint64_t s = (seed << 32) + i - 0x9e3779b97f4a7c15ull;
+    return v3_rng(&s);
+}
+
+static int v3_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int v3_cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct v3_collector {
+    uint64_t seq, batches, votes, accepted, duplicate, rejected;
+    bool moved;
+};
+
+int ts_v3_record_write(const char *conninfo, uint32_t collectors, uint32_t checkpoints,
+                       uint64_t votes, uint64_t seed, struct ts_v3_summary *sum)
+{
+    memset(sum, 0, sizeof(*sum));
+    PGconn *c = pg_connect(conninfo);
+    if (!c)
+        return -1;
+    int rc = -1;
+    PGresult *r = PQexec(c, "SELECT id FROM projects ORDER BY id");
+    size_t n_projects = PQresultStatus(r) == PGRES_TUPLES_OK ? (size_t)PQntuples(r) : 0;
+    uint32_t *projects = calloc(n_projects + 1, sizeof(*projects));
+    uint64_t *issued = NULL; /* accepted tokens so far, for duplicates */
+    uint64_t *tok = NULL;
+    uint32_t *chosen = NULL;
+    uint64_t *tally = calloc(n_projects + 1, sizeof(*tally));
+    struct v3_collector *col = calloc(collectors + 1, sizeof(*col));
+    struct v3_sql sql = {NULL, 0, 0}, bat = {NULL, 0, 0};
+    if (!projects || !tally || !col)
+        abort();
+    for (size_t i = 0; i < n_projects; i++)
+        projects[i] = (uint32_t)strtoul(PQgetvalue(r, (int)i, 0), NULL, 10);
+    PQclear(r);
+    if (n_projects == 0 || collectors == 0 || checkpoints == 0) {
+        fprintf(stderr, "support: ts_v3_record_write needs projects, collectors, checkpoints\n");
+        goto done;
+    }
+    uint64_t rng = seed * 2654435761u + 1;
+    uint64_t avg = votes / ((uint64_t)checkpoints * collectors);
+    if (avg < 1)
+        avg = 1;
+    size_t n_issued = 0, cap_issued = 0;
+    tok = malloc((2 * avg + 2) * sizeof(*tok));
+    chosen = malloc((2 * avg + 2) * sizeof(*chosen));
+    if (!tok || !chosen)
+        abort();
+    for (uint32_t k = 1; k <= checkpoints; k++) {
+        uint64_t cp_batches = 0, cp_votes = 0, cp_accepted = 0;
+        bat.len = 0;
+        memset(tally, 0, (n_projects + 1) * sizeof(*tally));
+        for (uint32_t j = 0; j < collectors; j++)
+            col[j].moved = false;
+        for (uint32_t j = 0; j < collectors; j++) {
+            /* 0, 1 or 2 batches, but at least one batch per checkpoint. */
+            uint32_t nb = (uint32_t)(v3_rng(&rng) % 3);
+            if (j == k % collectors && nb == 0)
+                nb = 1;
+            for (uint32_t b = 0; b < nb; b++) {
+                bool one = b == 0 && (k * collectors + j) % 4 == 1;
+                uint64_t n = one ? 1 : 1 + v3_rng(&rng) % (2 * avg);
+                uint64_t acc = 0, dup = 0, rej = 0;
+                for (uint64_t v = 0; v < n; v++) {
+                    uint64_t u = v3_rng(&rng) % 100;
+                    if (!one && u < 4 && n_issued > 0) {
+                        dup++; /* a ballot that already voted, here or elsewhere */
+                    } else if (!one && u < 6) {
+                        rej++; /* a project unknown to the registry */
+                    } else {
+                        if (n_issued == cap_issued) {
+                            cap_issued = cap_issued ? 2 * cap_issued : 4096;
+                            issued = realloc(issued, cap_issued * sizeof(*issued));
+                            if (!issued)
+                                abort();
+                        }
+                        tok[acc] = issued[n_issued] = v3_token(seed, n_issued);
+                        n_issued++;
+                        chosen[acc] = projects[v3_rng(&rng) % n_projects];
+                        acc++;
+                    }
+                }
+                if (one && sum->n_one_vote_tokens < TS_V3_SAMPLE)
+                    sum->one_vote_tokens[sum->n_one_vote_tokens++] = tok[0];
+                sum->one_vote_batches += one;
+                qsort(tok, acc, sizeof(*tok), v3_cmp_u64);
+                qsort(chosen, acc, sizeof(*chosen), v3_cmp_u32);
+                struct v3_collector *cc = &col[j];
+                cc->seq++;
+                v3_printf(&bat, "%s('c%u', %llu, %u, %llu, %llu, %llu, %llu, '\\x",
+                          bat.len ? ",\n" : "", j, (unsigned long long)cc->seq, k,
+                          (unsigned long long)n, (unsigned long long)acc, (unsigned long long)dup,
+                          (unsigned long long)rej);
+                for (uint64_t t = 0; t < acc; t++)
+                    for (int byte = 0; byte < 8; byte++)
+                        v3_printf(&bat, "%02x", (unsigned)(tok[t] >> (8 * byte)) & 0xff);
+                /* Per-project counts, ascending by project. */
+                v3_printf(&bat, "', '{");
+                for (uint64_t t = 0; t < acc;) {
+                    uint64_t e = t;
+                    while (e < acc && chosen[e] == chosen[t])
+                        e++;
+                    v3_printf(&bat, "%s%u", t ? "," : "", chosen[t]);
+                    t = e;
+                }
+                v3_printf(&bat, "}', '{");
+                for (uint64_t t = 0; t < acc;) {
+                    uint64_t e = t;
+                    while (e < acc && chosen[e] == chosen[t])
+                        e++;
+                    v3_printf(&bat, "%s%llu", t ? "," : "", (unsigned long long)(e - t));
+                    const uint32_t *at =
+                        bsearch(&chosen[t], projects, n_projects, sizeof(*projects), v3_cmp_u32);
+                    tally[at - projects] += e - t;
+                    t = e;
+                }
+                v3_printf(&bat, "}')");
+                cc->batches++;
+                cc->votes += n;
+                cc->accepted += acc;
+                cc->duplicate += dup;
+                cc->rejected += rej;
+                cc->moved = true;
+                cp_batches++;
+                cp_votes += n;
+                cp_accepted += acc;
+                sum->duplicate += dup;
+                sum->rejected += rej;
+            }
+        }
+        /* As the version-3 writer did it, in one transaction per checkpoint. */
+        sql.len = 0;
+        v3_printf(&sql,
+                  "BEGIN;\nINSERT INTO checkpoints (id, batches, votes, accepted)"
+                  " VALUES (%u, %llu, %llu, %llu);\n"
+                  "INSERT INTO batches (collector_id, seq, checkpoint_id, votes, accepted,"
+                  " duplicate, rejected_unknown, tokens, project_ids, counts) VALUES\n%s;\n",
+                  k, (unsigned long long)cp_batches, (unsigned long long)cp_votes,
+                  (unsigned long long)cp_accepted, bat.p);
+        v3_printf(&sql, "UPDATE tallies t SET votes = t.votes + d.n FROM (VALUES ");
+        bool first = true;
+        for (size_t p = 0; p < n_projects; p++) {
+            if (!tally[p])
+                continue;
+            v3_printf(&sql, "%s(%u, %llu)", first ? "" : ", ", projects[p],
+                      (unsigned long long)tally[p]);
+            first = false;
+        }
+        if (first)
+            v3_printf(&sql, "(0, 0)");
+        v3_printf(&sql, ") AS d(id, n) WHERE t.project_id = d.id;\n");
+        for (uint32_t j = 0; j < collectors; j++) {
+            const struct v3_collector *cc = &col[j];
+            if (!cc->moved)
+                continue;
+            v3_printf(&sql,
+                      "UPDATE collectors SET durable_seq = %llu, batches = %llu, votes = %llu,"
+                      " accepted = %llu, duplicate = %llu, rejected = %llu,"
+                      " last_checkpoint_id = %u WHERE id = 'c%u';\n",
+                      (unsigned long long)cc->seq, (unsigned long long)cc->batches,
+                      (unsigned long long)cc->votes, (unsigned long long)cc->accepted,
+                      (unsigned long long)cc->duplicate, (unsigned long long)cc->rejected, k, j);
+        }
+        v3_printf(&sql, "COMMIT;\n");
+        r = PQexec(c, sql.p);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "support: writing old checkpoint %u: %s", k, PQerrorMessage(c));
+            PQclear(r);
+            PQclear(PQexec(c, "ROLLBACK"));
+            goto done;
+        }
+        PQclear(r);
+        sum->checkpoints++;
+        sum->batches += cp_batches;
+        sum->votes += cp_votes;
+        sum->accepted += cp_accepted;
+    }
+    for (uint32_t j = 0; j < collectors; j++)
+        sum->collectors_used += col[j].batches > 0;
+    rc = 0;
+done:
+    free(bat.p);
+    free(sql.p);
+    free(col);
+    free(tally);
+    free(chosen);
+    free(tok);
+    free(issued);
+    free(projects);
+    PQfinish(c);
+    return rc;
 }

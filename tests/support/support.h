@@ -217,4 +217,43 @@ int ts_wire_recv(int fd, struct ts_frame *f, int timeout_ms);
 /* Sends raw bytes. */
 int ts_send_all(int fd, const void *buf, size_t len);
 
+/* ---- the record: old databases, copies, tallyctl migrate / verify ---------------------- */
+
+/* Runs one query; its first row's first column as a malloc'd string, or NULL (error, no
+ * row, or NULL). */
+char *ts_sql_text(const char *conninfo, const char *sql);
+/* Drops database `name` and creates it as a copy of database `template_name` (which no
+ * session may be using); writes its conninfo into out. Returns 0 or -1. */
+int ts_db_clone(const char *template_name, const char *name, char *out, size_t len);
+/* A registry CSV of `projects` projects (ids 1000, 1001, ...), 8 per circuit, over three
+ * states, written to path. Returns 0 or -1. */
+int ts_registry_write(const char *path, uint32_t projects);
+/* tallyctl --db conninfo ARGS... with stdout in *out and stderr in *err (both malloc'd,
+ * either may be NULL). Returns the exit code (-1 on timeout). */
+int ts_ctl_capture(const char *conninfo, char **out, char **err, const char *arg1, const char *arg2,
+                   const char *arg3);
+
+#define TS_V3_SAMPLE 16
+
+/* What ts_v3_record_write wrote. */
+struct ts_v3_summary {
+    uint64_t checkpoints, batches, votes, accepted, duplicate, rejected;
+    uint64_t one_vote_batches;
+    uint64_t collectors_used; /* collectors with at least one batch */
+    /* Tokens of one-vote batches: the old record linked each to its choice. */
+    uint64_t one_vote_tokens[TS_V3_SAMPLE];
+    size_t n_one_vote_tokens;
+};
+
+/* Writes by SQL, into a database at schema version 3 with a registry loaded and
+ * collectors c0..c<collectors-1> registered, a record as the version-3 tallyd wrote it:
+ * `checkpoints` checkpoints (ids 1, 2, ...) of batches from the collectors (seqs 1, 2, ...
+ * each; some batches of one vote), each batch row with its accepted tokens (sorted, 8
+ * bytes little-endian) and its per-project counts, duplicates and votes for an unknown
+ * project among the votes; tallies incremented and collectors' watermarks and totals
+ * moved per checkpoint. About `votes` votes; the same seed writes the same record.
+ * Returns 0 or -1. */
+int ts_v3_record_write(const char *conninfo, uint32_t collectors, uint32_t checkpoints,
+                       uint64_t votes, uint64_t seed, struct ts_v3_summary *sum);
+
 #endif
