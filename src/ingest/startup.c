@@ -26,8 +26,8 @@ static int rebuild_begin(void *arg, const struct store_recovery *rec)
     uint64_t accepted = 0;
     for (size_t i = 0; i < rec->n_collectors; i++)
         accepted += rec->collectors[i].accepted;
-    size_t expected = (size_t)(accepted > r->expected_ballots ? accepted + accepted / 4
-                                                              : r->expected_ballots);
+    size_t expected =
+        (size_t)(accepted > r->expected_ballots ? accepted + accepted / 4 : r->expected_ballots);
     r->tally = tally_new(p, rec->n_projects, expected);
     free(p);
     if (!r->tally) {
@@ -50,8 +50,7 @@ static void rebuild_tokens(void *arg, const uint64_t *tokens, size_t n)
     r->dup_tokens += tally_restore_tokens(r->tally, tokens, n);
 }
 
-static void rebuild_digest(void *arg, const char *collector_id, uint64_t seq,
-                           const uint8_t *digest)
+static void rebuild_digest(void *arg, const char *collector_id, uint64_t seq, const uint8_t *digest)
 {
     struct ingest_rebuild *r = arg;
     int32_t c = tally_collector_find(r->tally, collector_id);

@@ -248,8 +248,8 @@ typedef void (*store_done_cb)(void *arg, struct store_checkpoint *cp, int rc,
                               struct store_collector *collectors, size_t n_collectors);
 
 struct store_worker_config {
-    const char *conninfo; /* NULL or "": the PG* environment */
-    bool standby;         /* wait for the writer lock instead of failing when it is held */
+    const char *conninfo;   /* NULL or "": the PG* environment */
+    bool standby;           /* wait for the writer lock instead of failing when it is held */
     uint32_t min_anonymity; /* tokens per token page, at least (STORE_MIN_ANONYMITY_MAX) */
     struct store_recover_hooks hooks; /* start-up recovery streams here, on the worker */
     store_started_cb started;

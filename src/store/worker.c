@@ -22,9 +22,9 @@
 
 #define WORKER_BACKOFF_MIN_MS 100
 #define WORKER_BACKOFF_MAX_MS 5000
-#define WORKER_LOCK_POLL_MS 250         /* how often a waiting writer asks for the lock */
-#define WORKER_COMPACT_MS 2000          /* fold count deltas into tallies at most this late */
-#define WORKER_COMPACT_CHECKPOINTS 32   /* ... or after this many checkpoints */
+#define WORKER_LOCK_POLL_MS 250       /* how often a waiting writer asks for the lock */
+#define WORKER_COMPACT_MS 2000        /* fold count deltas into tallies at most this late */
+#define WORKER_COMPACT_CHECKPOINTS 32 /* ... or after this many checkpoints */
 
 enum worker_link { WORKER_LINK_UNKNOWN, WORKER_LINK_UP, WORKER_LINK_DOWN };
 
@@ -41,7 +41,7 @@ struct store_worker {
     bool stopping;
     struct timespec deadline; /* when stopping: give up an unwritten job after this */
     bool abandoned;           /* a job was left unwritten at stop */
-    char status[600];        /* what start-up is doing; "" once writing */
+    char status[600];         /* what start-up is doing; "" once writing */
 
     atomic_bool connected;
     atomic_uint_fast64_t errors; /* attempts that did not reach a result, ever */
@@ -237,8 +237,8 @@ static enum startup_step startup_attempt(struct store_worker *w, struct store_st
     uint64_t epoch = 0;
     enum store_result rc = STORE_OK;
     /* Migrations first: the writer row is made by one. */
-    if (store_migrate(w->s) != 0 || (rc = store_writer_take_over(w->s, w->host, (int)getpid(),
-                                                                  &epoch)) != STORE_OK)
+    if (store_migrate(w->s) != 0 ||
+        (rc = store_writer_take_over(w->s, w->host, (int)getpid(), &epoch)) != STORE_OK)
         goto fail;
     log_info("store: writer lock taken; this tallyd is the writer, epoch %" PRIu64, epoch);
     if (store_recover_all(w->s, &st->rec, &w->cfg.hooks) != 0 ||
@@ -400,8 +400,8 @@ static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
     for (size_t i = 0; i < cp->n_batches; i++) {
         const struct store_batch *b = &cp->batches[i];
         w->chain_batches[i] = (struct store_chain_batch){
-            b->collector_id, b->seq, b->digest, b->votes, b->accepted, b->duplicate,
-            b->rejected_unknown,
+            b->collector_id, b->seq,       b->digest,           b->votes,
+            b->accepted,     b->duplicate, b->rejected_unknown,
         };
     }
     struct store_chain_page *pages = calloc(w->plan.n_pages ? w->plan.n_pages : 1, sizeof(*pages));
