@@ -181,11 +181,3 @@ void store_bin_array_text(struct store_bin *b, size_t n, const char *(*get)(cons
     for (size_t i = 0; i < n; i++)
         store_bin_field_text(b, get(arg, i));
 }
-
-void store_bin_array_bytea(struct store_bin *b, const uint8_t *const *p, const size_t *len,
-                           size_t n)
-{
-    bin_array_header(b, STORE_OID_BYTEA, n);
-    for (size_t i = 0; i < n; i++)
-        store_bin_field_bytes(b, p[i], len[i]);
-}

@@ -13,7 +13,6 @@
 #define STORE_OID_TEXT 25
 #define STORE_OID_INT8_ARRAY 1016
 #define STORE_OID_TEXT_ARRAY 1009
-#define STORE_OID_BYTEA_ARRAY 1001
 
 struct store_bin {
     unsigned char *data;
@@ -51,9 +50,6 @@ void store_bin_field_int4_array_u32(struct store_bin *b, const uint32_t *v, size
  * they come; callers check ranges (int8 holds every value below 2^63). */
 void store_bin_array_int8(struct store_bin *b, const int64_t *v, size_t n);
 void store_bin_array_int8_u32(struct store_bin *b, const uint32_t *v, size_t n);
-/* n byte strings, element i of len[i] bytes at p[i]. */
-void store_bin_array_bytea(struct store_bin *b, const uint8_t *const *p, const size_t *len,
-                           size_t n);
 /* n strings, each read through get(arg, i). */
 void store_bin_array_text(struct store_bin *b, size_t n, const char *(*get)(const void *, size_t),
                           const void *arg);

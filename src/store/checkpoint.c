@@ -323,7 +323,7 @@ static enum store_result cp_copy_flush(struct store *s, struct store_bin *b)
 }
 
 /* Ends a COPY (with an error message to abort it, or NULL) and collects its result. */
-static enum store_result cp_copy_end(struct store *s, const char *abort_msg)
+static enum store_result cp_copy_end(struct store *s, const char *abort_msg, const char *what)
 {
     enum store_result rc = STORE_OK;
     if (PQputCopyEnd(s->conn, abort_msg) != 1) {
@@ -333,7 +333,7 @@ static enum store_result cp_copy_end(struct store *s, const char *abort_msg)
     PGresult *res;
     while ((res = PQgetResult(s->conn)) != NULL) {
         if (rc == STORE_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
-            rc = store_classify(s, res, "writing batch rows");
+            rc = store_classify(s, res, what);
         PQclear(res);
     }
     return rc;
@@ -374,49 +374,77 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_pre
         store_bin_copy_trailer(&b);
         rc = cp_copy_flush(s, &b);
     }
-    enum store_result end = cp_copy_end(s, rc == STORE_OK ? NULL : "aborted by tallyd");
+    enum store_result end =
+        cp_copy_end(s, rc == STORE_OK ? NULL : "aborted by tallyd", "writing batch rows");
     if (rc == STORE_OK)
         rc = end;
     store_bin_cleanup(&b);
     return rc;
 }
 
-/* Writes the planned pages: new ones inserted, the newest one rewritten when the plan
- * merged into it. */
+/* Writes the planned pages: the newest existing page rewritten in place when the plan
+ * merged into it, new ones streamed by COPY (a bytea[] parameter of a large checkpoint's
+ * tokens made the backend allocate, and the kernel zero, tens of MiB each time). */
 static enum store_result cp_write_pages(struct store *s, const struct store_page_plan *plan)
 {
-    static const char sql[] =
-        "INSERT INTO token_pages (id, salt, tokens)"
-        " SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])"
-        " ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, tokens = excluded.tokens";
-    size_t n = plan->n_pages;
-    int64_t *ids = xcalloc(n, sizeof(*ids));
-    const uint8_t **salt = xcalloc(n, sizeof(*salt)), **tok = xcalloc(n, sizeof(*tok));
-    size_t *salt_len = xcalloc(n, sizeof(*salt_len)), *tok_len = xcalloc(n, sizeof(*tok_len));
-    for (size_t i = 0; i < n; i++) {
-        const struct store_page_out *o = &plan->pages[i];
-        ids[i] = (int64_t)o->id;
-        salt[i] = o->salt;
-        salt_len[i] = sizeof(o->salt);
-        tok[i] = plan->le + 8 * o->off;
-        tok_len[i] = 8 * o->n;
-    }
-    struct cp_params p;
-    cp_params_init(&p);
-    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), ids, n);
-    store_bin_array_bytea(cp_params_bin(&p, STORE_OID_BYTEA_ARRAY), salt, salt_len, n);
-    store_bin_array_bytea(cp_params_bin(&p, STORE_OID_BYTEA_ARRAY), tok, tok_len, n);
     enum store_result rc = STORE_OK;
-    PGresult *res = cp_exec(s, sql, &p);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = store_classify(s, res, "writing token pages");
+    size_t first = 0;
+    if (plan->rewrites_first) {
+        const struct store_page_out *o = &plan->pages[0];
+        struct cp_params p;
+        cp_params_init(&p);
+        cp_params_u64(&p, o->id);
+        store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), o->salt, sizeof(o->salt));
+        store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), plan->le + 8 * o->off, 8 * o->n);
+        PGresult *res =
+            cp_exec(s, "UPDATE token_pages SET salt = $2, tokens = $3 WHERE id = $1", &p);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = store_classify(s, res, "rewriting the newest token page");
+        else if (strcmp(PQcmdTuples(res), "1") != 0) {
+            store_set_error(s, "token page %" PRIu64 " is missing from the database", o->id);
+            rc = STORE_FATAL;
+        }
+        PQclear(res);
+        cp_params_cleanup(&p);
+        first = 1;
+    }
+    if (rc != STORE_OK || first == plan->n_pages)
+        return rc;
+
+    PGresult *res =
+        PQexec(s->conn, "COPY token_pages (id, salt, tokens) FROM STDIN (FORMAT binary)");
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = store_classify(s, res, "starting COPY token_pages");
+        PQclear(res);
+        return rc;
+    }
     PQclear(res);
-    cp_params_cleanup(&p);
-    free(ids);
-    free(salt);
-    free(tok);
-    free(salt_len);
-    free(tok_len);
+    struct store_bin b;
+    store_bin_init(&b);
+    store_bin_copy_header(&b);
+    for (size_t i = first; i < plan->n_pages && rc == STORE_OK; i++) {
+        const struct store_page_out *o = &plan->pages[i];
+        store_bin_copy_tuple(&b, 3);
+        store_bin_field_int8(&b, (int64_t)o->id);
+        store_bin_field_bytes(&b, o->salt, sizeof(o->salt));
+        /* Large pages go straight from the plan, not through the buffer. */
+        store_bin_be32(&b, (uint32_t)(8 * o->n));
+        rc = cp_copy_flush(s, &b);
+        if (rc == STORE_OK &&
+            PQputCopyData(s->conn, (const char *)plan->le + 8 * o->off, (int)(8 * o->n)) != 1) {
+            store_set_error(s, "sending token pages: %s", PQerrorMessage(s->conn));
+            rc = STORE_RETRY;
+        }
+    }
+    if (rc == STORE_OK) {
+        store_bin_copy_trailer(&b);
+        rc = cp_copy_flush(s, &b);
+    }
+    enum store_result end =
+        cp_copy_end(s, rc == STORE_OK ? NULL : "aborted by tallyd", "writing token pages");
+    if (rc == STORE_OK)
+        rc = end;
+    store_bin_cleanup(&b);
     return rc;
 }
 

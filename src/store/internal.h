@@ -102,12 +102,15 @@ struct store_page_out {
 struct store_page_plan {
     uint64_t *merged; /* the newest page's tokens (when rewritten) and the new ones, sorted */
     size_t n_merged, cap_merged;
-    uint8_t *le; /* merged as stored: 8 bytes each, little-endian */
+    const uint8_t *le; /* merged as stored: 8 bytes each, little-endian (merged itself on a
+                        * little-endian host, else le_buf) */
+    uint8_t *le_buf;
     size_t cap_le;
     uint64_t *scratch; /* radix sort */
     size_t cap_scratch;
     struct store_page_out *pages;
     size_t n_pages, cap_pages;
+    bool rewrites_first; /* pages[0] replaces the newest existing page; the rest are new */
 };
 
 void store_pages_init(struct store_pages *p, uint32_t min);

@@ -29,7 +29,7 @@ void store_pages_cleanup(struct store_pages *p)
 void store_page_plan_cleanup(struct store_page_plan *plan)
 {
     free(plan->merged);
-    free(plan->le);
+    free(plan->le_buf);
     free(plan->scratch);
     free(plan->pages);
     memset(plan, 0, sizeof(*plan));
@@ -167,9 +167,15 @@ void store_pages_plan(const struct store_pages *p, uint64_t *tokens, size_t n,
         memcpy(plan->merged, tokens, n * sizeof(*tokens));
     }
     plan->n_merged = total;
-    plan->le = grow(plan->le, &plan->cap_le, total * 8, 1);
+    plan->rewrites_first = merge;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    plan->le = (const uint8_t *)plan->merged; /* already the stored form: no copy */
+#else
+    plan->le_buf = grow(plan->le_buf, &plan->cap_le, total * 8, 1);
     for (size_t i = 0; i < total; i++)
-        le64_put(plan->le + 8 * i, plan->merged[i]);
+        le64_put(plan->le_buf + 8 * i, plan->merged[i]);
+    plan->le = plan->le_buf;
+#endif
 
     uint64_t id = merge ? p->last_id : p->last_id + 1;
     if (total < 2 * min) {

@@ -354,6 +354,8 @@ static int cmp_u64(const void *a, const void *b)
 static void worker_sort_deltas(struct store_worker *w, const struct store_checkpoint *cp)
 {
     size_t n = cp->n_deltas;
+    if (n == 0)
+        return; /* a checkpoint of duplicates and rejections only */
     if (n > w->cap_deltas) {
         w->cap_deltas = n * 2;
         free(w->delta_pairs);

@@ -7,7 +7,9 @@
  *  - a checkpoint COMMIT held back (synchronous_standby_names naming a standby that does not
  *    exist) while tallyd is killed and restarted, then released: the restarted tallyd waits
  *    for the dead writer's session, recovers the late commit, and nothing acknowledged is
- *    lost or counted twice. */
+ *    lost or counted twice;
+ *  - a killed backend is survivable: the lock is taken again and the writer goes on;
+ *  - a checkpoint row written behind the lock's back is refused by hash, fatally. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -298,12 +300,85 @@ static void test_late_commit_is_not_lost(void **state)
     assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
 }
 
+/* A killed backend is survivable: the writer takes the lock again on its next session,
+ * its epoch still the current one, and goes on. */
+static void test_backend_killed_writer_goes_on(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
+    assert_int_equal(ts_ctl(tc.conninfo, NULL, "add-collector", "k", NULL), 0);
+    ts_sleep_ms(1500);
+    struct ts_proc p;
+    char file[1200], spool[1200], out[1200], err[1200];
+    ts_case_paths(&tc, 2, file, spool, out, err, sizeof file);
+    strcat(spool, "-k");
+    strcat(out, "-k");
+    assert_int_equal(ts_push_spawn(&p, &tc.d, "k", spool, file, 200, out, err), 0);
+    ts_sleep_ms(300);
+    uint64_t killed = 0;
+    assert_int_equal(ts_sql_u64(tc.conninfo,
+                                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE datname = current_database()"
+                                " AND application_name = 'tallyd'",
+                                &killed),
+                     0);
+    assert_true(killed >= 1);
+    if (ts_proc_wait(&p, ts_scale(60000)) != 0 || ts_proc_code(&p) != 0) {
+        ts_proc_kill(&p);
+        ts_dump_tail("tally-push stderr", err, 20);
+        fail_msg("tally-push did not finish after the backend was killed");
+    }
+    assert_false(ts_proc_done(&tc.d.proc));
+    assert_true(wait_log(&tc.d, "writer lock taken again", 5000));
+    assert_int_equal(ts_case_results_match(&tc), 0);
+    assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
+    assert_int_equal(ts_ctl(tc.conninfo, NULL, "verify", NULL, NULL), 0);
+}
+
+/* Something wrote the next checkpoint id behind the lock's back: tallyd compares it with
+ * its own by hash, refuses it and stops without acknowledging its batch as durable. */
+static void test_foreign_checkpoint_row_is_fatal(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
+    uint64_t before = 0;
+    assert_int_equal(
+        ts_sql_u64(tc.conninfo, "SELECT durable_seq FROM collectors WHERE id = 'k'", &before), 0);
+    assert_int_equal(ts_sql_exec(tc.conninfo,
+                                 "INSERT INTO checkpoints (id, batches, votes, accepted, prev_hash,"
+                                 " hash) SELECT id + 1, 0, 0, 0, hash, decode(repeat('ab', 32), 'hex')"
+                                 " FROM checkpoints ORDER BY id DESC LIMIT 1"),
+                     0);
+    int fd = ts_connect(tc.d.port, 5000);
+    assert_true(fd >= 0);
+    assert_int_equal(ts_wire_hello(fd, "k", TALLY_PROTOCOL_VERSION), 0);
+    struct ts_frame f;
+    assert_int_equal(ts_wire_recv(fd, &f, 5000), 1);
+    uint64_t ballots[1] = {0x5e0000000009ull};
+    uint32_t pid = ts_truth_first_project(tc.truth_csv);
+    assert_int_equal(ts_wire_batch(fd, before + 1, ballots, &pid, 1), 0);
+    assert_int_equal(ts_proc_wait(&tc.d.proc, ts_scale(15000)), 0);
+    assert_int_equal(ts_proc_code(&tc.d.proc), 1);
+    assert_true(log_has(&tc.d, "is not the one this tallyd wrote"));
+    assert_true(drain_durable(fd, 1000) <= before);
+    close(fd);
+    uint64_t after = 0;
+    assert_int_equal(
+        ts_sql_u64(tc.conninfo, "SELECT durable_seq FROM collectors WHERE id = 'k'", &after), 0);
+    assert_int_equal(after, before);
+    assert_int_equal(ts_sql_exec(tc.conninfo,
+                                 "DELETE FROM checkpoints WHERE id = (SELECT max(id) FROM checkpoints)"),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_second_writer_refused_then_standby_takes_over),
         cmocka_unit_test(test_paused_writer_never_commits_again),
         cmocka_unit_test(test_late_commit_is_not_lost),
+        cmocka_unit_test(test_backend_killed_writer_goes_on),
+        cmocka_unit_test(test_foreign_checkpoint_row_is_fatal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
