@@ -3,7 +3,16 @@
  * A collector spools each batch of votes to disk (fsync'ed) before it may be sent, streams
  * spooled batches to tallyd over one TCP connection, and deletes a batch only once tallyd
  * reports it durable in PostgreSQL. After a crash of either side, or a broken connection, it
- * reconnects and resends whatever is not durable; tallyd applies each (collector, seq) once.
+ * reconnects and resends whatever is not deleted; tallyd applies each (collector, seq) once.
+ *
+ * When a batch is deleted: tallyd's durable seq (in Welcome, or in an Ack with seq 0) covers
+ * it, AND tallyd has acked this very batch by its seq (Ack{seq}, provisional or retransmit) to
+ * this process, on the current connection or an earlier one. The durable seq alone says that
+ * tallyd holds some content under that seq, not that it is this spool's. A batch covered but
+ * not acked so (its ack was lost with a connection, or it was spooled by an earlier process:
+ * after a restart nothing counts as acked) is resent, in seq order before anything newer, with
+ * its spooled bytes; tallyd re-acks it as a retransmission, which deletes it, or refuses it
+ * with ERROR_SEQ_CONFLICT. A deleted batch is never resent.
  *
  * Each batch gets 16 random bytes (Batch.nonce) when it is spooled. They enter the digest
  * tallyd keeps of the batch (src/wire/digest.h), so that digest cannot be recomputed from
@@ -13,8 +22,9 @@
  * as they were written, without one.
  *
  * One spool, one source: the seqs of a collector id are numbered by its spool alone. If tallyd
- * holds other content under a seq this client resends (another process, or a copied spool,
- * uses the same collector id), the client stops with TALLY_CLIENT_ERR_SEQ_CONFLICT.
+ * holds other content under a seq this client sends (another process, with its own spool or a
+ * copy of this one, uses the same collector id), the client stops with
+ * TALLY_CLIENT_ERR_SEQ_CONFLICT, even if tallyd already counts that seq as durable.
  *
  * Threading: a struct tally_client is not thread-safe; use it from one thread at a time.
  * Different clients may live on different threads: tally_client_new calls sodium_init(),
@@ -104,9 +114,9 @@ struct tally_client_stats {
     uint64_t votes_spooled;            /* votes in them */
     uint64_t batches_pending;          /* spooled, not yet durable */
     uint64_t votes_pending;            /* votes in them */
-    uint64_t durable_seq;              /* every batch up to this seq is durable and deleted */
-    uint64_t acked_seq;                /* highest seq acked (provisional or durable) this session */
-    uint64_t sent_seq;                 /* highest seq fully written this session, or durable */
+    uint64_t durable_seq;              /* every batch up to this seq is durable, acked, deleted */
+    uint64_t acked_seq;                /* highest seq acked this session, or deleted as durable */
+    uint64_t sent_seq;                 /* highest seq fully written this session, or deleted */
     uint64_t reconnects;               /* sessions established since tally_client_new, minus one */
     struct tally_client_totals server; /* durable totals last reported by tallyd */
     bool server_known;                 /* a Welcome has been received since tally_client_new */
@@ -149,14 +159,15 @@ int tally_client_last_cursor(const struct tally_client *c, void *buf, size_t len
                              size_t *out_len) TALLY_CLIENT_WUR;
 
 /* Does the network work: connects or reconnects when due (backoff 100 ms doubling to 5 s, with
- * jitter), says Hello, resends every batch after the server's durable seq, sends new batches
- * while fewer than `window` are unacked, reads acks and deletes batches once durable. Waits at
- * most timeout_ms (0: only what is possible at once) and returns after the first round that
- * did something. Transient failures (server away, connection lost, server shutting down or
- * replaced, SEQ_GAP) are handled here and only show in stats. A durable seq may cover batches
- * not yet resent on this session (sent on an earlier one, durable since): they are deleted and
- * not resent. A durable seq beyond the last seq ever spooled is TALLY_CLIENT_ERR_FOREIGN;
- * ERROR_SEQ_CONFLICT from tallyd is TALLY_CLIENT_ERR_SEQ_CONFLICT. Returns 0;
+ * jitter), says Hello, resends every batch not yet deleted, sends new batches while fewer than
+ * `window` are unacked, reads acks and deletes batches once durable and acked (see the top of
+ * this file). Waits at most timeout_ms (0: only what is possible at once) and returns after
+ * the first round that did something. Transient failures (server away, connection lost,
+ * server shutting down or replaced, SEQ_GAP) are handled here and only show in stats. A
+ * durable seq may cover batches not yet resent on this session: those acked to this process
+ * before are deleted and not resent; the others are resent and deleted on their ack. A
+ * durable seq beyond the last seq ever spooled is TALLY_CLIENT_ERR_FOREIGN; ERROR_SEQ_CONFLICT
+ * from tallyd is TALLY_CLIENT_ERR_SEQ_CONFLICT (the spool is kept as it is). Returns 0;
  * TALLY_CLIENT_ERR_INTR if a signal interrupted the wait; or a fatal status. */
 int tally_client_pump(struct tally_client *c, int timeout_ms) TALLY_CLIENT_WUR;
 

@@ -1,6 +1,6 @@
 /* The collector session: connect, Hello/Welcome, stream spooled batches within a window,
- * read acks, release batches once durable, reconnect with backoff. Owns the socket and the
- * session state machine; the disk belongs to spool.c, the bytes on the wire to wire/.
+ * read acks, release batches once durable and acked, reconnect with backoff. Owns the socket
+ * and the session state machine; the disk belongs to spool.c, the bytes on the wire to wire/.
  * One non-blocking socket driven by poll(): the collector is a simple program and needs no
  * event library, but it must read acks while a large batch is still being written. */
 #include "tally/client.h"
@@ -84,7 +84,11 @@ struct tally_client {
      * stream must stay framed, so it is finished from this copy before anything else. */
     uint8_t *tail;
     size_t tail_len, tail_off;
-    uint64_t acked_seq; /* highest seq acked in this session, provisionally or as durable */
+    uint64_t acked_seq; /* highest seq acked in this session, or released as durable */
+    /* tallyd's durable seq (>= spool.durable_seq): the batches between the two are durable
+     * there but not yet acked to this process, so not known to be ours (see release_confirmed) */
+    uint64_t server_durable;
+    uint64_t confirm_epoch; /* writer epoch the spool's confirmations came from (Welcome) */
 
     uint8_t *in;
     size_t in_len, in_cap;
@@ -295,6 +299,7 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
         free(c);
         return NULL;
     }
+    c->server_durable = c->spool.durable_seq;
     if (c->spool.discarded_seq)
         client_log(c, TALLY_CLIENT_LOG_INFO,
                    "discarded batch %" PRIu64 ": a crash cut its spooling short, it was never sent",
@@ -516,17 +521,18 @@ static void conn_connect_done(struct tally_client *c, int err, const char *what)
 
 /* ---- frames from the server ---- */
 
-/* Server's durable_seq moved to d: check it against what we ever spooled, then release. */
-static int durable_advance(struct tally_client *c, uint64_t d, const char *where)
+/* tallyd says it holds batches up to d durably: check d against what this spool ever assigned
+ * and already released, and remember it. Releasing is release_confirmed's business. */
+static int durable_check(struct tally_client *c, uint64_t d, const char *where)
 {
     uint64_t highest = c->spool.next_seq - 1;
     if (d > highest)
         return client_fatal(c, TALLY_CLIENT_ERR_FOREIGN,
                             "%s: server holds batches up to seq %" PRIu64 " for collector %s, "
-                            "but this spool only ever assigned up to %" PRIu64 ": the spool was "
-                            "wiped or belongs to another server; refusing to number batches "
-                            "again (tallyd would drop them as retransmissions)",
-                            where, d, c->collector_id, highest);
+                            "but this spool only ever assigned up to %" PRIu64 ": another "
+                            "source is using collector id '%s', or this spool was wiped or "
+                            "belongs to another server; refusing to number batches again",
+                            where, d, c->collector_id, highest, c->collector_id);
     if (d < c->spool.durable_seq)
         return client_fatal(c, TALLY_CLIENT_ERR_FOREIGN,
                             "%s: server says durable up to seq %" PRIu64
@@ -534,7 +540,48 @@ static int durable_advance(struct tally_client *c, uint64_t d, const char *where
                             " before and those batches were deleted: the server lost durable "
                             "data or is another server",
                             where, d, c->spool.durable_seq);
-    if (d > c->spool.durable_seq && client_spool_release(&c->spool, d) < 0)
+    c->server_durable = d;
+    return 0;
+}
+
+/* Batches up to r (< next_seq) are about to be released: this session must not send them, and
+ * no ack is owed for them. Must run before the release, which frees the frames: a frame
+ * already partly written has its rest copied to finish it. */
+static void send_skip_released(struct tally_client *c, uint64_t r)
+{
+    if (r > c->acked_seq)
+        c->acked_seq = r;
+    if (c->send_seq > r)
+        return;
+    if (c->send_off > 0) {
+        const struct client_spool_batch *b = client_spool_get(&c->spool, c->send_seq);
+        assert(b && !c->tail);
+        c->tail_len = b->frame_len - c->send_off;
+        c->tail = malloc(c->tail_len);
+        if (!c->tail)
+            abort();
+        memcpy(c->tail, b->frame + c->send_off, c->tail_len);
+        c->tail_off = 0;
+        c->send_off = 0;
+    }
+    c->send_seq = r + 1;
+}
+
+/* Deletes the batches that are durable on the server AND confirmed: tallyd's durable seq only
+ * says it holds some content under those seqs, the Ack{seq} of our frame that it holds ours.
+ * When another source uses this collector id (its own spool, the same seqs), its batches make
+ * the durable seq cover ours; ours are resent and refused with ERROR_SEQ_CONFLICT instead of
+ * being deleted unsent. Durable but unconfirmed batches are never skipped: every session sends
+ * all pending batches in seq order, so they go out before anything newer, and their ack (a
+ * retransmit) releases them. */
+static int release_confirmed(struct tally_client *c)
+{
+    uint64_t r = client_spool_confirmed_upto(&c->spool, c->server_durable);
+    if (r <= c->spool.durable_seq)
+        return 0;
+    if (c->state == CONN_READY)
+        send_skip_released(c, r);
+    if (client_spool_release(&c->spool, r) < 0)
         return client_fatal(c, TALLY_CLIENT_ERR_IO, "spool: %s", c->spool.err);
     return 0;
 }
@@ -557,7 +604,17 @@ static int on_welcome(struct tally_client *c, const Tally__Welcome *w)
         return client_fatal(c, TALLY_CLIENT_ERR_REFUSED,
                             "server at %s speaks protocol %u, this collector %u", c->peer,
                             w->protocol_version, TALLY_PROTOCOL_VERSION);
-    int rc = durable_advance(c, w->durable_seq, "Welcome");
+    /* An Ack{seq} means "this writer holds this content under seq"; a tallyd that started
+     * since (a new writer epoch) may hold another source's batch there instead, so its
+     * durable seq confirms nothing acked before. 0: an older tallyd that does not say. */
+    if (w->writer_epoch == 0 || w->writer_epoch != c->confirm_epoch)
+        client_spool_unconfirm_all(&c->spool);
+    c->confirm_epoch = w->writer_epoch;
+    /* Welcome may lower server_durable (tallyd lost what it had not checkpointed): the
+     * batches above it are still pending here and simply go out again. */
+    int rc = durable_check(c, w->durable_seq, "Welcome");
+    if (rc == 0)
+        rc = release_confirmed(c);
     if (rc < 0)
         return rc;
     c->max_batch_votes = w->max_batch_votes ? w->max_batch_votes : TALLY_DEFAULT_MAX_BATCH_VOTES;
@@ -586,34 +643,18 @@ static int on_welcome(struct tally_client *c, const Tally__Welcome *w)
     c->send_off = 0;
     c->acked_seq = c->spool.durable_seq;
     c->sessions++;
+    uint64_t unconfirmed = c->server_durable - c->spool.durable_seq;
+    char why[128] = "";
+    if (unconfirmed)
+        snprintf(why, sizeof(why),
+                 " (%" PRIu64 " durable there but never acked to this process: resent to check "
+                 "they are ours)",
+                 unconfirmed);
     client_log(c, TALLY_CLIENT_LOG_INFO,
-               "connected to %s as %s: durable seq %" PRIu64 ", %zu batches to send", c->peer,
-               c->collector_id, c->spool.durable_seq, c->spool.count);
+               "connected to %s as %s: durable seq %" PRIu64 ", %zu batches to send%s", c->peer,
+               c->collector_id, c->server_durable, c->spool.count, why);
     c->last_error[0] = '\0';
     return 0;
-}
-
-/* Batches up to d (< next_seq) are durable: this session need not send them, and no ack is
- * owed for them. Must run before they are released, which frees the frames: a frame already
- * partly written has its rest copied to finish it. */
-static void send_skip_durable(struct tally_client *c, uint64_t d)
-{
-    if (d > c->acked_seq)
-        c->acked_seq = d;
-    if (c->send_seq > d)
-        return;
-    if (c->send_off > 0) {
-        const struct client_spool_batch *b = client_spool_get(&c->spool, c->send_seq);
-        assert(b && !c->tail);
-        c->tail_len = b->frame_len - c->send_off;
-        c->tail = malloc(c->tail_len);
-        if (!c->tail)
-            abort();
-        memcpy(c->tail, b->frame + c->send_off, c->tail_len);
-        c->tail_off = 0;
-        c->send_off = 0;
-    }
-    c->send_seq = d + 1;
 }
 
 static int on_ack(struct tally_client *c, const Tally__Ack *a)
@@ -625,20 +666,24 @@ static int on_ack(struct tally_client *c, const Tally__Ack *a)
         }
         if (a->seq > c->acked_seq)
             c->acked_seq = a->seq;
+        /* Every pending seq below send_seq went out whole on this connection (released ones
+         * are skipped, not sent), so tallyd acks our frame: applied now, or a retransmit of
+         * content it holds already. */
+        client_spool_confirm(&c->spool, a->seq);
         c->failures = 0; /* the session makes progress */
     }
     /* Within a session durable_seq only grows; a lower one (an ack that does not carry it)
      * is no news. Only Welcome may tell us the server went backwards. It may pass what this
      * session sent: a batch sent on an earlier connection, applied but not durable then, can
      * be checkpointed before its resend comes. The bound is what this spool ever assigned,
-     * which durable_advance enforces. */
-    if (a->durable_seq > c->spool.durable_seq) {
-        if (a->durable_seq < c->spool.next_seq)
-            send_skip_durable(c, a->durable_seq);
-        int rc = durable_advance(c, a->durable_seq, "Ack");
-        if (rc < 0)
-            return rc;
-    }
+     * which durable_check enforces. */
+    int rc = 0;
+    if (a->durable_seq > c->server_durable)
+        rc = durable_check(c, a->durable_seq, "Ack");
+    if (rc == 0)
+        rc = release_confirmed(c);
+    if (rc < 0)
+        return rc;
     totals_take(c, a->durable_totals);
     return 0;
 }

@@ -201,6 +201,7 @@ static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
     b->votes = votes;
     b->frame_len = frame_len;
     b->frame = frame;
+    b->confirmed = false;
     return 0;
 }
 
@@ -611,6 +612,7 @@ int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t fra
     b->frame_len = (uint32_t)frame_len;
     b->image = img;
     b->frame = img + BATCH_HEADER;
+    b->confirmed = false;
     s->next_seq = seq + 1;
     s->pending_votes += votes;
     memcpy(s->cursor, img + BATCH_HEADER + frame_len, cursor_len);
@@ -657,4 +659,24 @@ const struct client_spool_batch *client_spool_get(const struct client_spool *s, 
     if (seq <= s->durable_seq || seq >= s->next_seq)
         return NULL;
     return &s->batches[seq - s->durable_seq - 1];
+}
+
+void client_spool_confirm(struct client_spool *s, uint64_t seq)
+{
+    if (seq > s->durable_seq && seq < s->next_seq)
+        s->batches[seq - s->durable_seq - 1].confirmed = true;
+}
+
+void client_spool_unconfirm_all(struct client_spool *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        s->batches[i].confirmed = false;
+}
+
+uint64_t client_spool_confirmed_upto(const struct client_spool *s, uint64_t limit)
+{
+    uint64_t r = s->durable_seq;
+    while (r < limit && r + 1 < s->next_seq && s->batches[r - s->durable_seq].confirmed)
+        r++;
+    return r;
 }

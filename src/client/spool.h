@@ -3,6 +3,7 @@
 #ifndef CLIENT_SPOOL_H
 #define CLIENT_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,9 @@ struct client_spool_batch {
     uint32_t frame_len;   /* bytes of the wire frame, 4-byte header included */
     uint8_t *image;       /* owned: the file's bytes */
     const uint8_t *frame; /* points into image: what is sent on the wire as is */
+    /* tallyd acked this very frame under its seq (Ack{seq}) since the spool was opened. In
+     * memory only: a reopened spool confirms nothing, its batches are checked again. */
+    bool confirmed;
 };
 
 struct client_spool {
@@ -51,7 +55,8 @@ int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t fra
                         uint32_t votes, const void *cursor, size_t cursor_len)
     __attribute__((warn_unused_result));
 
-/* Marks every batch up to durable_seq (< next_seq) as durable: rewrites the state file
+/* Marks every batch up to durable_seq (< next_seq) as durable (the caller knows they are
+ * both durable on the server and confirmed): rewrites the state file
  * (tmp, fsync, rename, fsync dir), then deletes their files and memory. Returns 0 or
  * TALLY_CLIENT_ERR_IO. */
 int client_spool_release(struct client_spool *s, uint64_t durable_seq)
@@ -59,5 +64,14 @@ int client_spool_release(struct client_spool *s, uint64_t durable_seq)
 
 /* The spooled batch with this seq, or NULL if it is not pending. */
 const struct client_spool_batch *client_spool_get(const struct client_spool *s, uint64_t seq);
+
+/* Records that tallyd acked batch seq as sent by this process. No-op if it is not pending. */
+void client_spool_confirm(struct client_spool *s, uint64_t seq);
+/* Forgets every confirmation (the server that gave them is not the one answering now). */
+void client_spool_unconfirm_all(struct client_spool *s);
+
+/* The highest seq r <= limit such that every pending batch up to r is confirmed: what may be
+ * released once the server's durable seq is limit. s->durable_seq if the first is not. */
+uint64_t client_spool_confirmed_upto(const struct client_spool *s, uint64_t limit);
 
 #endif

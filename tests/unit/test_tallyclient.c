@@ -192,12 +192,14 @@ struct fake {
     bool hold; /* fake_send queues into out until fake_flush, to send frames in one write */
     uint8_t out[8192];
     size_t out_len;
+    uint64_t epoch; /* writer epoch told in Welcome (fake_listen: 1) */
 };
 
 static void fake_listen(struct fake *f)
 {
     memset(f, 0, sizeof(*f));
     f->fd = -1;
+    f->epoch = 1;
     f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     assert_true(f->lfd >= 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -344,6 +346,7 @@ static void fake_welcome_limits(struct fake *f, uint64_t durable, uint64_t accep
     w.max_batch_votes = max_votes;
     w.max_frame_bytes = max_frame;
     w.totals = &t;
+    w.writer_epoch = f->epoch;
     Tally__Frame fr = TALLY__FRAME__INIT;
     fr.msg_case = TALLY__FRAME__MSG_WELCOME;
     fr.welcome = &w;
@@ -366,6 +369,19 @@ static void fake_ack(struct fake *f, uint64_t seq, uint64_t durable, uint64_t ac
     a.durable_seq = durable;
     if (seq == 0)
         a.durable_totals = &t;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_ACK;
+    fr.ack = &a;
+    fake_send(f, &fr);
+}
+
+/* tallyd's answer to a batch it had applied before with the same content. */
+static void fake_reack(struct fake *f, uint64_t seq, uint64_t durable)
+{
+    Tally__Ack a = TALLY__ACK__INIT;
+    a.seq = seq;
+    a.durable_seq = durable;
+    a.retransmit = true;
     Tally__Frame fr = TALLY__FRAME__INIT;
     fr.msg_case = TALLY__FRAME__MSG_ACK;
     fr.ack = &a;
@@ -677,6 +693,8 @@ static void test_session_resend_after_reconnect(void **state)
     /* Batches spooled during the session flow too. */
     spool_batch(c, 4, 2);
     fake_expect_batch(&f, c, 4, 2);
+    for (uint64_t s = 2; s <= 4; s++)
+        fake_ack(&f, s, 1, 0);
     fake_ack(&f, 0, 4, 11);
     assert_int_equal(tally_client_wait_durable(c, 5000), 0);
     assert_int_equal(batch_files(e), 0);
@@ -729,10 +747,14 @@ static void test_session_seq_gap_resends(void **state)
     fake_expect_batch(&f, c, 2, 2);
     fake_error(&f, TALLY__ERROR_CODE__ERROR_SEQ_GAP, 2);
     fake_close(&f);
-    /* ... and the client starts a new session, resending from the durable seq. */
+    /* ... and the client starts a new session, resending from the oldest batch it holds:
+     * batch 1 is durable there but was never acked to this client, so it goes out again. */
     fake_hello(&f, c);
     fake_welcome(&f, 1, 0);
+    fake_expect_batch(&f, c, 1, 2);
     fake_expect_batch(&f, c, 2, 2);
+    fake_reack(&f, 1, 1);
+    fake_ack(&f, 2, 1, 0);
     fake_ack(&f, 0, 2, 4);
     assert_int_equal(tally_client_wait_durable(c, 5000), 0);
 
@@ -782,6 +804,10 @@ static void test_session_server_went_back(void **state)
     spool_batch(c, 2, 2);
     fake_hello(&f, c);
     fake_welcome(&f, 2, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_expect_batch(&f, c, 2, 2);
+    fake_reack(&f, 1, 2);
+    fake_reack(&f, 2, 2);
     pump_until_durable(c, 2);
     fake_close(&f);
     /* Batches 1 and 2 were deleted as durable; a server that lost them cannot get them. */
@@ -830,6 +856,7 @@ static void test_session_transient_errors_retry(void **state)
     fake_hello(&f, c);
     fake_welcome(&f, 0, 0);
     fake_expect_batch(&f, c, 1, 2);
+    fake_ack(&f, 1, 0, 0);
     fake_ack(&f, 0, 1, 2);
     assert_int_equal(tally_client_wait_durable(c, 5000), 0);
     tally_client_free(c);
@@ -846,7 +873,9 @@ static void test_session_torn_newest_covered_by_state_is_corrupt(void **state)
     spool_batch(c, 1, 2);
     spool_batch(c, 2, 2);
     fake_hello(&f, c);
-    fake_welcome(&f, 1, 0); /* writes state: next seq 3, durable 1 */
+    fake_welcome(&f, 1, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_reack(&f, 1, 1); /* writes state: next seq 3, durable 1 */
     pump_until_durable(c, 1);
     tally_client_free(c);
     fake_cleanup(&f);
@@ -999,8 +1028,10 @@ static void test_session_durable_covers_earlier_session(void **state)
     fake_close(&f); /* batches 1 and 2 applied, nothing durable yet */
 
     /* The checkpoint commits just after the new Welcome went out: the first ack of the new
-     * session makes batches 1 and 2 durable before the client resent them. Both frames come
-     * in one write so the client reads them before it writes any batch. */
+     * session makes batches 1 and 2 durable before the client resent them. They were acked
+     * by seq on the first connection, so what tallyd holds is theirs: released, not resent
+     * (test_session_ack_durable_unacked_resent has the unacked case). Both frames come in one
+     * write so the client reads them before it writes any batch. */
     fake_hello(&f, c);
     f.hold = true;
     fake_welcome(&f, 0, 0);
@@ -1036,8 +1067,9 @@ static void test_session_durable_covers_earlier_session(void **state)
     fake_cleanup(&f);
 }
 
-/* A batch too big for the socket buffers, and found durable while half written: the rest of
- * its frame still goes out (the stream must stay framed) although the spool let it go. */
+/* A batch too big for the socket buffers, acked on an earlier connection and found durable
+ * while its resend is half written: the rest of its frame still goes out (the stream must stay
+ * framed) although the spool let it go. */
 static void test_session_durable_while_frame_half_written(void **state)
 {
     struct env *e = *state;
@@ -1072,6 +1104,16 @@ static void test_session_durable_while_frame_half_written(void **state)
     assert_int_equal(seq, 1);
     spool_batch(c, 2, 2);
 
+    /* The first connection: both batches applied and acked, nothing durable yet. */
+    fake_hello(&f, c);
+    fake_welcome_limits(&f, 0, 0, (uint32_t)n, FAKE_BUF);
+    Tally__Frame *fr = fake_read(&f, c);
+    assert_int_equal(fr->batch->seq, 1);
+    fake_expect_batch(&f, c, 2, 2);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    fake_close(&f);
+
     fake_hello(&f, c);
     fake_welcome_limits(&f, 0, 0, (uint32_t)n, FAKE_BUF);
     /* The fake reads nothing: the client fills the socket and stops in batch 1. */
@@ -1086,25 +1128,25 @@ static void test_session_durable_while_frame_half_written(void **state)
     assert_int_equal(ioctl(f.fd, FIONREAD, &queued), 0);
     assert_true(queued > 0);
 
-    /* Batch 1 was applied on an earlier connection and is durable now. */
+    /* Batch 1, acked on the first connection, is durable now: released at once. */
     fake_ack(&f, 0, 1, (uint64_t)n);
     pump_until_durable(c, 1);
     assert_false(batch_exists(e, 1));
 
     /* The fake still receives the whole of batch 1 (a retransmission to tallyd), then 2. */
-    Tally__Frame *fr = fake_read(&f, c);
+    fr = fake_read(&f, c);
     assert_int_equal(fr->msg_case, TALLY__FRAME__MSG_BATCH);
     assert_int_equal(fr->batch->seq, 1);
     assert_int_equal(fr->batch->n_ballots, n);
     assert_true(fr->batch->ballots[n - 1] == 7000000 + n - 1);
     assert_int_equal(fr->batch->nonce.len, NONCE_BYTES);
-    fake_ack(&f, 1, 1, 0);
+    fake_reack(&f, 1, 1);
     fake_expect_batch(&f, c, 2, 2);
-    fake_ack(&f, 2, 1, 0);
+    fake_reack(&f, 2, 1);
     fake_ack(&f, 0, 2, (uint64_t)n + 2);
     assert_int_equal(tally_client_wait_durable(c, 5000), 0);
     tally_client_stats(c, &st);
-    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(st.reconnects, 1);
     assert_int_equal(batch_files(e), 0);
     free(ballots);
     free(projects);
@@ -1201,6 +1243,8 @@ static void test_session_resend_is_byte_identical(void **state)
     assert_int_equal(l, len2);
     assert_memory_equal(again, first2, len2);
     free(again);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
     fake_ack(&f, 0, 2, 8);
     assert_int_equal(tally_client_wait_durable(c, 5000), 0);
     free(first1);
@@ -1274,9 +1318,310 @@ static void test_session_old_spool_without_nonce(void **state)
     Tally__Frame *fr = fake_read(&f, c);
     assert_int_equal(fr->batch->seq, 2);
     assert_int_equal(fr->batch->nonce.len, NONCE_BYTES);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
     fake_ack(&f, 0, 2, 5);
     assert_int_equal(tally_client_wait_durable(c, 5000), 0);
     free(old);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* Reads the next frame, which must be batch seq exactly as its spool file holds it. */
+static void fake_expect_spooled(struct fake *f, struct tally_client *c, const struct env *e,
+                                uint64_t seq)
+{
+    size_t len;
+    uint8_t *got = fake_read_raw_batch(f, c, seq, &len);
+    char path[256];
+    size_t flen;
+    batch_path(e, seq, path, sizeof(path));
+    const uint8_t *img = file_read(path, &flen);
+    assert_int_equal(le32_get(img + 20), len);
+    assert_memory_equal(img + SPOOL_FRAME_AT, got, len);
+    free(got);
+}
+
+/* Two processes, each with its own spool, under one collector id: the other one's seq 1 is
+ * durable, so Welcome says 1, and this client's own seq 1 was never acked. tallyd holds *some*
+ * seq 1, not necessarily this one: it is resent and tallyd compares digests. */
+static void test_session_welcome_durable_unacked_conflict(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 1, 2);
+    fake_expect_spooled(&f, c, e, 1);
+    assert_true(batch_exists(e, 1)); /* not released by the Welcome */
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_non_null(strstr(st.last_error, "seq 1 "));
+    assert_int_equal(st.batches_pending, 1);
+    assert_int_equal(st.durable_seq, 0);
+    assert_true(batch_exists(e, 1));
+    assert_int_equal(tally_client_wait_durable(c, 10), TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    tally_client_free(c);
+
+    /* The spool on disk says nothing was released. */
+    c = open_client(&cfg);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 0);
+    assert_int_equal(st.batches_pending, 1);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* The same Welcome when tallyd does hold this client's seq 1 (it was applied on a connection
+ * whose ack was lost): the resend is acked as a retransmission and only that releases it. */
+static void test_session_welcome_durable_unacked_confirmed(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 1, 2);
+    fake_expect_spooled(&f, c, e, 1);
+    assert_int_equal(tally_client_wait_durable(c, 100), TALLY_CLIENT_ERR_TIMEOUT);
+    assert_true(batch_exists(e, 1));
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 0);
+    assert_int_equal(st.sent_seq, 1);
+    assert_int_equal(st.acked_seq, 0);
+
+    fake_reack(&f, 1, 1);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 1);
+    assert_int_equal(st.acked_seq, 1);
+    assert_int_equal(st.reconnects, 0);
+    assert_null(fake_try_read(&f, c, 100)); /* nothing more to send */
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* A durable-only ack mid-session covering batches sent on an earlier connection whose acks
+ * were lost: they are resent like the rest and each goes only with its own ack. A durable
+ * seq covering a batch sent on this connection, but not yet acked, does not release it
+ * either. */
+static void test_session_ack_durable_unacked_resent(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    for (uint64_t s = 1; s <= 3; s++)
+        spool_batch(c, s, 3);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        fake_expect_batch(&f, c, s, 3);
+    fake_close(&f); /* no ack came back */
+
+    /* Durable up to 2 arrives with the Welcome, before the client wrote anything. */
+    fake_hello(&f, c);
+    f.hold = true;
+    fake_welcome(&f, 0, 0);
+    fake_ack(&f, 0, 2, 6);
+    fake_flush(&f);
+    fake_expect_spooled(&f, c, e, 1);
+    fake_expect_spooled(&f, c, e, 2);
+    fake_expect_spooled(&f, c, e, 3);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 0);
+    assert_int_equal(batch_files(e), 3);
+
+    fake_reack(&f, 1, 2);
+    pump_until_durable(c, 1);
+    assert_false(batch_exists(e, 1));
+    assert_true(batch_exists(e, 2));
+    fake_reack(&f, 2, 2);
+    pump_until_durable(c, 2);
+    assert_true(batch_exists(e, 3));
+
+    /* Batch 3 is durable before its ack comes. */
+    fake_ack(&f, 0, 3, 9);
+    assert_int_equal(tally_client_wait_durable(c, 100), TALLY_CLIENT_ERR_TIMEOUT);
+    assert_true(batch_exists(e, 3));
+    fake_reack(&f, 3, 3);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 3);
+    assert_int_equal(st.acked_seq, 3);
+    assert_int_equal(st.sent_seq, 3);
+    assert_int_equal(st.reconnects, 1);
+    assert_null(fake_try_read(&f, c, 100));
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* As above, but tallyd holds other content under seq 1: fatal, nothing released. */
+static void test_session_ack_durable_unacked_conflict(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    spool_batch(c, 2, 3);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 3);
+    fake_expect_batch(&f, c, 2, 3);
+    fake_close(&f);
+
+    fake_hello(&f, c);
+    f.hold = true;
+    fake_welcome(&f, 0, 0);
+    fake_ack(&f, 0, 2, 6);
+    fake_flush(&f);
+    fake_expect_spooled(&f, c, e, 1);
+    fake_expect_spooled(&f, c, e, 2);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_non_null(strstr(st.last_error, "seq 1 "));
+    assert_int_equal(st.durable_seq, 0);
+    assert_int_equal(st.batches_pending, 2);
+    assert_true(batch_exists(e, 1) && batch_exists(e, 2));
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* What tallyd acked under its seq, on this connection or an earlier one, goes as soon as it is
+ * durable: no resend, no extra traffic. Beside it, an unacked batch in the same durable range
+ * is resent. */
+static void test_session_acked_released_without_resend(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    for (uint64_t s = 1; s <= 3; s++)
+        spool_batch(c, s, 2);
+
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        fake_expect_batch(&f, c, s, 2);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    pump_until_durable(c, 0);
+    fake_close(&f); /* the ack of batch 3 is lost */
+
+    /* 1 and 2 are released by the Welcome itself; only 3 goes out again. */
+    fake_hello(&f, c);
+    fake_welcome(&f, 3, 6);
+    fake_expect_spooled(&f, c, e, 3);
+    assert_false(batch_exists(e, 1) || batch_exists(e, 2));
+    assert_true(batch_exists(e, 3));
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 2);
+    fake_reack(&f, 3, 3);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+
+    /* In the current session: acked, then durable, then gone; nothing is sent again. */
+    spool_batch(c, 4, 2);
+    spool_batch(c, 5, 2);
+    fake_expect_batch(&f, c, 4, 2);
+    fake_expect_batch(&f, c, 5, 2);
+    fake_ack(&f, 4, 3, 0);
+    fake_ack(&f, 5, 3, 0);
+    fake_ack(&f, 0, 5, 10);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_null(fake_try_read(&f, c, 100));
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 5);
+    assert_int_equal(st.acked_seq, 5);
+    assert_int_equal(st.sent_seq, 5);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(batch_files(e), 0);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* An ack from one writer says nothing of what the next one holds: after a take-over (a new
+ * writer epoch in Welcome) a batch acked before but not yet released is resent to check it
+ * is ours, even though the new writer's durable seq covers it. */
+static void test_session_new_epoch_unconfirms(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_ack(&f, 1, 0, 0);
+    pump_until_durable(c, 0);
+    fake_close(&f); /* that writer dies before its checkpoint */
+
+    f.epoch = 2; /* another writer, whose seq 1 may be another source's */
+    fake_hello(&f, c);
+    fake_welcome(&f, 1, 2);
+    fake_expect_spooled(&f, c, e, 1);
+    assert_true(batch_exists(e, 1));
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0);
+    assert_int_equal(tally_client_wait_durable(c, 5000), TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    assert_true(batch_exists(e, 1));
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* After a restart nothing is confirmed: a batch the server reports durable is resent by the
+ * new process and released on its ack. */
+static void test_session_restart_resends_durable_unconfirmed(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    spool_batch(c, 2, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_expect_batch(&f, c, 2, 2);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    pump_until_durable(c, 0);
+    fake_close(&f);
+    tally_client_free(c); /* the process stops before anything is durable */
+
+    c = open_client(&cfg);
+    fake_hello(&f, c);
+    fake_welcome(&f, 2, 4);
+    fake_expect_spooled(&f, c, e, 1);
+    fake_expect_spooled(&f, c, e, 2);
+    assert_int_equal(batch_files(e), 2);
+    fake_reack(&f, 1, 2);
+    fake_reack(&f, 2, 2);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
     tally_client_free(c);
     fake_cleanup(&f);
 }
@@ -1307,6 +1652,13 @@ int main(void)
         T(test_session_durable_while_frame_half_written),
         T(test_session_resend_is_byte_identical),
         T(test_session_old_spool_without_nonce),
+        T(test_session_welcome_durable_unacked_conflict),
+        T(test_session_welcome_durable_unacked_confirmed),
+        T(test_session_ack_durable_unacked_resent),
+        T(test_session_ack_durable_unacked_conflict),
+        T(test_session_acked_released_without_resend),
+        T(test_session_new_epoch_unconfirms),
+        T(test_session_restart_resends_durable_unconfirmed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
