@@ -24,12 +24,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     ingest_shutdown(arg);
 }
 
+struct tallyd {
+    struct publish *pub;
+    bool failed; /* start-up could not finish: exit 1 whatever ingest says */
+};
+
 /* Start-up finished: the API gets its catalog and the recovered state. */
 static void on_started(void *arg, struct ingest *in, struct store_catalog *catalog)
 {
-    struct publish *pub = arg;
-    if (publish_attach(pub, catalog) != 0)
+    struct tallyd *t = arg;
+    if (publish_attach(t->pub, catalog) != 0) {
+        t->failed = true;
         ingest_shutdown(in);
+    }
 }
 
 int main(int argc, char **argv)
@@ -76,7 +83,8 @@ int main(int argc, char **argv)
         .min_anonymity = cfg.min_anonymity,
         .expected_ballots = cfg.expected_ballots,
     };
-    in = ingest_new(base, &icfg, on_started, pub);
+    struct tallyd t = {pub, false};
+    in = ingest_new(base, &icfg, on_started, &t);
     if (!in)
         goto out;
     publish_follow(pub, in);
@@ -87,7 +95,7 @@ int main(int argc, char **argv)
     event_add(sigint, NULL);
 
     event_base_dispatch(base);
-    status = ingest_exit_status(in);
+    status = t.failed ? 1 : ingest_exit_status(in);
 out:
     if (sigterm)
         event_free(sigterm);

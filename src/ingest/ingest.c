@@ -193,6 +193,7 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
     w.max_frame_bytes = in->cfg.max_frame_bytes;
     w.consultation_id = (char *)in->cfg.consultation_id;
     w.totals = &totals;
+    w.writer_epoch = store_worker_epoch(in->worker);
     Tally__Frame f = TALLY__FRAME__INIT;
     f.msg_case = TALLY__FRAME__MSG_WELCOME;
     f.welcome = &w;
@@ -605,6 +606,12 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&in->mbox_lock);
     if (!done)
         return;
+    if (in->shutting_down) {
+        /* Stopped while starting: the worker is gone, there is nothing to take over. */
+        store_recovery_cleanup(&st.rec);
+        store_catalog_cleanup(&st.catalog);
+        return;
+    }
     struct ingest_rebuild *r = &in->rebuild;
     if (rc != 0) {
         start_fail(in, r->failure[0] ? r->failure : why);
@@ -661,11 +668,6 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     if (in->on_started)
         in->on_started(in->on_started_arg, in, &st.catalog);
     store_catalog_cleanup(&st.catalog); /* NULL-safe when the callee took it */
-    if (in->shutting_down) {
-        net_server_stop_accepting(in->net);
-        net_server_pause(in->net);
-        finish_shutdown_if_done(in);
-    }
 }
 
 struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg,

@@ -291,10 +291,79 @@ static void test_retransmit(void **state)
     assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
 }
 
+/* Two tally-push with their own spools under one collector id: the second one's seq 1 holds
+ * other content than the first one's, so tallyd refuses it (ERROR_SEQ_CONFLICT), tally-push
+ * exits 1 saying another source is using the id and keeps its spool, and nothing of it
+ * counts. */
+static void test_two_sources_one_id(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
+    assert_int_equal(ts_ctl(tc.conninfo, NULL, "add-collector", "twin", NULL), 0);
+    ts_sleep_ms(1500); /* tallyd learns of new collectors within a second */
+    char *before = ts_results_csv(tc.conninfo);
+    assert_non_null(before);
+    uint32_t pid = ts_truth_first_project(tc.truth_csv);
+    char file_a[1200], file_b[1200], text[256];
+    snprintf(file_a, sizeof file_a, "%s/twin-a.csv", tc.dir);
+    snprintf(file_b, sizeof file_b, "%s/twin-b.csv", tc.dir);
+    snprintf(text, sizeof text, "twin-voter-1,%u\ntwin-voter-2,%u\n", pid, pid);
+    assert_int_equal(ts_write_file(file_a, text), 0);
+    snprintf(text, sizeof text, "twin-voter-3,%u\ntwin-voter-4,%u\n", pid, pid);
+    assert_int_equal(ts_write_file(file_b, text), 0);
+
+    /* Both at once: whichever seq 1 tallyd applies first wins; the other is refused,
+     * either by ERROR_SEQ_CONFLICT (it sent its own seq 1) or at Welcome (the first was
+     * already durable when it said Hello). */
+    const char *files[2] = {file_a, file_b};
+    struct ts_proc p[2];
+    char err[2][1200];
+    for (int i = 0; i < 2; i++) {
+        char spool[1200], out[1200];
+        snprintf(spool, sizeof spool, "%s/twin-spool-%d", tc.dir, i);
+        snprintf(out, sizeof out, "%s/twin-%d.out", tc.dir, i);
+        snprintf(err[i], sizeof err[i], "%s/twin-%d.err", tc.dir, i);
+        assert_int_equal(ts_push_spawn(&p[i], &tc.d, "twin", spool, files[i], 0, out, err[i]), 0);
+    }
+    int codes[2];
+    for (int i = 0; i < 2; i++) {
+        if (ts_proc_wait(&p[i], ts_scale(30000)) != 0) {
+            ts_proc_kill(&p[i]);
+            ts_dump_tail("tally-push stderr", err[i], 20);
+            fail_msg("tally-push %d did not stop", i);
+        }
+        codes[i] = ts_proc_code(&p[i]);
+    }
+    assert_true((codes[0] == 0 && codes[1] == 1) || (codes[0] == 1 && codes[1] == 0));
+    int loser = codes[0] == 1 ? 0 : 1;
+    char *msg = ts_read_file(err[loser]);
+    assert_non_null(msg);
+    if (!strstr(msg, "another source is using collector id 'twin'")) {
+        ts_dump_tail("refused tally-push stderr", err[loser], 10);
+        fail_msg("the refused source was not told why");
+    }
+    free(msg);
+    char spool_lost[1200];
+    snprintf(spool_lost, sizeof spool_lost, "%s/twin-spool-%d", tc.dir, loser);
+    assert_true(count_entries(spool_lost) >= 1); /* kept */
+    /* The winner's two votes count, the other's do not. */
+    char *after = ts_results_csv(tc.conninfo);
+    assert_non_null(after);
+    assert_string_not_equal(after, before);
+    free(after);
+    free(before);
+    assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
+    uint64_t accepted = 0;
+    assert_int_equal(
+        ts_sql_u64(tc.conninfo, "SELECT accepted FROM collectors WHERE id = 'twin'", &accepted), 0);
+    assert_int_equal(accepted, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retransmit),
+        cmocka_unit_test(test_two_sources_one_id),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
