@@ -164,6 +164,15 @@ static void test_second_writer_refused_then_standby_takes_over(void **state)
     assert_int_equal(ts_tallyd_stop(&s, ts_scale(30000)), 0);
 }
 
+static uint64_t durable_of(const char *collector)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT durable_seq FROM collectors WHERE id = '%s'", collector);
+    uint64_t v = 0;
+    assert_int_equal(ts_sql_u64(tc.conninfo, sql, &v), 0);
+    return v;
+}
+
 /* Reads frames until the connection closes or nothing comes for timeout_ms; returns the
  * highest durable_seq seen. */
 static uint64_t drain_durable(int fd, int timeout_ms)
@@ -180,9 +189,7 @@ static void test_paused_writer_never_commits_again(void **state)
 {
     (void)state;
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
-    uint64_t before = 0;
-    assert_int_equal(
-        ts_sql_u64(tc.conninfo, "SELECT durable_seq FROM collectors WHERE id = 'c2'", &before), 0);
+    uint64_t before = durable_of("c2");
     int fd = ts_connect(tc.d.port, 5000);
     assert_true(fd >= 0);
     assert_int_equal(ts_wire_hello(fd, "c2", TALLY_PROTOCOL_VERSION), 0);
@@ -215,10 +222,7 @@ static void test_paused_writer_never_commits_again(void **state)
     /* Nothing it said was durable, and the database holds nothing of it. */
     assert_true(drain_durable(fd, 1000) <= before);
     close(fd);
-    uint64_t after = 0;
-    assert_int_equal(
-        ts_sql_u64(tc.conninfo, "SELECT durable_seq FROM collectors WHERE id = 'c2'", &after), 0);
-    assert_int_equal(after, before);
+    assert_int_equal(durable_of("c2"), before);
     assert_false(ts_proc_done(&b.proc));
     assert_int_equal(ts_tallyd_stop(&b, ts_scale(30000)), 0);
 }
@@ -288,9 +292,7 @@ static void test_late_commit_is_not_lost(void **state)
                                 "SELECT count(*) FROM batches WHERE collector_id = 'late'",
                                 &batches),
                      0);
-    assert_int_equal(
-        ts_sql_u64(tc.conninfo, "SELECT durable_seq FROM collectors WHERE id = 'late'", &durable),
-        0);
+    durable = durable_of("late");
     assert_int_equal(batches, durable);
     assert_int_equal(batches, r.batches);
     /* The record still verifies. */
@@ -341,14 +343,13 @@ static void test_foreign_checkpoint_row_is_fatal(void **state)
 {
     (void)state;
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
-    uint64_t before = 0;
+    uint64_t before = durable_of("k");
     assert_int_equal(
-        ts_sql_u64(tc.conninfo, "SELECT durable_seq FROM collectors WHERE id = 'k'", &before), 0);
-    assert_int_equal(ts_sql_exec(tc.conninfo,
-                                 "INSERT INTO checkpoints (id, batches, votes, accepted, prev_hash,"
-                                 " hash) SELECT id + 1, 0, 0, 0, hash, decode(repeat('ab', 32), 'hex')"
-                                 " FROM checkpoints ORDER BY id DESC LIMIT 1"),
-                     0);
+        ts_sql_exec(tc.conninfo,
+                    "INSERT INTO checkpoints (id, batches, votes, accepted, prev_hash,"
+                    " hash) SELECT id + 1, 0, 0, 0, hash, decode(repeat('ab', 32), 'hex')"
+                    " FROM checkpoints ORDER BY id DESC LIMIT 1"),
+        0);
     int fd = ts_connect(tc.d.port, 5000);
     assert_true(fd >= 0);
     assert_int_equal(ts_wire_hello(fd, "k", TALLY_PROTOCOL_VERSION), 0);
@@ -362,13 +363,11 @@ static void test_foreign_checkpoint_row_is_fatal(void **state)
     assert_true(log_has(&tc.d, "is not the one this tallyd wrote"));
     assert_true(drain_durable(fd, 1000) <= before);
     close(fd);
-    uint64_t after = 0;
+    assert_int_equal(durable_of("k"), before);
     assert_int_equal(
-        ts_sql_u64(tc.conninfo, "SELECT durable_seq FROM collectors WHERE id = 'k'", &after), 0);
-    assert_int_equal(after, before);
-    assert_int_equal(ts_sql_exec(tc.conninfo,
-                                 "DELETE FROM checkpoints WHERE id = (SELECT max(id) FROM checkpoints)"),
-                     0);
+        ts_sql_exec(tc.conninfo,
+                    "DELETE FROM checkpoints WHERE id = (SELECT max(id) FROM checkpoints)"),
+        0);
 }
 
 int main(void)

@@ -245,7 +245,9 @@ int ts_gen(const char *dir, uint32_t projects, uint32_t circuits, uint32_t colle
 
 /* ---- tallyctl ------------------------------------------------------------------------- */
 
-int ts_ctl(const char *conninfo, char **out, const char *arg1, const char *arg2, const char *arg3)
+/* tallyctl --db conninfo arg1 [arg2 [arg3]], stderr into err_path (NULL: inherited). */
+static int ctl_run(const char *conninfo, char **out, const char *err_path, const char *arg1,
+                   const char *arg2, const char *arg3)
 {
     char *argv[] = {(char *)ts_prog("tallyctl"),
                     "--db",
@@ -254,7 +256,12 @@ int ts_ctl(const char *conninfo, char **out, const char *arg1, const char *arg2,
                     (char *)arg2,
                     (char *)arg3,
                     NULL};
-    int rc = ts_run(argv, out, NULL, ts_scale(120000));
+    return ts_run(argv, out, err_path, ts_scale(120000));
+}
+
+int ts_ctl(const char *conninfo, char **out, const char *arg1, const char *arg2, const char *arg3)
+{
+    int rc = ctl_run(conninfo, out, NULL, arg1, arg2, arg3);
     if (rc != 0)
         fprintf(stderr, "support: tallyctl %s %s %s exited %d\n", arg1, arg2 ? arg2 : "",
                 arg3 ? arg3 : "", rc);
@@ -701,14 +708,7 @@ int ts_ctl_capture(const char *conninfo, char **out, char **err, const char *arg
     if (fd < 0)
         return -1;
     close(fd);
-    char *argv[] = {(char *)ts_prog("tallyctl"),
-                    "--db",
-                    (char *)conninfo,
-                    (char *)arg1,
-                    (char *)arg2,
-                    (char *)arg3,
-                    NULL};
-    int rc = ts_run(argv, out, path, ts_scale(120000));
+    int rc = ctl_run(conninfo, out, path, arg1, arg2, arg3);
     if (err)
         *err = ts_read_file(path);
     unlink(path);
