@@ -280,6 +280,9 @@ tallyd_pid=
 info "tallyd exited $rc"
 [ $rc -eq 0 ] || exit 1
 
+step "auditing the record (tallyctl verify: every total, batch, token page and the hash chain)"
+"$TALLYCTL" --db "$DB" verify | sed 's/^/         /' || { info "the record does not verify"; exit 1; }
+
 info "pushed $VOTES votes in ${push_secs}s; whole run $((SECONDS - T0))s"
 if [ $KEEP -eq 1 ]; then
     step "PostgreSQL left running"
