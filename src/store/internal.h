@@ -61,10 +61,11 @@ int store_parse_u64(const char *text, uint64_t max, uint64_t *out);
 /* Who holds (or last held) the writer role, from the writer row and pg_locks. */
 struct store_holder {
     uint64_t epoch;
-    char host[256];  /* "" when unknown */
-    int pid;         /* the tallyd's pid, 0 when unknown */
-    char since[40];  /* UTC, ISO 8601, "" when unknown */
-    int backend_pid; /* PostgreSQL backend holding the lock now, 0 when none or unknown */
+    char host[256];     /* "" when unknown */
+    int pid;            /* the tallyd's pid, 0 when unknown */
+    char since[40];     /* UTC, ISO 8601, "" when unknown */
+    int64_t since_unix; /* the same in unix seconds, 0 when unknown */
+    int backend_pid;    /* PostgreSQL backend holding the lock now, 0 when none or unknown */
 };
 
 /* Tries the session-level writer lock. Returns 1 when this session holds it, 0 when

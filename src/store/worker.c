@@ -7,6 +7,7 @@
 #include "store/internal.h"
 
 #include "core/log.h"
+#include "core/proc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -164,13 +165,14 @@ static bool worker_sleep(struct store_worker *w, long ms, bool job)
     return go_on;
 }
 
-/* The holder named in the writer row is a tallyd of this host that no longer runs: its
- * backend outlives it, e.g. while its last COMMIT waits for a synchronous standby. */
+/* The holder named in the writer row is a tallyd of this host that no longer runs (gone,
+ * a zombie, or its pid reused since it took over): its backend outlives it, e.g. while its
+ * last COMMIT waits for a synchronous standby. */
 static bool worker_holder_is_dead(const struct store_worker *w, const struct store_holder *h)
 {
     if (!h->pid || strcmp(h->host, w->host) != 0 || h->pid == (int)getpid())
         return false;
-    return kill(h->pid, 0) < 0 && errno == ESRCH;
+    return proc_is_gone(h->pid, h->since_unix);
 }
 
 /* ---- start-up ------------------------------------------------------------------------ */
@@ -286,7 +288,7 @@ static bool worker_startup(struct store_worker *w)
             return true;
         }
         if (r == STARTUP_FATAL) {
-            log_error("store: %s", why);
+            /* started() reports it: one line, not two. */
             worker_set_status(w, "stopped: %s", why);
             w->cfg.started(w->cfg.arg, -1, NULL, why);
             return false;

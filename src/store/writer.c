@@ -45,7 +45,8 @@ enum store_result store_writer_read(struct store *s, struct store_holder *h)
         return STORE_OK;
     res = PQexec(s->conn, "SELECT epoch, coalesce(host, ''), coalesce(pid, 0),"
                           " coalesce(to_char(since AT TIME ZONE 'UTC',"
-                          " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') FROM writer");
+                          " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''),"
+                          " coalesce(extract(epoch FROM since)::bigint, 0) FROM writer");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         enum store_result rc = store_classify(s, res, "reading the writer row");
         PQclear(res);
@@ -56,6 +57,7 @@ enum store_result store_writer_read(struct store *s, struct store_holder *h)
         snprintf(h->host, sizeof(h->host), "%s", PQgetvalue(res, 0, 1));
         h->pid = atoi(PQgetvalue(res, 0, 2));
         snprintf(h->since, sizeof(h->since), "%s", PQgetvalue(res, 0, 3));
+        h->since_unix = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     }
     PQclear(res);
     return STORE_OK;
