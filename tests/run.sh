@@ -7,10 +7,11 @@
 # 2. Builds with -DTALLY_WERROR=ON into build/ and runs ctest (unit + integration tests; the
 #    integration tests start a throw-away PostgreSQL in build/pgtest via tests/pg.sh).
 # 3. Unless --quick / --no-sanitize: the same with -DTALLY_SANITIZE=ON (ASan + UBSan) in
-#    build-asan/.
+#    build-asan/, then the integration tests (tallyd's store thread beside its loop) with
+#    -DTALLY_TSAN=ON (ThreadSanitizer) in build-tsan/; any race report fails the run.
 # --long also registers the long soak tests (-DTALLY_LONG_TESTS=ON).
 # Exits non-zero on any failure. PostgreSQL servers it started are stopped on every exit.
-# BUILD_DIR / ASAN_BUILD_DIR override the two build directories.
+# BUILD_DIR / ASAN_BUILD_DIR / TSAN_BUILD_DIR override the build directories.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,7 +24,7 @@ for arg in "$@"; do
     --quick | --no-sanitize) sanitize=0 ;;
     --long) long=ON ;;
     -h | --help)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -35,6 +36,7 @@ done
 
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$ROOT/build-asan}
+TSAN_BUILD_DIR=${TSAN_BUILD_DIR:-$ROOT/build-tsan}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 log() { printf '\n==== run.sh: %s\n' "$*"; }
@@ -42,7 +44,7 @@ log() { printf '\n==== run.sh: %s\n' "$*"; }
 # ---- stop our PostgreSQL servers whatever happens --------------------------------------
 stop_pg() {
     local d
-    for d in "$BUILD_DIR/pgtest" "$ASAN_BUILD_DIR/pgtest"; do
+    for d in "$BUILD_DIR/pgtest" "$ASAN_BUILD_DIR/pgtest" "$TSAN_BUILD_DIR/pgtest"; do
         if [ -f "$d/port" ]; then
             bash "$ROOT/tests/pg.sh" stop "$d" >/dev/null 2>&1 || true
         fi
@@ -85,8 +87,8 @@ fi
 declare -a summary=()
 
 run_stage() {
-    local name=$1 dir=$2
-    shift 2
+    local name=$1 dir=$2 select=$3
+    shift 3
     local t0=$SECONDS
     log "$name: configure ($dir)"
     cmake -S "$ROOT" -B "$dir" -DTALLY_WERROR=ON -DTALLY_LONG_TESTS=$long "$@"
@@ -95,15 +97,31 @@ run_stage() {
     log "$name: test"
     # Unit tests run two at a time; integration tests are RUN_SERIAL.
     local rc=0
-    ctest --test-dir "$dir" --output-on-failure -j"$JOBS" || rc=$?
+    # shellcheck disable=SC2086 # select is a list of ctest options
+    ctest --test-dir "$dir" --output-on-failure -j"$JOBS" $select || rc=$?
     summary+=("$name: $([ $rc -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - t0)) s")
     return $rc
 }
 
 status=0
-run_stage "default build" "$BUILD_DIR" || status=1
+run_stage "default build" "$BUILD_DIR" "" || status=1
 if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
-    run_stage "sanitizer build" "$ASAN_BUILD_DIR" -DTALLY_SANITIZE=ON || status=1
+    run_stage "sanitizer build" "$ASAN_BUILD_DIR" "" -DTALLY_SANITIZE=ON || status=1
+fi
+if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
+    # Reports go to files: a race in a child that is killed on purpose still shows.
+    tsan_logs=$TSAN_BUILD_DIR/tsan-reports
+    rm -rf "$tsan_logs" && mkdir -p "$tsan_logs"
+    export TSAN_OPTIONS="log_path=$tsan_logs/report second_deadlock_stack=1"
+    run_stage "thread sanitizer build" "$TSAN_BUILD_DIR" "-L integration -LE long -E browser|bench" \
+        -DTALLY_TSAN=ON || status=1
+    unset TSAN_OPTIONS
+    if compgen -G "$tsan_logs/report*" >/dev/null; then
+        echo "run.sh: ThreadSanitizer reports in $tsan_logs:" >&2
+        head -n 40 "$tsan_logs"/report* >&2
+        summary+=("thread sanitizer: RACES REPORTED (see $tsan_logs)")
+        status=1
+    fi
 fi
 
 log "summary"
