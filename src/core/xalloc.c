@@ -28,3 +28,14 @@ void *xreallocarray(void *p, size_t n, size_t size)
         out_of_memory(n, size);
     return q;
 }
+
+void *xgrow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return p;
+    size_t c = *cap ? *cap : 16;
+    while (c < need)
+        c *= 2;
+    *cap = c;
+    return xreallocarray(p, c, size);
+}

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "core/log.h"
+#include "core/xalloc.h"
 #include "ingest/startup.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -327,26 +328,12 @@ static void on_close(void *arg, struct net_conn *c)
 
 /* ---- checkpoints ------------------------------------------------------------------ */
 
-static void *grow(void *p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return p;
-    size_t c = *cap ? *cap : 16;
-    while (c < need)
-        c *= 2;
-    p = realloc(p, c * size);
-    if (!p)
-        abort();
-    *cap = c;
-    return p;
-}
-
 /* Points the store job at the sealed delta: no copies of tokens or digests. */
 static void job_from_delta(struct ingest *in, struct tally_delta *d)
 {
     in->job_batches =
-        grow(in->job_batches, &in->cap_job_batches, d->n_batches, sizeof(*in->job_batches));
-    in->job_marks = grow(in->job_marks, &in->cap_job_marks, d->n_marks, sizeof(*in->job_marks));
+        xgrow(in->job_batches, &in->cap_job_batches, d->n_batches, sizeof(*in->job_batches));
+    in->job_marks = xgrow(in->job_marks, &in->cap_job_marks, d->n_marks, sizeof(*in->job_marks));
     for (size_t i = 0; i < d->n_batches; i++) {
         const struct tally_delta_batch *b = &d->batches[i];
         struct store_batch *sb = &in->job_batches[i];
@@ -495,11 +482,11 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         memcpy(in->head_hash, in->job.hash, sizeof(in->head_hash));
         log_debug("checkpoint %llu committed: %zu batches, %llu votes",
                   (unsigned long long)in->job.id, d->n_batches, (unsigned long long)d->votes);
-        in->acked = grow(in->acked, &in->cap_acked, d->n_marks, sizeof(*in->acked));
+        in->acked = xgrow(in->acked, &in->cap_acked, d->n_marks, sizeof(*in->acked));
         size_t n_acked = d->n_marks;
         for (size_t i = 0; i < n_acked; i++)
             in->acked[i] = d->marks[i].collector;
-        in->changed = grow(in->changed, &in->cap_changed, d->n_touched, sizeof(*in->changed));
+        in->changed = xgrow(in->changed, &in->cap_changed, d->n_touched, sizeof(*in->changed));
         size_t n_changed = d->n_touched;
         if (n_changed) /* a checkpoint of only duplicates and rejections touches nothing */
             memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));

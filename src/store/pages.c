@@ -35,20 +35,9 @@ void store_page_plan_cleanup(struct store_page_plan *plan)
     memset(plan, 0, sizeof(*plan));
 }
 
-static void *grow(void *ptr, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return ptr;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    *cap = c;
-    return xreallocarray(ptr, c, size);
-}
-
 static void pages_set_last(struct store_pages *p, uint64_t id, const uint64_t *tokens, size_t n)
 {
-    p->last = grow(p->last, &p->cap_last, n, sizeof(*p->last));
+    p->last = xgrow(p->last, &p->cap_last, n, sizeof(*p->last));
     if (n)
         memcpy(p->last, tokens, n * sizeof(*tokens));
     p->n_last = n;
@@ -84,7 +73,7 @@ int store_pages_load(struct store *s, struct store_pages *p)
         for (int i = 0; i < 8; i++)
             v = v << 8 | id[i]; /* binary int8 is big-endian */
         size_t n = (size_t)len / 8;
-        p->last = grow(p->last, &p->cap_last, n, sizeof(*p->last));
+        p->last = xgrow(p->last, &p->cap_last, n, sizeof(*p->last));
         for (size_t i = 0; i < n; i++)
             p->last[i] = le64_get(tok + 8 * i);
         p->n_last = n;
@@ -129,7 +118,7 @@ static int cmp_u64(const void *a, const void *b)
 
 static void plan_add_page(struct store_page_plan *plan, uint64_t id, size_t off, size_t n)
 {
-    plan->pages = grow(plan->pages, &plan->cap_pages, plan->n_pages + 1, sizeof(*plan->pages));
+    plan->pages = xgrow(plan->pages, &plan->cap_pages, plan->n_pages + 1, sizeof(*plan->pages));
     struct store_page_out *o = &plan->pages[plan->n_pages++];
     o->id = id;
     o->off = off;
@@ -148,13 +137,13 @@ void store_pages_plan(const struct store_pages *p, uint64_t *tokens, size_t n,
     if (n < 4096) {
         qsort(tokens, n, sizeof(*tokens), cmp_u64);
     } else {
-        plan->scratch = grow(plan->scratch, &plan->cap_scratch, n, sizeof(*plan->scratch));
+        plan->scratch = xgrow(plan->scratch, &plan->cap_scratch, n, sizeof(*plan->scratch));
         radix_sort_u64(tokens, n, plan->scratch);
     }
     size_t min = p->min;
     bool merge = p->last_id && (p->n_last < 2 * min || n < min);
     size_t total = n + (merge ? p->n_last : 0);
-    plan->merged = grow(plan->merged, &plan->cap_merged, total, sizeof(*plan->merged));
+    plan->merged = xgrow(plan->merged, &plan->cap_merged, total, sizeof(*plan->merged));
     if (merge) {
         size_t i = 0, j = 0, k = 0;
         while (i < p->n_last && j < n)
@@ -171,7 +160,7 @@ void store_pages_plan(const struct store_pages *p, uint64_t *tokens, size_t n,
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     plan->le = (const uint8_t *)plan->merged; /* already the stored form: no copy */
 #else
-    plan->le_buf = grow(plan->le_buf, &plan->cap_le, total * 8, 1);
+    plan->le_buf = xgrow(plan->le_buf, &plan->cap_le, total * 8, 1);
     for (size_t i = 0; i < total; i++)
         le64_put(plan->le_buf + 8 * i, plan->merged[i]);
     plan->le = plan->le_buf;

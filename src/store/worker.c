@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/xalloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -358,17 +359,13 @@ static void worker_sort_deltas(struct store_worker *w, const struct store_checkp
     size_t n = cp->n_deltas;
     if (n == 0)
         return; /* a checkpoint of duplicates and rejections only */
-    if (n > w->cap_deltas) {
-        w->cap_deltas = n * 2;
-        free(w->delta_pairs);
-        free(w->delta_ids);
-        free(w->delta_votes);
-        w->delta_pairs = malloc(w->cap_deltas * sizeof(*w->delta_pairs));
-        w->delta_ids = malloc(w->cap_deltas * sizeof(*w->delta_ids));
-        w->delta_votes = malloc(w->cap_deltas * sizeof(*w->delta_votes));
-        if (!w->delta_pairs || !w->delta_ids || !w->delta_votes)
-            abort();
-    }
+    size_t cap = w->cap_deltas;
+    w->delta_pairs = xgrow(w->delta_pairs, &cap, n, sizeof(*w->delta_pairs));
+    cap = w->cap_deltas;
+    w->delta_ids = xgrow(w->delta_ids, &cap, n, sizeof(*w->delta_ids));
+    cap = w->cap_deltas;
+    w->delta_votes = xgrow(w->delta_votes, &cap, n, sizeof(*w->delta_votes));
+    w->cap_deltas = cap;
     for (size_t i = 0; i < n; i++)
         w->delta_pairs[i] = (uint64_t)cp->project_ids[i] << 32 | (uint32_t)i;
     qsort(w->delta_pairs, n, sizeof(*w->delta_pairs), cmp_u64);
@@ -394,13 +391,8 @@ static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
     pp->project_ids = w->delta_ids;
     pp->deltas = w->delta_votes;
 
-    if (cp->n_batches > w->cap_chain_batches) {
-        w->cap_chain_batches = cp->n_batches * 2;
-        free(w->chain_batches);
-        w->chain_batches = calloc(w->cap_chain_batches, sizeof(*w->chain_batches));
-        if (!w->chain_batches)
-            abort();
-    }
+    w->chain_batches =
+        xgrow(w->chain_batches, &w->cap_chain_batches, cp->n_batches, sizeof(*w->chain_batches));
     for (size_t i = 0; i < cp->n_batches; i++) {
         const struct store_batch *b = &cp->batches[i];
         w->chain_batches[i] = (struct store_chain_batch){
@@ -408,9 +400,7 @@ static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
             b->accepted,     b->duplicate, b->rejected_unknown,
         };
     }
-    struct store_chain_page *pages = calloc(w->plan.n_pages ? w->plan.n_pages : 1, sizeof(*pages));
-    if (!pages)
-        abort();
+    struct store_chain_page *pages = xcalloc(w->plan.n_pages, sizeof(*pages));
     for (size_t i = 0; i < w->plan.n_pages; i++) {
         pages[i].id = w->plan.pages[i].id;
         memcpy(pages[i].digest, w->plan.pages[i].digest, STORE_HASH_BYTES);
