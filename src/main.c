@@ -66,8 +66,13 @@ int main(int argc, char **argv)
     /* Bound before PostgreSQL is even tried: a port clash shows at once, and /healthz
      * answers while tallyd waits for the database or the writer lock. */
     pub = publish_new(base, cfg.http_host, cfg.http_port);
-    if (!pub)
+    if (!pub) {
+        char holder[300];
+        store_writer_holder(cfg.db, holder, sizeof(holder));
+        if (holder[0])
+            log_error("%s: is this a second tallyd? (--standby waits for it)", holder);
         goto out;
+    }
     log_info("HTTP on %s:%u: dashboard at /, API under /v1/, /metrics, /healthz, /readyz",
              cfg.http_host, cfg.http_port);
     struct ingest_config icfg = {

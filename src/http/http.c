@@ -588,7 +588,8 @@ struct http_server *http_server_new(struct event_base *base, const char *host, u
         goto fail;
     h->bound = evhttp_bind_socket_with_handle(h->http, host, port);
     if (!h->bound) {
-        log_error("cannot serve HTTP on %s:%u", host, port);
+        log_error("cannot serve HTTP on %s:%u: %s", host, port,
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto fail;
     }
     /* Every method reaches on_request, so anything but GET/HEAD gets our 405 with a JSON

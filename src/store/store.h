@@ -220,6 +220,11 @@ struct store_registry_summary {
 int store_registry_load(struct store *s, store_registry_next_cb next, void *arg,
                         struct store_registry_summary *sum) __attribute__((warn_unused_result));
 
+/* Who holds the writer lock of the database conninfo names, as one line for a message
+ * when start-up fails before the store thread runs (a port clash may be a second tallyd);
+ * "" when nobody does or it cannot be told. Blocking (a short connection). */
+void store_writer_holder(const char *conninfo, char *buf, size_t len);
+
 /* ---- worker thread: the single writer ------------------------------------------- */
 
 struct store_worker;

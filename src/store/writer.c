@@ -117,3 +117,20 @@ void store_holder_describe(const struct store_holder *h, char *buf, size_t len)
     if (o >= 0 && (size_t)o < len && h->backend_pid)
         snprintf(buf + o, len - (size_t)o, ", PostgreSQL backend %d", h->backend_pid);
 }
+
+void store_writer_holder(const char *conninfo, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    char err[STORE_ERR_LEN];
+    struct store *s = store_open(conninfo, err, sizeof(err));
+    if (!s)
+        return;
+    struct store_holder h;
+    /* Taken means nobody held it; closing the session releases it again. */
+    if (store_writer_try_lock(s, &h) == 0) {
+        char who[200];
+        store_holder_describe(&h, who, sizeof(who));
+        snprintf(buf, len, "the writer lock of this database is held by %s", who);
+    }
+    store_close(s);
+}
