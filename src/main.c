@@ -24,6 +24,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     ingest_shutdown(arg);
 }
 
+/* SIGHUP is an operator's "reload": without a configuration file there is nothing to
+ * reload, but it must not kill tallyd (its default action) and lose the checkpoint. */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    log_info("received SIGHUP: nothing to reload (every setting comes from the command line; "
+             "changing one needs a restart); going on");
+}
+
 struct tallyd {
     struct publish *pub;
     bool failed; /* start-up could not finish: exit 1 whatever ingest says */
@@ -56,7 +67,7 @@ int main(int argc, char **argv)
     struct event_base *base = NULL;
     struct ingest *in = NULL;
     struct publish *pub = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 
     /* The store thread wakes the loop with event_active(): libevent must lock. */
     evthread_use_pthreads();
@@ -96,8 +107,10 @@ int main(int argc, char **argv)
 
     sigterm = evsignal_new(base, SIGTERM, on_signal, in);
     sigint = evsignal_new(base, SIGINT, on_signal, in);
+    sighup = evsignal_new(base, SIGHUP, on_hup, NULL);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
+    event_add(sighup, NULL);
 
     event_base_dispatch(base);
     status = t.failed ? 1 : ingest_exit_status(in);
@@ -106,6 +119,8 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    if (sighup)
+        event_free(sighup);
     /* ingest first: its store thread may still call back into what publish holds. */
     ingest_free(in);
     publish_free(pub);

@@ -629,17 +629,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < tally_collector_count(in->tally); i++)
         collector_add(in, tally_collector_at(in->tally, (uint32_t)i)->id, 0, NULL);
 
-    struct net_server_config ncfg = {
-        .host = in->cfg.listen_host,
-        .port = in->cfg.listen_port,
-        .max_frame_bytes = in->cfg.max_frame_bytes,
-        .max_output_bytes = 4u << 20,
-        .on_frame = on_frame,
-        .on_close = on_close,
-        .arg = in,
-    };
-    in->net = net_server_new(in->base, &ncfg);
-    if (!in->net) {
+    if (net_server_listen(in->net) < 0) {
         store_catalog_cleanup(&st.catalog);
         start_fail(in, "cannot listen for collectors");
         return;
@@ -675,6 +665,22 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
     in->progress_ev = event_new(base, -1, EV_PERSIST, progress_cb, in);
     in->grace_ev = event_new(base, -1, 0, grace_cb, in);
     in->last_commit_ms = wall_ms(in);
+
+    /* The collector port is bound at once, so a clash is reported before anything else
+     * (and a standby holds its port), but connections are refused until start-up ends. */
+    struct net_server_config ncfg = {
+        .host = cfg->listen_host,
+        .port = cfg->listen_port,
+        .max_frame_bytes = cfg->max_frame_bytes,
+        .max_output_bytes = 4u << 20,
+        .on_frame = on_frame,
+        .on_close = on_close,
+        .arg = in,
+        .reserve_only = true,
+    };
+    in->net = net_server_new(base, &ncfg);
+    if (!in->net)
+        goto fail;
 
     struct store_worker_config wcfg = {
         .conninfo = cfg->conninfo,

@@ -33,11 +33,12 @@ struct store_catalog;
  * callee takes ownership of catalog (names and seats, ordered like the tally). */
 typedef void (*ingest_started_cb)(void *arg, struct ingest *in, struct store_catalog *catalog);
 
-/* Starts the store thread, which connects, takes the writer lock (waiting for it when
- * cfg->standby), recovers the tally; then, on the loop, ingest listens for collectors and
- * calls started. A start-up that cannot succeed (another live writer, a newer schema, a
- * listener that cannot bind) ends the loop with exit status 1. Returns NULL only when the
- * thread cannot start. */
+/* Binds the collector port (refusing connections for now), then starts the store thread,
+ * which connects, takes the writer lock (waiting for it when cfg->standby), recovers the
+ * tally; then, on the loop, ingest listens for collectors and calls started. A start-up
+ * that cannot succeed (another live writer, a newer schema, a database or role that does
+ * not exist) ends the loop with exit status 1. Returns NULL (logged) when the port cannot
+ * be bound or the thread cannot start. */
 struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg,
                           ingest_started_cb started, void *arg);
 

@@ -47,6 +47,8 @@ struct net_server {
     struct event_base *base;
     struct net_server_config cfg;
     struct evconnlistener *listener;
+    evutil_socket_t reserved; /* bound, not listening yet (reserve_only); -1 otherwise */
+    char text[300];           /* the address, for messages */
     struct net_conn *conns;
     size_t n_conns;
     struct net_conn *dead;
@@ -331,6 +333,23 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
             conn_process(c);
 }
 
+/* A bound, not yet listening socket: the port is reserved and connections to it are
+ * refused until net_server_listen. */
+static evutil_socket_t net_bind(const struct sockaddr *sa, int len, const char *text)
+{
+    evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_error("cannot listen on %s: %s", text, strerror(errno));
+        return -1;
+    }
+    if (evutil_make_listen_socket_reuseable(fd) < 0 || bind(fd, sa, (socklen_t)len) < 0) {
+        log_error("cannot listen on %s: %s", text, strerror(errno));
+        evutil_closesocket(fd);
+        return -1;
+    }
+    return fd;
+}
+
 struct net_server *net_server_new(struct event_base *base, const struct net_server_config *cfg)
 {
     struct net_server *s = calloc(1, sizeof(*s));
@@ -338,30 +357,46 @@ struct net_server *net_server_new(struct event_base *base, const struct net_serv
         abort();
     s->base = base;
     s->cfg = *cfg;
+    s->reserved = -1;
 
     char text[300];
     snprintf(text, sizeof(text), strchr(cfg->host, ':') ? "[%s]:%u" : "%s:%u", cfg->host,
              cfg->port);
+    snprintf(s->text, sizeof(s->text), "%s", text);
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
     if (evutil_parse_sockaddr_port(text, (struct sockaddr *)&ss, &sslen) < 0) {
         log_error("--listen %s: not a numeric address (use e.g. 127.0.0.1:7400)", text);
         goto fail;
     }
-    s->listener = evconnlistener_new_bind(
-        base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 512,
-        (struct sockaddr *)&ss, sslen);
-    if (!s->listener) {
-        log_error("cannot listen on %s: %s", text, strerror(errno));
+    s->reserved = net_bind((struct sockaddr *)&ss, sslen, text);
+    if (s->reserved < 0)
         goto fail;
-    }
-    evconnlistener_set_error_cb(s->listener, accept_error_cb);
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
     s->resume_ev = event_new(base, -1, 0, resume_cb, s);
+    if (!cfg->reserve_only && net_server_listen(s) < 0) {
+        net_server_free(s);
+        return NULL;
+    }
     return s;
 fail:
     free(s);
     return NULL;
+}
+
+int net_server_listen(struct net_server *s)
+{
+    if (s->listener)
+        return 0;
+    s->listener = evconnlistener_new(
+        s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 512, s->reserved);
+    if (!s->listener) {
+        log_error("cannot listen on %s: %s", s->text, strerror(errno));
+        return -1;
+    }
+    s->reserved = -1; /* the listener owns it now */
+    evconnlistener_set_error_cb(s->listener, accept_error_cb);
+    return 0;
 }
 
 void net_server_free(struct net_server *s)
@@ -373,6 +408,8 @@ void net_server_free(struct net_server *s)
         conn_release(s->conns);
     if (s->listener)
         evconnlistener_free(s->listener);
+    if (s->reserved >= 0)
+        evutil_closesocket(s->reserved);
     event_free(s->reap_ev);
     event_free(s->resume_ev);
     free(s);
@@ -419,7 +456,8 @@ uint16_t net_server_port(const struct net_server *s)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    if (getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&ss, &len) < 0)
+    evutil_socket_t fd = s->listener ? evconnlistener_get_fd(s->listener) : s->reserved;
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return 0;
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);

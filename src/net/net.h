@@ -5,6 +5,7 @@
 #ifndef NET_NET_H
 #define NET_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,10 +29,14 @@ struct net_server_config {
     net_frame_cb on_frame;
     net_close_cb on_close;
     void *arg;
+    bool reserve_only; /* bind now (the port is ours, connections are refused), listen later */
 };
 
-/* Binds and listens. Returns NULL (and logs why) when the address cannot be bound. */
+/* Binds and, unless cfg->reserve_only, listens. Returns NULL (and logs why, with the
+ * errno text) when the address cannot be bound. */
 struct net_server *net_server_new(struct event_base *base, const struct net_server_config *cfg);
+/* Starts listening on a server made with reserve_only. Returns 0 or -1 (logged). */
+int net_server_listen(struct net_server *s) __attribute__((warn_unused_result));
 /* Closes every connection (without callbacks) and the listener. NULL is a no-op. */
 void net_server_free(struct net_server *s);
 

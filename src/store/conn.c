@@ -203,3 +203,31 @@ PGresult *store_query_rows(struct store *s, const char *sql, const char *what)
     PQclear(res);
     return NULL;
 }
+
+bool store_connect_error_is_permanent(const char *err)
+{
+    /* libpq reports connection failures as text only (no SQLSTATE before a session
+     * exists), so the server's and libpq's own messages are matched. Anything not listed
+     * is retried: a wrong guess there costs waiting, not a stopped tallyd. */
+    static const char *const permanent[] = {
+        "invalid connection option",
+        "missing \"=\" after",
+        "invalid URI",
+        "invalid integer value",
+        "invalid port number",
+        "invalid sslmode value",
+        "invalid value for parameter",
+        "unterminated quoted string",
+        "does not exist", /* database "x" / role "x" */
+        "authentication failed",
+        "no pg_hba.conf entry",
+        "password is required",
+        "permission denied for database",
+        "is not permitted to log in",
+        "definition of service",
+    };
+    for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+        if (strstr(err, permanent[i]))
+            return true;
+    return false;
+}

@@ -18,6 +18,10 @@ struct store; /* one libpq connection */
  * The synchronous calls below never log their failures: they return -1 (or a
  * store_result) and store_last_error() says why, for the caller to report. */
 struct store *store_open(const char *conninfo, char *err, size_t err_len);
+/* True when a store_open failure message says waiting will not help: the conninfo does not
+ * parse, the database or role does not exist, authentication failed. A refused or timed-out
+ * connection, a server starting up or shutting down, too many clients: false. */
+bool store_connect_error_is_permanent(const char *err);
 void store_close(struct store *s); /* NULL is a no-op */
 /* Last error message of this connection, never NULL. */
 const char *store_last_error(const struct store *s);

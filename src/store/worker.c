@@ -225,6 +225,15 @@ static enum startup_step startup_attempt(struct store_worker *w, struct store_st
 {
     if (!w->s) {
         w->s = store_open(w->conninfo, why, len);
+        if (!w->s && store_connect_error_is_permanent(why)) {
+            char msg[STORE_ERR_LEN];
+            snprintf(msg, sizeof(msg), "%s", why);
+            snprintf(why, len,
+                     "cannot connect to PostgreSQL: %.400s (waiting will not change that: "
+                     "check --db)",
+                     msg);
+            return STARTUP_FATAL;
+        }
         if (!w->s) {
             worker_set_status(w, "PostgreSQL unreachable: %s", why);
             return STARTUP_RETRY;

@@ -1,0 +1,153 @@
+/* Start-up that tells the truth: what cannot heal stops tallyd at once with the reason (a
+ * database that does not exist, a misspelt conninfo keyword, a port in use), what can heal
+ * is waited for with /healthz answering and the collector port held but refusing (PostgreSQL
+ * down), and SIGHUP does not kill a running tallyd. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct ts_case tc;
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return ts_case_setup(&tc, "startup", 50, 10, 1, 100, "0", "0", 0, 9);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ts_case_teardown(&tc, true);
+    return 0;
+}
+
+/* Starts tallyd with db and the given ports; log in dir/<tag>.log. */
+static void spawn(struct ts_proc *p, const char *db, uint16_t port, uint16_t http, const char *tag,
+                  char *log, size_t len)
+{
+    char listen[32], h[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", port);
+    snprintf(h, sizeof h, "127.0.0.1:%u", http);
+    snprintf(log, len, "%s/%s.log", tc.dir, tag);
+    char *argv[] = {
+        (char *)ts_prog("tallyd"), "--db", (char *)db, "--listen", listen, "--http", h, NULL};
+    assert_int_equal(ts_spawn(p, "tallyd", argv, NULL, log), 0);
+}
+
+static void expect_exit_1(const char *db, uint16_t port, uint16_t http, const char *tag,
+                          int within_ms, const char *reason)
+{
+    struct ts_proc p;
+    char log[1200];
+    int64_t t0 = ts_now_ms();
+    spawn(&p, db, port, http, tag, log, sizeof log);
+    if (ts_proc_wait(&p, within_ms) != 0) {
+        ts_proc_kill(&p);
+        ts_dump_tail(tag, log, 20);
+        fail_msg("%s: tallyd did not exit within %d ms", tag, within_ms);
+    }
+    assert_int_equal(ts_proc_code(&p), 1);
+    char *text = ts_read_file(log);
+    assert_non_null(text);
+    if (!strstr(text, reason)) {
+        ts_dump_tail(tag, log, 20);
+        fail_msg("%s: the log does not say '%s'", tag, reason);
+    }
+    free(text);
+    fprintf(stderr, "%s: exit 1 after %lld ms\n", tag, (long long)(ts_now_ms() - t0));
+}
+
+static void test_permanent_errors_stop_at_once(void **state)
+{
+    (void)state;
+    char db[700];
+    /* The fixture's conninfo names dbname=postgres; a later keyword wins in libpq. */
+    snprintf(db, sizeof db, "%s dbname=nosuchdb", ts_pg_conninfo());
+    expect_exit_1(db, ts_free_port(), ts_free_port(), "nosuchdb", 10000,
+                  "database \"nosuchdb\" does not exist");
+    snprintf(db, sizeof db, "%s hots=127.0.0.1", ts_pg_conninfo());
+    expect_exit_1(db, ts_free_port(), ts_free_port(), "keyword", 10000,
+                  "invalid connection option");
+    snprintf(db, sizeof db, "%s user=nosuchrole", tc.conninfo);
+    expect_exit_1(db, ts_free_port(), ts_free_port(), "role", 10000, "nosuchrole");
+
+    /* A port in use, collector or HTTP: exit 1 at once with the errno's text. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    uint16_t busy = ntohs(sa.sin_port);
+    expect_exit_1(tc.conninfo, busy, ts_free_port(), "listen-busy", 3000, "Address already in use");
+    expect_exit_1(tc.conninfo, ts_free_port(), busy, "http-busy", 3000, "Address already in use");
+    close(fd);
+}
+
+static void test_waits_for_postgres_with_health_answering(void **state)
+{
+    (void)state;
+    char db[700];
+    uint16_t nothing = ts_free_port(); /* no PostgreSQL there: connection refused */
+    snprintf(db, sizeof db, "host=127.0.0.1 port=%u user=postgres dbname=postgres", nothing);
+    struct ts_tallyd d;
+    memset(&d, 0, sizeof d);
+    d.port = ts_free_port();
+    do
+        d.http_port = ts_free_port();
+    while (d.http_port == d.port);
+    char log[1200];
+    spawn(&d.proc, db, d.port, d.http_port, "no-postgres", log, sizeof log);
+    assert_int_equal(ts_tallyd_wait_http(&d, "/healthz", 200, ts_scale(5000)), 0);
+    char body[2048];
+    assert_int_equal(ts_http_get(d.http_port, "/readyz", body, sizeof body, 2000), 503);
+    assert_non_null(strstr(body, "PostgreSQL unreachable"));
+    assert_int_equal(ts_http_get(d.http_port, "/v1/summary", NULL, 0, 2000), 503);
+    /* The collector port is held, and refuses until start-up is done. */
+    assert_true(ts_connect(d.port, 1000) < 0);
+    ts_sleep_ms(1000);
+    assert_false(ts_proc_done(&d.proc));
+    ts_proc_signal(&d.proc, SIGTERM);
+    assert_int_equal(ts_proc_wait(&d.proc, ts_scale(10000)), 0);
+    assert_int_equal(ts_proc_code(&d.proc), 0);
+}
+
+static void test_sighup_does_not_kill(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
+    ts_proc_signal(&tc.d.proc, SIGHUP);
+    ts_sleep_ms(500);
+    assert_false(ts_proc_done(&tc.d.proc));
+    assert_int_equal(ts_http_get(tc.d.http_port, "/healthz", NULL, 0, 2000), 200);
+    char *text = ts_read_file(tc.d.proc.err);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "received SIGHUP"));
+    free(text);
+    assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_permanent_errors_stop_at_once),
+        cmocka_unit_test(test_waits_for_postgres_with_health_answering),
+        cmocka_unit_test(test_sighup_does_not_kill),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
