@@ -1,4 +1,5 @@
-/* Option table, parsing and --help for tallyd. Owns no state beyond the config struct. */
+/* Option table, the configuration file, parsing, validation, --help and reload for tallyd.
+ * Owns no state beyond the config struct. */
 #include "config.h"
 
 #include <getopt.h>
@@ -6,10 +7,11 @@
 #include <string.h>
 
 #include "core/addr.h"
+#include "core/conffile.h"
 #include "core/log.h"
 #include "tally/protocol.h"
 
-enum opt_kind { OPT_STR, OPT_ADDR, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FLAG };
+enum opt_kind { OPT_STR, OPT_ADDR, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FLAG, OPT_ACTION };
 
 struct opt {
     const char *name;
@@ -18,32 +20,40 @@ struct opt {
     const char *arg;
     const char *help;
     uint64_t min, max;
+    int live; /* a reload (SIGHUP) applies it without a restart */
 };
 
 static const struct opt opts[] = {
+    {"config", OPT_ACTION, NULL, "FILE",
+     "read options from FILE first ('name = value' lines named like these options; the "
+     "command line overrides them; SIGHUP reads it again)",
+     0, 0, 0},
+    {"check-config", OPT_ACTION, NULL, NULL,
+     "validate the configuration file and the command line, then exit (0 valid, 2 not)", 0, 0, 0},
     {"db", OPT_STR, "", "CONNINFO",
-     "PostgreSQL conninfo (libpq); empty uses the PG* environment variables", 0, 0},
-    {"listen", OPT_ADDR, "127.0.0.1:7400", "HOST:PORT", "address for collectors (TCP)", 0, 0},
+     "PostgreSQL conninfo (libpq); empty uses the PG* environment variables", 0, 0, 0},
+    {"listen", OPT_ADDR, "127.0.0.1:7400", "HOST:PORT", "address for collectors (TCP)", 0, 0, 0},
     {"http", OPT_ADDR, "127.0.0.1:7480", "HOST:PORT",
-     "address for the dashboard, the results API, /metrics and health", 0, 0},
-    {"checkpoint-ms", OPT_U32, "200", "N", "checkpoint interval in milliseconds", 10, 600000},
+     "address for the dashboard, the results API, /metrics and health", 0, 0, 0},
+    {"checkpoint-ms", OPT_U32, "200", "N", "checkpoint interval in milliseconds", 10, 600000, 1},
     {"backlog-votes", OPT_U64, "2000000", "N",
-     "stop reading from collectors while this many votes are not yet durable", 1,
-     UINT64_C(1) << 40},
-    {"max-batch-votes", OPT_U32, "100000", "N", "largest batch accepted", 1, 10000000},
-    {"max-frame-bytes", OPT_U32, "8388608", "N", "largest frame accepted", 1024, 1u << 30},
+     "stop reading from collectors while this many votes are not yet durable", 1, UINT64_C(1) << 40,
+     1},
+    {"max-batch-votes", OPT_U32, "100000", "N", "largest batch accepted", 1, 10000000, 1},
+    {"max-frame-bytes", OPT_U32, "8388608", "N", "largest frame accepted", 1024, 1u << 30, 0},
     {"expected-ballots", OPT_U64, "1000000", "N",
-     "size the ballot set for this many voters up front (it grows past it)", 1, UINT64_C(1) << 36},
+     "size the ballot set for this many voters up front (it grows past it)", 1, UINT64_C(1) << 36,
+     0},
     {"shutdown-grace-ms", OPT_U32, "10000", "N",
-     "on SIGTERM, how long to wait for PostgreSQL to take the final checkpoint", 0, 3600000},
+     "on SIGTERM, how long to wait for PostgreSQL to take the final checkpoint", 0, 3600000, 1},
     {"min-anonymity", OPT_U32, "100", "N",
-     "store accepted ballot tokens in pages of at least N, apart from every count", 1, 32768},
+     "store accepted ballot tokens in pages of at least N, apart from every count", 1, 32768, 0},
     {"standby", OPT_FLAG, NULL, NULL,
      "if another tallyd writes this database, wait and take over when it stops (default: exit 1)",
-     0, 0},
-    {"log-level", OPT_LEVEL, "info", "LEVEL", "debug, info, warn or error", 0, 0},
-    {"help", OPT_FLAG, NULL, NULL, "show this help and exit", 0, 0},
-    {"version", OPT_FLAG, NULL, NULL, "show the version and exit", 0, 0},
+     0, 0, 0},
+    {"log-level", OPT_LEVEL, "info", "LEVEL", "debug, info, warn or error", 0, 0, 1},
+    {"help", OPT_ACTION, NULL, NULL, "show this help and exit (also -h)", 0, 0, 0},
+    {"version", OPT_ACTION, NULL, NULL, "show the version and exit", 0, 0, 0},
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -61,30 +71,48 @@ static void usage(FILE *out)
             fprintf(out, " (default %s)", opts[i].def);
         fputc('\n', out);
     }
-    fprintf(out, "\nSignals: SIGTERM or SIGINT writes a final checkpoint and exits.\n"
+    fprintf(out, "\nSignals: SIGTERM or SIGINT writes a final checkpoint and exits; SIGHUP reads "
+                 "the configuration file again.\n"
                  "Exit status: 0 clean stop with everything durable; 1 runtime failure "
-                 "(listen, database, final checkpoint); 2 usage error.\n");
+                 "(listen, database, another writer, final checkpoint); 2 usage or configuration "
+                 "error.\n");
 }
 
-static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val)
+static const struct opt *opt_find(const char *name)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (strcmp(opts[i].name, name) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+/* Sets one option from its text; on failure writes why into err. */
+static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val, char *err,
+                 size_t len)
 {
     uint64_t v;
     const char *n = o->name;
     switch (o->kind) {
     case OPT_STR:
-        cfg->db = val;
+        if (strlen(val) >= sizeof(cfg->db))
+            goto bad;
+        snprintf(cfg->db, sizeof(cfg->db), "%s", val);
         return 0;
     case OPT_ADDR:
-        if (strcmp(n, "listen") == 0)
-            return addr_split(val, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port);
-        return addr_split(val, cfg->http_host, sizeof(cfg->http_host), &cfg->http_port);
+        if (strcmp(n, "listen") == 0
+                ? addr_split(val, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port)
+                : addr_split(val, cfg->http_host, sizeof(cfg->http_host), &cfg->http_port))
+            goto bad;
+        return 0;
     case OPT_LEVEL:
         cfg->log_level = log_level_parse(val);
-        return cfg->log_level < 0 ? -1 : 0;
+        if (cfg->log_level < 0)
+            goto bad;
+        return 0;
     case OPT_U32:
     case OPT_U64:
         if (parse_u64(val, o->max, &v) || v < o->min)
-            return -1;
+            goto bad;
         if (strcmp(n, "checkpoint-ms") == 0)
             cfg->checkpoint_ms = (uint32_t)v;
         else if (strcmp(n, "backlog-votes") == 0)
@@ -100,69 +128,177 @@ static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val
         else if (strcmp(n, "min-anonymity") == 0)
             cfg->min_anonymity = (uint32_t)v;
         return 0;
-    case OPT_FLAG:
+    case OPT_FLAG: /* "--standby" on the command line; "standby = yes|no" in a file */
+        if (!val || !strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1") || !*val)
+            cfg->standby = 1;
+        else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "0"))
+            cfg->standby = 0;
+        else
+            goto bad;
+        return 0;
+    case OPT_ACTION:
         return 0;
     }
+bad:
+    if (o->kind == OPT_U32 || o->kind == OPT_U64)
+        snprintf(err, len, "--%s: invalid value '%s' (an integer from %llu to %llu)", n, val,
+                 (unsigned long long)o->min, (unsigned long long)o->max);
+    else if (o->kind == OPT_ADDR)
+        snprintf(err, len, "--%s: invalid value '%s' (expected HOST:PORT)", n, val);
+    else if (o->kind == OPT_FLAG)
+        snprintf(err, len, "--%s: invalid value '%s' (yes or no)", n, val);
+    else
+        snprintf(err, len, "--%s: invalid value '%s'", n, val);
     return -1;
 }
 
-static void bad_value(const struct opt *o, const char *val)
+static int file_set(void *arg, const char *name, const char *value, char *err, size_t len)
 {
-    fprintf(stderr, "tallyd: --%s: invalid value '%s'", o->name, val);
-    if (o->kind == OPT_U32 || o->kind == OPT_U64)
-        fprintf(stderr, " (an integer from %llu to %llu)", (unsigned long long)o->min,
-                (unsigned long long)o->max);
-    else if (o->kind == OPT_ADDR)
-        fprintf(stderr, " (expected HOST:PORT)");
-    fprintf(stderr, "\nTry 'tallyd --help'.\n");
+    const struct opt *o = opt_find(name);
+    if (!o || o->kind == OPT_ACTION) {
+        snprintf(err, len, "unknown option '%s' (see tallyd --help)", name);
+        return -1;
+    }
+    return apply(arg, o, value, err, len);
+}
+
+/* getopt_long over argv: actions only (first pass: --config, --help, ...) or settings only
+ * (second pass, over the file). Returns 0, 1 (help/version printed) or -1 (error printed). */
+static int cmdline(struct tallyd_config *cfg, int argc, char **argv, int settings, FILE *errs)
+{
+    struct option lopts[N_OPTS + 1];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        int has = opts[i].arg ? required_argument : no_argument;
+        lopts[i] = (struct option){opts[i].name, has, NULL, (int)i};
+    }
+    lopts[N_OPTS] = (struct option){0};
+    opterr = 0;
+    optind = 1;
+    int c;
+    char err[1200];
+    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+        if (c == 'h') {
+            if (!settings)
+                usage(stdout);
+            return settings ? 0 : 1;
+        }
+        if (c == '?' || c == ':') {
+            if (errs)
+                fprintf(errs, "tallyd: unknown or incomplete option '%s'\nTry 'tallyd --help'.\n",
+                        argv[optind - 1]);
+            return -1;
+        }
+        const struct opt *o = &opts[c];
+        if (o->kind == OPT_ACTION) {
+            if (settings)
+                continue;
+            if (strcmp(o->name, "help") == 0) {
+                usage(stdout);
+                return 1;
+            }
+            if (strcmp(o->name, "version") == 0) {
+                printf("tallyd 0.1.0 (protocol %u)\n", TALLY_PROTOCOL_VERSION);
+                return 1;
+            }
+            if (strcmp(o->name, "config") == 0)
+                snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", optarg);
+            else if (strcmp(o->name, "check-config") == 0)
+                cfg->check_config = 1;
+            continue;
+        }
+        if (settings && apply(cfg, o, optarg, err, sizeof(err)) != 0) {
+            if (errs)
+                fprintf(errs, "tallyd: %s\nTry 'tallyd --help'.\n", err);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        if (errs)
+            fprintf(errs, "tallyd: unexpected argument '%s'\nTry 'tallyd --help'.\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Defaults, then the file, then the command line. */
+static int build(struct tallyd_config *cfg, char *err, size_t len)
+{
+    char why[1200];
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].def && apply(cfg, &opts[i], opts[i].def, why, sizeof(why)) != 0) {
+            snprintf(err, len, "default of --%s does not parse (a bug)", opts[i].name);
+            return -1;
+        }
+    if (cfg->config_path[0] && conffile_read(cfg->config_path, file_set, cfg, err, len) != 0)
+        return -1;
+    return 0;
 }
 
 int tallyd_config_parse(struct tallyd_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < N_OPTS; i++)
-        if (opts[i].def && apply(cfg, &opts[i], opts[i].def) != 0)
-            return -1; /* a default that does not parse is a bug caught by any test */
-
-    struct option lopts[N_OPTS + 1];
-    for (size_t i = 0; i < N_OPTS; i++)
-        lopts[i] = (struct option){
-            opts[i].name, opts[i].kind == OPT_FLAG ? no_argument : required_argument, NULL, (int)i};
-    lopts[N_OPTS] = (struct option){0};
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (c == '?' || c == ':') {
-            fprintf(stderr, "tallyd: unknown or incomplete option '%s'\nTry 'tallyd --help'.\n",
-                    argv[optind - 1]);
-            return -1;
-        }
-        const struct opt *o = &opts[c];
-        if (strcmp(o->name, "help") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        if (strcmp(o->name, "standby") == 0) {
-            cfg->standby = 1;
-            continue;
-        }
-        if (strcmp(o->name, "version") == 0) {
-            printf("tallyd 0.1.0 (protocol %u)\n", TALLY_PROTOCOL_VERSION);
-            return 1;
-        }
-        if (apply(cfg, o, optarg) != 0) {
-            bad_value(o, optarg);
-            return -1;
-        }
+    cfg->argc = argc;
+    cfg->argv = argv;
+    int rc = cmdline(cfg, argc, argv, 0, stderr);
+    if (rc != 0)
+        return rc;
+    char err[1400];
+    if (build(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return -1;
     }
-    if (optind < argc) {
-        fprintf(stderr, "tallyd: unexpected argument '%s'\nTry 'tallyd --help'.\n", argv[optind]);
+    if (cmdline(cfg, argc, argv, 1, stderr) != 0)
+        return -1;
+    if (cfg->check_config) {
+        if (cfg->config_path[0])
+            printf("tallyd: configuration OK (%s)\n", cfg->config_path);
+        else
+            printf("tallyd: configuration OK (command line only)\n");
+        return 1;
+    }
+    return 0;
+}
+
+int tallyd_config_reload(const struct tallyd_config *cur, struct tallyd_config *next, char *err,
+                         size_t err_len)
+{
+    memset(next, 0, sizeof(*next));
+    next->argc = cur->argc;
+    next->argv = cur->argv;
+    snprintf(next->config_path, sizeof(next->config_path), "%s", cur->config_path);
+    next->standby = 0;
+    if (build(next, err, err_len) != 0)
+        return -1;
+    /* The command line was valid at start and is the same now. */
+    if (cmdline(next, next->argc, next->argv, 1, NULL) != 0) {
+        snprintf(err, err_len, "the command line no longer parses");
         return -1;
     }
     return 0;
+}
+
+void tallyd_config_diff(const struct tallyd_config *a, const struct tallyd_config *b,
+                        void (*say)(void *arg, const char *name, int live), void *arg)
+{
+#define DIFF(name, field)                                                                          \
+    do {                                                                                           \
+        if (a->field != b->field)                                                                  \
+            say(arg, name, opt_find(name)->live);                                                  \
+    } while (0)
+    if (strcmp(a->db, b->db) != 0)
+        say(arg, "db", 0);
+    if (strcmp(a->listen_host, b->listen_host) != 0 || a->listen_port != b->listen_port)
+        say(arg, "listen", 0);
+    if (strcmp(a->http_host, b->http_host) != 0 || a->http_port != b->http_port)
+        say(arg, "http", 0);
+    DIFF("checkpoint-ms", checkpoint_ms);
+    DIFF("backlog-votes", backlog_votes);
+    DIFF("max-batch-votes", max_batch_votes);
+    DIFF("max-frame-bytes", max_frame_bytes);
+    DIFF("expected-ballots", expected_ballots);
+    DIFF("shutdown-grace-ms", shutdown_grace_ms);
+    DIFF("min-anonymity", min_anonymity);
+    DIFF("standby", standby);
+    DIFF("log-level", log_level);
+#undef DIFF
 }

@@ -1,11 +1,14 @@
-/* tallyd's command line: one options table feeds parsing, validation and --help. */
+/* tallyd's configuration: one options table feeds the command line, the configuration file
+ * (--config FILE: `name = value` lines named like the long options; the command line
+ * overrides the file), validation and --help. */
 #ifndef TALLYD_CONFIG_H
 #define TALLYD_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct tallyd_config {
-    const char *db; /* libpq conninfo; "" means the PG* environment */
+    char db[1024]; /* libpq conninfo; "" means the PG* environment */
     char listen_host[256];
     uint16_t listen_port;
     char http_host[256];
@@ -19,10 +22,26 @@ struct tallyd_config {
     uint32_t min_anonymity;
     int standby;
     int log_level;
+    char config_path[1024]; /* "" when there is no configuration file */
+    int check_config;
+    /* The command line, borrowed (main's argv), so a reload applies it over the file again. */
+    int argc;
+    char **argv;
 };
 
-/* Fills cfg from argv. Returns 0 to run, 1 when --help/--version was printed (exit 0),
- * or -1 after printing a usage error to stderr (exit 2). */
+/* Fills cfg from the configuration file named by --config (if any), then argv. Returns 0 to
+ * run; 1 when --help, --version or a successful --check-config was printed (exit 0); or -1
+ * after printing the error to stderr (exit 2). */
 int tallyd_config_parse(struct tallyd_config *cfg, int argc, char **argv);
+
+/* SIGHUP: reads the configuration file again and applies the same command line over it
+ * into next. Returns 0, or -1 with the reason in err (next is then unusable). */
+int tallyd_config_reload(const struct tallyd_config *cur, struct tallyd_config *next, char *err,
+                         size_t err_len);
+
+/* Calls say(arg, name, live) for each option whose value differs between a and b; live
+ * tells whether tallyd applies it without a restart. */
+void tallyd_config_diff(const struct tallyd_config *a, const struct tallyd_config *b,
+                        void (*say)(void *arg, const char *name, int live), void *arg);
 
 #endif

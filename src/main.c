@@ -24,21 +24,70 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     ingest_shutdown(arg);
 }
 
-/* SIGHUP is an operator's "reload": without a configuration file there is nothing to
- * reload, but it must not kill tallyd (its default action) and lose the checkpoint. */
+struct tallyd {
+    struct tallyd_config cfg;
+    struct publish *pub;
+    struct ingest *in;
+    bool failed; /* start-up could not finish: exit 1 whatever ingest says */
+};
+
+static struct ingest_config ingest_config_of(const struct tallyd_config *c)
+{
+    struct ingest_config icfg = {
+        .conninfo = c->db,
+        .listen_host = c->listen_host,
+        .listen_port = c->listen_port,
+        .checkpoint_ms = c->checkpoint_ms,
+        .backlog_votes = c->backlog_votes,
+        .max_batch_votes = c->max_batch_votes,
+        .max_frame_bytes = c->max_frame_bytes,
+        .shutdown_grace_ms = c->shutdown_grace_ms,
+        .standby = c->standby != 0,
+        .min_anonymity = c->min_anonymity,
+        .expected_ballots = c->expected_ballots,
+    };
+    return icfg;
+}
+
+static void say_changed(void *arg, const char *name, int live)
+{
+    (void)arg;
+    if (live)
+        log_info("reload: --%s changed: applied", name);
+    else
+        log_warn("reload: --%s changed: takes effect only after a restart", name);
+}
+
+/* SIGHUP: the configuration file again. What can change live is applied, the rest is named
+ * in the log; a file that does not parse changes nothing. Collectors added with tallyctl
+ * are seen within a second without any signal. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
     (void)what;
-    (void)arg;
-    log_info("received SIGHUP: nothing to reload (every setting comes from the command line; "
-             "changing one needs a restart); going on");
+    struct tallyd *t = arg;
+    if (!t->cfg.config_path[0]) {
+        log_info("received SIGHUP: no --config file to read again; going on");
+        return;
+    }
+    struct tallyd_config next;
+    char err[1400];
+    if (tallyd_config_reload(&t->cfg, &next, err, sizeof(err)) != 0) {
+        log_error("received SIGHUP: %s; keeping the running configuration", err);
+        return;
+    }
+    log_info("received SIGHUP: read %s again", t->cfg.config_path);
+    tallyd_config_diff(&t->cfg, &next, say_changed, NULL);
+    log_set_level((enum log_level)next.log_level);
+    struct ingest_config icfg = ingest_config_of(&next);
+    ingest_reconfigure(t->in, &icfg);
+    /* Only what was applied becomes the running configuration. */
+    t->cfg.checkpoint_ms = next.checkpoint_ms;
+    t->cfg.backlog_votes = next.backlog_votes;
+    t->cfg.max_batch_votes = next.max_batch_votes;
+    t->cfg.shutdown_grace_ms = next.shutdown_grace_ms;
+    t->cfg.log_level = next.log_level;
 }
-
-struct tallyd {
-    struct publish *pub;
-    bool failed; /* start-up could not finish: exit 1 whatever ingest says */
-};
 
 /* Start-up finished: the API gets its catalog and the recovered state. */
 static void on_started(void *arg, struct ingest *in, struct store_catalog *catalog)
@@ -52,11 +101,12 @@ static void on_started(void *arg, struct ingest *in, struct store_catalog *catal
 
 int main(int argc, char **argv)
 {
-    struct tallyd_config cfg;
-    int rc = tallyd_config_parse(&cfg, argc, argv);
+    struct tallyd t;
+    memset(&t, 0, sizeof(t));
+    int rc = tallyd_config_parse(&t.cfg, argc, argv);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    log_set_level((enum log_level)cfg.log_level);
+    log_set_level((enum log_level)t.cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
     if (sodium_init() < 0) {
         log_error("libsodium cannot start");
@@ -65,9 +115,8 @@ int main(int argc, char **argv)
 
     int status = 1;
     struct event_base *base = NULL;
-    struct ingest *in = NULL;
-    struct publish *pub = NULL;
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+    const struct tallyd_config *cfg = &t.cfg;
 
     /* The store thread wakes the loop with event_active(): libevent must lock. */
     evthread_use_pthreads();
@@ -76,44 +125,31 @@ int main(int argc, char **argv)
         goto out;
     /* Bound before PostgreSQL is even tried: a port clash shows at once, and /healthz
      * answers while tallyd waits for the database or the writer lock. */
-    pub = publish_new(base, cfg.http_host, cfg.http_port);
-    if (!pub) {
+    t.pub = publish_new(base, cfg->http_host, cfg->http_port);
+    if (!t.pub) {
         char holder[300];
-        store_writer_holder(cfg.db, holder, sizeof(holder));
+        store_writer_holder(cfg->db, holder, sizeof(holder));
         if (holder[0])
             log_error("%s: is this a second tallyd? (--standby waits for it)", holder);
         goto out;
     }
     log_info("HTTP on %s:%u: dashboard at /, API under /v1/, /metrics, /healthz, /readyz",
-             cfg.http_host, cfg.http_port);
-    struct ingest_config icfg = {
-        .conninfo = cfg.db,
-        .listen_host = cfg.listen_host,
-        .listen_port = cfg.listen_port,
-        .checkpoint_ms = cfg.checkpoint_ms,
-        .backlog_votes = cfg.backlog_votes,
-        .max_batch_votes = cfg.max_batch_votes,
-        .max_frame_bytes = cfg.max_frame_bytes,
-        .shutdown_grace_ms = cfg.shutdown_grace_ms,
-        .standby = cfg.standby != 0,
-        .min_anonymity = cfg.min_anonymity,
-        .expected_ballots = cfg.expected_ballots,
-    };
-    struct tallyd t = {pub, false};
-    in = ingest_new(base, &icfg, on_started, &t);
-    if (!in)
+             cfg->http_host, cfg->http_port);
+    struct ingest_config icfg = ingest_config_of(cfg);
+    t.in = ingest_new(base, &icfg, on_started, &t);
+    if (!t.in)
         goto out;
-    publish_follow(pub, in);
+    publish_follow(t.pub, t.in);
 
-    sigterm = evsignal_new(base, SIGTERM, on_signal, in);
-    sigint = evsignal_new(base, SIGINT, on_signal, in);
-    sighup = evsignal_new(base, SIGHUP, on_hup, NULL);
+    sigterm = evsignal_new(base, SIGTERM, on_signal, t.in);
+    sigint = evsignal_new(base, SIGINT, on_signal, t.in);
+    sighup = evsignal_new(base, SIGHUP, on_hup, &t);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
 
     event_base_dispatch(base);
-    status = t.failed ? 1 : ingest_exit_status(in);
+    status = t.failed ? 1 : ingest_exit_status(t.in);
 out:
     if (sigterm)
         event_free(sigterm);
@@ -122,8 +158,8 @@ out:
     if (sighup)
         event_free(sighup);
     /* ingest first: its store thread may still call back into what publish holds. */
-    ingest_free(in);
-    publish_free(pub);
+    ingest_free(t.in);
+    publish_free(t.pub);
     if (base)
         event_base_free(base);
     log_info("exit %d", status);

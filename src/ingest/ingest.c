@@ -700,6 +700,22 @@ fail:
     return NULL;
 }
 
+void ingest_reconfigure(struct ingest *in, const struct ingest_config *cfg)
+{
+    in->cfg.backlog_votes = cfg->backlog_votes;
+    in->cfg.max_batch_votes = cfg->max_batch_votes; /* announced to the next Hellos */
+    in->cfg.shutdown_grace_ms = cfg->shutdown_grace_ms;
+    if (in->cfg.checkpoint_ms != cfg->checkpoint_ms) {
+        in->cfg.checkpoint_ms = cfg->checkpoint_ms;
+        if (in->started) {
+            struct timeval tick = {cfg->checkpoint_ms / 1000, (cfg->checkpoint_ms % 1000) * 1000};
+            event_add(in->tick_ev, &tick); /* re-adding a pending event reschedules it */
+        }
+    }
+    if (in->started)
+        backpressure_check(in);
+}
+
 void ingest_shutdown(struct ingest *in)
 {
     if (in->shutting_down)

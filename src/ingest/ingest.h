@@ -45,6 +45,10 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
 /* Start-up has finished: the tally exists and collectors are listened for. */
 bool ingest_is_started(const struct ingest *in);
 
+/* A reload: takes the settings that can change while running (checkpoint_ms,
+ * backlog_votes, max_batch_votes, shutdown_grace_ms) from cfg; the rest is ignored. */
+void ingest_reconfigure(struct ingest *in, const struct ingest_config *cfg);
+
 /* Begins an orderly stop: no new batches, a final checkpoint, then event_base_loopexit.
  * Safe to call more than once. */
 void ingest_shutdown(struct ingest *in);

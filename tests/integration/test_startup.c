@@ -142,12 +142,69 @@ static void test_sighup_does_not_kill(void **state)
     assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
 }
 
+static bool log_has(const char *path, const char *needle)
+{
+    char *text = ts_read_file(path);
+    bool found = text && strstr(text, needle);
+    free(text);
+    return found;
+}
+
+/* SIGHUP reads --config again: live settings applied and logged, the others named as needing
+ * a restart; a file that no longer parses changes nothing and tallyd goes on. (The support
+ * code passes --log-level and --checkpoint-ms on the command line, which override the file.) */
+static void test_sighup_reloads_the_file(void **state)
+{
+    (void)state;
+    char conf[100];
+    int n = snprintf(conf, sizeof conf, "%s/tallyd.conf", tc.dir);
+    assert_true(n > 0 && (size_t)n < sizeof conf); /* it must fit tc.d.extra */
+    assert_int_equal(
+        ts_write_file(conf, "# tallyd\nshutdown-grace-ms = 9000\nbacklog-votes = 500000\n"), 0);
+    snprintf(tc.d.extra, sizeof tc.d.extra, "--config %s", conf);
+    assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
+    assert_int_equal(ts_write_file(conf, "shutdown-grace-ms = 8000\nbacklog-votes = 400000\n"
+                                         "max-frame-bytes = 2048\n"),
+                     0);
+    ts_proc_signal(&tc.d.proc, SIGHUP);
+    const char *want[] = {"reload: --shutdown-grace-ms changed: applied",
+                          "reload: --backlog-votes changed: applied",
+                          "reload: --max-frame-bytes changed: takes effect only after a restart"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        bool found = false;
+        for (int64_t end = ts_now_ms() + ts_scale(5000); ts_now_ms() < end && !found;
+             ts_sleep_ms(50))
+            found = log_has(tc.d.proc.err, want[i]);
+        if (!found) {
+            ts_dump_tail("tallyd log", tc.d.proc.err, 20);
+            fail_msg("the reload did not log '%s'", want[i]);
+        }
+    }
+    assert_int_equal(ts_write_file(conf, "backlog-votes = lots\n"), 0);
+    ts_proc_signal(&tc.d.proc, SIGHUP);
+    ts_sleep_ms(500);
+    assert_true(log_has(tc.d.proc.err, "keeping the running configuration"));
+    assert_false(ts_proc_done(&tc.d.proc));
+    assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
+    tc.d.extra[0] = '\0';
+
+    /* --check-config: 0 on a good file, 2 naming the file and line on a bad one. */
+    char *argv[] = {(char *)ts_prog("tallyd"), "--config", conf, "--check-config", NULL};
+    assert_int_equal(ts_run(argv, NULL, NULL, 5000), 2);
+    assert_int_equal(ts_write_file(conf, "checkpoint-ms = 50\nstandby = no\n"), 0);
+    char *out = NULL;
+    assert_int_equal(ts_run(argv, &out, NULL, 5000), 0);
+    assert_non_null(strstr(out, "configuration OK"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_permanent_errors_stop_at_once),
         cmocka_unit_test(test_waits_for_postgres_with_health_answering),
         cmocka_unit_test(test_sighup_does_not_kill),
+        cmocka_unit_test(test_sighup_reloads_the_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
