@@ -8,7 +8,10 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <event2/event.h>
+
 #include "core/log.h"
+#include "core/proc.h"
 #include "http/http.h"
 #include "ingest/ingest.h"
 #include "tally/tally.h"
@@ -23,6 +26,7 @@ struct publish {
     struct http_collector_status *cols;
     size_t cap_cols;
     uint64_t buckets[HTTP_CHECKPOINT_BUCKETS + 1]; /* non-cumulative here */
+    struct event *presence_ev; /* a coalesced republish after collectors come and go */
     double seconds_sum;
 };
 
@@ -163,6 +167,15 @@ static void metrics(void *arg, struct http_metrics *m)
 {
     struct publish *p = arg;
     memset(m, 0, sizeof(*m));
+    m->version = TALLY_VERSION;
+    m->commit = TALLY_COMMIT;
+    struct proc_self ps;
+    proc_self_read(&ps);
+    m->process_cpu_seconds = ps.cpu_seconds;
+    m->process_resident_bytes = ps.resident_bytes;
+    m->process_open_fds = ps.open_fds;
+    m->process_max_fds = ps.max_fds;
+    m->process_start_time = ps.start_time;
     if (!p->in)
         return;
     struct ingest_stats st;
@@ -170,6 +183,7 @@ static void metrics(void *arg, struct http_metrics *m)
     m->seq_conflicts = st.seq_conflicts;
     m->writer_epoch = st.writer_epoch;
     m->pg_errors = st.pg_errors;
+    m->postgres_up = st.postgres_up;
     const struct tally *t = ingest_tally(p->in);
     if (!t)
         return;
@@ -188,12 +202,14 @@ static void metrics(void *arg, struct http_metrics *m)
         m->checkpoint_bucket[i] = cum;
     }
     m->checkpoint_seconds_sum = p->seconds_sum;
-    m->checkpoint_lag_seconds = (double)(now_ms() - st.last_commit_ms) / 1000.0;
-    m->pg_errors = st.pg_errors;
+    m->checkpoint_lag_seconds =
+        st.oldest_undurable_ms ? (double)(now_ms() - st.oldest_undurable_ms) / 1000.0 : 0;
     m->backlog_votes = st.backlog_votes;
     m->ballots = st.ballots;
     m->paused = st.paused;
 }
+
+static void presence_cb(evutil_socket_t fd, short what, void *arg);
 
 struct publish *publish_new(struct event_base *base, const char *host, uint16_t port)
 {
@@ -201,8 +217,10 @@ struct publish *publish_new(struct event_base *base, const char *host, uint16_t 
     if (!p)
         abort();
     struct http_hooks hooks = {.is_ready = is_ready, .metrics = metrics, .arg = p};
+    p->presence_ev = evtimer_new(base, presence_cb, p);
     p->http = http_server_new(base, host, port, NULL, &hooks);
     if (!p->http) {
+        event_free(p->presence_ev);
         free(p);
         return NULL;
     }
@@ -212,6 +230,29 @@ struct publish *publish_new(struct event_base *base, const char *host, uint16_t 
 void publish_follow(struct publish *p, struct ingest *in)
 {
     p->in = in;
+}
+
+/* Who is connected changes between checkpoints: republish the current snapshot (no event),
+ * at most every PRESENCE_MS, so /v1/summary, /v1/collectors and /metrics are live. */
+#define PRESENCE_MS 200
+
+static void presence_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct publish *p = arg;
+    struct ingest_stats st;
+    ingest_stats(p->in, &st);
+    publish_now(p, st.last_checkpoint_id, NULL, 0);
+}
+
+static void on_presence(void *arg)
+{
+    struct publish *p = arg;
+    if (!evtimer_pending(p->presence_ev, NULL)) {
+        struct timeval tv = {0, PRESENCE_MS * 1000};
+        evtimer_add(p->presence_ev, &tv);
+    }
 }
 
 int publish_attach(struct publish *p, struct store_catalog *cat)
@@ -226,6 +267,7 @@ int publish_attach(struct publish *p, struct store_catalog *cat)
     ingest_stats(p->in, &st);
     publish_now(p, st.last_checkpoint_id, NULL, 0);
     ingest_set_durable_cb(p->in, on_durable, p);
+    ingest_set_presence_cb(p->in, on_presence, p);
     return 0;
 }
 
@@ -234,6 +276,8 @@ void publish_free(struct publish *p)
     if (!p)
         return;
     http_server_free(p->http);
+    if (p->presence_ev)
+        event_free(p->presence_ev);
     free(p->cols);
     free(p->projects);
     free(p->circuits);

@@ -12,4 +12,14 @@
  * still be the same process, or when that cannot be told. */
 bool proc_is_gone(int pid, int64_t started_by);
 
+/* This process as Prometheus' process_* metrics describe it; fields stay 0 when unknown. */
+struct proc_self {
+    double cpu_seconds;      /* user + system */
+    uint64_t resident_bytes; /* RSS */
+    uint64_t open_fds;
+    uint64_t max_fds;  /* RLIMIT_NOFILE soft limit */
+    double start_time; /* unix seconds */
+};
+void proc_self_read(struct proc_self *out);
+
 #endif

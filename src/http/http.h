@@ -95,12 +95,17 @@ struct http_metrics {
     uint64_t checkpoints;                                    /* committed since start */
     uint64_t checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS + 1]; /* cumulative; last is +Inf */
     double checkpoint_seconds_sum;
-    double checkpoint_lag_seconds; /* since the last COMMIT */
+    double checkpoint_lag_seconds; /* age of the oldest batch not yet durable; 0: none */
     uint64_t pg_errors;            /* failed PostgreSQL attempts */
     uint64_t backlog_votes;        /* applied, not yet durable */
     uint64_t ballots;              /* distinct ballots held */
     bool paused;                   /* back-pressure on */
-    uint64_t writer_epoch;         /* the writer epoch held; 0 while not the writer */
+    bool postgres_up;              /* the store's last attempt reached PostgreSQL */
+    const char *version, *commit;  /* tally_build_info labels (NULL: "unknown") */
+    double process_cpu_seconds;    /* process_* (core/proc) */
+    uint64_t process_resident_bytes, process_open_fds, process_max_fds;
+    double process_start_time;
+    uint64_t writer_epoch; /* the writer epoch held; 0 while not the writer */
 };
 
 /* Called on the loop, from http_server_new() on (before any catalog or snapshot), so they

@@ -478,6 +478,18 @@ static void metric_f64(struct evbuffer *out, const char *name, const char *type,
 void http_render_metrics(const struct http_metrics *m, const struct http_metrics_extra *x,
                          struct evbuffer *out)
 {
+    metric_head(out, "tally_build_info", "gauge", "This tallyd's version and source commit.");
+    evbuffer_add_printf(out, "tally_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+                        m->version ? m->version : "unknown", m->commit ? m->commit : "unknown");
+    metric_f64(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent.",
+               m->process_cpu_seconds);
+    metric_u64(out, "process_resident_memory_bytes", "gauge", "Resident memory size.",
+               m->process_resident_bytes);
+    metric_u64(out, "process_open_fds", "gauge", "Open file descriptors.", m->process_open_fds);
+    metric_u64(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+               m->process_max_fds);
+    metric_f64(out, "process_start_time_seconds", "gauge",
+               "Start time of the process since the epoch, in seconds.", m->process_start_time);
     metric_u64(out, "tally_votes_accepted_total", "counter",
                "Votes counted, durable in PostgreSQL.", m->votes_accepted);
     metric_u64(out, "tally_votes_duplicate_total", "counter",
@@ -493,7 +505,8 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                m->seq_conflicts);
     metric_u64(out, "tally_bytes_received_total", "counter", "Bytes read from collectors.",
                m->bytes_received);
-    metric_u64(out, "tally_connections", "gauge", "Collector connections open.",
+    /* Not "tally_connections": that family name is the counter's below (OpenMetrics). */
+    metric_u64(out, "tally_connections_open", "gauge", "Collector connections open.",
                m->connections_open);
     metric_u64(out, "tally_connections_total", "counter", "Collector connections accepted.",
                m->connections_total);
@@ -510,8 +523,12 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
     evbuffer_add_printf(out, "%s_sum %.9g\n%s_count %" PRIu64 "\n", h, m->checkpoint_seconds_sum, h,
                         count);
 
-    metric_f64(out, "tally_checkpoint_lag_seconds", "gauge", "Seconds since the last COMMIT.",
+    metric_f64(out, "tally_checkpoint_lag_seconds", "gauge",
+               "Age of the oldest batch applied in memory and not yet durable (0 when everything "
+               "applied is durable).",
                m->checkpoint_lag_seconds);
+    metric_u64(out, "tally_postgres_up", "gauge",
+               "1 when the store's last attempt reached PostgreSQL.", m->postgres_up ? 1 : 0);
     metric_u64(out, "tally_pg_errors_total", "counter", "Failed PostgreSQL attempts.",
                m->pg_errors);
     metric_u64(out, "tally_backlog_votes", "gauge", "Votes applied in memory, not yet durable.",
@@ -531,6 +548,28 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                "Collectors connected, at the last checkpoint.", s ? s->collectors_connected : 0);
     metric_u64(out, "tally_last_checkpoint_id", "gauge", "Id of the last published checkpoint.",
                s ? s->checkpoint : 0);
+    /* Per collector (ids are [A-Za-z0-9._-], safe as label values). */
+    static const char *const fam[4][2] = {
+        {"tally_collector_connected", "1 while the collector is connected."},
+        {"tally_collector_durable_seq", "Last batch seq of the collector durable in PostgreSQL."},
+        {"tally_collector_applied_seq", "Last batch seq of the collector applied in memory."},
+        {"tally_collector_last_seen_timestamp_seconds",
+         "When the collector last sent a frame (unix seconds; 0: not since start)."},
+    };
+    for (int k = 0; k < 4 && s; k++) {
+        metric_head(out, fam[k][0], "gauge", fam[k][1]);
+        for (size_t i = 0; i < s->n_collectors; i++) {
+            const struct http_snap_collector *c = &s->collectors[i];
+            if (k == 3)
+                evbuffer_add_printf(out, "%s{collector=\"%s\"} %.3f\n", fam[k][0], c->id,
+                                    (double)c->last_seen_ms / 1000.0);
+            else
+                evbuffer_add_printf(out, "%s{collector=\"%s\"} %" PRIu64 "\n", fam[k][0], c->id,
+                                    k == 0   ? (uint64_t)c->connected
+                                    : k == 1 ? c->durable_seq
+                                             : c->applied_seq);
+        }
+    }
     metric_u64(out, "tally_http_requests_total", "counter", "HTTP requests answered.",
                x->http_requests);
     metric_u64(out, "tally_http_sse_subscribers", "gauge", "Open /v1/events streams.",

@@ -59,6 +59,10 @@ struct ingest {
     size_t cap_changed;
     ingest_durable_cb on_durable;
     void *on_durable_arg;
+    ingest_presence_cb on_presence;
+    void *on_presence_arg;
+    int64_t pending_since_ms;  /* unix ms of the first batch in the pending delta, 0: none */
+    int64_t inflight_since_ms; /* the same for the checkpoint in flight */
     struct timespec job_started;
     uint64_t checkpoints;
     int64_t last_commit_ms;
@@ -183,6 +187,8 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
     in->conn_of[idx] = c;
     in->last_seen_ms[idx] = wall_ms(in);
     net_conn_set_user(c, (void *)(uintptr_t)(idx + 1));
+    if (in->on_presence)
+        in->on_presence(in->on_presence_arg);
 
     const struct tally_collector *col = tally_collector_at(in->tally, (uint32_t)idx);
     Tally__CollectorTotals totals = TALLY__COLLECTOR_TOTALS__INIT;
@@ -290,8 +296,11 @@ static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
     f.msg_case = TALLY__FRAME__MSG_ACK;
     f.ack = &ack;
     net_conn_send(c, &f);
-    if (st == TALLY_APPLIED)
+    if (st == TALLY_APPLIED) {
+        if (!in->pending_since_ms)
+            in->pending_since_ms = wall_ms(in);
         backpressure_check(in);
+    }
     return 0;
 }
 
@@ -321,8 +330,11 @@ static void on_close(void *arg, struct net_conn *c)
 {
     struct ingest *in = arg;
     int64_t idx = conn_collector(c);
-    if (idx >= 0 && in->conn_of[idx] == c)
+    if (idx >= 0 && in->conn_of[idx] == c) {
         in->conn_of[idx] = NULL;
+        if (in->on_presence)
+            in->on_presence(in->on_presence_arg);
+    }
     net_conn_set_user(c, NULL);
 }
 
@@ -377,6 +389,8 @@ static void checkpoint_maybe_start(struct ingest *in)
     if (d) {
         job_from_delta(in, d);
         in->job_is_checkpoint = true;
+        in->inflight_since_ms = in->pending_since_ms;
+        in->pending_since_ms = 0;
     } else if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
         memset(&in->job, 0, sizeof(in->job));
         in->job_is_checkpoint = false;
@@ -494,6 +508,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         /* Watermarks move (and the delta is emptied) before the acks are built, so
          * they carry the new values. */
         tally_checkpoint_commit(in->tally);
+        in->inflight_since_ms = 0;
         send_durable_acks(in, in->acked, n_acked);
         backpressure_check(in);
         struct timespec now;
@@ -741,6 +756,12 @@ void ingest_shutdown(struct ingest *in)
     finish_shutdown_if_done(in);
 }
 
+void ingest_set_presence_cb(struct ingest *in, ingest_presence_cb cb, void *arg)
+{
+    in->on_presence = cb;
+    in->on_presence_arg = arg;
+}
+
 void ingest_set_durable_cb(struct ingest *in, ingest_durable_cb cb, void *arg)
 {
     in->on_durable = cb;
@@ -774,6 +795,8 @@ void ingest_stats(const struct ingest *in, struct ingest_stats *out)
     out->writer_epoch = in->worker ? store_worker_epoch(in->worker) : 0;
     out->seq_conflicts = in->seq_conflicts;
     out->last_commit_ms = in->last_commit_ms;
+    out->postgres_up = in->worker && store_worker_is_connected(in->worker);
+    out->oldest_undurable_ms = in->inflight_since_ms ? in->inflight_since_ms : in->pending_since_ms;
     if (!in->started)
         return;
     out->batches_applied = tally_applied_totals(in->tally)->batches;

@@ -64,6 +64,11 @@ bool ingest_is_ready(const struct ingest *in, char *reason, size_t len);
 typedef void (*ingest_durable_cb)(void *arg, uint64_t checkpoint_id, double seconds,
                                   const uint32_t *changed, size_t n_changed);
 
+/* Called on the loop when a registered collector connects or leaves, for views that show
+ * who is connected (they need not wait for the next checkpoint). */
+typedef void (*ingest_presence_cb)(void *arg);
+void ingest_set_presence_cb(struct ingest *in, ingest_presence_cb cb, void *arg);
+
 /* Hash of the last committed checkpoint (32 bytes; zeros when there is none). */
 const uint8_t *ingest_head_hash(const struct ingest *in);
 void ingest_set_durable_cb(struct ingest *in, ingest_durable_cb cb, void *arg);
@@ -89,6 +94,9 @@ struct ingest_stats {
     bool paused;
     uint64_t seq_conflicts; /* batches refused with ERROR_SEQ_CONFLICT */
     uint64_t writer_epoch;
+    int64_t oldest_undurable_ms; /* unix ms when the oldest batch not yet durable was applied;
+                                  * 0 when everything applied is durable */
+    bool postgres_up;
 };
 void ingest_stats(const struct ingest *in, struct ingest_stats *out);
 

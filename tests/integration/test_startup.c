@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include "support.h"
+#include "tally.pb-c.h"
+#include "tally/protocol.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -198,6 +200,34 @@ static void test_sighup_reloads_the_file(void **state)
     free(out);
 }
 
+/* What an operator's Prometheus sees: build info, PostgreSQL up, process figures, and a
+ * collector's presence live, not as of the last checkpoint. */
+static void test_metrics_for_operators(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
+    static char m[1 << 17];
+    int fd = ts_connect(tc.d.port, 5000);
+    assert_true(fd >= 0);
+    assert_int_equal(ts_wire_hello(fd, "c0", TALLY_PROTOCOL_VERSION), 0);
+    struct ts_frame f;
+    assert_int_equal(ts_wire_recv(fd, &f, 5000), 1);
+    ts_sleep_ms(600); /* idle: no checkpoint happens */
+    assert_int_equal(ts_http_get(tc.d.http_port, "/metrics", m, sizeof m, 5000), 200);
+    assert_non_null(strstr(m, "tally_collector_connected{collector=\"c0\"} 1\n"));
+    assert_non_null(strstr(m, "tally_postgres_up 1\n"));
+    assert_non_null(strstr(m, "tally_build_info{version=\"0.1.0\",commit=\""));
+    assert_non_null(strstr(m, "tally_checkpoint_lag_seconds 0\n"));
+    assert_non_null(strstr(m, "\nprocess_open_fds "));
+    assert_non_null(strstr(m, "\nprocess_resident_memory_bytes "));
+    close(fd);
+    ts_sleep_ms(600);
+    assert_int_equal(ts_http_get(tc.d.http_port, "/metrics", m, sizeof m, 5000), 200);
+    assert_non_null(strstr(m, "tally_collector_connected{collector=\"c0\"} 0\n"));
+    assert_int_equal(ts_http_get(tc.d.http_port, "/v1/summary", m, sizeof m, 5000), 200);
+    assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_waits_for_postgres_with_health_answering),
         cmocka_unit_test(test_sighup_does_not_kill),
         cmocka_unit_test(test_sighup_reloads_the_file),
+        cmocka_unit_test(test_metrics_for_operators),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

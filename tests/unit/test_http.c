@@ -114,6 +114,14 @@ static void hook_metrics(void *arg, struct http_metrics *m)
     m->ballots = 247;
     m->paused = false;
     m->writer_epoch = 5;
+    m->postgres_up = true;
+    m->version = "9.8.7";
+    m->commit = "abc1234";
+    m->process_cpu_seconds = 1.5;
+    m->process_resident_bytes = 1 << 20;
+    m->process_open_fds = 12;
+    m->process_max_fds = 1024;
+    m->process_start_time = 1700000000.0;
 }
 
 static const struct http_hooks hooks = {hook_ready, hook_metrics, &main_ready};
@@ -1010,7 +1018,18 @@ static void test_metrics(void **state)
     assert_true(prom_check(r.body, "tally_writer_epoch") == 5);
     assert_has(r.body, "# TYPE tally_writer_epoch gauge\n");
     assert_true(prom_check(r.body, "tally_bytes_received_total") == 4096);
-    assert_true(prom_check(r.body, "tally_connections") == 1);
+    assert_true(prom_check(r.body, "tally_connections_open") == 1);
+    /* No gauge named like the counter's family (OpenMetrics: tally_connections_total's
+     * family is tally_connections). */
+    assert_null(strstr(r.body, "# TYPE tally_connections gauge"));
+    assert_true(prom_check(r.body, "tally_build_info{version=\"9.8.7\",commit=\"abc1234\"}") == 1);
+    assert_true(prom_check(r.body, "tally_postgres_up") == 1);
+    assert_true(prom_check(r.body, "process_cpu_seconds_total") == 1.5);
+    assert_true(prom_check(r.body, "process_resident_memory_bytes") == 1 << 20);
+    assert_true(prom_check(r.body, "process_open_fds") == 12);
+    assert_true(prom_check(r.body, "process_max_fds") == 1024);
+    assert_true(prom_check(r.body, "process_start_time_seconds") == 1700000000.0);
+    assert_has(r.body, "# TYPE tally_collector_connected gauge\n");
     assert_true(prom_check(r.body, "tally_connections_total") == 3);
     assert_true(prom_check(r.body, "tally_checkpoint_duration_seconds_count") == 4);
     assert_true(prom_check(r.body, "tally_checkpoint_duration_seconds_bucket{le=\"+Inf\"}") == 4);
