@@ -15,6 +15,8 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
+#define TALLYCTL_VERSION "0.1.0"
+
 static const char usage_text[] =
     "usage: tallyctl [--db CONNINFO] COMMAND [ARGS]\n"
     "\n"
@@ -46,6 +48,7 @@ static const char usage_text[] =
     "                  'host=127.0.0.1 port=5432 user=tally dbname=tally';\n"
     "                  without it the PG* environment variables apply (PGHOST, ...)\n"
     "  -h, --help      show this help\n"
+    "  --version       show the version and the newest schema version this build knows\n"
     "\n"
     "Exit status: 0 success, 1 runtime error (database unreachable, conflicting data,\n"
     "malformed file; for verify also a record that disagrees with itself), 2 usage error.\n";
@@ -359,11 +362,15 @@ static bool is_help(const char *a)
 int main(int argc, char **argv)
 {
     const char *db = NULL;
-    /* --help and --db may come anywhere; take them out first. */
+    /* --help, --version and --db may come anywhere; take them out first. */
     int kept = 1;
     for (int k = 1; k < argc;) {
         if (is_help(argv[k])) {
             fputs(usage_text, stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[k], "--version") == 0) {
+            printf("tallyctl %s (schema %d)\n", TALLYCTL_VERSION, store_schema_latest());
             return EXIT_OK;
         }
         int m = opt_value(argc, argv, &k, "--db", &db);

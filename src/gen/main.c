@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define TALLY_GEN_VERSION "0.1.0"
+
 static void usage(FILE *f)
 {
     fputs("usage:\n"
@@ -33,7 +35,10 @@ static void usage(FILE *f)
           "  duplicate. A voter seen at several collectors votes the same project at all of\n"
           "  them, so the truth does not depend on how collectors interleave.\n"
           "\n"
-          "Output depends only on the options (same --seed, same files).\n",
+          "Output depends only on the options (same --seed, same files).\n"
+          "\n"
+          "  -h, --help   show this help (also after a command)\n"
+          "  --version    show the version and exit\n",
           f);
 }
 
@@ -175,6 +180,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("tally-gen %s\n", TALLY_GEN_VERSION);
         return 0;
     }
     if (!strcmp(argv[1], "registry"))

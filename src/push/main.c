@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,17 +18,21 @@
 #include <sodium.h>
 
 #include "core/addr.h"
+#include "core/conffile.h"
 #include "push/push.h"
 #include "tally/client.h"
+#include "tally/protocol.h"
 
+#define TALLY_PUSH_VERSION "0.1.0"
 #define EXIT_FATAL 1
 #define EXIT_USAGE 2
 #define EXIT_MALFORMED 3
-#define DEFAULT_BATCH 10000u
 #define PROGRESS_MS 2000
 /* Bytes a vote takes in a Batch frame at most (fixed64 + varint uint32), for clamping. */
 #define FRAME_BYTES_PER_VOTE 13u
 #define FRAME_OVERHEAD 64u
+/* options_parse: --help or --version was printed, exit 0. */
+#define OPTIONS_DONE (-1)
 
 static volatile sig_atomic_t stop_signal;
 
@@ -36,16 +41,55 @@ static void on_stop_signal(int sig)
     stop_signal = sig;
 }
 
+/* Strings are copies: a configuration file's values live only while it is read. */
 struct options {
     char host[256];
     uint16_t port;
-    const char *collector;
-    const char *spool;
-    const char *key_file;
+    bool has_server;
+    char collector[TALLY_COLLECTOR_ID_MAX + 1];
+    char spool[PATH_MAX];
+    char key_file[PATH_MAX]; /* "" for the demo key */
     uint32_t batch;
-    const char *input; /* "-" for stdin */
     bool quiet;
+    const char *input;  /* "-" for stdin; the command line only */
+    const char *config; /* --config FILE, NULL for none */
+    bool check_config;
 };
+
+/* One table feeds getopt_long, the configuration file and --help. An action is for the
+ * command line only; every other option may also be set in the file. */
+enum popt_kind { POPT_SERVER, POPT_COLLECTOR, POPT_PATH, POPT_BATCH, POPT_FLAG, POPT_ACTION };
+
+struct popt {
+    const char *name;
+    enum popt_kind kind;
+    const char *def;  /* default, as text, applied by the same code; NULL for none */
+    const char *arg;  /* its value in --help; NULL: a flag, no value on the command line */
+    const char *help; /* each '\n' continues under the previous line in --help */
+};
+
+static const struct popt popts[] = {
+    {"server", POPT_SERVER, NULL, "HOST:PORT", "tallyd's collector address"},
+    {"collector", POPT_COLLECTOR, NULL, "ID", "this collector's id, as registered in tallyd"},
+    {"spool", POPT_PATH, NULL, "DIR", "spool directory, one per collector (created if missing)"},
+    {"ballot-key", POPT_PATH, NULL, "FILE",
+     "32 raw bytes or 64 hex digits; the same secret on every\n"
+     "collector (default: a public demo key, with a warning)"},
+    {"batch", POPT_BATCH, "10000", "N", "votes per batch, capped by the server"},
+    {"quiet", POPT_FLAG, NULL, NULL, "no progress or informational messages on stderr"},
+    {"config", POPT_ACTION, NULL, "FILE",
+     "read options from FILE first (see below); the command line\n"
+     "overrides the file"},
+    {"check-config", POPT_ACTION, NULL, NULL,
+     "validate the configuration file, the command line and the\n"
+     "ballot key, then exit (0 valid, 2 not); connects to nothing\n"
+     "and leaves the spool alone"},
+    {"help", POPT_ACTION, NULL, NULL, "this text (also -h)"},
+    {"version", POPT_ACTION, NULL, NULL, "show the version and exit"},
+};
+#define N_POPTS (sizeof(popts) / sizeof(popts[0]))
+/* getopt_long's value for popts[i] is POPT_VAL + i, clear of '?' and the short options. */
+#define POPT_VAL 256
 
 struct push {
     struct options opt;
@@ -66,31 +110,44 @@ struct push {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: tally-push --server HOST:PORT --collector ID --spool DIR\n"
-            "                  [--ballot-key FILE] [--batch N] [--quiet] [FILE|-]\n"
-            "\n"
-            "Reads CSV lines `voter,project_id` (header line optional) from FILE or stdin,\n"
-            "turns each voter id into a ballot token and pushes the votes to tallyd.\n"
-            "Every batch is spooled to DIR and fsynced before it is sent; killed at any\n"
-            "moment and started again with the same arguments, it resumes without sending\n"
-            "any vote twice. Exits once every batch is durable, printing one line:\n"
-            "  batches B votes V accepted A duplicate D rejected R\n"
-            "\n"
-            "  --server HOST:PORT   tallyd's collector address\n"
-            "  --collector ID       this collector's id, as registered in tallyd\n"
-            "  --spool DIR          spool directory, one per collector (created if missing)\n"
-            "  --ballot-key FILE    32 raw bytes or 64 hex digits; the same secret on every\n"
-            "                       collector (default: a public demo key, with a warning)\n"
-            "  --batch N            votes per batch (default %u, capped by the server)\n"
-            "  --quiet              no progress or informational messages on stderr\n"
-            "  --help               this text\n"
-            "\n"
-            "Exit status: 0 all durable; 1 fatal (refused by the server, spool damaged, I/O\n"
-            "error, interrupted, or another source is using this collector id: tallyd holds\n"
-            "other content for a seq this spool sent; the spool is kept); 2 usage; 3 all\n"
-            "durable but some lines were malformed.\n",
-            DEFAULT_BATCH);
+    fputs("usage: tally-push --server HOST:PORT --collector ID --spool DIR\n"
+          "                  [--ballot-key FILE] [--batch N] [--quiet] [FILE|-]\n"
+          "       tally-push --config FILE [--check-config] [OPTION]... [FILE|-]\n"
+          "\n"
+          "Reads CSV lines `voter,project_id` (header line optional) from FILE or stdin,\n"
+          "turns each voter id into a ballot token and pushes the votes to tallyd.\n"
+          "Every batch is spooled to DIR and fsynced before it is sent; killed at any\n"
+          "moment and started again with the same arguments, it resumes without sending\n"
+          "any vote twice. Exits once every batch is durable, printing one line:\n"
+          "  batches B votes V accepted A duplicate D rejected R\n"
+          "\n",
+          out);
+    for (size_t i = 0; i < N_POPTS; i++) {
+        const struct popt *p = &popts[i];
+        char left[64];
+        snprintf(left, sizeof(left), "--%s%s%s", p->name, p->arg ? " " : "", p->arg ? p->arg : "");
+        fprintf(out, "  %-20s ", left);
+        for (const char *h = p->help; *h; h++) {
+            fputc(*h, out);
+            if (*h == '\n')
+                fprintf(out, "%23s", "");
+        }
+        if (p->def)
+            fprintf(out, " (default %s)", p->def);
+        fputc('\n', out);
+    }
+    fputs("\n"
+          "Configuration file: `name = value` lines named like the long options above,\n"
+          "`#` comments and blank lines; every option but config, check-config, help and\n"
+          "version may be set there (quiet = yes|no). Values are checked like the command\n"
+          "line's and errors name FILE:LINE; relative paths are taken from the working\n"
+          "directory. The input FILE is given on the command line only.\n"
+          "\n"
+          "Exit status: 0 all durable; 1 fatal (refused by the server, spool damaged, I/O\n"
+          "error, interrupted, or another source is using this collector id: tallyd holds\n"
+          "other content for a seq this spool sent; the spool is kept); 2 usage or\n"
+          "configuration error; 3 all durable but some lines were malformed.\n",
+          out);
 }
 
 static int64_t now_ms(void)
@@ -100,65 +157,157 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Returns 0, or EXIT_USAGE after saying why. */
-static int options_parse(int argc, char **argv, struct options *o)
+static const struct popt *popt_find(const char *name)
 {
-    static const struct option longopts[] = {
-        {"server", required_argument, NULL, 's'}, {"collector", required_argument, NULL, 'c'},
-        {"spool", required_argument, NULL, 'd'},  {"ballot-key", required_argument, NULL, 'k'},
-        {"batch", required_argument, NULL, 'b'},  {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-    };
-    memset(o, 0, sizeof(*o));
-    o->batch = DEFAULT_BATCH;
-    const char *server = NULL;
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        uint64_t v;
-        switch (ch) {
-        case 's':
-            server = optarg;
-            break;
-        case 'c':
-            o->collector = optarg;
-            break;
-        case 'd':
-            o->spool = optarg;
-            break;
-        case 'k':
-            o->key_file = optarg;
-            break;
-        case 'b':
-            if (parse_u64(optarg, UINT32_MAX, &v) < 0 || v == 0) {
-                fprintf(stderr, "tally-push: --batch wants a positive number, not '%s'\n", optarg);
-                return EXIT_USAGE;
-            }
-            o->batch = (uint32_t)v;
-            break;
-        case 'q':
+    for (size_t i = 0; i < N_POPTS; i++)
+        if (strcmp(popts[i].name, name) == 0)
+            return &popts[i];
+    return NULL;
+}
+
+/* Sets one option from its text, the same checks for the command line, the file and the
+ * defaults. val is NULL for a flag on the command line. Returns 0, or -1 with the reason
+ * in err. */
+static int option_set(struct options *o, const struct popt *p, const char *val, char *err,
+                      size_t len)
+{
+    uint64_t v;
+    switch (p->kind) {
+    case POPT_SERVER:
+        if (addr_split(val, o->host, sizeof(o->host), &o->port) < 0) {
+            snprintf(err, len, "--server wants HOST:PORT, not '%s'", val);
+            return -1;
+        }
+        o->has_server = true;
+        return 0;
+    case POPT_COLLECTOR:
+        if (!tally_client_id_is_valid(val)) {
+            snprintf(err, len, "collector id must be 1-63 characters of [A-Za-z0-9._-]");
+            return -1;
+        }
+        snprintf(o->collector, sizeof(o->collector), "%s", val);
+        return 0;
+    case POPT_PATH: {
+        char *dst = strcmp(p->name, "spool") == 0 ? o->spool : o->key_file;
+        if (!*val || strlen(val) >= PATH_MAX) {
+            snprintf(err, len, "--%s wants a path of 1 to %d bytes", p->name, PATH_MAX - 1);
+            return -1;
+        }
+        memcpy(dst, val, strlen(val) + 1);
+        return 0;
+    }
+    case POPT_BATCH:
+        if (parse_u64(val, UINT32_MAX, &v) < 0 || v == 0) {
+            snprintf(err, len, "--batch wants a positive number, not '%s'", val);
+            return -1;
+        }
+        o->batch = (uint32_t)v;
+        return 0;
+    case POPT_FLAG: /* "--quiet" on the command line; "quiet = yes|no" in a file */
+        if (!val || !*val || !strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1"))
             o->quiet = true;
-            break;
-        case 'h':
+        else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "0"))
+            o->quiet = false;
+        else {
+            snprintf(err, len, "--%s wants yes or no, not '%s'", p->name, val);
+            return -1;
+        }
+        return 0;
+    case POPT_ACTION:
+        return 0;
+    }
+    return -1;
+}
+
+static int file_set(void *arg, const char *name, const char *value, char *err, size_t len)
+{
+    const struct popt *p = popt_find(name);
+    if (!p) {
+        snprintf(err, len, "unknown option '%s' (see tally-push --help)", name);
+        return -1;
+    }
+    if (p->kind == POPT_ACTION) {
+        snprintf(err, len, "'%s' is for the command line only", name);
+        return -1;
+    }
+    return option_set(arg, p, value, err, len);
+}
+
+/* One getopt_long pass over argv. The first (settings false) takes the actions only:
+ * --help and --version print and end it, --config and --check-config are noted, an
+ * unknown option is an error. The second applies the settings over the file's. Returns 0,
+ * OPTIONS_DONE or EXIT_USAGE (after saying why). */
+static int cmdline(struct options *o, int argc, char **argv, bool settings)
+{
+    struct option longopts[N_POPTS + 1];
+    for (size_t i = 0; i < N_POPTS; i++)
+        longopts[i] = (struct option){popts[i].name, popts[i].arg ? required_argument : no_argument,
+                                      NULL, POPT_VAL + (int)i};
+    longopts[N_POPTS] = (struct option){0};
+    opterr = 0;
+    optind = 0; /* glibc: a full restart, the second pass rescans the (permuted) argv */
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (ch == 'h' && settings)
+            continue;
+        if (ch == 'h') {
             usage(stdout);
-            exit(0);
-        default:
+            return OPTIONS_DONE;
+        }
+        if (ch < POPT_VAL || (size_t)(ch - POPT_VAL) >= N_POPTS) {
             fprintf(stderr, "tally-push: unknown or incomplete option '%s'\n", argv[optind - 1]);
             usage(stderr);
             return EXIT_USAGE;
         }
+        const struct popt *p = &popts[ch - POPT_VAL];
+        if (p->kind == POPT_ACTION) {
+            if (settings)
+                continue;
+            if (strcmp(p->name, "help") == 0) {
+                usage(stdout);
+                return OPTIONS_DONE;
+            }
+            if (strcmp(p->name, "version") == 0) {
+                printf("tally-push %s (protocol %u)\n", TALLY_PUSH_VERSION, TALLY_PROTOCOL_VERSION);
+                return OPTIONS_DONE;
+            }
+            if (strcmp(p->name, "config") == 0)
+                o->config = optarg;
+            else
+                o->check_config = true;
+            continue;
+        }
+        char err[PATH_MAX + 128];
+        if (settings && option_set(o, p, optarg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "tally-push: %s\n", err);
+            return EXIT_USAGE;
+        }
     }
-    if (!server || !o->collector || !o->spool) {
+    return 0;
+}
+
+/* Defaults, then the --config file, then the command line. Returns 0, OPTIONS_DONE or
+ * EXIT_USAGE after saying why. */
+static int options_parse(int argc, char **argv, struct options *o)
+{
+    memset(o, 0, sizeof(*o));
+    int rc = cmdline(o, argc, argv, false);
+    if (rc)
+        return rc;
+    char err[PATH_MAX + 640];
+    for (size_t i = 0; i < N_POPTS; i++)
+        if (popts[i].def && option_set(o, &popts[i], popts[i].def, err, sizeof(err)) < 0)
+            abort(); /* a default that does not parse is a bug any test catches */
+    if (o->config && conffile_read(o->config, file_set, o, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tally-push: %s\n", err);
+        return EXIT_USAGE;
+    }
+    rc = cmdline(o, argc, argv, true);
+    if (rc)
+        return rc;
+    if (!o->has_server || !o->collector[0] || !o->spool[0]) {
         fprintf(stderr, "tally-push: --server, --collector and --spool are required\n");
         usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (addr_split(server, o->host, sizeof(o->host), &o->port) < 0) {
-        fprintf(stderr, "tally-push: --server wants HOST:PORT, not '%s'\n", server);
-        return EXIT_USAGE;
-    }
-    if (!tally_client_id_is_valid(o->collector)) {
-        fprintf(stderr, "tally-push: collector id must be 1-63 characters of [A-Za-z0-9._-]\n");
         return EXIT_USAGE;
     }
     if (argc - optind > 1) {
@@ -182,7 +331,7 @@ static void on_client_log(void *arg, enum tally_client_log_level level, const ch
 
 static int key_load(struct push *p)
 {
-    if (!p->opt.key_file) {
+    if (!p->opt.key_file[0]) {
         memcpy(p->key, push_demo_key, PUSH_KEY_BYTES);
         fprintf(stderr, "tally-push: WARN: no --ballot-key: using the public demo key; anyone "
                         "can link its tokens to voter ids. Use a secret key in a real "
@@ -540,17 +689,31 @@ static int push_run(struct push *p)
     return 0;
 }
 
+/* --check-config: the options are valid by now; the ballot key is the one setting only
+ * its file can prove. Reads nothing else: no input, no spool, no connection. */
+static int config_check(struct push *p)
+{
+    int rc = key_load(p) < 0 ? EXIT_USAGE : 0;
+    sodium_memzero(p->key, sizeof(p->key));
+    if (rc == 0)
+        printf("tally-push: configuration OK (%s)\n",
+               p->opt.config ? p->opt.config : "command line only");
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct push p;
     memset(&p, 0, sizeof(p));
     int rc = options_parse(argc, argv, &p.opt);
     if (rc)
-        return rc;
+        return rc == OPTIONS_DONE ? 0 : rc;
     if (sodium_init() < 0) {
         fprintf(stderr, "tally-push: libsodium failed to initialise\n");
         return EXIT_FATAL;
     }
+    if (p.opt.check_config)
+        return config_check(&p);
     /* No SA_RESTART: a read blocked on stdin must return so the signal is seen. */
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
