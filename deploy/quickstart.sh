@@ -94,7 +94,7 @@ trap 'exit 130' INT TERM
 # ---- 1. dependencies and build -----------------------------------------------------------
 step "dependencies"
 bash "$ROOT/deploy/install-deps.sh" build-essential cmake pkg-config libevent-dev \
-    libprotobuf-c-dev protobuf-c-compiler libpq-dev postgresql libsodium-dev
+    libprotobuf-c-dev protobuf-c-compiler libpq-dev postgresql libsodium-dev libsystemd-dev
 info "all present"
 
 step "build (Release) in build-release/"

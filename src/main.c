@@ -14,22 +14,26 @@
 #include "config.h"
 #include "core/log.h"
 #include "ingest/ingest.h"
+#include "notify.h"
 #include "publish.h"
 #include "store/store.h"
-
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-    (void)what;
-    log_info("received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    ingest_shutdown(arg);
-}
 
 struct tallyd {
     struct tallyd_config cfg;
     struct publish *pub;
     struct ingest *in;
+    struct notify *notify;
     bool failed; /* start-up could not finish: exit 1 whatever ingest says */
 };
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct tallyd *t = arg;
+    log_info("received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    notify_stopping(t->notify);
+    ingest_shutdown(t->in);
+}
 
 static struct ingest_config ingest_config_of(const struct tallyd_config *c)
 {
@@ -76,6 +80,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_error("received SIGHUP: %s; keeping the running configuration", err);
         return;
     }
+    notify_reloading(t->notify, false);
     log_info("received SIGHUP: read %s again", t->cfg.config_path);
     tallyd_config_diff(&t->cfg, &next, say_changed, NULL);
     log_set_level((enum log_level)next.log_level);
@@ -87,6 +92,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     t->cfg.max_batch_votes = next.max_batch_votes;
     t->cfg.shutdown_grace_ms = next.shutdown_grace_ms;
     t->cfg.log_level = next.log_level;
+    notify_reloading(t->notify, true);
 }
 
 /* Start-up finished: the API gets its catalog and the recovered state. */
@@ -107,6 +113,7 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     log_set_level((enum log_level)t.cfg.log_level);
+    log_detect_journal();
     signal(SIGPIPE, SIG_IGN);
     if (sodium_init() < 0) {
         log_error("libsodium cannot start");
@@ -140,9 +147,10 @@ int main(int argc, char **argv)
     if (!t.in)
         goto out;
     publish_follow(t.pub, t.in);
+    t.notify = notify_new(base, t.in);
 
-    sigterm = evsignal_new(base, SIGTERM, on_signal, t.in);
-    sigint = evsignal_new(base, SIGINT, on_signal, t.in);
+    sigterm = evsignal_new(base, SIGTERM, on_signal, &t);
+    sigint = evsignal_new(base, SIGINT, on_signal, &t);
     sighup = evsignal_new(base, SIGHUP, on_hup, &t);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
@@ -157,6 +165,7 @@ out:
         event_free(sigint);
     if (sighup)
         event_free(sighup);
+    notify_free(t.notify);
     /* ingest first: its store thread may still call back into what publish holds. */
     ingest_free(t.in);
     publish_free(t.pub);

@@ -2,17 +2,23 @@
 #include "core/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
-static enum log_level min_level = LOG_INFO;
+static atomic_int min_level = LOG_INFO;
+/* Set once at start-up, before any thread: stderr is systemd's journal stream. */
+static bool to_journal;
 static const char *const level_names[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
 
 void log_set_level(enum log_level level)
 {
-    min_level = level;
+    atomic_store_explicit(&min_level, (int)level, memory_order_relaxed);
 }
 
 int log_level_parse(const char *name)
@@ -24,12 +30,30 @@ int log_level_parse(const char *name)
     return -1;
 }
 
+bool log_detect_journal(void)
+{
+    /* systemd sets JOURNAL_STREAM=DEV:INODE for the stream it connects stderr to; a stderr
+     * redirected elsewhere by the unit or a wrapper no longer matches. */
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    to_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+                 (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+    return to_journal;
+}
+
 static void log_vline(enum log_level level, const char *ctx, const char *fmt, va_list ap)
 {
-    if (level < min_level)
+    if ((int)level < atomic_load_explicit(&min_level, memory_order_relaxed))
         return;
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (to_journal) {
+        /* sd-daemon(3) priority prefixes; the journal keeps its own timestamps. */
+        static const int prio[] = {7, 6, 4, 3};
+        fprintf(stderr, "<%d>%s%s\n", prio[level], ctx, msg);
+        return;
+    }
 
     struct timeval tv;
     gettimeofday(&tv, NULL);

@@ -3,10 +3,16 @@
 #ifndef CORE_LOG_H
 #define CORE_LOG_H
 
+#include <stdbool.h>
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
-/* Lines below this level are dropped. Set once at start-up, before threads. */
+/* Lines below this level are dropped. Any thread, any time (a reload changes it). */
 void log_set_level(enum log_level level);
+/* When stderr is systemd's journal stream (JOURNAL_STREAM), lines carry sd-daemon priority
+ * prefixes ("<3>...") and no timestamp. Call once at start-up, before threads; returns
+ * whether it is. */
+bool log_detect_journal(void);
 /* Parses "debug", "info", "warn", "error"; returns -1 on anything else. */
 int log_level_parse(const char *name);
 

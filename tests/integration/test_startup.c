@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static struct ts_case tc;
@@ -228,6 +230,77 @@ static void test_metrics_for_operators(void **state)
     assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(30000)), 0);
 }
 
+/* Under systemd: READY=1 only once recovered (Type=notify), STATUS lines, STOPPING=1 at
+ * SIGTERM; and lines with journald priorities when stderr is the journal's stream. */
+static void test_systemd_notify_and_journal(void **state)
+{
+    (void)state;
+    char sock[100], log[1200];
+    int n = snprintf(sock, sizeof sock, "/tmp/tally-notify-%d.sock", (int)getpid());
+    assert_true(n > 0 && (size_t)n < sizeof sock);
+    unlink(sock);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    snprintf(log, sizeof log, "%s/journal.log", tc.dir);
+    assert_int_equal(ts_write_file(log, ""), 0);
+    struct stat st;
+    assert_int_equal(stat(log, &st), 0);
+    char js[64];
+    snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("NOTIFY_SOCKET", sock, 1);
+    setenv("JOURNAL_STREAM", js, 1);
+    struct ts_tallyd d;
+    memset(&d, 0, sizeof d);
+    d.port = ts_free_port();
+    do
+        d.http_port = ts_free_port();
+    while (d.http_port == d.port);
+    char listen[32], h[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", d.port);
+    snprintf(h, sizeof h, "127.0.0.1:%u", d.http_port);
+    char *argv[] = {
+        (char *)ts_prog("tallyd"), "--db", tc.conninfo, "--listen", listen, "--http", h, NULL};
+    assert_int_equal(ts_spawn(&d.proc, "tallyd", argv, NULL, log), 0);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("JOURNAL_STREAM");
+    assert_int_equal(ts_tallyd_wait_http(&d, "/readyz", 200, ts_scale(20000)), 0);
+
+    char all[8192] = "";
+    for (int64_t end = ts_now_ms() + ts_scale(5000); ts_now_ms() < end && !strstr(all, "READY=1");
+         ts_sleep_ms(50)) {
+        char buf[1024];
+        ssize_t r;
+        while ((r = recv(fd, buf, sizeof buf - 1, 0)) > 0) {
+            buf[r] = '\0';
+            strncat(all, buf, sizeof all - strlen(all) - 2);
+            strcat(all, "\n");
+        }
+    }
+    if (!strstr(all, "READY=1") || !strstr(all, "STATUS="))
+        fail_msg("no READY=1/STATUS from tallyd: '%s'", all);
+    ts_proc_signal(&d.proc, SIGTERM);
+    assert_int_equal(ts_proc_wait(&d.proc, ts_scale(10000)), 0);
+    assert_int_equal(ts_proc_code(&d.proc), 0);
+    char buf[1024];
+    ssize_t r;
+    while ((r = recv(fd, buf, sizeof buf - 1, 0)) > 0) {
+        buf[r] = '\0';
+        strncat(all, buf, sizeof all - strlen(all) - 1);
+    }
+    assert_non_null(strstr(all, "STOPPING=1"));
+    close(fd);
+    unlink(sock);
+    char *text = ts_read_file(log);
+    assert_non_null(text);
+    assert_true(strncmp(text, "<6>", 3) == 0); /* info, no timestamp */
+    assert_null(strstr(text, "Z INFO"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_sighup_does_not_kill),
         cmocka_unit_test(test_sighup_reloads_the_file),
         cmocka_unit_test(test_metrics_for_operators),
+        cmocka_unit_test(test_systemd_notify_and_journal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
