@@ -26,11 +26,26 @@
  * copy of this one, uses the same collector id), the client stops with
  * TALLY_CLIENT_ERR_SEQ_CONFLICT, even if tallyd already counts that seq as durable.
  *
+ * Several servers (a tallyd and its hot standbys on the same database, see tallyd --standby):
+ * the config may list them (tally_client_config.servers). One session runs at a time, with one
+ * of them. A server that is away or stopping gives way to the next in the list, at once: a
+ * connect refused (a standby holds its port without listening), timed out or reset, a
+ * connection closed or a Welcome missing before the session began, ERROR_SHUTTING_DOWN or
+ * ERROR_INTERNAL, a session lost or stalled. Each server is tried once per round, starting
+ * after the one that failed; only when a whole round failed does the client back off (the same
+ * back-off as for a single server). A transient error about this collector's own session
+ * (ERROR_SEQ_GAP, ERROR_REPLACED) retries the same server after the back-off. A fatal status
+ * stays fatal whichever server gave it: no other server is asked. The rules of deletion above
+ * do not change with the server: an Ack{seq} counts only within one writer epoch of one listed
+ * server (the Welcome of another server, or of a new epoch, unconfirms every batch), and a new
+ * session resends every batch not deleted, exactly as on any reconnect. Log lines say which
+ * server is used ("server 2 of 3") once the list has more than one.
+ *
  * Threading: a struct tally_client is not thread-safe; use it from one thread at a time.
  * Different clients may live on different threads: tally_client_new calls sodium_init(),
  * which is idempotent and thread-safe, and the library has no other global state.
  * Blocking: every call returns within its timeout, except tally_client_spool (two fsyncs) and
- * name resolution of the server host (getaddrinfo), which may block briefly.
+ * name resolution of a server host (getaddrinfo), which may block briefly.
  * Signals: the library never raises SIGPIPE (MSG_NOSIGNAL) and changes no signal disposition.
  * A signal that interrupts a wait makes it return TALLY_CLIENT_ERR_INTR, so the caller can
  * check its own flags.
@@ -77,8 +92,9 @@ enum tally_client_status {
 
 enum tally_client_log_level {
     TALLY_CLIENT_LOG_DEBUG = 0, /* every reconnect attempt after the first failure */
-    TALLY_CLIENT_LOG_INFO,      /* session established, torn batch discarded */
-    TALLY_CLIENT_LOG_WARN,      /* connection lost or refused, transient server errors */
+    TALLY_CLIENT_LOG_INFO,      /* session established (and with which server), torn batch */
+    TALLY_CLIENT_LOG_WARN,      /* connection lost or refused, transient server errors: each
+                                 * line says which server comes next, and when */
     TALLY_CLIENT_LOG_ERROR,     /* the reason of a fatal status */
 };
 
@@ -86,9 +102,20 @@ enum tally_client_log_level {
  * until the callback returns. Must not call back into the client. */
 typedef void (*tally_client_log_cb)(void *arg, enum tally_client_log_level level, const char *msg);
 
+/* Most servers a config may list. */
+#define TALLY_CLIENT_SERVERS_MAX 16u
+
+/* One tallyd collector address. */
+struct tally_client_server {
+    const char *host; /* host name or address (IPv6 without brackets); required */
+    uint16_t port;    /* collector port; required */
+};
+
+/* The server is given either in host and port or as a list in servers (host NULL, port 0),
+ * never both. */
 struct tally_client_config {
-    const char *host;            /* tallyd host name or address; required */
-    uint16_t port;               /* tallyd collector port; required */
+    const char *host;            /* tallyd host name or address; NULL when servers is set */
+    uint16_t port;               /* tallyd collector port; 0 when servers is set */
     const char *collector_id;    /* [A-Za-z0-9._-]{1,63}; required */
     const char *consultation_id; /* NULL or "": whatever consultation tallyd holds */
     const char *spool_dir;       /* created (one level, mode 0700) if missing; required */
@@ -98,6 +125,11 @@ struct tally_client_config {
     int stall_timeout_ms;        /* no byte from tallyd while acks are owed; 0: 60000 */
     tally_client_log_cb log_cb;  /* NULL: silent (see tally_client_stats.last_error) */
     void *log_arg;
+    /* 1 to TALLY_CLIENT_SERVERS_MAX tallyd of one database (an active one and its standbys),
+     * tried in this order, round robin (see the top of this file); NULL (n_servers 0): the one
+     * in host and port. Array and strings are copied. */
+    const struct tally_client_server *servers;
+    size_t n_servers;
 };
 
 /* Cumulative figures of this collector's durable batches, as tallyd reports them. */
@@ -121,6 +153,7 @@ struct tally_client_stats {
     struct tally_client_totals server; /* durable totals last reported by tallyd */
     bool server_known;                 /* a Welcome has been received since tally_client_new */
     bool connected;                    /* a session is established right now (Welcome received) */
+    uint32_t server_index;             /* servers[] index dialled or in session (0: host/port) */
     uint32_t max_batch_votes;          /* tallyd's limit from the last Welcome; 0 before */
     uint32_t max_frame_bytes;          /* tallyd's limit from the last Welcome; 0 before */
     int status;                        /* 0, or the sticky fatal status */
@@ -158,14 +191,16 @@ int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const ui
 int tally_client_last_cursor(const struct tally_client *c, void *buf, size_t len,
                              size_t *out_len) TALLY_CLIENT_WUR;
 
-/* Does the network work: connects or reconnects when due (backoff 100 ms doubling to 5 s, with
- * jitter), says Hello, resends every batch not yet deleted, sends new batches while fewer than
- * `window` are unacked, reads acks and deletes batches once durable and acked (see the top of
- * this file). Waits at most timeout_ms (0: only what is possible at once) and returns after
- * the first round that did something. Transient failures (server away, connection lost,
- * server shutting down or replaced, SEQ_GAP) are handled here and only show in stats. A
- * durable seq may cover batches not yet resent on this session: those acked to this process
- * before are deleted and not resent; the others are resent and deleted on their ack. A
+/* Does the network work: connects or reconnects when due (the next server at once while a
+ * round of the list goes on; after a failed round, or with a single server, backoff 100 ms
+ * doubling to 5 s, with jitter), says Hello, resends every batch not yet deleted, sends new
+ * batches while fewer than `window` are unacked, reads acks and deletes batches once durable
+ * and acked (see the top of this file). Waits at most timeout_ms (0: only what is possible at
+ * once) and returns after the first round that did something. Transient failures (server
+ * away, connection lost, server shutting down or replaced, SEQ_GAP) are handled here, moving
+ * on to the next server where the top of this file says so, and only show in stats and the
+ * log. A durable seq may cover batches not yet resent on this session: those acked to this
+ * process before are deleted and not resent; the others are resent and deleted on their ack. A
  * durable seq beyond the last seq ever spooled is TALLY_CLIENT_ERR_FOREIGN; ERROR_SEQ_CONFLICT
  * from tallyd is TALLY_CLIENT_ERR_SEQ_CONFLICT (the spool is kept as it is). Returns 0;
  * TALLY_CLIENT_ERR_INTR if a signal interrupted the wait; or a fatal status. */

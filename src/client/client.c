@@ -1,14 +1,14 @@
-/* The collector session: connect, Hello/Welcome, stream spooled batches within a window,
- * read acks, release batches once durable and acked, reconnect with backoff. Owns the socket
- * and the session state machine; the disk belongs to spool.c, the bytes on the wire to wire/.
- * One non-blocking socket driven by poll(): the collector is a simple program and needs no
- * event library, but it must read acks while a large batch is still being written. */
+/* The collector session: Hello/Welcome, stream spooled batches within a window, read acks,
+ * release batches once durable and acked, start over when a session ends. Owns the socket and
+ * the session state machine; which server to dial and when belongs to dial.c, the disk to
+ * spool.c, the bytes on the wire to wire/. One non-blocking socket driven by poll(): the
+ * collector is a simple program and needs no event library, but it must read acks while a
+ * large batch is still being written. */
 #include "tally/client.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -22,6 +22,7 @@
 
 #include <sodium.h>
 
+#include "client/dial.h"
 #include "client/spool.h"
 #include "wire/wire.h"
 
@@ -29,8 +30,6 @@
 #define DEFAULT_MAX_SPOOLED 256u
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_STALL_TIMEOUT_MS 60000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 /* A session that lived this long was healthy: the next failure starts backoff over. */
 #define SESSION_HEALTHY_MS 5000
 /* tallyd only sends Welcome, Ack and Error: small. Anything bigger is not tallyd. */
@@ -48,8 +47,6 @@ enum conn_state {
 };
 
 struct tally_client {
-    char *host;
-    char port[8];
     char collector_id[TALLY_COLLECTOR_ID_MAX + 1];
     char *consultation_id;
     char *spool_dir; /* for messages */
@@ -64,17 +61,13 @@ struct tally_client {
     int status; /* sticky fatal status, or 0 */
     char last_error[512];
 
+    struct client_dial dial; /* the servers, the one in use, when to try the next */
     enum conn_state state;
     int fd;
-    struct addrinfo *ai;     /* resolved addresses of host */
-    struct addrinfo *ai_cur; /* the one being tried; NULL: resolve again */
-    int64_t deadline;        /* CONNECTING: connect; HELLO: Welcome */
+    int64_t deadline; /* CONNECTING: connect; HELLO: Welcome */
     int64_t retry_at;
-    int backoff_ms;
-    unsigned failures; /* consecutive failed attempts */
     int64_t session_start;
     int64_t last_rx;
-    char peer[NI_MAXHOST + NI_MAXSERV + 4];
 
     uint8_t *hello;
     size_t hello_len, hello_off;
@@ -89,6 +82,7 @@ struct tally_client {
      * there but not yet acked to this process, so not known to be ours (see release_confirmed) */
     uint64_t server_durable;
     uint64_t confirm_epoch; /* writer epoch the spool's confirmations came from (Welcome) */
+    size_t confirm_server;  /* and the server (dial.cur) that said it */
 
     uint8_t *in;
     size_t in_len, in_cap;
@@ -147,34 +141,58 @@ static void conn_close(struct tally_client *c)
     arena_reset(&c->arena);
 }
 
-/* The one way a session ends for a transient reason: log, close, schedule the retry. */
+/* The one way a session or an attempt ends for a transient reason: log, close, and let the
+ * reconnect policy say which server comes next, and when. move_on: the server is away or
+ * stopping; false: the reason is this collector's session, the server is fine. */
+static void conn_end(struct tally_client *c, bool move_on, const char *fmt, va_list ap)
+{
+    char why[384];
+    vsnprintf(why, sizeof(why), fmt, ap);
+    int64_t now = now_ms();
+    bool was_up = c->state == CONN_READY;
+    if (was_up && now - c->session_start >= SESSION_HEALTHY_MS)
+        client_dial_progress(&c->dial);
+    bool first = c->dial.failures == 0;
+    conn_close(c);
+    int delay = client_dial_failed(&c->dial, move_on);
+    c->retry_at = now + delay;
+    str_copy(c->last_error, sizeof(c->last_error), why);
+    enum tally_client_log_level level =
+        first || was_up ? TALLY_CLIENT_LOG_WARN : TALLY_CLIENT_LOG_DEBUG;
+    const struct client_dial *d = &c->dial;
+    if (d->n == 1)
+        client_log(c, level, "%s; retrying in %d ms", why, delay);
+    else if (delay == 0)
+        client_log(c, level, "%s; trying server %zu of %zu (%s) now", why, d->cur + 1, d->n,
+                   client_dial_name(d));
+    else
+        client_log(c, level, "%s; %s server %zu of %zu (%s) in %d ms", why,
+                   move_on ? "no server answered: trying" : "retrying", d->cur + 1, d->n,
+                   client_dial_name(d), delay);
+}
+
 static void conn_fail(struct tally_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void conn_fail(struct tally_client *c, const char *fmt, ...)
 {
-    char why[384];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
+    conn_end(c, true, fmt, ap);
     va_end(ap);
-    int64_t now = now_ms();
-    bool was_up = c->state == CONN_READY;
-    if (was_up && now - c->session_start >= SESSION_HEALTHY_MS)
-        c->failures = 0;
-    conn_close(c);
-    c->ai_cur = NULL;
-    c->backoff_ms = c->failures == 0 ? BACKOFF_MIN_MS : c->backoff_ms * 2;
-    if (c->backoff_ms > BACKOFF_MAX_MS)
-        c->backoff_ms = BACKOFF_MAX_MS;
-    /* Jitter in [backoff/2, backoff]: collectors cut off together must not return together. */
-    int half = c->backoff_ms / 2;
-    int delay = half + (int)randombytes_uniform((uint32_t)(c->backoff_ms - half) + 1);
-    c->retry_at = now + delay;
-    str_copy(c->last_error, sizeof(c->last_error), why);
-    client_log(c, c->failures == 0 || was_up ? TALLY_CLIENT_LOG_WARN : TALLY_CLIENT_LOG_DEBUG,
-               "%s; retrying in %d ms", why, delay);
-    c->failures++;
+}
+
+/* Like conn_fail, for a reason that concerns this collector's session and not the server's
+ * health: the same server is tried again after the back-off. */
+static void conn_retry(struct tally_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void conn_retry(struct tally_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_end(c, false, fmt, ap);
+    va_end(ap);
 }
 
 /* A permanent failure: stop talking to the server; every later call returns code. */
@@ -243,10 +261,8 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
                                       size_t err_len)
 {
     const char *why = NULL;
-    if (!cfg || !cfg->host || !*cfg->host)
-        why = "server host is required";
-    else if (cfg->port == 0)
-        why = "server port is required";
+    if (!cfg)
+        why = "config is required";
     else if (!tally_client_id_is_valid(cfg->collector_id))
         why = "collector id must be 1-63 characters of [A-Za-z0-9._-]";
     else if (!cfg->spool_dir || !*cfg->spool_dir)
@@ -270,12 +286,14 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
     if (!c)
         abort();
     c->fd = -1;
-    c->host = strdup(cfg->host);
+    if (client_dial_init(&c->dial, cfg, err, err_len) < 0) {
+        free(c);
+        return NULL;
+    }
     c->consultation_id = strdup(cfg->consultation_id ? cfg->consultation_id : "");
     c->spool_dir = strdup(cfg->spool_dir);
-    if (!c->host || !c->consultation_id || !c->spool_dir)
+    if (!c->consultation_id || !c->spool_dir)
         abort();
-    snprintf(c->port, sizeof(c->port), "%u", (unsigned)cfg->port);
     snprintf(c->collector_id, sizeof(c->collector_id), "%s", cfg->collector_id);
     c->max_spooled = cfg->max_spooled ? cfg->max_spooled : DEFAULT_MAX_SPOOLED;
     c->window = cfg->window ? cfg->window : DEFAULT_WINDOW;
@@ -295,7 +313,7 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
         arena_cleanup(&c->arena);
         free(c->spool_dir);
         free(c->consultation_id);
-        free(c->host);
+        client_dial_cleanup(&c->dial);
         free(c);
         return NULL;
     }
@@ -312,15 +330,13 @@ void tally_client_free(struct tally_client *c)
     if (!c)
         return;
     conn_close(c);
-    if (c->ai)
-        freeaddrinfo(c->ai);
+    client_dial_cleanup(&c->dial);
     client_spool_close(&c->spool);
     arena_cleanup(&c->arena);
     free(c->in);
     free(c->hello);
     free(c->spool_dir);
     free(c->consultation_id);
-    free(c->host);
     free(c);
 }
 
@@ -394,6 +410,7 @@ void tally_client_stats(const struct tally_client *c, struct tally_client_stats 
     out->votes_pending = c->spool.pending_votes;
     out->durable_seq = c->spool.durable_seq;
     out->connected = c->state == CONN_READY;
+    out->server_index = (uint32_t)c->dial.cur;
     if (out->connected) {
         out->acked_seq = c->acked_seq;
         out->sent_seq = c->send_seq - 1;
@@ -446,77 +463,44 @@ static void conn_established(struct tally_client *c)
     c->in_len = 0;
 }
 
-static void peer_name(struct tally_client *c, const struct addrinfo *ai)
+/* Where dial.c left things: a socket connected, connecting, or nothing and a reason. */
+static void conn_dialled(struct tally_client *c, enum client_dial_status st, int fd,
+                         const char *why)
 {
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
-    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), serv, sizeof(serv),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(c->peer, sizeof(c->peer), "%s:%s", c->host, c->port);
-    else if (ai->ai_family == AF_INET6)
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%s", host, serv);
-    else
-        snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
+    c->fd = fd;
+    switch (st) {
+    case CLIENT_DIAL_CONNECTED:
+        conn_established(c);
+        return;
+    case CLIENT_DIAL_PENDING:
+        c->state = CONN_CONNECTING;
+        c->deadline = now_ms() + c->connect_timeout_ms;
+        return;
+    case CLIENT_DIAL_FAILED:
+        c->state = CONN_IDLE;
+        conn_fail(c, "%s", why);
+        return;
+    }
 }
 
-/* Starts a connect to the current address (resolving first when needed), moving on to the
- * next address when one fails at once. */
+/* Starts a connect to the current server. */
 static void conn_start(struct tally_client *c)
 {
-    if (!c->ai_cur) {
-        if (c->ai)
-            freeaddrinfo(c->ai);
-        c->ai = NULL;
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        int rc = getaddrinfo(c->host, c->port, &hints, &c->ai);
-        if (rc != 0) {
-            c->ai = NULL;
-            conn_fail(c, "cannot resolve %s: %s", c->host, gai_strerror(rc));
-            return;
-        }
-        c->ai_cur = c->ai;
-    }
-    int saved = 0;
-    for (; c->ai_cur; c->ai_cur = c->ai_cur->ai_next) {
-        struct addrinfo *ai = c->ai_cur;
-        peer_name(c, ai);
-        c->fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (c->fd < 0) {
-            saved = errno;
-            continue;
-        }
-        if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            conn_established(c);
-            return;
-        }
-        if (errno == EINPROGRESS) {
-            c->state = CONN_CONNECTING;
-            c->deadline = now_ms() + c->connect_timeout_ms;
-            return;
-        }
-        saved = errno;
-        close(c->fd);
-        c->fd = -1;
-    }
-    conn_fail(c, "cannot connect to %s:%s: %s", c->host, c->port, strerror(saved));
+    char why[320];
+    int fd;
+    enum client_dial_status st = client_dial_start(&c->dial, &fd, why, sizeof(why));
+    conn_dialled(c, st, fd, why);
 }
 
 /* The pending connect finished (err == 0) or failed: go on, or try the next address. */
 static void conn_connect_done(struct tally_client *c, int err, const char *what)
 {
-    if (err == 0) {
-        conn_established(c);
-        return;
-    }
-    close(c->fd);
+    char why[320];
+    int fd = c->fd;
     c->fd = -1;
     c->state = CONN_IDLE;
-    if (c->ai_cur && c->ai_cur->ai_next) {
-        c->ai_cur = c->ai_cur->ai_next;
-        conn_start(c);
-        return;
-    }
-    conn_fail(c, "cannot connect to %s: %s", c->peer, what ? what : strerror(err));
+    enum client_dial_status st = client_dial_finish(&c->dial, err, what, &fd, why, sizeof(why));
+    conn_dialled(c, st, fd, why);
 }
 
 /* ---- frames from the server ---- */
@@ -602,14 +586,19 @@ static int on_welcome(struct tally_client *c, const Tally__Welcome *w)
 {
     if (w->protocol_version && w->protocol_version != TALLY_PROTOCOL_VERSION)
         return client_fatal(c, TALLY_CLIENT_ERR_REFUSED,
-                            "server at %s speaks protocol %u, this collector %u", c->peer,
+                            "server at %s speaks protocol %u, this collector %u", c->dial.peer,
                             w->protocol_version, TALLY_PROTOCOL_VERSION);
     /* An Ack{seq} means "this writer holds this content under seq"; a tallyd that started
      * since (a new writer epoch) may hold another source's batch there instead, so its
-     * durable seq confirms nothing acked before. 0: an older tallyd that does not say. */
-    if (w->writer_epoch == 0 || w->writer_epoch != c->confirm_epoch)
+     * durable seq confirms nothing acked before. 0: an older tallyd that does not say.
+     * Epochs are numbered per database: the same number from another listed server is the
+     * same writer only if the list names one database, which nothing here can check, so
+     * acks count per server too (a failover always brings a new epoch anyway). */
+    if (w->writer_epoch == 0 || w->writer_epoch != c->confirm_epoch ||
+        c->dial.cur != c->confirm_server)
         client_spool_unconfirm_all(&c->spool);
     c->confirm_epoch = w->writer_epoch;
+    c->confirm_server = c->dial.cur;
     /* Welcome may lower server_durable (tallyd lost what it had not checkpointed): the
      * batches above it are still pending here and simply go out again. */
     int rc = durable_check(c, w->durable_seq, "Welcome");
@@ -650,9 +639,14 @@ static int on_welcome(struct tally_client *c, const Tally__Welcome *w)
                  " (%" PRIu64 " durable there but never acked to this process: resent to check "
                  "they are ours)",
                  unconfirmed);
+    char which[64] = "";
+    if (c->dial.n > 1)
+        snprintf(which, sizeof(which), " (server %zu of %zu)", c->dial.cur + 1, c->dial.n);
     client_log(c, TALLY_CLIENT_LOG_INFO,
-               "connected to %s as %s: durable seq %" PRIu64 ", %zu batches to send%s", c->peer,
-               c->collector_id, c->server_durable, c->spool.count, why);
+               "connected to %s%s as %s: writer epoch %" PRIu64 ", durable seq %" PRIu64
+               ", %zu batches to send%s",
+               c->dial.peer, which, c->collector_id, w->writer_epoch, c->server_durable,
+               c->spool.count, why);
     c->last_error[0] = '\0';
     return 0;
 }
@@ -661,7 +655,8 @@ static int on_ack(struct tally_client *c, const Tally__Ack *a)
 {
     if (a->seq > 0) {
         if (a->seq >= c->send_seq) {
-            conn_fail(c, "server %s acked seq %" PRIu64 " which was not sent yet", c->peer, a->seq);
+            conn_fail(c, "server %s acked seq %" PRIu64 " which was not sent yet", c->dial.peer,
+                      a->seq);
             return 0;
         }
         if (a->seq > c->acked_seq)
@@ -670,7 +665,7 @@ static int on_ack(struct tally_client *c, const Tally__Ack *a)
          * are skipped, not sent), so tallyd acks our frame: applied now, or a retransmit of
          * content it holds already. */
         client_spool_confirm(&c->spool, a->seq);
-        c->failures = 0; /* the session makes progress */
+        client_dial_progress(&c->dial); /* the session makes progress */
     }
     /* Within a session durable_seq only grows; a lower one (an ack that does not carry it)
      * is no news. Only Welcome may tell us the server went backwards. It may pass what this
@@ -697,14 +692,14 @@ static int on_error(struct tally_client *c, const Tally__Error *e)
     case TALLY__ERROR_CODE__ERROR_BAD_VERSION:
     case TALLY__ERROR_CODE__ERROR_WRONG_CONSULTATION:
         return client_fatal(c, TALLY_CLIENT_ERR_REFUSED, "server %s refused collector %s: %s: %s",
-                            c->peer, c->collector_id, name, msg);
+                            c->dial.peer, c->collector_id, name, msg);
     case TALLY__ERROR_CODE__ERROR_BAD_FRAME:
     case TALLY__ERROR_CODE__ERROR_FRAME_TOO_LARGE:
     case TALLY__ERROR_CODE__ERROR_BAD_BATCH:
     case TALLY__ERROR_CODE__ERROR_NOT_HELLO:
         return client_fatal(c, TALLY_CLIENT_ERR_PROTOCOL,
                             "server %s rejected what we sent (%s: %s); resending would repeat it",
-                            c->peer, name, msg);
+                            c->dial.peer, name, msg);
     case TALLY__ERROR_CODE__ERROR_SEQ_GAP: {
         uint64_t want = e->expected_seq;
         if (want > c->spool.next_seq)
@@ -712,14 +707,15 @@ static int on_error(struct tally_client *c, const Tally__Error *e)
                                 "server %s expects seq %" PRIu64 " but this spool only ever "
                                 "assigned up to %" PRIu64 ": the spool was wiped or belongs to "
                                 "another server",
-                                c->peer, want, c->spool.next_seq - 1);
+                                c->dial.peer, want, c->spool.next_seq - 1);
         if (want && want <= c->spool.durable_seq)
             return client_fatal(c, TALLY_CLIENT_ERR_FOREIGN,
                                 "server %s expects seq %" PRIu64 " but it confirmed up to %" PRIu64
                                 " as durable before: the server lost durable data",
-                                c->peer, want, c->spool.durable_seq);
+                                c->dial.peer, want, c->spool.durable_seq);
         /* We still hold batch `want`: a new session resends from the durable seq. */
-        conn_fail(c, "server %s: %s (expected seq %" PRIu64 "): %s", c->peer, name, want, msg);
+        conn_retry(c, "server %s: %s (expected seq %" PRIu64 "): %s", c->dial.peer, name, want,
+                   msg);
         return 0;
     }
     case TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT: {
@@ -733,11 +729,15 @@ static int on_error(struct tally_client *c, const Tally__Error *e)
         return client_fatal(c, TALLY_CLIENT_ERR_SEQ_CONFLICT,
                             "another source is using collector id '%s': tallyd at %s holds other "
                             "content for %s (%s%s%s); the spool in %s is kept",
-                            c->collector_id, c->peer, which, name, *msg ? ": " : "", msg,
+                            c->collector_id, c->dial.peer, which, name, *msg ? ": " : "", msg,
                             c->spool_dir);
     }
-    default: /* REPLACED, SHUTTING_DOWN, INTERNAL and codes newer than us */
-        conn_fail(c, "server %s: %s: %s", c->peer, name, msg);
+    case TALLY__ERROR_CODE__ERROR_REPLACED:
+        /* The same collector id connected again: the server is fine, ask it again. */
+        conn_retry(c, "server %s: %s: %s", c->dial.peer, name, msg);
+        return 0;
+    default: /* SHUTTING_DOWN, INTERNAL and codes newer than us: this server cannot serve */
+        conn_fail(c, "server %s: %s: %s", c->dial.peer, name, msg);
         return 0;
     }
 }
@@ -752,7 +752,7 @@ static int on_frame(struct tally_client *c, const Tally__Frame *f)
     } else if (f->msg_case == TALLY__FRAME__MSG_ACK) {
         return on_ack(c, f->ack);
     }
-    conn_fail(c, "server %s sent an unexpected message (%d)", c->peer, (int)f->msg_case);
+    conn_fail(c, "server %s sent an unexpected message (%d)", c->dial.peer, (int)f->msg_case);
     return 0;
 }
 
@@ -769,7 +769,7 @@ static int conn_process(struct tally_client *c)
         if (ws == WIRE_OK)
             ws = wire_frame_decode(c->in + off + 4, plen, &c->arena, &f);
         if (ws != WIRE_OK) {
-            conn_fail(c, "server %s sent a bad frame", c->peer);
+            conn_fail(c, "server %s sent a bad frame", c->dial.peer);
             return 0;
         }
         off += 4 + plen;
@@ -803,7 +803,7 @@ static int conn_read(struct tally_client *c)
             break;
         progress = 1;
         if (n <= 0) {
-            conn_fail(c, "connection to %s %s", c->peer,
+            conn_fail(c, "connection to %s %s", c->dial.peer,
                       n == 0 ? "closed by the server" : strerror(errno));
             break;
         }
@@ -852,7 +852,7 @@ static int conn_write(struct tally_client *c)
             break;
         progress = 1;
         if (n < 0) {
-            conn_fail(c, "connection to %s: %s", c->peer, strerror(errno));
+            conn_fail(c, "connection to %s: %s", c->dial.peer, strerror(errno));
             break;
         }
         if (c->state == CONN_HELLO) {
@@ -931,10 +931,10 @@ static int client_step(struct tally_client *c)
         progress |= conn_write(c);
     now = now_ms();
     if (c->state == CONN_HELLO && now >= c->deadline) {
-        conn_fail(c, "no Welcome from %s within %d ms", c->peer, c->connect_timeout_ms);
+        conn_fail(c, "no Welcome from %s within %d ms", c->dial.peer, c->connect_timeout_ms);
         progress = 1;
     } else if (c->state == CONN_READY && acks_owed(c) && now - c->last_rx >= c->stall_timeout_ms) {
-        conn_fail(c, "no ack from %s for %d ms", c->peer, c->stall_timeout_ms);
+        conn_fail(c, "no ack from %s for %d ms", c->dial.peer, c->stall_timeout_ms);
         progress = 1;
     }
     return progress;

@@ -41,11 +41,17 @@ static void on_stop_signal(int sig)
     stop_signal = sig;
 }
 
-/* Strings are copies: a configuration file's values live only while it is read. */
-struct options {
+/* One address of --server. */
+struct push_server {
     char host[256];
     uint16_t port;
-    bool has_server;
+    char text[300]; /* as given, for messages */
+};
+
+/* Strings are copies: a configuration file's values live only while it is read. */
+struct options {
+    struct push_server servers[TALLY_CLIENT_SERVERS_MAX]; /* --server A,B,...: in this order */
+    size_t n_servers;                                     /* 0: not given */
     char collector[TALLY_COLLECTOR_ID_MAX + 1];
     char spool[PATH_MAX];
     char key_file[PATH_MAX]; /* "" for the demo key */
@@ -69,7 +75,10 @@ struct popt {
 };
 
 static const struct popt popts[] = {
-    {"server", POPT_SERVER, NULL, "HOST:PORT", "tallyd's collector address"},
+    {"server", POPT_SERVER, NULL, "HOST:PORT[,...]",
+     "tallyd's collector address; a list (comma-separated) names\n"
+     "an active tallyd and its standbys on one database, tried in\n"
+     "turn (see below)"},
     {"collector", POPT_COLLECTOR, NULL, "ID", "this collector's id, as registered in tallyd"},
     {"spool", POPT_PATH, NULL, "DIR", "spool directory, one per collector (created if missing)"},
     {"ballot-key", POPT_PATH, NULL, "FILE",
@@ -110,7 +119,7 @@ struct push {
 
 static void usage(FILE *out)
 {
-    fputs("usage: tally-push --server HOST:PORT --collector ID --spool DIR\n"
+    fputs("usage: tally-push --server HOST:PORT[,HOST:PORT]... --collector ID --spool DIR\n"
           "                  [--ballot-key FILE] [--batch N] [--quiet] [FILE|-]\n"
           "       tally-push --config FILE [--check-config] [OPTION]... [FILE|-]\n"
           "\n"
@@ -126,7 +135,10 @@ static void usage(FILE *out)
         const struct popt *p = &popts[i];
         char left[64];
         snprintf(left, sizeof(left), "--%s%s%s", p->name, p->arg ? " " : "", p->arg ? p->arg : "");
-        fprintf(out, "  %-20s ", left);
+        if (strlen(left) > 20)
+            fprintf(out, "  %s\n%23s", left, ""); /* too wide: its help on the next line */
+        else
+            fprintf(out, "  %-20s ", left);
         for (const char *h = p->help; *h; h++) {
             fputc(*h, out);
             if (*h == '\n')
@@ -137,6 +149,12 @@ static void usage(FILE *out)
         fputc('\n', out);
     }
     fputs("\n"
+          "Several servers: one session at a time, with one of them. A server that refuses\n"
+          "(a standby), stops (ERROR_SHUTTING_DOWN) or is lost gives way to the next in the\n"
+          "list at once; only after every one failed in a row does tally-push wait (100 ms\n"
+          "doubling to 5 s). Whatever is not durable yet is sent again to whichever answers,\n"
+          "exactly as after any reconnect; a fatal refusal from any of them is final.\n"
+          "\n"
           "Configuration file: `name = value` lines named like the long options above,\n"
           "`#` comments and blank lines; every option but config, check-config, help and\n"
           "version may be set there (quiet = yes|no). Values are checked like the command\n"
@@ -165,6 +183,49 @@ static const struct popt *popt_find(const char *name)
     return NULL;
 }
 
+/* --server A[,B...]: the whole list, replacing any earlier one (the command line's replaces
+ * the file's). Blanks around an address are ignored; an empty one, a duplicate or more than
+ * TALLY_CLIENT_SERVERS_MAX are errors. Returns 0, or -1 with the reason in err. */
+static int servers_set(struct options *o, const char *val, char *err, size_t len)
+{
+    struct push_server list[TALLY_CLIENT_SERVERS_MAX];
+    size_t n = 0;
+    for (const char *p = val;;) {
+        const char *end = strchr(p, ',');
+        size_t elen = end ? (size_t)(end - p) : strlen(p);
+        for (; elen && (*p == ' ' || *p == '\t'); elen--)
+            p++;
+        while (elen && (p[elen - 1] == ' ' || p[elen - 1] == '\t'))
+            elen--;
+        if (elen == 0 && (end || n > 0)) {
+            snprintf(err, len, "--server: empty address in '%s'", val);
+            return -1;
+        }
+        if (n == TALLY_CLIENT_SERVERS_MAX) {
+            snprintf(err, len, "--server takes at most %u addresses", TALLY_CLIENT_SERVERS_MAX);
+            return -1;
+        }
+        struct push_server *s = &list[n];
+        snprintf(s->text, sizeof(s->text), "%.*s", (int)elen, p);
+        if (elen >= sizeof(s->text) || addr_split(s->text, s->host, sizeof(s->host), &s->port)) {
+            snprintf(err, len, "--server wants HOST:PORT, not '%.*s'", (int)elen, p);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(list[i].text, s->text) == 0) {
+                snprintf(err, len, "--server lists %s twice", s->text);
+                return -1;
+            }
+        n++;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    memcpy(o->servers, list, n * sizeof(list[0]));
+    o->n_servers = n;
+    return 0;
+}
+
 /* Sets one option from its text, the same checks for the command line, the file and the
  * defaults. val is NULL for a flag on the command line. Returns 0, or -1 with the reason
  * in err. */
@@ -174,12 +235,7 @@ static int option_set(struct options *o, const struct popt *p, const char *val, 
     uint64_t v;
     switch (p->kind) {
     case POPT_SERVER:
-        if (addr_split(val, o->host, sizeof(o->host), &o->port) < 0) {
-            snprintf(err, len, "--server wants HOST:PORT, not '%s'", val);
-            return -1;
-        }
-        o->has_server = true;
-        return 0;
+        return servers_set(o, val, err, len);
     case POPT_COLLECTOR:
         if (!tally_client_id_is_valid(val)) {
             snprintf(err, len, "collector id must be 1-63 characters of [A-Za-z0-9._-]");
@@ -305,7 +361,7 @@ static int options_parse(int argc, char **argv, struct options *o)
     rc = cmdline(o, argc, argv, true);
     if (rc)
         return rc;
-    if (!o->has_server || !o->collector[0] || !o->spool[0]) {
+    if (!o->n_servers || !o->collector[0] || !o->spool[0]) {
         fprintf(stderr, "tally-push: --server, --collector and --spool are required\n");
         usage(stderr);
         return EXIT_USAGE;
@@ -441,11 +497,12 @@ static void progress(struct push *p, bool force)
     p->next_progress = now + PROGRESS_MS;
     struct tally_client_stats st;
     tally_client_stats(p->client, &st);
+    const char *server = p->opt.servers[st.server_index].text;
     fprintf(stderr,
             "tally-push: line %" PRIu64 ", %" PRIu64 " batches spooled (%" PRIu64
-            " votes), durable up to %" PRIu64 ", %s%s%s\n",
+            " votes), durable up to %" PRIu64 ", %s%s%s%s\n",
             p->line, st.batches_spooled, st.votes_spooled, st.durable_seq,
-            st.connected ? "connected" : "not connected",
+            st.connected ? "connected to " : "not connected", st.connected ? server : "",
             !st.connected && st.last_error[0] ? ": " : "", !st.connected ? st.last_error : "");
 }
 
@@ -629,9 +686,12 @@ static int push_run(struct push *p)
             return EXIT_FATAL;
         }
     }
+    struct tally_client_server servers[TALLY_CLIENT_SERVERS_MAX];
+    for (size_t i = 0; i < p->opt.n_servers; i++)
+        servers[i] = (struct tally_client_server){p->opt.servers[i].host, p->opt.servers[i].port};
     struct tally_client_config cfg = {
-        .host = p->opt.host,
-        .port = p->opt.port,
+        .servers = servers,
+        .n_servers = p->opt.n_servers,
         .collector_id = p->opt.collector,
         .spool_dir = p->opt.spool,
         .log_cb = on_client_log,

@@ -1,8 +1,8 @@
 /* Unit tests of libtally: the spool on disk (order, reopen, torn and corrupt files, cursor,
- * limits, nonces kept byte for byte) and the session against a fake tallyd. The fake server runs in
- * the test's own thread on a loopback socket: whenever it waits for bytes it pumps the client, so
- * the interleaving is deterministic and no thread is needed. Real end-to-end tests against tallyd
- * live in tests/integration. */
+ * limits, nonces kept byte for byte), the session against a fake tallyd, and the failover
+ * between several fake ones. A fake server runs in the test's own thread on a loopback socket:
+ * whenever it waits for bytes it pumps the client, so the interleaving is deterministic and no
+ * thread is needed. Real end-to-end tests against tallyd live in tests/integration. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1626,6 +1626,406 @@ static void test_session_restart_resends_durable_unconfirmed(void **state)
     fake_cleanup(&f);
 }
 
+/* ---- several servers: an active tallyd and its standbys ---- */
+
+struct logbuf {
+    char text[32768];
+    size_t len;
+};
+
+static void log_collect(void *arg, enum tally_client_log_level level, const char *msg)
+{
+    struct logbuf *b = arg;
+    (void)level;
+    int n = snprintf(b->text + b->len, sizeof(b->text) - b->len, "%s\n", msg);
+    if (n > 0 && (size_t)n < sizeof(b->text) - b->len)
+        b->len += (size_t)n;
+}
+
+/* A config naming 127.0.0.1:ports[i] for i < n (in list, which must outlive it), logging into
+ * lb. */
+static struct tally_client_config config_servers(const struct env *e,
+                                                 struct tally_client_server *list,
+                                                 const uint16_t *ports, size_t n, struct logbuf *lb)
+{
+    struct tally_client_config cfg = config(e, 0);
+    cfg.host = NULL;
+    cfg.port = 0;
+    for (size_t i = 0; i < n; i++)
+        list[i] = (struct tally_client_server){"127.0.0.1", ports[i]};
+    cfg.servers = list;
+    cfg.n_servers = n;
+    memset(lb, 0, sizeof(*lb));
+    cfg.log_cb = log_collect;
+    cfg.log_arg = lb;
+    return cfg;
+}
+
+/* A loopback port nobody listens on (a standby holds its port this way: bound, not
+ * listening), as far as this process knows. */
+static uint16_t dead_port(void)
+{
+    struct fake f;
+    fake_listen(&f);
+    uint16_t port = f.port;
+    fake_cleanup(&f);
+    return port;
+}
+
+static void assert_log_has(const struct logbuf *lb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void assert_log_has(const struct logbuf *lb, const char *fmt, ...)
+{
+    char want[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof(want), fmt, ap);
+    va_end(ap);
+    if (!strstr(lb->text, want))
+        fail_msg("log lacks '%s'; it says:\n%s", want, lb->text);
+}
+
+/* The first server refuses (a standby): the second is dialled at once, in the same round,
+ * and the session runs there as with a single server. */
+static void test_failover_refused_next_used(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    uint16_t dead = dead_port();
+    fake_listen(&f);
+    struct tally_client_server list[2];
+    struct logbuf lb;
+    struct tally_client_config cfg = config_servers(e, list, (uint16_t[]){dead, f.port}, 2, &lb);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    spool_batch(c, 2, 3);
+
+    fake_hello(&f, c);
+    assert_log_has(&lb, "cannot connect to 127.0.0.1:%u", dead);
+    assert_log_has(&lb, "trying server 2 of 2 (127.0.0.1:%u) now", f.port);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 3);
+    fake_expect_batch(&f, c, 2, 3);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    fake_ack(&f, 0, 2, 6);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
+    assert_log_has(&lb, "connected to 127.0.0.1:%u (server 2 of 2) as col-01", f.port);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_true(st.connected);
+    assert_int_equal(st.server_index, 1);
+    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(st.server.accepted, 6);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* A tallyd that is stopping says ERROR_SHUTTING_DOWN: the next server is asked, not the same
+ * one again. A connection closed before Welcome moves on too; after a whole round failed the
+ * client backs off and starts the next round where the list goes on. */
+static void test_failover_shutting_down_next_used(void **state)
+{
+    struct env *e = *state;
+    struct fake f1, f2;
+    fake_listen(&f1);
+    fake_listen(&f2);
+    struct tally_client_server list[2];
+    struct logbuf lb;
+    struct tally_client_config cfg =
+        config_servers(e, list, (uint16_t[]){f1.port, f2.port}, 2, &lb);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+
+    fake_hello(&f1, c);
+    fake_error(&f1, TALLY__ERROR_CODE__ERROR_SHUTTING_DOWN, 0);
+    fake_close(&f1);
+    fake_hello(&f2, c);
+    assert_false(fake_has_caller(&f1));
+    assert_log_has(
+        &lb, "ERROR_SHUTTING_DOWN: fake says no; trying server 2 of 2 (127.0.0.1:%u) now", f2.port);
+
+    /* f2 hangs up before its Welcome: that round is over, the next starts with f1. */
+    fake_close(&f2);
+    fake_hello(&f1, c);
+    assert_false(fake_has_caller(&f2));
+    assert_log_has(&lb, "no server answered: trying server 1 of 2 (127.0.0.1:%u) in", f1.port);
+    fake_welcome(&f1, 0, 0);
+    fake_expect_batch(&f1, c, 1, 2);
+    fake_ack(&f1, 1, 0, 0);
+    fake_ack(&f1, 0, 1, 2);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.server_index, 0);
+    assert_int_equal(st.reconnects, 0); /* only one session ever got its Welcome */
+    tally_client_free(c);
+    fake_cleanup(&f2);
+    fake_cleanup(&f1);
+}
+
+/* The active tallyd dies mid-session with batches acked but not durable; the standby takes
+ * over (a new writer epoch) with a checkpoint the dead one committed but could not announce.
+ * Everything not released goes to the new server: batch 2, covered by its durable seq but
+ * acked only by the dead writer, is resent byte for byte and released on the new writer's own
+ * ack; batch 3 is resent as new. Nothing is released on the old writer's word. */
+static void test_failover_resends_what_is_not_durable(void **state)
+{
+    struct env *e = *state;
+    struct fake f1, f2;
+    fake_listen(&f1);
+    fake_listen(&f2);
+    struct tally_client_server list[2];
+    struct logbuf lb;
+    struct tally_client_config cfg =
+        config_servers(e, list, (uint16_t[]){f1.port, f2.port}, 2, &lb);
+    struct tally_client *c = open_client(&cfg);
+    for (uint64_t s = 1; s <= 3; s++)
+        spool_batch(c, s, 2);
+
+    fake_hello(&f1, c);
+    fake_welcome(&f1, 0, 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        fake_expect_batch(&f1, c, s, 2);
+    for (uint64_t s = 1; s <= 3; s++)
+        fake_ack(&f1, s, 0, 0);
+    fake_ack(&f1, 0, 1, 2);
+    pump_until_durable(c, 1);
+    fake_close(&f1); /* SIGKILL */
+
+    f2.epoch = 2;
+    fake_hello(&f2, c);
+    assert_log_has(&lb, "closed by the server; trying server 2 of 2 (127.0.0.1:%u) now", f2.port);
+    fake_welcome(&f2, 2, 4);
+    fake_expect_spooled(&f2, c, e, 2);
+    fake_expect_spooled(&f2, c, e, 3);
+    assert_null(fake_try_read(&f2, c, 100));
+    assert_false(batch_exists(e, 1));
+    assert_true(batch_exists(e, 2) && batch_exists(e, 3));
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 1);
+
+    fake_reack(&f2, 2, 2);
+    pump_until_durable(c, 2);
+    assert_true(batch_exists(e, 3));
+    fake_ack(&f2, 3, 2, 0);
+    assert_int_equal(tally_client_wait_durable(c, 100), TALLY_CLIENT_ERR_TIMEOUT);
+    assert_true(batch_exists(e, 3)); /* acked, not yet durable */
+    fake_ack(&f2, 0, 3, 6);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(batch_files(e), 0);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.server_index, 1);
+    assert_false(fake_has_caller(&f1));
+    tally_client_free(c);
+    fake_cleanup(&f2);
+    fake_cleanup(&f1);
+}
+
+/* The same epoch number from another listed server is not the same writer (two databases by
+ * mistake): its durable seq releases nothing acked elsewhere. Back on the server that acked,
+ * in the same epoch, the confirmations count again as they do with a single server. */
+static void test_failover_acks_count_per_server(void **state)
+{
+    struct env *e = *state;
+    struct fake f1, f2;
+    fake_listen(&f1);
+    fake_listen(&f2);
+    f1.epoch = f2.epoch = 7;
+    struct tally_client_server list[2];
+    struct logbuf lb;
+    struct tally_client_config cfg =
+        config_servers(e, list, (uint16_t[]){f1.port, f2.port}, 2, &lb);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+
+    fake_hello(&f1, c);
+    fake_welcome(&f1, 0, 0);
+    fake_expect_batch(&f1, c, 1, 2);
+    fake_ack(&f1, 1, 0, 0);
+    pump_until_durable(c, 0);
+    fake_close(&f1);
+
+    fake_hello(&f2, c);
+    fake_welcome(&f2, 1, 2);
+    fake_expect_spooled(&f2, c, e, 1);
+    assert_true(batch_exists(e, 1));
+    fake_reack(&f2, 1, 1);
+    pump_until_durable(c, 1);
+
+    /* Batch 2 acked by f2, then f2's connection drops and f1 is away: the round comes back
+     * to f2, same epoch, whose durable seq now covers batch 2: released, not resent. */
+    spool_batch(c, 2, 2);
+    fake_expect_batch(&f2, c, 2, 2);
+    fake_ack(&f2, 2, 1, 0);
+    pump_until_durable(c, 1);
+    fake_cleanup(&f1);
+    fake_close(&f2);
+    fake_hello(&f2, c);
+    fake_welcome(&f2, 2, 4);
+    pump_until_durable(c, 2);
+    assert_null(fake_try_read(&f2, c, 100));
+    assert_int_equal(batch_files(e), 0);
+    tally_client_free(c);
+    fake_cleanup(&f2);
+}
+
+/* Fatal stays fatal whichever server said it: no other server is asked. */
+static void test_failover_fatal_stays_fatal(void **state)
+{
+    struct env *e = *state;
+    struct fake f1, f2;
+    fake_listen(&f1);
+    fake_listen(&f2);
+    struct tally_client_server list[2];
+    struct logbuf lb;
+    struct tally_client_config cfg =
+        config_servers(e, list, (uint16_t[]){f1.port, f2.port}, 2, &lb);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f1, c);
+    fake_error(&f1, TALLY__ERROR_CODE__ERROR_UNKNOWN_COLLECTOR, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_REFUSED);
+    pump_expect(c, 300, TALLY_CLIENT_ERR_REFUSED);
+    assert_false(fake_has_caller(&f2));
+    assert_false(fake_has_caller(&f1));
+    tally_client_free(c);
+
+    /* Another source under this collector id, found on the first server. */
+    c = open_client(&cfg);
+    fake_hello(&f1, c);
+    fake_welcome(&f1, 0, 0);
+    fake_expect_spooled(&f1, c, e, 1);
+    fake_error(&f1, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0);
+    fake_close(&f1);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    pump_expect(c, 300, TALLY_CLIENT_ERR_SEQ_CONFLICT);
+    assert_false(fake_has_caller(&f2));
+    assert_false(fake_has_caller(&f1));
+    assert_true(batch_exists(e, 1));
+    tally_client_free(c);
+    fake_cleanup(&f2);
+    fake_cleanup(&f1);
+}
+
+/* An error about this collector's session (SEQ_GAP, REPLACED) says nothing of the server's
+ * health: the same server is asked again, after the back-off. */
+static void test_failover_session_errors_same_server(void **state)
+{
+    struct env *e = *state;
+    struct fake f1, f2;
+    fake_listen(&f1);
+    fake_listen(&f2);
+    struct tally_client_server list[2];
+    struct logbuf lb;
+    struct tally_client_config cfg =
+        config_servers(e, list, (uint16_t[]){f1.port, f2.port}, 2, &lb);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f1, c);
+    fake_welcome(&f1, 0, 0);
+    fake_expect_batch(&f1, c, 1, 2);
+    fake_error(&f1, TALLY__ERROR_CODE__ERROR_SEQ_GAP, 1);
+    fake_hello(&f1, c);
+    assert_log_has(&lb, "retrying server 1 of 2 (127.0.0.1:%u) in", f1.port);
+    fake_welcome(&f1, 0, 0);
+    fake_expect_batch(&f1, c, 1, 2);
+    fake_error(&f1, TALLY__ERROR_CODE__ERROR_REPLACED, 0);
+    fake_hello(&f1, c);
+    fake_welcome(&f1, 0, 0);
+    fake_expect_batch(&f1, c, 1, 2);
+    fake_ack(&f1, 1, 0, 0);
+    fake_ack(&f1, 0, 1, 2);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_false(fake_has_caller(&f2));
+    tally_client_free(c);
+    fake_cleanup(&f2);
+    fake_cleanup(&f1);
+}
+
+/* Nobody answers: the servers are dialled in turn, each once per round, and the client backs
+ * off between rounds only, doubling: a handful of attempts in 450 ms, not a busy loop. */
+static void test_failover_round_robin_backoff(void **state)
+{
+    struct env *e = *state;
+    uint16_t ports[2] = {dead_port(), dead_port()};
+    if (ports[0] == ports[1])
+        ports[1] = dead_port();
+    struct tally_client_server list[2];
+    struct logbuf lb;
+    struct tally_client_config cfg = config_servers(e, list, ports, 2, &lb);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    assert_int_equal(tally_client_wait_durable(c, 450), TALLY_CLIENT_ERR_TIMEOUT);
+    tally_client_free(c);
+
+    unsigned attempts = 0;
+    for (const char *line = lb.text; *line; line = strchr(line, '\n') + 1) {
+        char want[96];
+        snprintf(want, sizeof(want), "cannot connect to 127.0.0.1:%u: ", ports[attempts % 2]);
+        if (strncmp(line, want, strlen(want)) != 0)
+            fail_msg("attempt %u: '%s' wanted, log:\n%s", attempts + 1, want, lb.text);
+        const char *eol = strchr(line, '\n');
+        snprintf(want, sizeof(want),
+                 attempts % 2 ? "no server answered: trying server 1 of 2"
+                              : "trying server 2 of 2 (127.0.0.1:%u) now",
+                 ports[1]);
+        const char *at = strstr(line, want);
+        if (!at || at > eol)
+            fail_msg("attempt %u does not say '%s':\n%s", attempts + 1, want, lb.text);
+        attempts++;
+    }
+    /* Rounds start at 0, ~75, ~225 ms (back-off 50-100, then 100-200, then 200-400). */
+    if (attempts < 4 || attempts > 8)
+        fail_msg("%u attempts in 450 ms:\n%s", attempts, lb.text);
+}
+
+static void test_failover_config(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_server list[TALLY_CLIENT_SERVERS_MAX + 1];
+    uint16_t ports[TALLY_CLIENT_SERVERS_MAX + 1];
+    for (size_t i = 0; i <= TALLY_CLIENT_SERVERS_MAX; i++)
+        ports[i] = (uint16_t)(7400 + i);
+    struct logbuf lb;
+    char err[256];
+    struct tally_client_config cfg =
+        config_servers(e, list, ports, TALLY_CLIENT_SERVERS_MAX + 1, &lb);
+    cfg.n_servers = 2;
+    struct tally_client *c = open_client(&cfg);
+    tally_client_free(c);
+
+    cfg.host = "127.0.0.1"; /* and a list */
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "not both"));
+    cfg.host = NULL;
+    cfg.port = 7400;
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    cfg.port = 0;
+    cfg.n_servers = TALLY_CLIENT_SERVERS_MAX + 1;
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "too many"));
+    cfg.n_servers = TALLY_CLIENT_SERVERS_MAX;
+    c = open_client(&cfg);
+    tally_client_free(c);
+    list[1].port = 0;
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "server 2"));
+    list[1].port = 7401;
+    list[2].host = "";
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "server 3"));
+    cfg.servers = NULL;
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    cfg.n_servers = 0; /* no list, no host */
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "host is required"));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
 
 int main(void)
@@ -1659,6 +2059,14 @@ int main(void)
         T(test_session_acked_released_without_resend),
         T(test_session_new_epoch_unconfirms),
         T(test_session_restart_resends_durable_unconfirmed),
+        T(test_failover_refused_next_used),
+        T(test_failover_shutting_down_next_used),
+        T(test_failover_resends_what_is_not_durable),
+        T(test_failover_acks_count_per_server),
+        T(test_failover_fatal_stays_fatal),
+        T(test_failover_session_errors_same_server),
+        T(test_failover_round_robin_backoff),
+        T(test_failover_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
