@@ -952,3 +952,31 @@ done:
     PQfinish(c);
     return rc;
 }
+
+static int totals_equal(const char *what, const struct ts_push_result *got,
+                        const struct ts_truth *want)
+{
+    if (got->votes == want->votes && got->accepted == want->accepted &&
+        got->duplicate == want->duplicate && got->rejected == want->rejected)
+        return 0;
+    fprintf(stderr,
+            "support: %s: votes %llu accepted %llu duplicate %llu rejected %llu; the truth: "
+            "%llu %llu %llu %llu\n",
+            what, (unsigned long long)got->votes, (unsigned long long)got->accepted,
+            (unsigned long long)got->duplicate, (unsigned long long)got->rejected,
+            (unsigned long long)want->votes, (unsigned long long)want->accepted,
+            (unsigned long long)want->duplicate, (unsigned long long)want->rejected);
+    return -1;
+}
+
+int ts_case_totals_match(struct ts_case *c, const struct ts_push_result *pushed)
+{
+    if (ts_case_results_match(c) != 0)
+        return -1;
+    struct ts_push_result db;
+    if (ts_db_collector_sums(c->conninfo, &db) != 0)
+        return -1;
+    if (totals_equal("the database's collector sums", &db, &c->truth) != 0)
+        return -1;
+    return totals_equal("what the pushes printed", pushed, &c->truth);
+}

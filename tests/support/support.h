@@ -194,6 +194,10 @@ char *ts_truth_with(const char *truth_path, uint32_t project_id, uint64_t add);
 uint32_t ts_truth_first_project(const char *truth_path);
 /* Sum of collectors' durable figures in the database (collector_progress). 0 or -1. */
 int ts_db_collector_sums(const char *conninfo, struct ts_push_result *sum);
+/* The end of every exactly-once test: the results equal votes/truth.csv, and both the
+ * database's collector sums and what the pushes printed (pushed) equal the truth's totals.
+ * Prints the first difference. 0 or -1. */
+int ts_case_totals_match(struct ts_case *c, const struct ts_push_result *pushed);
 
 /* ---- raw protocol (for malformed input and retransmission tests) ---------------------- */
 
