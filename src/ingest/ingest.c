@@ -1,7 +1,8 @@
-/* Collector sessions and the checkpoint schedule. Owns the tally, the store worker and
- * the collector server; runs only on the event loop thread, except store_started() and
- * store_done(), which run on the store thread and only post to the loop. */
-#include "ingest/ingest.h"
+/* Collector sessions, start-up and the module's lifecycle. Owns the tally, the store
+ * worker and the collector server; runs only on the event loop thread, except
+ * store_started(), which runs on the store thread and only posts to the loop. The
+ * checkpoint schedule is checkpoint.c's. */
+#include "ingest/internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -22,77 +23,7 @@
 #include "wire/digest.h"
 #include "wire/wire.h"
 
-#define REFRESH_MS 1000 /* how often an idle tallyd re-reads the registered collectors */
-#define PROGRESS_SEC 10 /* period of the progress log line */
-
-struct ingest {
-    struct event_base *base;
-    struct ingest_config cfg;
-    char consultation[64]; /* from the database; cfg.consultation_id points here */
-    struct tally *tally;
-    struct net_server *net;
-    struct store_worker *worker;
-
-    char **names;              /* by collector index; strings never move once made */
-    int64_t *last_seen_ms;     /* by collector index: unix ms of the last frame */
-    struct net_conn **conn_of; /* by collector index; NULL when not connected */
-    size_t cap_collectors;
-
-    ingest_started_cb on_started;
-    void *on_started_arg;
-    struct ingest_rebuild rebuild; /* the store thread's until start-up is handed over */
-    bool started;
-
-    uint64_t last_checkpoint_id;
-    uint8_t head_hash[32];
-    uint64_t seq_conflicts;
-    bool job_inflight; /* a checkpoint or refresh job is with the worker */
-    bool job_is_checkpoint;
-    struct store_checkpoint job;
-    struct store_batch *job_batches;
-    size_t cap_job_batches;
-    struct store_watermark *job_marks;
-    size_t cap_job_marks;
-    uint32_t *acked; /* collectors to tell of a new durable_seq */
-    size_t cap_acked;
-    uint32_t *changed; /* projects whose durable votes moved in the last commit */
-    size_t cap_changed;
-    ingest_durable_cb on_durable;
-    void *on_durable_arg;
-    ingest_presence_cb on_presence;
-    void *on_presence_arg;
-    int64_t pending_since_ms;  /* unix ms of the first batch in the pending delta, 0: none */
-    int64_t inflight_since_ms; /* the same for the checkpoint in flight */
-    struct timespec job_started;
-    uint64_t checkpoints;
-    int64_t last_commit_ms;
-    uint64_t last_refresh_ms;
-    uint64_t now_ms;
-
-    /* Mailbox from the store thread. */
-    pthread_mutex_t mbox_lock;
-    bool mbox_started; /* start-up finished (mbox_start_rc says how) */
-    int mbox_start_rc;
-    char mbox_start_why[512];
-    struct store_started mbox_start;
-    struct event *start_ev;
-    bool mbox_full;
-    int mbox_rc;
-    struct store_collector *mbox_collectors;
-    size_t mbox_n_collectors;
-    struct event *done_ev;
-
-    struct event *tick_ev;
-    struct event *progress_ev;
-    struct event *grace_ev;
-    bool paused;
-    bool shutting_down;
-    bool finished; /* final checkpoint done; the loop is about to end */
-    int exit_status;
-    uint64_t progress_votes;
-};
-
-static uint64_t monotonic_ms(struct ingest *in)
+uint64_t ingest_monotonic_ms(struct ingest *in)
 {
     (void)in;
     struct timespec ts;
@@ -101,7 +32,7 @@ static uint64_t monotonic_ms(struct ingest *in)
 }
 
 /* Unix time in ms as of this loop iteration (no system call per frame). */
-static int64_t wall_ms(struct ingest *in)
+int64_t ingest_wall_ms(struct ingest *in)
 {
     struct timeval tv;
     event_base_gettimeofday_cached(in->base, &tv);
@@ -110,7 +41,7 @@ static int64_t wall_ms(struct ingest *in)
 
 /* ---- collectors ------------------------------------------------------------------- */
 
-static uint32_t collector_add(struct ingest *in, const char *id, uint64_t durable_seq,
+uint32_t ingest_collector_add(struct ingest *in, const char *id, uint64_t durable_seq,
                               const struct tally_totals *durable)
 {
     uint32_t idx = tally_collector_add(in->tally, id, durable_seq, durable);
@@ -138,7 +69,7 @@ static uint32_t collector_add(struct ingest *in, const char *id, uint64_t durabl
     return idx;
 }
 
-static void totals_to_pb(const struct tally_totals *t, Tally__CollectorTotals *pb)
+void ingest_totals_to_pb(const struct tally_totals *t, Tally__CollectorTotals *pb)
 {
     pb->batches = t->batches;
     pb->votes = t->votes;
@@ -185,14 +116,14 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
                       "collector connected again from %s", net_conn_peer(c));
     }
     in->conn_of[idx] = c;
-    in->last_seen_ms[idx] = wall_ms(in);
+    in->last_seen_ms[idx] = ingest_wall_ms(in);
     net_conn_set_user(c, (void *)(uintptr_t)(idx + 1));
     if (in->on_presence)
         in->on_presence(in->on_presence_arg);
 
     const struct tally_collector *col = tally_collector_at(in->tally, (uint32_t)idx);
     Tally__CollectorTotals totals = TALLY__COLLECTOR_TOTALS__INIT;
-    totals_to_pb(&col->durable, &totals);
+    ingest_totals_to_pb(&col->durable, &totals);
     Tally__Welcome w = TALLY__WELCOME__INIT;
     w.durable_seq = col->durable_seq;
     w.protocol_version = TALLY_PROTOCOL_VERSION;
@@ -210,7 +141,7 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
     return 0;
 }
 
-static void backpressure_check(struct ingest *in)
+void ingest_backpressure_check(struct ingest *in)
 {
     uint64_t backlog = tally_backlog_votes(in->tally);
     if (!in->paused && backlog >= in->cfg.backlog_votes) {
@@ -298,8 +229,8 @@ static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
     net_conn_send(c, &f);
     if (st == TALLY_APPLIED) {
         if (!in->pending_since_ms)
-            in->pending_since_ms = wall_ms(in);
-        backpressure_check(in);
+            in->pending_since_ms = ingest_wall_ms(in);
+        ingest_backpressure_check(in);
     }
     return 0;
 }
@@ -309,7 +240,7 @@ static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
     struct ingest *in = arg;
     int64_t idx = conn_collector(c);
     if (idx >= 0)
-        in->last_seen_ms[idx] = wall_ms(in);
+        in->last_seen_ms[idx] = ingest_wall_ms(in);
     if (idx < 0) {
         if (f->msg_case != TALLY__FRAME__MSG_HELLO) {
             net_conn_fail(c, TALLY__ERROR_CODE__ERROR_NOT_HELLO, 0,
@@ -336,237 +267,6 @@ static void on_close(void *arg, struct net_conn *c)
             in->on_presence(in->on_presence_arg);
     }
     net_conn_set_user(c, NULL);
-}
-
-/* ---- checkpoints ------------------------------------------------------------------ */
-
-/* Points the store job at the sealed delta: no copies of tokens or digests. */
-static void job_from_delta(struct ingest *in, struct tally_delta *d)
-{
-    in->job_batches =
-        xgrow(in->job_batches, &in->cap_job_batches, d->n_batches, sizeof(*in->job_batches));
-    in->job_marks = xgrow(in->job_marks, &in->cap_job_marks, d->n_marks, sizeof(*in->job_marks));
-    for (size_t i = 0; i < d->n_batches; i++) {
-        const struct tally_delta_batch *b = &d->batches[i];
-        struct store_batch *sb = &in->job_batches[i];
-        sb->collector_id = in->names[b->collector];
-        sb->seq = b->seq;
-        sb->digest = b->digest;
-        sb->votes = b->votes;
-        sb->accepted = b->accepted;
-        sb->duplicate = b->duplicate;
-        sb->rejected_unknown = b->rejected_unknown;
-    }
-    for (size_t i = 0; i < d->n_marks; i++) {
-        const struct tally_delta_mark *m = &d->marks[i];
-        struct store_watermark *w = &in->job_marks[i];
-        w->collector_id = in->names[m->collector];
-        w->prev_seq = m->prev_seq;
-        w->durable_seq = m->durable_seq;
-        w->batches = m->add.batches;
-        w->votes = m->add.votes;
-        w->accepted = m->add.accepted;
-        w->duplicate = m->add.duplicate;
-        w->rejected = m->add.rejected;
-    }
-    memset(&in->job, 0, sizeof(in->job));
-    in->job.batches = in->job_batches;
-    in->job.n_batches = d->n_batches;
-    in->job.project_ids = d->out_ids;
-    in->job.deltas = d->out_deltas;
-    in->job.n_deltas = d->n_touched;
-    in->job.marks = in->job_marks;
-    in->job.n_marks = d->n_marks;
-    in->job.tokens = d->tokens;
-    in->job.n_tokens = d->n_tokens;
-}
-
-static void checkpoint_maybe_start(struct ingest *in)
-{
-    if (in->job_inflight || !in->started)
-        return;
-    struct tally_delta *d = tally_checkpoint_seal(in->tally);
-    if (d) {
-        job_from_delta(in, d);
-        in->job_is_checkpoint = true;
-        in->inflight_since_ms = in->pending_since_ms;
-        in->pending_since_ms = 0;
-    } else if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
-        memset(&in->job, 0, sizeof(in->job));
-        in->job_is_checkpoint = false;
-        in->last_refresh_ms = in->now_ms;
-    } else {
-        return;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &in->job_started);
-    if (store_worker_submit(in->worker, &in->job) != 0) {
-        log_error("store worker refused a job while idle (bug)");
-        abort();
-    }
-    in->job_inflight = true;
-}
-
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct ingest *in = arg;
-    in->now_ms = monotonic_ms(in);
-    checkpoint_maybe_start(in);
-}
-
-/* Runs on the store thread: hand the outcome to the loop and return. */
-static void store_done(void *arg, struct store_checkpoint *cp, int rc,
-                       struct store_collector *collectors, size_t n_collectors)
-{
-    (void)cp;
-    struct ingest *in = arg;
-    pthread_mutex_lock(&in->mbox_lock);
-    in->mbox_full = true;
-    in->mbox_rc = rc;
-    in->mbox_collectors = collectors;
-    in->mbox_n_collectors = n_collectors;
-    pthread_mutex_unlock(&in->mbox_lock);
-    event_active(in->done_ev, 0, 0);
-}
-
-static void send_durable_acks(struct ingest *in, const uint32_t *collectors, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t idx = collectors[i];
-        struct net_conn *c = in->conn_of[idx];
-        if (!c)
-            continue;
-        const struct tally_collector *col = tally_collector_at(in->tally, idx);
-        Tally__CollectorTotals totals = TALLY__COLLECTOR_TOTALS__INIT;
-        totals_to_pb(&col->durable, &totals);
-        Tally__Ack ack = TALLY__ACK__INIT;
-        ack.durable_seq = col->durable_seq;
-        ack.durable_totals = &totals;
-        Tally__Frame f = TALLY__FRAME__INIT;
-        f.msg_case = TALLY__FRAME__MSG_ACK;
-        f.ack = &ack;
-        net_conn_send(c, &f);
-    }
-}
-
-static void finish_shutdown_if_done(struct ingest *in)
-{
-    if (!in->shutting_down || in->finished || in->job_inflight || tally_has_pending(in->tally))
-        return;
-    in->finished = true;
-    log_info("final checkpoint %llu committed; %llu votes applied, all durable",
-             (unsigned long long)in->last_checkpoint_id,
-             (unsigned long long)tally_applied_totals(in->tally)->votes);
-    /* Give the last durable acks a moment to leave before the loop ends. */
-    net_server_close_all(in->net, "tallyd is stopping");
-    struct timeval flush = {0, 300 * 1000};
-    event_base_loopexit(in->base, &flush);
-}
-
-static void done_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct ingest *in = arg;
-    pthread_mutex_lock(&in->mbox_lock);
-    bool full = in->mbox_full;
-    int rc = in->mbox_rc;
-    struct store_collector *list = in->mbox_collectors;
-    size_t n_list = in->mbox_n_collectors;
-    in->mbox_full = false;
-    in->mbox_collectors = NULL;
-    pthread_mutex_unlock(&in->mbox_lock);
-    if (!full)
-        return;
-    in->job_inflight = false;
-
-    if (rc != STORE_OK) {
-        log_error("checkpoint %llu cannot be written (the database disagrees with this "
-                  "tallyd; see above): stopping without acknowledging it",
-                  (unsigned long long)in->last_checkpoint_id + 1);
-        in->exit_status = 1;
-        free(list);
-        event_base_loopexit(in->base, NULL);
-        return;
-    }
-    if (in->job_is_checkpoint) {
-        const struct tally_delta *d = tally_checkpoint_inflight(in->tally);
-        in->last_checkpoint_id = in->job.id;
-        memcpy(in->head_hash, in->job.hash, sizeof(in->head_hash));
-        log_debug("checkpoint %llu committed: %zu batches, %llu votes",
-                  (unsigned long long)in->job.id, d->n_batches, (unsigned long long)d->votes);
-        in->acked = xgrow(in->acked, &in->cap_acked, d->n_marks, sizeof(*in->acked));
-        size_t n_acked = d->n_marks;
-        for (size_t i = 0; i < n_acked; i++)
-            in->acked[i] = d->marks[i].collector;
-        in->changed = xgrow(in->changed, &in->cap_changed, d->n_touched, sizeof(*in->changed));
-        size_t n_changed = d->n_touched;
-        if (n_changed) /* a checkpoint of only duplicates and rejections touches nothing */
-            memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
-        uint64_t cp_id = in->job.id;
-        /* Watermarks move (and the delta is emptied) before the acks are built, so
-         * they carry the new values. */
-        tally_checkpoint_commit(in->tally);
-        in->inflight_since_ms = 0;
-        send_durable_acks(in, in->acked, n_acked);
-        backpressure_check(in);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double secs = (double)(now.tv_sec - in->job_started.tv_sec) +
-                      (double)(now.tv_nsec - in->job_started.tv_nsec) / 1e9;
-        in->checkpoints++;
-        in->last_commit_ms = wall_ms(in);
-        if (in->on_durable)
-            in->on_durable(in->on_durable_arg, cp_id, secs, in->changed, n_changed);
-    }
-    for (size_t i = 0; i < n_list; i++) {
-        if (tally_collector_find(in->tally, list[i].id) >= 0)
-            continue;
-        struct tally_totals t = {list[i].batches, list[i].votes, list[i].accepted,
-                                 list[i].duplicate, list[i].rejected};
-        collector_add(in, list[i].id, list[i].durable_seq, &t);
-        log_info("collector '%s' registered", list[i].id);
-    }
-    free(list);
-    /* Group commit: what piled up while this checkpoint was being written goes at once,
-     * instead of waiting for the next tick. */
-    if (in->shutting_down || tally_has_pending(in->tally)) {
-        in->now_ms = monotonic_ms(in);
-        checkpoint_maybe_start(in);
-    }
-    finish_shutdown_if_done(in);
-}
-
-static void progress_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct ingest *in = arg;
-    const struct tally_totals *t = tally_applied_totals(in->tally);
-    if (t->votes == in->progress_votes)
-        return;
-    log_info("votes %llu (+%llu/s) accepted %llu duplicate %llu rejected %llu | ballots %zu | "
-             "backlog %llu | checkpoint %llu | collectors connected %zu",
-             (unsigned long long)t->votes,
-             (unsigned long long)((t->votes - in->progress_votes) / PROGRESS_SEC),
-             (unsigned long long)t->accepted, (unsigned long long)t->duplicate,
-             (unsigned long long)t->rejected, tally_ballot_count(in->tally),
-             (unsigned long long)tally_backlog_votes(in->tally),
-             (unsigned long long)in->last_checkpoint_id, net_server_conn_count(in->net));
-    in->progress_votes = t->votes;
-}
-
-static void grace_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct ingest *in = arg;
-    log_error("PostgreSQL did not take the final checkpoint within %u ms: exiting with "
-              "%llu votes not durable (collectors still hold them and will resend)",
-              in->cfg.shutdown_grace_ms, (unsigned long long)tally_backlog_votes(in->tally));
-    in->exit_status = 1;
-    event_base_loopexit(in->base, NULL);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
@@ -642,7 +342,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     in->cfg.consultation_id = in->consultation;
     store_recovery_cleanup(&st.rec);
     for (size_t i = 0; i < tally_collector_count(in->tally); i++)
-        collector_add(in, tally_collector_at(in->tally, (uint32_t)i)->id, 0, NULL);
+        ingest_collector_add(in, tally_collector_at(in->tally, (uint32_t)i)->id, 0, NULL);
 
     if (net_server_listen(in->net) < 0) {
         store_catalog_cleanup(&st.catalog);
@@ -655,7 +355,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     event_add(in->tick_ev, &tick);
     event_add(in->progress_ev, &prog);
     in->progress_votes = tally_applied_totals(in->tally)->votes;
-    in->last_commit_ms = wall_ms(in);
+    in->last_commit_ms = ingest_wall_ms(in);
     log_info("listening for collectors on %s:%u", in->cfg.listen_host, net_server_port(in->net));
     if (in->on_started)
         in->on_started(in->on_started_arg, in, &st.catalog);
@@ -674,12 +374,12 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
     in->on_started_arg = arg;
     in->rebuild.expected_ballots = cfg->expected_ballots;
     pthread_mutex_init(&in->mbox_lock, NULL);
-    in->done_ev = event_new(base, -1, 0, done_cb, in);
+    in->done_ev = event_new(base, -1, 0, ingest_done_cb, in);
     in->start_ev = event_new(base, -1, 0, start_cb, in);
-    in->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, in);
-    in->progress_ev = event_new(base, -1, EV_PERSIST, progress_cb, in);
-    in->grace_ev = event_new(base, -1, 0, grace_cb, in);
-    in->last_commit_ms = wall_ms(in);
+    in->tick_ev = event_new(base, -1, EV_PERSIST, ingest_tick_cb, in);
+    in->progress_ev = event_new(base, -1, EV_PERSIST, ingest_progress_cb, in);
+    in->grace_ev = event_new(base, -1, 0, ingest_grace_cb, in);
+    in->last_commit_ms = ingest_wall_ms(in);
 
     /* The collector port is bound at once, so a clash is reported before anything else
      * (and a standby holds its port), but connections are refused until start-up ends. */
@@ -703,7 +403,7 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
         .min_anonymity = cfg->min_anonymity,
         .hooks = ingest_rebuild_hooks(&in->rebuild),
         .started = store_started,
-        .done = store_done,
+        .done = ingest_store_done,
         .arg = in,
     };
     in->worker = store_worker_new(&wcfg);
@@ -728,7 +428,7 @@ void ingest_reconfigure(struct ingest *in, const struct ingest_config *cfg)
         }
     }
     if (in->started)
-        backpressure_check(in);
+        ingest_backpressure_check(in);
 }
 
 void ingest_shutdown(struct ingest *in)
@@ -751,9 +451,9 @@ void ingest_shutdown(struct ingest *in)
     struct timeval grace = {in->cfg.shutdown_grace_ms / 1000,
                             (in->cfg.shutdown_grace_ms % 1000) * 1000};
     event_add(in->grace_ev, &grace);
-    in->now_ms = monotonic_ms(in);
-    checkpoint_maybe_start(in);
-    finish_shutdown_if_done(in);
+    in->now_ms = ingest_monotonic_ms(in);
+    ingest_checkpoint_maybe_start(in);
+    ingest_finish_shutdown_if_done(in);
 }
 
 void ingest_set_presence_cb(struct ingest *in, ingest_presence_cb cb, void *arg)

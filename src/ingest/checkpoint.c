@@ -1,0 +1,245 @@
+/* The checkpoint schedule: sealing the pending delta for the store thread, the durable acks
+ * after each COMMIT, group commit, the collectors refresh, the progress line and the final
+ * checkpoint at shutdown. Runs on the loop, except ingest_store_done(), which runs on the
+ * store thread and only posts to the loop. */
+#include "ingest/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "net/net.h"
+#include "wire/wire.h"
+
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+/* Points the store job at the sealed delta: no copies of tokens or digests. */
+static void job_from_delta(struct ingest *in, struct tally_delta *d)
+{
+    in->job_batches =
+        xgrow(in->job_batches, &in->cap_job_batches, d->n_batches, sizeof(*in->job_batches));
+    in->job_marks = xgrow(in->job_marks, &in->cap_job_marks, d->n_marks, sizeof(*in->job_marks));
+    for (size_t i = 0; i < d->n_batches; i++) {
+        const struct tally_delta_batch *b = &d->batches[i];
+        struct store_batch *sb = &in->job_batches[i];
+        sb->collector_id = in->names[b->collector];
+        sb->seq = b->seq;
+        sb->digest = b->digest;
+        sb->votes = b->votes;
+        sb->accepted = b->accepted;
+        sb->duplicate = b->duplicate;
+        sb->rejected_unknown = b->rejected_unknown;
+    }
+    for (size_t i = 0; i < d->n_marks; i++) {
+        const struct tally_delta_mark *m = &d->marks[i];
+        struct store_watermark *w = &in->job_marks[i];
+        w->collector_id = in->names[m->collector];
+        w->prev_seq = m->prev_seq;
+        w->durable_seq = m->durable_seq;
+        w->batches = m->add.batches;
+        w->votes = m->add.votes;
+        w->accepted = m->add.accepted;
+        w->duplicate = m->add.duplicate;
+        w->rejected = m->add.rejected;
+    }
+    memset(&in->job, 0, sizeof(in->job));
+    in->job.batches = in->job_batches;
+    in->job.n_batches = d->n_batches;
+    in->job.project_ids = d->out_ids;
+    in->job.deltas = d->out_deltas;
+    in->job.n_deltas = d->n_touched;
+    in->job.marks = in->job_marks;
+    in->job.n_marks = d->n_marks;
+    in->job.tokens = d->tokens;
+    in->job.n_tokens = d->n_tokens;
+}
+
+void ingest_checkpoint_maybe_start(struct ingest *in)
+{
+    if (in->job_inflight || !in->started)
+        return;
+    struct tally_delta *d = tally_checkpoint_seal(in->tally);
+    if (d) {
+        job_from_delta(in, d);
+        in->job_is_checkpoint = true;
+        in->inflight_since_ms = in->pending_since_ms;
+        in->pending_since_ms = 0;
+    } else if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
+        memset(&in->job, 0, sizeof(in->job));
+        in->job_is_checkpoint = false;
+        in->last_refresh_ms = in->now_ms;
+    } else {
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &in->job_started);
+    if (store_worker_submit(in->worker, &in->job) != 0) {
+        log_error("store worker refused a job while idle (bug)");
+        abort();
+    }
+    in->job_inflight = true;
+}
+
+void ingest_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    in->now_ms = ingest_monotonic_ms(in);
+    ingest_checkpoint_maybe_start(in);
+}
+
+/* Runs on the store thread: hand the outcome to the loop and return. */
+void ingest_store_done(void *arg, struct store_checkpoint *cp, int rc,
+                       struct store_collector *collectors, size_t n_collectors)
+{
+    (void)cp;
+    struct ingest *in = arg;
+    pthread_mutex_lock(&in->mbox_lock);
+    in->mbox_full = true;
+    in->mbox_rc = rc;
+    in->mbox_collectors = collectors;
+    in->mbox_n_collectors = n_collectors;
+    pthread_mutex_unlock(&in->mbox_lock);
+    event_active(in->done_ev, 0, 0);
+}
+
+static void send_durable_acks(struct ingest *in, const uint32_t *collectors, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t idx = collectors[i];
+        struct net_conn *c = in->conn_of[idx];
+        if (!c)
+            continue;
+        const struct tally_collector *col = tally_collector_at(in->tally, idx);
+        Tally__CollectorTotals totals = TALLY__COLLECTOR_TOTALS__INIT;
+        ingest_totals_to_pb(&col->durable, &totals);
+        Tally__Ack ack = TALLY__ACK__INIT;
+        ack.durable_seq = col->durable_seq;
+        ack.durable_totals = &totals;
+        Tally__Frame f = TALLY__FRAME__INIT;
+        f.msg_case = TALLY__FRAME__MSG_ACK;
+        f.ack = &ack;
+        net_conn_send(c, &f);
+    }
+}
+
+void ingest_finish_shutdown_if_done(struct ingest *in)
+{
+    if (!in->shutting_down || in->finished || in->job_inflight || tally_has_pending(in->tally))
+        return;
+    in->finished = true;
+    log_info("final checkpoint %llu committed; %llu votes applied, all durable",
+             (unsigned long long)in->last_checkpoint_id,
+             (unsigned long long)tally_applied_totals(in->tally)->votes);
+    /* Give the last durable acks a moment to leave before the loop ends. */
+    net_server_close_all(in->net, "tallyd is stopping");
+    struct timeval flush = {0, 300 * 1000};
+    event_base_loopexit(in->base, &flush);
+}
+
+void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    pthread_mutex_lock(&in->mbox_lock);
+    bool full = in->mbox_full;
+    int rc = in->mbox_rc;
+    struct store_collector *list = in->mbox_collectors;
+    size_t n_list = in->mbox_n_collectors;
+    in->mbox_full = false;
+    in->mbox_collectors = NULL;
+    pthread_mutex_unlock(&in->mbox_lock);
+    if (!full)
+        return;
+    in->job_inflight = false;
+
+    if (rc != STORE_OK) {
+        log_error("checkpoint %llu cannot be written (the database disagrees with this "
+                  "tallyd; see above): stopping without acknowledging it",
+                  (unsigned long long)in->last_checkpoint_id + 1);
+        in->exit_status = 1;
+        free(list);
+        event_base_loopexit(in->base, NULL);
+        return;
+    }
+    if (in->job_is_checkpoint) {
+        const struct tally_delta *d = tally_checkpoint_inflight(in->tally);
+        in->last_checkpoint_id = in->job.id;
+        memcpy(in->head_hash, in->job.hash, sizeof(in->head_hash));
+        log_debug("checkpoint %llu committed: %zu batches, %llu votes",
+                  (unsigned long long)in->job.id, d->n_batches, (unsigned long long)d->votes);
+        in->acked = xgrow(in->acked, &in->cap_acked, d->n_marks, sizeof(*in->acked));
+        size_t n_acked = d->n_marks;
+        for (size_t i = 0; i < n_acked; i++)
+            in->acked[i] = d->marks[i].collector;
+        in->changed = xgrow(in->changed, &in->cap_changed, d->n_touched, sizeof(*in->changed));
+        size_t n_changed = d->n_touched;
+        if (n_changed) /* a checkpoint of only duplicates and rejections touches nothing */
+            memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
+        uint64_t cp_id = in->job.id;
+        /* Watermarks move (and the delta is emptied) before the acks are built, so
+         * they carry the new values. */
+        tally_checkpoint_commit(in->tally);
+        in->inflight_since_ms = 0;
+        send_durable_acks(in, in->acked, n_acked);
+        ingest_backpressure_check(in);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double secs = (double)(now.tv_sec - in->job_started.tv_sec) +
+                      (double)(now.tv_nsec - in->job_started.tv_nsec) / 1e9;
+        in->checkpoints++;
+        in->last_commit_ms = ingest_wall_ms(in);
+        if (in->on_durable)
+            in->on_durable(in->on_durable_arg, cp_id, secs, in->changed, n_changed);
+    }
+    for (size_t i = 0; i < n_list; i++) {
+        if (tally_collector_find(in->tally, list[i].id) >= 0)
+            continue;
+        struct tally_totals t = {list[i].batches, list[i].votes, list[i].accepted,
+                                 list[i].duplicate, list[i].rejected};
+        ingest_collector_add(in, list[i].id, list[i].durable_seq, &t);
+        log_info("collector '%s' registered", list[i].id);
+    }
+    free(list);
+    /* Group commit: what piled up while this checkpoint was being written goes at once,
+     * instead of waiting for the next tick. */
+    if (in->shutting_down || tally_has_pending(in->tally)) {
+        in->now_ms = ingest_monotonic_ms(in);
+        ingest_checkpoint_maybe_start(in);
+    }
+    ingest_finish_shutdown_if_done(in);
+}
+
+void ingest_progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    const struct tally_totals *t = tally_applied_totals(in->tally);
+    if (t->votes == in->progress_votes)
+        return;
+    log_info("votes %llu (+%llu/s) accepted %llu duplicate %llu rejected %llu | ballots %zu | "
+             "backlog %llu | checkpoint %llu | collectors connected %zu",
+             (unsigned long long)t->votes,
+             (unsigned long long)((t->votes - in->progress_votes) / PROGRESS_SEC),
+             (unsigned long long)t->accepted, (unsigned long long)t->duplicate,
+             (unsigned long long)t->rejected, tally_ballot_count(in->tally),
+             (unsigned long long)tally_backlog_votes(in->tally),
+             (unsigned long long)in->last_checkpoint_id, net_server_conn_count(in->net));
+    in->progress_votes = t->votes;
+}
+
+void ingest_grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ingest *in = arg;
+    log_error("PostgreSQL did not take the final checkpoint within %u ms: exiting with "
+              "%llu votes not durable (collectors still hold them and will resend)",
+              in->cfg.shutdown_grace_ms, (unsigned long long)tally_backlog_votes(in->tally));
+    in->exit_status = 1;
+    event_base_loopexit(in->base, NULL);
+}

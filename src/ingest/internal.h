@@ -1,0 +1,116 @@
+/* Internal to the ingest module: the state ingest.c (sessions, start-up, lifecycle) and
+ * checkpoint.c (the checkpoint schedule, durable acks) share. Nothing outside src/ingest
+ * includes this. */
+#ifndef INGEST_INTERNAL_H
+#define INGEST_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "ingest/ingest.h"
+#include "ingest/startup.h"
+#include "store/store.h"
+#include "tally.pb-c.h"
+#include "tally/tally.h"
+
+struct net_server;
+struct net_conn;
+
+#define REFRESH_MS 1000 /* how often an idle tallyd re-reads the registered collectors */
+#define PROGRESS_SEC 10 /* period of the progress log line */
+
+struct ingest {
+    struct event_base *base;
+    struct ingest_config cfg;
+    char consultation[64]; /* from the database; cfg.consultation_id points here */
+    struct tally *tally;
+    struct net_server *net;
+    struct store_worker *worker;
+
+    char **names;              /* by collector index; strings never move once made */
+    int64_t *last_seen_ms;     /* by collector index: unix ms of the last frame */
+    struct net_conn **conn_of; /* by collector index; NULL when not connected */
+    size_t cap_collectors;
+
+    ingest_started_cb on_started;
+    void *on_started_arg;
+    struct ingest_rebuild rebuild; /* the store thread's until start-up is handed over */
+    bool started;
+
+    uint64_t last_checkpoint_id;
+    uint8_t head_hash[32];
+    uint64_t seq_conflicts;
+    bool job_inflight; /* a checkpoint or refresh job is with the worker */
+    bool job_is_checkpoint;
+    struct store_checkpoint job;
+    struct store_batch *job_batches;
+    size_t cap_job_batches;
+    struct store_watermark *job_marks;
+    size_t cap_job_marks;
+    uint32_t *acked; /* collectors to tell of a new durable_seq */
+    size_t cap_acked;
+    uint32_t *changed; /* projects whose durable votes moved in the last commit */
+    size_t cap_changed;
+    ingest_durable_cb on_durable;
+    void *on_durable_arg;
+    ingest_presence_cb on_presence;
+    void *on_presence_arg;
+    int64_t pending_since_ms;  /* unix ms of the first batch in the pending delta, 0: none */
+    int64_t inflight_since_ms; /* the same for the checkpoint in flight */
+    struct timespec job_started;
+    uint64_t checkpoints;
+    int64_t last_commit_ms;
+    uint64_t last_refresh_ms;
+    uint64_t now_ms;
+
+    /* Mailbox from the store thread. */
+    pthread_mutex_t mbox_lock;
+    bool mbox_started; /* start-up finished (mbox_start_rc says how) */
+    int mbox_start_rc;
+    char mbox_start_why[512];
+    struct store_started mbox_start;
+    struct event *start_ev;
+    bool mbox_full;
+    int mbox_rc;
+    struct store_collector *mbox_collectors;
+    size_t mbox_n_collectors;
+    struct event *done_ev;
+
+    struct event *tick_ev;
+    struct event *progress_ev;
+    struct event *grace_ev;
+    bool paused;
+    bool shutting_down;
+    bool finished; /* final checkpoint done; the loop is about to end */
+    int exit_status;
+    uint64_t progress_votes;
+};
+
+/* ingest.c */
+uint64_t ingest_monotonic_ms(struct ingest *in);
+int64_t ingest_wall_ms(struct ingest *in); /* as of this loop iteration */
+uint32_t ingest_collector_add(struct ingest *in, const char *id, uint64_t durable_seq,
+                              const struct tally_totals *durable);
+void ingest_totals_to_pb(const struct tally_totals *t, Tally__CollectorTotals *pb);
+/* Pauses reading from collectors past the backlog, resumes below half of it. */
+void ingest_backpressure_check(struct ingest *in);
+
+/* checkpoint.c */
+/* Seals the pending delta and hands it to the store, or a refresh of the collectors list
+ * when it is due; nothing while a job is with the worker. */
+void ingest_checkpoint_maybe_start(struct ingest *in);
+/* Ends the loop once a stop was asked and everything applied is durable. */
+void ingest_finish_shutdown_if_done(struct ingest *in);
+void ingest_tick_cb(evutil_socket_t fd, short what, void *arg);
+void ingest_done_cb(evutil_socket_t fd, short what, void *arg);
+void ingest_progress_cb(evutil_socket_t fd, short what, void *arg);
+void ingest_grace_cb(evutil_socket_t fd, short what, void *arg);
+/* The store thread's done(): posts the outcome to the loop. */
+void ingest_store_done(void *arg, struct store_checkpoint *cp, int rc,
+                       struct store_collector *collectors, size_t n_collectors);
+
+#endif
