@@ -120,6 +120,20 @@ static void push_all(struct ts_tallyd *d, uint32_t first, uint32_t n, const char
     }
 }
 
+/* Registers collector id and starts tally-push for it on collector file i's votes (all
+ * counted already: its votes are duplicates), with a spool and output of its own. */
+static void push_again_as(const char *id, uint32_t i, uint32_t batch, struct ts_proc *p, char *out,
+                          char *err, size_t len)
+{
+    assert_int_equal(ts_ctl(tc.conninfo, NULL, "add-collector", id, NULL), 0);
+    ts_sleep_ms(1500); /* tallyd learns of new collectors within a second */
+    char file[1200], spool[1200];
+    ts_case_paths(&tc, i, file, spool, out, err, len);
+    snprintf(spool + strlen(spool), sizeof spool - strlen(spool), "-%s", id);
+    snprintf(out + strlen(out), len - strlen(out), "-%s", id);
+    assert_int_equal(ts_push_spawn(p, &tc.d, id, spool, file, batch, out, err), 0);
+}
+
 static void test_second_writer_refused_then_standby_takes_over(void **state)
 {
     (void)state;
@@ -233,21 +247,18 @@ static void test_late_commit_is_not_lost(void **state)
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
     /* A new collector id, so its seqs start at 1 and its votes (c1's file again) are all
      * duplicates: the point is the record's integrity, not the count. */
+    /* Hold every COMMIT back until a standby that does not exist confirms it: the new
+     * collector is registered first, since its own INSERT would wait too. */
     assert_int_equal(ts_ctl(tc.conninfo, NULL, "add-collector", "late", NULL), 0);
     ts_sleep_ms(1500); /* tallyd learns of it within a second */
-    /* Hold every COMMIT back until a standby that does not exist confirms it. */
     assert_int_equal(
         ts_sql_exec(ts_pg_conninfo(), "ALTER SYSTEM SET synchronous_standby_names = 'nobody'"), 0);
     assert_int_equal(ts_sql_exec(ts_pg_conninfo(), "SELECT pg_reload_conf()"), 0);
     ts_sleep_ms(300);
 
-    /* Fresh spools: the earlier tests pushed these collectors' files already. */
     struct ts_proc p;
-    char file[1200], spool[1200], out[1200], err[1200];
-    ts_case_paths(&tc, 1, file, spool, out, err, sizeof file);
-    strcat(spool, "-late");
-    strcat(out, "-late");
-    assert_int_equal(ts_push_spawn(&p, &tc.d, "late", spool, file, 500, out, err), 0);
+    char out[1200], err[1200];
+    push_again_as("late", 1, 500, &p, out, err, sizeof out);
 
     uint64_t waiting = 0;
     for (int64_t end = ts_now_ms() + ts_scale(15000); ts_now_ms() < end && !waiting;
@@ -314,13 +325,10 @@ static void test_backend_killed_writer_goes_on(void **state)
     (void)state;
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
     assert_int_equal(ts_ctl(tc.conninfo, NULL, "add-collector", "k", NULL), 0);
-    ts_sleep_ms(1500);
+    ts_sleep_ms(1500); /* tallyd learns of it within a second */
     struct ts_proc p;
-    char file[1200], spool[1200], out[1200], err[1200];
-    ts_case_paths(&tc, 2, file, spool, out, err, sizeof file);
-    strcat(spool, "-k");
-    strcat(out, "-k");
-    assert_int_equal(ts_push_spawn(&p, &tc.d, "k", spool, file, 200, out, err), 0);
+    char out[1200], err[1200];
+    push_again_as("k", 2, 200, &p, out, err, sizeof out);
     ts_sleep_ms(300);
     uint64_t killed = 0;
     assert_int_equal(ts_sql_u64(tc.conninfo,

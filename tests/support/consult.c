@@ -980,3 +980,16 @@ int ts_case_totals_match(struct ts_case *c, const struct ts_push_result *pushed)
         return -1;
     return totals_equal("what the pushes printed", pushed, &c->truth);
 }
+
+int ts_push_result_add(const char *out_path, struct ts_push_result *sum)
+{
+    struct ts_push_result r;
+    if (ts_push_result_read(out_path, &r) != 0)
+        return -1;
+    sum->batches += r.batches;
+    sum->votes += r.votes;
+    sum->accepted += r.accepted;
+    sum->duplicate += r.duplicate;
+    sum->rejected += r.rejected;
+    return 0;
+}

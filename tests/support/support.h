@@ -160,6 +160,8 @@ int ts_push_spawn(struct ts_proc *p, const struct ts_tallyd *d, const char *coll
                   const char *err_path);
 /* Parses the result line out of a tally-push stdout file. Returns 0 or -1. */
 int ts_push_result_read(const char *out_path, struct ts_push_result *r);
+/* The same, added into *sum (several collectors' lines). Returns 0 or -1. */
+int ts_push_result_add(const char *out_path, struct ts_push_result *sum);
 
 /* ---- one test's world: scratch dir, generated data, its own database, a tallyd --------- */
 
