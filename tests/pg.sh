@@ -4,6 +4,15 @@
 #   tests/pg.sh start  DIR [PORT]   initdb if needed, start, wait until ready (no-op if running)
 #   tests/pg.sh stop   DIR          fast shutdown, wait (no-op if stopped)
 #   tests/pg.sh status DIR          exit 0 when running, 3 when stopped, 4 when DIR has no cluster
+#   tests/pg.sh replica DIR PRIMARY_DIR [PORT]
+#                                   a streaming replica of the running cluster in PRIMARY_DIR
+#                                   (pg_basebackup -R; cluster_name, and so the application_name
+#                                   a synchronous_standby_names entry names, is tally_replica),
+#                                   then start it like `start` (no-op if running)
+#   tests/pg.sh promote DIR         pg_ctl promote, wait until it accepts writes
+#   tests/pg.sh crash DIR           SIGKILL the postmaster and every server process: a machine
+#                                   that died, not a shutdown (no checkpoint, no goodbye to
+#                                   clients; the next start runs crash recovery)
 #
 # Layout of DIR: data/ (the cluster), sock/ (unix socket), log/postgresql.log, port, conninfo.
 # When run as root and the `postgres` user cannot reach DIR (a parent directory is not
@@ -20,12 +29,19 @@ START_TIMEOUT=${PG_START_TIMEOUT:-60}
 STOP_TIMEOUT=${PG_STOP_TIMEOUT:-60}
 
 die() { echo "pg.sh: $*" >&2; exit 1; }
-usage() { echo "usage: $0 start|stop|status DIR [PORT]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status|promote|crash DIR [PORT] | replica DIR PRIMARY_DIR [PORT]" >&2; exit 2; }
 
 [ $# -ge 2 ] || usage
 cmd=$1
 dir=$2
-port_arg=${3:-}
+primary_dir=
+if [ "$cmd" = replica ]; then
+    [ $# -ge 3 ] || usage
+    primary_dir=$(cd "$3" && pwd)
+    port_arg=${4:-}
+else
+    port_arg=${3:-}
+fi
 
 [ -x "$PGBIN/pg_ctl" ] || die "PostgreSQL 15 not found in $PGBIN (apt-get install postgresql-15)"
 
@@ -119,7 +135,9 @@ do_start() {
     fi
     case $port in '' | *[!0-9]*) die "bad port '$port'" ;; esac
 
-    if [ ! -f "$root/data/PG_VERSION" ]; then
+    if [ ! -f "$root/data/PG_VERSION" ] && [ -n "$primary_dir" ]; then
+        make_replica
+    elif [ ! -f "$root/data/PG_VERSION" ]; then
         rm -rf "$root/data"
         as_owner mkdir -p "$root/data" "$root/sock" "$root/log"
         as_owner chmod 700 "$root/data"
@@ -185,6 +203,67 @@ EOF
     echo "pg.sh: running in $dir on 127.0.0.1:$port"
 }
 
+# A copy of the running primary in PRIMARY_DIR that streams from it: initdb's pg_hba.conf
+# already lets 127.0.0.1 replicate with trust. Its own socket directory and cluster_name
+# come last in postgresql.conf, so they win over the primary's copied lines.
+make_replica() {
+    [ -f "$primary_dir/port" ] || die "no cluster in $primary_dir (start it first)"
+    local pport
+    pport=$(cat "$primary_dir/port")
+    "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$pport" -U postgres ||
+        die "the primary in $primary_dir (port $pport) is not running"
+    rm -rf "$root/data"
+    as_owner mkdir -p "$root/sock" "$root/log"
+    if ! as_owner "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$pport" -U postgres -D "$root/data" \
+        -R -X stream -c fast >"$dir/basebackup.log" 2>&1; then
+        cat "$dir/basebackup.log" >&2
+        die "pg_basebackup from port $pport failed (log: $dir/basebackup.log)"
+    fi
+    as_owner chmod 700 "$root/data"
+    as_owner tee -a "$root/data/postgresql.conf" >/dev/null <<EOF
+
+# --- tests/pg.sh: replica of $primary_dir ---
+unix_socket_directories = '$root/sock'
+cluster_name = 'tally_replica'
+hot_standby = on
+EOF
+}
+
+do_promote() {
+    set_root
+    is_running || die "not running in $dir"
+    as_owner "$PGBIN/pg_ctl" -D "$root/data" -w -t "$START_TIMEOUT" promote >/dev/null ||
+        die "pg_ctl promote failed in $dir"
+    local port deadline=$((SECONDS + START_TIMEOUT))
+    port=$(cat "$dir/port")
+    until [ "$("$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc \
+        'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do
+        [ $SECONDS -lt $deadline ] || die "promoted server on port $port still in recovery"
+        sleep 0.1
+    done
+    echo "pg.sh: promoted in $dir on 127.0.0.1:$port"
+}
+
+do_crash() {
+    set_root
+    local pidfile=$root/data/postmaster.pid pid
+    if [ ! -f "$pidfile" ] || ! pid=$(head -n 1 "$pidfile") || ! kill -0 "$pid" 2>/dev/null; then
+        echo "pg.sh: not running in $dir"
+        return 0
+    fi
+    # Stop the postmaster, then kill its children and it: none of them gets to notice
+    # another's death and shut down tidily.
+    kill -STOP "$pid" 2>/dev/null || true
+    pkill -KILL -P "$pid" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null || pgrep -P "$pid" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || die "server processes of $dir still alive"
+        sleep 0.05
+    done
+    echo "pg.sh: crashed (SIGKILL) in $dir"
+}
+
 do_stop() {
     set_root
     if [ ! -f "$root/data/PG_VERSION" ]; then
@@ -218,7 +297,9 @@ do_status() {
 }
 
 case $cmd in
-start) do_start ;;
+start | replica) do_start ;;
+promote) do_promote ;;
+crash) do_crash ;;
 stop) do_stop ;;
 status) do_status ;;
 *) usage ;;

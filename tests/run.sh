@@ -44,7 +44,11 @@ log() { printf '\n==== run.sh: %s\n' "$*"; }
 # ---- stop our PostgreSQL servers whatever happens --------------------------------------
 stop_pg() {
     local d
-    for d in "$BUILD_DIR/pgtest" "$ASAN_BUILD_DIR/pgtest" "$TSAN_BUILD_DIR/pgtest"; do
+    # The fixture servers, and the primary/replica pair test_pgfailover runs on its own.
+    for d in "$BUILD_DIR/pgtest" "$ASAN_BUILD_DIR/pgtest" "$TSAN_BUILD_DIR/pgtest" \
+        "$BUILD_DIR"/itest/pgfailover/{primary,replica} \
+        "$ASAN_BUILD_DIR"/itest/pgfailover/{primary,replica} \
+        "$TSAN_BUILD_DIR"/itest/pgfailover/{primary,replica}; do
         if [ -f "$d/port" ]; then
             bash "$ROOT/tests/pg.sh" stop "$d" >/dev/null 2>&1 || true
         fi

@@ -154,6 +154,18 @@ enum store_result store_classify(struct store *s, const PGresult *res, const cha
 
     if (PQstatus(s->conn) == CONNECTION_BAD || conn_sqlstate_is_transient(state))
         return STORE_RETRY;
+    /* 25006: this server is a standby (the primary failed over and the conninfo reached a
+     * replica, or lacks target_session_attrs=read-write). A promotion heals it; a fresh
+     * session may reach the new primary. */
+    if (state && strcmp(state, "25006") == 0) {
+        char msg[STORE_ERR_LEN];
+        snprintf(msg, sizeof(msg), "%s", s->err);
+        store_set_error(s,
+                        "%.400s: the server is read-only (a standby?); list every server in "
+                        "--db with target_session_attrs=read-write to follow a failover",
+                        msg);
+        return STORE_RETRY;
+    }
     /* A failure with no SQLSTATE and a live connection is client-side (out of memory,
      * protocol confusion): retrying on a fresh connection is the safe answer. */
     if (!state)

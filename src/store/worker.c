@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define WORKER_BACKOFF_MIN_MS 100
-#define WORKER_BACKOFF_MAX_MS 5000
+#define WORKER_BACKOFF_MAX_MS 2000
 #define WORKER_LOCK_POLL_MS 250       /* how often a waiting writer asks for the lock */
 #define WORKER_COMPACT_MS 2000        /* fold count deltas into tallies at most this late */
 #define WORKER_COMPACT_CHECKPOINTS 32 /* ... or after this many checkpoints */

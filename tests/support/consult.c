@@ -537,9 +537,9 @@ int ts_wire_recv(int fd, struct ts_frame *out, int timeout_ms)
 
 /* ---- one test's world ------------------------------------------------------------------- */
 
-int ts_case_setup(struct ts_case *c, const char *name, uint32_t projects, uint32_t circuits,
-                  uint32_t collectors, uint64_t votes, const char *repeat_rate,
-                  const char *unknown_rate, uint64_t malformed, uint64_t seed)
+int ts_case_data(struct ts_case *c, const char *name, uint32_t projects, uint32_t circuits,
+                 uint32_t collectors, uint64_t votes, const char *repeat_rate,
+                 const char *unknown_rate, uint64_t malformed, uint64_t seed)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
@@ -550,6 +550,16 @@ int ts_case_setup(struct ts_case *c, const char *name, uint32_t projects, uint32
     c->collectors = collectors;
     if (ts_gen(c->dir, projects, circuits, collectors, votes, repeat_rate, unknown_rate, malformed,
                seed, &c->truth))
+        return -1;
+    return 0;
+}
+
+int ts_case_setup(struct ts_case *c, const char *name, uint32_t projects, uint32_t circuits,
+                  uint32_t collectors, uint64_t votes, const char *repeat_rate,
+                  const char *unknown_rate, uint64_t malformed, uint64_t seed)
+{
+    if (ts_case_data(c, name, projects, circuits, collectors, votes, repeat_rate, unknown_rate,
+                     malformed, seed))
         return -1;
     char db[80];
     snprintf(db, sizeof db, "it_%s", name);

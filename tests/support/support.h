@@ -181,6 +181,11 @@ struct ts_case {
 int ts_case_setup(struct ts_case *c, const char *name, uint32_t projects, uint32_t circuits,
                   uint32_t collectors, uint64_t votes, const char *repeat_rate,
                   const char *unknown_rate, uint64_t malformed, uint64_t seed);
+/* Only the scratch dir and the data (no database, conninfo empty): for a test that runs
+ * its own PostgreSQL servers. 0 or -1. */
+int ts_case_data(struct ts_case *c, const char *name, uint32_t projects, uint32_t circuits,
+                 uint32_t collectors, uint64_t votes, const char *repeat_rate,
+                 const char *unknown_rate, uint64_t malformed, uint64_t seed);
 /* Kills what still runs; drops the database unless the test failed (keep = true). */
 void ts_case_teardown(struct ts_case *c, bool keep);
 /* Paths for collector i: its input file, spool dir, stdout and stderr files. */
