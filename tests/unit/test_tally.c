@@ -27,9 +27,59 @@ static void test_set_basic_and_growth(void **state)
     assert_int_equal(s.count, 100000);
     /* Token 0 (i = 0 above) is a member like any other. */
     assert_true(tally_set_contains(&s, 0));
-    /* At most 3/4 full, and never more than 2x past that: <= 24 bytes a token. */
-    assert_true(tally_set_bytes(&s) <= 100000 * 24);
+    /* At most 3/4 full, and never more than 2x past that: <= 24 bytes a token, and the
+     * old table on top while it is being moved. */
+    assert_true(tally_set_bytes(&s) <= 100000 * (tally_set_growing(&s) ? 36 : 24));
     tally_set_cleanup(&s);
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* While the old table is being moved, every token is found exactly once whichever table
+ * holds it: repeats of tokens inserted before, during and after a growth are all refused,
+ * tokens never inserted are not found, and a growth ends long before the next one. */
+static void test_set_incremental_growth(void **state)
+{
+    (void)state;
+    enum { N = 300000 };
+    uint64_t *tok = malloc(N * sizeof(*tok));
+    assert_non_null(tok);
+    uint64_t x = 42;
+    for (size_t i = 0; i < N; i++)
+        tok[i] = splitmix(&x) | 1;
+    struct tally_set s;
+    tally_set_init(&s, 1000);
+    size_t growths = 0, growing_inserts = 0;
+    bool was_growing = false;
+    uint64_t y = 7;
+    for (size_t i = 0; i < N; i++) {
+        assert_true(tally_set_insert(&s, tok[i]));
+        bool g = tally_set_growing(&s);
+        growths += g && !was_growing;
+        growing_inserts += g;
+        was_growing = g;
+        /* A repeat of a random earlier token, and a token nobody inserted. */
+        size_t j = (size_t)(splitmix(&y) % (i + 1));
+        assert_false(tally_set_insert(&s, tok[j]));
+        assert_true(tally_set_contains(&s, tok[j]));
+        assert_false(tally_set_contains(&s, splitmix(&y) & ~1ULL));
+    }
+    assert_int_equal(s.count, N);
+    assert_true(growths >= 6);
+    /* Each growth moves cap / 8 inserts' worth; the table doubles between growths, so all
+     * of them together take fewer inserts than the last table holds. */
+    assert_true(growing_inserts < N);
+    for (size_t i = 0; i < N; i++)
+        assert_false(tally_set_insert(&s, tok[i]));
+    assert_int_equal(s.count, N);
+    tally_set_cleanup(&s);
+    free(tok);
 }
 
 static void test_set_sized_up_front_does_not_grow(void **state)
@@ -283,6 +333,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_basic_and_growth),
+        cmocka_unit_test(test_set_incremental_growth),
         cmocka_unit_test(test_set_sized_up_front_does_not_grow),
         cmocka_unit_test(test_registry_lookup),
         cmocka_unit_test(test_apply_counts_dedups_rejects),
