@@ -17,16 +17,25 @@
 
 /* ---- options ------------------------------------------------------------------------ */
 
+/* The systems, by the names the table and the JSON use. */
 enum bench_peer {
     PEER_TALLYD = 1 << 0,
-    PEER_REDIS = 1 << 1,
-    PEER_POSTGRES = 1 << 2,
-    PEER_LIMIT = 1 << 3,
+    PEER_REDIS_ALWAYS = 1 << 1,   /* AOF, appendfsync always: durable per reply */
+    PEER_REDIS_EVERYSEC = 1 << 2, /* AOF, appendfsync everysec */
+    PEER_POSTGRES = 1 << 3,       /* PostgreSQL-direct, several batches per transaction */
+    PEER_POSTGRES_PER_BATCH = 1 << 4,
+    PEER_LIMIT = 1 << 5,
 };
+#define PEER_REDIS (PEER_REDIS_ALWAYS | PEER_REDIS_EVERYSEC)
+#define PEER_ALL (PEER_TALLYD | PEER_REDIS | PEER_POSTGRES | PEER_POSTGRES_PER_BATCH | PEER_LIMIT)
+
+/* --expected-ballots, when not a number. */
+#define EXPECTED_ELECTORS (-1) /* the default: --electors-factor x the distinct ballots */
+#define EXPECTED_AUTO (-2)     /* exactly the distinct ballots */
+#define EXPECTED_NONE 0        /* tallyd's own default */
 
 struct bench_opts {
     unsigned peers;         /* bit set of enum bench_peer */
-    bool peers_all;         /* --peers all: a missing redis-server is a skip, not a failure */
     uint64_t votes;         /* votes in the workload (retransmitted copies not included) */
     uint32_t collectors;    /* K */
     uint32_t batch;         /* votes per batch */
@@ -38,8 +47,13 @@ struct bench_opts {
     uint32_t window;          /* batches sent and not yet acknowledged, per collector */
     uint32_t max_undurable;   /* batches sent and not yet durable, per collector */
     uint32_t checkpoint_ms;   /* tallyd --checkpoint-ms */
-    int64_t expected_ballots; /* tallyd --expected-ballots; -1: the distinct ballot count */
+    int64_t expected_ballots; /* N, or EXPECTED_ELECTORS / EXPECTED_AUTO / EXPECTED_NONE */
+    double electors_factor;   /* electors = this x the distinct ballots */
+    uint32_t rounds;          /* tallyd runs, each on a fresh database */
+    double peer_seconds;      /* time budget of the slow peers; the limit repeats this long */
+    uint64_t peer_votes;      /* the prefix of the workload prepared for the slow peers */
     uint32_t pg_conns;        /* PostgreSQL-direct connections; 0: one per collector */
+    uint32_t pg_group;        /* postgres: batches per transaction; 0: --window */
     uint32_t timeout_s;       /* limit for each peer's run */
     const char *db;           /* --db CONNINFO, or NULL for a scratch cluster */
     const char *json_path;
@@ -53,6 +67,10 @@ struct bench_opts {
     int n_tallyd_args;
     char command[2048]; /* the command line, for the record */
 };
+
+/* Parses the command line into o (options.c). Returns 0, 1 after printing --help, or 2 after
+ * reporting a usage error. */
+int bench_parse_args(struct bench_opts *o, int argc, char **argv);
 
 /* Set by SIGINT/SIGTERM; every loop checks it and unwinds. */
 extern volatile sig_atomic_t bench_stop;
@@ -113,11 +131,30 @@ int32_t wl_project_index(const struct workload *w, uint32_t id);
 /* Writes the registry CSV tallyctl load-registry reads. Returns 0 or -1. */
 int wl_write_registry(const struct workload *w, const char *path);
 
-/* Compares counts reported by a system with the ground truth. Pairs (ids[i], votes[i]) may
- * come in any order; projects not listed count as 0. Returns true when identical; else
- * writes the first difference and the number of differing projects into why. */
-bool wl_check(const struct workload *w, const uint32_t *ids, const uint64_t *votes, size_t n,
-              char *why, size_t why_len);
+/* Compares counts reported by a system with a ground truth (w->truth, or a part's). Pairs
+ * (ids[i], votes[i]) may come in any order; projects not listed count as 0. Returns true
+ * when identical; else writes the first difference and the number of differing projects
+ * into why. */
+bool wl_check(const struct workload *w, const uint64_t *truth, const uint32_t *ids,
+              const uint64_t *votes, size_t n, char *why, size_t why_len);
+
+/* The part of the workload a peer counted: each collector's first ops_done[k] sends (all of
+ * them for a peer that got through), and that part's own ground truth. */
+struct wl_part {
+    bool whole;            /* every send of every collector */
+    const uint64_t *truth; /* accepted votes per project index (w->truth when whole) */
+    uint64_t *own;         /* the truth of a partial run, owned */
+    uint64_t n_votes, n_distinct, n_duplicate, n_retransmits, n_batches;
+};
+/* Works out what the first ops_done[k] sends of each collector k hold: votes (resent copies
+ * not included), distinct ballots, repeated votes, resent batches, counts per project. */
+void wl_part_make(const struct workload *w, const size_t *ops_done, struct wl_part *p);
+void wl_part_free(struct wl_part *p);
+/* The prefix of about max_votes votes (each collector in proportion to its share, in whole
+ * batches): ops_limit[k] sends of collector k, which need its first batches_limit[k]
+ * batches. Everything when max_votes >= the workload's votes. */
+void wl_prefix(const struct workload *w, uint64_t max_votes, size_t *ops_limit,
+               size_t *batches_limit);
 
 /* ---- clock and figures -------------------------------------------------------------- */
 
@@ -153,21 +190,34 @@ void sb_free(struct sbuf *b);
 
 /* What one peer reports. */
 struct peer_result {
-    const char *name;
-    bool ran;     /* it ran to the end (exact or not) */
-    bool skipped; /* not asked for, or not available */
-    bool failed;  /* it could not run to the end */
+    const char *name; /* its key in the JSON and its name in the table */
+    bool ran;         /* it ran to the end (exact or not) */
+    bool skipped;     /* not asked for */
+    bool failed;      /* it could not run to the end */
     bool exact;
     double votes_per_s;
     double wall_s;
-    double durable_p99_ms;   /* tallyd: durable ack p99 */
-    double bytes_per_ballot; /* tallyd: peak memory per distinct ballot */
+    uint64_t votes;        /* votes counted: the workload's, or the part a slow peer got through */
+    bool part;             /* a slow peer stopped by its time budget or --peer-votes */
+    double durable_p99_ms; /* tallyd: durable ack p99 */
+    double bytes_per_ballot; /* tallyd: peak memory growth per distinct ballot */
     double alt_votes_per_s;  /* limit: decode+apply */
     char note[512];          /* skip reason, failure reason, or what a miscount was */
-    char table[256];         /* extra text for the summary table */
+    char table[400];         /* extra text for the summary table */
     struct sbuf json;        /* extra members: ", \"k\": v" ... */
 };
 void peer_fail(struct peer_result *r, const char *fmt, ...) BENCH_PRINTF(2, 3);
+
+/* The results, in the order of the table and the JSON. */
+enum {
+    R_TALLYD,
+    R_REDIS_ALWAYS,
+    R_REDIS_EVERYSEC,
+    R_POSTGRES,
+    R_POSTGRES_PER_BATCH,
+    R_LIMIT,
+    R_COUNT
+};
 
 /* ---- child processes and files ----------------------------------------------------------- */
 
@@ -190,6 +240,9 @@ int rm_rf(const char *path);
 int free_port(void);
 /* Connects to 127.0.0.1:port (blocking, TCP_NODELAY); fd or -1. */
 int tcp_connect(int port);
+/* GET path from 127.0.0.1:port (HTTP/1.0) within timeout_ms: the body of a 200 answer,
+ * malloc'd and NUL-terminated, or NULL. */
+char *http_get(int port, const char *path, int timeout_ms);
 /* Peak and current resident set of pid from /proc/PID/status, in KiB; 0 or -1. */
 int proc_mem_kb(pid_t pid, uint64_t *hwm_kb, uint64_t *rss_kb);
 /* Directory holding this executable. */
@@ -213,11 +266,11 @@ void pg_env_stop(struct pg_env *e);
 /* Creates database name (dropping one of that name first) and writes its conninfo. 0/-1. */
 int pg_db_create(struct pg_env *e, const char *name, char *conninfo, size_t len);
 void pg_db_drop(struct pg_env *e, const char *name);
-/* Checks a successful result of (project_id, votes) rows against the workload's truth
- * with wl_check; res stays the caller's. false with the reason in why. */
+/* Checks a successful result of (project_id, votes) rows against a truth (w->truth or a
+ * part's) with wl_check; res stays the caller's. false with the reason in why. */
 struct pg_result;
-bool pg_check_counts(const struct workload *w, const struct pg_result *res, char *why,
-                     size_t why_len);
+bool pg_check_counts(const struct workload *w, const uint64_t *truth, const struct pg_result *res,
+                     char *why, size_t why_len);
 
 /* ---- peers ------------------------------------------------------------------------------ */
 
@@ -229,18 +282,41 @@ struct bench_ctx {
     /* Pre-encoded wire frames (header included), one per batch, by collector. */
     uint8_t ***frames;
     size_t **frame_len;
+    /* What the slow peers (Redis, PostgreSQL-direct) are given (--peer-votes): each
+     * collector's first ops_limit[k] sends, needing its first batches_limit[k] batches. */
+    size_t *ops_limit, *batches_limit;
 };
 
 /* Encodes every batch as a tallyd wire frame (for tallyd and the decode+apply limit). */
 void frames_encode(struct bench_ctx *c);
 void frames_free(struct bench_ctx *c);
 
+/* The --expected-ballots tallyd is given, and the limit sizes its ballot set with; 0 when
+ * none is given (tallyd's own default). */
+uint64_t bench_expected_ballots(const struct bench_opts *o, const struct workload *w);
+
+/* A slow peer's end: it measured from t0 to t_end over the sends in ops_done; works out that
+ * part (p, the caller frees it) and fills r's votes, rate and part figures. */
+void peer_part_done(struct bench_ctx *c, struct peer_result *r, const size_t *ops_done, double t0,
+                    double t_end, struct wl_part *p);
+/* ", \"workload_part\": {...}" for the JSON: what a slow peer got through. */
+void sb_part(struct sbuf *b, const struct bench_ctx *c, const struct wl_part *p,
+             const size_t *ops_done);
+
 void peer_limit_run(struct bench_ctx *c, struct peer_result *r);
 void peer_tallyd_run(struct bench_ctx *c, struct peer_result *r);
-void peer_postgres_run(struct bench_ctx *c, struct peer_result *r);
-/* default_config: redis-server as shipped (no AOF) instead of AOF everysec. */
-void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_config);
-/* The redis-server binary, or NULL with the reason in why. */
+/* per_batch: one transaction per batch (postgres_per_batch) instead of several. */
+void peer_postgres_run(struct bench_ctx *c, struct peer_result *r, bool per_batch);
+/* fsync_always: appendfsync always (redis_always) instead of everysec. */
+void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool fsync_always);
+/* The redis-server binary, or NULL. */
 const char *redis_find(const struct bench_opts *o, char *buf, size_t len);
+
+/* ---- the report (report.c) -------------------------------------------------------------- */
+
+/* The table on stdout. */
+void report_table(const struct bench_ctx *c, struct peer_result *res, int status);
+/* The JSON file (--json). Returns 0 or -1. */
+int report_json(const struct bench_ctx *c, struct peer_result *res, int status);
 
 #endif

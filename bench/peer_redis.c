@@ -1,10 +1,11 @@
 /* The Redis peer: the natural alternative. redis-server (Debian's) started on a free loopback
  * port in a scratch directory; one Lua script per batch (EVALSHA), pipelined within the same
  * window as tallyd's collectors: SADD of the batch id (a retransmitted batch does nothing),
- * then per vote SADD of the ballot and, when it was new, HINCRBY of the project. Persistence:
- * AOF with appendfsync everysec and auto-rewrite pinned off, no RDB saves; or, for the
- * default-config figure, redis-server as shipped (RDB snapshots only, no AOF). RESP is spoken
- * directly over the socket: no client library. Owns the redis-server process for the run. */
+ * then per vote SADD of the ballot, the new ones added up per project inside the script, and
+ * one HINCRBY per project of the batch. Persistence: AOF, auto-rewrite pinned off, no RDB
+ * saves, with appendfsync always (redis_always: a reply means durable, tallyd's promise) or
+ * everysec (redis_everysec). RESP is spoken directly over the socket: no client library.
+ * Owns the redis-server process for the run. */
 #include "bench.h"
 
 #include <errno.h>
@@ -18,17 +19,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* KEYS: ballots set, counts hash, batch ids set; ARGV: batch id, then ballot, project pairs.
+ * Replies {accepted, repeated}, or {-1, 0} for a batch id already seen (a retransmission).
+ * A ballot counts when SADD says it is new, so repeated voters count once, exactly; the new
+ * votes are summed per project in a Lua table and written with one HINCRBY per project. */
 static const char lua_script[] =
     "if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return {-1, 0} end\n"
-    "local acc, dup = 0, 0\n"
+    "local acc, dup, counts = 0, 0, {}\n"
     "for i = 2, #ARGV, 2 do\n"
     "  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then\n"
-    "    redis.call('HINCRBY', KEYS[2], ARGV[i + 1], 1)\n"
+    "    local p = ARGV[i + 1]\n"
+    "    counts[p] = (counts[p] or 0) + 1\n"
     "    acc = acc + 1\n"
     "  else\n"
     "    dup = dup + 1\n"
     "  end\n"
     "end\n"
+    "for p, n in pairs(counts) do redis.call('HINCRBY', KEYS[2], p, n) end\n"
     "return {acc, dup}\n";
 
 #define K_BALLOTS "bench:ballots"
@@ -248,6 +255,7 @@ struct rd_col {
     char err[256];
     struct lat reply;
     uint64_t accepted, duplicate, retransmits;
+    size_t ops_done; /* sends answered, in order */
     _Atomic uint64_t votes_done;
     _Atomic int finished;
 };
@@ -257,6 +265,7 @@ struct rd_run {
     int port;
     struct cmdbuf **cmds; /* pre-encoded EVALSHA per batch, by collector */
     double deadline;
+    double budget_end; /* no new sends after this (--peer-seconds); set before go */
     _Atomic int ready, go;
     struct rd_col *cols;
 };
@@ -267,9 +276,10 @@ static void *rd_col_main(void *arg)
     struct rd_run *run = t->run;
     const struct bench_opts *o = run->c->o;
     const struct wl_collector *wc = &run->c->w->collectors[t->k];
+    size_t n_ops = run->c->ops_limit[t->k];
     size_t cap = 65536, have = 0;
     char *buf = malloc(cap);
-    double *sent = calloc(wc->n_ops + 1, sizeof(double));
+    double *sent = calloc(n_ops + 1, sizeof(double));
     if (!buf || !sent)
         abort();
     int fd = tcp_connect(run->port);
@@ -282,15 +292,23 @@ static void *rd_col_main(void *arg)
     while (!atomic_load(&run->go) && !bench_stop)
         sleep_ms(1);
     t->ok = true;
-    size_t next = 0, acked = 0, woff = 0;
-    while (t->ok && acked < wc->n_ops) {
+    /* After the budget no new command starts; the ones sent are answered, and counted. */
+    size_t next = 0, acked = 0, woff = 0, end = n_ops;
+    bool stopping = false;
+    for (;;) {
+        if (!stopping && now_s() > run->budget_end)
+            stopping = true;
+        if (stopping && woff == 0)
+            end = next;
+        if (!t->ok || acked >= end)
+            break;
         if (bench_stop || now_s() > run->deadline) {
             snprintf(t->err, sizeof(t->err), "%s", bench_stop ? "stopped" : "timed out");
             t->ok = false;
             break;
         }
         bool writing = false;
-        while (next < wc->n_ops && next - acked < o->window) {
+        while (next < end && next - acked < o->window && !(stopping && woff == 0)) {
             const struct cmdbuf *cmd = &run->cmds[t->k][wc->ops[next].batch];
             ssize_t n = send(fd, cmd->p + woff, cmd->len - woff, MSG_NOSIGNAL);
             if (n < 0) {
@@ -372,6 +390,7 @@ static void *rd_col_main(void *arg)
         memmove(buf, buf + off, have - off);
         have -= off;
     }
+    t->ops_done = acked;
 out:
     if (fd >= 0)
         close(fd);
@@ -394,7 +413,7 @@ static int used_memory(struct rconn *rc, uint64_t *out)
     return 0;
 }
 
-void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_config)
+void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool fsync_always)
 {
     const struct bench_opts *o = c->o;
     const struct workload *w = c->w;
@@ -406,7 +425,8 @@ void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_con
         return;
     }
     char dir[1200], log[1300], port_s[16];
-    snprintf(dir, sizeof(dir), "%s/redis-%s", c->workdir, default_config ? "default" : "aof");
+    const char *fsync_mode = fsync_always ? "always" : "everysec";
+    snprintf(dir, sizeof(dir), "%s/redis-%s", c->workdir, fsync_mode);
     snprintf(log, sizeof(log), "%s.log", dir);
     mkdir(dir, 0700);
     int port = free_port();
@@ -425,22 +445,26 @@ void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_con
                    "--appendonly",
                    "yes",
                    "--appendfsync",
-                   "everysec",
+                   (char *)fsync_mode,
                    "--auto-aof-rewrite-percentage",
                    "0",
                    NULL};
-    char *def[] = {(char *)redis, "--port", port_s,        "--bind", "127.0.0.1",
-                   "--dir",       dir,      "--daemonize", "no",     NULL};
-    progress(r->name, "starting %s on port %d (%s)", redis, port,
-             default_config ? "default configuration: RDB snapshots, no AOF"
-                            : "appendonly yes, appendfsync everysec, no auto-rewrite, no RDB");
-    pid_t pid = proc_spawn(default_config ? def : aof, log);
+    progress(r->name,
+             "starting %s on port %d (appendonly yes, appendfsync %s, no auto-rewrite, "
+             "no RDB)",
+             redis, port, fsync_mode);
+    pid_t pid = proc_spawn(aof, log);
     struct rconn rc = {.fd = -1};
     struct rd_run run = {0};
     struct lat reply = {0};
+    struct wl_part part = {0};
+    size_t *ops_done = calloc(w->n_collectors, sizeof(size_t));
     uint64_t mem0 = 0, mem1 = 0;
+    if (!ops_done)
+        abort();
     if (pid < 0) {
         peer_fail(r, "cannot start redis-server");
+        free(ops_done);
         return;
     }
     double until = now_s() + 30;
@@ -473,7 +497,8 @@ void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_con
     sha[40] = 0;
     used_memory(&rc, &mem0);
 
-    /* Every command is encoded before the clock starts, as tallyd's frames are. */
+    /* Every command is encoded before the clock starts, as tallyd's frames are: those of
+     * the prefix this peer gets (--peer-votes). */
     run.c = c;
     run.port = port;
     run.cmds = calloc(w->n_collectors, sizeof(*run.cmds));
@@ -485,7 +510,7 @@ void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_con
         run.cmds[k] = calloc(wc->n_batches + 1, sizeof(struct cmdbuf));
         if (!run.cmds[k])
             abort();
-        for (size_t b = 0; b < wc->n_batches; b++) {
+        for (size_t b = 0; b < c->batches_limit[k]; b++) {
             const struct wl_batch *wb = &wc->batches[b];
             struct cmdbuf *cb = &run.cmds[k][b];
             char id[64];
@@ -522,7 +547,10 @@ void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_con
     while (atomic_load(&run.ready) < (int)w->n_collectors && !bench_stop)
         sleep_ms(1);
     double t0 = now_s(), last = t0;
+    run.budget_end = t0 + o->peer_seconds;
     atomic_store(&run.go, 1);
+    progress(r->name, "%zu connections, window %u, for at most %g s", w->n_collectors, o->window,
+             o->peer_seconds);
     for (;;) {
         bool all = true;
         for (size_t k = 0; k < w->n_collectors; k++)
@@ -553,9 +581,11 @@ void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_con
         acc += t->accepted;
         dup += t->duplicate;
         retx += t->retransmits;
+        ops_done[k] = t->ops_done;
     }
     if (r->failed)
         goto done;
+    peer_part_done(c, r, ops_done, t0, t_end, &part);
 
     used_memory(&rc, &mem1);
     const char *hgetall[] = {"HGETALL", K_COUNTS};
@@ -578,38 +608,42 @@ void peer_redis_run(struct bench_ctx *c, struct peer_result *r, bool default_con
     resp_free(&rep);
     char why[300];
     r->ran = true;
-    r->exact = wl_check(w, ids, votes, n, why, sizeof(why));
+    r->exact = wl_check(w, part.truth, ids, votes, n, why, sizeof(why));
     free(ids);
     free(votes);
-    if (r->exact && (acc != w->n_distinct || dup != w->n_duplicate || retx != w->n_retransmits)) {
-        snprintf(why, sizeof(why), "replies: accepted %llu duplicate %llu retransmits %llu",
-                 (unsigned long long)acc, (unsigned long long)dup, (unsigned long long)retx);
+    if (r->exact &&
+        (acc != part.n_distinct || dup != part.n_duplicate || retx != part.n_retransmits)) {
+        snprintf(why, sizeof(why),
+                 "replies: accepted %llu duplicate %llu retransmits %llu; expected %llu %llu %llu",
+                 (unsigned long long)acc, (unsigned long long)dup, (unsigned long long)retx,
+                 (unsigned long long)part.n_distinct, (unsigned long long)part.n_duplicate,
+                 (unsigned long long)part.n_retransmits);
         r->exact = false;
     }
     if (!r->exact) {
         snprintf(r->note, sizeof(r->note), "%s", why);
         progress(r->name, "NOT EXACT: %s", why);
     }
-    r->wall_s = t_end - t0;
-    r->votes_per_s = (double)w->n_votes / r->wall_s;
     double per_ballot =
-        mem1 > mem0 ? (double)(mem1 - mem0) / (double)(w->n_distinct ? w->n_distinct : 1) : 0;
+        mem1 > mem0 ? (double)(mem1 - mem0) / (double)(part.n_distinct ? part.n_distinct : 1) : 0;
     sb_printf(&r->json,
-              ", \"what\": \"redis-server %s; one EVALSHA per batch (SADD batch id, then SADD "
-              "ballot + HINCRBY project per vote), %zu connections pipelined with a window of %u; "
-              "votes_per_s counts votes until the last reply\", \"config\": \"%s\", "
+              ", \"what\": \"redis-server with AOF, appendfsync %s; one EVALSHA per batch (SADD "
+              "batch id; SADD ballot per vote, the new ones summed per project in the script, one "
+              "HINCRBY per project), %zu connections pipelined with a window of %u; votes_per_s "
+              "counts votes until the last reply\", \"config\": \"appendonly yes, appendfsync "
+              "%s, auto-aof-rewrite-percentage 0, save \\\"\\\": %s\", "
               "\"used_memory_bytes_per_ballot\": %.1f",
-              default_config ? "as shipped" : "with AOF", w->n_collectors, o->window,
-              default_config ? "defaults (RDB save points, appendonly no): not durable per reply"
-                             : "appendonly yes, appendfsync everysec, "
-                               "auto-aof-rewrite-percentage 0, save \\\"\\\": a reply may still "
-                               "lose up to 1 s of writes",
+              fsync_mode, w->n_collectors, o->window, fsync_mode,
+              fsync_always ? "a reply is sent after the fsync of the AOF that holds it"
+                           : "a reply may still lose up to 1 s of writes",
               per_ballot);
     sb_lat(&r->json, "reply_ms", &reply);
-    snprintf(r->table, sizeof(r->table), "%s; reply p50/p99 %.0f/%.0f ms; %.0f B/ballot",
-             default_config ? "defaults, no AOF" : "AOF everysec", lat_pct(&reply, 0.5),
-             lat_pct(&reply, 0.99), per_ballot);
-    progress(r->name, "%.0f votes/s, %s", r->votes_per_s, r->exact ? "exact" : "NOT EXACT");
+    sb_part(&r->json, c, &part, ops_done);
+    snprintf(r->table, sizeof(r->table), "%sAOF %s; reply p50/p99 %.0f/%.0f ms; %.0f B/ballot",
+             r->part ? "part of the workload (see JSON workload_part); " : "", fsync_mode,
+             lat_pct(&reply, 0.5), lat_pct(&reply, 0.99), per_ballot);
+    progress(r->name, "%.0f votes/s over %llu votes in %.1f s, %s", r->votes_per_s,
+             (unsigned long long)r->votes, r->wall_s, r->exact ? "exact" : "NOT EXACT");
 
 done:
     if (rc.fd >= 0) {
@@ -622,6 +656,8 @@ done:
     if (pid > 0 && proc_stop(pid, SIGTERM, 30000) < 0)
         progress(r->name, "redis-server had to be killed");
     lat_free(&reply);
+    wl_part_free(&part);
+    free(ops_done);
     if (run.cols) {
         for (size_t k = 0; k < w->n_collectors; k++)
             lat_free(&run.cols[k].reply);
@@ -629,7 +665,7 @@ done:
     }
     if (run.cmds) {
         for (size_t k = 0; k < w->n_collectors; k++) {
-            for (size_t b = 0; b < w->collectors[k].n_batches; b++)
+            for (size_t b = 0; b < c->batches_limit[k]; b++)
                 free(run.cmds[k][b].p);
             free(run.cmds[k]);
         }

@@ -148,7 +148,8 @@ void pg_db_drop(struct pg_env *e, const char *name)
     admin_exec(e, sql);
 }
 
-bool pg_check_counts(const struct workload *w, const PGresult *res, char *why, size_t why_len)
+bool pg_check_counts(const struct workload *w, const uint64_t *truth, const PGresult *res,
+                     char *why, size_t why_len)
 {
     size_t n = (size_t)PQntuples(res);
     uint32_t *ids = calloc(n + 1, sizeof(uint32_t));
@@ -159,7 +160,7 @@ bool pg_check_counts(const struct workload *w, const PGresult *res, char *why, s
         ids[i] = (uint32_t)strtoul(PQgetvalue(res, (int)i, 0), NULL, 10);
         votes[i] = strtoull(PQgetvalue(res, (int)i, 1), NULL, 10);
     }
-    bool ok = wl_check(w, ids, votes, n, why, why_len);
+    bool ok = wl_check(w, truth, ids, votes, n, why, why_len);
     free(ids);
     free(votes);
     return ok;

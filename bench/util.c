@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -354,6 +355,56 @@ int tcp_connect(int port)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
+}
+
+char *http_get(int port, const char *path, int timeout_ms)
+{
+    int fd = tcp_connect(port);
+    if (fd < 0)
+        return NULL;
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n;
+    double until = now_s() + timeout_ms / 1000.0;
+    while (ok) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 65536;
+            buf = realloc(buf, cap);
+            if (!buf)
+                abort();
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        if (now_s() > until || bench_stop) {
+            ok = false;
+            break;
+        }
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t k = recv(fd, buf + len, cap - len - 1, 0);
+        if (k == 0)
+            break;
+        if (k < 0) {
+            if (errno != EINTR && errno != EAGAIN)
+                ok = false;
+            continue;
+        }
+        len += (size_t)k;
+    }
+    close(fd);
+    char *body = NULL;
+    if (ok && buf) {
+        buf[len] = 0;
+        char *sep = strstr(buf, "\r\n\r\n");
+        if (sep && strncmp(buf, "HTTP/1.", 7) == 0 && strncmp(buf + 8, " 200", 4) == 0) {
+            body = strdup(sep + 4);
+            if (!body)
+                abort();
+        }
+    }
+    free(buf);
+    return body;
 }
 
 int proc_mem_kb(pid_t pid, uint64_t *hwm_kb, uint64_t *rss_kb)

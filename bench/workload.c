@@ -275,8 +275,8 @@ void wl_free(struct workload *w)
     memset(w, 0, sizeof(*w));
 }
 
-bool wl_check(const struct workload *w, const uint32_t *ids, const uint64_t *votes, size_t n,
-              char *why, size_t why_len)
+bool wl_check(const struct workload *w, const uint64_t *truth, const uint32_t *ids,
+              const uint64_t *votes, size_t n, char *why, size_t why_len)
 {
     uint64_t *got = xcalloc(w->n_projects, sizeof(uint64_t));
     size_t bad = 0;
@@ -294,11 +294,11 @@ bool wl_check(const struct workload *w, const uint32_t *ids, const uint64_t *vot
         got[p] += votes[i];
     }
     for (size_t p = 0; p < w->n_projects; p++) {
-        if (got[p] == w->truth[p])
+        if (got[p] == truth[p])
             continue;
         if (!bad++)
             snprintf(why, why_len, "project %u: %llu votes, the truth is %llu", w->projects[p].id,
-                     (unsigned long long)got[p], (unsigned long long)w->truth[p]);
+                     (unsigned long long)got[p], (unsigned long long)truth[p]);
     }
     free(got);
     if (bad) {
@@ -306,4 +306,114 @@ bool wl_check(const struct workload *w, const uint32_t *ids, const uint64_t *vot
         snprintf(why + len, why_len - len, " (%zu projects differ)", bad);
     }
     return bad == 0;
+}
+
+/* ---- a part of the workload ------------------------------------------------------------- */
+
+void wl_prefix(const struct workload *w, uint64_t max_votes, size_t *ops_limit,
+               size_t *batches_limit)
+{
+    for (size_t k = 0; k < w->n_collectors; k++) {
+        const struct wl_collector *wc = &w->collectors[k];
+        ops_limit[k] = wc->n_ops;
+        batches_limit[k] = wc->n_batches;
+        if (max_votes >= w->n_votes)
+            continue;
+        /* This collector's share of max_votes, rounded up to whole batches. */
+        double share = (double)max_votes * (double)wc->n_votes / (double)w->n_votes;
+        uint64_t sent = 0;
+        size_t i = 0, batches = 0;
+        while (i < wc->n_ops && (double)sent < share) {
+            const struct wl_op *op = &wc->ops[i++];
+            if (!op->retransmit) {
+                sent += wc->batches[op->batch].n;
+                batches = op->batch + 1;
+            }
+        }
+        ops_limit[k] = i;
+        batches_limit[k] = batches;
+    }
+}
+
+/* Ballots seen in a part: open addressing on the token (random bits already), 0 apart. */
+struct tokset {
+    uint64_t *slots;
+    size_t mask;
+    bool has_zero;
+};
+
+static bool tokset_add(struct tokset *s, uint64_t t)
+{
+    if (t == 0) {
+        bool had = s->has_zero;
+        s->has_zero = true;
+        return !had;
+    }
+    size_t i = (size_t)((t * 0x9e3779b97f4a7c15ULL) >> 17) & s->mask;
+    while (s->slots[i]) {
+        if (s->slots[i] == t)
+            return false;
+        i = (i + 1) & s->mask;
+    }
+    s->slots[i] = t;
+    return true;
+}
+
+void wl_part_make(const struct workload *w, const size_t *ops_done, struct wl_part *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->whole = true;
+    for (size_t k = 0; k < w->n_collectors; k++)
+        if (ops_done[k] < w->collectors[k].n_ops)
+            p->whole = false;
+    if (p->whole) {
+        p->truth = w->truth;
+        p->n_votes = w->n_votes;
+        p->n_distinct = w->n_distinct;
+        p->n_duplicate = w->n_duplicate;
+        p->n_retransmits = w->n_retransmits;
+        p->n_batches = w->n_batches;
+        return;
+    }
+    uint64_t votes = 0;
+    for (size_t k = 0; k < w->n_collectors; k++)
+        for (size_t i = 0; i < ops_done[k]; i++)
+            if (!w->collectors[k].ops[i].retransmit)
+                votes += w->collectors[k].batches[w->collectors[k].ops[i].batch].n;
+    size_t cap = 1024;
+    while (cap < votes * 2)
+        cap *= 2;
+    struct tokset set = {xcalloc(cap, sizeof(uint64_t)), cap - 1, false};
+    p->own = xcalloc(w->n_projects, sizeof(uint64_t));
+    p->truth = p->own;
+    for (size_t k = 0; k < w->n_collectors; k++) {
+        const struct wl_collector *wc = &w->collectors[k];
+        for (size_t i = 0; i < ops_done[k]; i++) {
+            const struct wl_op *op = &wc->ops[i];
+            if (op->retransmit) {
+                p->n_retransmits++;
+                continue;
+            }
+            const struct wl_batch *b = &wc->batches[op->batch];
+            p->n_batches++;
+            p->n_votes += b->n;
+            for (uint32_t v = 0; v < b->n; v++) {
+                if (!tokset_add(&set, b->ballots[v])) {
+                    p->n_duplicate++;
+                    continue;
+                }
+                /* A repeated vote carries the same choice, so which copy came first does not
+                 * matter. */
+                p->own[wl_project_index(w, b->projects[v])]++;
+                p->n_distinct++;
+            }
+        }
+    }
+    free(set.slots);
+}
+
+void wl_part_free(struct wl_part *p)
+{
+    free(p->own);
+    memset(p, 0, sizeof(*p));
 }
