@@ -12,6 +12,7 @@
 #include <event2/thread.h>
 
 #include "config.h"
+#include "core/loopwatch.h"
 #include "core/log.h"
 #include "ingest/ingest.h"
 #include "notify.h"
@@ -28,6 +29,7 @@ struct tallyd {
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)what;
     struct tallyd *t = arg;
     log_info("received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -67,6 +69,7 @@ static void say_changed(void *arg, const char *name, int live)
  * are seen within a second without any signal. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)sig;
     (void)what;
     struct tallyd *t = arg;
@@ -103,6 +106,9 @@ static void on_started(void *arg, struct ingest *in, struct store_catalog *catal
         t->failed = true;
         ingest_shutdown(in);
     }
+    /* tally_loop_iteration_seconds is about serving: recovery and the first snapshot are
+     * done by now and do not count. */
+    loopwatch_reset();
 }
 
 int main(int argc, char **argv)

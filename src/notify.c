@@ -10,7 +10,9 @@
 
 #include <event2/event.h>
 
+#include "core/loopwatch.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 #include "ingest/ingest.h"
 
 #define NOTIFY_TICK_MS 1000
@@ -26,6 +28,7 @@ struct notify {
 
 static void notify_tick(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct notify *n = arg;
@@ -46,9 +49,7 @@ static void notify_tick(evutil_socket_t fd, short what, void *arg)
 
 struct notify *notify_new(struct event_base *base, struct ingest *in)
 {
-    struct notify *n = calloc(1, sizeof(*n));
-    if (!n)
-        abort();
+    struct notify *n = xcalloc(1, sizeof(*n));
     n->in = in;
     n->enabled = getenv("NOTIFY_SOCKET") != NULL;
     if (!n->enabled)

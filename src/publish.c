@@ -10,8 +10,10 @@
 
 #include <event2/event.h>
 
+#include "core/loopwatch.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/xalloc.h"
 #include "http/http.h"
 #include "ingest/ingest.h"
 #include "tally/tally.h"
@@ -59,10 +61,8 @@ static int catalog_build(struct publish *p, const struct tally *t)
                   tally_project_count(t), c->n_projects);
         return -1;
     }
-    p->projects = calloc(c->n_projects ? c->n_projects : 1, sizeof(*p->projects));
-    p->circuits = calloc(c->n_circuits ? c->n_circuits : 1, sizeof(*p->circuits));
-    if (!p->projects || !p->circuits)
-        abort();
+    p->projects = xcalloc(c->n_projects, sizeof(*p->projects));
+    p->circuits = xcalloc(c->n_circuits, sizeof(*p->circuits));
     for (size_t i = 0; i < c->n_circuits; i++) {
         p->circuits[i].id = c->circuits[i].id;
         p->circuits[i].name = c->circuits[i].name;
@@ -109,9 +109,7 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
     size_t n = tally_collector_count(t);
     if (n > p->cap_cols) {
         p->cap_cols = n * 2;
-        p->cols = realloc(p->cols, p->cap_cols * sizeof(*p->cols));
-        if (!p->cols)
-            abort();
+        p->cols = xreallocarray(p->cols, p->cap_cols, sizeof(*p->cols));
     }
     for (uint32_t i = 0; i < n; i++) {
         const struct tally_collector *tc = tally_collector_at(t, i);
@@ -206,6 +204,7 @@ static void metrics(void *arg, struct http_metrics *m)
         st.oldest_undurable_ms ? (double)(now_ms() - st.oldest_undurable_ms) / 1000.0 : 0;
     m->backlog_votes = st.backlog_votes;
     m->ballots = st.ballots;
+    m->ballot_set_bytes = st.ballot_set_bytes;
     m->paused = st.paused;
 }
 
@@ -213,9 +212,7 @@ static void presence_cb(evutil_socket_t fd, short what, void *arg);
 
 struct publish *publish_new(struct event_base *base, const char *host, uint16_t port)
 {
-    struct publish *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    struct publish *p = xcalloc(1, sizeof(*p));
     struct http_hooks hooks = {.is_ready = is_ready, .metrics = metrics, .arg = p};
     p->presence_ev = evtimer_new(base, presence_cb, p);
     p->http = http_server_new(base, host, port, NULL, &hooks);
@@ -238,6 +235,7 @@ void publish_follow(struct publish *p, struct ingest *in)
 
 static void presence_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct publish *p = arg;

@@ -24,6 +24,7 @@
 
 #include "client/dial.h"
 #include "client/spool.h"
+#include "core/xalloc.h"
 #include "wire/wire.h"
 
 #define DEFAULT_WINDOW 64u
@@ -282,18 +283,14 @@ struct tally_client *tally_client_new(const struct tally_client_config *cfg, cha
         return NULL;
     }
 
-    struct tally_client *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    struct tally_client *c = xcalloc(1, sizeof(*c));
     c->fd = -1;
     if (client_dial_init(&c->dial, cfg, err, err_len) < 0) {
         free(c);
         return NULL;
     }
-    c->consultation_id = strdup(cfg->consultation_id ? cfg->consultation_id : "");
-    c->spool_dir = strdup(cfg->spool_dir);
-    if (!c->consultation_id || !c->spool_dir)
-        abort();
+    c->consultation_id = xstrdup(cfg->consultation_id ? cfg->consultation_id : "");
+    c->spool_dir = xstrdup(cfg->spool_dir);
     snprintf(c->collector_id, sizeof(c->collector_id), "%s", cfg->collector_id);
     c->max_spooled = cfg->max_spooled ? cfg->max_spooled : DEFAULT_MAX_SPOOLED;
     c->window = cfg->window ? cfg->window : DEFAULT_WINDOW;
@@ -373,9 +370,7 @@ int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const ui
     size_t size = wire_frame_size(&f);
     if (c->max_frame_bytes && size - TALLY_FRAME_HEADER_BYTES > c->max_frame_bytes)
         return TALLY_CLIENT_ERR_INVALID;
-    uint8_t *frame = malloc(size);
-    if (!frame)
-        abort();
+    uint8_t *frame = xmalloc(size);
     wire_frame_encode(&f, frame);
     int rc = client_spool_append(&c->spool, frame, size, (uint32_t)n, cursor, cursor_len);
     free(frame);
@@ -436,9 +431,7 @@ static void hello_build(struct tally_client *c)
     f.msg_case = TALLY__FRAME__MSG_HELLO;
     f.hello = &h;
     free(c->hello);
-    c->hello = malloc(wire_frame_size(&f));
-    if (!c->hello)
-        abort();
+    c->hello = xmalloc(wire_frame_size(&f));
     c->hello_len = wire_frame_encode(&f, c->hello);
     c->hello_off = 0;
 }
@@ -541,9 +534,7 @@ static void send_skip_released(struct tally_client *c, uint64_t r)
         const struct client_spool_batch *b = client_spool_get(&c->spool, c->send_seq);
         assert(b && !c->tail);
         c->tail_len = b->frame_len - c->send_off;
-        c->tail = malloc(c->tail_len);
-        if (!c->tail)
-            abort();
+        c->tail = xmalloc(c->tail_len);
         memcpy(c->tail, b->frame + c->send_off, c->tail_len);
         c->tail_off = 0;
         c->send_off = 0;
@@ -792,9 +783,7 @@ static int conn_read(struct tally_client *c)
     while (c->state >= CONN_HELLO) {
         if (c->in_cap - c->in_len < READ_CHUNK) {
             c->in_cap = c->in_len + READ_CHUNK;
-            c->in = realloc(c->in, c->in_cap);
-            if (!c->in)
-                abort();
+            c->in = xreallocarray(c->in, c->in_cap, 1);
         }
         ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
         if (n < 0 && errno == EINTR)

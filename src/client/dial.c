@@ -13,6 +13,8 @@
 
 #include <sodium.h>
 
+#include "core/xalloc.h"
+
 static int server_add(struct client_dial *d, const char *host, uint16_t port, char *err,
                       size_t err_len)
 {
@@ -22,15 +24,11 @@ static int server_add(struct client_dial *d, const char *host, uint16_t port, ch
         return -1;
     }
     struct client_server *s = &d->servers[d->n];
-    s->host = strdup(host);
-    if (!s->host)
-        abort();
+    s->host = xstrdup(host);
     snprintf(s->port, sizeof(s->port), "%u", (unsigned)port);
     bool v6 = strchr(host, ':') != NULL;
     size_t len = strlen(host) + sizeof(s->port) + 4;
-    s->name = malloc(len);
-    if (!s->name)
-        abort();
+    s->name = xmalloc(len);
     snprintf(s->name, len, v6 ? "[%s]:%s" : "%s:%s", host, s->port);
     d->n++;
     return 0;
@@ -58,9 +56,7 @@ int client_dial_init(struct client_dial *d, const struct tally_client_config *cf
         return -1;
     }
     size_t n = cfg->n_servers ? cfg->n_servers : 1;
-    d->servers = calloc(n, sizeof(*d->servers));
-    if (!d->servers)
-        abort();
+    d->servers = xcalloc(n, sizeof(*d->servers));
     for (size_t i = 0; i < n; i++) {
         const char *host = cfg->n_servers ? cfg->servers[i].host : cfg->host;
         uint16_t port = cfg->n_servers ? cfg->servers[i].port : cfg->port;

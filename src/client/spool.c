@@ -16,6 +16,7 @@
  *   u32 id_len | u32 cursor_len | collector id | cursor | 16-byte BLAKE2b of everything before
  */
 #include "core/endian.h"
+#include "core/xalloc.h"
 #include "client/spool.h"
 
 #include <dirent.h>
@@ -123,9 +124,7 @@ static int read_file_at(int dir_fd, const char *name, uint8_t **out, size_t *out
         goto fail;
     }
     size_t len = (size_t)st.st_size;
-    buf = malloc(len ? len : 1);
-    if (!buf)
-        abort();
+    buf = xmalloc(len);
     size_t got = 0;
     while (got < len) {
         ssize_t n = read(fd, buf + got, len - got);
@@ -215,9 +214,7 @@ static int state_write(struct client_spool *s, uint64_t durable_seq, uint64_t du
 {
     size_t id_len = strlen(s->collector_id);
     size_t len = STATE_HEADER + id_len + s->cursor_len + SUM_BYTES;
-    uint8_t *img = malloc(len);
-    if (!img)
-        abort();
+    uint8_t *img = xmalloc(len);
     le32_put(img, STATE_MAGIC);
     le32_put(img + 4, SPOOL_VERSION);
     le64_put(img + 8, s->next_seq);
@@ -336,9 +333,7 @@ static int list_batches(struct client_spool *s, uint64_t **out, size_t *out_n)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
-            seqs = realloc(seqs, cap * sizeof(*seqs));
-            if (!seqs)
-                abort();
+            seqs = xreallocarray(seqs, cap, sizeof(*seqs));
         }
         seqs[n++] = seq;
     }
@@ -371,9 +366,7 @@ static void batches_reserve(struct client_spool *s, size_t want)
     size_t cap = s->cap ? s->cap : 64;
     while (cap < want)
         cap *= 2;
-    s->batches = realloc(s->batches, cap * sizeof(*s->batches));
-    if (!s->batches)
-        abort();
+    s->batches = xreallocarray(s->batches, cap, sizeof(*s->batches));
     s->cap = cap;
 }
 
@@ -381,9 +374,7 @@ static int dir_open(struct client_spool *s, const char *dir)
 {
     if (mkdir(dir, 0700) == 0) {
         /* Make the new directory's own entry durable before anything is spooled in it. */
-        char *copy = strdup(dir);
-        if (!copy)
-            abort();
+        char *copy = xstrdup(dir);
         char *slash = strrchr(copy, '/');
         const char *parent = ".";
         if (slash == copy)
@@ -567,9 +558,7 @@ int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t fra
     if (cursor_len > TALLY_CLIENT_CURSOR_MAX || frame_len > FILE_MAX)
         return spool_fail(s, TALLY_CLIENT_ERR_INVALID, "batch or cursor too large");
     size_t len = BATCH_HEADER + frame_len + cursor_len + SUM_BYTES;
-    uint8_t *img = malloc(len);
-    if (!img)
-        abort();
+    uint8_t *img = xmalloc(len);
     uint64_t seq = s->next_seq;
     le32_put(img, BATCH_MAGIC);
     le32_put(img + 4, SPOOL_VERSION);

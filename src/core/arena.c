@@ -1,8 +1,8 @@
 /* Arena allocator. Owns its chunks; does not know who uses the memory. */
 #include "core/arena.h"
+#include "core/xalloc.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 struct arena_chunk {
@@ -14,11 +14,7 @@ struct arena_chunk {
 
 static struct arena_chunk *chunk_new(size_t size)
 {
-    struct arena_chunk *c = malloc(sizeof(*c) + size);
-    if (!c) {
-        fprintf(stderr, "arena: out of memory (%zu bytes)\n", size);
-        abort();
-    }
+    struct arena_chunk *c = xmalloc(sizeof(*c) + size);
     c->next = NULL;
     c->size = size;
     c->used = 0;

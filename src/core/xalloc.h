@@ -6,7 +6,11 @@
 #include <stddef.h>
 
 void *xcalloc(size_t n, size_t size);
+/* malloc(size), uninitialised. */
+void *xmalloc(size_t size);
 void *xreallocarray(void *p, size_t n, size_t size);
+/* A copy of the string s (not NULL). */
+char *xstrdup(const char *s);
 /* Makes room for need elements of size bytes in p, whose capacity is *cap: doubles the
  * capacity (from 16) until it fits, updates *cap, returns the (maybe moved) array. */
 void *xgrow(void *p, size_t *cap, size_t need, size_t size);

@@ -7,6 +7,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -332,125 +333,239 @@ static int cmd_verify(struct store *s)
 
 /* ---- arguments -------------------------------------------------------------------- */
 
-/* Matches "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past it. Returns 1
- * when matched, 0 when argv[*i] is another thing, -1 when the value is missing. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+enum { OPT_VERSION = 256, OPT_DB, OPT_TO, OPT_FORMAT };
+
+static const struct option ctl_options[] = {
+    {"db", required_argument, NULL, OPT_DB},
+    {"help", no_argument, NULL, 'h'}, /* and -h, see ctl_args_parse */
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"to", required_argument, NULL, OPT_TO},         /* migrate */
+    {"format", required_argument, NULL, OPT_FORMAT}, /* results, status */
+    {NULL, 0, NULL, 0},
+};
+
+struct ctl_args {
+    const char *db;     /* NULL: the PG* environment */
+    const char *cmd;    /* NULL until the first word */
+    const char *arg;    /* load-registry's file, add-collector's id */
+    const char *format; /* results, status */
+    int target;         /* migrate --to; -1 for every migration */
+    size_t words;       /* words after the command */
+    bool to_given;
+    char err[512];   /* the first usage error, reported once every option is seen */
+    bool db_missing; /* --db without a value, which outranks err */
+};
+
+static void ctl_args_error(struct ctl_args *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void ctl_args_error(struct ctl_args *a, const char *fmt, ...)
 {
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *value = a + n + 1;
-        (*i)++;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[*i + 1];
-    *i += 2;
-    return 1;
+    if (a->err[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->err, sizeof(a->err), fmt, ap);
+    va_end(ap);
 }
 
-static bool is_help(const char *a)
+static bool cmd_is(const struct ctl_args *a, const char *name)
 {
-    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+    return a->cmd && strcmp(a->cmd, name) == 0;
+}
+
+/* A word of the command line: the command, then its arguments. */
+static void ctl_args_word(struct ctl_args *a, const char *w)
+{
+    if (a->err[0])
+        return;
+    if (!a->cmd && w[0] == '-') { /* "-" or "--" where the command goes */
+        ctl_args_error(a, "unknown option '%s'", w);
+        return;
+    }
+    if (!a->cmd) {
+        a->cmd = w;
+        if (cmd_is(a, "results"))
+            a->format = "csv";
+        else if (cmd_is(a, "status"))
+            a->format = "text";
+        else if (!cmd_is(a, "migrate") && !cmd_is(a, "verify") && !cmd_is(a, "load-registry") &&
+                 !cmd_is(a, "add-collector"))
+            ctl_args_error(a, "unknown command '%s'", w);
+        return;
+    }
+    bool takes_arg = cmd_is(a, "load-registry") || cmd_is(a, "add-collector");
+    if (!takes_arg || a->words > 0) {
+        ctl_args_error(a, "%s: unexpected argument '%s'", a->cmd, w);
+        return;
+    }
+    a->words++;
+    a->arg = w;
+    if (cmd_is(a, "add-collector") && !ctl_collector_id_is_valid(w))
+        ctl_args_error(a, "invalid collector id '%s': use 1 to 63 of A-Z a-z 0-9 . _ -", w);
+}
+
+/* --to and --format belong right after their command, before any other word (--db, --help
+ * and --version go anywhere); elsewhere they read as a stray argument, as they always did. */
+static bool ctl_args_option_fits(struct ctl_args *a, int ch, const char *text)
+{
+    bool fits = a->cmd && a->words == 0 &&
+                (ch == OPT_TO ? cmd_is(a, "migrate") && !a->to_given
+                              : cmd_is(a, "results") || cmd_is(a, "status"));
+    if (fits)
+        return true;
+    if (!a->cmd)
+        ctl_args_error(a, "unknown option '%s'", text);
+    else
+        ctl_args_error(a, "%s: unexpected argument '%s'", a->cmd, text);
+    return false;
+}
+
+static void ctl_args_value(struct ctl_args *a, int ch, const char *val)
+{
+    if (ch == OPT_TO) {
+        a->to_given = true;
+        char *end;
+        errno = 0;
+        long v = strtol(val, &end, 10);
+        if (errno || end == val || *end || v < 0 || v > store_schema_latest())
+            ctl_args_error(a, "--to: no schema version '%s' (this build knows 0 to %d)", val,
+                           store_schema_latest());
+        else
+            a->target = (int)v;
+        return;
+    }
+    a->format = val;
+    bool ok = cmd_is(a, "results") ? strcmp(val, "csv") == 0 || strcmp(val, "json") == 0
+                                   : strcmp(val, "text") == 0 || strcmp(val, "json") == 0;
+    if (!ok)
+        ctl_args_error(a, "%s: unknown format '%s'", a->cmd, val);
+}
+
+/* The elements taken out wherever they stand, as they always were: load-registry's and
+ * add-collector's argument is the first other element after the command, whatever it looks
+ * like ("-", "-c0", "--x.csv"). */
+static bool is_global(const char *e)
+{
+    return strcmp(e, "-h") == 0 || strcmp(e, "--help") == 0 || strcmp(e, "--version") == 0 ||
+           strcmp(e, "--db") == 0 || strncmp(e, "--db=", 5) == 0;
+}
+
+static void print_version(void)
+{
+    printf("tallyctl %s (schema %d)\n", TALLYCTL_VERSION, store_schema_latest());
+}
+
+/* The whole command line, in order: getopt_long in its in-order mode, so each word is seen
+ * where it stands. "--" is a word like any other (it always was). --help and --version win
+ * wherever they are; otherwise the first problem is reported. Returns 0 to run a->cmd, 1
+ * when --help or --version was printed, or EXIT_USAGE after saying why. */
+
+static int ctl_args_parse(int argc, char **argv, struct ctl_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->target = -1;
+    /* -h, --help and --version count wherever they stand, even where --to or --format
+     * wants its value, as they always did; only --db's value is never one. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0) {
+            i++;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 1;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            print_version();
+            return 1;
+        }
+    }
+    opterr = 0;
+    bool in_cluster = false; /* getopt_long is inside an element like -xy */
+    while (optind < argc) {
+        const char *next = argv[optind];
+        bool wants_arg = (cmd_is(a, "load-registry") || cmd_is(a, "add-collector")) && !a->words;
+        if (!in_cluster && (strcmp(next, "--") == 0 || (wants_arg && !is_global(next)))) {
+            ctl_args_word(a, next);
+            optind++;
+            continue;
+        }
+        int prev = optind;
+        /* No short options: -h was taken above as an element of its own; -hx is unknown. */
+        int ch = getopt_long(argc, argv, "-:", ctl_options, NULL);
+        if (ch == -1)
+            break;
+        in_cluster = optind == prev;
+        /* The element the option was written in ("--to", not its value, for "--to N"). */
+        const char *text = argv[prev];
+        switch (ch) {
+        case 'h': /* an abbreviation (--hel): --help itself was taken above */
+            fputs(usage_text, stdout);
+            return 1;
+        case OPT_VERSION:
+            print_version();
+            return 1;
+        case OPT_DB:
+            a->db = optarg;
+            break;
+        case 1:
+            ctl_args_word(a, optarg);
+            break;
+        case OPT_TO:
+        case OPT_FORMAT:
+            if (!a->err[0] && ctl_args_option_fits(a, ch, text))
+                ctl_args_value(a, ch, optarg);
+            break;
+        case ':':
+            if (optopt == OPT_DB)
+                a->db_missing = true;
+            else if (!a->err[0] && ctl_args_option_fits(a, optopt, text))
+                ctl_args_error(a, optopt == OPT_TO ? "--to needs a schema version"
+                                                   : "--format needs a value");
+            break;
+        default: /* '?': an option nobody has */
+            if (!a->cmd)
+                ctl_args_error(a, "unknown option '%s'", text);
+            else
+                ctl_args_error(a, "%s: unexpected argument '%s'", a->cmd, text);
+            break;
+        }
+    }
+    if (a->db_missing)
+        return ctl_usage_error("--db needs a connection string");
+    if (!a->err[0] && !a->cmd)
+        ctl_args_error(a, "no command given");
+    if (!a->err[0] && !a->arg && cmd_is(a, "load-registry"))
+        ctl_args_error(a, "load-registry needs a CSV file");
+    if (!a->err[0] && !a->arg && cmd_is(a, "add-collector"))
+        ctl_args_error(a, "add-collector needs a collector id");
+    if (a->err[0])
+        return ctl_usage_error("%s", a->err);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *db = NULL;
-    /* --help, --version and --db may come anywhere; take them out first. */
-    int kept = 1;
-    for (int k = 1; k < argc;) {
-        if (is_help(argv[k])) {
-            fputs(usage_text, stdout);
-            return EXIT_OK;
-        }
-        if (strcmp(argv[k], "--version") == 0) {
-            printf("tallyctl %s (schema %d)\n", TALLYCTL_VERSION, store_schema_latest());
-            return EXIT_OK;
-        }
-        int m = opt_value(argc, argv, &k, "--db", &db);
-        if (m < 0)
-            return ctl_usage_error("--db needs a connection string");
-        if (m == 0)
-            argv[kept++] = argv[k++];
-    }
-    argc = kept;
-    int i = 1;
-    if (i < argc && argv[i][0] == '-')
-        return ctl_usage_error("unknown option '%s'", argv[i]);
-    if (i >= argc)
-        return ctl_usage_error("no command given");
-    const char *cmd = argv[i++];
-
-    /* Validate the whole command line before connecting. */
-    const char *arg = NULL;
-    const char *format = NULL;
-    int target = -1;
-    if (strcmp(cmd, "migrate") == 0) {
-        const char *to = NULL;
-        int m = i < argc ? opt_value(argc, argv, &i, "--to", &to) : 0;
-        if (m < 0)
-            return ctl_usage_error("--to needs a schema version");
-        if (m > 0) {
-            char *end;
-            errno = 0;
-            long v = strtol(to, &end, 10);
-            if (errno || end == to || *end || v < 0 || v > store_schema_latest())
-                return ctl_usage_error("--to: no schema version '%s' (this build knows 0 to %d)",
-                                       to, store_schema_latest());
-            target = (int)v;
-        }
-    } else if (strcmp(cmd, "verify") == 0) {
-        /* no arguments */
-    } else if (strcmp(cmd, "load-registry") == 0 || strcmp(cmd, "add-collector") == 0) {
-        if (i >= argc)
-            return ctl_usage_error("%s needs %s", cmd,
-                                   cmd[0] == 'l' ? "a CSV file" : "a collector id");
-        arg = argv[i++];
-        if (cmd[0] == 'a' && !ctl_collector_id_is_valid(arg))
-            return ctl_usage_error("invalid collector id '%s': use 1 to 63 of A-Z a-z 0-9 . _ -",
-                                   arg);
-    } else if (strcmp(cmd, "results") == 0 || strcmp(cmd, "status") == 0) {
-        format = cmd[0] == 'r' ? "csv" : "text";
-        while (i < argc) {
-            int m = opt_value(argc, argv, &i, "--format", &format);
-            if (m < 0)
-                return ctl_usage_error("--format needs a value");
-            if (m == 0)
-                break;
-        }
-        bool ok = cmd[0] == 'r' ? strcmp(format, "csv") == 0 || strcmp(format, "json") == 0
-                                : strcmp(format, "text") == 0 || strcmp(format, "json") == 0;
-        if (!ok)
-            return ctl_usage_error("%s: unknown format '%s'", cmd, format);
-    } else {
-        return ctl_usage_error("unknown command '%s'", cmd);
-    }
-    if (i < argc)
-        return ctl_usage_error("%s: unexpected argument '%s'", cmd, argv[i]);
+    /* The whole command line is valid before anything connects. */
+    struct ctl_args a;
+    int rc = ctl_args_parse(argc, argv, &a);
+    if (rc)
+        return rc == 1 ? EXIT_OK : rc;
 
     /* Failures come back through store_last_error() and are reported in tallyctl's own
      * words; the store's informational lines would only add timestamps to the output. */
     log_set_level(LOG_WARN);
-    struct store *s = ctl_connect(db);
+    struct store *s = ctl_connect(a.db);
     if (!s)
         return EXIT_RUNTIME;
-    int rc;
-    if (strcmp(cmd, "migrate") == 0)
-        rc = cmd_migrate(s, target);
-    else if (strcmp(cmd, "verify") == 0)
+    if (cmd_is(&a, "migrate"))
+        rc = cmd_migrate(s, a.target);
+    else if (cmd_is(&a, "verify"))
         rc = cmd_verify(s);
-    else if (strcmp(cmd, "load-registry") == 0)
-        rc = cmd_load_registry(s, arg);
-    else if (strcmp(cmd, "add-collector") == 0)
-        rc = cmd_add_collector(s, arg);
+    else if (cmd_is(&a, "load-registry"))
+        rc = cmd_load_registry(s, a.arg);
+    else if (cmd_is(&a, "add-collector"))
+        rc = cmd_add_collector(s, a.arg);
     else
-        rc = cmd_report(s, cmd, format);
+        rc = cmd_report(s, a.cmd, a.format);
     store_close(s);
     return rc;
 }

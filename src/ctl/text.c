@@ -1,6 +1,8 @@
 /* Text helpers for tallyctl: collector id syntax, strict UTF-8 validation, JSON string
- * escaping. Pure functions; nothing here knows about files or the database. */
+ * escaping (core/json.h's, to a FILE). Nothing here knows about the database. */
 #include "ctl/text.h"
+
+#include "core/json.h"
 
 #include <string.h>
 
@@ -60,32 +62,12 @@ bool ctl_utf8_is_valid(const char *s, size_t n)
     return true;
 }
 
+static void json_sink_file(void *arg, const char *data, size_t len)
+{
+    fwrite(data, 1, len, arg);
+}
+
 void ctl_json_write_string(FILE *out, const char *s)
 {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
-        }
-    }
-    fputc('"', out);
+    json_string_write(s, json_sink_file, out);
 }

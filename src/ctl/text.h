@@ -14,8 +14,8 @@ bool ctl_collector_id_is_valid(const char *s);
  * nothing past U+10FFFF). */
 bool ctl_utf8_is_valid(const char *s, size_t n);
 
-/* Writes s as a JSON string literal, quotes included: escapes '"', '\\' and control
- * characters, passes other UTF-8 through unchanged. */
+/* Writes s as a JSON string literal to out, quotes included, escaped exactly as the HTTP
+ * API escapes (json_string_write in core/json.h). */
 void ctl_json_write_string(FILE *out, const char *s);
 
 #endif

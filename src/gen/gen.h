@@ -61,18 +61,19 @@ int gen_out_close(struct gen_out *o);
 
 #define GEN_CSV_MAX_FIELDS 16
 
+struct csv_reader;
+
 struct gen_csv {
     FILE *f;
-    char *line; /* the current record, fields unescaped in place */
-    size_t cap;
-    char *fields[GEN_CSV_MAX_FIELDS];
+    struct csv_reader *csv;
+    char *fields[GEN_CSV_MAX_FIELDS]; /* the current record's, unquoted, NUL-terminated */
     size_t n_fields;
     uint64_t record; /* 1-based number of the current record */
 };
 
 int gen_csv_open(struct gen_csv *c, const char *path);
 /* Reads the next record. Returns 1 with c->fields set, 0 at the end, -1 on a
- * malformed record (unterminated quote, too many fields). */
+ * malformed record (unterminated quote, text after a closing quote, too many fields). */
 int gen_csv_next(struct gen_csv *c);
 void gen_csv_close(struct gen_csv *c);
 

@@ -1,9 +1,10 @@
 /* tally-gen: command line for the test-data generators (registry.c, votes.c). Parses
- * options and reports usage errors; the generators own everything else. */
+ * options (getopt_long) and reports usage errors; the generators own everything else. */
 #include "gen/gen.h"
 
 #include "core/addr.h"
 
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,33 +79,98 @@ static int opt_rate(const char *name, const char *val, double *out)
     return 0;
 }
 
+/* getopt_long's values: OPT_WORD is what its in-order mode returns for a non-option. */
+enum {
+    OPT_WORD = 1,
+    OPT_HELP = 'h',
+    OPT_VERSION = 256,
+    OPT_OUT,
+    OPT_STATES,
+    OPT_CIRCUITS,
+    OPT_PROJECTS,
+    OPT_SEED,
+    OPT_QUIET,
+    OPT_REGISTRY,
+    OPT_OUT_DIR,
+    OPT_COLLECTORS,
+    OPT_VOTES,
+    OPT_REPEAT_RATE,
+    OPT_UNKNOWN_RATE,
+    OPT_MALFORMED
+};
+
+/* The next element, by getopt_long in its in-order mode, so each is judged where it stands,
+ * as tally-gen always did: the first unknown one is an error, "--" included, and -h is --help
+ * only as an element of its own. Returns the option (':' for a value missing at the end), -1
+ * at the end; *text is the element it came from, *name its "--long" name. */
+static int opt_next(int argc, char **argv, const struct option *opts, const char **text, char *name,
+                    size_t name_len)
+{
+    opterr = 0;
+    *name = '\0';
+    int prev = optind > 0 ? optind : 1; /* 0 asks glibc to start afresh at 1 */
+    if (prev < argc && strcmp(argv[prev], "--") == 0) {
+        *text = argv[prev];
+        return '?';
+    }
+    int ch = getopt_long(argc, argv, "-:", opts, NULL);
+    *text = prev < argc ? argv[prev] : "";
+    if (ch == '?' && optopt == 'h' && strcmp(*text, "-h") == 0)
+        ch = OPT_HELP;
+    int val = ch == ':' ? optopt : ch;
+    for (const struct option *o = opts; o->name; o++)
+        if (o->val == val)
+            snprintf(name, name_len, "--%s", o->name);
+    return ch;
+}
+
 static int cmd_registry(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"out", required_argument, NULL, OPT_OUT},
+        {"states", required_argument, NULL, OPT_STATES},
+        {"circuits", required_argument, NULL, OPT_CIRCUITS},
+        {"projects", required_argument, NULL, OPT_PROJECTS},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
     struct gen_registry_opts o = {NULL, 25, 4500, 30000, 1};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    optind = 0; /* a new argv: glibc starts afresh */
+    const char *text;
+    char name[32];
+    int ch;
+    while ((ch = opt_next(argc, argv, opts, &text, name, sizeof(name))) != -1) {
+        const char *v = ch == ':' ? NULL : optarg; /* a value missing at the end */
+        int bad = 0;
+        switch (ch == ':' ? optopt : ch) {
+        case OPT_HELP:
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--out")) {
+        case OPT_OUT:
             o.out = v;
+            if (!v)
+                fprintf(stderr, "tally-gen registry: %s needs a value\n", name);
             bad = !v;
-        } else if (!strcmp(a, "--states")) {
-            bad = opt_u32(a, v, 1, &o.states);
-        } else if (!strcmp(a, "--circuits")) {
-            bad = opt_u32(a, v, 1, &o.circuits);
-        } else if (!strcmp(a, "--projects")) {
-            bad = opt_u32(a, v, 1, &o.projects);
-        } else if (!strcmp(a, "--seed")) {
-            bad = opt_u64(a, v, &o.seed);
-        } else {
-            fprintf(stderr, "tally-gen registry: unknown option '%s' (see --help)\n", a);
+            break;
+        case OPT_STATES:
+            bad = opt_u32(name, v, 1, &o.states);
+            break;
+        case OPT_CIRCUITS:
+            bad = opt_u32(name, v, 1, &o.circuits);
+            break;
+        case OPT_PROJECTS:
+            bad = opt_u32(name, v, 1, &o.projects);
+            break;
+        case OPT_SEED:
+            bad = opt_u64(name, v, &o.seed);
+            break;
+        default: /* an unknown option, or a word */
+            fprintf(stderr, "tally-gen registry: unknown option '%s' (see --help)\n", text);
             return 2;
         }
         if (bad)
             return 2;
-        i++;
     }
     if (!o.out) {
         fprintf(stderr, "tally-gen registry: --out FILE is required\n");
@@ -119,46 +185,71 @@ static int cmd_registry(int argc, char **argv)
 
 static int cmd_votes(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"registry", required_argument, NULL, OPT_REGISTRY},
+        {"out-dir", required_argument, NULL, OPT_OUT_DIR},
+        {"collectors", required_argument, NULL, OPT_COLLECTORS},
+        {"votes", required_argument, NULL, OPT_VOTES},
+        {"repeat-rate", required_argument, NULL, OPT_REPEAT_RATE},
+        {"unknown-rate", required_argument, NULL, OPT_UNKNOWN_RATE},
+        {"malformed", required_argument, NULL, OPT_MALFORMED},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
     struct gen_votes_opts o = {.repeat_rate = 0.02, .unknown_rate = 0.001, .seed = 1};
     bool have_votes = false;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    optind = 0; /* a new argv: glibc starts afresh */
+    const char *text;
+    char name[32];
+    int ch;
+    while ((ch = opt_next(argc, argv, opts, &text, name, sizeof(name))) != -1) {
+        const char *v = ch == ':' ? NULL : optarg; /* a value missing at the end */
+        int bad = 0;
+        switch (ch == ':' ? optopt : ch) {
+        case OPT_HELP:
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--quiet")) {
+        case OPT_QUIET:
             o.quiet = true;
-            continue;
-        } else if (!strcmp(a, "--registry")) {
+            break;
+        case OPT_REGISTRY:
             o.registry = v;
             bad = !v;
-        } else if (!strcmp(a, "--out-dir")) {
+            break;
+        case OPT_OUT_DIR:
             o.out_dir = v;
             bad = !v;
-        } else if (!strcmp(a, "--collectors")) {
-            bad = opt_u32(a, v, 1, &o.collectors);
-        } else if (!strcmp(a, "--votes")) {
-            bad = opt_u64(a, v, &o.votes);
+            break;
+        case OPT_COLLECTORS:
+            bad = opt_u32(name, v, 1, &o.collectors);
+            break;
+        case OPT_VOTES:
+            bad = opt_u64(name, v, &o.votes);
             have_votes = true;
-        } else if (!strcmp(a, "--repeat-rate")) {
-            bad = opt_rate(a, v, &o.repeat_rate);
-        } else if (!strcmp(a, "--unknown-rate")) {
-            bad = opt_rate(a, v, &o.unknown_rate);
-        } else if (!strcmp(a, "--malformed")) {
-            bad = opt_u64(a, v, &o.malformed);
-        } else if (!strcmp(a, "--seed")) {
-            bad = opt_u64(a, v, &o.seed);
-        } else {
-            fprintf(stderr, "tally-gen votes: unknown option '%s' (see --help)\n", a);
+            break;
+        case OPT_REPEAT_RATE:
+            bad = opt_rate(name, v, &o.repeat_rate);
+            break;
+        case OPT_UNKNOWN_RATE:
+            bad = opt_rate(name, v, &o.unknown_rate);
+            break;
+        case OPT_MALFORMED:
+            bad = opt_u64(name, v, &o.malformed);
+            break;
+        case OPT_SEED:
+            bad = opt_u64(name, v, &o.seed);
+            break;
+        default: /* an unknown option, or a word */
+            fprintf(stderr, "tally-gen votes: unknown option '%s' (see --help)\n", text);
             return 2;
         }
         if (bad) {
             if (!v)
-                fprintf(stderr, "tally-gen votes: %s needs a value\n", a);
+                fprintf(stderr, "tally-gen votes: %s needs a value\n", name);
             return 2;
         }
-        i++;
     }
     if (!o.registry || !o.out_dir || !o.collectors || !have_votes) {
         fprintf(stderr, "tally-gen votes: --registry, --collectors, --votes and --out-dir are "
@@ -174,22 +265,31 @@ static int cmd_votes(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    /* The first element is the command, or --help / --version. */
+    const char *text;
+    char name[32];
+    int ch = opt_next(argc, argv, opts, &text, name, sizeof(name));
+    if (ch == OPT_HELP || (ch == OPT_WORD && !strcmp(optarg, "help"))) {
         usage(stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "--version")) {
+    if (ch == OPT_VERSION) {
         printf("tally-gen %s\n", TALLY_GEN_VERSION);
         return 0;
     }
-    if (!strcmp(argv[1], "registry"))
-        return cmd_registry(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "votes"))
-        return cmd_votes(argc - 2, argv + 2);
-    fprintf(stderr, "tally-gen: unknown command '%s' (registry or votes; see --help)\n", argv[1]);
+    if (ch == OPT_WORD && !strcmp(optarg, "registry"))
+        return cmd_registry(argc - 1, argv + 1);
+    if (ch == OPT_WORD && !strcmp(optarg, "votes"))
+        return cmd_votes(argc - 1, argv + 1);
+    fprintf(stderr, "tally-gen: unknown command '%s' (registry or votes; see --help)\n", text);
     return 2;
 }

@@ -4,6 +4,8 @@
  * reading a registry back is in votes.c. */
 #include "gen/gen.h"
 
+#include "core/xalloc.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,9 +124,7 @@ static void split_by_weight(uint32_t total, const double *w, size_t n, uint32_t 
     for (size_t i = 0; i < n; i++)
         sum += w[i];
     uint32_t given = 0;
-    double *rem = malloc(n * sizeof *rem);
-    if (!rem)
-        abort();
+    double *rem = xcalloc(n, sizeof *rem);
     for (size_t i = 0; i < n; i++) {
         double exact = (double)(total - n) * w[i] / sum;
         parts[i] = 1 + (uint32_t)floor(exact);
@@ -177,12 +177,10 @@ int gen_registry(const struct gen_registry_opts *o)
     gen_rng_seed(&r, o->seed, 1);
     uint32_t n_states = o->states, n_circuits = o->circuits, n_projects = o->projects;
 
-    double *sw = calloc(n_states, sizeof *sw);
-    uint32_t *circuits_of_state = calloc(n_states, sizeof *circuits_of_state);
-    double *cw = calloc(n_circuits, sizeof *cw);
-    uint32_t *projects_of_circuit = calloc(n_circuits, sizeof *projects_of_circuit);
-    if (!sw || !circuits_of_state || !cw || !projects_of_circuit)
-        abort();
+    double *sw = xcalloc(n_states, sizeof *sw);
+    uint32_t *circuits_of_state = xcalloc(n_states, sizeof *circuits_of_state);
+    double *cw = xcalloc(n_circuits, sizeof *cw);
+    uint32_t *projects_of_circuit = xcalloc(n_circuits, sizeof *projects_of_circuit);
 
     for (uint32_t i = 0; i < n_states; i++)
         sw[i] = i < N_STATES ? STATES[i].weight : 1.0;

@@ -1,8 +1,11 @@
-/* tally-gen's small tools: the random source, a uint32 set, a buffered writer and an
- * RFC 4180 CSV reader. Deterministic and allocation-light; no knowledge of votes. */
+/* tally-gen's small tools: the random source, a uint32 set, a buffered writer and the
+ * registry's CSV records (core/csv.h). Deterministic and allocation-light; no knowledge of
+ * votes. */
 #include "gen/gen.h"
 
+#include "core/csv.h"
 #include "core/rng.h"
+#include "core/xalloc.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,9 +52,7 @@ void gen_u32set_init(struct gen_u32set *s, size_t expected)
     size_t cap = 16;
     while (cap < expected * 2 + 16)
         cap <<= 1;
-    s->slots = calloc(cap, sizeof *s->slots);
-    if (!s->slots)
-        abort();
+    s->slots = xcalloc(cap, sizeof *s->slots);
     s->mask = cap - 1;
     s->n = 0;
 }
@@ -115,9 +116,7 @@ int gen_out_open(struct gen_out *o, const char *path)
         return -1;
     }
     o->cap = 1 << 20;
-    o->buf = malloc(o->cap);
-    if (!o->buf)
-        abort();
+    o->buf = xmalloc(o->cap);
     return 0;
 }
 
@@ -134,9 +133,7 @@ static void out_reserve(struct gen_out *o, size_t n)
         out_flush(o);
     if (n > o->cap) {
         o->cap = n;
-        o->buf = realloc(o->buf, o->cap);
-        if (!o->buf)
-            abort();
+        o->buf = xreallocarray(o->buf, o->cap, 1);
     }
 }
 
@@ -208,86 +205,33 @@ int gen_csv_open(struct gen_csv *c, const char *path)
         fprintf(stderr, "tally-gen: cannot open %s: %s\n", path, strerror(errno));
         return -1;
     }
-    c->cap = 4096;
-    c->line = malloc(c->cap);
-    if (!c->line)
-        abort();
+    /* Quoted fields may hold commas, doubled quotes and newlines; a stray quote inside an
+     * unquoted field is taken as text. */
+    static const struct csv_options opt = {.flags = CSV_MULTILINE,
+                                           .max_fields = GEN_CSV_MAX_FIELDS};
+    c->csv = csv_reader_new_file(c->f, &opt);
     return 0;
 }
 
 void gen_csv_close(struct gen_csv *c)
 {
+    csv_reader_free(c->csv);
     if (c->f)
         fclose(c->f);
-    free(c->line);
     memset(c, 0, sizeof *c);
 }
 
 int gen_csv_next(struct gen_csv *c)
 {
-    /* Reads one record character by character, unescaping into c->line; a NUL
-     * separates fields. Quoted fields may hold commas, doubled quotes and newlines. */
-    size_t len = 0;
-    bool quoted = false, field_start = true, any = false;
-    c->n_fields = 0;
-    c->fields[c->n_fields++] = c->line;
-    for (;;) {
-        int ch = getc(c->f);
-        if (ch == EOF) {
-            if (quoted)
-                return -1;
-            if (!any)
-                return 0;
-            break;
-        }
-        any = true;
-        if (len + 2 > c->cap) {
-            size_t off[GEN_CSV_MAX_FIELDS];
-            for (size_t i = 0; i < c->n_fields; i++)
-                off[i] = (size_t)(c->fields[i] - c->line);
-            c->cap *= 2;
-            c->line = realloc(c->line, c->cap);
-            if (!c->line)
-                abort();
-            for (size_t i = 0; i < c->n_fields; i++)
-                c->fields[i] = c->line + off[i];
-        }
-        if (quoted) {
-            if (ch == '"') {
-                int next = getc(c->f);
-                if (next == '"') {
-                    c->line[len++] = '"';
-                } else {
-                    quoted = false;
-                    if (next != EOF)
-                        ungetc(next, c->f);
-                }
-            } else {
-                c->line[len++] = (char)ch;
-            }
-            continue;
-        }
-        if (ch == '"' && field_start) {
-            quoted = true;
-            field_start = false;
-            continue;
-        }
-        if (ch == '\r')
-            continue;
-        if (ch == '\n')
-            break;
-        if (ch == ',') {
-            if (c->n_fields == GEN_CSV_MAX_FIELDS)
-                return -1;
-            c->line[len++] = '\0';
-            c->fields[c->n_fields++] = c->line + len;
-            field_start = true;
-            continue;
-        }
-        field_start = false;
-        c->line[len++] = (char)ch;
-    }
-    c->line[len] = '\0';
+    struct csv_record rec;
+    int got = csv_reader_next(c->csv, &rec);
+    if (got <= 0)
+        return got;
+    if (rec.n_fields > GEN_CSV_MAX_FIELDS)
+        return -1;
+    for (size_t i = 0; i < rec.n_fields; i++)
+        c->fields[i] = rec.fields[i].s;
+    c->n_fields = rec.n_fields;
     c->record++;
     return 1;
 }

@@ -14,6 +14,8 @@
  * the canonical projects (any other interleaving gives the same answer). */
 #include "gen/gen.h"
 
+#include "core/xalloc.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -64,9 +66,7 @@ static int registry_load(const char *path, struct registry *reg)
         return -1;
     int rc = -1, col_pid = -1, col_cid = -1;
     size_t cap = 1024;
-    struct circuit_key *keys = malloc(cap * sizeof *keys);
-    if (!keys)
-        abort();
+    struct circuit_key *keys = xcalloc(cap, sizeof *keys);
 
     if (gen_csv_next(&csv) != 1) {
         fprintf(stderr, "tally-gen: %s: empty or unreadable registry\n", path);
@@ -105,14 +105,10 @@ static int registry_load(const char *path, struct registry *reg)
         }
         if (reg->n == cap) {
             cap *= 2;
-            keys = realloc(keys, cap * sizeof *keys);
-            reg->ids = realloc(reg->ids, cap * sizeof *reg->ids);
-            if (!keys || !reg->ids)
-                abort();
+            keys = xreallocarray(keys, cap, sizeof *keys);
+            reg->ids = xreallocarray(reg->ids, cap, sizeof *reg->ids);
         } else if (!reg->ids) {
-            reg->ids = malloc(cap * sizeof *reg->ids);
-            if (!reg->ids)
-                abort();
+            reg->ids = xcalloc(cap, sizeof *reg->ids);
         }
         keys[reg->n] = (struct circuit_key){cid, (uint32_t)reg->n};
         reg->ids[reg->n] = pid;
@@ -123,9 +119,7 @@ static int registry_load(const char *path, struct registry *reg)
         goto done;
     }
     qsort(keys, reg->n, sizeof *keys, cmp_circuit_key);
-    reg->circuit = malloc(reg->n * sizeof *reg->circuit);
-    if (!reg->circuit)
-        abort();
+    reg->circuit = xcalloc(reg->n, sizeof *reg->circuit);
     for (size_t i = 0; i < reg->n; i++) {
         if (i > 0 && keys[i].circuit_id != keys[i - 1].circuit_id)
             reg->n_circuits++;
@@ -150,29 +144,23 @@ static void registry_cleanup(struct registry *reg)
  * Zipf law (s = 1.1) over a random ranking. Returns a cumulative array over projects. */
 static double *popularity(struct gen_rng *r, const struct registry *reg)
 {
-    double *cw = malloc(reg->n_circuits * sizeof *cw);
-    uint32_t *seen = calloc(reg->n_circuits, sizeof *seen);
-    uint32_t *size = calloc(reg->n_circuits, sizeof *size);
-    double *norm = calloc(reg->n_circuits, sizeof *norm);
-    double *cum = malloc(reg->n * sizeof *cum);
-    uint32_t *rank = malloc(reg->n * sizeof *rank);
-    if (!cw || !seen || !size || !norm || !cum || !rank)
-        abort();
+    double *cw = xcalloc(reg->n_circuits, sizeof *cw);
+    uint32_t *seen = xcalloc(reg->n_circuits, sizeof *seen);
+    uint32_t *size = xcalloc(reg->n_circuits, sizeof *size);
+    double *norm = xcalloc(reg->n_circuits, sizeof *norm);
+    double *cum = xcalloc(reg->n, sizeof *cum);
+    uint32_t *rank = xcalloc(reg->n, sizeof *rank);
     for (size_t c = 0; c < reg->n_circuits; c++)
         cw[c] = exp(0.6 * gen_rng_normal(r));
     for (size_t p = 0; p < reg->n; p++)
         size[reg->circuit[p]]++;
     /* Rank projects within their circuit in a random order: rank = a random position
      * of a shuffled 0..size-1, drawn by handing out positions as projects are met. */
-    uint32_t **perm = calloc(reg->n_circuits, sizeof *perm);
-    if (!perm)
-        abort();
+    uint32_t **perm = xcalloc(reg->n_circuits, sizeof *perm);
     for (size_t p = 0; p < reg->n; p++) {
         uint32_t c = reg->circuit[p];
         if (!perm[c]) {
-            perm[c] = malloc(size[c] * sizeof **perm);
-            if (!perm[c])
-                abort();
+            perm[c] = xcalloc(size[c], sizeof **perm);
             for (uint32_t i = 0; i < size[c]; i++)
                 perm[c][i] = i;
             for (uint32_t i = size[c]; i > 1; i--) {
@@ -288,9 +276,7 @@ static int write_truth(const char *dir, const struct registry *reg, const uint64
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/truth.csv", dir);
-    uint32_t *order = malloc(reg->n * sizeof *order);
-    if (!order)
-        abort();
+    uint32_t *order = xcalloc(reg->n, sizeof *order);
     for (size_t i = 0; i < reg->n; i++)
         order[i] = (uint32_t)i;
     sort_ids = reg->ids;
@@ -344,9 +330,7 @@ static void remember_own(uint32_t **list, size_t *n, size_t *cap, uint32_t v)
 {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 1024;
-        *list = realloc(*list, *cap * sizeof **list);
-        if (!*list)
-            abort();
+        *list = xreallocarray(*list, *cap, sizeof **list);
     }
     (*list)[(*n)++] = v;
 }
@@ -383,20 +367,17 @@ int gen_votes(const struct gen_votes_opts *o)
     uint32_t K = o->collectors;
     uint64_t N = o->votes;
 
-    struct line *lines = malloc((N ? N : 1) * sizeof *lines);
-    uint16_t *line_collector = malloc((N ? N : 1) * sizeof *line_collector);
-    struct voter *voters = malloc((N ? N : 1) * sizeof *voters);
-    uint32_t **own = calloc(K, sizeof *own); /* voters created by each collector */
-    size_t *own_n = calloc(K, sizeof *own_n), *own_cap = calloc(K, sizeof *own_cap);
-    uint64_t *per_collector = calloc(K, sizeof *per_collector);
-    uint64_t *counts = calloc(reg.n, sizeof *counts);
-    uint64_t *check = calloc(reg.n, sizeof *check);
-    uint8_t *accepted_voter = calloc(N ? N : 1, 1);
-    uint64_t *malformed_at = calloc(o->malformed ? o->malformed : 1, sizeof *malformed_at);
-    struct gen_out *outs = calloc(K, sizeof *outs);
-    if (!lines || !line_collector || !voters || !own || !own_n || !own_cap || !per_collector ||
-        !counts || !check || !accepted_voter || !malformed_at || !outs)
-        abort();
+    struct line *lines = xcalloc(N, sizeof *lines);
+    uint16_t *line_collector = xcalloc(N, sizeof *line_collector);
+    struct voter *voters = xcalloc(N, sizeof *voters);
+    uint32_t **own = xcalloc(K, sizeof *own); /* voters created by each collector */
+    size_t *own_n = xcalloc(K, sizeof *own_n), *own_cap = xcalloc(K, sizeof *own_cap);
+    uint64_t *per_collector = xcalloc(K, sizeof *per_collector);
+    uint64_t *counts = xcalloc(reg.n, sizeof *counts);
+    uint64_t *check = xcalloc(reg.n, sizeof *check);
+    uint8_t *accepted_voter = xcalloc(N, 1);
+    uint64_t *malformed_at = xcalloc(o->malformed, sizeof *malformed_at);
+    struct gen_out *outs = xcalloc(K, sizeof *outs);
     uint32_t n_voters = 0;
     bool progress = !o->quiet && N >= 1000000;
 

@@ -14,7 +14,9 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "core/loopwatch.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 
 /* One rendered event, shared by the ring and by every buffer it was queued on. */
 struct http_sse_blob {
@@ -33,9 +35,7 @@ struct http_sse_sub {
 static struct http_sse_blob *blob_new(struct evbuffer *b)
 {
     size_t len = evbuffer_get_length(b);
-    struct http_sse_blob *blob = malloc(sizeof(*blob) + len);
-    if (!blob)
-        abort();
+    struct http_sse_blob *blob = xmalloc(sizeof(*blob) + len);
     blob->refs = 1;
     blob->len = len;
     evbuffer_remove(b, blob->data, len);
@@ -124,6 +124,7 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
  * is freed right after this returns. */
 static void on_complete(struct evhttp_request *req, void *arg)
 {
+    LOOPWATCH_SCOPE();
     struct http_sse_sub *sub = arg;
     (void)req;
     sub_forget(sub);
@@ -159,6 +160,7 @@ static void broadcast(struct http_events *ev, struct http_sse_blob *blob, const 
 
 static void on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     broadcast(arg, NULL, ": keepalive\n\n");
@@ -300,9 +302,7 @@ void http_events_subscribe(struct http_events *ev, struct evhttp_request *req,
     if (!evcon)
         return;
 
-    struct http_sse_sub *sub = calloc(1, sizeof(*sub));
-    if (!sub)
-        abort();
+    struct http_sse_sub *sub = xcalloc(1, sizeof(*sub));
     sub->ev = ev;
     sub->req = req;
     sub->evcon = evcon;

@@ -21,7 +21,9 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "core/loopwatch.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 #include "http/internal.h"
 #ifdef HTTP_HAVE_ASSETS
 #include "http/assets/assets.h"
@@ -481,6 +483,7 @@ static const struct route {
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
+    LOOPWATCH_SCOPE();
     struct http_server *h = arg;
     h->requests++;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -562,9 +565,7 @@ struct http_server *http_server_new(struct event_base *base, const char *host, u
                                     const struct http_catalog *catalog,
                                     const struct http_hooks *hooks)
 {
-    struct http_server *h = calloc(1, sizeof(*h));
-    if (!h)
-        abort();
+    struct http_server *h = xcalloc(1, sizeof(*h));
     if (hooks)
         h->hooks = *hooks;
     struct timespec ts;
@@ -576,9 +577,7 @@ struct http_server *http_server_new(struct event_base *base, const char *host, u
     if (http_events_init(&h->events, base) != 0)
         goto fail;
 #ifdef HTTP_HAVE_ASSETS
-    h->asset_etags = calloc(http_assets_count ? http_assets_count : 1, sizeof(*h->asset_etags));
-    if (!h->asset_etags)
-        abort();
+    h->asset_etags = xcalloc(http_assets_count, sizeof(*h->asset_etags));
     for (size_t i = 0; i < http_assets_count; i++)
         snprintf(h->asset_etags[i], sizeof(h->asset_etags[i]), "\"a-%016" PRIx64 "\"",
                  fnv1a(http_assets[i].data, http_assets[i].len));

@@ -99,6 +99,7 @@ struct http_metrics {
     uint64_t pg_errors;            /* failed PostgreSQL attempts */
     uint64_t backlog_votes;        /* applied, not yet durable */
     uint64_t ballots;              /* distinct ballots held */
+    uint64_t ballot_set_bytes;     /* memory of the ballot set */
     bool paused;                   /* back-pressure on */
     bool postgres_up;              /* the store's last attempt reached PostgreSQL */
     const char *version, *commit;  /* tally_build_info labels (NULL: "unknown") */

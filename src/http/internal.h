@@ -106,6 +106,7 @@ struct http_filter {
     int64_t circuit;
 };
 
+/* s (NULL as "") as a JSON string literal, escaped by core/json.h. */
 void http_json_string(struct evbuffer *out, const char *s);
 /* A snapshot's head hash as "<64 lower-case hex digits>", or null (unquoted) for
  * checkpoint 0, which no hash covers. */

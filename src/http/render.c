@@ -3,6 +3,10 @@
  * no sockets, no clock, no routing; callers decide caching and headers. */
 #include "http/internal.h"
 
+#include "core/json.h"
+#include "core/loopwatch.h"
+#include "core/xalloc.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,41 +17,14 @@
 
 /* ---- primitives ------------------------------------------------------------------------- */
 
+static void json_sink_evbuffer(void *arg, const char *data, size_t len)
+{
+    evbuffer_add(arg, data, len);
+}
+
 void http_json_string(struct evbuffer *out, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    evbuffer_add(out, "\"", 1);
-    const unsigned char *run = p;
-    for (; *p; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
-            continue;
-        evbuffer_add(out, run, (size_t)(p - run));
-        run = p + 1;
-        switch (*p) {
-        case '"':
-            evbuffer_add(out, "\\\"", 2);
-            break;
-        case '\\':
-            evbuffer_add(out, "\\\\", 2);
-            break;
-        case '\n':
-            evbuffer_add(out, "\\n", 2);
-            break;
-        case '\r':
-            evbuffer_add(out, "\\r", 2);
-            break;
-        case '\t':
-            evbuffer_add(out, "\\t", 2);
-            break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-            evbuffer_add(out, u, sizeof(u));
-        }
-        }
-    }
-    evbuffer_add(out, run, (size_t)(p - run));
-    evbuffer_add(out, "\"", 1);
+    json_string_write(s, json_sink_evbuffer, out);
 }
 
 void http_json_head_hash(struct evbuffer *out, const struct http_snapshot *s)
@@ -142,9 +119,7 @@ static bool filter_keeps(const struct http_snapshot *s, const struct http_filter
 static char *flatten(struct evbuffer *b, size_t *len)
 {
     *len = evbuffer_get_length(b);
-    char *p = malloc(*len + 1);
-    if (!p)
-        abort();
+    char *p = xmalloc(*len + 1);
     evbuffer_remove(b, p, *len);
     return p;
 }
@@ -156,10 +131,8 @@ void http_render_layout_rows(struct http_layout *l)
     struct evbuffer *j = evbuffer_new(), *c = evbuffer_new();
     if (!j || !c)
         abort();
-    l->json_off = calloc(np + 1, sizeof(size_t));
-    l->csv_off = calloc(np + 1, sizeof(size_t));
-    if (!l->json_off || !l->csv_off)
-        abort();
+    l->json_off = xcalloc(np + 1, sizeof(size_t));
+    l->csv_off = xcalloc(np + 1, sizeof(size_t));
     for (size_t k = 0; k < np; k++) {
         const struct http_catalog_project *p = &cat->projects[l->project_by_id[k]];
         const struct http_catalog_circuit *cc = &cat->circuits[p->circuit];
@@ -227,9 +200,7 @@ char *http_render_results(const struct http_snapshot *s, const struct http_filte
     const size_t *off = csv ? l->csv_off : l->json_off;
     const char *rows = csv ? l->csv_rows : l->json_rows;
     size_t cap = head_len + off[cat->n_projects] + cat->n_projects * 100 + 8;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
+    char *buf = xmalloc(cap);
     evbuffer_remove(head, buf, head_len);
     evbuffer_free(head);
     char *p = buf + head_len;
@@ -468,11 +439,48 @@ static void metric_u64(struct evbuffer *out, const char *name, const char *type,
     evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
 }
 
+/* The shortest text that reads back as v, as the Prometheus clients write floats (Go's
+ * FormatFloat(v, 'g', -1, 64)): a fixed "%.9g" printed a start time of 1796125874.33 as
+ * 1.79612587e+09, up to five seconds off. */
+static void metric_value_f64(struct evbuffer *out, double v)
+{
+    char s[32];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(s, sizeof(s), "%.*g", prec, v);
+        if (strtod(s, NULL) == v)
+            break;
+    }
+    evbuffer_add(out, s, strlen(s));
+}
+
 static void metric_f64(struct evbuffer *out, const char *name, const char *type, const char *help,
                        double v)
 {
     metric_head(out, name, type, help);
-    evbuffer_add_printf(out, "%s %.9g\n", name, v);
+    evbuffer_add_printf(out, "%s ", name);
+    metric_value_f64(out, v);
+    evbuffer_add(out, "\n", 1);
+}
+
+/* How long single callbacks held the event loop since tallyd got ready (core/loopwatch). */
+static void render_loop_metrics(struct evbuffer *out)
+{
+    struct loopwatch_stats ls;
+    loopwatch_read(&ls);
+    const char *h = "tally_loop_iteration_seconds";
+    metric_head(out, h, "histogram",
+                "Time the event loop spent in one callback (a collector's frames, a checkpoint "
+                "hand-off, an HTTP request, a timer) without polling, since tallyd got ready.");
+    uint64_t cum = 0;
+    for (size_t b = 0; b < LOOPWATCH_BUCKETS; b++) {
+        cum += ls.counts[b];
+        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", h, loopwatch_bounds[b], cum);
+    }
+    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum ", h, ls.samples, h);
+    metric_value_f64(out, ls.sum_s);
+    evbuffer_add_printf(out, "\n%s_count %" PRIu64 "\n", h, ls.samples);
+    metric_f64(out, "tally_loop_iteration_max_seconds", "gauge",
+               "Longest single event-loop callback since tallyd got ready.", ls.max_s);
 }
 
 void http_render_metrics(const struct http_metrics *m, const struct http_metrics_extra *x,
@@ -520,8 +528,9 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                             http_checkpoint_bucket_le[b], m->checkpoint_bucket[b]);
     uint64_t count = m->checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS];
     evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", h, count);
-    evbuffer_add_printf(out, "%s_sum %.9g\n%s_count %" PRIu64 "\n", h, m->checkpoint_seconds_sum, h,
-                        count);
+    evbuffer_add_printf(out, "%s_sum ", h);
+    metric_value_f64(out, m->checkpoint_seconds_sum);
+    evbuffer_add_printf(out, "\n%s_count %" PRIu64 "\n", h, count);
 
     metric_f64(out, "tally_checkpoint_lag_seconds", "gauge",
                "Age of the oldest batch applied in memory and not yet durable (0 when everything "
@@ -534,6 +543,9 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
     metric_u64(out, "tally_backlog_votes", "gauge", "Votes applied in memory, not yet durable.",
                m->backlog_votes);
     metric_u64(out, "tally_ballots", "gauge", "Distinct ballots held.", m->ballots);
+    metric_u64(out, "tally_ballot_set_bytes", "gauge",
+               "Memory of the ballot set (both tables while it grows).", m->ballot_set_bytes);
+    render_loop_metrics(out);
     metric_u64(out, "tally_ingest_paused", "gauge",
                "1 while reading from collectors is paused by back-pressure.", m->paused ? 1 : 0);
     metric_u64(out, "tally_writer_epoch", "gauge",

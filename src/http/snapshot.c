@@ -4,18 +4,12 @@
  * snapshot and kept. Knows nothing of HTTP routing or of ingest. */
 #include "http/internal.h"
 
+#include "core/xalloc.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p)
-        abort();
-    return p;
-}
 
 /* ---- layout ----------------------------------------------------------------------------- */
 
@@ -202,14 +196,6 @@ static int cmp_collector(const void *a, const void *b)
                   ((const struct http_snap_collector *)b)->id);
 }
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d)
-        abort();
-    return d;
-}
-
 struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
                                         const struct http_checkpoint *cp)
 {
@@ -241,7 +227,7 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
     for (size_t i = 0; i < cp->n_collectors; i++) {
         const struct http_collector_status *in = &cp->collectors[i];
         struct http_snap_collector *out = &s->collectors[i];
-        out->id = xstrdup(in->id);
+        out->id = xstrdup(in->id ? in->id : "");
         out->connected = in->connected;
         out->last_seen_ms = in->last_seen_ms;
         out->durable_seq = in->durable_seq;
@@ -283,9 +269,7 @@ void http_snapshot_unref(struct http_snapshot *s)
 static char *flatten(struct evbuffer *b, size_t *len)
 {
     *len = evbuffer_get_length(b);
-    char *p = malloc(*len ? *len : 1);
-    if (!p)
-        abort();
+    char *p = xmalloc(*len);
     evbuffer_remove(b, p, *len);
     return p;
 }

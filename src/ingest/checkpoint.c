@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/loopwatch.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "net/net.h"
@@ -83,6 +84,7 @@ void ingest_checkpoint_maybe_start(struct ingest *in)
 
 void ingest_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct ingest *in = arg;
@@ -141,6 +143,7 @@ void ingest_finish_shutdown_if_done(struct ingest *in)
 
 void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct ingest *in = arg;
@@ -215,6 +218,7 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
 
 void ingest_progress_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct ingest *in = arg;
@@ -234,6 +238,7 @@ void ingest_progress_cb(evutil_socket_t fd, short what, void *arg)
 
 void ingest_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct ingest *in = arg;

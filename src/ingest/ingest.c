@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "core/loopwatch.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "ingest/startup.h"
@@ -49,11 +50,9 @@ uint32_t ingest_collector_add(struct ingest *in, const char *id, uint64_t durabl
         size_t cap = in->cap_collectors ? in->cap_collectors * 2 : 64;
         while (cap <= idx)
             cap *= 2;
-        in->names = realloc(in->names, cap * sizeof(*in->names));
-        in->conn_of = realloc(in->conn_of, cap * sizeof(*in->conn_of));
-        in->last_seen_ms = realloc(in->last_seen_ms, cap * sizeof(*in->last_seen_ms));
-        if (!in->names || !in->conn_of || !in->last_seen_ms)
-            abort();
+        in->names = xreallocarray(in->names, cap, sizeof(*in->names));
+        in->conn_of = xreallocarray(in->conn_of, cap, sizeof(*in->conn_of));
+        in->last_seen_ms = xreallocarray(in->last_seen_ms, cap, sizeof(*in->last_seen_ms));
         memset(in->last_seen_ms + in->cap_collectors, 0,
                (cap - in->cap_collectors) * sizeof(*in->last_seen_ms));
         memset(in->names + in->cap_collectors, 0, (cap - in->cap_collectors) * sizeof(char *));
@@ -61,11 +60,8 @@ uint32_t ingest_collector_add(struct ingest *in, const char *id, uint64_t durabl
                (cap - in->cap_collectors) * sizeof(*in->conn_of));
         in->cap_collectors = cap;
     }
-    if (!in->names[idx]) {
-        in->names[idx] = strdup(id);
-        if (!in->names[idx])
-            abort();
-    }
+    if (!in->names[idx])
+        in->names[idx] = xstrdup(id);
     return idx;
 }
 
@@ -295,6 +291,7 @@ static void start_fail(struct ingest *in, const char *why)
 /* On the loop: start-up finished; take the tally over and listen for collectors. */
 static void start_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct ingest *in = arg;
@@ -365,9 +362,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
 struct ingest *ingest_new(struct event_base *base, const struct ingest_config *cfg,
                           ingest_started_cb started, void *arg)
 {
-    struct ingest *in = calloc(1, sizeof(*in));
-    if (!in)
-        abort();
+    struct ingest *in = xcalloc(1, sizeof(*in));
     in->base = base;
     in->cfg = *cfg;
     in->on_started = started;
@@ -506,6 +501,7 @@ void ingest_stats(const struct ingest *in, struct ingest_stats *out)
     out->last_checkpoint_id = in->last_checkpoint_id;
     out->backlog_votes = tally_backlog_votes(in->tally);
     out->ballots = tally_ballot_count(in->tally);
+    out->ballot_set_bytes = tally_ballot_bytes(in->tally);
     for (size_t i = 0; i < tally_collector_count(in->tally); i++)
         out->collectors_connected += in->conn_of[i] != NULL;
     out->paused = in->paused;

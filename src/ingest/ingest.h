@@ -90,6 +90,7 @@ struct ingest_stats {
     uint64_t pg_errors;
     uint64_t backlog_votes;
     uint64_t ballots;
+    uint64_t ballot_set_bytes; /* memory of the ballot set (both tables while it grows) */
     size_t collectors_connected;
     bool paused;
     uint64_t seq_conflicts; /* batches refused with ERROR_SEQ_CONFLICT */

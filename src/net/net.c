@@ -20,8 +20,10 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "core/loopwatch.h"
 #include "core/arena.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 #include "wire/wire.h"
 
 /* libevent 2.1 reads 16 KiB per call by default; batches are hundreds of KiB. */
@@ -98,6 +100,7 @@ static void conn_release(struct net_conn *c)
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct net_server *s = arg;
@@ -230,12 +233,14 @@ static void conn_process(struct net_conn *c)
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)bev;
     conn_process(arg);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
+    LOOPWATCH_SCOPE();
     struct net_conn *c = arg;
     struct evbuffer *out = bufferevent_get_output(bev);
     if (c->closing) {
@@ -252,6 +257,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)bev;
     struct net_conn *c = arg;
     if (what & BEV_EVENT_EOF) {
@@ -269,12 +275,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)l;
     (void)socklen;
     struct net_server *s = arg;
-    struct net_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    struct net_conn *c = xcalloc(1, sizeof(*c));
     c->srv = s;
     char host[INET6_ADDRSTRLEN] = "?";
     uint16_t port = 0;
@@ -316,6 +321,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)l;
     (void)arg;
     int err = EVUTIL_SOCKET_ERROR();
@@ -325,6 +331,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
+    LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
     struct net_server *s = arg;
@@ -352,9 +359,7 @@ static evutil_socket_t net_bind(const struct sockaddr *sa, int len, const char *
 
 struct net_server *net_server_new(struct event_base *base, const struct net_server_config *cfg)
 {
-    struct net_server *s = calloc(1, sizeof(*s));
-    if (!s)
-        abort();
+    struct net_server *s = xcalloc(1, sizeof(*s));
     s->base = base;
     s->cfg = *cfg;
     s->reserved = -1;

@@ -19,6 +19,8 @@
 
 #include "core/addr.h"
 #include "core/conffile.h"
+#include "core/csv.h"
+#include "core/xalloc.h"
 #include "push/push.h"
 #include "tally/client.h"
 #include "tally/protocol.h"
@@ -104,10 +106,11 @@ struct push {
     struct options opt;
     uint8_t key[PUSH_KEY_BYTES];
     struct tally_client *client;
-    FILE *in;
-    const char *in_name; /* for messages */
-    uint64_t offset;     /* input bytes consumed */
-    uint64_t line;       /* lines consumed */
+    int in_fd;             /* the input (0, stdin, until it is opened) */
+    struct csv_reader *in; /* its lines, once input_resume has positioned it */
+    const char *in_name;   /* for messages */
+    uint64_t offset;       /* input bytes consumed */
+    uint64_t line;         /* lines consumed */
     uint64_t malformed;
     uint8_t prefix[PUSH_PREFIX_BYTES];
     size_t prefix_len;
@@ -431,11 +434,29 @@ static void prefix_add(struct push *p, const void *data, size_t len)
     p->prefix_len += len;
 }
 
+/* Reads exactly len bytes of the input, going on after a signal that is not a stop. Returns
+ * 0, or -1 with *err the errno of a failed read, 0 when the input ended first. */
+static int input_read_full(struct push *p, void *buf, size_t len, int *err)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(p->in_fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR && !stop_signal)
+            continue;
+        if (n <= 0) {
+            *err = n < 0 ? errno : 0;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
 /* Positions the input after the bytes the spool's newest batch already covers. */
 static int input_resume(struct push *p, const struct push_cursor *cur)
 {
+    int read_errno = 0;
     size_t want = cur->prefix_len;
-    if (fread(p->prefix, 1, want, p->in) != want)
+    if (input_read_full(p, p->prefix, want, &read_errno) < 0)
         goto short_input;
     p->prefix_len = want;
     uint8_t h[PUSH_PREFIX_HASH_BYTES];
@@ -450,24 +471,18 @@ static int input_resume(struct push *p, const struct push_cursor *cur)
     }
     uint64_t left = cur->offset - want;
     struct stat st;
-    if (left > 0 && fstat(fileno(p->in), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (left > 0 && fstat(p->in_fd, &st) == 0 && S_ISREG(st.st_mode)) {
         if ((uint64_t)st.st_size < cur->offset)
             goto short_input;
-        if (fseeko(p->in, (off_t)cur->offset, SEEK_SET) == 0)
+        if (lseek(p->in_fd, (off_t)cur->offset, SEEK_SET) >= 0)
             left = 0;
     }
     static char sink[65536];
     while (left > 0) {
         size_t chunk = left < sizeof(sink) ? (size_t)left : sizeof(sink);
-        size_t got = fread(sink, 1, chunk, p->in);
-        if (got == 0) {
-            if (ferror(p->in) && errno == EINTR && !stop_signal) {
-                clearerr(p->in);
-                continue;
-            }
+        if (input_read_full(p, sink, chunk, &read_errno) < 0)
             goto short_input;
-        }
-        left -= got;
+        left -= chunk;
     }
     p->offset = cur->offset;
     p->line = cur->line;
@@ -479,8 +494,8 @@ static int input_resume(struct push *p, const struct push_cursor *cur)
 short_input:
     if (stop_signal)
         return -1;
-    if (ferror(p->in))
-        fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(errno));
+    if (read_errno)
+        fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(read_errno));
     else
         fprintf(stderr,
                 "tally-push: %s is shorter than the %" PRIu64 " bytes this spool already "
@@ -592,48 +607,37 @@ static int server_wait(struct push *p)
     if (cap < p->opt.batch && !p->opt.quiet)
         fprintf(stderr, "tally-push: batches of %zu votes (the server's limit)\n", cap);
     p->cap = cap;
-    p->ballots = malloc(cap * sizeof(*p->ballots));
-    p->projects = malloc(cap * sizeof(*p->projects));
-    if (!p->ballots || !p->projects)
-        abort();
+    p->ballots = xcalloc(cap, sizeof(*p->ballots));
+    p->projects = xcalloc(cap, sizeof(*p->projects));
     return 0;
 }
 
 static int input_read(struct push *p)
 {
-    char *buf = NULL;
-    size_t buf_cap = 0;
     int rc = 0;
     for (;;) {
         if (stop_signal) {
             rc = EXIT_FATAL;
             break;
         }
-        errno = 0;
-        ssize_t n = getline(&buf, &buf_cap, p->in);
-        if (n < 0) {
-            if (ferror(p->in)) {
-                if (errno == EINTR) {
-                    clearerr(p->in);
-                    continue; /* the loop head sees a stop signal */
-                }
-                fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(errno));
-                rc = EXIT_FATAL;
-            }
-            break;
-        }
-        if (ferror(p->in)) {
-            /* A read cut short (by a signal) leaves a partial line: never count it. */
-            if (!stop_signal)
-                fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(errno));
+        char *line;
+        size_t n;
+        int got = csv_reader_line(p->in, &line, &n);
+        int e = got < 0 ? csv_reader_error(p->in)->sys : 0;
+        if (e == EINTR)
+            continue; /* a partial line waits in the reader, uncounted; a stop is seen above */
+        if (got < 0) {
+            fprintf(stderr, "tally-push: %s: %s\n", p->in_name, strerror(e));
             rc = EXIT_FATAL;
             break;
         }
-        prefix_add(p, buf, (size_t)n);
+        if (got == 0)
+            break;
+        prefix_add(p, line, n);
         p->offset += (uint64_t)n;
         p->line++;
         struct push_line pl;
-        switch (push_line_parse(buf, (size_t)n, p->line == 1, &pl)) {
+        switch (push_line_parse(line, n, p->line == 1, &pl)) {
         case PUSH_LINE_VOTE:
             p->ballots[p->n] = push_token(p->key, pl.voter, pl.voter_len);
             p->projects[p->n] = pl.project;
@@ -654,7 +658,6 @@ static int input_read(struct push *p)
     }
     if (rc == 0)
         rc = batch_flush(p);
-    free(buf);
     return rc;
 }
 
@@ -676,12 +679,12 @@ static int push_run(struct push *p)
     if (key_load(p) < 0)
         return EXIT_FATAL;
     if (strcmp(p->opt.input, "-") == 0) {
-        p->in = stdin;
+        p->in_fd = STDIN_FILENO;
         p->in_name = "-";
     } else {
-        p->in = fopen(p->opt.input, "rb");
+        p->in_fd = open(p->opt.input, O_RDONLY | O_CLOEXEC);
         p->in_name = p->opt.input;
-        if (!p->in) {
+        if (p->in_fd < 0) {
             fprintf(stderr, "tally-push: %s: %s\n", p->opt.input, strerror(errno));
             return EXIT_FATAL;
         }
@@ -716,6 +719,8 @@ static int push_run(struct push *p)
 
     if (blob_len && input_resume(p, &cur) < 0)
         return EXIT_FATAL;
+    /* By read(2): a line that has come down a pipe is taken without waiting for more. */
+    p->in = csv_reader_new_fd(p->in_fd, &(const struct csv_options){0});
     p->next_progress = now_ms() + PROGRESS_MS;
 
     int rc = server_wait(p);
@@ -784,8 +789,9 @@ int main(int argc, char **argv)
 
     rc = push_run(&p);
 
-    if (p.in && p.in != stdin)
-        fclose(p.in);
+    csv_reader_free(p.in);
+    if (p.in_fd > STDIN_FILENO)
+        close(p.in_fd);
     tally_client_free(p.client);
     sodium_memzero(p.key, sizeof(p.key));
     free(p.ballots);

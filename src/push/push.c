@@ -1,6 +1,7 @@
-/* Pure helpers of tally-push: one CSV line to a vote, a voter id to its ballot token, key
- * file bytes to a key, and the cursor blob. Owns no state; does not read files or sockets
- * (main.c does). */
+/* Pure helpers of tally-push: one CSV line to a vote (split by core/csv.h), a voter id to its
+ * ballot token, key file bytes to a key, and the cursor blob. Owns no state; does not read
+ * files or sockets (main.c does). */
+#include "core/csv.h"
 #include "core/endian.h"
 #include "push/push.h"
 
@@ -12,49 +13,6 @@
 const uint8_t push_demo_key[PUSH_KEY_BYTES] = "tallyd demo ballot key: PUBLIC!!";
 
 #define CURSOR_MAGIC 0x31435054u /* "TPC1" read little-endian */
-
-/* Splits off one field starting at *p (< end). Unquotes a quoted field in place. On return
- * *p is past the field's comma, or end, and *more says whether a comma followed. */
-static int field_next(char **p, char *end, char **start, size_t *len, bool *more, const char **why)
-{
-    char *s = *p;
-    if (s < end && *s == '"') {
-        char *w = s; /* the unquoted text is never longer, so it is written over itself */
-        char *r = s + 1;
-        for (;;) {
-            if (r == end) {
-                *why = "unterminated quoted field";
-                return -1;
-            }
-            if (*r == '"') {
-                if (r + 1 < end && r[1] == '"') {
-                    *w++ = '"';
-                    r += 2;
-                    continue;
-                }
-                r++;
-                break;
-            }
-            *w++ = *r++;
-        }
-        if (r < end && *r != ',') {
-            *why = "text after a closing quote";
-            return -1;
-        }
-        *start = s;
-        *len = (size_t)(w - s);
-        *more = r < end;
-        *p = r < end ? r + 1 : end;
-        return 0;
-    }
-    char *comma = memchr(s, ',', (size_t)(end - s));
-    char *stop = comma ? comma : end;
-    *start = s;
-    *len = (size_t)(stop - s);
-    *more = comma != NULL;
-    *p = comma ? comma + 1 : end;
-    return 0;
-}
 
 static bool all_digits(const char *s, size_t len)
 {
@@ -69,33 +27,35 @@ static bool all_digits(const char *s, size_t len)
 enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct push_line *out)
 {
     memset(out, 0, sizeof(*out));
-    if (len > 0 && line[len - 1] == '\n')
-        len--;
-    if (len > 0 && line[len - 1] == '\r')
-        len--;
     if (first && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
         line += 3;
         len -= 3;
     }
-    if (len == 0)
-        return PUSH_LINE_BLANK;
-
-    char *p = line, *end = line + len;
-    char *voter, *project;
-    size_t voter_len, project_len;
-    bool more;
-    if (field_next(&p, end, &voter, &voter_len, &more, &out->reason) < 0)
+    /* Two fields kept; a third is only counted, and an error in it is "found more". */
+    struct csv_field f[2];
+    size_t n;
+    struct csv_error err;
+    if (csv_split_line(line, len, 0, f, 2, &n, &err) < 0) {
+        if (err.field > 2)
+            out->reason = "expected 2 fields (voter,project_id), found more";
+        else if (err.code == CSV_ERR_UNTERMINATED)
+            out->reason = "unterminated quoted field";
+        else
+            out->reason = "text after a closing quote";
         return PUSH_LINE_MALFORMED;
-    if (!more) {
+    }
+    if (n == 1 && !f[0].quoted && f[0].len == 0)
+        return PUSH_LINE_BLANK; /* nothing but a line ending */
+    if (n == 1) {
         out->reason = "expected 2 fields (voter,project_id), found 1";
         return PUSH_LINE_MALFORMED;
     }
-    if (field_next(&p, end, &project, &project_len, &more, &out->reason) < 0)
-        return PUSH_LINE_MALFORMED;
-    if (more) {
+    if (n > 2) {
         out->reason = "expected 2 fields (voter,project_id), found more";
         return PUSH_LINE_MALFORMED;
     }
+    const char *project = f[1].s;
+    size_t project_len = f[1].len;
     if (!all_digits(project, project_len)) {
         if (first)
             return PUSH_LINE_HEADER;
@@ -110,12 +70,12 @@ enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct p
             return PUSH_LINE_MALFORMED;
         }
     }
-    if (voter_len == 0) {
+    if (f[0].len == 0) {
         out->reason = "empty voter id";
         return PUSH_LINE_MALFORMED;
     }
-    out->voter = voter;
-    out->voter_len = voter_len;
+    out->voter = f[0].s;
+    out->voter_len = f[0].len;
     out->project = (uint32_t)v;
     return PUSH_LINE_VOTE;
 }

@@ -2,16 +2,10 @@
  * after recovery. Owns the catalog's memory; writes nothing. */
 #include "store/internal.h"
 
+#include "core/xalloc.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
 
 int store_catalog_read(struct store *s, struct store_catalog *out)
 {
@@ -33,9 +27,7 @@ int store_catalog_read(struct store *s, struct store_catalog *out)
     if (!res)
         goto fail;
     out->n_circuits = (size_t)PQntuples(res);
-    out->circuits = calloc(out->n_circuits ? out->n_circuits : 1, sizeof(*out->circuits));
-    if (!out->circuits)
-        abort();
+    out->circuits = xcalloc(out->n_circuits, sizeof(*out->circuits));
     for (size_t i = 0; i < out->n_circuits; i++) {
         struct store_catalog_circuit *c = &out->circuits[i];
         if (store_parse_u64(PQgetvalue(res, (int)i, 0), UINT32_MAX, &v))
@@ -56,9 +48,7 @@ int store_catalog_read(struct store *s, struct store_catalog *out)
     if (!res)
         goto fail;
     out->n_projects = (size_t)PQntuples(res);
-    out->projects = calloc(out->n_projects ? out->n_projects : 1, sizeof(*out->projects));
-    if (!out->projects)
-        abort();
+    out->projects = xcalloc(out->n_projects, sizeof(*out->projects));
     for (size_t i = 0; i < out->n_projects; i++) {
         struct store_catalog_project *p = &out->projects[i];
         if (store_parse_u64(PQgetvalue(res, (int)i, 0), UINT32_MAX, &v))

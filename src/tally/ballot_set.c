@@ -1,22 +1,18 @@
 /* Ballot token set. Owns its slot arrays; knows nothing of batches or projects. */
 #include "tally/ballot_set.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "core/xalloc.h"
 
 /* The moved part of the old table goes back to the kernel in steps of this many bytes. */
 #define RELEASE_STEP (2u << 20)
 
 static uint64_t *slots_new(size_t capacity)
 {
-    uint64_t *p = calloc(capacity, sizeof(uint64_t));
-    if (!p) {
-        fprintf(stderr, "tally_set: out of memory (%zu slots)\n", capacity);
-        abort();
-    }
-    return p;
+    return xcalloc(capacity, sizeof(uint64_t));
 }
 
 /* Most tokens a table of cap slots holds before it grows. */
