@@ -2,17 +2,24 @@
 # THE run command: a whole sample consultation on this machine, end to end.
 #
 #   deploy/quickstart.sh [--votes N] [--collectors K] [--keep-running] [--help]
+#   deploy/quickstart.sh --stop
 #
 # Installs what is missing, builds (Release, build-release/), starts a PostgreSQL of its own in
 # var/pg (tests/pg.sh: 127.0.0.1 only, run as user postgres when root), recreates the database
 # `tally`, generates a consultation shaped like Venezuela's (25 areas: 23 states, Distrito
 # Capital, Dependencias Federales; ~4,500 circuits; ~30,000 projects; 1-2 seats per circuit),
 # loads it, starts tallyd (log: var/tallyd.log), runs K tally-push collectors in parallel
-# (default 4 collectors, 3,000,000 votes in all), then prints totals, checkpoints, a check
-# against the generator's exact truth, and the winners of a few circuits.
-# At the end tallyd is stopped with SIGTERM and PostgreSQL is stopped too, unless
-# --keep-running (then it prints how to connect and how to stop it). Safe to run again: each
-# run starts from a fresh `tally` database.
+# (default 4 collectors, 3,000,000 votes in all) while it prints the dashboard's URL and the
+# progress, then prints totals, checkpoints, a check against the generator's exact truth, the
+# winners of a few circuits and the audit of the record (tallyctl verify).
+# At the end tallyd is stopped with SIGTERM (final checkpoint) and PostgreSQL is stopped too.
+# --keep-running leaves both running (tallyd in a session of its own: it outlives this script
+# and the terminal) and prints the dashboard URL, the collector port, the database conninfo,
+# tallyd's log and how to stop them; tallyd's pid and ports are kept in var/quickstart.state.
+# --stop stops what a --keep-running run left (tallyd with SIGTERM, then the PostgreSQL in
+# var/pg); it says so when nothing is running, and running it twice is harmless.
+# Safe to run again: each run starts from a fresh `tally` database, and first stops (saying
+# so) a tallyd that an earlier --keep-running left running.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,6 +28,8 @@ ROOT=$(pwd)
 VOTES=3000000
 COLLECTORS=4
 KEEP=0
+STOP=0
+nargs=$#
 while [ $# -gt 0 ]; do
     case $1 in
     --votes)
@@ -32,8 +41,10 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     --keep-running) KEEP=1 ;;
+    --stop) STOP=1 ;;
     -h | --help)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        # The comment block at the top, up to its first line that is not a comment.
+        awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
         exit 0
         ;;
     *)
@@ -43,6 +54,10 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ $STOP -eq 1 ] && [ "$nargs" -ne 1 ]; then
+    echo "quickstart: --stop takes no other option" >&2
+    exit 2
+fi
 case "$VOTES$COLLECTORS" in *[!0-9]*)
     echo "quickstart: --votes and --collectors take whole numbers" >&2
     exit 2
@@ -58,10 +73,74 @@ VAR=$ROOT/var
 PG_DIR=$VAR/pg
 DATA=$VAR/data
 SPOOLS=$VAR/spool
+LOG=$VAR/tallyd.log
+# The tallyd this script started, for --stop and the next run: key=value lines.
+STATE=$VAR/quickstart.state
 T0=$SECONDS
 
 step() { printf '\n[%4ds] == %s\n' $((SECONDS - T0)) "$*"; }
 info() { printf '         %s\n' "$*"; }
+
+state_get() { sed -n "s/^$1=//p" "$STATE" 2>/dev/null | head -n 1; }
+
+# True while pid is the tallyd serving HTTP on addr: the pid may have been reused since the
+# state file was written (and a zombie's command line is empty).
+is_our_tallyd() { # pid addr
+    [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
+    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = tallyd ] || return 1
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "--http $2 "
+}
+
+# Stops the tallyd the state file names (SIGTERM: it writes its final checkpoint; SIGKILL
+# after 30 s) and removes the file. Returns 1 when there is no state file.
+stop_kept_tallyd() {
+    [ -f "$STATE" ] || return 1
+    local pid addr log
+    pid=$(state_get tallyd_pid)
+    addr=$(state_get http)
+    log=$(state_get log)
+    if is_our_tallyd "$pid" "$addr"; then
+        info "stopping tallyd (pid $pid, dashboard http://$addr/): SIGTERM, final checkpoint"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 300); do
+            is_our_tallyd "$pid" "$addr" || break
+            sleep 0.1
+        done
+        if is_our_tallyd "$pid" "$addr"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            info "tallyd did not stop within 30 s: killed (log: $log)"
+        else
+            info "tallyd stopped; its log ends: $(tail -n 1 "$log" 2>/dev/null | cut -c26-)"
+        fi
+    else
+        info "tallyd (pid ${pid:-?}) was not running any more"
+    fi
+    rm -f "$STATE"
+}
+
+pg_is_running() {
+    [ -f "$PG_DIR/port" ] && bash "$ROOT/tests/pg.sh" status "$PG_DIR" >/dev/null 2>&1
+}
+
+# ---- --stop: what a --keep-running run left ------------------------------------------------
+if [ $STOP -eq 1 ]; then
+    stopped=0
+    if [ -f "$STATE" ]; then
+        stop_kept_tallyd
+        stopped=1
+    fi
+    if pg_is_running; then
+        bash "$ROOT/tests/pg.sh" stop "$PG_DIR" | sed 's/^/         /'
+        stopped=1
+    fi
+    if [ $stopped -eq 0 ]; then
+        echo "quickstart: nothing to stop: no tallyd left running (no $STATE)" \
+            "and no PostgreSQL running in $PG_DIR"
+    else
+        echo "quickstart: stopped; nothing of the quickstart runs now (its data stays in $VAR)"
+    fi
+    exit 0
+fi
 
 tallyd_pid=
 push_pids=()
@@ -71,15 +150,18 @@ cleanup() {
     for p in "${push_pids[@]}"; do
         kill "$p" 2>/dev/null || true
     done
-    if [ -n "$tallyd_pid" ] && kill -0 "$tallyd_pid" 2>/dev/null; then
-        kill -TERM "$tallyd_pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$tallyd_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$tallyd_pid" 2>/dev/null || true
-    fi
     if [ $KEEP -eq 0 ] || [ $rc -ne 0 ]; then
+        if [ -n "$tallyd_pid" ]; then
+            if kill -0 "$tallyd_pid" 2>/dev/null; then
+                kill -TERM "$tallyd_pid" 2>/dev/null || true
+                for _ in $(seq 1 100); do
+                    kill -0 "$tallyd_pid" 2>/dev/null || break
+                    sleep 0.1
+                done
+                kill -KILL "$tallyd_pid" 2>/dev/null || true
+            fi
+            rm -f "$STATE"
+        fi
         if [ -f "$PG_DIR/port" ]; then
             bash "$ROOT/tests/pg.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
         fi
@@ -128,6 +210,11 @@ info "tallyd, tallyctl, tally-push, tally-gen built"
 # ---- 2. PostgreSQL and the database ----------------------------------------------------------
 step "PostgreSQL in var/pg"
 mkdir -p "$VAR"
+# A tallyd left by an earlier --keep-running holds the database and the ports.
+if [ -f "$STATE" ]; then
+    info "an earlier --keep-running left tallyd running: stopping it first (a fresh start)"
+    stop_kept_tallyd
+fi
 bash "$ROOT/tests/pg.sh" start "$PG_DIR" | sed 's/^/         /'
 BASE=$(cat "$PG_DIR/conninfo")
 DB="${BASE% dbname=*} dbname=tally"
@@ -167,9 +254,22 @@ LISTEN_PORT=$(pick_port "${TALLYD_PORT:-7400}")
 HTTP_PORT=$(pick_port "${TALLYD_HTTP_PORT:-7480}")
 [ "$HTTP_PORT" != "$LISTEN_PORT" ] || HTTP_PORT=$(pick_port $((LISTEN_PORT + 1)))
 step "starting tallyd on 127.0.0.1:$LISTEN_PORT (HTTP 127.0.0.1:$HTTP_PORT), log var/tallyd.log"
-"$TALLYD" --db "$DB" --listen "127.0.0.1:$LISTEN_PORT" --http "127.0.0.1:$HTTP_PORT" \
-    --checkpoint-ms 200 --expected-ballots "$VOTES" 2>"$VAR/tallyd.log" &
+# In a session of its own, without a terminal or this script's pipes: with --keep-running it
+# outlives the script and the terminal. The subshell is no process group leader, so setsid
+# execs tallyd in place and $! is tallyd's pid.
+(exec setsid "$TALLYD" --db "$DB" --listen "127.0.0.1:$LISTEN_PORT" \
+    --http "127.0.0.1:$HTTP_PORT" --checkpoint-ms 200 --expected-ballots "$VOTES" \
+    </dev/null >"$LOG" 2>&1) &
 tallyd_pid=$!
+{
+    echo "# deploy/quickstart.sh: the tallyd it started (read by deploy/quickstart.sh --stop)"
+    echo "tallyd_pid=$tallyd_pid"
+    echo "http=127.0.0.1:$HTTP_PORT"
+    echo "listen=127.0.0.1:$LISTEN_PORT"
+    echo "db=$DB"
+    echo "log=$LOG"
+    echo "pg_dir=$PG_DIR"
+} >"$STATE"
 
 http_status() {
     local line
@@ -197,6 +297,7 @@ info "ready (GET /readyz = 200)"
 
 # ---- 5. the collectors ------------------------------------------------------------------------------
 step "pushing: $COLLECTORS tally-push collectors in parallel"
+info "watch it live: http://127.0.0.1:$HTTP_PORT/ (the dashboard; /v1/summary, /metrics)"
 for i in $(seq 1 "$COLLECTORS"); do
     id=${ids[$((i - 1))]}
     "$PUSH" --server "127.0.0.1:$LISTEN_PORT" --collector "$id" --spool "$SPOOLS/$id" \
@@ -272,24 +373,37 @@ step "winners of a few circuits (view circuit_winners)"
                  FROM results GROUP BY state ORDER BY sum(votes) DESC LIMIT 5"
 
 # ---- 7. stop -------------------------------------------------------------------------------------------
-step "stopping tallyd (SIGTERM: final checkpoint)"
-kill -TERM "$tallyd_pid"
-rc=0
-wait "$tallyd_pid" || rc=$?
-tallyd_pid=
-info "tallyd exited $rc"
-[ $rc -eq 0 ] || exit 1
+if [ $KEEP -eq 0 ]; then
+    step "stopping tallyd (SIGTERM: final checkpoint)"
+    kill -TERM "$tallyd_pid"
+    rc=0
+    wait "$tallyd_pid" || rc=$?
+    tallyd_pid=
+    rm -f "$STATE"
+    info "tallyd exited $rc"
+    [ $rc -eq 0 ] || exit 1
+fi
 
 step "auditing the record (tallyctl verify: every total, batch, token page and the hash chain)"
 "$TALLYCTL" --db "$DB" verify | sed 's/^/         /' || { info "the record does not verify"; exit 1; }
 
 info "pushed $VOTES votes in ${push_secs}s; whole run $((SECONDS - T0))s"
 if [ $KEEP -eq 1 ]; then
-    step "PostgreSQL left running"
-    info "connect:  psql \"$DB\""
-    info "stop:     tests/pg.sh stop var/pg"
+    if ! kill -0 "$tallyd_pid" 2>/dev/null; then
+        echo "quickstart: tallyd died; see $LOG" >&2
+        exit 1
+    fi
+    step "left running (--keep-running): tallyd and PostgreSQL"
+    info "dashboard:  http://127.0.0.1:$HTTP_PORT/   (API: /v1/summary, /v1/results, /metrics)"
+    info "collectors: 127.0.0.1:$LISTEN_PORT   (tally-push --server 127.0.0.1:$LISTEN_PORT; a new"
+    info "            collector id needs tallyctl add-collector first)"
+    info "database:   psql \"$DB\""
+    info "            $TALLYCTL --db \"$DB\" status"
+    info "tallyd:     pid $tallyd_pid, log $LOG"
+    info "stop both:  $ROOT/deploy/quickstart.sh --stop"
+    info "            (by hand: kill -TERM $tallyd_pid; tests/pg.sh stop var/pg)"
 else
     bash "$ROOT/tests/pg.sh" stop "$PG_DIR" | sed 's/^/         /'
-    info "PostgreSQL stopped (run with --keep-running to explore the database afterwards;"
+    info "PostgreSQL stopped (--keep-running keeps tallyd, its dashboard and the database up;"
     info "tests/pg.sh start var/pg brings it back, data intact: psql \"$DB\")"
 fi

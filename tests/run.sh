@@ -87,6 +87,17 @@ if [ -f "$browser_dir/package-lock.json" ]; then
     fi
 fi
 
+# promtool for test_metrics: only the binary, out of Debian's prometheus package (installing
+# the package would enable a Prometheus server). Without it test_metrics is not registered.
+promtool_note=
+if promtool=$(bash "$ROOT/tests/tools/promtool.sh" "$ROOT/build-tools"); then
+    PROMTOOL_ARG=(-DTALLY_PROMTOOL="$promtool")
+else
+    PROMTOOL_ARG=()
+    promtool_note="test_metrics NOT run: no promtool (see tests/tools/promtool.sh)"
+    echo "run.sh: $promtool_note" >&2
+fi
+
 # ---- build and test ------------------------------------------------------------------------
 declare -a summary=()
 
@@ -95,7 +106,7 @@ run_stage() {
     shift 3
     local t0=$SECONDS
     log "$name: configure ($dir)"
-    cmake -S "$ROOT" -B "$dir" -DTALLY_WERROR=ON -DTALLY_LONG_TESTS=$long "$@"
+    cmake -S "$ROOT" -B "$dir" -DTALLY_WERROR=ON -DTALLY_LONG_TESTS=$long "${PROMTOOL_ARG[@]}" "$@"
     log "$name: build"
     cmake --build "$dir" -j"$JOBS"
     log "$name: test"
@@ -134,6 +145,9 @@ for line in "${summary[@]}"; do
 done
 if [ -n "$browser_note" ]; then
     echo "  $browser_note"
+fi
+if [ -n "$promtool_note" ]; then
+    echo "  $promtool_note"
 fi
 if [ $status -ne 0 ]; then
     echo "run.sh: FAILED" >&2
