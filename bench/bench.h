@@ -1,7 +1,9 @@
 /* tally-bench internals: the workload (registry, votes, batches, ground truth), the peers
  * that count it (tallyd, Redis, PostgreSQL-direct, the in-process limit), and the small
  * utilities they share (clock, latency figures, child processes, scratch PostgreSQL,
- * JSON). Everything the clock measures is generated before the clock starts. */
+ * JSON). Everything the clock measures is generated before the clock starts, but for a
+ * streamed workload (stream.c), which the tallyd peer's collectors and the limit make batch
+ * by batch. */
 #ifndef BENCH_BENCH_H
 #define BENCH_BENCH_H
 
@@ -63,6 +65,8 @@ struct bench_opts {
     const char *redis_path;
     bool keep;                  /* keep the scratch directory */
     bool recovery;              /* tallyd: SIGKILL after the run, time the restart */
+    int stream;                 /* --stream 1, --no-stream -1, else 0: by size */
+    bool streamed;              /* the decision: votes made on the fly (stream.c) */
     const char *tallyd_args[8]; /* --tallyd-arg: extra arguments for tallyd */
     int n_tallyd_args;
     char command[2048]; /* the command line, for the record */
@@ -71,6 +75,10 @@ struct bench_opts {
 /* Parses the command line into o (options.c). Returns 0, 1 after printing --help, or 2 after
  * reporting a usage error. */
 int bench_parse_args(struct bench_opts *o, int argc, char **argv);
+
+/* Above this many votes the workload is streamed unless --no-stream says otherwise: in
+ * memory it would take ~25 bytes a vote (the votes, and tallyd's frames), 4 GB here. */
+#define WL_STREAM_AUTO_VOTES UINT64_C(160000000)
 
 /* Set by SIGINT/SIGTERM; every loop checks it and unwinds. */
 extern volatile sig_atomic_t bench_stop;
@@ -98,9 +106,13 @@ struct wl_op {
     bool retransmit;
 };
 
+/* A retransmission resends one of the last this many batches. */
+#define WL_RESEND_BACK 8
+
 struct wl_collector {
     char id[32];
-    uint64_t *ballots; /* this collector's votes, in sending order */
+    uint64_t *ballots; /* this collector's votes, in sending order (streamed: the prefix
+                        * wl_stream_materialize made, or NULL) */
     uint32_t *projects;
     size_t n_votes;
     struct wl_batch *batches;
@@ -119,13 +131,31 @@ struct workload {
     uint64_t n_votes, n_distinct, n_duplicate, n_retransmits, n_batches;
     struct wl_collector *collectors;
     size_t n_collectors;
+    struct wl_stream *stream; /* streamed: the recipe of the votes; NULL in memory */
 };
 
 extern const char *const wl_state_names[24];
 
-/* Builds everything in memory; deterministic in opts->seed. Returns 0 or -1. */
+/* Builds everything in memory; deterministic in opts->seed. Returns 0 or -1. When
+ * opts->streamed, builds the registry, the batches' sizes and sends, and the ground truth
+ * (a count pass over the recipe), but no vote: see wl_stream_fill. */
 int wl_generate(struct workload *w, const struct bench_opts *o);
 void wl_free(struct workload *w);
+/* ---- streamed workload (stream.c) ---- */
+struct wl_stream;
+/* The recipe from the registry's popularity weight[] (by project index); runs the count
+ * pass. Called by wl_generate. Returns 0 or -1. */
+int wl_stream_setup(struct workload *w, const struct bench_opts *o, const double *weight);
+void wl_stream_free(struct wl_stream *s);
+/* Writes batch b (0-based) of collector k: its batches[b].n votes into ballots[] and
+ * projects[] (external ids). When truth is not NULL, adds the batch's first occurrences to
+ * it (by project index). Thread-safe: it only reads the recipe. */
+void wl_stream_fill(const struct workload *w, size_t k, size_t b, uint64_t *ballots,
+                    uint32_t *projects, uint64_t *truth);
+/* Makes each collector's first batches_limit[k] batches in memory (the slow peers' prefix),
+ * so that batches[b].ballots and .projects are there for them. */
+void wl_stream_materialize(struct workload *w, const size_t *batches_limit);
+
 /* Index of an external project id, or -1. */
 int32_t wl_project_index(const struct workload *w, uint32_t id);
 /* Writes the registry CSV tallyctl load-registry reads. Returns 0 or -1. */
@@ -243,6 +273,8 @@ int tcp_connect(int port);
 /* GET path from 127.0.0.1:port (HTTP/1.0) within timeout_ms: the body of a 200 answer,
  * malloc'd and NUL-terminated, or NULL. */
 char *http_get(int port, const char *path, int timeout_ms);
+/* User + system CPU seconds pid has used (/proc/PID/stat), or -1. */
+double proc_cpu_s(pid_t pid);
 /* Peak and current resident set of pid from /proc/PID/status, in KiB; 0 or -1. */
 int proc_mem_kb(pid_t pid, uint64_t *hwm_kb, uint64_t *rss_kb);
 /* Directory holding this executable. */
@@ -285,8 +317,13 @@ struct bench_ctx {
     /* What the slow peers (Redis, PostgreSQL-direct) are given (--peer-votes): each
      * collector's first ops_limit[k] sends, needing its first batches_limit[k] batches. */
     size_t *ops_limit, *batches_limit;
+    double setup_s; /* generating the workload (streamed: the recipe and the count pass) */
 };
 
+/* Encodes one Batch as a tallyd wire frame (header included) into *buf, growing it (its
+ * capacity *cap); returns the frame's length. */
+size_t frame_batch_encode(uint64_t seq, const uint64_t *ballots, const uint32_t *projects,
+                          uint32_t n, uint8_t **buf, size_t *cap);
 /* Encodes every batch as a tallyd wire frame (for tallyd and the decode+apply limit). */
 void frames_encode(struct bench_ctx *c);
 void frames_free(struct bench_ctx *c);

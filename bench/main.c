@@ -67,22 +67,32 @@ int main(int argc, char **argv)
 
     struct workload w;
     double g0 = now_s();
-    progress("setup", "generating %llu votes over %u projects, %u collectors, batches of %u",
-             (unsigned long long)o.votes, o.projects, o.collectors, o.batch);
+    if (o.streamed)
+        progress("setup",
+                 "streaming %llu votes over %u projects, %u collectors, batches of %u (%s): "
+                 "each batch is made as it is sent; counting the ground truth from the recipe",
+                 (unsigned long long)o.votes, o.projects, o.collectors, o.batch,
+                 o.stream > 0 ? "--stream" : "in memory they would take over 4 GB");
+    else
+        progress("setup", "generating %llu votes over %u projects, %u collectors, batches of %u",
+                 (unsigned long long)o.votes, o.projects, o.collectors, o.batch);
     wl_generate(&w, &o);
+    struct bench_ctx ctx = {.o = &o, .w = &w, .setup_s = now_s() - g0};
     progress("setup",
              "%llu votes: %llu distinct ballots, %llu repeated; %zu projects in %zu circuits; "
              "%llu batches, %llu sent twice (%.1f s)",
              (unsigned long long)w.n_votes, (unsigned long long)w.n_distinct,
              (unsigned long long)w.n_duplicate, w.n_projects, w.n_circuits,
-             (unsigned long long)w.n_batches, (unsigned long long)w.n_retransmits, now_s() - g0);
+             (unsigned long long)w.n_batches, (unsigned long long)w.n_retransmits, ctx.setup_s);
 
-    struct bench_ctx ctx = {.o = &o, .w = &w};
     ctx.ops_limit = calloc(w.n_collectors, sizeof(size_t));
     ctx.batches_limit = calloc(w.n_collectors, sizeof(size_t));
     if (!ctx.ops_limit || !ctx.batches_limit)
         abort();
     wl_prefix(&w, o.peer_votes, ctx.ops_limit, ctx.batches_limit);
+    /* The slow peers' prefix of a streamed workload is made in memory (--peer-votes). */
+    if (w.stream && (o.peers & (PEER_REDIS | PEER_POSTGRES | PEER_POSTGRES_PER_BATCH)))
+        wl_stream_materialize(&w, ctx.batches_limit);
     snprintf(ctx.workdir, sizeof(ctx.workdir), "/tmp/tally-bench.XXXXXX");
     if (!mkdtemp(ctx.workdir)) {
         perror("tally-bench: mkdtemp");
@@ -94,7 +104,7 @@ int main(int argc, char **argv)
     struct pg_env pg;
     memset(&pg, 0, sizeof(pg));
     bool pg_up = false;
-    if (o.peers & (PEER_TALLYD | PEER_LIMIT))
+    if ((o.peers & (PEER_TALLYD | PEER_LIMIT)) && !w.stream)
         frames_encode(&ctx);
 
     if ((o.peers & PEER_LIMIT) && !bench_stop)

@@ -14,9 +14,15 @@ static const char usage_text[] =
     "a table (stdout), progress (stderr) and, with --json, the figures as JSON.\n"
     "bench/run.sh installs what it needs, builds Release and runs the default comparison.\n"
     "\n"
-    "Workload (generated in memory before any clock starts):\n"
+    "Workload (generated in memory before any clock starts, or streamed):\n"
     "  --votes N             votes, repeated voters included (default 80000000: about\n"
     "                        10 s of tallyd; the workload and tallyd take ~3.5 GB then)\n"
+    "  --stream              make each batch on the fly from (seed, collector, batch), for\n"
+    "                        tallyd and the limit, as their collectors send it, keeping only\n"
+    "                        what resends need; the ground truth comes from a count pass\n"
+    "                        over the same recipe. Chosen by itself above 160000000 votes\n"
+    "                        (4 GB in memory); the slow peers get their prefix in memory\n"
+    "  --no-stream           hold the workload in memory whatever its size\n"
     "  --collectors K        collectors sending at once, 1..64 (default 4)\n"
     "  --batch N             votes per batch (default 10000)\n"
     "  --dup-rate R          share of votes by voters who already voted (default 0.05)\n"
@@ -31,7 +37,7 @@ static const char usage_text[] =
     "                        without redis-server is an error (run bench/run.sh, or\n"
     "                        apt-get install redis-server)\n"
     "  --rounds N            tallyd runs, each on a fresh database; the figures are the\n"
-    "                        median round's (default 3)\n"
+    "                        median round's (default 3; 1 for a streamed workload)\n"
     "  --peer-seconds S      time budget of redis_*, postgres and postgres_per_batch: they\n"
     "                        stop sending at S s and are measured on what they did; the\n"
     "                        limit repeats each pass until S s (default 12)\n"
@@ -170,6 +176,8 @@ enum {
     O_KEEP,
     O_RECOVERY,
     O_TALLYD_ARG,
+    O_STREAM,
+    O_NO_STREAM,
 };
 
 static void set_defaults(struct bench_opts *o)
@@ -333,11 +341,13 @@ int bench_parse_args(struct bench_opts *o, int argc, char **argv)
         {"keep", no_argument, NULL, O_KEEP},
         {"recovery", no_argument, NULL, O_RECOVERY},
         {"tallyd-arg", required_argument, NULL, O_TALLYD_ARG},
+        {"stream", no_argument, NULL, O_STREAM},
+        {"no-stream", no_argument, NULL, O_NO_STREAM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     set_defaults(o);
-    bool peers_given = false;
+    bool peers_given = false, rounds_given = false;
     size_t cl = 0;
     for (int i = 0; i < argc && cl + 2 < sizeof(o->command); i++)
         cl += (size_t)snprintf(o->command + cl, sizeof(o->command) - cl, "%s%s", i ? " " : "",
@@ -383,6 +393,12 @@ int bench_parse_args(struct bench_opts *o, int argc, char **argv)
         case O_RECOVERY:
             o->recovery = true;
             break;
+        case O_STREAM:
+            o->stream = 1;
+            break;
+        case O_NO_STREAM:
+            o->stream = -1;
+            break;
         case O_TALLYD_ARG:
             if (o->n_tallyd_args == 8)
                 return usage_error("%s", "--tallyd-arg: at most 8");
@@ -394,6 +410,7 @@ int bench_parse_args(struct bench_opts *o, int argc, char **argv)
         default:
             if (parse_number(c, a, o))
                 return 2;
+            rounds_given |= c == O_ROUNDS;
             break;
         }
     }
@@ -402,5 +419,9 @@ int bench_parse_args(struct bench_opts *o, int argc, char **argv)
     if (!peers_given)
         return usage_error("%s", "--peers is required (all, or a list of tallyd, redis_always, "
                                  "redis_everysec, postgres, postgres_per_batch, limit)");
+    /* A streamed run is a scale run: one round of it is long enough for a figure. */
+    o->streamed = o->stream > 0 || (o->stream == 0 && o->votes > WL_STREAM_AUTO_VOTES);
+    if (o->streamed && !rounds_given)
+        o->rounds = 1;
     return 0;
 }

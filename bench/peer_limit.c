@@ -2,7 +2,8 @@
  * dedup, counting, the checkpoint delta) on the same batches, in one thread, with no network
  * and no database; and the same after wire_frame_decode of the pre-encoded frames. Each is
  * repeated on a fresh tally until it has run --peer-seconds; the figure is the median pass.
- * Also encodes those frames, which the tallyd peer sends. */
+ * A streamed workload's batches and frames are made as they come, off the clock. Also
+ * encodes the frames, which the tallyd peer sends. */
 #include "bench.h"
 
 #include <stdlib.h>
@@ -12,6 +13,29 @@
 #include "tally/tally.h"
 #include "wire/digest.h"
 #include "wire/wire.h"
+
+size_t frame_batch_encode(uint64_t seq, const uint64_t *ballots, const uint32_t *projects,
+                          uint32_t n, uint8_t **buf, size_t *cap)
+{
+    Tally__Batch msg = TALLY__BATCH__INIT;
+    msg.seq = seq;
+    msg.n_ballots = n;
+    msg.ballots = (uint64_t *)ballots;
+    msg.n_projects = n;
+    msg.projects = (uint32_t *)projects;
+    Tally__Frame f = TALLY__FRAME__INIT;
+    f.msg_case = TALLY__FRAME__MSG_BATCH;
+    f.batch = &msg;
+    size_t len = wire_frame_size(&f);
+    if (len > *cap) {
+        free(*buf);
+        *buf = malloc(len);
+        if (!*buf)
+            abort();
+        *cap = len;
+    }
+    return wire_frame_encode(&f, *buf);
+}
 
 void frames_encode(struct bench_ctx *c)
 {
@@ -28,20 +52,9 @@ void frames_encode(struct bench_ctx *c)
             abort();
         for (size_t b = 0; b < wc->n_batches; b++) {
             const struct wl_batch *wb = &wc->batches[b];
-            Tally__Batch msg = TALLY__BATCH__INIT;
-            msg.seq = wb->seq;
-            msg.n_ballots = wb->n;
-            msg.ballots = (uint64_t *)wb->ballots;
-            msg.n_projects = wb->n;
-            msg.projects = (uint32_t *)wb->projects;
-            Tally__Frame f = TALLY__FRAME__INIT;
-            f.msg_case = TALLY__FRAME__MSG_BATCH;
-            f.batch = &msg;
-            size_t n = wire_frame_size(&f);
-            c->frames[k][b] = malloc(n);
-            if (!c->frames[k][b])
-                abort();
-            c->frame_len[k][b] = wire_frame_encode(&f, c->frames[k][b]);
+            size_t cap = 0;
+            c->frame_len[k][b] = frame_batch_encode(wb->seq, wb->ballots, wb->projects, wb->n,
+                                                    &c->frames[k][b], &cap);
         }
     }
 }
@@ -110,17 +123,34 @@ static struct tally *tally_make(const struct bench_ctx *c)
  * pending delta stays as small as tallyd's. */
 #define LIMIT_SEAL_EVERY 64
 
+/* A streamed pass makes each batch (and for decode its frame) as it comes, off the clock. */
+struct limit_scratch {
+    uint64_t *ballots;
+    uint32_t *projects;
+    uint8_t *frame;
+    size_t cap;
+};
+
 /* One pass over all arrivals; decode: go through wire_frame_decode first. Returns the
- * seconds taken, or a negative value on a protocol surprise (message in r). */
+ * seconds taken (without making streamed batches), or a negative value on a protocol
+ * surprise (message in r). */
 static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arrival *a, size_t n,
                          bool decode, struct peer_result *r)
 {
     const struct workload *w = c->w;
     struct arena arena;
     arena_init(&arena, 256 * 1024);
+    struct limit_scratch sc = {0};
+    if (w->stream) {
+        sc.ballots = calloc(c->o->batch, sizeof(uint64_t));
+        sc.projects = calloc(c->o->batch, sizeof(uint32_t));
+        if (!sc.ballots || !sc.projects)
+            abort();
+    }
     size_t since_seal = 0;
-    double t0 = now_s(), last = t0;
+    double t0 = now_s(), last = t0, making = 0;
     uint64_t votes_done = 0;
+    double secs = -1;
     for (size_t i = 0; i < n && !bench_stop; i++) {
         const struct wl_collector *wc = &w->collectors[a[i].collector];
         const struct wl_op *op = &wc->ops[a[i].op];
@@ -129,17 +159,30 @@ static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arri
         const uint32_t *projects = b->projects;
         size_t nv = b->n;
         uint64_t seq = b->seq;
+        const uint8_t *fr = NULL;
+        size_t fr_len = 0;
+        if (w->stream) {
+            double m0 = now_s();
+            wl_stream_fill(w, a[i].collector, op->batch, sc.ballots, sc.projects, NULL);
+            ballots = sc.ballots;
+            projects = sc.projects;
+            if (decode) {
+                fr_len = frame_batch_encode(seq, ballots, projects, b->n, &sc.frame, &sc.cap);
+                fr = sc.frame;
+            }
+            making += now_s() - m0;
+        } else if (decode) {
+            fr = c->frames[a[i].collector][op->batch];
+            fr_len = c->frame_len[a[i].collector][op->batch];
+        }
         if (decode) {
-            const uint8_t *fr = c->frames[a[i].collector][op->batch];
             size_t len = 0;
             Tally__Frame *f = NULL;
-            if (wire_frame_peek(fr, c->frame_len[a[i].collector][op->batch], 1u << 30, &len) !=
-                    WIRE_OK ||
+            if (wire_frame_peek(fr, fr_len, 1u << 30, &len) != WIRE_OK ||
                 wire_frame_decode(fr + 4, len, &arena, &f) != WIRE_OK ||
                 f->msg_case != TALLY__FRAME__MSG_BATCH) {
                 peer_fail(r, "a pre-encoded frame does not decode");
-                arena_cleanup(&arena);
-                return -1;
+                goto out;
             }
             ballots = f->batch->ballots;
             projects = f->batch->projects;
@@ -160,8 +203,7 @@ static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arri
         if (st == TALLY_GAP || st == TALLY_CONFLICT || (st == TALLY_RETRANSMIT) != op->retransmit) {
             peer_fail(r, "collector %s batch %llu: unexpected apply status %d", wc->id,
                       (unsigned long long)seq, (int)st);
-            arena_cleanup(&arena);
-            return -1;
+            goto out;
         }
         if (st == TALLY_APPLIED) {
             votes_done += nv;
@@ -176,16 +218,20 @@ static double limit_pass(struct bench_ctx *c, struct tally *t, const struct arri
             if (now - last >= 1.0) {
                 progress(r->name, "%s: %llu votes applied (%.0f votes/s)",
                          decode ? "decode+apply" : "apply", (unsigned long long)votes_done,
-                         (double)votes_done / (now - t0));
+                         (double)votes_done / (now - t0 - making));
                 last = now;
             }
         }
     }
     if (tally_checkpoint_seal(t))
         tally_checkpoint_commit(t);
-    double secs = now_s() - t0;
+    secs = bench_stop ? -1 : now_s() - t0 - making;
+out:
     arena_cleanup(&arena);
-    return bench_stop ? -1 : secs;
+    free(sc.ballots);
+    free(sc.projects);
+    free(sc.frame);
+    return secs;
 }
 
 static bool limit_check(struct bench_ctx *c, struct tally *t, struct peer_result *r,

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "tally/protocol.h"
@@ -42,11 +43,13 @@ struct td_state {
     uint64_t hwm0, rss0, hwm1, rss1;
     struct td_run run;
     double t0, t_end, t_prov;
+    double td_cpu0, td_cpu1, bench_cpu0, bench_cpu1; /* CPU seconds at t0 and at the end */
     struct lat prov, dur;
     uint64_t acc, dup, rej, retx;
     /* once a second while running: seconds since start, votes durable by then */
     double *ser_t;
     uint64_t *ser_durable;
+    uint64_t *ser_rss_kb; /* tallyd's VmRSS then */
     size_t n_ser, cap_ser;
     double loop_max_ms;       /* tally_loop_iteration_max_seconds at the end; NAN: absent */
     double recovery_s;        /* --recovery: SIGKILL, restart, listening again */
@@ -56,17 +59,19 @@ struct td_state {
     int argc;
 };
 
-static void series_add(struct td_state *s, double t, uint64_t durable)
+static void series_add(struct td_state *s, double t, uint64_t durable, uint64_t rss_kb)
 {
     if (s->n_ser == s->cap_ser) {
         s->cap_ser = s->cap_ser ? s->cap_ser * 2 : 64;
         s->ser_t = realloc(s->ser_t, s->cap_ser * sizeof(*s->ser_t));
         s->ser_durable = realloc(s->ser_durable, s->cap_ser * sizeof(*s->ser_durable));
-        if (!s->ser_t || !s->ser_durable)
+        s->ser_rss_kb = realloc(s->ser_rss_kb, s->cap_ser * sizeof(*s->ser_rss_kb));
+        if (!s->ser_t || !s->ser_durable || !s->ser_rss_kb)
             abort();
     }
     s->ser_t[s->n_ser] = t;
     s->ser_durable[s->n_ser] = durable;
+    s->ser_rss_kb[s->n_ser] = rss_kb;
     s->n_ser++;
 }
 
@@ -106,11 +111,18 @@ static int td_launch(struct td_state *s, const char *log, struct peer_result *r)
         peer_fail(r, "cannot start tallyd");
         return -1;
     }
-    double until = now_s() + 600;
+    double start = now_s(), until = start + 600, shown = start;
     while (!bench_stop && now_s() < until) {
         if (!proc_alive(s->pid, &s->code)) {
             s->pid = 0;
             break;
+        }
+        if (now_s() - shown >= 5) { /* a large recovery takes a while: say how it goes */
+            uint64_t hwm = 0, rss = 0;
+            proc_mem_kb(s->pid, &hwm, &rss);
+            shown = now_s();
+            progress(r->name, "%.0f s: tallyd not listening yet (recovering), RSS %.2f GiB",
+                     shown - start, (double)rss / 1048576.0);
         }
         int fd = tcp_connect(s->run.port);
         if (fd >= 0) {
@@ -268,6 +280,15 @@ static void td_recovery(struct bench_ctx *c, struct td_state *s, struct peer_res
         progress(r->name, "recovered and listening after %.2f s", s->recovery_s);
 }
 
+/* CPU seconds this process has used, all threads. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
 static void td_drive(struct bench_ctx *c, struct td_state *s, struct peer_result *r)
 {
     const struct bench_opts *o = c->o;
@@ -283,6 +304,11 @@ static void td_drive(struct bench_ctx *c, struct td_state *s, struct peer_result
         t->run = run;
         t->k = k;
         t->ok = true;
+        if (w->stream) {
+            t->truth = calloc(w->n_projects, sizeof(uint64_t));
+            if (!t->truth)
+                abort();
+        }
         if (pthread_create(&t->thread, NULL, td_col_main, t) == 0) {
             t->started = true;
         } else {
@@ -293,6 +319,8 @@ static void td_drive(struct bench_ctx *c, struct td_state *s, struct peer_result
     }
     while (atomic_load(&run->ready) < (int)w->n_collectors && !bench_stop)
         sleep_ms(1);
+    s->td_cpu0 = proc_cpu_s(s->pid);
+    s->bench_cpu0 = self_cpu_s();
     s->t0 = now_s();
     atomic_store(&run->go, 1);
     progress(r->name,
@@ -331,18 +359,23 @@ static void td_drive(struct bench_ctx *c, struct td_state *s, struct peer_result
             }
             double prev_t = s->n_ser ? s->ser_t[s->n_ser - 1] : 0;
             uint64_t prev_d = s->n_ser ? s->ser_durable[s->n_ser - 1] : 0;
-            series_add(s, now - s->t0, dur);
+            uint64_t hwm = 0, rss = 0;
+            proc_mem_kb(s->pid, &hwm, &rss);
+            series_add(s, now - s->t0, dur, rss);
             progress(r->name,
                      "%5.1f s: %llu votes sent, %llu durable (%.0f durable votes/s; last second "
-                     "%.0f)",
+                     "%.0f); tallyd RSS %.2f GiB",
                      now - s->t0, (unsigned long long)sent, (unsigned long long)dur,
-                     (double)dur / (now - s->t0), (double)(dur - prev_d) / (now - s->t0 - prev_t));
+                     (double)dur / (now - s->t0), (double)(dur - prev_d) / (now - s->t0 - prev_t),
+                     (double)rss / 1048576.0);
             last = now;
         }
     }
     for (size_t k = 0; k < w->n_collectors; k++)
         if (run->cols[k].started)
             pthread_join(run->cols[k].thread, NULL);
+    s->bench_cpu1 = self_cpu_s();
+    s->td_cpu1 = s->pid > 0 ? proc_cpu_s(s->pid) : -1;
 
     s->t_end = s->t_prov = s->t0;
     for (size_t k = 0; k < w->n_collectors; k++) {
@@ -364,6 +397,63 @@ static void td_drive(struct bench_ctx *c, struct td_state *s, struct peer_result
         proc_mem_kb(s->pid, &s->hwm1, &s->rss1);
         s->loop_max_ms = metrics_loop_max_ms(s->http_port);
     }
+}
+
+static void sb_num_or_null(struct sbuf *b, int decimals, double v)
+{
+    if (isnan(v))
+        sb_printf(b, "null");
+    else
+        sb_printf(b, "%.*f", decimals, v);
+}
+
+/* Streamed: what making the batches cost the collector threads, into r's JSON; and whether
+ * the first occurrences they made while sending add up to the count pass's truth (the
+ * recipe is deterministic: they must). Writes r->note when not and note is true. */
+static bool td_generator(struct bench_ctx *c, struct td_state *s, struct peer_result *r,
+                         double wall, bool note)
+{
+    const struct workload *w = c->w;
+    uint64_t *sum = calloc(w->n_projects, sizeof(uint64_t));
+    if (!sum)
+        abort();
+    double cpu = 0;
+    uint64_t votes = 0, batches = 0;
+    for (size_t k = 0; k < w->n_collectors; k++) {
+        const struct td_col *t = &s->run.cols[k];
+        cpu += t->gen_cpu_s;
+        votes += t->gen_votes;
+        batches += t->gen_batches;
+        for (size_t p = 0; p < w->n_projects && t->truth; p++)
+            sum[p] += t->truth[p];
+    }
+    size_t differ = 0;
+    for (size_t p = 0; p < w->n_projects; p++)
+        differ += sum[p] != w->truth[p];
+    free(sum);
+    bool ok = differ == 0 && votes == w->n_votes && batches == w->n_batches;
+    if (!ok && note)
+        snprintf(r->note, sizeof(r->note),
+                 "the batches made while sending (%llu votes) do not match the count pass "
+                 "(%llu votes; %zu projects differ)",
+                 (unsigned long long)votes, (unsigned long long)w->n_votes, differ);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    sb_printf(&r->json,
+              ", \"generator\": {\"streamed\": true, \"cpu_s\": %.3f, \"votes_made\": %llu, "
+              "\"batches_made\": %llu, \"votes_per_cpu_s\": %.0f, \"share_of_machine_cpu\": "
+              "%.4f, \"truth_while_sending_matches\": %s, \"what\": \"the collector threads' "
+              "CPU time making and encoding batches (CLOCK_THREAD_CPUTIME_ID), over the run; "
+              "share_of_machine_cpu is it over wall_s x nproc\"}",
+              cpu, (unsigned long long)votes, (unsigned long long)batches,
+              cpu > 0 ? (double)votes / cpu : 0, cpu / (wall * (double)(ncpu > 0 ? ncpu : 1)),
+              ok ? "true" : "false");
+    progress(r->name,
+             "generator: %.1f CPU s for %llu votes (%.1f M votes per CPU second, %.1f %% of the "
+             "machine's CPU over the run)%s",
+             cpu, (unsigned long long)votes, cpu > 0 ? (double)votes / cpu / 1e6 : 0,
+             100 * cpu / (wall * (double)(ncpu > 0 ? ncpu : 1)),
+             ok ? "" : "; DOES NOT MATCH THE COUNT PASS");
+    return ok;
 }
 
 /* What the rounds are compared and summed up by. */
@@ -397,9 +487,15 @@ static void td_report(struct bench_ctx *c, struct td_state *s, struct peer_resul
                  (unsigned long long)w->n_duplicate, (unsigned long long)w->n_retransmits);
         exact = false;
     }
+    if (w->stream && !td_generator(c, s, r, wall, exact))
+        exact = false;
     r->exact = exact;
     if (!exact)
         progress(r->name, "NOT EXACT: %s", r->note);
+    sb_printf(&r->json, ", \"cpu_s\": {\"tallyd\": ");
+    sb_num_or_null(&r->json, 2, s->td_cpu0 >= 0 && s->td_cpu1 >= 0 ? s->td_cpu1 - s->td_cpu0 : NAN);
+    sb_printf(&r->json, ", \"tally_bench\": %.2f, \"wall_x_nproc\": %.2f}",
+              s->bench_cpu1 - s->bench_cpu0, wall * (double)sysconf(_SC_NPROCESSORS_ONLN));
 
     uint64_t distinct = w->n_distinct ? w->n_distinct : 1;
     double per_ballot =
@@ -439,9 +535,12 @@ static void td_report(struct bench_ctx *c, struct td_state *s, struct peer_resul
     for (size_t i = 0; i < s->n_ser; i++) {
         double pt = i ? s->ser_t[i - 1] : 0;
         uint64_t pd = i ? s->ser_durable[i - 1] : 0;
-        sb_printf(&r->json, "%s{\"t_s\": %.2f, \"durable\": %llu, \"votes_per_s\": %.0f}",
+        sb_printf(&r->json,
+                  "%s{\"t_s\": %.2f, \"durable\": %llu, \"votes_per_s\": %.0f, \"tallyd_rss_kb\": "
+                  "%llu}",
                   i ? ", " : "", s->ser_t[i], (unsigned long long)s->ser_durable[i],
-                  (double)(s->ser_durable[i] - pd) / (s->ser_t[i] - pt));
+                  (double)(s->ser_durable[i] - pd) / (s->ser_t[i] - pt),
+                  (unsigned long long)s->ser_rss_kb[i]);
     }
     sb_printf(&r->json, "]");
     snprintf(r->table, sizeof(r->table),
@@ -501,25 +600,19 @@ static void td_round(struct bench_ctx *c, struct peer_result *r, const char *tal
     lat_free(&s->dur);
     free(s->ser_t);
     free(s->ser_durable);
+    free(s->ser_rss_kb);
     if (s->run.cols) {
         for (size_t k = 0; k < w->n_collectors; k++) {
             lat_free(&s->run.cols[k].prov);
             lat_free(&s->run.cols[k].dur);
             free(s->run.cols[k].marks);
+            free(s->run.cols[k].truth);
         }
         free(s->run.cols);
     }
     free(s);
     if (!o->keep)
         pg_db_drop(c->pg, TD_DB_NAME);
-}
-
-static void sb_num_or_null(struct sbuf *b, int decimals, double v)
-{
-    if (isnan(v))
-        sb_printf(b, "null");
-    else
-        sb_printf(b, "%.*f", decimals, v);
 }
 
 /* r from the rounds: the median round's figures and details, the spread, the largest loop

@@ -13,6 +13,11 @@
 
 struct td_run;
 
+/* Streamed: frames kept per collector, the newest made one batch ahead of the sends; a
+ * resend goes back at most WL_RESEND_BACK batches. */
+#define TD_RING 16
+_Static_assert(TD_RING >= WL_RESEND_BACK + 2, "the ring must hold every batch a resend needs");
+
 struct durable_mark {
     uint64_t seq; /* durable_seq announced */
     double wall;  /* CLOCK_REALTIME when it arrived */
@@ -32,6 +37,11 @@ struct td_col {
     size_t n_marks, cap_marks;
     uint64_t accepted, duplicate, rejected, retransmit_acks;
     double end_s, prov_end_s;
+    /* streamed: making and encoding batches (thread CPU), and the first occurrences made,
+     * by project index (the truth worked out again while sending) */
+    double gen_cpu_s;
+    uint64_t gen_votes, gen_batches;
+    uint64_t *truth;
     _Atomic int finished; /* the thread is about to return */
     /* progress, read while running */
     _Atomic uint64_t votes_sent, votes_durable;
@@ -49,7 +59,8 @@ struct td_run {
 
 /* A collector thread: connects, Hello/Welcome, waits for run->go, then sends its batches
  * within the window and times the acks until its last batch is durable (or it fails, with
- * the reason in t->err). arg is its struct td_col. */
+ * the reason in t->err). A streamed workload's batches it makes and encodes as it goes,
+ * keeping the last TD_RING frames for resends. arg is its struct td_col. */
 void *td_col_main(void *arg);
 
 /* The counts in tallyd's database (project_votes) against the ground truth. */

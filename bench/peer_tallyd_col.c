@@ -1,7 +1,9 @@
 /* The tallyd peer's collector threads: each speaks the wire protocol over TCP to tallyd,
  * Hello and Welcome, then pipelined pre-encoded batches within the window (some seqs sent
- * twice), checking every ack and timing provisional and durable acks per batch. Owns its
- * socket and buffers; the run (peer_tallyd.c) owns the rest. */
+ * twice), checking every ack and timing provisional and durable acks per batch. A streamed
+ * workload's batches are made and encoded here, one ahead of the sends, and the last
+ * TD_RING kept for resends. Owns its socket and buffers; the run (peer_tallyd.c) owns the
+ * rest. */
 #include "peer_tallyd.h"
 
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/arena.h"
@@ -86,6 +89,68 @@ struct inflight {
     double sent;
 };
 
+/* Where a collector's frames come from: the pre-encoded ones (frames != NULL), or a ring of
+ * the last TD_RING batches made here. */
+struct frame_src {
+    uint8_t **frames;
+    size_t *frame_len;
+    uint8_t *ring[TD_RING];
+    size_t ring_len[TD_RING], ring_cap[TD_RING];
+    size_t ring_batch[TD_RING]; /* 1 + the batch a slot holds; 0: none */
+    uint64_t *ballots;
+    uint32_t *projects;
+    size_t made; /* batches 0..made-1 have been made */
+};
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Makes and encodes the next batch into its slot of the ring, on the thread's CPU clock. */
+static void src_make(struct td_col *t, struct frame_src *fs)
+{
+    const struct workload *w = t->run->c->w;
+    size_t b = fs->made, slot = b % TD_RING;
+    const struct wl_batch *wb = &w->collectors[t->k].batches[b];
+    double c0 = thread_cpu_s();
+    wl_stream_fill(w, t->k, b, fs->ballots, fs->projects, t->truth);
+    fs->ring_len[slot] = frame_batch_encode(wb->seq, fs->ballots, fs->projects, wb->n,
+                                            &fs->ring[slot], &fs->ring_cap[slot]);
+    fs->ring_batch[slot] = b + 1;
+    fs->made++;
+    t->gen_cpu_s += thread_cpu_s() - c0;
+    t->gen_votes += wb->n;
+    t->gen_batches++;
+}
+
+/* The frame of batch b, made first when it is the next one; NULL if the ring no longer
+ * holds it (a resend further back than TD_RING, which the workload never asks for). */
+static const uint8_t *src_frame(struct td_col *t, struct frame_src *fs, size_t b, size_t *len)
+{
+    if (fs->frames) {
+        *len = fs->frame_len[b];
+        return fs->frames[b];
+    }
+    if (b == fs->made)
+        src_make(t, fs);
+    size_t slot = b % TD_RING;
+    if (fs->ring_batch[slot] != b + 1)
+        return NULL;
+    *len = fs->ring_len[slot];
+    return fs->ring[slot];
+}
+
+static void src_cleanup(struct frame_src *fs)
+{
+    for (size_t i = 0; i < TD_RING; i++)
+        free(fs->ring[i]);
+    free(fs->ballots);
+    free(fs->projects);
+}
+
 void *td_col_main(void *arg)
 {
     struct td_col *t = arg;
@@ -93,8 +158,16 @@ void *td_col_main(void *arg)
     struct bench_ctx *c = run->c;
     const struct bench_opts *o = c->o;
     const struct wl_collector *wc = &c->w->collectors[t->k];
-    uint8_t **frames = c->frames[t->k];
-    size_t *frame_len = c->frame_len[t->k];
+    struct frame_src fs = {0};
+    if (c->w->stream) {
+        fs.ballots = calloc(o->batch, sizeof(uint64_t));
+        fs.projects = calloc(o->batch, sizeof(uint32_t));
+        if (!fs.ballots || !fs.projects)
+            abort();
+    } else {
+        fs.frames = c->frames[t->k];
+        fs.frame_len = c->frame_len[t->k];
+    }
     struct arena arena;
     arena_init(&arena, 16 * 1024);
     size_t cap = 256 * 1024, have = 0;
@@ -141,12 +214,15 @@ void *td_col_main(void *arg)
     have -= flen;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
+    if (!fs.frames && wc->n_batches) /* streamed: the first batch before the clock starts */
+        src_make(t, &fs);
     atomic_fetch_add(&run->ready, 1);
     counted_ready = true;
     while (!atomic_load(&run->go) && !atomic_load(&run->abort) && !bench_stop)
         sleep_ms(1);
 
-    size_t next_op = 0, head = 0, tail = 0, woff = 0;
+    size_t next_op = 0, head = 0, tail = 0, woff = 0, started = 0, fr_len = 0;
+    const uint8_t *fr = NULL;
     bool writing = false;
     uint64_t durable = 0, acked_ops = 0;
     while (t->ok) {
@@ -167,13 +243,17 @@ void *td_col_main(void *arg)
                 const struct wl_op *op = &wc->ops[next_op];
                 if (!op->retransmit && wc->batches[op->batch].seq > durable + o->max_undurable)
                     break;
+                fr = src_frame(t, &fs, op->batch, &fr_len);
+                if (!fr) {
+                    col_fail(t, "batch %u is no longer in the ring of frames", op->batch);
+                    break;
+                }
+                started += !op->retransmit;
                 writing = true;
                 woff = 0;
             }
             const struct wl_op *op = &wc->ops[next_op];
-            const uint8_t *fr = frames[op->batch];
-            size_t len = frame_len[op->batch];
-            ssize_t n = send(fd, fr + woff, len - woff, MSG_NOSIGNAL);
+            ssize_t n = send(fd, fr + woff, fr_len - woff, MSG_NOSIGNAL);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -182,7 +262,7 @@ void *td_col_main(void *arg)
                 break;
             }
             woff += (size_t)n;
-            if (woff < len)
+            if (woff < fr_len)
                 continue;
             double now = now_s();
             fifo[tail++] = (struct inflight){(uint32_t)next_op, now};
@@ -197,6 +277,11 @@ void *td_col_main(void *arg)
             break;
         if (next_op >= wc->n_ops && head == tail && durable >= wc->n_batches)
             break;
+        /* Streamed: make the next batch while the window waits for acks, so that making it
+         * is seldom what the sends wait for. One ahead only, so the ring keeps every batch
+         * a resend can still ask for. */
+        if (!fs.frames && !writing && fs.made == started && fs.made < wc->n_batches)
+            src_make(t, &fs);
 
         struct pollfd p = {fd, (short)(POLLIN | (writing ? POLLOUT : 0)), 0};
         int pr = poll(&p, 1, 100);
@@ -306,6 +391,7 @@ out:
     if (fd >= 0)
         close(fd);
     arena_cleanup(&arena);
+    src_cleanup(&fs);
     free(buf);
     free(sent_at);
     free(fifo);

@@ -125,10 +125,14 @@ void report_table(const struct bench_ctx *c, struct peer_result *res, int status
     fmt_num(n3, sizeof(n3), (double)w->n_duplicate);
     printf("\ntally-bench: %s votes (%s distinct ballots, %s repeated voters), %zu projects in "
            "%zu circuits,\n             %zu collectors, batches of %u (%llu batches, %llu sent "
-           "twice), window %u, checkpoint every %u ms\n\n",
+           "twice), window %u, checkpoint every %u ms%s\n\n",
            n1, n2, n3, w->n_projects, w->n_circuits, w->n_collectors, o->batch,
            (unsigned long long)w->n_batches, (unsigned long long)w->n_retransmits, o->window,
-           o->checkpoint_ms);
+           o->checkpoint_ms,
+           w->stream ? ",\n             streamed (batches made as they are sent)" : "");
+    uint64_t hwm = 0, rss = 0;
+    if (proc_mem_kb(getpid(), &hwm, &rss) == 0)
+        printf("tally-bench's own peak RSS: %.2f GiB\n\n", (double)hwm / 1048576.0);
     printf("%-19s %12s  %-5s %7s %13s %9s   %s\n", "system", "votes_per_s", "exact", "wall_s",
            "votes", "tallyd x", "notes");
     for (int i = 0; i < R_COUNT; i++) {
@@ -265,8 +269,15 @@ int report_json(const struct bench_ctx *c, struct peer_result *res, int status)
         sb_printf(&b, "%llu", (unsigned long long)expected);
     else
         sb_printf(&b, "null");
-    sb_printf(&b, ", \"tallyd_rounds\": %u, \"peer_seconds\": %g, \"peer_votes\": %llu}", o->rounds,
-              o->peer_seconds, (unsigned long long)o->peer_votes);
+    sb_printf(&b,
+              ", \"tallyd_rounds\": %u, \"peer_seconds\": %g, \"peer_votes\": %llu, "
+              "\"streamed\": %s, \"setup_s\": %.2f}",
+              o->rounds, o->peer_seconds, (unsigned long long)o->peer_votes,
+              w->stream ? "true" : "false", c->setup_s);
+    uint64_t hwm = 0, rss = 0;
+    proc_mem_kb(getpid(), &hwm, &rss);
+    sb_printf(&b, ",\n  \"tally_bench\": {\"vmhwm_kb\": %llu, \"vmrss_end_kb\": %llu}",
+              (unsigned long long)hwm, (unsigned long long)rss);
     for (int i = 0; i < R_COUNT; i++)
         peer_json(&b, &res[i]);
     sb_printf(&b, ",\n  \"ratios\": {");

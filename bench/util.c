@@ -430,6 +430,26 @@ int proc_mem_kb(pid_t pid, uint64_t *hwm_kb, uint64_t *rss_kb)
     return found == 3 ? 0 : -1;
 }
 
+double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* After the command name in parentheses (which may hold spaces): state, then fields
+     * 4..13, then utime and stime (fields 14, 15) in clock ticks. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
 void self_dir(char *out, size_t len)
 {
     char buf[4096];

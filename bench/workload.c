@@ -1,7 +1,8 @@
 /* The benchmark workload, built in memory before any clock starts: a registry of circuits
  * and projects with sparse ids, votes with a skewed popularity, repeated voters, collectors,
  * batches, retransmissions, and the ground truth every system is checked against.
- * Deterministic in --seed. Owns no I/O but writing the registry CSV.
+ * Deterministic in --seed. Owns no I/O but writing the registry CSV. A streamed workload
+ * shares the registry and the shape; its votes are stream.c's.
  *
  * Popularity: circuits differ in size (Pareto, alpha 1.5) and inside a circuit projects
  * follow a Zipf law (exponent --zipf), which is what a consultation looks like: a few
@@ -174,6 +175,11 @@ int wl_generate(struct workload *w, const struct bench_opts *o)
     rng_seed(&r, o->seed, 1);
     double *cdf = xcalloc(o->projects, sizeof(double));
     registry_make(w, o, &r, cdf);
+    if (o->streamed) {
+        int rc = wl_stream_setup(w, o, cdf); /* weights, before they become a CDF */
+        free(cdf);
+        return rc;
+    }
     double total = 0;
     for (size_t i = 0; i < w->n_projects; i++) {
         total += cdf[i];
@@ -249,7 +255,7 @@ int wl_generate(struct workload *w, const struct bench_opts *o)
         for (size_t b = 0; b < wc->n_batches; b++) {
             wc->ops[wc->n_ops++] = (struct wl_op){(uint32_t)b, false};
             if (b > 0 && rng_unit(&rr) < o->retransmit_rate) {
-                size_t back = 1 + (size_t)rng_below(&rr, b < 8 ? b : 8);
+                size_t back = 1 + (size_t)rng_below(&rr, b < WL_RESEND_BACK ? b : WL_RESEND_BACK);
                 wc->ops[wc->n_ops++] = (struct wl_op){(uint32_t)(b - back), true};
                 w->n_retransmits++;
             }
@@ -272,6 +278,7 @@ void wl_free(struct workload *w)
     free(w->truth);
     free(w->map_keys);
     free(w->map_vals);
+    wl_stream_free(w->stream);
     memset(w, 0, sizeof(*w));
 }
 
