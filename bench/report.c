@@ -58,13 +58,13 @@ static size_t targets_make(const struct bench_ctx *c, struct peer_result *res, s
     bool ok = usable(td);
     size_t n = 0;
     t[n++] =
-        (struct target){"ratios.tallyd_over_redis_always", ratio_of(res, &ratio_defs[0]), 20, true};
+        (struct target){"ratios.tallyd_over_redis_always", ratio_of(res, &ratio_defs[0]), 25, true};
     t[n++] =
         (struct target){"ratios.tallyd_over_postgres", ratio_of(res, &ratio_defs[2]), 10, true};
     t[n++] = (struct target){"ratios.tallyd_over_limit", ratio_of(res, &ratio_defs[4]), 0.5, true};
     t[n++] = (struct target){"tallyd.durable_ack_ms.p99", ok ? td->durable_p99_ms : -1,
                              2.0 * c->o->checkpoint_ms + 50, false};
-    t[n++] = (struct target){"tallyd.bytes_per_ballot", ok ? td->bytes_per_ballot : -1, 24, false};
+    t[n++] = (struct target){"tallyd.bytes_per_ballot", ok ? td->bytes_per_ballot : -1, 16, false};
     return n;
 }
 

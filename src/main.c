@@ -1,6 +1,7 @@
 /* tallyd: wiring only. Options -> HTTP bound first (health while starting) -> ingest,
  * whose store thread takes the writer lock and recovers -> the API gets its catalog ->
  * one event loop -> orderly stop on SIGTERM/SIGINT. */
+#include <inttypes.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -164,6 +165,11 @@ int main(int argc, char **argv)
 
     event_base_dispatch(base);
     status = t.failed ? 1 : ingest_exit_status(t.in);
+    struct loopwatch_stats ls;
+    loopwatch_read(&ls);
+    if (ls.samples)
+        log_info("event loop: %" PRIu64 " callbacks since ready, the longest %.1f ms (%s)",
+                 ls.samples, ls.max_s * 1e3, ls.max_where ? ls.max_where : "?");
 out:
     if (sigterm)
         event_free(sigterm);

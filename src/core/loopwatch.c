@@ -11,11 +11,14 @@ const double loopwatch_bounds[LOOPWATCH_BUCKETS] = {
 static struct loopwatch_stats stats;
 static int depth;
 static struct timespec started;
+static const char *outermost;
 
-int loopwatch_enter(void)
+int loopwatch_enter(const char *where)
 {
-    if (depth++ == 0)
+    if (depth++ == 0) {
+        outermost = where;
         clock_gettime(CLOCK_MONOTONIC, &started);
+    }
     return depth;
 }
 
@@ -34,8 +37,10 @@ void loopwatch_leave(int *scope)
     stats.counts[b]++;
     stats.samples++;
     stats.sum_s += s;
-    if (s > stats.max_s)
+    if (s > stats.max_s) {
         stats.max_s = s;
+        stats.max_where = outermost;
+    }
 }
 
 void loopwatch_read(struct loopwatch_stats *out)

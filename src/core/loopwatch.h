@@ -16,16 +16,18 @@ struct loopwatch_stats {
     uint64_t counts[LOOPWATCH_BUCKETS + 1]; /* per bucket (not cumulative); last is +Inf */
     uint64_t samples;
     double sum_s, max_s;
+    const char *max_where; /* the callback of the longest sample (its function name) */
 };
 
-/* Opens a scope; the value is for loopwatch_leave only. */
-int loopwatch_enter(void);
+/* Opens a scope named where (a static string); the value is for loopwatch_leave only. */
+int loopwatch_enter(const char *where);
 /* Closes it (the cleanup of LOOPWATCH_SCOPE). */
 void loopwatch_leave(int *scope);
 
 /* The first line of a callback: the scope closes when the callback returns, whichever way. */
 #define LOOPWATCH_SCOPE()                                                                          \
-    int loopwatch_scope_ __attribute__((cleanup(loopwatch_leave), unused)) = loopwatch_enter()
+    int loopwatch_scope_ __attribute__((cleanup(loopwatch_leave), unused)) =                       \
+        loopwatch_enter(__func__)
 
 /* A copy of the figures so far. */
 void loopwatch_read(struct loopwatch_stats *out);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -28,6 +29,12 @@
 
 /* libevent 2.1 reads 16 KiB per call by default; batches are hundreds of KiB. */
 #define NET_READ_CHUNK (256 * 1024)
+/* How long one connection's frames may hold the loop in one callback, and all of them in
+ * one resume_cb: what is left waits for the next turn (resume_cb again, round robin).
+ * Frames buffered during back-pressure (up to ~8 MiB a connection) released at once held
+ * the loop for 30-150 ms; a batch costs 1-2 ms to apply against 100 M ballots. */
+#define NET_TURN_NS 3000000
+#define NET_RESUME_NS 6000000
 /* A closing connection gets this long to flush its last frames. */
 #define NET_CLOSE_FLUSH_SEC 5
 
@@ -56,12 +63,20 @@ struct net_server {
     struct net_conn *dead;
     struct event *reap_ev;
     struct event *resume_ev;
+    struct net_conn *resume_from; /* where the next resume_cb starts (NULL: the first) */
     bool paused;
     uint64_t bytes_received;
     uint64_t accepted;
 };
 
 static void conn_process(struct net_conn *c);
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
 
 const char *net_conn_peer(const struct net_conn *c)
 {
@@ -86,6 +101,8 @@ void *net_conn_user(const struct net_conn *c)
 static void conn_release(struct net_conn *c)
 {
     struct net_server *s = c->srv;
+    if (s->resume_from == c)
+        s->resume_from = c->next;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -190,16 +207,24 @@ void net_conn_fail(struct net_conn *c, Tally__ErrorCode code, uint64_t expected_
     net_conn_close(c, wire_error_name(code));
 }
 
-/* Decodes and dispatches every whole frame in the input buffer. */
+/* Decodes and dispatches the whole frames in the input buffer for up to NET_TURN_NS (one
+ * frame at least); when bytes are left, asks for another turn (resume_cb). */
 static void conn_process(struct net_conn *c)
 {
     struct net_server *s = c->srv;
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    int64_t until = mono_ns() + NET_TURN_NS;
+    bool first = true;
     while (!c->closing && !s->paused && !c->output_full) {
         size_t avail = evbuffer_get_length(in);
         uint8_t hdr[4];
         if (avail < sizeof(hdr))
             break;
+        if (!first && mono_ns() >= until) {
+            event_active(s->resume_ev, 0, 0);
+            break;
+        }
+        first = false;
         evbuffer_copyout(in, hdr, sizeof(hdr));
         size_t len = 0;
         enum wire_status st = wire_frame_peek(hdr, avail, s->cfg.max_frame_bytes, &len);
@@ -335,9 +360,20 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct net_server *s = arg;
-    for (struct net_conn *c = s->conns; c && !s->paused; c = c->next)
+    int64_t until = mono_ns() + NET_RESUME_NS;
+    struct net_conn *start = s->resume_from ? s->resume_from : s->conns;
+    struct net_conn *c = start;
+    for (size_t n = s->n_conns; c && n && !s->paused; n--) {
+        struct net_conn *next = c->next ? c->next : s->conns;
         if (!c->closing && !c->output_full)
-            conn_process(c);
+            conn_process(c); /* may release c: next is taken first */
+        c = next;
+        if (mono_ns() >= until) {
+            event_active(s->resume_ev, 0, 0);
+            break;
+        }
+    }
+    s->resume_from = c;
 }
 
 /* A bound, not yet listening socket: the port is reserved and connections to it are

@@ -9,10 +9,34 @@
 
 /* The moved part of the old table goes back to the kernel in steps of this many bytes. */
 #define RELEASE_STEP (2u << 20)
+#define PAGE_BYTES 4096u
+/* Slots moved at once, their new homes fetched ahead (see move_some). */
+#define MOVE_CHUNK 64
 
+/* A zeroed table. A large one asks for transparent huge pages: a first touch then costs one
+ * fault per 2 MiB instead of one per 4 KiB (~13 us each on a VM), and probes miss the TLB
+ * less. calloc's pages are the kernel's zero pages until written, so a table nobody
+ * touches costs nothing yet. */
 static uint64_t *slots_new(size_t capacity)
 {
-    return xcalloc(capacity, sizeof(uint64_t));
+    uint64_t *p = xcalloc(capacity, sizeof(uint64_t));
+    size_t bytes = capacity * sizeof(uint64_t);
+    if (bytes >= (4u << 20)) {
+        uintptr_t from = ((uintptr_t)p + PAGE_BYTES - 1) & ~(uintptr_t)(PAGE_BYTES - 1);
+        uintptr_t to = ((uintptr_t)p + bytes) & ~(uintptr_t)(PAGE_BYTES - 1);
+        (void)madvise((void *)from, to - from, MADV_HUGEPAGE); /* advice: failing is harmless */
+    }
+    return p;
+}
+
+/* Writes one word of every page from byte offset `from` on, `pages` pages: the kernel
+ * gives them now rather than inside some later insert. */
+static void touch_pages(uint64_t *slots, size_t cap, size_t from, size_t pages)
+{
+    volatile uint64_t *v = slots;
+    size_t per = PAGE_BYTES / sizeof(uint64_t);
+    for (size_t k = from / PAGE_BYTES * per, n = 0; k < cap && n < pages; k += per, n++)
+        v[k] = 0;
 }
 
 /* Most tokens a table of cap slots holds before it grows. */
@@ -21,18 +45,29 @@ static size_t max_load(size_t cap)
     return cap / 4 * 3;
 }
 
+/* Past this many the next table is made ready: 70 % full, and never before the count the
+ * table was sized for (a table sized for the electorate never allocates a second one). */
+static size_t prepare_load(size_t cap)
+{
+    return cap / 20 * 14;
+}
+
 void tally_set_init(struct tally_set *s, size_t expected)
 {
     size_t cap = expected / 3 * 4 + 4;
     if (cap < 1024)
         cap = 1024;
-    *s = (struct tally_set){.slots = slots_new(cap), .cap = cap};
+    *s = (struct tally_set){.slots = slots_new(cap), .cap = cap, .sized_for = expected};
+    /* Sized up front (for the electorate): take its memory now, at start-up, not a page at a
+     * time inside the first applies (8.5 GiB for 642 M ballots was 20 s of slow start). */
+    touch_pages(s->slots, cap, 0, SIZE_MAX);
 }
 
 void tally_set_cleanup(struct tally_set *s)
 {
     free(s->slots);
     free(s->old);
+    free(s->next);
     *s = (struct tally_set){0};
 }
 
@@ -87,10 +122,18 @@ static void release_moved(struct tally_set *s)
 static void move_some(struct tally_set *s, size_t n)
 {
     size_t end = s->moved + n < s->old_cap ? s->moved + n : s->old_cap;
-    for (size_t k = s->moved; k < end; k++) {
-        uint64_t v = s->old[k];
-        if (v)
-            place(s, v, tally_set_mix(v));
+    /* Every token lands in a random slot of the new table: fetch them all first, so the
+     * cache misses overlap instead of queueing one after another. */
+    uint64_t mixed[MOVE_CHUNK];
+    for (size_t from = s->moved; from < end; from += MOVE_CHUNK) {
+        size_t m = end - from < MOVE_CHUNK ? end - from : MOVE_CHUNK;
+        for (size_t k = 0; k < m; k++) {
+            mixed[k] = tally_set_mix(s->old[from + k]);
+            __builtin_prefetch(&s->slots[tally_set_slot(mixed[k], s->cap)], 1, 3);
+        }
+        for (size_t k = 0; k < m; k++)
+            if (s->old[from + k])
+                place(s, s->old[from + k], mixed[k]);
     }
     s->moved = end;
     if (s->moved == s->old_cap) {
@@ -102,13 +145,42 @@ static void move_some(struct tally_set *s, size_t n)
     }
 }
 
+/* 70 % full: the next table is allocated now and its pages are touched one every `stride`
+ * inserts, so that they are all in by the time it is needed and no insert pays more than
+ * one page fault. */
+static void prepare_growing(struct tally_set *s)
+{
+    size_t next_cap = s->cap * 2;
+    s->next = slots_new(next_cap);
+    size_t pages = next_cap * sizeof(uint64_t) / PAGE_BYTES + 1;
+    size_t left = max_load(s->cap) > s->count ? max_load(s->cap) - s->count : 1;
+    s->next_stride = left / pages ? left / pages : 1;
+    s->next_touched = 0;
+    s->next_wait = s->next_stride;
+}
+
+static void prepare_some(struct tally_set *s)
+{
+    if (--s->next_wait)
+        return;
+    s->next_wait = s->next_stride;
+    size_t next_cap = s->cap * 2;
+    if (s->next_touched < next_cap * sizeof(uint64_t)) {
+        touch_pages(s->next, next_cap, s->next_touched, 1);
+        s->next_touched += PAGE_BYTES;
+    }
+}
+
 static void start_growing(struct tally_set *s)
 {
+    if (!s->next)
+        prepare_growing(s);
     s->old = s->slots;
     s->old_cap = s->cap;
     s->moved = s->released = 0;
     s->cap = s->old_cap * 2;
-    s->slots = slots_new(s->cap);
+    s->slots = s->next;
+    s->next = NULL;
 }
 
 bool tally_set_insert(struct tally_set *s, uint64_t token)
@@ -133,10 +205,18 @@ bool tally_set_insert(struct tally_set *s, uint64_t token)
     }
     s->slots[i] = token;
     s->count++;
-    if (s->old)
-        move_some(s, TALLY_SET_MOVE_PER_INSERT);
-    else if (s->count > max_load(s->cap))
+    if (s->old) {
+        if (++s->move_wait == MOVE_CHUNK / TALLY_SET_MOVE_PER_INSERT) {
+            s->move_wait = 0;
+            move_some(s, MOVE_CHUNK);
+        }
+    } else if (s->count > max_load(s->cap)) {
         start_growing(s);
+    } else if (s->next) {
+        prepare_some(s);
+    } else if (s->count > prepare_load(s->cap) && s->count > s->sized_for) {
+        prepare_growing(s);
+    }
     return true;
 }
 
@@ -159,5 +239,5 @@ bool tally_set_contains(const struct tally_set *s, uint64_t token)
 
 size_t tally_set_bytes(const struct tally_set *s)
 {
-    return (s->cap + s->old_cap) * sizeof(uint64_t);
+    return (s->cap + s->old_cap) * sizeof(uint64_t) + (s->next ? s->next_touched : 0);
 }

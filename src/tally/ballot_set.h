@@ -3,8 +3,9 @@
  * not a power of two: a table sized for 3.8 M voters takes 40 MiB instead of 64 MiB, and
  * the home slot costs one multiply either way.
  *
- * Growing never stops the caller for long: past 3/4 full, a table twice the size is
- * allocated (calloc, so its pages come lazily from the kernel) and every later insert also
+ * Growing never stops the caller for long. Past 70 % full, a table twice the size is
+ * allocated and its pages are faulted in, one every few inserts (a first touch of each of
+ * a table's pages inside one apply was most of a stall). Past 3/4 full every insert also
  * moves TALLY_SET_MOVE_PER_INSERT slots of the old table into it, oldest slot first. Until
  * the old table is empty both are searched; the moved part of the old one is given back to
  * the kernel as it goes (madvise), so memory does not peak at old + new for long. The
@@ -20,14 +21,20 @@
 #define TALLY_SET_MOVE_PER_INSERT 8
 
 struct tally_set {
-    uint64_t *slots; /* 0 marks an empty slot; token 0 is tracked by has_zero */
-    size_t cap;      /* slots */
-    size_t count;    /* tokens in the set, both tables together */
+    uint64_t *slots;  /* 0 marks an empty slot; token 0 is tracked by has_zero */
+    size_t cap;       /* slots */
+    size_t count;     /* tokens in the set, both tables together */
+    size_t sized_for; /* the expected count tally_set_init was given */
     bool has_zero;
     /* While growing: the previous table, of which slots [0, moved) are in slots already
      * (and are never read again); NULL otherwise. */
     uint64_t *old;
     size_t old_cap, moved, released;
+    unsigned move_wait; /* inserts since the last move (MOVE_CHUNK slots every 8) */
+    /* Past 70 % full: the table growing will move into (2 cap slots), being faulted in a
+     * page every next_stride inserts (bytes [0, next_touched) so far); NULL otherwise. */
+    uint64_t *next;
+    size_t next_stride, next_wait, next_touched;
 };
 
 /* Sizes the table for expected tokens so that it need not grow before then. */
@@ -75,7 +82,8 @@ static inline __attribute__((always_inline)) void tally_set_prefetch(const struc
         __builtin_prefetch(&s->old[tally_set_slot(m, s->old_cap)], 0, 3);
 }
 
-/* Bytes allocated for the table (both tables while growing). */
+/* Bytes the table holds: both tables while growing, and the pages of the next one faulted
+ * in so far. */
 size_t tally_set_bytes(const struct tally_set *s);
 /* True while an old table is still being moved. */
 static inline bool tally_set_growing(const struct tally_set *s)
