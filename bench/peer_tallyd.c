@@ -52,6 +52,7 @@ struct td_state {
     uint64_t *ser_rss_kb; /* tallyd's VmRSS then */
     size_t n_ser, cap_ser;
     double loop_max_ms;       /* tally_loop_iteration_max_seconds at the end; NAN: absent */
+    double set_bytes;         /* tally_ballot_set_bytes at the end; NAN: absent */
     double recovery_s;        /* --recovery: SIGKILL, restart, listening again */
     double recovery_logged_s; /* what tallyd's own log line says (-1: not found) */
     bool recovery_cold;       /* the page cache was dropped before the restart */
@@ -224,23 +225,25 @@ static bool drop_page_cache(struct peer_result *r)
     return ok;
 }
 
-/* The gauge tally_loop_iteration_max_seconds from tallyd's /metrics, in ms; NAN when the
- * page or the gauge is not there. */
-static double metrics_loop_max_ms(int http_port)
+/* An unlabelled gauge from tallyd's /metrics; NAN when the page or the gauge is not
+ * there. */
+static double metrics_gauge(int http_port, const char *name_)
 {
-    static const char name[] = "tally_loop_iteration_max_seconds";
+    char name[128];
+    snprintf(name, sizeof(name), "%s", name_);
+    size_t name_len = strlen(name);
     char *body = http_get(http_port, "/metrics", 10000);
     double v = NAN;
     for (const char *p = body; p && *p;) {
         const char *eol = strchr(p, '\n');
-        if (strncmp(p, name, sizeof(name) - 1) == 0) {
-            const char *q = p + sizeof(name) - 1;
+        if (strncmp(p, name, name_len) == 0) {
+            const char *q = p + name_len;
             if (*q == '{')
                 q = strchr(q, '}') ? strchr(q, '}') + 1 : q;
             char *end;
             double x = strtod(q, &end);
             if (end != q && (*q == ' ' || *q == '\t'))
-                v = x * 1e3;
+                v = x;
         }
         p = eol ? eol + 1 : NULL;
     }
@@ -395,7 +398,8 @@ static void td_drive(struct bench_ctx *c, struct td_state *s, struct peer_result
     }
     if (s->pid > 0) {
         proc_mem_kb(s->pid, &s->hwm1, &s->rss1);
-        s->loop_max_ms = metrics_loop_max_ms(s->http_port);
+        s->loop_max_ms = metrics_gauge(s->http_port, "tally_loop_iteration_max_seconds") * 1e3;
+        s->set_bytes = metrics_gauge(s->http_port, "tally_ballot_set_bytes");
     }
 }
 
@@ -498,8 +502,12 @@ static void td_report(struct bench_ctx *c, struct td_state *s, struct peer_resul
               s->bench_cpu1 - s->bench_cpu0, wall * (double)sysconf(_SC_NPROCESSORS_ONLN));
 
     uint64_t distinct = w->n_distinct ? w->n_distinct : 1;
-    double per_ballot =
-        s->hwm1 > s->hwm0 ? (double)(s->hwm1 - s->hwm0) * 1024.0 / (double)distinct : 0;
+    /* The ballot set's own size as tallyd reports it; where it does not, the growth of its
+     * peak memory (which misses a set tallyd faulted in before it listened). */
+    double per_ballot = !isnan(s->set_bytes) ? s->set_bytes / (double)distinct
+                        : s->hwm1 > s->hwm0
+                            ? (double)(s->hwm1 - s->hwm0) * 1024.0 / (double)distinct
+                            : 0;
     double target = 2.0 * o->checkpoint_ms + 50;
     double dur_p99 = lat_pct(&s->dur, 0.99);
     double applied = (double)w->n_votes / (s->t_prov - s->t0 > 0 ? s->t_prov - s->t0 : wall);
@@ -569,6 +577,7 @@ static void td_round(struct bench_ctx *c, struct peer_result *r, const char *tal
     if (!s)
         abort();
     s->loop_max_ms = NAN;
+    s->set_bytes = NAN;
     snprintf(s->log_ctl, sizeof(s->log_ctl), "%s/tallyctl.log", c->workdir);
     snprintf(s->log_td, sizeof(s->log_td), "%s/tallyd.log", c->workdir);
     snprintf(s->registry, sizeof(s->registry), "%s/registry.csv", c->workdir);
