@@ -326,9 +326,9 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     if (r->orphan_digests)
         log_warn("%llu stored batches lie past their collector's durable seq",
                  (unsigned long long)r->orphan_digests);
-    log_info("recovered consultation '%s': %zu projects, %zu collectors, %zu ballots, "
-             "%llu batch digests, checkpoint %llu, writer epoch %llu",
-             st.rec.consultation_id, tally_project_count(in->tally),
+    log_info("recovered consultation '%s' in %.2f s: %zu projects, %zu collectors, %zu "
+             "ballots, %llu batch digests, checkpoint %llu, writer epoch %llu",
+             st.rec.consultation_id, st.recover_s, tally_project_count(in->tally),
              tally_collector_count(in->tally), tally_ballot_count(in->tally),
              (unsigned long long)st.rec.n_digests, (unsigned long long)st.rec.last_checkpoint_id,
              (unsigned long long)st.epoch);

@@ -238,7 +238,8 @@ struct store_worker;
 struct store_started {
     struct store_recovery rec;
     struct store_catalog catalog;
-    uint64_t epoch; /* this writer's epoch */
+    uint64_t epoch;   /* this writer's epoch */
+    double recover_s; /* reading the record and rebuilding from it (the recover hooks) */
 };
 
 /* Called on the worker thread when start-up ends: rc 0 with st filled, or -1 with why

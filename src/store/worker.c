@@ -253,12 +253,14 @@ static enum startup_step startup_attempt(struct store_worker *w, struct store_st
         (rc = store_writer_take_over(w->s, w->host, (int)getpid(), &epoch)) != STORE_OK)
         goto fail;
     log_info("store: writer lock taken; this tallyd is the writer, epoch %" PRIu64, epoch);
+    struct timespec t0 = worker_now();
     if (store_recover_all(w->s, &st->rec, &w->cfg.hooks) != 0 ||
         store_pages_load(w->s, &w->pages) != 0 || store_catalog_read(w->s, &st->catalog) != 0) {
         store_recovery_cleanup(&st->rec);
         goto fail;
     }
     st->epoch = epoch;
+    st->recover_s = worker_seconds(t0, worker_now());
     atomic_store(&w->epoch, epoch);
     w->head_id = st->rec.last_checkpoint_id;
     memcpy(w->head_hash, st->rec.head_hash, sizeof(w->head_hash));
