@@ -83,31 +83,73 @@ int store_pages_load(struct store *s, struct store_pages *p)
     return 0;
 }
 
-/* LSD radix sort, 6 passes of 11 bits; an even number of passes leaves the result in a. */
-#define RADIX_BITS 11
-#define RADIX_PASSES 6
-#define RADIX_SIZE (1u << RADIX_BITS)
-static void radix_sort_u64(uint64_t *a, size_t n, uint64_t *tmp)
+/* Radix sort of a checkpoint's tokens. One pass on the top MSD_BITS scatters them into
+ * 2^MSD_BITS buckets (of ~1,200 tokens at 2.5 M); each bucket, small enough for the cache,
+ * is then sorted by its low bits with LSD passes of 8 bits. Six LSD passes of 11 bits over
+ * the whole array, as before, missed the cache on every scatter (15 % of tallyd's CPU). */
+#define MSD_BITS 11
+#define MSD_SIZE (1u << MSD_BITS)
+#define LSD_PASSES 7 /* 7 x 8 bits cover the 64 - MSD_BITS low bits */
+
+static void insertion_sort_u64(uint64_t *a, size_t n)
 {
-    static _Thread_local size_t hist[RADIX_PASSES][RADIX_SIZE];
+    for (size_t i = 1; i < n; i++) {
+        uint64_t v = a[i];
+        size_t j = i;
+        for (; j > 0 && a[j - 1] > v; j--)
+            a[j] = a[j - 1];
+        a[j] = v;
+    }
+}
+
+/* Sorts src[0, n) by bits [0, 56) into dst (src is scratch): LSD_PASSES is odd, so the
+ * last pass writes dst. */
+static void bucket_sort_u64(uint64_t *src, uint64_t *dst, size_t n)
+{
+    if (n <= 32) {
+        insertion_sort_u64(src, n);
+        memcpy(dst, src, n * sizeof(*src));
+        return;
+    }
+    uint32_t hist[LSD_PASSES][256];
     memset(hist, 0, sizeof(hist));
     for (size_t i = 0; i < n; i++)
-        for (int p = 0; p < RADIX_PASSES; p++)
-            hist[p][(a[i] >> (p * RADIX_BITS)) & (RADIX_SIZE - 1)]++;
-    uint64_t *src = a, *dst = tmp;
-    for (int p = 0; p < RADIX_PASSES; p++) {
-        size_t sum = 0;
-        for (size_t b = 0; b < RADIX_SIZE; b++) {
-            size_t c = hist[p][b];
+        for (int p = 0; p < LSD_PASSES; p++)
+            hist[p][(src[i] >> (8 * p)) & 255]++;
+    uint64_t *from = src, *to = dst;
+    for (int p = 0; p < LSD_PASSES; p++) {
+        if (p % 2 == 0) {
+            from = src;
+            to = dst;
+        } else {
+            from = dst;
+            to = src;
+        }
+        uint32_t sum = 0;
+        for (int b = 0; b < 256; b++) {
+            uint32_t c = hist[p][b];
             hist[p][b] = sum;
             sum += c;
         }
         for (size_t i = 0; i < n; i++)
-            dst[hist[p][(src[i] >> (p * RADIX_BITS)) & (RADIX_SIZE - 1)]++] = src[i];
-        uint64_t *x = src;
-        src = dst;
-        dst = x;
+            to[hist[p][(from[i] >> (8 * p)) & 255]++] = from[i];
     }
+}
+
+static void radix_sort_u64(uint64_t *a, size_t n, uint64_t *tmp)
+{
+    static _Thread_local size_t start[MSD_SIZE + 1];
+    memset(start, 0, sizeof(start));
+    for (size_t i = 0; i < n; i++)
+        start[(a[i] >> (64 - MSD_BITS)) + 1]++;
+    for (size_t b = 0; b < MSD_SIZE; b++)
+        start[b + 1] += start[b];
+    static _Thread_local size_t fill[MSD_SIZE];
+    memcpy(fill, start, sizeof(fill));
+    for (size_t i = 0; i < n; i++)
+        tmp[fill[a[i] >> (64 - MSD_BITS)]++] = a[i];
+    for (size_t b = 0; b < MSD_SIZE; b++)
+        bucket_sort_u64(tmp + start[b], a + start[b], start[b + 1] - start[b]);
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "store/chain.h"
+#include "store/internal.h" /* the page plan: a white-box test of its sort */
 
 static void hex(const uint8_t *d, char out[2 * STORE_HASH_BYTES + 1])
 {
@@ -415,12 +416,62 @@ static void test_page_digest_fields(void **state)
     assert_memory_equal(base, d, STORE_HASH_BYTES);
 }
 
+/* ---- the page plan's sort ------------------------------------------------------------ */
+
+static int cmp_tok(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The plan's tokens come out sorted, whatever their shape: random, all in one top-bits
+ * bucket (a collector choosing tokens), repeated values, small and large checkpoints. */
+static void test_pages_plan_sorts(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1, 31, 33, 4095, 4096, 5000, 300000};
+    for (int shape = 0; shape < 3; shape++) {
+        for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+            size_t n = sizes[z];
+            uint64_t *tok = malloc(n * sizeof(*tok)), *want = malloc(n * sizeof(*tok));
+            assert_non_null(tok);
+            assert_non_null(want);
+            uint64_t x = 0x12345 + n + (uint64_t)shape;
+            for (size_t i = 0; i < n; i++) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                uint64_t v = x ^ (x >> 29);
+                if (shape == 1)
+                    v = (0x7ffULL << 53) | (v >> 11); /* one MSD bucket */
+                if (shape == 2)
+                    v %= 97; /* many equal values */
+                tok[i] = want[i] = v;
+            }
+            qsort(want, n, sizeof(*want), cmp_tok);
+            struct store_pages pg;
+            store_pages_init(&pg, 1000);
+            struct store_page_plan plan;
+            memset(&plan, 0, sizeof(plan));
+            store_pages_plan(&pg, tok, n, &plan);
+            assert_int_equal(plan.n_merged, n);
+            assert_memory_equal(plan.merged, want, n * sizeof(*want));
+            free(plan.merged);
+            free(plan.le_buf);
+            free(plan.scratch);
+            free(plan.pages);
+            store_pages_cleanup(&pg);
+            free(tok);
+            free(want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_known_answer), cmocka_unit_test(test_page_known_answer),
-        cmocka_unit_test(test_order_independence),      cmocka_unit_test(test_null_is_zeros),
-        cmocka_unit_test(test_every_field_counts),      cmocka_unit_test(test_page_digest_fields),
+        cmocka_unit_test(test_pages_plan_sorts),        cmocka_unit_test(test_order_independence),
+        cmocka_unit_test(test_null_is_zeros),           cmocka_unit_test(test_every_field_counts),
+        cmocka_unit_test(test_page_digest_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
