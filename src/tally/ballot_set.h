@@ -65,11 +65,6 @@ static inline size_t tally_set_slot(uint64_t mixed, size_t cap)
     return (size_t)(((unsigned __int128)mixed * cap) >> 64);
 }
 
-static inline size_t tally_set_home(const struct tally_set *s, uint64_t token)
-{
-    return tally_set_slot(tally_set_mix(token), s->cap);
-}
-
 /* Asks the CPU to fetch a token's home slot (in both tables while growing); call it some
  * tokens ahead of insert. Always inlined: GCC 12 does not inline it on its own, and then
  * finds a function of prefetches alone free of side effects and drops every call. */

@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,16 +53,6 @@ static int get(const char *path, char **body)
     int status = ts_http_get(tc.d.http_port, path, b, BODY_MAX, ts_scale(10000));
     *body = b;
     return status;
-}
-
-/* Value of one sample line `name value` in a Prometheus text body, or NAN. */
-static double metric(const char *text, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-        if (strncmp(l, name, n) == 0 && l[n] == ' ')
-            return strtod(l + n + 1, NULL);
-    return NAN;
 }
 
 /* ---- RFC 4180 ------------------------------------------------------------------------------ */
@@ -419,12 +408,12 @@ static void test_api_matches_truth(void **state)
 
     /* /metrics: the accepted, duplicate and rejected votes. */
     assert_int_equal(get("/metrics", &body), 200);
-    assert_true(metric(body, "tally_votes_accepted_total") == (double)tc.truth.accepted);
-    assert_true(metric(body, "tally_votes_duplicate_total") == (double)tc.truth.duplicate);
-    assert_true(metric(body, "tally_votes_rejected_total{reason=\"unknown_project\"}") ==
+    assert_true(ts_metric(body, "tally_votes_accepted_total") == (double)tc.truth.accepted);
+    assert_true(ts_metric(body, "tally_votes_duplicate_total") == (double)tc.truth.duplicate);
+    assert_true(ts_metric(body, "tally_votes_rejected_total{reason=\"unknown_project\"}") ==
                 (double)tc.truth.rejected);
-    assert_true(metric(body, "tally_last_checkpoint_id") >= (double)last_cp);
-    assert_true(metric(body, "tally_checkpoint_duration_seconds_count") >= (double)checkpoints);
+    assert_true(ts_metric(body, "tally_last_checkpoint_id") >= (double)last_cp);
+    assert_true(ts_metric(body, "tally_checkpoint_duration_seconds_count") >= (double)checkpoints);
     free(body);
 
     /* Circuits and collectors answer, and /readyz still says ready. */

@@ -112,19 +112,9 @@ static void lint(const char *body, const char *tag)
     printf("promtool check metrics: %s: OK\n", tag);
 }
 
-/* The sample line `series value` (series with its labels, exact), its value text. */
-static const char *sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-        if (strncmp(l, series, n) == 0 && l[n] == ' ')
-            return l + n + 1;
-    return NULL;
-}
-
 static double value(const char *text, const char *series)
 {
-    const char *v = sample(text, series);
+    const char *v = ts_metric_sample(text, series);
     if (!v)
         fail_msg("no sample %s in /metrics", series);
     return strtod(v, NULL);
@@ -203,7 +193,7 @@ static void test_promtool_accepts_metrics(void **state)
     assert_true(value(body, "tally_collector_durable_seq{collector=\"c2\"}") == 0.0);
 
     /* Seconds since the epoch written in full: "%.9g" gave 1.79612587e+09, up to 5 s off. */
-    const char *st = sample(body, "process_start_time_seconds");
+    const char *st = ts_metric_sample(body, "process_start_time_seconds");
     assert_non_null(st);
     if (strcspn(st, "eE\n") < strcspn(st, "\n"))
         fail_msg("process_start_time_seconds written with an exponent: %.*s",

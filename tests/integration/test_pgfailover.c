@@ -25,6 +25,7 @@
 
 #include "support.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,17 +146,13 @@ static uint64_t durable_votes(const char *conninfo)
     return v;
 }
 
-/* The value of an unlabelled metric in /metrics, or -1. */
-static long metric(uint16_t http_port, const char *name)
+/* The value of a sample in tallyd's /metrics, or NAN. */
+static double metric(uint16_t http_port, const char *series)
 {
     static char body[1 << 18];
     if (ts_http_get(http_port, "/metrics", body, sizeof body, 2000) != 200)
-        return -1;
-    size_t n = strlen(name);
-    for (const char *p = body; (p = strstr(p, name)); p += n)
-        if ((p == body || p[-1] == '\n') && p[n] == ' ')
-            return strtol(p + n + 1, NULL, 10);
-    return -1;
+        return NAN;
+    return ts_metric(body, series);
 }
 
 /* The dashboards' SQL and tallyctl's read-only commands work on the hot standby. */

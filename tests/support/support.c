@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -589,4 +590,19 @@ done:
     free(buf);
     close(fd);
     return status;
+}
+
+const char *ts_metric_sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+        if (strncmp(l, series, n) == 0 && l[n] == ' ')
+            return l + n + 1;
+    return NULL;
+}
+
+double ts_metric(const char *text, const char *series)
+{
+    const char *v = ts_metric_sample(text, series);
+    return v ? strtod(v, NULL) : NAN;
 }

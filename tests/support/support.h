@@ -85,6 +85,11 @@ int ts_connect(uint16_t port, int timeout_ms);
  * up to len - 1 bytes. */
 int ts_http_get(uint16_t port, const char *path, char *body, size_t len, int timeout_ms);
 
+/* In a Prometheus text body, the value text of the sample line `series value` (series
+ * exactly as written, labels included), or NULL; and that value as a number, or NAN. */
+const char *ts_metric_sample(const char *text, const char *series);
+double ts_metric(const char *text, const char *series);
+
 /* ---- PostgreSQL (the fixture server) -------------------------------------------------- */
 
 /* Conninfo of the fixture server's `postgres` database (from $TALLY_PG_DIR/conninfo). */
