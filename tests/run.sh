@@ -59,7 +59,7 @@ trap 'exit 130' INT TERM
 
 # ---- dependencies ------------------------------------------------------------------------
 PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-    libpq-dev postgresql libcmocka-dev libsodium-dev libsystemd-dev dpkg-dev)
+    libpq-dev postgresql libcmocka-dev libsodium-dev libsystemd-dev libssl-dev openssl dpkg-dev)
 
 # The browser test (tests/browser): Debian's Chromium, and Node.js with npm when there is no
 # node yet (this machine kind ships Node 20; Debian 12's own nodejs is 18, older than
