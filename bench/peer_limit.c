@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "core/arena.h"
 #include "tally/tally.h"
@@ -110,7 +111,11 @@ static struct tally *tally_make(const struct bench_ctx *c)
     }
     /* Sized as tallyd's is: its --expected-ballots, or its default of 1,000,000. */
     uint64_t expected = bench_expected_ballots(c->o, w);
-    struct tally *t = tally_new(p, w->n_projects, expected ? (size_t)expected : 1000000);
+    /* A fresh random hash key for each tally, as tallyd draws one per process. */
+    uint8_t key[TALLY_HASH_KEY_BYTES];
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+        abort();
+    struct tally *t = tally_new(p, w->n_projects, expected ? (size_t)expected : 1000000, key);
     free(p);
     if (!t)
         return NULL;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "core/xalloc.h"
 #include "tally/tally.h"
 
@@ -28,7 +30,11 @@ static int rebuild_begin(void *arg, const struct store_recovery *rec)
         accepted += rec->collectors[i].accepted;
     size_t expected =
         (size_t)(accepted > r->expected_ballots ? accepted + accepted / 4 : r->expected_ballots);
-    r->tally = tally_new(p, rec->n_projects, expected);
+    /* A key of our own: tokens chosen to collide in the ballot set cannot be made without it. */
+    uint8_t key[TALLY_HASH_KEY_BYTES];
+    randombytes_buf(key, sizeof(key));
+    r->tally = tally_new(p, rec->n_projects, expected, key);
+    sodium_memzero(key, sizeof(key));
     free(p);
     if (!r->tally) {
         snprintf(r->failure, sizeof(r->failure), "the registry has duplicate project ids");
@@ -38,7 +44,8 @@ static int rebuild_begin(void *arg, const struct store_recovery *rec)
         tally_restore_votes(r->tally, rec->projects[i].id, rec->projects[i].votes);
     for (size_t i = 0; i < rec->n_collectors; i++) {
         const struct store_collector *c = &rec->collectors[i];
-        struct tally_totals tt = {c->batches, c->votes, c->accepted, c->duplicate, c->rejected};
+        struct tally_totals tt = {c->batches,   c->votes,    c->accepted,
+                                 c->duplicate, c->rejected, c->rejected_not_allowed};
         tally_collector_add(r->tally, c->id, c->durable_seq, &tt);
     }
     return 0;

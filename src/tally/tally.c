@@ -3,6 +3,7 @@
 #include "tally/tally.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,10 @@
 #include "tally/delta.h"
 
 /* Prefetch distance in votes: far enough to hide a DRAM miss behind the work on the
- * votes in between. */
+ * votes in between. A power of two: the hashes of the tokens between are kept in a ring
+ * of this many, so each token is hashed once, for its prefetch and its insert. */
 #define PREFETCH_AHEAD 16
+#define RING(i) ((i) & (PREFETCH_AHEAD - 1))
 
 struct tally {
     size_t n_projects;
@@ -27,12 +30,16 @@ struct tally {
 
     struct tally_collector *collectors;
     size_t n_collectors, cap_collectors;
+    /* By collector: NULL when it may vote for every project, else a bitmap over dense
+     * project indices of those it may (tally_collector_restrict). */
+    uint64_t **allowed;
 
     struct tally_delta deltas[2];
     struct tally_delta *pending, *inflight; /* inflight is NULL when no checkpoint runs */
 
     struct tally_totals applied;
     struct tally_totals durable_total;
+    uint64_t rejected_unknown, rejected_not_allowed; /* applied since tally_new */
 };
 
 static void totals_add(struct tally_totals *to, const struct tally_totals *add)
@@ -42,6 +49,7 @@ static void totals_add(struct tally_totals *to, const struct tally_totals *add)
     to->accepted += add->accepted;
     to->duplicate += add->duplicate;
     to->rejected += add->rejected;
+    to->rejected_not_allowed += add->rejected_not_allowed;
 }
 
 static size_t map_home(uint32_t id, size_t mask)
@@ -49,7 +57,8 @@ static size_t map_home(uint32_t id, size_t mask)
     return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
 }
 
-struct tally *tally_new(const struct tally_project *projects, size_t n, size_t expected_ballots)
+struct tally *tally_new(const struct tally_project *projects, size_t n, size_t expected_ballots,
+                        const uint8_t key[TALLY_HASH_KEY_BYTES])
 {
     struct tally *t = xcalloc(1, sizeof(*t));
     t->n_projects = n;
@@ -77,7 +86,7 @@ struct tally *tally_new(const struct tally_project *projects, size_t n, size_t e
         t->map_vals[s] = (int32_t)i;
     }
 
-    tally_set_init(&t->ballots, expected_ballots);
+    tally_set_init(&t->ballots, expected_ballots, key);
     tally_delta_init(&t->deltas[0], n);
     tally_delta_init(&t->deltas[1], n);
     t->pending = &t->deltas[0];
@@ -99,9 +108,12 @@ void tally_free(struct tally *t)
     free(t->map_vals);
     if (t->ballots.slots)
         tally_set_cleanup(&t->ballots);
-    for (size_t i = 0; i < t->n_collectors; i++)
+    for (size_t i = 0; i < t->n_collectors; i++) {
         free(t->collectors[i].digests);
+        free(t->allowed[i]);
+    }
     free(t->collectors);
+    free(t->allowed);
     if (t->deltas[0].proj_delta) {
         tally_delta_cleanup(&t->deltas[0]);
         tally_delta_cleanup(&t->deltas[1]);
@@ -147,12 +159,18 @@ void tally_restore_votes(struct tally *t, uint32_t project_id, uint64_t votes)
 size_t tally_restore_tokens(struct tally *t, const uint64_t *tokens, size_t n)
 {
     size_t dup = 0;
-    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
-        tally_set_prefetch(&t->ballots, tokens[i]);
+    uint64_t ring[PREFETCH_AHEAD];
+    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++) {
+        ring[i] = tally_set_hash(&t->ballots, tokens[i]);
+        tally_set_prefetch_hash(&t->ballots, ring[i]);
+    }
     for (size_t i = 0; i < n; i++) {
-        if (i + PREFETCH_AHEAD < n)
-            tally_set_prefetch(&t->ballots, tokens[i + PREFETCH_AHEAD]);
-        dup += !tally_set_insert(&t->ballots, tokens[i]);
+        uint64_t h = ring[RING(i)];
+        if (i + PREFETCH_AHEAD < n) {
+            ring[RING(i)] = tally_set_hash(&t->ballots, tokens[i + PREFETCH_AHEAD]);
+            tally_set_prefetch_hash(&t->ballots, ring[RING(i)]);
+        }
+        dup += !tally_set_insert_hashed(&t->ballots, tokens[i], h);
     }
     return dup;
 }
@@ -171,7 +189,9 @@ uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_s
     if (t->n_collectors == t->cap_collectors) {
         t->cap_collectors = t->cap_collectors ? t->cap_collectors * 2 : 16;
         t->collectors = xreallocarray(t->collectors, t->cap_collectors, sizeof(*t->collectors));
+        t->allowed = xreallocarray(t->allowed, t->cap_collectors, sizeof(*t->allowed));
     }
+    t->allowed[t->n_collectors] = NULL;
     struct tally_collector *c = &t->collectors[t->n_collectors];
     memset(c, 0, sizeof(*c));
     snprintf(c->id, sizeof(c->id), "%s", id);
@@ -182,6 +202,38 @@ uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_s
         totals_add(&t->applied, durable);
     }
     return (uint32_t)t->n_collectors++;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int tally_collector_restrict(struct tally *t, uint32_t c, const uint32_t *circuit_ids, size_t n)
+{
+    if (c >= t->n_collectors)
+        return -EINVAL;
+    if (!circuit_ids) {
+        free(t->allowed[c]);
+        t->allowed[c] = NULL;
+        return 0;
+    }
+    /* Called when the registered collectors are refreshed, not per batch: a sorted copy
+     * and a binary search per project are plenty. */
+    uint32_t *ids = xcalloc(n ? n : 1, sizeof(*ids));
+    if (n)
+        memcpy(ids, circuit_ids, n * sizeof(*ids));
+    qsort(ids, n, sizeof(*ids), cmp_u32);
+    size_t words = (t->n_projects + 63) / 64;
+    uint64_t *bits = t->allowed[c] ? t->allowed[c] : xcalloc(words ? words : 1, sizeof(*bits));
+    memset(bits, 0, (words ? words : 1) * sizeof(*bits));
+    for (size_t p = 0; p < t->n_projects; p++)
+        if (n && bsearch(&t->projects[p].circuit_id, ids, n, sizeof(*ids), cmp_u32))
+            bits[p / 64] |= 1ULL << (p % 64);
+    free(ids);
+    t->allowed[c] = bits;
+    return 0;
 }
 
 int32_t tally_collector_find(const struct tally *t, const char *id)
@@ -267,19 +319,30 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
     tally_delta_reserve(d, n);
     uint64_t *tok = d->tokens + d->n_tokens;
     size_t n_tok = 0;
-    uint32_t rejected = 0, duplicate = 0;
+    uint32_t rejected = 0, not_allowed = 0, duplicate = 0;
+    const uint64_t *allowed = t->allowed[c];
 
-    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
-        tally_set_prefetch(&t->ballots, ballots[i]);
+    uint64_t ring[PREFETCH_AHEAD];
+    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++) {
+        ring[i] = tally_set_hash(&t->ballots, ballots[i]);
+        tally_set_prefetch_hash(&t->ballots, ring[i]);
+    }
     for (size_t i = 0; i < n; i++) {
-        if (i + PREFETCH_AHEAD < n)
-            tally_set_prefetch(&t->ballots, ballots[i + PREFETCH_AHEAD]);
+        uint64_t h = ring[RING(i)];
+        if (i + PREFETCH_AHEAD < n) {
+            ring[RING(i)] = tally_set_hash(&t->ballots, ballots[i + PREFETCH_AHEAD]);
+            tally_set_prefetch_hash(&t->ballots, ring[RING(i)]);
+        }
         int32_t p = tally_project_index(t, projects[i]);
         if (p < 0) {
             rejected++;
             continue;
         }
-        if (!tally_set_insert(&t->ballots, ballots[i])) {
+        if (allowed && !(allowed[(uint32_t)p / 64] >> ((uint32_t)p % 64) & 1)) {
+            not_allowed++;
+            continue;
+        }
+        if (!tally_set_insert_hashed(&t->ballots, ballots[i], h)) {
             duplicate++;
             continue;
         }
@@ -297,6 +360,7 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
     b->accepted = (uint32_t)n_tok;
     b->duplicate = duplicate;
     b->rejected_unknown = rejected;
+    b->rejected_not_allowed = not_allowed;
     d->n_tokens += n_tok;
     d->votes += n;
 
@@ -306,16 +370,21 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
     col->pending.votes += n;
     col->pending.accepted += n_tok;
     col->pending.duplicate += duplicate;
-    col->pending.rejected += rejected;
+    col->pending.rejected += rejected + not_allowed;
+    col->pending.rejected_not_allowed += not_allowed;
     t->applied.batches++;
     t->applied.votes += n;
     t->applied.accepted += n_tok;
     t->applied.duplicate += duplicate;
-    t->applied.rejected += rejected;
+    t->applied.rejected += rejected + not_allowed;
+    t->applied.rejected_not_allowed += not_allowed;
+    t->rejected_unknown += rejected;
+    t->rejected_not_allowed += not_allowed;
 
     res->accepted = (uint32_t)n_tok;
     res->duplicate = duplicate;
     res->rejected_unknown = rejected;
+    res->rejected_not_allowed = not_allowed;
     return TALLY_APPLIED;
 }
 
@@ -332,6 +401,15 @@ const struct tally_totals *tally_durable_totals(const struct tally *t)
 const struct tally_totals *tally_applied_totals(const struct tally *t)
 {
     return &t->applied;
+}
+
+void tally_rejected_by_reason(const struct tally *t, uint64_t *unknown_project,
+                              uint64_t *not_allowed)
+{
+    if (unknown_project)
+        *unknown_project = t->rejected_unknown;
+    if (not_allowed)
+        *not_allowed = t->rejected_not_allowed;
 }
 
 size_t tally_ballot_count(const struct tally *t)

@@ -18,7 +18,8 @@ struct tally_project {
 };
 
 struct tally_totals {
-    uint64_t batches, votes, accepted, duplicate, rejected;
+    uint64_t batches, votes, accepted, duplicate, rejected; /* rejected: every reason */
+    uint64_t rejected_not_allowed; /* of rejected: outside the collector's circuits */
 };
 
 struct tally_collector {
@@ -35,6 +36,7 @@ struct tally_collector {
 
 struct tally_batch_result {
     uint32_t accepted, duplicate, rejected_unknown;
+    uint32_t rejected_not_allowed; /* a known project outside the collector's circuits */
 };
 
 enum tally_apply_status {
@@ -50,6 +52,7 @@ struct tally_delta_batch {
     uint64_t seq;
     uint8_t digest[TALLY_DIGEST_BYTES];
     uint32_t votes, accepted, duplicate, rejected_unknown;
+    uint32_t rejected_not_allowed;
 };
 
 /* A collector's watermark move in a delta. */
@@ -81,8 +84,11 @@ struct tally_delta {
 struct tally;
 
 /* Builds a tally over a registry of n projects (copied; ids must be unique; order free).
- * expected_ballots sizes the ballot set. Returns NULL on duplicate ids. */
-struct tally *tally_new(const struct tally_project *projects, size_t n, size_t expected_ballots);
+ * expected_ballots sizes the ballot set. key (copied) keys the ballot set's hash: random,
+ * secret and drawn afresh by each process (getrandom); nothing stored depends on it.
+ * Returns NULL on duplicate ids. */
+struct tally *tally_new(const struct tally_project *projects, size_t n, size_t expected_ballots,
+                        const uint8_t key[TALLY_HASH_KEY_BYTES]);
 void tally_free(struct tally *t); /* NULL is a no-op */
 
 size_t tally_project_count(const struct tally *t);
@@ -106,6 +112,11 @@ uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_s
 /* Recovery: the stored digest of collector c's batch seq (NULL: unknown). Batches come in
  * seq order; a seq past durable_seq is ignored and returns false. */
 bool tally_restore_digest(struct tally *t, uint32_t c, uint64_t seq, const uint8_t *digest);
+/* Limits collector c to the projects of some circuits: circuit_ids (n of them, copied;
+ * ids no project has are ignored; n may be 0: nothing allowed), or, with circuit_ids NULL,
+ * lifts the limit (every project, the default). Applies from the next batch on and may be
+ * called again at any time. Returns 0, or -EINVAL when c is not a collector's index. */
+int tally_collector_restrict(struct tally *t, uint32_t c, const uint32_t *circuit_ids, size_t n);
 /* Index of a collector id, or -1. */
 int32_t tally_collector_find(const struct tally *t, const char *id);
 size_t tally_collector_count(const struct tally *t);
@@ -114,8 +125,9 @@ const struct tally_collector *tally_collector_at(const struct tally *t, uint32_t
 /* Applies batch seq of collector c, whose content digest is digest (wire_batch_digest): n
  * votes, ballots[i] for projects[i]. A seq applied before is compared by digest: the same
  * is a retransmission, another is a conflict (and *stored points at the digest applied,
- * valid until the next apply). Then validation (unknown project: rejected, and the ballot
- * stays unused), ballot dedup across all collectors, counting. Fills res for
+ * valid until the next apply). Then validation (unknown project: rejected_unknown; a
+ * known project outside the collector's circuits: rejected_not_allowed; either way the
+ * ballot stays unused), ballot dedup across all collectors, counting. Fills res for
  * TALLY_APPLIED; *expected for TALLY_GAP. */
 enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
                                           const uint8_t digest[TALLY_DIGEST_BYTES],
@@ -128,8 +140,13 @@ const uint64_t *tally_durable_votes(const struct tally *t);
 /* National figures over durable batches. */
 const struct tally_totals *tally_durable_totals(const struct tally *t);
 
-/* Figures over everything applied in memory (durable or not). */
+/* Figures over everything applied in memory (durable or not); rejected counts both
+ * reasons. */
 const struct tally_totals *tally_applied_totals(const struct tally *t);
+/* Rejected votes by reason over the batches applied since tally_new (recovered durable
+ * totals carry no reason and are not in them). Either pointer may be NULL. */
+void tally_rejected_by_reason(const struct tally *t, uint64_t *unknown_project,
+                              uint64_t *not_allowed);
 size_t tally_ballot_count(const struct tally *t);
 size_t tally_ballot_bytes(const struct tally *t);
 

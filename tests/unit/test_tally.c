@@ -1,8 +1,10 @@
 /* tally: ballot set, batch dedup, apply rules, and checkpoint deltas. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,11 +12,21 @@
 
 #include "tally/tally.h"
 
+/* Fixed keys, so that every run places tokens alike; tallyd draws its key at random. */
+static const uint8_t key1[TALLY_HASH_KEY_BYTES] = {
+    0x5b, 0x1e, 0x93, 0x0c, 0x7a, 0xd2, 0x44, 0xe8, 0x21, 0x6f, 0xb9, 0x03, 0xc5, 0x8d, 0x17, 0x7e,
+    0xa0, 0x39, 0x62, 0xf4, 0x0b, 0xde, 0x85, 0x4c, 0x11, 0xe7, 0x58, 0x9a, 0x2d, 0xc3, 0x76, 0xbf,
+};
+static const uint8_t key2[TALLY_HASH_KEY_BYTES] = {
+    0xe2, 0x07, 0x4d, 0x98, 0x31, 0xac, 0x6b, 0xf0, 0x5e, 0x13, 0xc8, 0x72, 0x9f, 0x24, 0xdb, 0x86,
+    0x3a, 0xf5, 0x10, 0x67, 0xbc, 0x49, 0xe1, 0x2c, 0x95, 0x70, 0x0e, 0xd8, 0x43, 0xaa, 0x1f, 0x64,
+};
+
 static void test_set_basic_and_growth(void **state)
 {
     (void)state;
     struct tally_set s;
-    tally_set_init(&s, 10);
+    tally_set_init(&s, 10, key1);
     size_t cap0 = tally_set_bytes(&s);
     for (uint64_t i = 0; i < 100000; i++)
         assert_true(tally_set_insert(&s, i * 0x9e3779b97f4a7c15ULL));
@@ -54,7 +66,7 @@ static void test_set_incremental_growth(void **state)
     for (size_t i = 0; i < N; i++)
         tok[i] = splitmix(&x) | 1;
     struct tally_set s;
-    tally_set_init(&s, 1000);
+    tally_set_init(&s, 1000, key1);
     size_t growths = 0, growing_inserts = 0;
     bool was_growing = false;
     uint64_t y = 7;
@@ -86,12 +98,134 @@ static void test_set_sized_up_front_does_not_grow(void **state)
 {
     (void)state;
     struct tally_set s;
-    tally_set_init(&s, 50000);
+    tally_set_init(&s, 50000, key1);
     size_t cap0 = tally_set_bytes(&s);
     for (uint64_t i = 1; i <= 50000; i++)
         tally_set_insert(&s, i);
     assert_int_equal(tally_set_bytes(&s), cap0);
     tally_set_cleanup(&s);
+}
+
+/* The hash the ballot set used before it was keyed (the murmur3 finaliser), and its inverse:
+ * with it anyone could compute tokens for any home slot. */
+static uint64_t fmix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t inverse_odd(uint64_t c)
+{
+    uint64_t x = c; /* Newton's iteration: each step doubles the correct low bits */
+    for (int i = 0; i < 6; i++)
+        x *= 2 - c * x;
+    return x;
+}
+
+static uint64_t unfmix64(uint64_t h)
+{
+    h ^= h >> 33; /* a shift of 33 >= 32: xor-shifting again undoes it */
+    h *= inverse_odd(0xc4ceb9fe1a85ec53ULL);
+    h ^= h >> 33;
+    h *= inverse_odd(0xff51afd7ed558ccdULL);
+    h ^= h >> 33;
+    return h;
+}
+
+/* Inserts n tokens into a fresh set sized for 2 n; returns the sum and the largest of how
+ * far each landed past its home slot. */
+static void probe_stats_of(const uint64_t *tok, size_t n, const uint8_t *key, uint64_t *total,
+                           size_t *max)
+{
+    struct tally_set s;
+    tally_set_init(&s, 2 * n, key);
+    for (size_t i = 0; i < n; i++)
+        assert_true(tally_set_insert(&s, tok[i]));
+    assert_false(tally_set_growing(&s));
+    tally_set_probe_stats(&s, total, max);
+    tally_set_cleanup(&s);
+}
+
+/* 40,000 tokens chosen so that the old unkeyed hash sent every one to slot 0 (so it took
+ * n^2 / 2 probes to insert them) probe no more than as many random tokens do. */
+static void test_set_chosen_tokens_do_not_collide(void **state)
+{
+    (void)state;
+    enum { N = 40000 };
+    uint64_t *chosen = malloc(N * sizeof(*chosen));
+    uint64_t *random = malloc(N * sizeof(*random));
+    assert_non_null(chosen);
+    assert_non_null(random);
+    uint64_t x = 3;
+    size_t cap = (2 * N) / 3 * 4 + 4; /* tally_set_init's capacity for 2 N */
+    for (size_t i = 0; i < N; i++) {
+        chosen[i] = unfmix64(i + 1);
+        assert_int_equal(fmix64(chosen[i]), i + 1);
+        assert_int_equal(tally_set_slot(fmix64(chosen[i]), cap), 0); /* one slot, before */
+        random[i] = splitmix(&x) | 1;
+    }
+    uint64_t chosen_total, random_total;
+    size_t chosen_max, random_max;
+    probe_stats_of(chosen, N, key1, &chosen_total, &chosen_max);
+    probe_stats_of(random, N, key1, &random_total, &random_max);
+    /* Half full, linear probing: ~N / 2 probes past home in all, runs of a few dozen. The
+     * old hash gave N (N - 1) / 2 = 8e8 and a longest run of N. */
+    assert_true(random_total < N);
+    assert_true(chosen_total < 2 * random_total + N / 10);
+    assert_true(chosen_max < 2 * random_max + 16);
+    free(chosen);
+    free(random);
+}
+
+/* Arithmetic progressions of tokens, which a multiply-shift hash alone lays out on a
+ * lattice that some keys turn into long runs, probe like random tokens. */
+static void test_set_progressions_probe_short(void **state)
+{
+    (void)state;
+    enum { N = 40000 };
+    static const uint64_t steps[] = {
+        1, 2, 4096, (1ULL << 32) + 1, 1ULL << 40, 0x9e3779b97f4a7c15ULL};
+    uint64_t *tok = malloc(N * sizeof(*tok));
+    assert_non_null(tok);
+    for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+        for (size_t i = 0; i < N; i++)
+            tok[i] = (i + 1) * steps[k];
+        uint64_t total;
+        size_t max;
+        probe_stats_of(tok, N, key2, &total, &max);
+        assert_true(total < N);
+        assert_true(max < 100);
+    }
+    free(tok);
+}
+
+/* The key decides where tokens land: another key puts most of them elsewhere. */
+static void test_set_hash_depends_on_key(void **state)
+{
+    (void)state;
+    struct tally_set a, b;
+    tally_set_init(&a, 1000, key1);
+    tally_set_init(&b, 1000, key2);
+    size_t same = 0;
+    for (uint64_t i = 1; i <= 1000; i++)
+        same += tally_set_slot(tally_set_hash(&a, i), a.cap) ==
+                tally_set_slot(tally_set_hash(&b, i), b.cap);
+    assert_true(same < 20);
+    /* All-zero bytes still make a working key (the multiplier is forced odd). */
+    static const uint8_t zero[TALLY_HASH_KEY_BYTES];
+    struct tally_set z;
+    tally_set_init(&z, 1000, zero);
+    for (uint64_t i = 1; i <= 1000; i++)
+        assert_true(tally_set_insert(&z, i));
+    for (uint64_t i = 1; i <= 1000; i++)
+        assert_true(tally_set_contains(&z, i));
+    tally_set_cleanup(&a);
+    tally_set_cleanup(&b);
+    tally_set_cleanup(&z);
 }
 
 static const struct tally_project registry[] = {
@@ -101,7 +235,7 @@ static const struct tally_project registry[] = {
 
 static struct tally *make(void)
 {
-    struct tally *t = tally_new(registry, N_REG, 100);
+    struct tally *t = tally_new(registry, N_REG, 100, key1);
     assert_non_null(t);
     assert_int_equal(tally_collector_add(t, "north", 0, NULL), 0);
     assert_int_equal(tally_collector_add(t, "south", 0, NULL), 1);
@@ -127,7 +261,7 @@ static void test_registry_lookup(void **state)
     tally_free(t);
 
     const struct tally_project dup[] = {{5, 1}, {5, 2}};
-    assert_null(tally_new(dup, 2, 10));
+    assert_null(tally_new(dup, 2, 10, key1));
 }
 
 /* A stand-in for wire_batch_digest (this test links only the tally library): any
@@ -299,8 +433,8 @@ static void test_seq_conflict(void **state)
 static void test_restore(void **state)
 {
     (void)state;
-    struct tally *t = tally_new(registry, N_REG, 10);
-    struct tally_totals dur = {3, 30, 20, 5, 5};
+    struct tally *t = tally_new(registry, N_REG, 10, key1);
+    struct tally_totals dur = {3, 30, 20, 5, 5, 0};
     uint32_t c = tally_collector_add(t, "east", 3, &dur);
     tally_restore_votes(t, 7, 20);
     assert_true(tally_restore_token(t, 77));
@@ -329,18 +463,164 @@ static void test_restore(void **state)
     tally_free(t);
 }
 
+/* Collector 0 limited to circuit 2 (and an id no project has): its votes for circuit 2
+ * count, for a known project elsewhere are rejected as not allowed without using up the
+ * ballot, for an unknown project are rejected as unknown (checked first); collector 1 is
+ * not limited. */
+static void test_restrict_rejects_outside_circuits(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    const uint32_t circuits[] = {777, 2};
+    assert_int_equal(tally_collector_restrict(t, 0, circuits, 2), 0);
+    /* 123456 and 0 are circuit 2; 7 and 4000000000 circuit 1; 99 circuit 3; 8 unknown. */
+    const uint64_t b[] = {1, 2, 3, 4, 5, 6};
+    const uint32_t p[] = {123456, 7, 0, 8, 4000000000u, 99};
+    struct tally_batch_result r;
+    uint64_t expected;
+    assert_int_equal(apply(t, 0, 1, b, p, 6, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 2);
+    assert_int_equal(r.duplicate, 0);
+    assert_int_equal(r.rejected_unknown, 1);
+    assert_int_equal(r.rejected_not_allowed, 3);
+    assert_int_equal(votes_of(t, 123456), 1);
+    assert_int_equal(votes_of(t, 0), 1);
+    assert_int_equal(votes_of(t, 7), 0);
+    /* The rejected ballots 2, 5, 6 are unused: collector 1 (unrestricted) counts them. */
+    const uint64_t b2[] = {2, 5, 6, 1};
+    const uint32_t p2[] = {7, 4000000000u, 99, 7};
+    assert_int_equal(apply(t, 1, 1, b2, p2, 4, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 3);
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(r.rejected_not_allowed, 0);
+    assert_int_equal(votes_of(t, 7), 1);
+
+    const struct tally_totals *tot = tally_applied_totals(t);
+    assert_int_equal(tot->votes, 10);
+    assert_int_equal(tot->accepted, 5);
+    assert_int_equal(tot->duplicate, 1);
+    assert_int_equal(tot->rejected, 4); /* both reasons */
+    uint64_t unknown = 0, not_allowed = 0;
+    tally_rejected_by_reason(t, &unknown, &not_allowed);
+    assert_int_equal(unknown, 1);
+    assert_int_equal(not_allowed, 3);
+    tally_rejected_by_reason(t, NULL, NULL);
+
+    /* The delta carries the reason per batch; the collector's mark counts both. */
+    const struct tally_delta *d = tally_checkpoint_seal(t);
+    assert_non_null(d);
+    assert_int_equal(d->n_batches, 2);
+    assert_int_equal(d->batches[0].rejected_unknown, 1);
+    assert_int_equal(d->batches[0].rejected_not_allowed, 3);
+    assert_int_equal(d->batches[1].rejected_unknown, 0);
+    assert_int_equal(d->batches[1].rejected_not_allowed, 0);
+    assert_int_equal(d->n_tokens, 5);
+    assert_int_equal(d->marks[0].collector, 0);
+    assert_int_equal(d->marks[0].add.rejected, 4);
+    tally_checkpoint_commit(t);
+    assert_int_equal(tally_collector_at(t, 0)->durable.rejected, 4);
+    assert_int_equal(tally_durable_totals(t)->rejected, 4);
+
+    assert_int_equal(tally_collector_restrict(t, 2, circuits, 2), -EINVAL);
+    tally_free(t);
+}
+
+/* A restriction can be changed, emptied and lifted at any time; it applies from the next
+ * batch, and a batch applied before is still a retransmission (or a conflict), counting
+ * nothing, whatever the restriction now says. */
+static void test_restrict_change_and_lift(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    struct tally_batch_result r;
+    uint64_t expected;
+    const uint32_t c1[] = {1}, c3[] = {3};
+    const uint32_t p[] = {7, 99};
+    const uint64_t b1[] = {10, 11};
+    assert_int_equal(tally_collector_restrict(t, 0, c1, 1), 0);
+    assert_int_equal(apply(t, 0, 1, b1, p, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 1);
+    assert_int_equal(r.rejected_not_allowed, 1);
+
+    /* Re-restricted to circuit 3: now 99 counts and 7 does not. */
+    assert_int_equal(tally_collector_restrict(t, 0, c3, 1), 0);
+    assert_int_equal(apply(t, 0, 1, b1, p, 2, &r, &expected), TALLY_RETRANSMIT);
+    const uint64_t other[] = {10, 12};
+    assert_int_equal(apply(t, 0, 1, other, p, 2, &r, &expected), TALLY_CONFLICT);
+    assert_int_equal(votes_of(t, 7), 1);
+    assert_int_equal(votes_of(t, 99), 0);
+    const uint64_t b2[] = {20, 11};
+    assert_int_equal(apply(t, 0, 2, b2, p, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 1);
+    assert_int_equal(r.rejected_not_allowed, 1);
+    assert_int_equal(votes_of(t, 99), 1);
+
+    /* An empty list (not NULL) allows nothing. */
+    assert_int_equal(tally_collector_restrict(t, 0, c3, 0), 0);
+    const uint64_t b3[] = {30, 31};
+    assert_int_equal(apply(t, 0, 3, b3, p, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 0);
+    assert_int_equal(r.rejected_not_allowed, 2);
+
+    /* Lifted: every project again. */
+    assert_int_equal(tally_collector_restrict(t, 0, NULL, 0), 0);
+    assert_int_equal(apply(t, 0, 4, b3, p, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 2);
+    assert_int_equal(r.rejected_not_allowed, 0);
+    assert_int_equal(votes_of(t, 7), 2);
+    assert_int_equal(votes_of(t, 99), 2);
+    uint64_t unknown = 9, not_allowed = 0;
+    tally_rejected_by_reason(t, &unknown, &not_allowed);
+    assert_int_equal(unknown, 0);
+    assert_int_equal(not_allowed, 4);
+    assert_int_equal(tally_applied_totals(t)->rejected, 4);
+    tally_free(t);
+}
+
+/* Restrictions stay with their collector while more collectors are registered (the
+ * collector arrays are reallocated); new collectors are not restricted. */
+static void test_restrict_survives_new_collectors(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    const uint32_t c2[] = {2};
+    assert_int_equal(tally_collector_restrict(t, 1, c2, 1), 0);
+    char id[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof(id), "c%d", i);
+        tally_collector_add(t, id, 0, NULL);
+    }
+    struct tally_batch_result r;
+    uint64_t expected;
+    const uint64_t b[] = {1, 2};
+    const uint32_t p[] = {7, 0};
+    assert_int_equal(apply(t, 1, 1, b, p, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.rejected_not_allowed, 1);
+    const uint64_t b2[] = {3, 4};
+    assert_int_equal(apply(t, 41, 1, b2, p, 2, &r, &expected), TALLY_APPLIED);
+    assert_int_equal(r.accepted, 2);
+    assert_int_equal(r.rejected_not_allowed, 0);
+    tally_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_basic_and_growth),
         cmocka_unit_test(test_set_incremental_growth),
         cmocka_unit_test(test_set_sized_up_front_does_not_grow),
+        cmocka_unit_test(test_set_chosen_tokens_do_not_collide),
+        cmocka_unit_test(test_set_progressions_probe_short),
+        cmocka_unit_test(test_set_hash_depends_on_key),
         cmocka_unit_test(test_registry_lookup),
         cmocka_unit_test(test_apply_counts_dedups_rejects),
         cmocka_unit_test(test_batch_dedup_by_seq),
         cmocka_unit_test(test_checkpoint_seal_commit),
         cmocka_unit_test(test_seq_conflict),
         cmocka_unit_test(test_restore),
+        cmocka_unit_test(test_restrict_rejects_outside_circuits),
+        cmocka_unit_test(test_restrict_change_and_lift),
+        cmocka_unit_test(test_restrict_survives_new_collectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
