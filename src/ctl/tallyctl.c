@@ -1,10 +1,15 @@
 /* tallyctl: the operator's command line. Parses arguments, runs one command against
- * PostgreSQL through the store module, prints the answer. Owns the wording of usage and
- * errors and the output formats; owns no SQL (store does) and no CSV parsing (ctl). */
+ * PostgreSQL through the store module (or, for ca, on files through tls), prints the
+ * answer. Owns the wording of usage and errors and the output formats; owns no SQL (store
+ * does) and no CSV parsing (ctl). The collector and ca commands are in collector_cmd.c and
+ * ca_cmd.c. */
 #include "core/log.h"
+#include "ctl/cmds.h"
+#include "ctl/collectors.h"
 #include "ctl/registry_csv.h"
 #include "ctl/text.h"
 #include "store/store.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -14,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
-
 #define TALLYCTL_VERSION "0.1.0"
+
+_Static_assert(STORE_PIN_BYTES == TLS_PIN_BYTES, "a stored pin is a TLS pin");
 
 static const char usage_text[] =
     "usage: tallyctl [--db CONNINFO] COMMAND [ARGS]\n"
@@ -31,8 +36,20 @@ static const char usage_text[] =
     "                              header: " CTL_REGISTRY_HEADER "\n"
     "                              all or nothing; loading the same file again changes\n"
     "                              nothing; a conflicting row is reported as FILE:LINE\n"
-    "  add-collector ID            register a collector, ID matching [A-Za-z0-9._-]{1,63};\n"
-    "                              an already registered ID is left as it is\n"
+    "  add-collector ID [--cert FILE] [--circuits LIST | --state NAME]\n"
+    "                              register a collector, ID matching [A-Za-z0-9._-]{1,63};\n"
+    "                              an already registered ID keeps what is not given again:\n"
+    "    --cert FILE               pin the collector to this PEM certificate (SHA-256 of its\n"
+    "                              public key); a new --cert replaces the pin\n"
+    "    --circuits LIST           take votes only for projects of these circuits (circuit\n"
+    "                              ids from the registry, comma-separated); 'all' lifts it\n"
+    "    --state NAME              ... of every circuit the state has now\n"
+    "  disable-collector ID        refuse the collector from its next Hello on (a running\n"
+    "                              tallyd drops its session at its next collectors refresh)\n"
+    "  enable-collector ID         take it again\n"
+    "  collectors [--format text|json]\n"
+    "                              each collector's pin (text: its first 16 hex digits),\n"
+    "                              disabled, durable_seq and circuits\n"
     "  results [--format csv|json] durable results: every project's votes (csv: header\n"
     "                              project_id,votes; json: consultation, last checkpoint,\n"
     "                              totals and projects), ordered by project_id\n"
@@ -43,6 +60,12 @@ static const char usage_text[] =
     "                              each other, the tallies against the count deltas, and the\n"
     "                              hash chain (docs/record.md); prints the totals and the\n"
     "                              head hash, or the first disagreement found\n"
+    "  ca init DIR [--server-name NAME]...\n"
+    "                              make a private CA in DIR (ca.crt, ca.key) and tallyd's\n"
+    "                              certificate server.crt/server.key for localhost, 127.0.0.1,\n"
+    "                              ::1 and each NAME (a DNS name or IP address); no database\n"
+    "  ca issue DIR ID             issue collector ID's certificate DIR/ID.crt and key\n"
+    "                              DIR/ID.key from that CA; prints its pin; no database\n"
     "\n"
     "Options:\n"
     "  --db CONNINFO   libpq connection string or URI, e.g.\n"
@@ -54,9 +77,7 @@ static const char usage_text[] =
     "Exit status: 0 success, 1 runtime error (database unreachable, conflicting data,\n"
     "malformed file; for verify also a record that disagrees with itself), 2 usage error.\n";
 
-static void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void ctl_err(const char *fmt, ...)
+void ctl_err(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -166,22 +187,6 @@ done:
     if (!is_stdin)
         fclose(f);
     return rc;
-}
-
-/* ---- add-collector ---------------------------------------------------------------- */
-
-static int cmd_add_collector(struct store *s, const char *id)
-{
-    bool created;
-    if (store_collector_add(s, id, &created) < 0) {
-        ctl_err("add-collector: %s", store_last_error(s));
-        return EXIT_RUNTIME;
-    }
-    if (created)
-        printf("collector %s added\n", id);
-    else
-        printf("collector %s already registered; nothing changed\n", id);
-    return EXIT_OK;
 }
 
 /* ---- results and status ----------------------------------------------------------- */
@@ -333,25 +338,46 @@ static int cmd_verify(struct store *s)
 
 /* ---- arguments -------------------------------------------------------------------- */
 
-enum { OPT_VERSION = 256, OPT_DB, OPT_TO, OPT_FORMAT };
+enum {
+    OPT_VERSION = 256,
+    OPT_DB,
+    OPT_TO,
+    OPT_FORMAT,
+    OPT_CERT,
+    OPT_CIRCUITS,
+    OPT_STATE,
+    OPT_SERVER_NAME
+};
 
 static const struct option ctl_options[] = {
     {"db", required_argument, NULL, OPT_DB},
     {"help", no_argument, NULL, 'h'}, /* and -h, see ctl_args_parse */
     {"version", no_argument, NULL, OPT_VERSION},
-    {"to", required_argument, NULL, OPT_TO},         /* migrate */
-    {"format", required_argument, NULL, OPT_FORMAT}, /* results, status */
+    {"to", required_argument, NULL, OPT_TO},                   /* migrate */
+    {"format", required_argument, NULL, OPT_FORMAT},           /* results, status, collectors */
+    {"cert", required_argument, NULL, OPT_CERT},               /* add-collector */
+    {"circuits", required_argument, NULL, OPT_CIRCUITS},       /* add-collector */
+    {"state", required_argument, NULL, OPT_STATE},             /* add-collector */
+    {"server-name", required_argument, NULL, OPT_SERVER_NAME}, /* ca init */
     {NULL, 0, NULL, 0},
 };
+
+#define CTL_MAX_NAMES 32 /* ca init --server-name */
 
 struct ctl_args {
     const char *db;     /* NULL: the PG* environment */
     const char *cmd;    /* NULL until the first word */
-    const char *arg;    /* load-registry's file, add-collector's id */
-    const char *format; /* results, status */
+    const char *arg;    /* load-registry's file, the collector commands' id, ca's DIR */
+    const char *sub;    /* ca: init or issue */
+    const char *id;     /* ca issue's collector id */
+    const char *format; /* results, status, collectors */
     int target;         /* migrate --to; -1 for every migration */
     size_t words;       /* words after the command */
     bool to_given;
+    struct ctl_add_collector add; /* add-collector's options */
+    bool circuits_given;
+    const char *names[CTL_MAX_NAMES]; /* ca init --server-name */
+    size_t n_names;
     char err[512];   /* the first usage error, reported once every option is seen */
     bool db_missing; /* --db without a value, which outranks err */
 };
@@ -374,6 +400,43 @@ static bool cmd_is(const struct ctl_args *a, const char *name)
     return a->cmd && strcmp(a->cmd, name) == 0;
 }
 
+/* The commands whose one argument is a collector id. */
+static bool cmd_takes_id(const struct ctl_args *a)
+{
+    return cmd_is(a, "add-collector") || cmd_is(a, "disable-collector") ||
+           cmd_is(a, "enable-collector");
+}
+
+/* The commands whose first argument is taken whatever it looks like ("-", "-c0"). */
+static bool cmd_wants_word(const struct ctl_args *a)
+{
+    return (cmd_is(a, "load-registry") || cmd_takes_id(a)) && a->words == 0;
+}
+
+static void ctl_args_bad_id(struct ctl_args *a, const char *w)
+{
+    ctl_args_error(a, "invalid collector id '%s': use 1 to 63 of A-Z a-z 0-9 . _ -", w);
+}
+
+static void ctl_args_ca_word(struct ctl_args *a, const char *w)
+{
+    size_t want = a->sub && strcmp(a->sub, "issue") == 0 ? 3 : 2;
+    if (a->words == 0) {
+        if (strcmp(w, "init") != 0 && strcmp(w, "issue") != 0)
+            ctl_args_error(a, "ca: unknown subcommand '%s' (init or issue)", w);
+        a->sub = w;
+    } else if (a->words >= want) {
+        ctl_args_error(a, "ca %s: unexpected argument '%s'", a->sub, w);
+    } else if (a->words == 1) {
+        a->arg = w;
+    } else {
+        a->id = w;
+        if (!ctl_collector_id_is_valid(w))
+            ctl_args_bad_id(a, w);
+    }
+    a->words++;
+}
+
 /* A word of the command line: the command, then its arguments. */
 static void ctl_args_word(struct ctl_args *a, const char *w)
 {
@@ -387,31 +450,51 @@ static void ctl_args_word(struct ctl_args *a, const char *w)
         a->cmd = w;
         if (cmd_is(a, "results"))
             a->format = "csv";
-        else if (cmd_is(a, "status"))
+        else if (cmd_is(a, "status") || cmd_is(a, "collectors"))
             a->format = "text";
         else if (!cmd_is(a, "migrate") && !cmd_is(a, "verify") && !cmd_is(a, "load-registry") &&
-                 !cmd_is(a, "add-collector"))
+                 !cmd_takes_id(a) && !cmd_is(a, "ca"))
             ctl_args_error(a, "unknown command '%s'", w);
         return;
     }
-    bool takes_arg = cmd_is(a, "load-registry") || cmd_is(a, "add-collector");
+    if (cmd_is(a, "ca")) {
+        ctl_args_ca_word(a, w);
+        return;
+    }
+    bool takes_arg = cmd_is(a, "load-registry") || cmd_takes_id(a);
     if (!takes_arg || a->words > 0) {
         ctl_args_error(a, "%s: unexpected argument '%s'", a->cmd, w);
         return;
     }
     a->words++;
     a->arg = w;
-    if (cmd_is(a, "add-collector") && !ctl_collector_id_is_valid(w))
-        ctl_args_error(a, "invalid collector id '%s': use 1 to 63 of A-Z a-z 0-9 . _ -", w);
+    /* "--cert" is a valid id, but nobody names a collector after an option. */
+    static const char *const add_opts[] = {"--cert", "--circuits", "--state"};
+    for (size_t i = 0; cmd_is(a, "add-collector") && i < 3; i++) {
+        size_t n = strlen(add_opts[i]);
+        if (strncmp(w, add_opts[i], n) == 0 && (w[n] == '\0' || w[n] == '='))
+            ctl_args_error(a, "add-collector: the collector id comes first: add-collector ID "
+                              "[--cert FILE] [--circuits LIST | --state NAME]");
+    }
+    if (cmd_takes_id(a) && !ctl_collector_id_is_valid(w))
+        ctl_args_bad_id(a, w);
 }
 
-/* --to and --format belong right after their command, before any other word (--db, --help
- * and --version go anywhere); elsewhere they read as a stray argument, as they always did. */
+/* --to and --format belong right after their command, before any other word;
+ * add-collector's options after its ID; --server-name after ca init (--db, --help and
+ * --version go anywhere); elsewhere they read as a stray argument, as they always did. */
 static bool ctl_args_option_fits(struct ctl_args *a, int ch, const char *text)
 {
-    bool fits = a->cmd && a->words == 0 &&
-                (ch == OPT_TO ? cmd_is(a, "migrate") && !a->to_given
-                              : cmd_is(a, "results") || cmd_is(a, "status"));
+    bool fits = false;
+    if (a->cmd && ch == OPT_TO)
+        fits = a->words == 0 && cmd_is(a, "migrate") && !a->to_given;
+    else if (a->cmd && ch == OPT_FORMAT)
+        fits = a->words == 0 &&
+               (cmd_is(a, "results") || cmd_is(a, "status") || cmd_is(a, "collectors"));
+    else if (a->cmd && (ch == OPT_CERT || ch == OPT_CIRCUITS || ch == OPT_STATE))
+        fits = a->words == 1 && cmd_is(a, "add-collector");
+    else if (a->cmd && ch == OPT_SERVER_NAME)
+        fits = a->words >= 1 && cmd_is(a, "ca") && a->sub && strcmp(a->sub, "init") == 0;
     if (fits)
         return true;
     if (!a->cmd)
@@ -419,6 +502,38 @@ static bool ctl_args_option_fits(struct ctl_args *a, int ch, const char *text)
     else
         ctl_args_error(a, "%s: unexpected argument '%s'", a->cmd, text);
     return false;
+}
+
+static void ctl_args_add_option(struct ctl_args *a, int ch, const char *val)
+{
+    if (ch == OPT_CERT) {
+        if (a->add.cert)
+            ctl_args_error(a, "add-collector: --cert given twice");
+        a->add.cert = val;
+        return;
+    }
+    if ((ch == OPT_CIRCUITS && a->circuits_given) || (ch == OPT_STATE && a->add.state)) {
+        ctl_args_error(a, "add-collector: %s given twice",
+                       ch == OPT_STATE ? "--state" : "--circuits");
+        return;
+    }
+    if ((ch == OPT_CIRCUITS && a->add.state) || (ch == OPT_STATE && a->circuits_given)) {
+        ctl_args_error(a, "add-collector: give --circuits or --state, not both");
+        return;
+    }
+    if (ch == OPT_STATE) {
+        if (!val[0])
+            ctl_args_error(a, "add-collector: --state needs a state's name");
+        a->add.state = val;
+        return;
+    }
+    a->circuits_given = true;
+    char why[200];
+    int got = ctl_circuits_parse(val, &a->add.circuits, &a->add.n_circuits, why, sizeof(why));
+    if (got < 0)
+        ctl_args_error(a, "add-collector: --circuits: %s", why);
+    a->add.every_circuit = got == 1;
+    a->add.restrict_circuits = got == 0;
 }
 
 static void ctl_args_value(struct ctl_args *a, int ch, const char *val)
@@ -435,6 +550,19 @@ static void ctl_args_value(struct ctl_args *a, int ch, const char *val)
             a->target = (int)v;
         return;
     }
+    if (ch == OPT_CERT || ch == OPT_CIRCUITS || ch == OPT_STATE) {
+        ctl_args_add_option(a, ch, val);
+        return;
+    }
+    if (ch == OPT_SERVER_NAME) {
+        if (!val[0])
+            ctl_args_error(a, "ca init: --server-name needs a DNS name or an IP address");
+        else if (a->n_names == CTL_MAX_NAMES)
+            ctl_args_error(a, "ca init: more than %d --server-name", CTL_MAX_NAMES);
+        else
+            a->names[a->n_names++] = val;
+        return;
+    }
     a->format = val;
     bool ok = cmd_is(a, "results") ? strcmp(val, "csv") == 0 || strcmp(val, "json") == 0
                                    : strcmp(val, "text") == 0 || strcmp(val, "json") == 0;
@@ -442,9 +570,27 @@ static void ctl_args_value(struct ctl_args *a, int ch, const char *val)
         ctl_args_error(a, "%s: unknown format '%s'", a->cmd, val);
 }
 
+static const char *ctl_option_needs(int opt)
+{
+    switch (opt) {
+    case OPT_TO:
+        return "--to needs a schema version";
+    case OPT_CERT:
+        return "add-collector: --cert needs a certificate file";
+    case OPT_CIRCUITS:
+        return "add-collector: --circuits needs a list of circuit ids";
+    case OPT_STATE:
+        return "add-collector: --state needs a state's name";
+    case OPT_SERVER_NAME:
+        return "ca init: --server-name needs a DNS name or an IP address";
+    default:
+        return "--format needs a value";
+    }
+}
+
 /* The elements taken out wherever they stand, as they always were: load-registry's and
- * add-collector's argument is the first other element after the command, whatever it looks
- * like ("-", "-c0", "--x.csv"). */
+ * the collector commands' argument is the first other element after the command, whatever
+ * it looks like ("-", "-c0", "--x.csv"). */
 static bool is_global(const char *e)
 {
     return strcmp(e, "-h") == 0 || strcmp(e, "--help") == 0 || strcmp(e, "--version") == 0 ||
@@ -456,11 +602,31 @@ static void print_version(void)
     printf("tallyctl %s (schema %d)\n", TALLYCTL_VERSION, store_schema_latest());
 }
 
+/* After every element: what a command still lacks. */
+static void ctl_args_finish(struct ctl_args *a)
+{
+    if (!a->err[0] && !a->cmd)
+        ctl_args_error(a, "no command given");
+    if (!a->err[0] && !a->arg && cmd_is(a, "load-registry"))
+        ctl_args_error(a, "load-registry needs a CSV file");
+    if (!a->err[0] && !a->arg && cmd_takes_id(a))
+        ctl_args_error(a, "%s needs a collector id", a->cmd);
+    if (!a->err[0] && cmd_is(a, "ca") && !a->sub)
+        ctl_args_error(a, "ca needs a subcommand: init DIR or issue DIR ID");
+    if (!a->err[0] && cmd_is(a, "ca") && !a->arg)
+        ctl_args_error(a, "ca %s needs a directory", a->sub);
+    if (!a->err[0] && cmd_is(a, "ca") && strcmp(a->sub, "issue") == 0 && !a->id)
+        ctl_args_error(a, "ca issue needs a directory and a collector id");
+    if (!a->err[0] && a->circuits_given && a->add.restrict_circuits && a->add.n_circuits == 0)
+        ctl_args_error(a, "add-collector: --circuits lists no circuit");
+    a->add.id = a->arg;
+}
+
 /* The whole command line, in order: getopt_long in its in-order mode, so each word is seen
  * where it stands. "--" is a word like any other (it always was). --help and --version win
  * wherever they are; otherwise the first problem is reported. Returns 0 to run a->cmd, 1
- * when --help or --version was printed, or EXIT_USAGE after saying why. */
-
+ * when --help or --version was printed, or EXIT_USAGE after saying why. a->add.circuits is
+ * malloc'd when given (also on failure). */
 static int ctl_args_parse(int argc, char **argv, struct ctl_args *a)
 {
     memset(a, 0, sizeof(*a));
@@ -482,8 +648,7 @@ static int ctl_args_parse(int argc, char **argv, struct ctl_args *a)
     bool in_cluster = false; /* getopt_long is inside an element like -xy */
     while (optind < argc) {
         const char *next = argv[optind];
-        bool wants_arg = (cmd_is(a, "load-registry") || cmd_is(a, "add-collector")) && !a->words;
-        if (!in_cluster && (strcmp(next, "--") == 0 || (wants_arg && !is_global(next)))) {
+        if (!in_cluster && (strcmp(next, "--") == 0 || (cmd_wants_word(a) && !is_global(next)))) {
             ctl_args_word(a, next);
             optind++;
             continue;
@@ -511,6 +676,10 @@ static int ctl_args_parse(int argc, char **argv, struct ctl_args *a)
             break;
         case OPT_TO:
         case OPT_FORMAT:
+        case OPT_CERT:
+        case OPT_CIRCUITS:
+        case OPT_STATE:
+        case OPT_SERVER_NAME:
             if (!a->err[0] && ctl_args_option_fits(a, ch, text))
                 ctl_args_value(a, ch, optarg);
             break;
@@ -518,8 +687,7 @@ static int ctl_args_parse(int argc, char **argv, struct ctl_args *a)
             if (optopt == OPT_DB)
                 a->db_missing = true;
             else if (!a->err[0] && ctl_args_option_fits(a, optopt, text))
-                ctl_args_error(a, optopt == OPT_TO ? "--to needs a schema version"
-                                                   : "--format needs a value");
+                ctl_args_error(a, "%s", ctl_option_needs(optopt));
             break;
         default: /* '?': an option nobody has */
             if (!a->cmd)
@@ -531,15 +699,35 @@ static int ctl_args_parse(int argc, char **argv, struct ctl_args *a)
     }
     if (a->db_missing)
         return ctl_usage_error("--db needs a connection string");
-    if (!a->err[0] && !a->cmd)
-        ctl_args_error(a, "no command given");
-    if (!a->err[0] && !a->arg && cmd_is(a, "load-registry"))
-        ctl_args_error(a, "load-registry needs a CSV file");
-    if (!a->err[0] && !a->arg && cmd_is(a, "add-collector"))
-        ctl_args_error(a, "add-collector needs a collector id");
+    ctl_args_finish(a);
     if (a->err[0])
         return ctl_usage_error("%s", a->err);
     return 0;
+}
+
+/* The commands that need no database. */
+static int ctl_run_offline(const struct ctl_args *a)
+{
+    if (strcmp(a->sub, "init") == 0)
+        return cmd_ca_init(a->arg, a->names, a->n_names);
+    return cmd_ca_issue(a->arg, a->id);
+}
+
+static int ctl_run(struct store *s, const struct ctl_args *a, const uint8_t *pin)
+{
+    if (cmd_is(a, "migrate"))
+        return cmd_migrate(s, a->target);
+    if (cmd_is(a, "verify"))
+        return cmd_verify(s);
+    if (cmd_is(a, "load-registry"))
+        return cmd_load_registry(s, a->arg);
+    if (cmd_is(a, "add-collector"))
+        return cmd_add_collector(s, &a->add, pin);
+    if (cmd_is(a, "disable-collector") || cmd_is(a, "enable-collector"))
+        return cmd_set_disabled(s, a->arg, cmd_is(a, "disable-collector"));
+    if (cmd_is(a, "collectors"))
+        return cmd_collectors(s, a->format);
+    return cmd_report(s, a->cmd, a->format);
 }
 
 int main(int argc, char **argv)
@@ -547,25 +735,37 @@ int main(int argc, char **argv)
     /* The whole command line is valid before anything connects. */
     struct ctl_args a;
     int rc = ctl_args_parse(argc, argv, &a);
-    if (rc)
+    if (rc) {
+        free(a.add.circuits);
         return rc == 1 ? EXIT_OK : rc;
+    }
+    if (cmd_is(&a, "ca"))
+        return ctl_run_offline(&a);
+
+    /* The certificate is read before connecting: a wrong path is told without a database. */
+    uint8_t pin[TLS_PIN_BYTES];
+    if (a.add.cert) {
+        char err[512] = "";
+        if (tls_pin_of_file(a.add.cert, pin, err, sizeof(err)) < 0) {
+            if (err[0])
+                ctl_err("add-collector --cert: %s", err);
+            else
+                ctl_err("add-collector --cert: %s: unreadable", a.add.cert);
+            free(a.add.circuits);
+            return EXIT_RUNTIME;
+        }
+    }
 
     /* Failures come back through store_last_error() and are reported in tallyctl's own
      * words; the store's informational lines would only add timestamps to the output. */
     log_set_level(LOG_WARN);
     struct store *s = ctl_connect(a.db);
-    if (!s)
-        return EXIT_RUNTIME;
-    if (cmd_is(&a, "migrate"))
-        rc = cmd_migrate(s, a.target);
-    else if (cmd_is(&a, "verify"))
-        rc = cmd_verify(s);
-    else if (cmd_is(&a, "load-registry"))
-        rc = cmd_load_registry(s, a.arg);
-    else if (cmd_is(&a, "add-collector"))
-        rc = cmd_add_collector(s, a.arg);
-    else
-        rc = cmd_report(s, a.cmd, a.format);
-    store_close(s);
+    if (s) {
+        rc = ctl_run(s, &a, a.add.cert ? pin : NULL);
+        store_close(s);
+    } else {
+        rc = EXIT_RUNTIME;
+    }
+    free(a.add.circuits);
     return rc;
 }

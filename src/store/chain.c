@@ -7,6 +7,7 @@
 #include "core/xalloc.h"
 
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,9 +87,10 @@ static int cmp_batch(const void *pa, const void *pb)
     if (c)
         return c;
     if ((c = cmp_u32(a->votes, b->votes)) != 0 || (c = cmp_u32(a->accepted, b->accepted)) != 0 ||
-        (c = cmp_u32(a->duplicate, b->duplicate)) != 0)
+        (c = cmp_u32(a->duplicate, b->duplicate)) != 0 ||
+        (c = cmp_u32(a->rejected_unknown, b->rejected_unknown)) != 0)
         return c;
-    return cmp_u32(a->rejected_unknown, b->rejected_unknown);
+    return cmp_u32(a->rejected_not_allowed, b->rejected_not_allowed);
 }
 
 struct chain_delta {
@@ -112,7 +114,13 @@ static int cmp_page(const void *pa, const void *pb)
 
 void store_chain_hash(const struct store_chain_input *in, uint8_t out[STORE_HASH_BYTES])
 {
-    static const char tag[] = "tallyd-checkpoint-v1";
+    static const char tag_v1[] = "tallyd-checkpoint-v1";
+    static const char tag_v2[] = "tallyd-checkpoint-v2";
+    /* v2 only where the new field is used: every record written before it verifies as it
+     * always did. */
+    bool v2 = false;
+    for (size_t i = 0; i < in->n_batches && !v2; i++)
+        v2 = in->batches[i].rejected_not_allowed != 0;
     const struct store_chain_batch **batches = xcalloc(in->n_batches, sizeof(*batches));
     struct chain_delta *deltas = xcalloc(in->n_deltas, sizeof(*deltas));
     struct store_chain_page *pages = xcalloc(in->n_pages, sizeof(*pages));
@@ -134,7 +142,10 @@ void store_chain_hash(const struct store_chain_input *in, uint8_t out[STORE_HASH
     struct chain_sink k;
     k.n = 0;
     crypto_generichash_init(&k.st, NULL, 0, STORE_HASH_BYTES);
-    sink_put(&k, tag, sizeof(tag) - 1);
+    if (v2)
+        sink_put(&k, tag_v2, sizeof(tag_v2) - 1);
+    else
+        sink_put(&k, tag_v1, sizeof(tag_v1) - 1);
     sink_put(&k, chain_digest_or_zeros(in->prev_hash), STORE_HASH_BYTES);
     sink_le64(&k, in->id);
     sink_le64(&k, in->epoch);
@@ -150,6 +161,8 @@ void store_chain_hash(const struct store_chain_input *in, uint8_t out[STORE_HASH
         sink_le32(&k, b->accepted);
         sink_le32(&k, b->duplicate);
         sink_le32(&k, b->rejected_unknown);
+        if (v2)
+            sink_le32(&k, b->rejected_not_allowed);
     }
     sink_le64(&k, (uint64_t)in->n_deltas);
     for (size_t i = 0; i < in->n_deltas; i++) {

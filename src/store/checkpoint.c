@@ -97,7 +97,8 @@ static int cp_validate(struct store *s, const struct store_prepared *pp)
     for (size_t i = 0; i < cp->n_batches; i++) {
         const struct store_batch *b = &cp->batches[i];
         if (b->seq == 0 || b->seq > INT64_MAX || b->votes > INT32_MAX || b->accepted > INT32_MAX ||
-            b->duplicate > INT32_MAX || b->rejected_unknown > INT32_MAX) {
+            b->duplicate > INT32_MAX || b->rejected_unknown > INT32_MAX ||
+            b->rejected_not_allowed > INT32_MAX) {
             store_set_error(s, "batch %s/%" PRIu64 ": a field is out of range", b->collector_id,
                             b->seq);
             return -1;
@@ -184,6 +185,7 @@ static enum store_result cp_insert_row(struct store *s, const struct store_prepa
         accepted += cp->batches[i].accepted;
         duplicate += cp->batches[i].duplicate;
         rejected += cp->batches[i].rejected_unknown;
+        rejected += cp->batches[i].rejected_not_allowed;
     }
     const struct store_page_plan *plan = pp->plan;
     struct cp_params p;
@@ -343,8 +345,8 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_pre
 {
     const struct store_checkpoint *cp = pp->cp;
     PGresult *res = PQexec(s->conn, "COPY batches (collector_id, seq, checkpoint_id, votes,"
-                                    " accepted, duplicate, rejected_unknown, digest)"
-                                    " FROM STDIN (FORMAT binary)");
+                                    " accepted, duplicate, rejected_unknown, digest,"
+                                    " rejected_not_allowed) FROM STDIN (FORMAT binary)");
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         enum store_result rc = store_classify(s, res, "starting COPY batches");
         PQclear(res);
@@ -358,7 +360,7 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_pre
     store_bin_copy_header(&b);
     for (size_t i = 0; i < cp->n_batches && rc == STORE_OK; i++) {
         const struct store_batch *x = &cp->batches[i];
-        store_bin_copy_tuple(&b, 8);
+        store_bin_copy_tuple(&b, 9);
         store_bin_field_text(&b, x->collector_id);
         store_bin_field_int8(&b, (int64_t)x->seq);
         store_bin_field_int8(&b, (int64_t)pp->id);
@@ -367,6 +369,7 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_pre
         store_bin_field_int4(&b, (int32_t)x->duplicate);
         store_bin_field_int4(&b, (int32_t)x->rejected_unknown);
         store_bin_field_bytes(&b, x->digest, 32);
+        store_bin_field_int4(&b, (int32_t)x->rejected_not_allowed);
         if (b.len >= CP_COPY_CHUNK)
             rc = cp_copy_flush(s, &b);
     }

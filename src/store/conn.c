@@ -243,3 +243,9 @@ bool store_connect_error_is_permanent(const char *err)
             return true;
     return false;
 }
+
+int store_cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}

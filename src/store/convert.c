@@ -320,8 +320,13 @@ static int cv_finish_checkpoint(struct cv *cv, const struct cv_checkpoint *c,
     cb = xcalloc(cv->n_batches, sizeof(*cb));
     for (size_t i = 0; i < cv->n_batches; i++) {
         const struct cv_batch *x = &cv->batches[i];
-        cb[i] = (struct store_chain_batch){cv->pool + x->id_off, x->seq,       NULL,       x->votes,
-                                           x->accepted,          x->duplicate, x->rejected};
+        /* Before migration 6 no vote was rejected as not allowed: v1, as written then. */
+        cb[i] = (struct store_chain_batch){.collector_id = cv->pool + x->id_off,
+                                           .seq = x->seq,
+                                           .votes = x->votes,
+                                           .accepted = x->accepted,
+                                           .duplicate = x->duplicate,
+                                           .rejected_unknown = x->rejected};
     }
     struct store_chain_input in = {
         .prev_hash = cv->prev,

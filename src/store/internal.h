@@ -56,6 +56,33 @@ PGresult *store_query_rows(struct store *s, const char *sql, const char *what);
 /* Parses an unsigned decimal column value; returns 0 or -1. */
 int store_parse_u64(const char *text, uint64_t max, uint64_t *out);
 
+/* qsort comparator for uint32_t. */
+int store_cmp_u32(const void *a, const void *b);
+
+/* ---- collector rows (recover.c) -------------------------------------------------------- */
+
+/* The select list of a collector row as store_collector_parse reads it, for this
+ * database's schema (before migration 6: no pin, never disabled). One catalog query. */
+const char *store_collector_columns(struct store *s);
+/* Parses row of res (selected with store_collector_columns) into c; c->circuits is
+ * malloc'd. Returns 0, or -1 with the error set and nothing allocated. */
+int store_collector_parse(struct store *s, const PGresult *res, int row, struct store_collector *c);
+/* Frees c's circuits (not c). */
+void store_collectors_free_one(struct store_collector *c);
+
+/* ---- schema and role at tallyd's start (migrate.c) ------------------------------------- */
+
+/* Who this session writes as: current_user, whether a superuser, whether a member of the
+ * owner of tallyd's tables (schema_migrations) or of their schema. Returns 0 or -1. */
+int store_role_read(struct store *s, char role[64], bool *superuser, bool *owns_schema);
+
+/* tallyd's start: nothing (no DDL at all) when the schema is current; migrations when it
+ * is behind and may_migrate; else, or when migrating is refused for lack of privilege,
+ * STORE_FATAL with "schema is at version N, this build needs M: run `tallyctl migrate` as
+ * the schema owner". A schema newer than this build: STORE_FATAL. */
+enum store_result store_migrate_at_start(struct store *s, bool may_migrate)
+    __attribute__((warn_unused_result));
+
 /* ---- the writer lock and epoch (writer.c) ------------------------------------------ */
 
 /* Who holds (or last held) the writer role, from the writer row and pg_locks. */

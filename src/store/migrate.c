@@ -1,8 +1,9 @@
 /* Versioned schema migrations: applies the embedded migrations (migrations/NNN_*.sql)
  * newer than the database's version, one transaction each, serialised between
  * processes by an advisory lock, with the C step a version may need (converting rows an
- * older schema wrote) in the same transaction. Owns the schema_migrations table, not the
- * SQL itself nor the conversions. */
+ * older schema wrote) in the same transaction; and at tallyd's start, the decision whether
+ * to migrate at all (never DDL on a current schema) with the role it runs as. Owns the
+ * schema_migrations table, not the SQL itself nor the conversions. */
 #include "store/convert.h"
 #include "store/internal.h"
 
@@ -10,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Work that SQL alone cannot do, run after version's SQL and before it is recorded: a
  * failure rolls the whole migration back. */
@@ -185,4 +187,109 @@ done:
 int store_schema_latest(void)
 {
     return (int)store_n_migrations;
+}
+
+int store_role_read(struct store *s, char role[64], bool *superuser, bool *owns_schema)
+{
+    /* pg_has_role(..., 'USAGE'): the role's rights are this session's without SET ROLE;
+     * true for a superuser whatever the owner. public's owner is pg_database_owner from
+     * PostgreSQL 15 on, whose member is the database's owner. */
+    PGresult *res =
+        store_query_rows(s,
+                         "SELECT current_user, coalesce(r.rolsuper, false),"
+                         " coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false)"
+                         " OR coalesce(pg_has_role(current_user, n.nspowner, 'USAGE'), false)"
+                         " FROM (SELECT 1) z LEFT JOIN pg_roles r ON r.rolname = current_user"
+                         " LEFT JOIN pg_namespace n ON n.nspname = current_schema()"
+                         " LEFT JOIN pg_class c ON c.oid = to_regclass('schema_migrations')",
+                         "reading this session's role");
+    if (!res)
+        return -1;
+    snprintf(role, 64, "%s", PQgetvalue(res, 0, 0));
+    *superuser = PQgetvalue(res, 0, 1)[0] == 't';
+    *owns_schema = PQgetvalue(res, 0, 2)[0] == 't';
+    PQclear(res);
+    return 0;
+}
+
+static enum store_result migrate_behind(struct store *s, int version, const char *why)
+{
+    char reason[STORE_ERR_LEN];
+    snprintf(reason, sizeof(reason), "%s", why ? why : "");
+    store_set_error(s,
+                    "schema is at version %d, this build needs %zu: run `tallyctl migrate` as "
+                    "the schema owner%s%.300s%s",
+                    version, store_n_migrations, reason[0] ? " (" : "", reason,
+                    reason[0] ? ")" : "");
+    return STORE_FATAL;
+}
+
+/* The schema version told from the catalog, which every role may read, for a role that
+ * may not read schema_migrations (granted to tally_writer by migration 6 only): what each
+ * migration left that the next ones keep. *older: "version or older". */
+static int migrate_guess_version(struct store *s, bool *older)
+{
+    PGresult *res = store_query_rows(
+        s,
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid ="
+        " to_regclass('collectors') AND attname = 'cert_pin' AND NOT attisdropped) THEN 6"
+        " WHEN to_regclass('project_votes') IS NOT NULL THEN 5"
+        " WHEN to_regclass('writer') IS NOT NULL THEN 4 ELSE 3 END",
+        "reading the schema from the catalog");
+    if (!res)
+        return -1;
+    int v = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    *older = v == 3;
+    return v;
+}
+
+enum store_result store_migrate_at_start(struct store *s, bool may_migrate)
+{
+    int version = 0;
+    if (store_schema_version(s, &version) < 0) {
+        if (PQstatus(s->conn) == CONNECTION_BAD)
+            return STORE_RETRY;
+        if (may_migrate || !strstr(s->err, "[SQLSTATE 42501]"))
+            return STORE_FATAL;
+        bool older = false;
+        char why[STORE_ERR_LEN];
+        snprintf(why, sizeof(why), "%s", s->err);
+        if ((version = migrate_guess_version(s, &older)) < 0)
+            return STORE_FATAL;
+        if (version >= (int)store_n_migrations) {
+            store_set_error(s,
+                            "%.300s: this role lacks tally_writer's rights; run `tallyctl "
+                            "migrate` as the schema owner (it grants them) and make the login "
+                            "a member of tally_writer",
+                            why);
+            return STORE_FATAL;
+        }
+        store_set_error(s,
+                        "schema is at version %d%s, this build needs %zu: run `tallyctl "
+                        "migrate` as the schema owner",
+                        version, older ? " or older" : "", store_n_migrations);
+        return STORE_FATAL;
+    }
+    if (version == (int)store_n_migrations)
+        return STORE_OK; /* no DDL: a tally_writer login starts as any other */
+    if (version > (int)store_n_migrations) {
+        store_set_error(s, "database schema version %d is newer than this build knows (%zu)",
+                        version, store_n_migrations);
+        return STORE_FATAL;
+    }
+    if (!may_migrate)
+        return migrate_behind(s, version, "this role neither owns the schema nor is a superuser");
+    if (store_migrate(s) == 0)
+        return STORE_OK;
+    if (PQstatus(s->conn) == CONNECTION_BAD)
+        return STORE_RETRY;
+    /* 42501 insufficient_privilege: "must be owner of table ...", "permission denied for
+     * schema ...". */
+    if (strstr(s->err, "[SQLSTATE 42501]")) {
+        char why[STORE_ERR_LEN];
+        snprintf(why, sizeof(why), "%s", s->err);
+        return migrate_behind(s, version, why);
+    }
+    return STORE_FATAL;
 }

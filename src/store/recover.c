@@ -1,9 +1,13 @@
 /* Start-up recovery and the collectors list: reads the durable state (consultation,
  * projects with their durable votes, collectors, the head of the chain) in one read-only
- * snapshot and streams every stored token page and batch digest to callbacks row by row.
+ * snapshot and streams every stored token page and batch digest to callbacks row by row;
+ * the collector rows (pins, circuits, disabled) for recovery, the refresh and tallyctl.
  * Writes nothing. */
 #include "store/internal.h"
 
+#include "core/xalloc.h"
+
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -61,31 +65,125 @@ done:
     return rc;
 }
 
-/* Fills a malloc'd collector array from rows (id, durable_seq, batches, votes, accepted,
- * duplicate, rejected). Never NULL on success, even when empty. */
+/* The collector columns store_collector_parse reads, in its order; the select list for
+ * a schema before migration 6 (no pins, no disabled) reads the same shape. */
+/* The not_allowed share of rejected is the sum over the collector's batch rows (the
+ * primary key (collector_id, seq) serves it): one source of truth, nothing to keep in step. */
+static const char rec_collector_cols_v6[] =
+    "id, durable_seq, batches, votes, accepted, duplicate, rejected,"
+    " coalesce(encode(cert_pin, 'hex'), ''), disabled_at IS NOT NULL, circuits IS NOT NULL,"
+    " coalesce(array_to_string(circuits, ','), ''),"
+    " (SELECT coalesce(sum(b.rejected_not_allowed), 0) FROM batches b"
+    "  WHERE b.collector_id = collectors.id)";
+static const char rec_collector_cols_v5[] =
+    "id, durable_seq, batches, votes, accepted, duplicate, rejected, '', false,"
+    " circuits IS NOT NULL, coalesce(array_to_string(circuits, ','), ''), 0";
+
+const char *store_collector_columns(struct store *s)
+{
+    /* tallyctl status and add-collector also run against databases not yet migrated. */
+    PGresult *res = PQexec(s->conn, "SELECT count(*) FROM pg_attribute"
+                                    " WHERE attrelid = to_regclass('collectors')"
+                                    " AND attname = 'cert_pin' AND NOT attisdropped");
+    bool v6 = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == '1';
+    PQclear(res);
+    return v6 ? rec_collector_cols_v6 : rec_collector_cols_v5;
+}
+
+static int rec_hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* "5,7,9" (ascending, as stored by store_collector_add; sorted and made distinct here
+ * anyway, since the database is not trusted to keep it so). */
+static int rec_parse_circuits(const char *text, struct store_collector *c)
+{
+    size_t n = 1;
+    for (const char *p = text; *p; p++)
+        n += *p == ',';
+    c->circuits = xcalloc(n, sizeof(*c->circuits));
+    c->n_circuits = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end == p || errno || v > UINT32_MAX || (*end && *end != ','))
+            return -1;
+        c->circuits[c->n_circuits++] = (uint32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    qsort(c->circuits, c->n_circuits, sizeof(*c->circuits), store_cmp_u32);
+    size_t o = 0;
+    for (size_t i = 0; i < c->n_circuits; i++)
+        if (o == 0 || c->circuits[o - 1] != c->circuits[i])
+            c->circuits[o++] = c->circuits[i];
+    c->n_circuits = o;
+    return 0;
+}
+
+int store_collector_parse(struct store *s, const PGresult *res, int row, struct store_collector *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(res, row, 0));
+    uint64_t *f[6] = {&c->durable_seq, &c->batches,   &c->votes,
+                      &c->accepted,    &c->duplicate, &c->rejected};
+    for (int k = 0; k < 6; k++) {
+        if (store_parse_u64(PQgetvalue(res, row, k + 1), INT64_MAX, f[k]) < 0) {
+            store_set_error(s, "collector %s has a negative counter", c->id);
+            return -1;
+        }
+    }
+    const char *hex = PQgetvalue(res, row, 7);
+    if (hex[0]) {
+        if (strlen(hex) != 2 * STORE_PIN_BYTES)
+            goto bad_pin;
+        for (size_t i = 0; i < STORE_PIN_BYTES; i++) {
+            int hi = rec_hex_nibble(hex[2 * i]), lo = rec_hex_nibble(hex[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                goto bad_pin;
+            c->pin[i] = (uint8_t)(hi << 4 | lo);
+        }
+        c->has_pin = true;
+    }
+    if (store_parse_u64(PQgetvalue(res, row, 11), INT64_MAX, &c->rejected_not_allowed) < 0) {
+        store_set_error(s, "collector %s has a negative counter", c->id);
+        return -1;
+    }
+    c->disabled = PQgetvalue(res, row, 8)[0] == 't';
+    c->restricted = PQgetvalue(res, row, 9)[0] == 't';
+    if (c->restricted && rec_parse_circuits(PQgetvalue(res, row, 10), c) < 0) {
+        store_set_error(s, "collector %s has a circuit id outside 0..2^32-1", c->id);
+        store_collectors_free_one(c);
+        return -1;
+    }
+    return 0;
+bad_pin:
+    store_set_error(s, "collector %s has a certificate pin of the wrong length", c->id);
+    return -1;
+}
+
+/* Fills a malloc'd collector array, ordered by id. Never NULL on success, even when
+ * empty. */
 static int rec_collectors(struct store *s, struct store_collector **out, size_t *n_out)
 {
-    PGresult *res = store_query_rows(s,
-                                     "SELECT id, durable_seq, batches, votes, accepted, duplicate,"
-                                     " rejected FROM collectors ORDER BY id",
-                                     "reading collectors");
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM collectors ORDER BY id", store_collector_columns(s));
+    PGresult *res = store_query_rows(s, sql, "reading collectors");
     if (!res)
         return -1;
     int rc = -1;
     size_t n = (size_t)PQntuples(res);
-    struct store_collector *c = calloc(n ? n : 1, sizeof(*c));
-    if (!c)
-        abort();
+    struct store_collector *c = xcalloc(n ? n : 1, sizeof(*c));
     for (size_t i = 0; i < n; i++) {
-        snprintf(c[i].id, sizeof(c[i].id), "%s", PQgetvalue(res, (int)i, 0));
-        uint64_t *f[6] = {&c[i].durable_seq, &c[i].batches,   &c[i].votes,
-                          &c[i].accepted,    &c[i].duplicate, &c[i].rejected};
-        for (int k = 0; k < 6; k++) {
-            if (store_parse_u64(PQgetvalue(res, (int)i, k + 1), INT64_MAX, f[k]) < 0) {
-                store_set_error(s, "collector %s has a negative counter", c[i].id);
-                free(c);
-                goto done;
-            }
+        if (store_collector_parse(s, res, (int)i, &c[i]) < 0) {
+            store_collectors_free(c, i);
+            goto done;
         }
     }
     *out = c;
@@ -94,6 +192,22 @@ static int rec_collectors(struct store *s, struct store_collector **out, size_t 
 done:
     PQclear(res);
     return rc;
+}
+
+void store_collectors_free_one(struct store_collector *c)
+{
+    free(c->circuits);
+    c->circuits = NULL;
+    c->n_circuits = 0;
+}
+
+void store_collectors_free(struct store_collector *a, size_t n)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(a[i].circuits);
+    free(a);
 }
 
 static int rec_last_checkpoint(struct store *s, struct store_recovery *out)
@@ -260,7 +374,7 @@ void store_recovery_cleanup(struct store_recovery *r)
     if (!r)
         return;
     free(r->projects);
-    free(r->collectors);
+    store_collectors_free(r->collectors, r->n_collectors);
     memset(r, 0, sizeof(*r));
 }
 

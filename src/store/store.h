@@ -49,17 +49,33 @@ struct store_project {
     uint64_t votes; /* durable tally */
 };
 
+#define STORE_PIN_BYTES 32 /* SHA-256 of a certificate's SubjectPublicKeyInfo (TLS_PIN_BYTES) */
+
 struct store_collector {
     char id[64];
     uint64_t durable_seq;                                   /* last batch seq committed */
-    uint64_t batches, votes, accepted, duplicate, rejected; /* cumulative, durable */
+    uint64_t batches, votes, accepted, duplicate, rejected; /* cumulative, durable; rejected
+                                                             * counts every reason */
+    uint64_t rejected_not_allowed; /* of rejected: outside the collector's circuits */
+    bool has_pin;                                           /* a certificate is pinned to this id */
+    uint8_t pin[STORE_PIN_BYTES];                           /* its pin, when has_pin */
+    bool disabled;      /* tallyctl disable-collector: refuse it */
+    bool restricted;    /* false: every circuit (circuits NULL, n_circuits 0) */
+    uint32_t *circuits; /* when restricted: the registry circuit ids it may take
+                         * votes for, ascending, distinct; malloc'd, owned by the
+                         * array (store_collectors_free) */
+    size_t n_circuits;
 };
+
+/* Frees an array of n collectors as the store hands them out (recovery, the collectors
+ * list, done()): each one's circuits, then the array. NULL is a no-op. */
+void store_collectors_free(struct store_collector *a, size_t n);
 
 struct store_recovery {
     char consultation_id[64];
     struct store_project *projects; /* n_projects entries, malloc'd, ordered by id */
     size_t n_projects;
-    struct store_collector *collectors; /* malloc'd */
+    struct store_collector *collectors; /* malloc'd, by id; freed by store_recovery_cleanup */
     size_t n_collectors;
     uint64_t last_checkpoint_id; /* 0 when none yet */
     uint8_t head_hash[32];       /* hash of that checkpoint (zeros when none) */
@@ -132,9 +148,12 @@ struct store_batch {
     uint64_t seq;
     const uint8_t *digest; /* 32 bytes (wire_batch_digest) */
     uint32_t votes, accepted, duplicate, rejected_unknown;
+    uint32_t rejected_not_allowed; /* votes for a project outside the collector's circuits;
+                                    * votes = accepted + duplicate + both rejected */
 };
 
-/* A collector's new watermark and what its batches in this checkpoint add. */
+/* A collector's new watermark and what its batches in this checkpoint add (rejected: both
+ * reasons, rejected_unknown + rejected_not_allowed). */
 struct store_watermark {
     const char *collector_id;
     uint64_t prev_seq; /* durable_seq before this checkpoint (fencing) */
@@ -152,6 +171,9 @@ struct store_checkpoint {
     size_t n_marks;
     uint64_t *tokens; /* every accepted token of these batches; the store sorts them */
     size_t n_tokens;
+    /* Read the collectors list after the job and hand it to done() (a refresh-only job
+     * always does): how a busy tallyd learns of collectors added, disabled or re-pinned. */
+    bool refresh_collectors;
     /* Filled by the worker before done(): where this checkpoint sits in the chain. */
     uint64_t id;
     uint8_t hash[32];
@@ -163,8 +185,9 @@ enum store_result {
     STORE_FATAL = -2, /* the database disagrees (fencing failed, schema missing): stop */
 };
 
-/* Registered collector ids, for a running tallyd to learn of collectors added later.
- * Fills a malloc'd array of n entries (never NULL on success, even when n is 0);
+/* Registered collectors with their pins, circuits and disabled flags, by id, for a running
+ * tallyd to learn of collectors added or changed later. Fills a malloc'd array of n
+ * entries (never NULL on success, even when n is 0; free with store_collectors_free);
  * returns 0 or -1. */
 int store_collectors_list(struct store *s, struct store_collector **out, size_t *n)
     __attribute__((warn_unused_result));
@@ -191,9 +214,36 @@ int store_verify(struct store *s, struct store_verify_report *out, store_progres
 
 /* ---- administration (tallyctl) --------------------------------------------------- */
 
-/* Registers a collector with zero watermark. *created is false when it already existed
- * (nothing changes then). The id must match [A-Za-z0-9._-]{1,63}. Returns 0 or -1. */
-int store_collector_add(struct store *s, const char *id, bool *created)
+/* What tallyctl add-collector asks for. Settings left out (pin NULL; neither circuits,
+ * state nor every_circuit) keep what an existing collector has; a new one gets none (no
+ * pin, every circuit). */
+struct store_collector_spec {
+    const char *id;           /* [A-Za-z0-9._-]{1,63} */
+    const uint8_t *pin;       /* STORE_PIN_BYTES, or NULL: none (an existing pin stays) */
+    bool restrict_circuits;   /* limit it to circuits[0 .. n_circuits) */
+    const uint32_t *circuits; /* registry circuit ids; any order, repeats ignored */
+    size_t n_circuits;
+    const char *state;  /* NULL or: limit it to every circuit this state has now */
+    bool every_circuit; /* lift a restriction: every circuit */
+};
+
+/* Registers a collector with zero watermark, or changes an existing one's pin and circuits
+ * as spec says, in one transaction; the same settings again change nothing. *created is
+ * true when the collector is new. Fails (-1, store_last_error says which) on: an invalid
+ * id; a pin already pinned to another collector (naming it); an unknown circuit id (naming
+ * them); a state without circuits; more than one of circuits, state, every_circuit. */
+int store_collector_add(struct store *s, const struct store_collector_spec *spec, bool *created)
+    __attribute__((warn_unused_result));
+
+/* Reads one collector into out (its circuits malloc'd: store_collectors_free(out, 1)).
+ * Returns 1 when found, 0 when there is no such collector, -1 on failure. */
+int store_collector_get(struct store *s, const char *id, struct store_collector *out)
+    __attribute__((warn_unused_result));
+
+/* Disables (refused from its next Hello on; a running tallyd learns of it at its next
+ * collectors refresh) or enables a collector. Returns 0 when it changed, 1 when it already
+ * was so, -1 for an unknown id (store_last_error names it) or a failure. */
+int store_collector_set_disabled(struct store *s, const char *id, bool disabled)
     __attribute__((warn_unused_result));
 
 /* One registry row; strings are borrowed until the next call of the iterator. */
@@ -240,20 +290,27 @@ struct store_started {
     struct store_catalog catalog;
     uint64_t epoch;   /* this writer's epoch */
     double recover_s; /* reading the record and rebuilding from it (the recover hooks) */
+    char role[64];    /* the PostgreSQL role tallyd writes as (current_user) */
+    bool role_is_superuser;
+    bool role_owns_schema; /* a member of the role owning tallyd's tables or their schema
+                            * (true for a superuser too): it could change the record's
+                            * schema; run as a tally_writer login instead */
 };
 
 /* Called on the worker thread when start-up ends: rc 0 with st filled, or -1 with why
  * (a permanent failure: another live writer without --standby, a schema newer than this
- * build, an unreadable registry). Must only hand off to the loop and return. */
+ * build, a schema older than this build that this role may not migrate, an unreadable
+ * registry). Must only hand off to the loop and return. */
 typedef void (*store_started_cb)(void *arg, int rc, struct store_started *st, const char *why);
 
 /* Called on the worker thread when a submitted job finished: rc is STORE_OK or
  * STORE_FATAL (STORE_RETRY never surfaces: the worker retries with back-off until the
  * job commits, the worker is freed, or a fatal error). For a refresh-only job
- * (cp->n_batches == 0 and n_marks == 0) nothing is written; collectors/n_collectors
- * carry the registered collectors (malloc'd; the callee takes ownership) or NULL/0
- * when they could not be read. The callback must only hand off to the loop
- * (e.g. event_active) and return. */
+ * (cp->n_batches == 0 and n_marks == 0) nothing is written. After a refresh-only job, or
+ * a checkpoint with cp->refresh_collectors set that committed, collectors/n_collectors
+ * carry the registered collectors (the callee takes ownership: store_collectors_free);
+ * otherwise, or when they could not be read, NULL/0. The callback must only hand off to
+ * the loop (e.g. event_active) and return. */
 typedef void (*store_done_cb)(void *arg, struct store_checkpoint *cp, int rc,
                               struct store_collector *collectors, size_t n_collectors);
 
@@ -272,9 +329,11 @@ struct store_worker_config {
 
 /* Starts the writer thread with its own connection. It connects (retrying while
  * PostgreSQL is away), takes the writer lock (a session-level advisory lock held for the
- * worker's life; if another live tallyd holds it: waits when standby, else fails), bumps
- * the writer epoch, applies migrations, recovers through cfg->hooks and reads the
- * catalog, then calls started(). A session lost later is reopened and the lock taken
+ * worker's life; if another live tallyd holds it: waits when standby, else fails), applies
+ * migrations if the schema is behind (none, and no DDL at all, when it is current; a role
+ * that may not migrate fails with a line saying to run tallyctl migrate as the owner),
+ * bumps the writer epoch, recovers through cfg->hooks and reads the catalog, then calls
+ * started(). A session lost later is reopened and the lock taken
  * again before the next write; if another writer took over meanwhile, the job fails
  * fatally. cfg is copied (conninfo too). */
 struct store_worker *store_worker_new(const struct store_worker_config *cfg);

@@ -115,6 +115,7 @@ static int vf_setup(struct vf *v)
     if (!res)
         return VF_ERR;
     int version = atoi(PQgetvalue(res, 0, 0));
+    v->version = version;
     if (version < VF_MIN_VERSION) {
         store_set_error(s,
                         "schema version %d predates the verifiable record (version %d): "
@@ -202,19 +203,29 @@ static int vf_collector_seqs(struct vf *v, const char *id, int64_t durable, int6
     return rc;
 }
 
+/* A batch row's votes rejected for a project outside its collector's circuits, as an SQL
+ * expression over batches alias b (the column exists from migration 6 on). */
+static const char *vf_not_allowed(const struct vf *v)
+{
+    return v->version >= 6 ? "b.rejected_not_allowed" : "0";
+}
+
 static int vf_collectors(struct vf *v)
 {
-    PGresult *res = store_query_rows(
-        v->s,
-        "SELECT c.id, c.durable_seq, c.batches, c.votes, c.accepted, c.duplicate, c.rejected,"
-        " count(b.seq), min(b.seq), max(b.seq), sum(b.votes), sum(b.accepted),"
-        " sum(b.duplicate), sum(b.rejected_unknown)"
-        " FROM collectors c LEFT JOIN batches b ON b.collector_id = c.id"
-        " GROUP BY c.id ORDER BY c.id COLLATE \"C\"",
-        "reading collectors and their batches");
+    /* A collector's rejected counts both reasons. */
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "SELECT c.id, c.durable_seq, c.batches, c.votes, c.accepted, c.duplicate, c.rejected,"
+             " count(b.seq), min(b.seq), max(b.seq), sum(b.votes), sum(b.accepted),"
+             " sum(b.duplicate), sum(b.rejected_unknown::int8 + %s)"
+             " FROM collectors c LEFT JOIN batches b ON b.collector_id = c.id"
+             " GROUP BY c.id ORDER BY c.id COLLATE \"C\"",
+             vf_not_allowed(v));
+    PGresult *res = store_query_rows(v->s, sql, "reading collectors and their batches");
     if (!res)
         return VF_ERR;
-    static const char *const what[5] = {"batches", "votes", "accepted", "duplicate", "rejected"};
+    static const char *const what[5] = {"batches", "votes", "accepted", "duplicate",
+                                        "rejected (rejected_unknown + rejected_not_allowed)"};
     int rc = VF_OK;
     int rows = PQntuples(res);
     for (int r = 0; r < rows && rc == VF_OK; r++) {
@@ -294,7 +305,8 @@ static int vf_add_batch(struct vf *v, const PGresult *r, int row)
     if (seq < 1)
         return vf_bad(v, "batch %s/%" PRId64 " has a seq below 1", who, seq);
     if (vf_field_u32(r, row, 3, &b->votes) < 0 || vf_field_u32(r, row, 4, &b->accepted) < 0 ||
-        vf_field_u32(r, row, 5, &b->duplicate) < 0 || vf_field_u32(r, row, 6, &b->rejected) < 0)
+        vf_field_u32(r, row, 5, &b->duplicate) < 0 || vf_field_u32(r, row, 6, &b->rejected) < 0 ||
+        vf_field_u32(r, row, 8, &b->not_allowed) < 0)
         return vf_bad(v, "batch %s/%" PRId64 " has a figure that is NULL or outside 0..2^32-1", who,
                       seq);
     size_t dlen;
@@ -308,7 +320,7 @@ static int vf_add_batch(struct vf *v, const PGresult *r, int row)
     v->votes += b->votes;
     v->accepted += b->accepted;
     v->duplicate += b->duplicate;
-    v->rejected += b->rejected;
+    v->rejected += (uint64_t)b->rejected + b->not_allowed;
     v->n_batches++;
     return VF_OK;
 }
@@ -398,7 +410,8 @@ static int vf_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_
         return vf_bad(
             v, "checkpoint %" PRIu64 " lists %" PRId64 " batches, the batches table holds %zu", id,
             f[0], v->n_batches);
-    static const char *const what[6] = {"", "votes", "accepted", "", "duplicate", "rejected"};
+    static const char *const what[6] = {
+        "", "votes", "accepted", "", "duplicate", "rejected (rejected_unknown + not_allowed)"};
     const uint64_t sums[6] = {0, v->votes, v->accepted, 0, v->duplicate, v->rejected};
     for (int k = 1; k < 6; k++) {
         if (k == 3)
@@ -452,13 +465,16 @@ static int vf_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_
     }
     for (size_t i = 0; i < v->n_batches; i++) {
         const struct vf_batch *b = &v->batches[i];
-        v->chain[i] = (struct store_chain_batch){v->pool + b->id_off,
-                                                 b->seq,
-                                                 b->has_digest ? b->digest : NULL,
-                                                 b->votes,
-                                                 b->accepted,
-                                                 b->duplicate,
-                                                 b->rejected};
+        v->chain[i] = (struct store_chain_batch){
+            .collector_id = v->pool + b->id_off,
+            .seq = b->seq,
+            .digest = b->has_digest ? b->digest : NULL,
+            .votes = b->votes,
+            .accepted = b->accepted,
+            .duplicate = b->duplicate,
+            .rejected_unknown = b->rejected,
+            .rejected_not_allowed = b->not_allowed,
+        };
     }
     struct store_chain_input in = {
         .prev_hash = prev,
@@ -517,11 +533,14 @@ static int vf_chain(struct vf *v)
                           " FROM checkpoints ORDER BY id",
                           VF_CP_FETCH, "reading checkpoints") < 0)
         return VF_ERR;
-    if (store_cursor_open(s, &bat, "verify_batches",
-                          "SELECT checkpoint_id::int8, collector_id, seq::int8, votes::int8,"
-                          " accepted::int8, duplicate::int8, rejected_unknown::int8, digest"
-                          " FROM batches ORDER BY checkpoint_id, collector_id COLLATE \"C\", seq",
-                          VF_BATCH_FETCH, "reading batches") < 0)
+    char bat_sql[512];
+    snprintf(bat_sql, sizeof(bat_sql),
+             "SELECT checkpoint_id::int8, collector_id, seq::int8, votes::int8,"
+             " accepted::int8, duplicate::int8, rejected_unknown::int8, digest, %s::int8"
+             " FROM batches b ORDER BY checkpoint_id, collector_id COLLATE \"C\", seq",
+             vf_not_allowed(v));
+    if (store_cursor_open(s, &bat, "verify_batches", bat_sql, VF_BATCH_FETCH, "reading batches") <
+        0)
         goto done;
 
     uint8_t prev[STORE_HASH_BYTES] = {0};

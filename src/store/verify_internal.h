@@ -19,7 +19,8 @@ struct vf_batch {
     uint64_t seq;
     bool has_digest;
     uint8_t digest[STORE_HASH_BYTES];
-    uint32_t votes, accepted, duplicate, rejected;
+    uint32_t votes, accepted, duplicate, rejected; /* rejected: rejected_unknown */
+    uint32_t not_allowed;                          /* rejected_not_allowed */
 };
 
 /* A token page as one checkpoint lists it. */
@@ -37,6 +38,7 @@ struct vf {
     int64_t next_progress_ms;
 
     uint64_t n_checkpoints_seen; /* count(*), for progress lines */
+    int version;                 /* schema version */
     uint64_t through, writer_epoch;
     uint32_t *projects;              /* ascending */
     uint64_t *sum_through, *sum_all; /* deltas per project: checkpoints 1..through, all */
@@ -50,7 +52,7 @@ struct vf {
     size_t n_batches, cap_batches;
     char *pool;
     size_t n_pool, cap_pool;
-    uint64_t votes, accepted, duplicate, rejected;
+    uint64_t votes, accepted, duplicate, rejected; /* rejected: both reasons */
     struct store_chain_batch *chain;
     size_t cap_chain;
     int64_t *a_ids, *a_votes, *a_pages;

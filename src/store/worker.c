@@ -248,8 +248,13 @@ static enum startup_step startup_attempt(struct store_worker *w, struct store_st
     worker_set_status(w, "recovering from PostgreSQL");
     uint64_t epoch = 0;
     enum store_result rc = STORE_OK;
+    if (store_role_read(w->s, st->role, &st->role_is_superuser, &st->role_owns_schema) < 0) {
+        rc = PQstatus(w->s->conn) == CONNECTION_BAD ? STORE_RETRY : STORE_FATAL;
+        goto fail;
+    }
     /* Migrations first: the writer row is made by one. */
-    if (store_migrate(w->s) != 0 ||
+    if ((rc = store_migrate_at_start(w->s, st->role_is_superuser || st->role_owns_schema)) !=
+            STORE_OK ||
         (rc = store_writer_take_over(w->s, w->host, (int)getpid(), &epoch)) != STORE_OK)
         goto fail;
     log_info("store: writer lock taken; this tallyd is the writer, epoch %" PRIu64, epoch);
@@ -407,8 +412,14 @@ static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
     for (size_t i = 0; i < cp->n_batches; i++) {
         const struct store_batch *b = &cp->batches[i];
         w->chain_batches[i] = (struct store_chain_batch){
-            b->collector_id, b->seq,       b->digest,           b->votes,
-            b->accepted,     b->duplicate, b->rejected_unknown,
+            .collector_id = b->collector_id,
+            .seq = b->seq,
+            .digest = b->digest,
+            .votes = b->votes,
+            .accepted = b->accepted,
+            .duplicate = b->duplicate,
+            .rejected_unknown = b->rejected_unknown,
+            .rejected_not_allowed = b->rejected_not_allowed,
         };
     }
     struct store_chain_page *pages = xcalloc(w->plan.n_pages, sizeof(*pages));
@@ -484,6 +495,23 @@ static void worker_maybe_compact(struct store_worker *w)
     w->compacted_at = now;
 }
 
+/* The collectors list after a committed checkpoint that asked for it: advisory, like a
+ * refresh-only job's, so a failure is logged and the list is "unknown" (NULL/0); the
+ * checkpoint stands either way. */
+static void worker_refresh_after(struct store_worker *w, struct store_collector **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    if (!w->s || store_collectors_list(w->s, list, n) == 0)
+        return;
+    log_warn("store: reading collectors after a checkpoint: %s (will read them again)",
+             store_last_error(w->s));
+    *list = NULL;
+    *n = 0;
+    if (PQstatus(w->s->conn) == CONNECTION_BAD)
+        worker_drop_session(w);
+}
+
 /* Runs one job to its end. Returns false if it was abandoned at stop. */
 static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int *rc_out,
                        struct store_collector **list, size_t *n)
@@ -517,6 +545,8 @@ static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int 
                 memcpy(w->head_hash, pp.hash, sizeof(w->head_hash));
                 store_pages_commit(&w->pages, &w->plan);
                 worker_maybe_compact(w);
+                if (cp->refresh_collectors)
+                    worker_refresh_after(w, list, n);
             }
             *rc_out = rc;
             return true;

@@ -142,7 +142,7 @@ static void test_convert(void **state)
     int rc = ts_ctl_capture(ci, &out, &err, "migrate", NULL, NULL);
     if (rc != 0)
         fail_msg("tallyctl migrate exited %d: %s", rc, err ? err : "");
-    assert_non_null(strstr(out, "schema version 5"));
+    assert_non_null(strstr(out, "schema version 6"));
     free(out);
     free(err);
 
@@ -166,8 +166,8 @@ static void test_convert(void **state)
                                  " WHERE table_name = 'batches'");
     assert_non_null(cols);
     assert_string_equal(cols, "accepted:integer,checkpoint_id:bigint,collector_id:text,"
-                              "digest:bytea,duplicate:integer,rejected_unknown:integer,"
-                              "seq:bigint,votes:integer");
+                              "digest:bytea,duplicate:integer,rejected_not_allowed:integer,"
+                              "rejected_unknown:integer,seq:bigint,votes:integer");
     free(cols);
     assert_int_equal(sql_u64(ci, "SELECT count(*) FROM batches WHERE digest IS NOT NULL"), 0);
     /* DROP COLUMN leaves the values in every row's bytes: the rewrite after migration 5
@@ -303,7 +303,7 @@ static void test_empty(void **state)
     assert_int_equal(ts_ctl(ci, NULL, "load-registry", registry, NULL), 0);
     assert_int_equal(ts_ctl(ci, NULL, "add-collector", "c0", NULL), 0);
     assert_int_equal(ts_ctl(ci, NULL, "migrate", NULL, NULL), 0);
-    assert_int_equal(sql_u64(ci, "SELECT max(version) FROM schema_migrations"), 5);
+    assert_int_equal(sql_u64(ci, "SELECT max(version) FROM schema_migrations"), 6);
     assert_int_equal(sql_u64(ci, "SELECT count(*) FROM token_pages"), 0);
     assert_int_equal(sql_u64(ci, "SELECT through FROM tally_compaction"), 0);
     out = NULL;

@@ -1,5 +1,6 @@
 /* Unit tests for the ctl library: the registry CSV reader (RFC 4180 quoting, CRLF,
- * line numbers across embedded newlines, header, integers, UTF-8) and text helpers. */
+ * line numbers across embedded newlines, header, integers, UTF-8), text helpers, and the
+ * circuit lists of add-collector --circuits and tallyctl collectors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl/collectors.h"
 #include "ctl/registry_csv.h"
 #include "ctl/text.h"
 
@@ -281,6 +283,82 @@ static void test_json_string(void **state)
     free(buf);
 }
 
+static void expect_circuits(const char *list, const uint32_t *want, size_t n_want)
+{
+    uint32_t *got = NULL;
+    size_t n = 99;
+    char err[200] = "";
+    if (ctl_circuits_parse(list, &got, &n, err, sizeof(err)) != 0)
+        fail_msg("'%s': %s", list, err);
+    assert_int_equal(n, n_want);
+    assert_memory_equal(got, want, n * sizeof(*want));
+    free(got);
+}
+
+static void expect_circuits_error(const char *list, const char *needle)
+{
+    uint32_t *got = (uint32_t *)1;
+    size_t n = 99;
+    char err[200] = "";
+    assert_int_equal(ctl_circuits_parse(list, &got, &n, err, sizeof(err)), -1);
+    assert_null(got);
+    assert_int_equal(n, 0);
+    if (!strstr(err, needle))
+        fail_msg("'%s': want \"%s\" in \"%s\"", list, needle, err);
+}
+
+static void test_circuits_parse(void **state)
+{
+    (void)state;
+    const uint32_t one[] = {7};
+    expect_circuits("7", one, 1);
+    const uint32_t three[] = {0, 5, 4294967295u};
+    expect_circuits("5,4294967295,0", three, 3);
+    expect_circuits(" 5 , 0,4294967295 ", three, 3);
+    const uint32_t dup[] = {5, 9};
+    expect_circuits("9,5,9,5", dup, 2);
+
+    uint32_t *got = (uint32_t *)1;
+    size_t n = 99;
+    char err[200];
+    assert_int_equal(ctl_circuits_parse("all", &got, &n, err, sizeof(err)), 1);
+    assert_null(got);
+    assert_int_equal(n, 0);
+    assert_int_equal(ctl_circuits_parse(" all ", &got, &n, err, sizeof(err)), 1);
+
+    expect_circuits_error("", "no circuit ids given");
+    expect_circuits_error("  ", "no circuit ids given");
+    expect_circuits_error("5,,6", "item 2 of the circuit list is empty");
+    expect_circuits_error("5,", "item 2 of the circuit list is empty");
+    expect_circuits_error(",5", "item 1 of the circuit list is empty");
+    expect_circuits_error("5,7x", "'7x' is not a circuit id");
+    expect_circuits_error("4294967296", "'4294967296' is not a circuit id");
+    expect_circuits_error("-1", "'-1' is not a circuit id");
+    expect_circuits_error("+1", "'+1' is not a circuit id");
+    expect_circuits_error("007", "'007' is not a circuit id");
+    expect_circuits_error("1 2", "'1 2' is not a circuit id");
+    expect_circuits_error("all,5", "'all' is not a circuit id");
+    expect_circuits_error("99999999999999999999999", "is not a circuit id");
+}
+
+static void test_circuits_format(void **state)
+{
+    (void)state;
+    char buf[64];
+    const uint32_t ids[] = {1, 22, 333, 4444};
+    ctl_circuits_format(0, NULL, 0, 10, buf, sizeof(buf));
+    assert_string_equal(buf, "every");
+    ctl_circuits_format(1, NULL, 0, 10, buf, sizeof(buf));
+    assert_string_equal(buf, "none");
+    ctl_circuits_format(1, ids, 4, 10, buf, sizeof(buf));
+    assert_string_equal(buf, "1,22,333,4444");
+    ctl_circuits_format(1, ids, 4, 2, buf, sizeof(buf));
+    assert_string_equal(buf, "1,22,... (2 more)");
+    char small[6];
+    ctl_circuits_format(1, ids, 4, 10, small, sizeof(small));
+    assert_string_equal(small, "1,22,");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +374,8 @@ int main(void)
         cmocka_unit_test(test_file_reader),
         cmocka_unit_test(test_collector_id),
         cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_circuits_parse),
+        cmocka_unit_test(test_circuits_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,37 @@
+/* Internal to tallyctl: the commands kept out of tallyctl.c (collector_cmd.c, ca_cmd.c) and
+ * the error reporting they share with it. Each command returns tallyctl's exit status. */
+#ifndef CTL_CMDS_H
+#define CTL_CMDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* "tallyctl: <message>" on stderr (tallyctl.c). */
+void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* What add-collector was asked for, checked as far as no database is needed. */
+struct ctl_add_collector {
+    const char *id;
+    const char *cert;   /* --cert FILE, or NULL */
+    uint32_t *circuits; /* --circuits LIST, parsed (malloc'd), when restrict_circuits */
+    size_t n_circuits;
+    bool restrict_circuits;
+    bool every_circuit; /* --circuits all */
+    const char *state;  /* --state NAME, or NULL */
+};
+
+int cmd_add_collector(struct store *s, const struct ctl_add_collector *a, const uint8_t *pin);
+int cmd_set_disabled(struct store *s, const char *id, bool disabled);
+/* format: "text" or "json" */
+int cmd_collectors(struct store *s, const char *format);
+
+/* No database: the private CA (ca_cmd.c). */
+int cmd_ca_init(const char *dir, const char *const *names, size_t n_names);
+int cmd_ca_issue(const char *dir, const char *id);
+
+#endif
