@@ -25,6 +25,7 @@ void arena_init(struct arena *a, size_t chunk_size)
 {
     a->head = NULL;
     a->chunk_size = chunk_size ? chunk_size : 4096;
+    a->first_size = a->chunk_size;
 }
 
 void arena_cleanup(struct arena *a)
@@ -75,6 +76,26 @@ void arena_reset(struct arena *a)
     }
     a->head = chunk_new(total);
     a->chunk_size = total;
+}
+
+void arena_trim(struct arena *a, size_t keep)
+{
+    if (arena_bytes(a) <= keep) {
+        arena_reset(a);
+        return;
+    }
+    /* Free before allocating anything: arena_reset would first make one chunk as large
+     * as all of them together. */
+    arena_cleanup(a);
+    a->chunk_size = a->first_size;
+}
+
+size_t arena_bytes(const struct arena *a)
+{
+    size_t n = 0;
+    for (const struct arena_chunk *c = a->head; c; c = c->next)
+        n += c->size;
+    return n;
 }
 
 size_t arena_chunk_count(const struct arena *a)

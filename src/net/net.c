@@ -1,118 +1,35 @@
-/* Connections: accept, frame, decode, reply, close. Owns every struct net_conn and its
- * bufferevent; frees them only from the reap event, never inside their own callbacks
- * (the pattern of Redis' freeClientAsync). The meaning of frames is the caller's. */
-#include "net/net.h"
+/* The server: binds and listens, accepts (or refuses, at the connection limit), runs the
+ * round-robin turns that resume buffered frames, reaps dead connections and reports the
+ * counters. Connections themselves are conn.c's, limits limits.c's, TLS tls_conn.c's. */
+#include "net/internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/util.h>
 
-#include "core/loopwatch.h"
-#include "core/arena.h"
 #include "core/log.h"
+#include "core/loopwatch.h"
 #include "core/xalloc.h"
-#include "wire/wire.h"
 
-/* libevent 2.1 reads 16 KiB per call by default; batches are hundreds of KiB. */
-#define NET_READ_CHUNK (256 * 1024)
-/* How long one connection's frames may hold the loop in one callback, and all of them in
- * one resume_cb: what is left waits for the next turn (resume_cb again, round robin).
- * Frames buffered during back-pressure (up to ~8 MiB a connection) released at once held
- * the loop for 30-150 ms; a batch costs 1-2 ms to apply against 100 M ballots. */
-#define NET_TURN_NS 3000000
-#define NET_RESUME_NS 6000000
-/* A closing connection gets this long to flush its last frames. */
-#define NET_CLOSE_FLUSH_SEC 5
-
-struct net_conn {
-    struct net_server *srv;
-    struct bufferevent *bev;
-    struct net_conn *prev, *next; /* all live connections */
-    struct net_conn *next_dead;   /* reap list */
-    struct arena arena;           /* one decoded frame at a time */
-    char peer[64];
-    char name[64];
-    void *user;
-    bool closing;
-    bool dead;
-    bool output_full; /* reading paused until our replies drain */
-};
-
-struct net_server {
-    struct event_base *base;
-    struct net_server_config cfg;
-    struct evconnlistener *listener;
-    evutil_socket_t reserved; /* bound, not listening yet (reserve_only); -1 otherwise */
-    char text[300];           /* the address, for messages */
-    struct net_conn *conns;
-    size_t n_conns;
-    struct net_conn *dead;
-    struct event *reap_ev;
-    struct event *resume_ev;
-    struct net_conn *resume_from; /* where the next resume_cb starts (NULL: the first) */
-    bool paused;
-    uint64_t bytes_received;
-    uint64_t accepted;
-};
-
-static void conn_process(struct net_conn *c);
-
-static int64_t mono_ns(void)
+void net_printable(char *dst, size_t n, const char *src)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-const char *net_conn_peer(const struct net_conn *c)
-{
-    return c->peer;
-}
-
-void net_conn_set_name(struct net_conn *c, const char *name)
-{
-    snprintf(c->name, sizeof(c->name), "%s", name ? name : "");
-}
-
-void net_conn_set_user(struct net_conn *c, void *user)
-{
-    c->user = user;
-}
-
-void *net_conn_user(const struct net_conn *c)
-{
-    return c->user;
-}
-
-static void conn_release(struct net_conn *c)
-{
-    struct net_server *s = c->srv;
-    if (s->resume_from == c)
-        s->resume_from = c->next;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    s->n_conns--;
-    bufferevent_free(c->bev);
-    arena_cleanup(&c->arena);
-    free(c);
+    if (!n)
+        return;
+    size_t i = 0;
+    for (; src[i] && i + 1 < n; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = ch >= 0x20 && ch <= 0x7e ? (char)ch : '?';
+    }
+    dst[i] = '\0';
 }
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -124,177 +41,24 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     while (s->dead) {
         struct net_conn *c = s->dead;
         s->dead = c->next_dead;
-        conn_release(c);
+        net_conn_release(c);
     }
 }
 
-/* The one place a connection ends: tell the owner once, then free it from the reap
- * event. Safe to call from the connection's own callbacks. */
-static void conn_kill(struct net_conn *c)
+static void peer_text(const struct sockaddr *sa, char *out, size_t n)
 {
-    if (c->dead)
-        return;
-    if (!c->closing && c->srv->cfg.on_close)
-        c->srv->cfg.on_close(c->srv->cfg.arg, c);
-    c->closing = true;
-    c->dead = true;
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    c->next_dead = c->srv->dead;
-    c->srv->dead = c;
-    event_active(c->srv->reap_ev, 0, 0);
-}
-
-void net_conn_close(struct net_conn *c, const char *reason)
-{
-    if (c->closing)
-        return;
-    log_conn(LOG_INFO, c->peer, c->name, "closing: %s", reason);
-    if (c->srv->cfg.on_close)
-        c->srv->cfg.on_close(c->srv->cfg.arg, c);
-    c->closing = true;
-    bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        conn_kill(c);
-        return;
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+        port = ntohs(in4->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
     }
-    /* The write callback kills it once the output is flushed, or the timeout does. */
-    struct timeval tv = {NET_CLOSE_FLUSH_SEC, 0};
-    bufferevent_set_timeouts(c->bev, NULL, &tv);
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-}
-
-void net_conn_send(struct net_conn *c, const Tally__Frame *f)
-{
-    if (c->dead)
-        return;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t n = wire_frame_size(f);
-    struct evbuffer_iovec iov;
-    /* Pack straight into libevent's buffer: no intermediate copy, no malloc. */
-    if (evbuffer_reserve_space(out, (ev_ssize_t)n, &iov, 1) < 1 || iov.iov_len < n) {
-        log_conn(LOG_ERROR, c->peer, c->name, "cannot queue a %zu-byte frame", n);
-        conn_kill(c);
-        return;
-    }
-    iov.iov_len = wire_frame_encode(f, iov.iov_base);
-    evbuffer_commit_space(out, &iov, 1);
-    if (!c->output_full && evbuffer_get_length(out) > c->srv->cfg.max_output_bytes) {
-        /* The peer is not reading its acks: stop reading its batches until it does. */
-        c->output_full = true;
-        bufferevent_disable(c->bev, EV_READ);
-        log_conn(LOG_WARN, c->peer, c->name, "peer is not reading replies; pausing its input");
-    }
-}
-
-void net_conn_fail(struct net_conn *c, Tally__ErrorCode code, uint64_t expected_seq,
-                   const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    log_conn(LOG_WARN, c->peer, c->name, "%s: %s", wire_error_name(code), msg);
-
-    Tally__Error err = TALLY__ERROR__INIT;
-    err.code = code;
-    err.message = msg;
-    err.expected_seq = expected_seq;
-    Tally__Frame f = TALLY__FRAME__INIT;
-    f.msg_case = TALLY__FRAME__MSG_ERROR;
-    f.error = &err;
-    net_conn_send(c, &f);
-    net_conn_close(c, wire_error_name(code));
-}
-
-/* Decodes and dispatches the whole frames in the input buffer for up to NET_TURN_NS (one
- * frame at least); when bytes are left, asks for another turn (resume_cb). */
-static void conn_process(struct net_conn *c)
-{
-    struct net_server *s = c->srv;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    int64_t until = mono_ns() + NET_TURN_NS;
-    bool first = true;
-    while (!c->closing && !s->paused && !c->output_full) {
-        size_t avail = evbuffer_get_length(in);
-        uint8_t hdr[4];
-        if (avail < sizeof(hdr))
-            break;
-        if (!first && mono_ns() >= until) {
-            event_active(s->resume_ev, 0, 0);
-            break;
-        }
-        first = false;
-        evbuffer_copyout(in, hdr, sizeof(hdr));
-        size_t len = 0;
-        enum wire_status st = wire_frame_peek(hdr, avail, s->cfg.max_frame_bytes, &len);
-        if (st == WIRE_NEED_MORE)
-            break;
-        if (st == WIRE_ERR_TOO_LARGE) {
-            net_conn_fail(c, TALLY__ERROR_CODE__ERROR_FRAME_TOO_LARGE, 0,
-                          "frame length exceeds the limit of %zu bytes", s->cfg.max_frame_bytes);
-            break;
-        }
-        if (st != WIRE_OK) {
-            net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_FRAME, 0, "empty frame");
-            break;
-        }
-        const uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)(4 + len));
-        const Tally__Frame *f = NULL;
-        if (wire_frame_decode(frame + 4, len, &c->arena, (Tally__Frame **)&f) != WIRE_OK) {
-            arena_reset(&c->arena);
-            net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_FRAME, 0,
-                          "undecodable frame of %zu bytes", len);
-            break;
-        }
-        s->bytes_received += 4 + len;
-        int rc = s->cfg.on_frame(s->cfg.arg, c, f);
-        arena_reset(&c->arena);
-        evbuffer_drain(in, 4 + len);
-        if (rc < 0)
-            break;
-    }
-}
-
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    LOOPWATCH_SCOPE();
-    (void)bev;
-    conn_process(arg);
-}
-
-static void write_cb(struct bufferevent *bev, void *arg)
-{
-    LOOPWATCH_SCOPE();
-    struct net_conn *c = arg;
-    struct evbuffer *out = bufferevent_get_output(bev);
-    if (c->closing) {
-        if (evbuffer_get_length(out) == 0)
-            conn_kill(c);
-        return;
-    }
-    if (c->output_full && evbuffer_get_length(out) <= c->srv->cfg.max_output_bytes / 2) {
-        c->output_full = false;
-        bufferevent_enable(bev, EV_READ);
-        conn_process(c); /* frames may already be buffered */
-    }
-}
-
-static void event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    LOOPWATCH_SCOPE();
-    (void)bev;
-    struct net_conn *c = arg;
-    if (what & BEV_EVENT_EOF) {
-        if (!c->closing)
-            log_conn(LOG_INFO, c->peer, c->name, "peer closed the connection");
-    } else if (what & BEV_EVENT_TIMEOUT) {
-        log_conn(LOG_WARN, c->peer, c->name, "timed out flushing the last replies");
-    } else if (what & BEV_EVENT_ERROR) {
-        log_conn(LOG_WARN, c->peer, c->name, "connection error: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    }
-    conn_kill(c);
+    snprintf(out, n, "%s:%u", host, port);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -304,54 +68,27 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)socklen;
     struct net_server *s = arg;
-    struct net_conn *c = xcalloc(1, sizeof(*c));
-    c->srv = s;
-    char host[INET6_ADDRSTRLEN] = "?";
-    uint16_t port = 0;
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
-        port = ntohs(in4->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev) {
+    s->accept_ok_since_pause = true;
+    char peer[64];
+    peer_text(sa, peer, sizeof(peer));
+    if (s->cfg.max_conns && s->n_conns >= s->cfg.max_conns) {
+        s->limits.conn_limit_refused++;
+        if (net_ratelim_allow(s, NET_LOG_CONN_LIMIT))
+            log_conn(LOG_WARN, peer, NULL, "refused: %zu connections open (limit %u)", s->n_conns,
+                     s->cfg.max_conns);
         evutil_closesocket(fd);
-        free(c);
         return;
     }
-    arena_init(&c->arena, 64 * 1024);
-    bufferevent_set_max_single_read(c->bev, NET_READ_CHUNK);
-    /* Stop reading once a whole maximal frame (plus slack) is buffered. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, s->cfg.max_frame_bytes + 4 + NET_READ_CHUNK);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->n_conns++;
-    s->accepted++;
-    log_conn(LOG_INFO, c->peer, NULL, "connected");
+    net_conn_accept(s, fd, peer);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     LOOPWATCH_SCOPE();
     (void)l;
-    (void)arg;
-    int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and the like: log and keep serving the connections we have. */
-    log_error("accept failed: %s", evutil_socket_error_to_string(err));
+    /* libevent retries EAGAIN, EINTR and ECONNABORTED itself; what reaches us (EMFILE,
+     * ENFILE, ENOBUFS, ENOMEM...) would fail again at once. */
+    net_accept_error(arg, EVUTIL_SOCKET_ERROR());
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -360,15 +97,14 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct net_server *s = arg;
-    int64_t until = mono_ns() + NET_RESUME_NS;
-    struct net_conn *start = s->resume_from ? s->resume_from : s->conns;
-    struct net_conn *c = start;
+    int64_t until = net_mono_ns() + NET_RESUME_NS;
+    struct net_conn *c = s->resume_from ? s->resume_from : TAILQ_FIRST(&s->conns);
     for (size_t n = s->n_conns; c && n && !s->paused; n--) {
-        struct net_conn *next = c->next ? c->next : s->conns;
+        struct net_conn *next = TAILQ_NEXT(c, link) ? TAILQ_NEXT(c, link) : TAILQ_FIRST(&s->conns);
         if (!c->closing && !c->output_full)
-            conn_process(c); /* may release c: next is taken first */
+            net_conn_process(c); /* never frees c (the reap event does) */
         c = next;
-        if (mono_ns() >= until) {
+        if (net_mono_ns() >= until) {
             event_active(s->resume_ev, 0, 0);
             break;
         }
@@ -399,14 +135,18 @@ struct net_server *net_server_new(struct event_base *base, const struct net_serv
     s->base = base;
     s->cfg = *cfg;
     s->reserved = -1;
+    TAILQ_INIT(&s->conns);
 
     char text[300];
     snprintf(text, sizeof(text), strchr(cfg->host, ':') ? "[%s]:%u" : "%s:%u", cfg->host,
              cfg->port);
     snprintf(s->text, sizeof(s->text), "%s", text);
+    /* libevent refuses an explicit port 0; without a port it means "any" (tests). */
+    char bare[300];
+    snprintf(bare, sizeof(bare), strchr(cfg->host, ':') ? "[%s]" : "%s", cfg->host);
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
-    if (evutil_parse_sockaddr_port(text, (struct sockaddr *)&ss, &sslen) < 0) {
+    if (evutil_parse_sockaddr_port(cfg->port ? text : bare, (struct sockaddr *)&ss, &sslen) < 0) {
         log_error("--listen %s: not a numeric address (use e.g. 127.0.0.1:7400)", text);
         goto fail;
     }
@@ -415,6 +155,9 @@ struct net_server *net_server_new(struct event_base *base, const struct net_serv
         goto fail;
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
     s->resume_ev = event_new(base, -1, 0, resume_cb, s);
+    s->buf_resume_ev = event_new(base, -1, 0, net_buf_resume_cb, s);
+    s->accept_ev = evtimer_new(base, net_accept_resume_cb, s);
+    s->ratelim_ev = evtimer_new(base, net_ratelim_cb, s);
     if (!cfg->reserve_only && net_server_listen(s) < 0) {
         net_server_free(s);
         return NULL;
@@ -437,6 +180,8 @@ int net_server_listen(struct net_server *s)
     }
     s->reserved = -1; /* the listener owns it now */
     evconnlistener_set_error_cb(s->listener, accept_error_cb);
+    if (s->accept_stopped)
+        evconnlistener_disable(s->listener);
     return 0;
 }
 
@@ -445,14 +190,18 @@ void net_server_free(struct net_server *s)
     if (!s)
         return;
     reap_cb(-1, 0, s);
-    while (s->conns)
-        conn_release(s->conns);
+    while (!TAILQ_EMPTY(&s->conns))
+        net_conn_release(TAILQ_FIRST(&s->conns));
+    net_ratelim_flush(s);
     if (s->listener)
         evconnlistener_free(s->listener);
     if (s->reserved >= 0)
         evutil_closesocket(s->reserved);
     event_free(s->reap_ev);
     event_free(s->resume_ev);
+    event_free(s->buf_resume_ev);
+    event_free(s->accept_ev);
+    event_free(s->ratelim_ev);
     free(s);
 }
 
@@ -472,6 +221,8 @@ void net_server_resume(struct net_server *s)
 
 void net_server_stop_accepting(struct net_server *s)
 {
+    s->accept_stopped = true;
+    evtimer_del(s->accept_ev);
     if (s->listener)
         evconnlistener_disable(s->listener);
 }
@@ -482,10 +233,30 @@ void net_server_counters(const struct net_server *s, uint64_t *bytes, uint64_t *
     *accepted = s->accepted;
 }
 
+void net_server_limit_counters(const struct net_server *s, struct net_limit_counters *out)
+{
+    *out = s->limits;
+}
+
+void net_server_memory(const struct net_server *s, uint64_t *buffered_bytes,
+                       uint64_t *arena_bytes_out)
+{
+    uint64_t in = 0, ar = 0;
+    const struct net_conn *c;
+    for (c = TAILQ_FIRST(&s->conns); c; c = TAILQ_NEXT(c, link)) {
+        in += evbuffer_get_length(bufferevent_get_input(c->bev));
+        ar += arena_bytes(&c->arena);
+    }
+    *buffered_bytes = in;
+    *arena_bytes_out = ar;
+}
+
 void net_server_close_all(struct net_server *s, const char *reason)
 {
-    for (struct net_conn *c = s->conns; c; c = c->next)
+    struct net_conn *c;
+    for (c = TAILQ_FIRST(&s->conns); c; c = TAILQ_NEXT(c, link)) {
         net_conn_close(c, reason);
+    }
 }
 
 size_t net_server_conn_count(const struct net_server *s)

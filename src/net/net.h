@@ -1,7 +1,9 @@
-/* The collector-facing TCP server on libevent: accepts connections, cuts the byte
- * stream into frames, decodes them into a per-connection arena and hands each to a
- * callback; queues replies; closes connections safely (never inside their own
- * callbacks). Knows nothing of tallies or PostgreSQL. */
+/* The collector-facing TCP server on libevent: accepts connections (plain TCP or TLS),
+ * cuts the byte stream into frames, decodes them into a per-connection arena and hands
+ * each to a callback; queues replies; enforces the limits an unauthenticated or hostile
+ * peer meets (deadlines, connection cap, frame size before Hello, buffered bytes, accept
+ * pauses on EMFILE); closes connections safely (never inside their own callbacks).
+ * Knows nothing of tallies, collectors' identities or PostgreSQL. */
 #ifndef NET_NET_H
 #define NET_NET_H
 
@@ -14,6 +16,7 @@
 struct event_base;
 struct net_server;
 struct net_conn;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /* A decoded frame, valid until the callback returns. Return 0 to go on reading, or -1
  * after having called net_conn_fail/net_conn_close. */
@@ -30,6 +33,30 @@ struct net_server_config {
     net_close_cb on_close;
     void *arg;
     bool reserve_only; /* bind now (the port is ours, connections are refused), listen later */
+    /* TLS on every accepted connection (handshake as server; whether client certificates
+     * are required is the context's business). NULL: plain TCP. Borrowed: the caller
+     * frees it after net_server_free. */
+    SSL_CTX *tls;
+    /* Limits; 0 means no limit for each. Each hit is counted (net_server_limit_counters)
+     * and logged at WARN, at most 5 lines per kind per 10 s plus one summary line. */
+    uint32_t hello_timeout_ms; /* accept (TLS handshake included) until
+                                  net_conn_set_authenticated: ERROR_TIMEOUT, close */
+    uint32_t frame_timeout_ms; /* first byte of a frame until its last: ERROR_TIMEOUT, close */
+    uint32_t idle_timeout_ms;  /* authenticated, no byte in: ERROR_TIMEOUT, close */
+    uint32_t max_conns;        /* beyond it new sockets are closed at accept */
+    uint32_t pre_auth_max_frame_bytes; /* before authentication: ERROR_FRAME_TOO_LARGE, never
+                                          buffered whole nor decoded */
+    /* Input buffered across all connections: past it no authenticated connection is read
+     * from until it falls below half (whole frames buffered are still processed, and
+     * frame_timeout_ms bounds the partial ones: without it, buffers holding only partial
+     * frames keep the pause until their peers leave). */
+    uint64_t max_buffered_bytes;
+};
+
+/* What the limits did since start (for /metrics). */
+struct net_limit_counters {
+    uint64_t hello_timeouts, frame_timeouts, idle_timeouts, conn_limit_refused, pre_auth_too_large,
+        buffer_pauses, accept_pauses, tls_handshake_failures;
 };
 
 /* Binds and, unless cfg->reserve_only, listens. Returns NULL (and logs why, with the
@@ -49,6 +76,10 @@ void net_server_stop_accepting(struct net_server *s);
 size_t net_server_conn_count(const struct net_server *s);
 /* Bytes of frames read and connections accepted since start. */
 void net_server_counters(const struct net_server *s, uint64_t *bytes, uint64_t *accepted);
+void net_server_limit_counters(const struct net_server *s, struct net_limit_counters *out);
+/* Memory held for connections now: input bytes buffered (plaintext, not yet framed) and
+ * decode arenas. Walks the connections. */
+void net_server_memory(const struct net_server *s, uint64_t *buffered_bytes, uint64_t *arena_bytes);
 /* Closes every connection after flushing what is queued to it. */
 void net_server_close_all(struct net_server *s, const char *reason);
 /* The port actually bound (useful with port 0). */
@@ -56,14 +87,27 @@ uint16_t net_server_port(const struct net_server *s);
 
 /* Queues one frame to the peer. No allocation beyond the output buffer's growth. */
 void net_conn_send(struct net_conn *c, const Tally__Frame *f);
-/* Sends Error{code, message} (printf-style), logs it with the peer, and closes. */
+/* Sends Error{code, message} (printf-style), logs it with the peer, and closes. The message
+ * (in the frame and the log) keeps printable ASCII only, others become '?'. Before
+ * net_conn_set_authenticated the log line is rate-limited. */
 void net_conn_fail(struct net_conn *c, Tally__ErrorCode code, uint64_t expected_seq,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* Closes after flushing queued output (bounded by a timeout). Logs reason at INFO. */
+/* Closes after flushing queued output (bounded by a timeout). Logs reason at INFO once the
+ * connection is authenticated, at DEBUG before. */
 void net_conn_close(struct net_conn *c, const char *reason);
 
+/* The caller accepted this connection's Hello: the Hello deadline ends, the idle timeout
+ * starts, frames up to max_frame_bytes are read. Logs the session at INFO. */
+void net_conn_set_authenticated(struct net_conn *c);
+bool net_conn_is_authenticated(const struct net_conn *c);
+bool net_conn_is_tls(const struct net_conn *c);
+/* True when c is TLS and its peer presented a certificate that verified; out gets the
+ * SHA-256 of the certificate's DER SubjectPublicKeyInfo (the pin tls_pin_of_cert makes). */
+bool net_conn_peer_pin(const struct net_conn *c, uint8_t out[32]);
+
 const char *net_conn_peer(const struct net_conn *c);
-/* Name shown in this connection's log lines (the collector id once known). */
+/* Name shown in this connection's log lines (the collector id once known); bytes outside
+ * printable ASCII are replaced by '?'. */
 void net_conn_set_name(struct net_conn *c, const char *name);
 void net_conn_set_user(struct net_conn *c, void *user);
 void *net_conn_user(const struct net_conn *c);
