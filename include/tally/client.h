@@ -1,9 +1,10 @@
 /* libtally: the collector side of the tallyd protocol, for programs that embed it.
  *
  * A collector spools each batch of votes to disk (fsync'ed) before it may be sent, streams
- * spooled batches to tallyd over one TCP connection, and deletes a batch only once tallyd
- * reports it durable in PostgreSQL. After a crash of either side, or a broken connection, it
- * reconnects and resends whatever is not deleted; tallyd applies each (collector, seq) once.
+ * spooled batches to tallyd over one TCP connection (TLS 1.3 if configured), and deletes a batch
+ * only once tallyd reports it durable in PostgreSQL. After a crash of either side, or a broken
+ * connection, it reconnects and resends whatever is not deleted; tallyd applies each (collector,
+ * seq) once.
  *
  * When a batch is deleted: tallyd's durable seq (in Welcome, or in an Ack with seq 0) covers
  * it, AND tallyd has acked this very batch by its seq (Ack{seq}, provisional or retransmit) to
@@ -40,6 +41,22 @@
  * server (the Welcome of another server, or of a new epoch, unconfirms every batch), and a new
  * session resends every batch not deleted, exactly as on any reconnect. Log lines say which
  * server is used ("server 2 of 3") once the list has more than one.
+ *
+ * TLS (tally_client_config.tls_cert, tls_key, tls_ca): every session runs TLS 1.3, the client
+ * presenting its certificate (tallyd pins it to the collector id) and checking the server's
+ * against tls_ca and the name dialled. A handshake that fails, a server certificate refused
+ * included, is one transient failure of that server (the next in the list may be fine), logged
+ * as one "tls: ..." line; a round in which every server failed on its certificate says so at
+ * WARN, and three such rounds in a row (ours refused by the server, or the server's not
+ * trusted: the TLS settings of one side are wrong) are fatal, TALLY_CLIENT_ERR_AUTH, spool kept.
+ * ERROR_AUTH (the certificate is not the one pinned to this id) and ERROR_COLLECTOR_DISABLED
+ * are fatal: TALLY_CLIENT_ERR_AUTH, TALLY_CLIENT_ERR_DISABLED.
+ *
+ * Keep-alive: a tallyd that closes idle sessions says after how long (Welcome.idle_timeout_ms);
+ * a session that sent nothing for a third of it sends a Ping, and tallyd's answer counts as
+ * traffic (ERROR_TIMEOUT, should it come anyway, is transient). The Pings go out from
+ * tally_client_pump, so a collector that wants to stay connected while idle pumps at least
+ * that often.
  *
  * Threading: a struct tally_client is not thread-safe; use it from one thread at a time.
  * Different clients may live on different threads: tally_client_new calls sodium_init(),
@@ -85,6 +102,13 @@ enum tally_client_status {
      * spool is left exactly as it was. Resuming needs the other source stopped and the
      * conflict understood first: resending would be refused again. */
     TALLY_CLIENT_ERR_SEQ_CONFLICT = -10,
+    /* fatal: tallyd refused this collector's TLS certificate for its id (ERROR_AUTH): the
+     * certificate is not the one pinned to the id (tallyctl add-collector ID --cert FILE), or
+     * no TLS was used where tallyd wants it. */
+    TALLY_CLIENT_ERR_AUTH = -11,
+    /* fatal: the collector is disabled on tallyd (ERROR_COLLECTOR_DISABLED, tallyctl
+     * disable-collector); the spool is kept for when it is enabled again. */
+    TALLY_CLIENT_ERR_DISABLED = -12,
 };
 
 /* Longest cursor blob tally_client_spool accepts. */
@@ -121,7 +145,7 @@ struct tally_client_config {
     const char *spool_dir;       /* created (one level, mode 0700) if missing; required */
     uint32_t window;             /* batches sent but not yet acked; 0: 64 */
     uint32_t max_spooled;        /* non-durable batches kept before spool refuses; 0: 256 */
-    int connect_timeout_ms;      /* TCP connect and Welcome wait; 0: 5000 */
+    int connect_timeout_ms;      /* TCP connect, TLS handshake, Welcome: each; 0: 5000 */
     int stall_timeout_ms;        /* no byte from tallyd while acks are owed; 0: 60000 */
     tally_client_log_cb log_cb;  /* NULL: silent (see tally_client_stats.last_error) */
     void *log_arg;
@@ -130,6 +154,17 @@ struct tally_client_config {
      * in host and port. Array and strings are copied. */
     const struct tally_client_server *servers;
     size_t n_servers;
+    /* TLS 1.3 with a client certificate: PEM files, all three or none (NULL or "": plain
+     * TCP). tls_cert may hold the chain after the certificate; tls_key must not be
+     * encrypted. The server's certificate must chain to a certificate in tls_ca and name
+     * tls_server_name, or else the host dialled: a DNS name (also sent as SNI) or an IP
+     * address (its IP subjectAltName). The files are read by tally_client_new, which fails
+     * on a missing or unreadable file, a key that does not match the certificate, or only
+     * some of the three. Strings are copied. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    const char *tls_server_name; /* NULL: the host dialled */
 };
 
 /* Cumulative figures of this collector's durable batches, as tallyd reports them. */
@@ -158,6 +193,13 @@ struct tally_client_stats {
     uint32_t max_frame_bytes;          /* tallyd's limit from the last Welcome; 0 before */
     int status;                        /* 0, or the sticky fatal status */
     char last_error[512];              /* last failure, fatal or transient; "" if none */
+    /* Votes tallyd rejected because their project is outside the collector's circuits
+     * (Ack.rejected_not_allowed), summed over the first ack of each batch received since
+     * tally_client_new (retransmit acks repeat no counts). Part of server.rejected once
+     * durable; unlike server, not carried over from earlier processes. */
+    uint64_t rejected_not_allowed;
+    uint64_t rejected_acked; /* all rejected votes in those same acks (Ack.rejected) */
+    bool tls;                /* sessions run over TLS */
 };
 
 /* Opens (creating if needed) and locks the spool, loads its non-durable batches in seq order,

@@ -1,6 +1,6 @@
 /* libtally's reconnect policy: the list of servers, round robin over it, the back-off between
  * rounds that failed, and the non-blocking connect to each address a server name resolves to.
- * Nothing here knows of sessions, frames or the spool: client.c reports how each attempt or
+ * Nothing here knows of sessions, frames or the spool: conn.c reports how each attempt or
  * session ended (client_dial_failed, client_dial_progress) and logs what this decided. */
 #include "client/dial.h"
 

@@ -1,6 +1,6 @@
 /* libtally's reconnect policy: the tallyd servers a collector may use (an active one and its
  * standbys), which one to dial next and when, and the non-blocking connect to it. Internal to
- * libtally: the session (client.c) says how each attempt ended, this decides what follows. */
+ * libtally: the connection (conn.c) says how each attempt ended, this decides what follows. */
 #ifndef CLIENT_DIAL_H
 #define CLIENT_DIAL_H
 

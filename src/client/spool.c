@@ -1,7 +1,7 @@
 /* The collector spool on disk: one fsync'ed file per non-durable batch plus a small state
  * file, so a collector killed at any moment loses nothing and never reuses a seq.
  * Owns the directory, its files and the in-memory copies of pending batches; does not
- * know about sockets or the session (client.c).
+ * know about sockets or the session (conn.c, session.c).
  *
  * batch-<seq %020llu>.pb, little-endian:
  *   "TLYB" u32 version=1 | u64 seq | u32 votes | u32 frame_len | u32 cursor_len | u32 0

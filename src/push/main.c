@@ -26,9 +26,9 @@
 #include "tally/protocol.h"
 
 #define TALLY_PUSH_VERSION "0.1.0"
-#define EXIT_FATAL 1
-#define EXIT_USAGE 2
-#define EXIT_MALFORMED 3
+#define EXIT_FATAL PUSH_EXIT_FATAL
+#define EXIT_USAGE PUSH_EXIT_USAGE
+#define EXIT_MALFORMED PUSH_EXIT_MALFORMED
 #define PROGRESS_MS 2000
 /* Bytes a vote takes in a Batch frame at most (fixed64 + varint uint32), for clamping. */
 #define FRAME_BYTES_PER_VOTE 13u
@@ -57,6 +57,10 @@ struct options {
     char collector[TALLY_COLLECTOR_ID_MAX + 1];
     char spool[PATH_MAX];
     char key_file[PATH_MAX]; /* "" for the demo key */
+    char tls_cert[PATH_MAX]; /* the three TLS files: all "" for plain TCP */
+    char tls_key[PATH_MAX];
+    char tls_ca[PATH_MAX];
+    char tls_server_name[256]; /* "": the host of --server */
     uint32_t batch;
     bool quiet;
     const char *input;  /* "-" for stdin; the command line only */
@@ -66,7 +70,15 @@ struct options {
 
 /* One table feeds getopt_long, the configuration file and --help. An action is for the
  * command line only; every other option may also be set in the file. */
-enum popt_kind { POPT_SERVER, POPT_COLLECTOR, POPT_PATH, POPT_BATCH, POPT_FLAG, POPT_ACTION };
+enum popt_kind {
+    POPT_SERVER,
+    POPT_COLLECTOR,
+    POPT_PATH,
+    POPT_NAME,
+    POPT_BATCH,
+    POPT_FLAG,
+    POPT_ACTION
+};
 
 struct popt {
     const char *name;
@@ -86,14 +98,26 @@ static const struct popt popts[] = {
     {"ballot-key", POPT_PATH, NULL, "FILE",
      "32 raw bytes or 64 hex digits; the same secret on every\n"
      "collector (default: a public demo key, with a warning)"},
+    {"tls-cert", POPT_PATH, NULL, "FILE",
+     "TLS 1.3: this collector's certificate (PEM), the one pinned\n"
+     "to its id in tallyd (tallyctl add-collector ID --cert FILE);\n"
+     "with --tls-key and --tls-ca, all three or none (plain TCP)"},
+    {"tls-key", POPT_PATH, NULL, "FILE", "its private key (PEM, not encrypted)"},
+    {"tls-ca", POPT_PATH, NULL, "FILE",
+     "the CA certificate(s) (PEM) tallyd's certificate must chain\n"
+     "to; it must also name the host of --server"},
+    {"tls-server-name", POPT_NAME, NULL, "NAME",
+     "the name tallyd's certificate must hold instead (a DNS name,\n"
+     "also sent as SNI, or an IP address)"},
     {"batch", POPT_BATCH, "10000", "N", "votes per batch, capped by the server"},
     {"quiet", POPT_FLAG, NULL, NULL, "no progress or informational messages on stderr"},
     {"config", POPT_ACTION, NULL, "FILE",
      "read options from FILE first (see below); the command line\n"
      "overrides the file"},
     {"check-config", POPT_ACTION, NULL, NULL,
-     "validate the configuration file, the command line and the\n"
-     "ballot key, then exit (0 valid, 2 not); connects to nothing\n"
+     "validate the configuration file, the command line, the\n"
+     "ballot key and that the TLS files are readable, then exit\n"
+     "(0 valid, 2 not); connects to nothing\n"
      "and leaves the spool alone"},
     {"help", POPT_ACTION, NULL, NULL, "this text (also -h)"},
     {"version", POPT_ACTION, NULL, NULL, "show the version and exit"},
@@ -123,6 +147,8 @@ struct push {
 static void usage(FILE *out)
 {
     fputs("usage: tally-push --server HOST:PORT[,HOST:PORT]... --collector ID --spool DIR\n"
+          "                  [--tls-cert FILE --tls-key FILE --tls-ca FILE\n"
+          "                  [--tls-server-name NAME]]\n"
           "                  [--ballot-key FILE] [--batch N] [--quiet] [FILE|-]\n"
           "       tally-push --config FILE [--check-config] [OPTION]... [FILE|-]\n"
           "\n"
@@ -131,7 +157,9 @@ static void usage(FILE *out)
           "Every batch is spooled to DIR and fsynced before it is sent; killed at any\n"
           "moment and started again with the same arguments, it resumes without sending\n"
           "any vote twice. Exits once every batch is durable, printing one line:\n"
-          "  batches B votes V accepted A duplicate D rejected R\n"
+          "  batches B votes V accepted A duplicate D rejected R not_allowed N\n"
+          "(A, D, R: tallyd's durable totals for this collector; not_allowed: votes this\n"
+          "run saw rejected for a project outside the collector's circuits, part of R).\n"
           "\n",
           out);
     for (size_t i = 0; i < N_POPTS; i++) {
@@ -164,10 +192,20 @@ static void usage(FILE *out)
           "line's and errors name FILE:LINE; relative paths are taken from the working\n"
           "directory. The input FILE is given on the command line only.\n"
           "\n"
+          "TLS: with --tls-cert, --tls-key and --tls-ca every session is TLS 1.3, this\n"
+          "collector presenting its certificate and checking tallyd's against --tls-ca and\n"
+          "the host of --server (or --tls-server-name). A handshake that fails (say, a\n"
+          "certificate of another CA) is one more server away: the next is tried and the\n"
+          "reason logged; if every attempt fails on the certificate, tally-push says so\n"
+          "and keeps trying. Without them, plain TCP.\n"
+          "\n"
           "Exit status: 0 all durable; 1 fatal (refused by the server, spool damaged, I/O\n"
           "error, interrupted, or another source is using this collector id: tallyd holds\n"
           "other content for a seq this spool sent; the spool is kept); 2 usage or\n"
-          "configuration error; 3 all durable but some lines were malformed.\n",
+          "configuration error; 3 all durable but some lines were malformed; 4 tallyd\n"
+          "refused this certificate for this collector id (ERROR_AUTH: it is not the one\n"
+          "pinned to the id); 5 the collector is disabled on tallyd\n"
+          "(ERROR_COLLECTOR_DISABLED). The spool is kept in every case.\n",
           out);
 }
 
@@ -247,7 +285,11 @@ static int option_set(struct options *o, const struct popt *p, const char *val, 
         snprintf(o->collector, sizeof(o->collector), "%s", val);
         return 0;
     case POPT_PATH: {
-        char *dst = strcmp(p->name, "spool") == 0 ? o->spool : o->key_file;
+        char *dst = !strcmp(p->name, "spool")      ? o->spool
+                    : !strcmp(p->name, "tls-cert") ? o->tls_cert
+                    : !strcmp(p->name, "tls-key")  ? o->tls_key
+                    : !strcmp(p->name, "tls-ca")   ? o->tls_ca
+                                                   : o->key_file;
         if (!*val || strlen(val) >= PATH_MAX) {
             snprintf(err, len, "--%s wants a path of 1 to %d bytes", p->name, PATH_MAX - 1);
             return -1;
@@ -255,6 +297,14 @@ static int option_set(struct options *o, const struct popt *p, const char *val, 
         memcpy(dst, val, strlen(val) + 1);
         return 0;
     }
+    case POPT_NAME:
+        if (!*val || strlen(val) >= sizeof(o->tls_server_name)) {
+            snprintf(err, len, "--%s wants a name of 1 to %zu bytes", p->name,
+                     sizeof(o->tls_server_name) - 1);
+            return -1;
+        }
+        memcpy(o->tls_server_name, val, strlen(val) + 1);
+        return 0;
     case POPT_BATCH:
         if (parse_u64(val, UINT32_MAX, &v) < 0 || v == 0) {
             snprintf(err, len, "--batch wants a positive number, not '%s'", val);
@@ -367,6 +417,12 @@ static int options_parse(int argc, char **argv, struct options *o)
     if (!o->n_servers || !o->collector[0] || !o->spool[0]) {
         fprintf(stderr, "tally-push: --server, --collector and --spool are required\n");
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    int tls = !!o->tls_cert[0] + !!o->tls_key[0] + !!o->tls_ca[0];
+    if ((tls && tls < 3) || (!tls && o->tls_server_name[0])) {
+        fprintf(stderr, "tally-push: --tls-cert, --tls-key and --tls-ca go together%s\n",
+                tls ? "" : " (--tls-server-name needs them)");
         return EXIT_USAGE;
     }
     if (argc - optind > 1) {
@@ -545,9 +601,11 @@ static int client_check(struct push *p, int rc)
      * gets its own word, the line names the id, the seq and the spool dir. */
     struct tally_client_stats st;
     tally_client_stats(p->client, &st);
-    fprintf(stderr, "tally-push: %s: %s\n", rc == TALLY_CLIENT_ERR_SEQ_CONFLICT ? "fatal" : "error",
+    int code = push_exit_for_status(rc);
+    fprintf(stderr, "tally-push: %s: %s\n",
+            rc == TALLY_CLIENT_ERR_SEQ_CONFLICT || code != EXIT_FATAL ? "fatal" : "error",
             st.last_error[0] ? st.last_error : tally_client_strerror(rc));
-    return EXIT_FATAL;
+    return code;
 }
 
 /* Spools the votes gathered so far with the cursor just past the last line read. */
@@ -699,6 +757,10 @@ static int push_run(struct push *p)
         .spool_dir = p->opt.spool,
         .log_cb = on_client_log,
         .log_arg = p,
+        .tls_cert = p->opt.tls_cert[0] ? p->opt.tls_cert : NULL,
+        .tls_key = p->opt.tls_key[0] ? p->opt.tls_key : NULL,
+        .tls_ca = p->opt.tls_ca[0] ? p->opt.tls_ca : NULL,
+        .tls_server_name = p->opt.tls_server_name[0] ? p->opt.tls_server_name : NULL,
     };
     char err[512];
     p->client = tally_client_new(&cfg, err, sizeof(err));
@@ -736,10 +798,11 @@ static int push_run(struct push *p)
 
     struct tally_client_stats st;
     tally_client_stats(p->client, &st);
-    printf("batches %" PRIu64 " votes %" PRIu64 " accepted %" PRIu64 " duplicate %" PRIu64
-           " rejected %" PRIu64 "\n",
-           st.batches_spooled, st.votes_spooled, st.server.accepted, st.server.duplicate,
-           st.server.rejected);
+    char line[256];
+    push_summary_format(line, sizeof(line), st.batches_spooled, st.votes_spooled,
+                        st.server.accepted, st.server.duplicate, st.server.rejected,
+                        st.rejected_not_allowed);
+    printf("%s\n", line);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "tally-push: stdout: %s\n", strerror(errno));
         return EXIT_FATAL;
@@ -759,6 +822,14 @@ static int push_run(struct push *p)
 static int config_check(struct push *p)
 {
     int rc = key_load(p) < 0 ? EXIT_USAGE : 0;
+    const char *tls[][2] = {{"--tls-cert", p->opt.tls_cert},
+                            {"--tls-key", p->opt.tls_key},
+                            {"--tls-ca", p->opt.tls_ca}};
+    for (size_t i = 0; i < 3; i++)
+        if (tls[i][1][0] && access(tls[i][1], R_OK) < 0) {
+            fprintf(stderr, "tally-push: %s %s: %s\n", tls[i][0], tls[i][1], strerror(errno));
+            rc = EXIT_USAGE;
+        }
     sodium_memzero(p->key, sizeof(p->key));
     if (rc == 0)
         printf("tally-push: configuration OK (%s)\n",

@@ -1,10 +1,13 @@
 /* Pure helpers of tally-push: one CSV line to a vote (split by core/csv.h), a voter id to its
- * ballot token, key file bytes to a key, and the cursor blob. Owns no state; does not read
- * files or sockets (main.c does). */
+ * ballot token, key file bytes to a key, the cursor blob, the exit status of a libtally status
+ * and the summary line. Owns no state; does not read files or sockets (main.c does). */
 #include "core/csv.h"
 #include "core/endian.h"
 #include "push/push.h"
+#include "tally/client.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -158,4 +161,27 @@ int push_cursor_decode(const uint8_t *buf, size_t len, struct push_cursor *out)
         return -1;
     *out = c;
     return 0;
+}
+
+int push_exit_for_status(int status)
+{
+    switch (status) {
+    case TALLY_CLIENT_OK:
+        return PUSH_EXIT_OK;
+    case TALLY_CLIENT_ERR_AUTH:
+        return PUSH_EXIT_AUTH;
+    case TALLY_CLIENT_ERR_DISABLED:
+        return PUSH_EXIT_DISABLED;
+    default:
+        return PUSH_EXIT_FATAL;
+    }
+}
+
+int push_summary_format(char *buf, size_t len, uint64_t batches, uint64_t votes, uint64_t accepted,
+                        uint64_t duplicate, uint64_t rejected, uint64_t not_allowed)
+{
+    return snprintf(buf, len,
+                    "batches %" PRIu64 " votes %" PRIu64 " accepted %" PRIu64 " duplicate %" PRIu64
+                    " rejected %" PRIu64 " not_allowed %" PRIu64,
+                    batches, votes, accepted, duplicate, rejected, not_allowed);
 }

@@ -1,6 +1,6 @@
 /* tally-push's pure pieces, kept apart from its main loop so they can be unit-tested:
- * CSV vote lines, ballot tokens, ballot key files and the input cursor kept in the spool.
- * No sockets, no files, no clock. */
+ * CSV vote lines, ballot tokens, ballot key files, the input cursor kept in the spool, and
+ * the exit status and summary line. No sockets, no files, no clock. */
 #ifndef PUSH_PUSH_H
 #define PUSH_PUSH_H
 
@@ -82,5 +82,25 @@ void push_cursor_encode(const struct push_cursor *cur, uint8_t out[PUSH_CURSOR_B
 /* Returns 0, or -1 if buf is not a cursor this version wrote. */
 int push_cursor_decode(const uint8_t *buf, size_t len, struct push_cursor *out)
     __attribute__((warn_unused_result));
+
+/* ---- what tally-push prints and returns ---- */
+
+/* Exit statuses (tally-push --help lists them). */
+#define PUSH_EXIT_OK 0
+#define PUSH_EXIT_FATAL 1     /* refused, spool damaged, I/O error, interrupted, seq conflict */
+#define PUSH_EXIT_USAGE 2     /* usage or configuration error */
+#define PUSH_EXIT_MALFORMED 3 /* all durable, but some input lines were malformed */
+#define PUSH_EXIT_AUTH 4      /* tallyd refused this certificate for this collector id */
+#define PUSH_EXIT_DISABLED 5  /* the collector is disabled on tallyd */
+
+/* The exit status for a fatal libtally status (TALLY_CLIENT_ERR_*). */
+int push_exit_for_status(int status);
+
+/* The summary line printed once every batch is durable, without its newline:
+ *   batches B votes V accepted A duplicate D rejected R not_allowed N
+ * (not_allowed: votes this run saw rejected for a project outside the collector's circuits).
+ * Returns what snprintf returns. */
+int push_summary_format(char *buf, size_t len, uint64_t batches, uint64_t votes, uint64_t accepted,
+                        uint64_t duplicate, uint64_t rejected, uint64_t not_allowed);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "push/push.h"
+#include "tally/client.h"
 
 /* Parses text (copied, since parsing unquotes in place) and returns its kind. */
 static enum push_line_kind parse(const char *text, bool first, struct push_line *out, char *buf,
@@ -216,6 +217,27 @@ static void test_cursor_roundtrip(void **state)
     assert_int_equal(push_cursor_decode(blob, sizeof(blob), &d), 0);
 }
 
+static void test_exit_for_status(void **state)
+{
+    (void)state;
+    assert_int_equal(push_exit_for_status(TALLY_CLIENT_OK), 0);
+    assert_int_equal(push_exit_for_status(TALLY_CLIENT_ERR_AUTH), PUSH_EXIT_AUTH);
+    assert_int_equal(push_exit_for_status(TALLY_CLIENT_ERR_DISABLED), PUSH_EXIT_DISABLED);
+    assert_int_equal(push_exit_for_status(TALLY_CLIENT_ERR_REFUSED), PUSH_EXIT_FATAL);
+    assert_int_equal(push_exit_for_status(TALLY_CLIENT_ERR_SEQ_CONFLICT), PUSH_EXIT_FATAL);
+    assert_int_equal(PUSH_EXIT_AUTH, 4);
+    assert_int_equal(PUSH_EXIT_DISABLED, 5);
+}
+
+static void test_summary_line(void **state)
+{
+    (void)state;
+    char buf[256];
+    push_summary_format(buf, sizeof(buf), 3, 30, 25, 2, 3, 1);
+    /* The fields scripts parse come first, unchanged; not_allowed is appended. */
+    assert_string_equal(buf, "batches 3 votes 30 accepted 25 duplicate 2 rejected 3 not_allowed 1");
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -225,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_line_header),       cmocka_unit_test(test_line_malformed),
         cmocka_unit_test(test_line_embedded_nul), cmocka_unit_test(test_token_golden),
         cmocka_unit_test(test_key_parse),         cmocka_unit_test(test_cursor_roundtrip),
+        cmocka_unit_test(test_exit_for_status),   cmocka_unit_test(test_summary_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

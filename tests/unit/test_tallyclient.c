@@ -2,7 +2,9 @@
  * limits, nonces kept byte for byte), the session against a fake tallyd, and the failover
  * between several fake ones. A fake server runs in the test's own thread on a loopback socket:
  * whenever it waits for bytes it pumps the client, so the interleaving is deterministic and no
- * thread is needed. Real end-to-end tests against tallyd live in tests/integration. */
+ * thread is needed. The TLS tests need a real TLS peer, so theirs is a thread speaking blocking
+ * OpenSSL, with certificates made here with OpenSSL's API. Real end-to-end tests against
+ * tallyd live in tests/integration. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +26,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sodium.h>
 
 #include "core/endian.h"
@@ -2026,6 +2035,734 @@ static void test_failover_config(void **state)
     assert_non_null(strstr(err, "host is required"));
 }
 
+/* ---- issue 8 on plain TCP: new errors, keep-alive, rejections by reason ---- */
+
+static void fake_welcome_idle(struct fake *f, uint32_t idle_timeout_ms)
+{
+    Tally__Welcome w = TALLY__WELCOME__INIT;
+    w.protocol_version = TALLY_PROTOCOL_VERSION;
+    w.max_batch_votes = 1000;
+    w.max_frame_bytes = 1 << 20;
+    w.writer_epoch = f->epoch;
+    w.idle_timeout_ms = idle_timeout_ms;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_WELCOME;
+    fr.welcome = &w;
+    fake_send(f, &fr);
+}
+
+static void fake_ping(struct fake *f, uint64_t nonce)
+{
+    Tally__Ping pg = TALLY__PING__INIT;
+    pg.nonce = nonce;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_PING;
+    fr.ping = &pg;
+    fake_send(f, &fr);
+}
+
+static void test_session_disabled_is_fatal(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f, c);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_COLLECTOR_DISABLED, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_DISABLED);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_non_null(strstr(st.last_error, "ERROR_COLLECTOR_DISABLED"));
+    assert_int_equal(tally_client_pump(c, 200), TALLY_CLIENT_ERR_DISABLED);
+    assert_true(batch_exists(e, 1));
+    /* Not retried: nobody comes back. */
+    assert_true(accept(f.lfd, NULL, NULL) < 0);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_auth_error_is_fatal(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    fake_hello(&f, c);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_AUTH, 0);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_AUTH);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_non_null(strstr(st.last_error, "ERROR_AUTH"));
+    assert_non_null(strstr(st.last_error, "pinned"));
+    assert_int_equal(tally_client_pump(c, 200), TALLY_CLIENT_ERR_AUTH);
+    assert_true(accept(f.lfd, NULL, NULL) < 0);
+    assert_string_not_equal(tally_client_strerror(TALLY_CLIENT_ERR_AUTH), "unknown status");
+    assert_string_not_equal(tally_client_strerror(TALLY_CLIENT_ERR_DISABLED), "unknown status");
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void test_session_timeout_error_reconnects(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_error(&f, TALLY__ERROR_CODE__ERROR_TIMEOUT, 0);
+    fake_close(&f);
+    fake_hello(&f, c); /* transient: it comes back */
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 2);
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 0, 1, 2);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* Welcome.idle_timeout_ms 600: a quiet session pings within a third of it, the Ping's answer
+ * is traffic, and nothing else is sent while idle. */
+static void test_session_ping_when_idle(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    fake_hello(&f, c);
+    int64_t t0 = mono_ms();
+    fake_welcome_idle(&f, 600);
+    for (int i = 0; i < 3; i++) {
+        Tally__Frame *fr = fake_try_read(&f, c, 400);
+        assert_non_null(fr);
+        assert_int_equal(fr->msg_case, TALLY__FRAME__MSG_PING);
+        int64_t t = mono_ms();
+        assert_true(t - t0 < 300); /* before idle_timeout_ms / 2 */
+        t0 = t;
+        fake_ping(&f, fr->ping->nonce);
+    }
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_true(st.connected);
+    assert_int_equal(st.reconnects, 0);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* Without idle timeout, no Ping; an unanswered Ping stalls the session like a missing ack. */
+static void test_session_ping_unanswered_stalls(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    cfg.stall_timeout_ms = 300;
+    struct tally_client *c = open_client(&cfg);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    assert_null(fake_try_read(&f, c, 400));
+    fake_close(&f);
+    fake_hello(&f, c); /* the close was seen: a new session */
+    fake_welcome_idle(&f, 300);
+    Tally__Frame *fr = fake_read(&f, c);
+    assert_int_equal(fr->msg_case, TALLY__FRAME__MSG_PING);
+    /* No answer: within the stall timeout the client gives up. */
+    struct tally_client_stats st;
+    int64_t end = mono_ms() + 2000;
+    do {
+        pump_some(c);
+        tally_client_stats(c, &st);
+    } while (st.connected && mono_ms() < end);
+    assert_false(st.connected);
+    if (!strstr(st.last_error, "answer to Ping"))
+        fail_msg("last_error: %s", st.last_error);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* The stall timer starts when an answer is first owed: a batch spooled after a quiet spell
+ * longer than the stall timeout still gets its whole stall timeout. */
+static void test_session_stall_timer_starts_at_send(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    cfg.stall_timeout_ms = 300;
+    struct tally_client *c = open_client(&cfg);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    assert_null(fake_try_read(&f, c, 500));
+    spool_batch(c, 1, 2);
+    fake_expect_batch(&f, c, 1, 2);
+    for (int i = 0; i < 5; i++)
+        pump_some(c);
+    fake_ack(&f, 1, 1, 2);
+    pump_until_durable(c, 1);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.reconnects, 0);
+    assert_true(st.connected);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void fake_ack_rejected(struct fake *f, uint64_t seq, uint32_t rejected, uint32_t not_allowed,
+                              bool retransmit)
+{
+    Tally__Ack a = TALLY__ACK__INIT;
+    a.seq = seq;
+    a.rejected = rejected;
+    a.rejected_not_allowed = not_allowed;
+    a.rejected_unknown_project = rejected - not_allowed;
+    a.retransmit = retransmit;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_ACK;
+    fr.ack = &a;
+    fake_send(f, &fr);
+}
+
+static void test_session_rejected_not_allowed_counted(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 4);
+    spool_batch(c, 2, 4);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_expect_batch(&f, c, 1, 4);
+    fake_expect_batch(&f, c, 2, 4);
+    fake_ack_rejected(&f, 1, 3, 2, false);
+    fake_ack_rejected(&f, 2, 1, 1, false);
+    fake_ack_rejected(&f, 2, 1, 1, true); /* a retransmit repeats no counts */
+    fake_ack(&f, 0, 2, 4);
+    pump_until_durable(c, 2);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.rejected_not_allowed, 3);
+    assert_int_equal(st.rejected_acked, 4);
+    assert_false(st.tls);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+/* ---- TLS: certificates, and a TLS server thread ---- */
+
+static EVP_PKEY *key_new(void)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(k);
+    return k;
+}
+
+static void ext_add(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+    assert_non_null(ext);
+    assert_int_equal(X509_add_ext(x, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+}
+
+/* A CA (san NULL) or a leaf certificate for san ("IP:127.0.0.1,DNS:localhost"), signed by
+ * the issuer (NULL: self-signed). */
+static X509 *cert_new(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                      const char *san, bool client)
+{
+    static long serial = 1;
+    X509 *x = X509_new();
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+    if (!san) {
+        ext_add(x, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+        ext_add(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+    } else {
+        ext_add(x, &ctx, NID_basic_constraints, "critical,CA:FALSE");
+        ext_add(x, &ctx, NID_subject_alt_name, san);
+        ext_add(x, &ctx, NID_ext_key_usage, client ? "clientAuth" : "serverAuth");
+    }
+    assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
+    return x;
+}
+
+static void pem_write(const char *path, X509 *cert, EVP_PKEY *key)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    if (cert)
+        assert_int_equal(PEM_write_X509(f, cert), 1);
+    if (key)
+        assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+}
+
+/* Files in the env's root: ca.crt (the CA the client trusts) signing srv (127.0.0.1 and
+ * localhost), other (other.example only) and cli (CN col-01, the client's); ca2.crt, a
+ * foreign CA, signing foreign (127.0.0.1). */
+struct pki {
+    char ca[128], ca2[128];
+    char srv_crt[128], srv_key[128], other_crt[128], other_key[128];
+    char foreign_crt[128], foreign_key[128], cli_crt[128], cli_key[128];
+};
+
+static void pki_make(const struct env *e, struct pki *k)
+{
+#define PKI_PATH(f, name) snprintf(k->f, sizeof(k->f), "%s/%s", e->root, name)
+    PKI_PATH(ca, "ca.crt");
+    PKI_PATH(ca2, "ca2.crt");
+    PKI_PATH(srv_crt, "srv.crt");
+    PKI_PATH(srv_key, "srv.key");
+    PKI_PATH(other_crt, "other.crt");
+    PKI_PATH(other_key, "other.key");
+    PKI_PATH(foreign_crt, "foreign.crt");
+    PKI_PATH(foreign_key, "foreign.key");
+    PKI_PATH(cli_crt, "cli.crt");
+    PKI_PATH(cli_key, "cli.key");
+#undef PKI_PATH
+    EVP_PKEY *cak = key_new(), *ca2k = key_new();
+    X509 *ca = cert_new(cak, "test CA", NULL, NULL, NULL, false);
+    X509 *ca2 = cert_new(ca2k, "foreign CA", NULL, NULL, NULL, false);
+    pem_write(k->ca, ca, NULL);
+    pem_write(k->ca2, ca2, NULL);
+    struct {
+        const char *crt, *key, *cn, *san;
+        X509 *issuer;
+        EVP_PKEY *ikey;
+        bool client;
+    } leaves[] = {
+        {k->srv_crt, k->srv_key, "tallyd", "IP:127.0.0.1,DNS:localhost", ca, cak, false},
+        {k->other_crt, k->other_key, "other", "DNS:other.example", ca, cak, false},
+        {k->foreign_crt, k->foreign_key, "tallyd", "IP:127.0.0.1", ca2, ca2k, false},
+        {k->cli_crt, k->cli_key, "col-01", "DNS:col-01", ca, cak, true},
+    };
+    for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+        EVP_PKEY *lk = key_new();
+        X509 *x = cert_new(lk, leaves[i].cn, leaves[i].issuer, leaves[i].ikey, leaves[i].san,
+                           leaves[i].client);
+        pem_write(leaves[i].crt, x, NULL);
+        pem_write(leaves[i].key, NULL, lk);
+        X509_free(x);
+        EVP_PKEY_free(lk);
+    }
+    X509_free(ca);
+    X509_free(ca2);
+    EVP_PKEY_free(cak);
+    EVP_PKEY_free(ca2k);
+}
+
+enum tls_mode {
+    TLS_MODE_ACK,  /* Welcome, then an Ack for each batch (rejected 1, not_allowed 1) */
+    TLS_MODE_AUTH, /* ERROR_AUTH in answer to Hello */
+};
+
+/* A tallyd enough for the client's TLS: one session at a time, blocking OpenSSL, reads timed
+ * out every 20 ms to check stop and its idle timeout. Counters are read while it runs. */
+struct tls_server {
+    int lfd;
+    uint16_t port;
+    SSL_CTX *ctx;
+    enum tls_mode mode;
+    uint32_t idle_timeout_ms; /* told in Welcome and enforced (ERROR_TIMEOUT) */
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_int sessions, handshakes_failed, acks, pings, timeouts;
+    atomic_llong first_ping_ms; /* after Welcome; -1 before */
+    char peer_cn[64];           /* of the last session's client certificate */
+    char sni[128];              /* of the last session */
+};
+
+static void tls_send(SSL *ssl, const Tally__Frame *fr)
+{
+    uint8_t buf[512];
+    size_t n = wire_frame_size(fr);
+    assert_true(n <= sizeof(buf));
+    wire_frame_encode(fr, buf);
+    SSL_write(ssl, buf, (int)n);
+}
+
+static void tls_session(struct tls_server *t, SSL *ssl)
+{
+    static uint8_t buf[1 << 16];
+    size_t len = 0;
+    struct arena arena;
+    arena_init(&arena, 4096);
+    int64_t welcome_at = 0, last_rx = mono_ms();
+    while (!atomic_load(&t->stop)) {
+        int n = SSL_read(ssl, buf + len, (int)(sizeof(buf) - len));
+        if (n <= 0) {
+            int e = SSL_get_error(ssl, n);
+            if (e != SSL_ERROR_WANT_READ)
+                break; /* closed, or the client refused us */
+            if (t->idle_timeout_ms && welcome_at && mono_ms() - last_rx > t->idle_timeout_ms) {
+                Tally__Error er = TALLY__ERROR__INIT;
+                er.code = TALLY__ERROR_CODE__ERROR_TIMEOUT;
+                er.message = "idle";
+                Tally__Frame fr = TALLY__FRAME__INIT;
+                fr.msg_case = TALLY__FRAME__MSG_ERROR;
+                fr.error = &er;
+                tls_send(ssl, &fr);
+                atomic_fetch_add(&t->timeouts, 1);
+                break;
+            }
+            continue;
+        }
+        last_rx = mono_ms();
+        len += (size_t)n;
+        size_t plen;
+        while (wire_frame_peek(buf, len, sizeof(buf), &plen) == WIRE_OK) {
+            Tally__Frame *in;
+            if (wire_frame_decode(buf + 4, plen, &arena, &in) != WIRE_OK)
+                goto done;
+            Tally__Frame fr = TALLY__FRAME__INIT;
+            if (in->msg_case == TALLY__FRAME__MSG_HELLO && t->mode == TLS_MODE_AUTH) {
+                Tally__Error er = TALLY__ERROR__INIT;
+                er.code = TALLY__ERROR_CODE__ERROR_AUTH;
+                er.message = "certificate not pinned to col-01";
+                fr.msg_case = TALLY__FRAME__MSG_ERROR;
+                fr.error = &er;
+                tls_send(ssl, &fr);
+                goto done;
+            } else if (in->msg_case == TALLY__FRAME__MSG_HELLO) {
+                Tally__Welcome w = TALLY__WELCOME__INIT;
+                w.protocol_version = TALLY_PROTOCOL_VERSION;
+                w.max_batch_votes = 1000;
+                w.max_frame_bytes = 1 << 20;
+                w.writer_epoch = 1;
+                w.idle_timeout_ms = t->idle_timeout_ms;
+                fr.msg_case = TALLY__FRAME__MSG_WELCOME;
+                fr.welcome = &w;
+                tls_send(ssl, &fr);
+                welcome_at = mono_ms();
+            } else if (in->msg_case == TALLY__FRAME__MSG_BATCH) {
+                Tally__CollectorTotals tot = TALLY__COLLECTOR_TOTALS__INIT;
+                tot.batches = in->batch->seq;
+                Tally__Ack a = TALLY__ACK__INIT;
+                a.seq = in->batch->seq;
+                a.durable_seq = in->batch->seq;
+                a.rejected = 1;
+                a.rejected_not_allowed = 1;
+                a.durable_totals = &tot;
+                fr.msg_case = TALLY__FRAME__MSG_ACK;
+                fr.ack = &a;
+                tls_send(ssl, &fr);
+                atomic_fetch_add(&t->acks, 1);
+            } else if (in->msg_case == TALLY__FRAME__MSG_PING) {
+                long long expect = -1;
+                atomic_compare_exchange_strong(&t->first_ping_ms, &expect,
+                                               (long long)(mono_ms() - welcome_at));
+                Tally__Ping pg = TALLY__PING__INIT;
+                pg.nonce = in->ping->nonce;
+                fr.msg_case = TALLY__FRAME__MSG_PING;
+                fr.ping = &pg;
+                tls_send(ssl, &fr);
+                atomic_fetch_add(&t->pings, 1);
+            }
+            arena_reset(&arena);
+            memmove(buf, buf + 4 + plen, len - 4 - plen);
+            len -= 4 + plen;
+        }
+    }
+done:
+    arena_cleanup(&arena);
+}
+
+static void *tls_server_main(void *arg)
+{
+    struct tls_server *t = arg;
+    while (!atomic_load(&t->stop)) {
+        struct pollfd p = {.fd = t->lfd, .events = POLLIN};
+        if (poll(&p, 1, 20) != 1)
+            continue;
+        int fd = accept(t->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        struct timeval tv = {.tv_usec = 20000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        SSL *ssl = SSL_new(t->ctx);
+        SSL_set_fd(ssl, fd);
+        int rc;
+        int64_t end = mono_ms() + 3000;
+        while ((rc = SSL_accept(ssl)) != 1 && SSL_get_error(ssl, rc) == SSL_ERROR_WANT_READ &&
+               mono_ms() < end && !atomic_load(&t->stop))
+            ;
+        if (rc != 1) {
+            atomic_fetch_add(&t->handshakes_failed, 1);
+        } else {
+            X509 *peer = SSL_get1_peer_certificate(ssl);
+            if (peer)
+                X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, t->peer_cn,
+                                          sizeof(t->peer_cn));
+            X509_free(peer);
+            const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+            snprintf(t->sni, sizeof(t->sni), "%s", sni ? sni : "");
+            atomic_fetch_add(&t->sessions, 1);
+            tls_session(t, ssl);
+        }
+        SSL_free(ssl);
+        close(fd);
+        ERR_clear_error();
+    }
+    return NULL;
+}
+
+static void tls_server_start(struct tls_server *t, const struct pki *k, const char *crt,
+                             const char *key, enum tls_mode mode, uint32_t idle_timeout_ms)
+{
+    memset(t, 0, sizeof(*t));
+    t->mode = mode;
+    t->idle_timeout_ms = idle_timeout_ms;
+    atomic_init(&t->first_ping_ms, -1);
+    t->ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(t->ctx);
+    SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION);
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(t->ctx, crt), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_load_verify_locations(t->ctx, k->ca, NULL), 1);
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    t->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(t->lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(t->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(t->lfd, 8), 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(t->lfd, (struct sockaddr *)&sa, &len), 0);
+    t->port = ntohs(sa.sin_port);
+    assert_int_equal(pthread_create(&t->thread, NULL, tls_server_main, t), 0);
+}
+
+static void tls_server_stop(struct tls_server *t)
+{
+    atomic_store(&t->stop, true);
+    pthread_join(t->thread, NULL);
+    close(t->lfd);
+    SSL_CTX_free(t->ctx);
+}
+
+static struct tally_client_config tls_config(const struct env *e, const struct pki *k,
+                                             uint16_t port, struct logbuf *log)
+{
+    struct tally_client_config cfg = config(e, port);
+    cfg.tls_cert = k->cli_crt;
+    cfg.tls_key = k->cli_key;
+    cfg.tls_ca = k->ca;
+    cfg.log_cb = log ? log_collect : NULL;
+    cfg.log_arg = log;
+    return cfg;
+}
+
+/* Pumps for ms milliseconds; the client must not fail. */
+static void pump_for(struct tally_client *c, int ms)
+{
+    int64_t end = mono_ms() + ms;
+    while (mono_ms() < end)
+        pump_some(c);
+}
+
+static void test_tls_session_acked(void **state)
+{
+    struct env *e = *state;
+    struct pki k;
+    pki_make(e, &k);
+    struct tls_server t;
+    tls_server_start(&t, &k, k.srv_crt, k.srv_key, TLS_MODE_ACK, 0);
+    struct tally_client_config cfg = tls_config(e, &k, t.port, NULL);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    spool_batch(c, 2, 40);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_false(batch_exists(e, 1) || batch_exists(e, 2));
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_true(st.tls);
+    assert_true(st.connected);
+    assert_int_equal(st.rejected_not_allowed, 2);
+    assert_int_equal(atomic_load(&t.acks), 2);
+    assert_int_equal(atomic_load(&t.sessions), 1);
+    tally_client_free(c);
+    tls_server_stop(&t);
+    assert_string_equal(t.peer_cn, "col-01"); /* our certificate was presented */
+    assert_string_equal(t.sni, "");           /* an address: no SNI */
+}
+
+static void test_tls_foreign_ca_refused(void **state)
+{
+    struct env *e = *state;
+    struct pki k;
+    pki_make(e, &k);
+    struct tls_server t;
+    tls_server_start(&t, &k, k.foreign_crt, k.foreign_key, TLS_MODE_ACK, 0);
+    struct logbuf log = {0};
+    struct tally_client_config cfg = tls_config(e, &k, t.port, &log);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    /* Transient at first (another server might be fine), fatal after three rounds. */
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_AUTH);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_false(st.connected);
+    if (!strstr(log.text, "tls: server certificate for 127.0.0.1:") ||
+        !strstr(log.text, "not signed by --tls-ca ") || !strstr(log.text, k.ca) ||
+        !strstr(log.text, "failed verification on every attempt"))
+        fail_msg("log: %s", log.text);
+    assert_non_null(strstr(st.last_error, "3 attempts in a row failed on a certificate"));
+    assert_int_equal(atomic_load(&t.sessions), 0);
+    assert_true(atomic_load(&t.handshakes_failed) >= 1);
+    assert_true(batch_exists(e, 1));
+    tally_client_free(c);
+    tls_server_stop(&t);
+}
+
+static void test_tls_hostname_mismatch(void **state)
+{
+    struct env *e = *state;
+    struct pki k;
+    pki_make(e, &k);
+    struct tls_server t;
+    tls_server_start(&t, &k, k.other_crt, k.other_key, TLS_MODE_ACK, 0);
+    struct logbuf log = {0};
+    struct tally_client_config cfg = tls_config(e, &k, t.port, &log);
+    struct tally_client *c = open_client(&cfg);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_AUTH);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_false(st.connected);
+    if (!strstr(log.text, "does not name 127.0.0.1"))
+        fail_msg("log: %s", log.text);
+    assert_int_equal(atomic_load(&t.sessions), 0);
+    tally_client_free(c);
+    /* The name it does hold, given: accepted, and sent as SNI. */
+    cfg.tls_server_name = "other.example";
+    c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    tally_client_free(c);
+    tls_server_stop(&t);
+    assert_string_equal(t.sni, "other.example");
+}
+
+static void test_tls_auth_error_is_fatal(void **state)
+{
+    struct env *e = *state;
+    struct pki k;
+    pki_make(e, &k);
+    struct tls_server t;
+    tls_server_start(&t, &k, k.srv_crt, k.srv_key, TLS_MODE_AUTH, 0);
+    struct tally_client_config cfg = tls_config(e, &k, t.port, NULL);
+    cfg.host = "localhost"; /* a DNS name this time */
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    assert_int_equal(pump_until_fatal(c), TALLY_CLIENT_ERR_AUTH);
+    assert_int_equal(tally_client_pump(c, 300), TALLY_CLIENT_ERR_AUTH);
+    assert_int_equal(atomic_load(&t.sessions), 1); /* not retried */
+    assert_true(batch_exists(e, 1));
+    tally_client_free(c);
+    tls_server_stop(&t);
+    assert_string_equal(t.sni, "localhost");
+}
+
+/* idle_timeout_ms 600, enforced by the server: Pings keep an idle session up for 3.5 times
+ * that, the first before half of it. */
+static void test_tls_idle_session_pings(void **state)
+{
+    struct env *e = *state;
+    struct pki k;
+    pki_make(e, &k);
+    struct tls_server t;
+    tls_server_start(&t, &k, k.srv_crt, k.srv_key, TLS_MODE_ACK, 600);
+    struct tally_client_config cfg = tls_config(e, &k, t.port, NULL);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    pump_for(c, 2100);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_true(st.connected);
+    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(atomic_load(&t.sessions), 1);
+    assert_int_equal(atomic_load(&t.timeouts), 0);
+    assert_true(atomic_load(&t.pings) >= 6);
+    long long first = atomic_load(&t.first_ping_ms);
+    assert_true(first >= 0 && first < 300);
+    tally_client_free(c);
+    tls_server_stop(&t);
+}
+
+static void test_tls_config_errors(void **state)
+{
+    struct env *e = *state;
+    struct pki k;
+    pki_make(e, &k);
+    char err[512];
+    struct tally_client_config cfg = tls_config(e, &k, 1, NULL);
+    cfg.tls_key = k.srv_key; /* another certificate's key */
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    char want[512];
+    snprintf(want, sizeof(want), "tls: --tls-key %s does not match --tls-cert %s", k.srv_key,
+             k.cli_crt);
+    assert_string_equal(err, want);
+    cfg = tls_config(e, &k, 1, NULL);
+    cfg.tls_ca = "/nonexistent/ca.crt";
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_string_equal(err, "tls: --tls-ca /nonexistent/ca.crt: No such file or directory");
+    cfg = tls_config(e, &k, 1, NULL);
+    cfg.tls_key = NULL;
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "missing --tls-key"));
+    cfg = config(e, 1);
+    cfg.tls_server_name = "tallyd.example";
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "--tls-server-name needs"));
+    cfg = tls_config(e, &k, 1, NULL);
+    cfg.tls_cert = k.cli_key; /* a key where the certificate should be */
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "no PEM certificate"));
+    /* Nothing was locked by the failures. */
+    cfg = tls_config(e, &k, 1, NULL);
+    tally_client_free(open_client(&cfg));
+}
+
+/* A plain client against a TLS server is told what is wrong when the server's alert arrives
+ * (a TLS record: content type 21, version 3.3). */
+static void test_tls_plain_client_hint(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct logbuf log = {0};
+    struct tally_client_config cfg = config(e, f.port);
+    cfg.log_cb = log_collect;
+    cfg.log_arg = &log;
+    struct tally_client *c = open_client(&cfg);
+    fake_hello(&f, c);
+    static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
+    assert_int_equal(send(f.fd, alert, sizeof(alert), MSG_NOSIGNAL), (ssize_t)sizeof(alert));
+    pump_for(c, 100);
+    if (!strstr(log.text, "it speaks TLS: give --tls-cert, --tls-key and --tls-ca"))
+        fail_msg("log: %s", log.text);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
 
 int main(void)
@@ -2067,6 +2804,20 @@ int main(void)
         T(test_failover_session_errors_same_server),
         T(test_failover_round_robin_backoff),
         T(test_failover_config),
+        T(test_session_disabled_is_fatal),
+        T(test_session_auth_error_is_fatal),
+        T(test_session_timeout_error_reconnects),
+        T(test_session_ping_when_idle),
+        T(test_session_ping_unanswered_stalls),
+        T(test_session_stall_timer_starts_at_send),
+        T(test_session_rejected_not_allowed_counted),
+        T(test_tls_session_acked),
+        T(test_tls_foreign_ca_refused),
+        T(test_tls_hostname_mismatch),
+        T(test_tls_auth_error_is_fatal),
+        T(test_tls_idle_session_pings),
+        T(test_tls_config_errors),
+        T(test_tls_plain_client_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
