@@ -2,10 +2,30 @@
  * the JSON error convention, serves the embedded dashboard, answers for tallyd while it
  * starts (no catalog or no snapshot yet), and swaps in the snapshot each checkpoint
  * publishes. Rendering lives in render.c, ranking in snapshot.c, the event stream in
- * events.c. Answers from callbacks on the loop; never blocks. */
+ * events.c. Answers from callbacks on the loop; never blocks. Optionally speaks TLS
+ * (bufferevent_openssl under evhttp); the SSL_CTX comes from the caller (src/tls).
+ *
+ * Error bodies. Every answer this file writes is the JSON {"error": "..."} of
+ * http_reply_error(): 404 for unknown paths (a generic callback, no per-path ones, so
+ * evhttp's HTML 404 never runs), 405 with Allow for the methods libevent knows, and 501 for
+ * the ones it does not (allowed through the internal EVHTTP_REQ_UNKNOWN_ bit, see
+ * HTTP_REQ_UNKNOWN). libevent 2.1.12 writes the rest itself, as HTML
+ * (<HTML><HEAD><TITLE>400 Bad Request</TITLE>..., Content-Type: text/html, Connection:
+ * close), and gives us no hook: evhttp_connection_incoming_fail() frees the request's URI and
+ * evhttp_handle_request() then calls evhttp_send_error() before any callback of ours, and
+ * evhttp_set_errorcb() (custom error pages) and evhttp_set_newreqcb() arrived only in 2.2.
+ * Those answers are:
+ *   400  a malformed request line (method token, URI, HTTP version), malformed headers,
+ *        headers or request line over evhttp_set_max_headers_size (16 KiB: 400, not 431),
+ *        a bad Content-Length, a malformed chunked body or trailer;
+ *   413  a body over evhttp_set_max_body_size (64 KiB), also after Expect: 100-continue;
+ *   417  an Expect other than 100-continue on a request with a body.
+ * Rewriting them would mean parsing evhttp's output under it (a filter bufferevent), which
+ * is not worth the risk for answers to malformed requests; each closes the connection. */
 #include "http/http.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +37,14 @@
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+#include <openssl/ssl.h>
 
 #include "core/loopwatch.h"
 #include "core/log.h"
@@ -47,7 +72,27 @@ struct http_server {
     uint32_t etag_epoch;
     uint64_t requests;
     char (*asset_etags)[24];
+    SSL_CTX *tls; /* our reference; NULL: plain HTTP */
+    /* Out of descriptors, accept fails at once and the listening socket stays readable:
+     * evhttp 2.1 sets no error callback, so libevent would call accept in a busy loop. We
+     * pause the listener instead, 100 ms doubling to 1 s while it keeps failing. */
+    struct event *accept_retry;
+    int accept_backoff_ms;
+    time_t accept_last_pause;
+    uint64_t accept_pauses;
 };
+
+/* libevent 2.1 marks a method it does not know with this bit (http-internal.h:
+ * EVHTTP_REQ_UNKNOWN_) and answers it with its own HTML 501 unless the bit is among the
+ * allowed methods; allowed, such requests reach on_request, which answers 501 in JSON. */
+#if LIBEVENT_VERSION_NUMBER < 0x02020000
+#define HTTP_REQ_UNKNOWN (1 << 15)
+#else
+#define HTTP_REQ_UNKNOWN 0
+#endif
+#define KNOWN_METHODS                                                                              \
+    (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |     \
+     EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
 
 #define JSON_TYPE "application/json; charset=utf-8"
 #define REASON_MAX 256
@@ -366,6 +411,7 @@ static void get_metrics(struct http_server *h, struct evhttp_request *req,
         m.votes_accepted = h->snap->totals.accepted;
         m.votes_duplicate = h->snap->totals.duplicate;
         m.votes_rejected_unknown_project = h->snap->totals.rejected_unknown_project;
+        m.votes_rejected_not_allowed = h->snap->totals.rejected_not_allowed;
         m.writer_epoch = h->snap->writer_epoch;
     }
     struct http_metrics_extra x = {
@@ -481,11 +527,42 @@ static const struct route {
 
 #define CIRCUIT_PREFIX "/v1/circuits/"
 
+/* True when a Connection header of the request lists the token "close". evhttp 2.1 closes
+ * only on a header that is exactly "close" (one header, one token), so "keep-alive, close"
+ * or "Close, TE" would keep the connection open. */
+static bool wants_close(struct evhttp_request *req)
+{
+    const struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    for (const struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(kv->key, "Connection") != 0)
+            continue;
+        for (const char *p = kv->value; *p;) {
+            p += strspn(p, " \t,");
+            size_t n = strcspn(p, " \t,");
+            if (n == 5 && evutil_ascii_strncasecmp(p, "close", 5) == 0)
+                return true;
+            p += n;
+        }
+    }
+    return false;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     LOOPWATCH_SCOPE();
     struct http_server *h = arg;
     h->requests++;
+    /* Said in the answer, and evhttp closes after it once the output headers say so. */
+    if (wants_close(req)) {
+        struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+        evhttp_remove_header(out, "Connection");
+        evhttp_add_header(out, "Connection", "close");
+    }
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if ((cmd & KNOWN_METHODS) == 0) {
+        http_reply_error(req, 501, "Not Implemented", "method not implemented");
+        return;
+    }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !*path)
@@ -505,7 +582,6 @@ static void on_request(struct evhttp_request *req, void *arg)
         http_reply_error(req, 404, "Not Found", "not found");
         return;
     }
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         http_reply_error(req, 405, "Method Not Allowed", "method not allowed");
@@ -561,6 +637,40 @@ static int use_catalog(struct http_server *h, const struct http_catalog *catalog
     return 0;
 }
 
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    LOOPWATCH_SCOPE();
+    (void)fd;
+    (void)what;
+    struct http_server *h = arg;
+    evconnlistener_enable(evhttp_bound_socket_get_listener(h->bound));
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    LOOPWATCH_SCOPE();
+    struct http_server *h = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        log_warn("HTTP: accept failed: %s", evutil_socket_error_to_string(err));
+        return;
+    }
+    evconnlistener_disable(l);
+    time_t now = time(NULL);
+    if (now - h->accept_last_pause > 10)
+        h->accept_backoff_ms = 0; /* a new episode */
+    h->accept_last_pause = now;
+    h->accept_backoff_ms = h->accept_backoff_ms ? h->accept_backoff_ms * 2 : 100;
+    if (h->accept_backoff_ms > 1000)
+        h->accept_backoff_ms = 1000;
+    if (h->accept_pauses++ % 64 == 0)
+        log_warn("HTTP: cannot accept (%s): pausing the listener for %d ms (pause %llu)",
+                 evutil_socket_error_to_string(err), h->accept_backoff_ms,
+                 (unsigned long long)h->accept_pauses);
+    struct timeval tv = {h->accept_backoff_ms / 1000, (h->accept_backoff_ms % 1000) * 1000};
+    event_add(h->accept_retry, &tv);
+}
+
 struct http_server *http_server_new(struct event_base *base, const char *host, uint16_t port,
                                     const struct http_catalog *catalog,
                                     const struct http_hooks *hooks)
@@ -591,12 +701,11 @@ struct http_server *http_server_new(struct event_base *base, const char *host, u
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto fail;
     }
-    /* Every method reaches on_request, so anything but GET/HEAD gets our 405 with a JSON
-     * body rather than evhttp's bare 501. */
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    h->accept_retry = evtimer_new(base, accept_retry_cb, h);
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(h->bound), accept_error_cb);
+    /* Every method reaches on_request, so anything but GET/HEAD gets our 405 (or 501) with
+     * a JSON body rather than evhttp's HTML 501. */
+    evhttp_set_allowed_methods(h->http, (ev_uint16_t)(KNOWN_METHODS | HTTP_REQ_UNKNOWN));
     evhttp_set_max_body_size(h->http, 64 * 1024);
     evhttp_set_max_headers_size(h->http, 16 * 1024);
     evhttp_set_gencb(h->http, on_request, h);
@@ -615,10 +724,43 @@ void http_server_free(struct http_server *h)
     http_events_cleanup(&h->events);
     if (h->http)
         evhttp_free(h->http);
+    if (h->accept_retry)
+        event_free(h->accept_retry);
     http_snapshot_unref(h->snap);
     http_layout_cleanup(&h->layout);
     free(h->asset_etags);
+    SSL_CTX_free(h->tls);
     free(h);
+}
+
+/* evhttp's bevcb: each accepted socket gets a server-side TLS bufferevent. Never NULL: evhttp
+ * would fall back to a plain socket bufferevent and serve HTTP on the HTTPS port. */
+static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
+{
+    struct http_server *h = arg;
+    SSL *ssl = SSL_new(h->tls);
+    if (!ssl)
+        abort(); /* allocation failure; the context was checked when it was made */
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        abort(); /* allocation failure (ssl is freed with it: BEV_OPT_CLOSE_ON_FREE) */
+    /* A client that closes without close_notify (most do, once they have their
+     * Content-Length) ends the connection like a TCP EOF rather than as an error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+int http_server_use_tls(struct http_server *h, SSL_CTX *ctx)
+{
+    if (!ctx || h->tls) {
+        log_error("HTTP: %s", ctx ? "TLS is already set" : "no TLS context");
+        return -1;
+    }
+    SSL_CTX_up_ref(ctx);
+    h->tls = ctx;
+    evhttp_set_bevcb(h->http, make_tls_bev, h);
+    return 0;
 }
 
 void http_server_set_catalog(struct http_server *h, const struct http_catalog *catalog)

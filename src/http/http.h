@@ -7,6 +7,7 @@
  * The order of calls, all on the loop thread:
  *   http_server_new(base, host, port, NULL, hooks)   bind first, before PostgreSQL, the
  *                                                    writer lock and recovery
+ *   http_server_use_tls(h, ctx)                      optional: HTTPS on that port
  *   ... "starting": /healthz 200, /readyz 503 with the hook's reason, /metrics from the
  *       hook, every /v1 route and the dashboard page 503 with Retry-After: 1 ...
  *   http_server_set_catalog(h, catalog)              once the registry is loaded
@@ -24,6 +25,7 @@
 
 struct event_base;
 struct http_server;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* ---- the registry, fixed for the life of the process -------------------------------- */
 
@@ -52,8 +54,13 @@ struct http_catalog {
 
 /* ---- what each checkpoint publishes ------------------------------------------------- */
 
+/* Rejected votes by reason: a project the registry does not have, and a project outside the
+ * circuits its collector may report (tallyctl add-collector --circuits). Rendered as
+ * "rejected":{"unknown_project":N,"not_allowed":M} in totals. New fields go at the end:
+ * callers initialise this positionally. */
 struct http_totals {
     uint64_t batches, votes, accepted, duplicate, rejected_unknown_project;
+    uint64_t rejected_not_allowed;
 };
 
 struct http_collector_status {
@@ -89,8 +96,9 @@ extern const double http_checkpoint_bucket_le[HTTP_CHECKPOINT_BUCKETS];
 
 struct http_metrics {
     uint64_t votes_accepted, votes_duplicate, votes_rejected_unknown_project; /* durable */
-    uint64_t batches, bytes_received; /* applied in memory / read from collectors */
-    uint64_t seq_conflicts;           /* batches refused with ERROR_SEQ_CONFLICT since start */
+    uint64_t votes_rejected_not_allowed; /* durable: outside the collector's circuits */
+    uint64_t batches, bytes_received;    /* applied in memory / read from collectors */
+    uint64_t seq_conflicts;              /* batches refused with ERROR_SEQ_CONFLICT since start */
     uint64_t connections_open, connections_total;
     uint64_t checkpoints;                                    /* committed since start */
     uint64_t checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS + 1]; /* cumulative; last is +Inf */
@@ -107,6 +115,13 @@ struct http_metrics {
     uint64_t process_resident_bytes, process_open_fds, process_max_fds;
     double process_start_time;
     uint64_t writer_epoch; /* the writer epoch held; 0 while not the writer */
+    /* What peers made tallyd refuse or spend (net limits, since start). */
+    uint64_t hello_timeouts, frame_timeouts, idle_timeouts, conn_limit_refused;
+    uint64_t pre_auth_too_large, buffer_pauses, accept_pauses, tls_handshake_failures;
+    uint64_t auth_refused, disabled_refused; /* Hellos refused: certificate, disabled */
+    uint64_t buffered_bytes, arena_bytes;    /* input buffered / decode memory, all peers */
+    bool tls;                                /* the collector port speaks mutual TLS */
+    bool db_role_privileged; /* tallyd's database role is a superuser or owns the schema */
 };
 
 /* Called on the loop, from http_server_new() on (before any catalog or snapshot), so they
@@ -133,6 +148,17 @@ struct http_server *http_server_new(struct event_base *base, const char *host, u
                                     const struct http_catalog *catalog,
                                     const struct http_hooks *hooks);
 void http_server_free(struct http_server *h); /* NULL is a no-op */
+
+/* Serves HTTPS instead of plain HTTP: every connection accepted from now on is wrapped in
+ * TLS with ctx (an SSL_CTX, as tls_server_ctx_new(cert, key, NULL, ...) makes for
+ * --http-tls-cert/--http-tls-key) through bufferevent_openssl; the whole API, the
+ * dashboard and the /v1/events stream then go over TLS, and a client that does not speak
+ * TLS is dropped at the handshake. Call it right after http_server_new(), before the loop
+ * runs. The server takes its own reference to ctx (the caller may free its own at once)
+ * and drops it in http_server_free(). Returns 0, or -1 (logged) when ctx is NULL or TLS
+ * was already set. */
+int http_server_use_tls(struct http_server *h, struct ssl_ctx_st *ctx)
+    __attribute__((warn_unused_result));
 
 /* Gives a server made without one its catalog, borrowed for the server's life; at most
  * once, and never when http_server_new() had one. The first http_server_publish() should

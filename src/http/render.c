@@ -8,6 +8,7 @@
 #include "core/xalloc.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +87,12 @@ static const char *json_bool(bool b)
 
 static void json_totals(struct evbuffer *out, const struct http_totals *t)
 {
-    evbuffer_add_printf(
-        out,
-        "{\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
-        ",\"duplicate\":%" PRIu64 ",\"rejected\":{\"unknown_project\":%" PRIu64 "}}",
-        t->batches, t->votes, t->accepted, t->duplicate, t->rejected_unknown_project);
+    evbuffer_add_printf(out,
+                        "{\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
+                        ",\"duplicate\":%" PRIu64 ",\"rejected\":{\"unknown_project\":%" PRIu64
+                        ",\"not_allowed\":%" PRIu64 "}}",
+                        t->batches, t->votes, t->accepted, t->duplicate,
+                        t->rejected_unknown_project, t->rejected_not_allowed);
 }
 
 /* {"consultation":{...},"checkpoint":N,"time":T, — the head every /v1 document shares. */
@@ -365,10 +367,13 @@ void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out)
         evbuffer_add_printf(
             out,
             ",\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
-            ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"durable_seq\":%" PRIu64
-            ",\"applied_seq\":%" PRIu64 ",\"lag\":%" PRIu64 "}",
+            ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64
+            ",\"rejected_by_reason\":{\"unknown_project\":%" PRIu64 ",\"not_allowed\":%" PRIu64
+            "},\"durable_seq\":%" PRIu64 ",\"applied_seq\":%" PRIu64 ",\"lag\":%" PRIu64 "}",
             c->durable.batches, c->durable.votes, c->durable.accepted, c->durable.duplicate,
-            c->durable.rejected_unknown_project, c->durable_seq, c->applied_seq, lag);
+            c->durable.rejected_unknown_project + c->durable.rejected_not_allowed,
+            c->durable.rejected_unknown_project, c->durable.rejected_not_allowed, c->durable_seq,
+            c->applied_seq, lag);
     }
     evbuffer_add(out, "]}\n", 3);
 }
@@ -506,6 +511,8 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                 "Votes rejected, by reason, durable.");
     evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"unknown_project\"} %" PRIu64 "\n",
                         m->votes_rejected_unknown_project);
+    evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"not_allowed\"} %" PRIu64 "\n",
+                        m->votes_rejected_not_allowed);
     metric_u64(out, "tally_batches_total", "counter", "Batches applied in memory.", m->batches);
     metric_u64(out, "tally_seq_conflicts_total", "counter",
                "Batches refused because their seq was applied before with other content "
@@ -552,6 +559,51 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                "Writer epoch this tallyd holds (bumped by each tallyd that takes the writer "
                "lock); 0 while it is not the writer.",
                m->writer_epoch);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } limits[] = {
+        {"tally_net_hello_timeouts_total", "Connections closed without Hello at the deadline.",
+         offsetof(struct http_metrics, hello_timeouts)},
+        {"tally_net_frame_timeouts_total", "Connections closed for a frame not finished in time.",
+         offsetof(struct http_metrics, frame_timeouts)},
+        {"tally_net_idle_timeouts_total", "Sessions closed after the idle timeout.",
+         offsetof(struct http_metrics, idle_timeouts)},
+        {"tally_net_conn_limit_refused_total",
+         "Connections closed at accept: --max-connections reached.",
+         offsetof(struct http_metrics, conn_limit_refused)},
+        {"tally_net_pre_auth_too_large_total",
+         "Frames before Hello over the pre-authentication limit (refused, never decoded).",
+         offsetof(struct http_metrics, pre_auth_too_large)},
+        {"tally_net_buffer_pauses_total",
+         "Times reading stopped: --max-buffered-bytes buffered across connections.",
+         offsetof(struct http_metrics, buffer_pauses)},
+        {"tally_net_accept_pauses_total",
+         "Times accepting paused for lack of file descriptors (EMFILE, ENFILE).",
+         offsetof(struct http_metrics, accept_pauses)},
+        {"tally_net_tls_handshake_failures_total",
+         "TLS handshakes that failed (plain TCP, untrusted or no certificate).",
+         offsetof(struct http_metrics, tls_handshake_failures)},
+        {"tally_auth_refused_total",
+         "Hellos refused with ERROR_AUTH: the certificate is not pinned to that collector.",
+         offsetof(struct http_metrics, auth_refused)},
+        {"tally_collector_disabled_refused_total",
+         "Hellos refused and sessions dropped because the collector is disabled.",
+         offsetof(struct http_metrics, disabled_refused)},
+    };
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+        metric_u64(out, limits[i].name, "counter", limits[i].help,
+                   *(const uint64_t *)((const char *)m + limits[i].off));
+    metric_u64(out, "tally_net_buffered_bytes", "gauge",
+               "Input bytes buffered across collector connections.", m->buffered_bytes);
+    metric_u64(out, "tally_net_decode_arena_bytes", "gauge",
+               "Decode memory held by collector connections.", m->arena_bytes);
+    metric_u64(out, "tally_collector_tls", "gauge",
+               "1 when the collector port speaks mutual TLS, 0 for plain TCP.", m->tls ? 1 : 0);
+    metric_u64(out, "tally_db_role_privileged", "gauge",
+               "1 when tallyd's database role is a superuser or owns the schema (it needs only "
+               "tally_writer).",
+               m->db_role_privileged ? 1 : 0);
 
     const struct http_snapshot *s = x->snap;
     metric_u64(out, "tally_collectors_registered", "gauge",

@@ -26,7 +26,12 @@
 
 #include <event2/event.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "http/http.h"
+#include "tls/tls.h"
 
 /* ---- the crafted registry ------------------------------------------------------------------ */
 
@@ -73,8 +78,8 @@ static const struct http_catalog catalog = {
 };
 
 static const struct http_collector_status collectors[] = {
-    {"c1", true, 1732369201123, 3, 5, {3, 120, 100, 15, 5}},
-    {"c0", false, 0, 0, 0, {0, 0, 0, 0, 0}},
+    {"c1", true, 1732369201123, 3, 5, {3, 122, 100, 15, 5, 2}},
+    {"c0", false, 0, 0, 0, {0, 0, 0, 0, 0, 0}},
 };
 
 /* What the is_ready hook answers; each server under test points its hooks at one. */
@@ -99,6 +104,7 @@ static void hook_metrics(void *arg, struct http_metrics *m)
     m->votes_accepted = 247;
     m->votes_duplicate = 15;
     m->votes_rejected_unknown_project = 5;
+    m->votes_rejected_not_allowed = 3;
     m->batches = 7;
     m->seq_conflicts = 3;
     m->bytes_received = 4096;
@@ -161,7 +167,7 @@ static void publish_as(uint64_t id, const uint32_t *changed, size_t n_changed)
         .votes = cur_votes,
         .changed = changed,
         .n_changed = n_changed,
-        .totals = {7, 267, 247, 15, 5},
+        .totals = {7, 270, 247, 15, 5, 3},
         .collectors = collectors,
         .n_collectors = 2,
         .epoch = cur_epoch,
@@ -217,17 +223,74 @@ static void pump(int fd)
     event_base_loop(base, EVLOOP_NONBLOCK);
 }
 
+/* While client_tls is set, connect_to() does a TLS handshake with it (verifying the server's
+ * certificate for 127.0.0.1) and every helper below reads and writes through tls_of[fd]. */
+static SSL_CTX *client_tls;
+#define MAX_FD 4096
+static SSL *tls_of[MAX_FD];
+
+/* Finishes the TLS handshake on fd, turning the loop; the session, or NULL if it failed. */
+static SSL *tls_handshake(int fd)
+{
+    SSL *ssl = SSL_new(client_tls);
+    assert_non_null(ssl);
+    SSL_set_fd(ssl, fd);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+    int64_t deadline = now_ms() + 3000;
+    for (;;) {
+        int r = SSL_connect(ssl);
+        if (r == 1)
+            return ssl;
+        int e = SSL_get_error(ssl, r);
+        if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || now_ms() > deadline) {
+            SSL_free(ssl);
+            ERR_clear_error();
+            return NULL;
+        }
+        pump(fd);
+    }
+}
+
 static int connect_to(uint16_t to, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(fd >= 0);
+    assert_true(fd >= 0 && fd < MAX_FD);
     if (rcvbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(to)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
     assert_true(r == 0 || errno == EINPROGRESS);
+    if (client_tls) {
+        tls_of[fd] = tls_handshake(fd);
+        if (!tls_of[fd])
+            fail_msg("TLS handshake with 127.0.0.1:%u failed", to);
+    }
     return fd;
+}
+
+static void conn_close(int fd)
+{
+    SSL_free(tls_of[fd]);
+    tls_of[fd] = NULL;
+    close(fd);
+}
+
+/* send(2) or SSL_write: >0 bytes written, 0 to retry later, -1 on error. */
+static ssize_t conn_send(int fd, const char *p, size_t n)
+{
+    SSL *ssl = tls_of[fd];
+    if (!ssl) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && (errno == EAGAIN || errno == EINTR || errno == ENOTCONN))
+            return 0;
+        return w;
+    }
+    int w = SSL_write(ssl, p, (int)n);
+    if (w > 0)
+        return w;
+    int e = SSL_get_error(ssl, w);
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
 }
 
 static void send_text(int fd, const char *s)
@@ -235,10 +298,10 @@ static void send_text(int fd, const char *s)
     size_t n = strlen(s), off = 0;
     int64_t deadline = now_ms() + 2000;
     while (off < n) {
-        ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+        ssize_t w = conn_send(fd, s + off, n - off);
         if (w > 0)
             off += (size_t)w;
-        else if (w < 0 && errno != EAGAIN && errno != EINTR && errno != ENOTCONN)
+        else if (w < 0)
             fail_msg("send: %s", strerror(errno));
         else
             pump(-1);
@@ -268,6 +331,18 @@ static void buf_add(struct buf *b, const char *p, size_t n)
 static int read_some(int fd, struct buf *b)
 {
     char tmp[65536];
+    SSL *ssl = tls_of[fd];
+    while (ssl) {
+        int n = SSL_read(ssl, tmp, sizeof(tmp));
+        if (n > 0) {
+            buf_add(b, tmp, (size_t)n);
+            continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        ERR_clear_error();
+        /* The client context ignores a missing close_notify: EOF reads as ZERO_RETURN. */
+        return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+    }
     for (;;) {
         ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
         if (n > 0) {
@@ -348,7 +423,7 @@ static void request(const char *method, const char *path, const char *extra, str
             fail_msg("%s %s: no complete answer within 3 s", method, path);
         pump(fd);
     }
-    close(fd);
+    conn_close(fd);
     assert_non_null(raw.p);
     const char *end = strstr(raw.p, "\r\n\r\n");
     assert_non_null(end);
@@ -710,8 +785,8 @@ static void test_summary_and_collectors(void **state)
     get("/v1/summary", &r);
     assert_int_equal(r.status, 200);
     assert_json(r.body);
-    assert_has(r.body, "\"totals\":{\"batches\":7,\"votes\":267,\"accepted\":247,"
-                       "\"duplicate\":15,\"rejected\":{\"unknown_project\":5}}");
+    assert_has(r.body, "\"totals\":{\"batches\":7,\"votes\":270,\"accepted\":247,"
+                       "\"duplicate\":15,\"rejected\":{\"unknown_project\":5,\"not_allowed\":3}}");
     assert_has(r.body, "\"collectors\":{\"registered\":2,\"connected\":1,\"reporting\":1}");
     assert_has(r.body, "\"projects\":14,\"circuits\":5");
     assert_has(r.body, "{\"name\":\"Lara\",\"circuits\":2,\"projects\":5,\"votes\":69,"
@@ -726,8 +801,9 @@ static void test_summary_and_collectors(void **state)
     assert_has(r.body, "{\"id\":\"c0\",\"connected\":false,\"last_seen\":null,");
     assert_has(r.body,
                "{\"id\":\"c1\",\"connected\":true,\"last_seen\":\"2024-11-23T13:40:01.123Z\","
-               "\"batches\":3,\"votes\":120,\"accepted\":100,\"duplicate\":15,"
-               "\"rejected\":5,\"durable_seq\":3,\"applied_seq\":5,\"lag\":2}");
+               "\"batches\":3,\"votes\":122,\"accepted\":100,\"duplicate\":15,"
+               "\"rejected\":7,\"rejected_by_reason\":{\"unknown_project\":5,"
+               "\"not_allowed\":2},\"durable_seq\":3,\"applied_seq\":5,\"lag\":2}");
     assert_true(strstr(r.body, "\"c0\"") < strstr(r.body, "\"c1\"")); /* ordered by id */
     resp_free(&r);
 }
@@ -1010,6 +1086,7 @@ static void test_metrics(void **state)
     assert_true(prom_check(r.body, "tally_votes_accepted_total") == 247);
     assert_true(prom_check(r.body, "tally_votes_duplicate_total") == 15);
     assert_true(prom_check(r.body, "tally_votes_rejected_total{reason=\"unknown_project\"}") == 5);
+    assert_true(prom_check(r.body, "tally_votes_rejected_total{reason=\"not_allowed\"}") == 3);
     assert_true(prom_check(r.body, "tally_batches_total") == 7);
     assert_true(prom_check(r.body, "tally_seq_conflicts_total") == 3);
     assert_has(r.body, "# HELP tally_seq_conflicts_total Batches refused because their seq was "
@@ -1091,7 +1168,7 @@ static void sse_open(struct sse *s, const char *last_event_id, int rcvbuf)
 
 static void sse_close(struct sse *s)
 {
-    close(s->fd);
+    conn_close(s->fd);
     free(s->raw.p);
     free(s->body.p);
 }
@@ -1149,6 +1226,7 @@ static void expect_event(struct sse *s, const char *kind, uint64_t id, struct ss
     snprintf(want, sizeof(want), "{\"checkpoint\":%" PRIu64 ",\"time\":", id);
     assert_true(strncmp(e->data, want, strlen(want)) == 0);
     assert_has(e->data, "\"totals\":{\"batches\":7,");
+    assert_has(e->data, "\"rejected\":{\"unknown_project\":5,\"not_allowed\":3}}");
 }
 
 static double metric_now(const char *name)
@@ -1607,6 +1685,256 @@ static void test_free_with_open_streams(void **state)
     sse_close(&b);
 }
 
+/* ---- error bodies, Connection: close, HTTPS ------------------------------------------------ */
+
+/* Reads one response on fd (a Content-Length body) into r; fails after 3 s. */
+static void read_response(int fd, struct resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct buf raw = {0};
+    buf_add(&raw, "", 0);
+    int64_t deadline = now_ms() + 3000;
+    for (bool open = true;; open = read_some(fd, &raw)) {
+        const char *end = strstr(raw.p, "\r\n\r\n");
+        if (end) {
+            snprintf(r->head, sizeof(r->head), "%.*s", (int)(end - raw.p + 2), raw.p);
+            char cl[32];
+            size_t off = (size_t)(end + 4 - raw.p);
+            size_t want =
+                header(r->head, "Content-Length", cl, sizeof(cl)) ? strtoul(cl, 0, 10) : 0;
+            if (raw.len - off >= want) {
+                assert_int_equal(raw.len - off, want); /* nothing after it: one response */
+                assert_int_equal(sscanf(raw.p, "HTTP/1.%*d %d", &r->status), 1);
+                r->body = strndup(raw.p + off, want);
+                r->body_len = want;
+                free(raw.p);
+                return;
+            }
+        }
+        if (!open || now_ms() > deadline)
+            fail_msg("no complete response (have %zu bytes: %.80s)", raw.len, raw.p);
+        pump(fd);
+    }
+}
+
+/* True when the server closes fd within ms (EOF), false when it is still open then. */
+static bool closes_within(int fd, int ms)
+{
+    struct buf extra = {0};
+    int64_t deadline = now_ms() + ms;
+    bool closed = false;
+    while (now_ms() < deadline && !(closed = !read_some(fd, &extra)))
+        pump(fd);
+    if (extra.len)
+        fail_msg("unexpected bytes after the response: %.80s", extra.p);
+    free(extra.p);
+    return closed;
+}
+
+/* What every error answer looks like: the status, the JSON body, its type. */
+static void assert_json_error(const struct resp *r, int status)
+{
+    char v[128];
+    assert_int_equal(r->status, status);
+    assert_json(r->body);
+    assert_true(strncmp(r->body, "{\"error\":\"", 10) == 0);
+    assert_string_equal(header(r->head, "Content-Type", v, sizeof(v)),
+                        "application/json; charset=utf-8");
+}
+
+static void test_error_bodies(void **state)
+{
+    (void)state;
+    struct resp r;
+    char v[128];
+    /* Methods libevent 2.1 does not know: its own HTML 501 unless we let them through. */
+    request("FROB", "/v1/results", NULL, &r);
+    assert_json_error(&r, 501);
+    assert_string_equal(r.body, "{\"error\":\"method not implemented\"}\n");
+    resp_free(&r);
+    request("PROPFIND", "/nope", "Content-Length: 0\r\n", &r);
+    assert_json_error(&r, 501);
+    resp_free(&r);
+    /* Known methods, known or unknown paths. */
+    request("TRACE", "/healthz", NULL, &r);
+    assert_json_error(&r, 405);
+    assert_string_equal(header(r.head, "Allow", v, sizeof(v)), "GET, HEAD");
+    resp_free(&r);
+    request("POST", "/v1/summary", "Content-Length: 5\r\n\r\nhello", &r);
+    assert_json_error(&r, 405);
+    resp_free(&r);
+    request("GET", "/v1/nope?x=1", NULL, &r);
+    assert_json_error(&r, 404);
+    resp_free(&r);
+    request("HEAD", "/nope", NULL, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+
+    /* Where libevent 2.1 answers before any callback of ours (see the top of http.c): still
+     * the right status and the connection closes, but its body is HTML. */
+    int fd = connect_to(port, 0);
+    send_text(fd, "GET /v1/summary HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n");
+    read_response(fd, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(header(r.head, "Connection", v, sizeof(v)), "close");
+    assert_true(closes_within(fd, 2000));
+    conn_close(fd);
+    resp_free(&r);
+    fd = connect_to(port, 0);
+    send_text(fd, "POST /v1/summary HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    read_response(fd, &r);
+    assert_int_equal(r.status, 413);
+    assert_true(closes_within(fd, 2000));
+    conn_close(fd);
+    resp_free(&r);
+}
+
+/* Connection: close is honoured in every spelling RFC 9110 allows, on answers and errors. */
+static void check_connection_close(void)
+{
+    struct resp r;
+    char v[64];
+    /* Keep-alive by default: two requests on one connection. */
+    int fd = connect_to(port, 0);
+    send_text(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_response(fd, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(header(r.head, "Connection", v, sizeof(v)));
+    resp_free(&r);
+    assert_false(closes_within(fd, 100));
+    /* A token list with close in it (evhttp alone only knows the exact value "close"). */
+    send_text(fd, "GET /v1/summary HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n");
+    read_response(fd, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(r.head, "Connection", v, sizeof(v)), "close");
+    assert_true(closes_within(fd, 2000));
+    resp_free(&r);
+    conn_close(fd);
+
+    static const char *const reqs[] = {
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: TE\r\nConnection: close\r\nTE: x\r\n\r\n",
+        "DELETE /v1/results HTTP/1.1\r\nHost: x\r\nConnection: CLOSE\r\n\r\n",
+        "FROB / HTTP/1.1\r\nHost: x\r\nConnection:close\r\n\r\n",
+    };
+    static const int status[] = {200, 404, 405, 501};
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        fd = connect_to(port, 0);
+        send_text(fd, reqs[i]);
+        read_response(fd, &r);
+        assert_int_equal(r.status, status[i]);
+        assert_string_equal(header(r.head, "Connection", v, sizeof(v)), "close");
+        assert_true(closes_within(fd, 2000));
+        resp_free(&r);
+        conn_close(fd);
+    }
+}
+
+static void test_connection_close(void **state)
+{
+    (void)state;
+    check_connection_close();
+}
+
+/* The same server behind TLS (a certificate from tls_ca_init): the API, errors,
+ * Connection: close and the event stream; plain HTTP on that port gets no answer. */
+static void test_https(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_http_tls.XXXXXX", crt[128], key[128], ca[128], err[256] = "";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tls_ca_init(dir, NULL, 0, err, sizeof(err)), 0);
+    snprintf(crt, sizeof(crt), "%s/server.crt", dir);
+    snprintf(key, sizeof(key), "%s/server.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+    SSL_CTX *sctx = tls_server_ctx_new(crt, key, NULL, err, sizeof(err));
+    assert_non_null(sctx);
+
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &catalog, &hooks);
+    assert_non_null(other);
+    assert_int_equal(http_server_use_tls(other, sctx), 0);
+    assert_int_equal(http_server_use_tls(other, sctx), -1); /* once */
+    tls_ctx_free(sctx);                                     /* the server keeps its own reference */
+    use_server(other);
+    publish(NULL, 0);
+
+    client_tls = SSL_CTX_new(TLS_client_method());
+    assert_non_null(client_tls);
+    assert_int_equal(SSL_CTX_load_verify_locations(client_tls, ca, NULL), 1);
+    SSL_CTX_set_verify(client_tls, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(client_tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+
+    struct resp r;
+    get("/v1/summary", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, "\"rejected\":{\"unknown_project\":5,\"not_allowed\":3}");
+    resp_free(&r);
+    get("/nope", &r);
+    assert_json_error(&r, 404);
+    resp_free(&r);
+    request("FROB", "/", NULL, &r);
+    assert_json_error(&r, 501);
+    resp_free(&r);
+    check_connection_close();
+
+    /* TLS 1.2 is enough on the HTTP port. */
+    SSL_CTX_set_max_proto_version(client_tls, TLS1_2_VERSION);
+    get("/healthz", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    SSL_CTX_set_max_proto_version(client_tls, 0);
+
+    /* The event stream over TLS: the snapshot, then a checkpoint as it is published. */
+    struct sse s;
+    struct sse_event e;
+    uint64_t first = next_cp;
+    sse_open(&s, NULL, 0);
+    assert_int_equal(s.status, 200);
+    expect_event(&s, "snapshot", first - 1, &e);
+    free(e.data);
+    uint32_t c[] = {3};
+    cur_votes[3] += 2;
+    publish(c, 1);
+    expect_event(&s, "checkpoint", first, &e);
+    assert_has(e.data, "\"changed\":[{\"id\":1003,\"votes\":");
+    free(e.data);
+    sse_close(&s);
+
+    /* A client with another CA does not trust it. */
+    SSL_CTX *trusting = client_tls;
+    client_tls = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(client_tls, SSL_VERIFY_PEER, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS);
+    assert_null(tls_handshake(fd));
+    close(fd);
+    SSL_CTX_free(client_tls);
+    client_tls = NULL;
+
+    /* Plain HTTP to the HTTPS port: no HTTP answer, the connection is dropped. */
+    fd = connect_to(port, 0);
+    send_text(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct buf got = {0};
+    buf_add(&got, "", 0);
+    int64_t deadline = now_ms() + 3000;
+    while (read_some(fd, &got) && now_ms() < deadline)
+        pump(fd);
+    assert_true(now_ms() < deadline);
+    assert_null(strstr(got.p, "HTTP/1."));
+    free(got.p);
+    close(fd);
+
+    SSL_CTX_free(trusting);
+    http_server_free(other);
+    use_main_server();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1629,6 +1957,9 @@ int main(void)
         cmocka_unit_test(test_bad_catalog),
         cmocka_unit_test(test_no_snapshot_yet),
         cmocka_unit_test(test_free_with_open_streams),
+        cmocka_unit_test(test_error_bodies),
+        cmocka_unit_test(test_connection_close),
+        cmocka_unit_test(test_https),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
