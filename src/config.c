@@ -2,7 +2,9 @@
  * Owns no state beyond the config struct. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,7 +34,33 @@ static const struct opt opts[] = {
      "validate the configuration file and the command line, then exit (0 valid, 2 not)", 0, 0, 0},
     {"db", OPT_STR, "", "CONNINFO",
      "PostgreSQL conninfo (libpq); empty uses the PG* environment variables", 0, 0, 0},
-    {"listen", OPT_ADDR, "127.0.0.1:7400", "HOST:PORT", "address for collectors (TCP)", 0, 0, 0},
+    {"listen", OPT_ADDR, "127.0.0.1:7400", "HOST:PORT",
+     "address for collectors (TLS with --tls-*, else plain TCP and loopback only)", 0, 0, 0},
+    {"tls-cert", OPT_STR, "", "FILE",
+     "collector port: tallyd's certificate (PEM; with --tls-key and --tls-ca: mutual TLS 1.3)", 0,
+     0, 0},
+    {"tls-key", OPT_STR, "", "FILE", "collector port: the private key of --tls-cert (PEM)", 0, 0,
+     0},
+    {"tls-ca", OPT_STR, "", "FILE",
+     "collector port: CA certificates a collector's certificate must chain to (PEM)", 0, 0, 0},
+    {"insecure-plaintext", OPT_FLAG, NULL, NULL,
+     "allow plain TCP for collectors on a non-loopback --listen (votes travel unencrypted and "
+     "unauthenticated)",
+     0, 0, 0},
+    {"hello-timeout-ms", OPT_U32, "10000", "N",
+     "close a connection that has not sent its Hello (TLS handshake included) within N ms", 0,
+     3600000, 0},
+    {"frame-timeout-ms", OPT_U32, "30000", "N",
+     "close a connection that takes longer than N ms to send one frame once it has begun", 0,
+     3600000, 0},
+    {"idle-timeout-ms", OPT_U32, "120000", "N",
+     "close a collector's session after N ms without a byte (collectors send keep-alives)", 0,
+     86400000, 0},
+    {"max-connections", OPT_U32, "4096", "N",
+     "collector connections at most; new ones beyond are closed at accept", 1, 1000000, 0},
+    {"max-buffered-bytes", OPT_U64, "1073741824", "N",
+     "input bytes buffered across all collector connections before tallyd stops reading",
+     1u << 20, UINT64_C(1) << 40, 0},
     {"http", OPT_ADDR, "127.0.0.1:7480", "HOST:PORT",
      "address for the dashboard, the results API, /metrics and health", 0, 0, 0},
     {"checkpoint-ms", OPT_U32, "200", "N", "checkpoint interval in milliseconds", 10, 600000, 1},
@@ -51,6 +79,10 @@ static const struct opt opts[] = {
     {"standby", OPT_FLAG, NULL, NULL,
      "if another tallyd writes this database, wait and take over when it stops (default: exit 1)",
      0, 0, 0},
+    {"http-tls-cert", OPT_STR, "", "FILE",
+     "HTTP port: serve HTTPS with this certificate (PEM; with --http-tls-key)", 0, 0, 0},
+    {"http-tls-key", OPT_STR, "", "FILE", "HTTP port: the private key of --http-tls-cert", 0, 0,
+     0},
     {"log-level", OPT_LEVEL, "info", "LEVEL", "debug, info, warn or error", 0, 0, 1},
     {"help", OPT_ACTION, NULL, NULL, "show this help and exit (also -h)", 0, 0, 0},
     {"version", OPT_ACTION, NULL, NULL, "show the version and exit", 0, 0, 0},
@@ -86,6 +118,60 @@ static const struct opt *opt_find(const char *name)
     return NULL;
 }
 
+/* The field of a string option (all are sizeof(cfg->db) long). */
+static char *str_field(struct tallyd_config *cfg, const char *n)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {
+        {"db", offsetof(struct tallyd_config, db)},
+        {"tls-cert", offsetof(struct tallyd_config, tls_cert)},
+        {"tls-key", offsetof(struct tallyd_config, tls_key)},
+        {"tls-ca", offsetof(struct tallyd_config, tls_ca)},
+        {"http-tls-cert", offsetof(struct tallyd_config, http_tls_cert)},
+        {"http-tls-key", offsetof(struct tallyd_config, http_tls_key)},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (strcmp(fields[i].name, n) == 0)
+            return (char *)cfg + fields[i].off;
+    return NULL;
+}
+
+int tallyd_host_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+        return 1;
+    struct in_addr a;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* What no single option can say: TLS files come together, plain TCP stays on loopback. */
+static int validate(const struct tallyd_config *cfg, char *err, size_t len)
+{
+    int n_tls = !!cfg->tls_cert[0] + !!cfg->tls_key[0] + !!cfg->tls_ca[0];
+    if (n_tls != 0 && n_tls != 3) {
+        snprintf(err, len, "--tls-cert, --tls-key and --tls-ca go together (mutual TLS: "
+                           "tallyd's certificate, its key, and the CA of the collectors' "
+                           "certificates)");
+        return -1;
+    }
+    if (!!cfg->http_tls_cert[0] != !!cfg->http_tls_key[0]) {
+        snprintf(err, len, "--http-tls-cert and --http-tls-key go together");
+        return -1;
+    }
+    if (n_tls == 0 && !cfg->insecure_plaintext && !tallyd_host_is_loopback(cfg->listen_host)) {
+        snprintf(err, len,
+                 "--listen %s is not a loopback address, and without --tls-cert, --tls-key and "
+                 "--tls-ca anyone who reaches it could send votes as any collector, unencrypted; "
+                 "give the TLS files (tallyctl ca init makes them), or --insecure-plaintext to "
+                 "accept that",
+                 cfg->listen_host);
+        return -1;
+    }
+    return 0;
+}
+
 /* Sets one option from its text; on failure writes why into err. */
 static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val, char *err,
                  size_t len)
@@ -93,11 +179,13 @@ static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val
     uint64_t v;
     const char *n = o->name;
     switch (o->kind) {
-    case OPT_STR:
-        if (strlen(val) >= sizeof(cfg->db))
+    case OPT_STR: {
+        char *dst = str_field(cfg, n);
+        if (!dst || strlen(val) >= sizeof(cfg->db))
             goto bad;
-        snprintf(cfg->db, sizeof(cfg->db), "%s", val);
+        snprintf(dst, sizeof(cfg->db), "%s", val);
         return 0;
+    }
     case OPT_ADDR:
         if (strcmp(n, "listen") == 0
                 ? addr_split(val, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port)
@@ -127,15 +215,27 @@ static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val
             cfg->shutdown_grace_ms = (uint32_t)v;
         else if (strcmp(n, "min-anonymity") == 0)
             cfg->min_anonymity = (uint32_t)v;
+        else if (strcmp(n, "hello-timeout-ms") == 0)
+            cfg->hello_timeout_ms = (uint32_t)v;
+        else if (strcmp(n, "frame-timeout-ms") == 0)
+            cfg->frame_timeout_ms = (uint32_t)v;
+        else if (strcmp(n, "idle-timeout-ms") == 0)
+            cfg->idle_timeout_ms = (uint32_t)v;
+        else if (strcmp(n, "max-connections") == 0)
+            cfg->max_connections = (uint32_t)v;
+        else if (strcmp(n, "max-buffered-bytes") == 0)
+            cfg->max_buffered_bytes = v;
         return 0;
-    case OPT_FLAG: /* "--standby" on the command line; "standby = yes|no" in a file */
+    case OPT_FLAG: { /* "--standby" on the command line; "standby = yes|no" in a file */
+        int *flag = strcmp(n, "standby") == 0 ? &cfg->standby : &cfg->insecure_plaintext;
         if (!val || !strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1") || !*val)
-            cfg->standby = 1;
+            *flag = 1;
         else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "0"))
-            cfg->standby = 0;
+            *flag = 0;
         else
             goto bad;
         return 0;
+    }
     case OPT_ACTION:
         return 0;
     }
@@ -249,6 +349,10 @@ int tallyd_config_parse(struct tallyd_config *cfg, int argc, char **argv)
     }
     if (cmdline(cfg, argc, argv, 1, stderr) != 0)
         return -1;
+    if (validate(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tallyd: %s\nTry 'tallyd --help'.\n", err);
+        return -1;
+    }
     if (cfg->check_config) {
         if (cfg->config_path[0])
             printf("tallyd: configuration OK (%s)\n", cfg->config_path);
@@ -274,7 +378,7 @@ int tallyd_config_reload(const struct tallyd_config *cur, struct tallyd_config *
         snprintf(err, err_len, "the command line no longer parses");
         return -1;
     }
-    return 0;
+    return validate(next, err, err_len);
 }
 
 void tallyd_config_diff(const struct tallyd_config *a, const struct tallyd_config *b,
@@ -299,6 +403,17 @@ void tallyd_config_diff(const struct tallyd_config *a, const struct tallyd_confi
     DIFF("shutdown-grace-ms", shutdown_grace_ms);
     DIFF("min-anonymity", min_anonymity);
     DIFF("standby", standby);
+    if (strcmp(a->tls_cert, b->tls_cert) || strcmp(a->tls_key, b->tls_key) ||
+        strcmp(a->tls_ca, b->tls_ca))
+        say(arg, "tls-cert", 0);
+    if (strcmp(a->http_tls_cert, b->http_tls_cert) || strcmp(a->http_tls_key, b->http_tls_key))
+        say(arg, "http-tls-cert", 0);
+    DIFF("insecure-plaintext", insecure_plaintext);
+    DIFF("hello-timeout-ms", hello_timeout_ms);
+    DIFF("frame-timeout-ms", frame_timeout_ms);
+    DIFF("idle-timeout-ms", idle_timeout_ms);
+    DIFF("max-connections", max_connections);
+    DIFF("max-buffered-bytes", max_buffered_bytes);
     DIFF("log-level", log_level);
 #undef DIFF
 }

@@ -21,6 +21,17 @@ struct tallyd_config {
     uint32_t shutdown_grace_ms;
     uint32_t min_anonymity;
     int standby;
+    /* TLS on the collector port: all three or none (then plain TCP, loopback only unless
+     * insecure_plaintext). */
+    char tls_cert[1024], tls_key[1024], tls_ca[1024];
+    int insecure_plaintext;
+    char http_tls_cert[1024], http_tls_key[1024]; /* both or none */
+    /* Limits on what a peer can make tallyd spend (0: none). */
+    uint32_t hello_timeout_ms;
+    uint32_t frame_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t max_connections;
+    uint64_t max_buffered_bytes;
     int log_level;
     char config_path[1024]; /* "" when there is no configuration file */
     int check_config;
@@ -33,6 +44,9 @@ struct tallyd_config {
  * run; 1 when --help, --version or a successful --check-config was printed (exit 0); or -1
  * after printing the error to stderr (exit 2). */
 int tallyd_config_parse(struct tallyd_config *cfg, int argc, char **argv);
+
+/* True when host names only this machine (127.0.0.0/8, ::1, localhost). */
+int tallyd_host_is_loopback(const char *host);
 
 /* SIGHUP: reads the configuration file again and applies the same command line over it
  * into next. Returns 0, or -1 with the reason in err (next is then unusable). */

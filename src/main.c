@@ -19,12 +19,15 @@
 #include "notify.h"
 #include "publish.h"
 #include "store/store.h"
+#include "tls/tls.h"
 
 struct tallyd {
     struct tallyd_config cfg;
     struct publish *pub;
     struct ingest *in;
     struct notify *notify;
+    SSL_CTX *tls;      /* collector port; NULL: plain TCP */
+    SSL_CTX *http_tls; /* HTTP port; NULL: plain HTTP */
     bool failed; /* start-up could not finish: exit 1 whatever ingest says */
 };
 
@@ -38,7 +41,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     ingest_shutdown(t->in);
 }
 
-static struct ingest_config ingest_config_of(const struct tallyd_config *c)
+static struct ingest_config ingest_config_of(const struct tallyd_config *c, SSL_CTX *tls)
 {
     struct ingest_config icfg = {
         .conninfo = c->db,
@@ -52,6 +55,12 @@ static struct ingest_config ingest_config_of(const struct tallyd_config *c)
         .standby = c->standby != 0,
         .min_anonymity = c->min_anonymity,
         .expected_ballots = c->expected_ballots,
+        .tls = tls,
+        .hello_timeout_ms = c->hello_timeout_ms,
+        .frame_timeout_ms = c->frame_timeout_ms,
+        .idle_timeout_ms = c->idle_timeout_ms,
+        .max_connections = c->max_connections,
+        .max_buffered_bytes = c->max_buffered_bytes,
     };
     return icfg;
 }
@@ -88,7 +97,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     log_info("received SIGHUP: read %s again", t->cfg.config_path);
     tallyd_config_diff(&t->cfg, &next, say_changed, NULL);
     log_set_level((enum log_level)next.log_level);
-    struct ingest_config icfg = ingest_config_of(&next);
+    struct ingest_config icfg = ingest_config_of(&next, t->tls);
     ingest_reconfigure(t->in, &icfg);
     /* Only what was applied becomes the running configuration. */
     t->cfg.checkpoint_ms = next.checkpoint_ms;
@@ -129,6 +138,27 @@ int main(int argc, char **argv)
 
     int status = 1;
     struct event_base *base = NULL;
+    char err[1400];
+    if (t.cfg.tls_cert[0]) {
+        t.tls = tls_server_ctx_new(t.cfg.tls_cert, t.cfg.tls_key, t.cfg.tls_ca, err, sizeof(err));
+        if (!t.tls) {
+            log_error("%s", err);
+            return 2;
+        }
+    } else if (!tallyd_host_is_loopback(t.cfg.listen_host)) {
+        log_warn("--insecure-plaintext: collectors on %s speak plain TCP: anyone who reaches "
+                 "the port can send votes as any registered collector, and read them",
+                 t.cfg.listen_host);
+    }
+    if (t.cfg.http_tls_cert[0]) {
+        t.http_tls = tls_server_ctx_new(t.cfg.http_tls_cert, t.cfg.http_tls_key, NULL, err,
+                                        sizeof(err));
+        if (!t.http_tls) {
+            log_error("%s", err);
+            tls_ctx_free(t.tls);
+            return 2;
+        }
+    }
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     const struct tallyd_config *cfg = &t.cfg;
 
@@ -147,9 +177,11 @@ int main(int argc, char **argv)
             log_error("%s: is this a second tallyd? (--standby waits for it)", holder);
         goto out;
     }
-    log_info("HTTP on %s:%u: dashboard at /, API under /v1/, /metrics, /healthz, /readyz",
-             cfg->http_host, cfg->http_port);
-    struct ingest_config icfg = ingest_config_of(cfg);
+    if (t.http_tls && publish_use_tls(t.pub, t.http_tls) != 0)
+        goto out;
+    log_info("HTTP%s on %s:%u: dashboard at /, API under /v1/, /metrics, /healthz, /readyz",
+             t.http_tls ? "S" : "", cfg->http_host, cfg->http_port);
+    struct ingest_config icfg = ingest_config_of(cfg, t.tls);
     t.in = ingest_new(base, &icfg, on_started, &t);
     if (!t.in)
         goto out;
@@ -183,6 +215,8 @@ out:
     publish_free(t.pub);
     if (base)
         event_base_free(base);
+    tls_ctx_free(t.tls);
+    tls_ctx_free(t.http_tls);
     log_info("exit %d", status);
     return status;
 }

@@ -98,7 +98,9 @@ static uint64_t st_epoch(struct publish *p)
 
 static struct http_totals totals_of(const struct tally_totals *t)
 {
-    struct http_totals h = {t->batches, t->votes, t->accepted, t->duplicate, t->rejected};
+    struct http_totals h = {t->batches,   t->votes,
+                            t->accepted,  t->duplicate,
+                            t->rejected - t->rejected_not_allowed, t->rejected_not_allowed};
     return h;
 }
 
@@ -182,13 +184,28 @@ static void metrics(void *arg, struct http_metrics *m)
     m->writer_epoch = st.writer_epoch;
     m->pg_errors = st.pg_errors;
     m->postgres_up = st.postgres_up;
+    m->hello_timeouts = st.hello_timeouts;
+    m->frame_timeouts = st.frame_timeouts;
+    m->idle_timeouts = st.idle_timeouts;
+    m->conn_limit_refused = st.conn_limit_refused;
+    m->pre_auth_too_large = st.pre_auth_too_large;
+    m->buffer_pauses = st.buffer_pauses;
+    m->accept_pauses = st.accept_pauses;
+    m->tls_handshake_failures = st.tls_handshake_failures;
+    m->auth_refused = st.auth_refused;
+    m->disabled_refused = st.disabled_refused;
+    m->buffered_bytes = st.buffered_bytes;
+    m->arena_bytes = st.arena_bytes;
+    m->tls = st.tls;
+    m->db_role_privileged = st.db_role_is_superuser || st.db_role_owns_schema;
     const struct tally *t = ingest_tally(p->in);
     if (!t)
         return;
     const struct tally_totals *dur = tally_durable_totals(t);
     m->votes_accepted = dur->accepted;
     m->votes_duplicate = dur->duplicate;
-    m->votes_rejected_unknown_project = dur->rejected;
+    m->votes_rejected_unknown_project = dur->rejected - dur->rejected_not_allowed;
+    m->votes_rejected_not_allowed = dur->rejected_not_allowed;
     m->batches = st.batches_applied;
     m->bytes_received = st.bytes_received;
     m->connections_open = st.connections_open;
@@ -222,6 +239,11 @@ struct publish *publish_new(struct event_base *base, const char *host, uint16_t 
         return NULL;
     }
     return p;
+}
+
+int publish_use_tls(struct publish *p, struct ssl_ctx_st *tls)
+{
+    return http_server_use_tls(p->http, tls);
 }
 
 void publish_follow(struct publish *p, struct ingest *in)

@@ -10,11 +10,16 @@
 struct event_base;
 struct ingest;
 struct publish;
+struct ssl_ctx_st;
 
 /* Starts the HTTP server on host:port before anything else, so /healthz answers and
  * /readyz says why tallyd is not ready while it waits for PostgreSQL, the writer lock or
  * recovery. Returns NULL (logged) when the port cannot be bound. */
 struct publish *publish_new(struct event_base *base, const char *host, uint16_t port);
+
+/* Serves HTTPS with tls (an SSL_CTX; p keeps its own reference). Right after publish_new.
+ * Returns 0, or -1 (logged). */
+int publish_use_tls(struct publish *p, struct ssl_ctx_st *tls) __attribute__((warn_unused_result));
 
 /* Readiness and metrics are asked of in from now on (borrowed; outlives p's use of it). */
 void publish_follow(struct publish *p, struct ingest *in);

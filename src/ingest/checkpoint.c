@@ -32,6 +32,7 @@ static void job_from_delta(struct ingest *in, struct tally_delta *d)
         sb->accepted = b->accepted;
         sb->duplicate = b->duplicate;
         sb->rejected_unknown = b->rejected_unknown;
+        sb->rejected_not_allowed = b->rejected_not_allowed;
     }
     for (size_t i = 0; i < d->n_marks; i++) {
         const struct tally_delta_mark *m = &d->marks[i];
@@ -70,9 +71,14 @@ void ingest_checkpoint_maybe_start(struct ingest *in)
     } else if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
         memset(&in->job, 0, sizeof(in->job));
         in->job_is_checkpoint = false;
-        in->last_refresh_ms = in->now_ms;
     } else {
         return;
+    }
+    /* A busy tallyd seals a checkpoint at every tick: the collectors list (new ones, a
+     * disable-collector, a new pin) rides along at most every REFRESH_MS. */
+    if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
+        in->job.refresh_collectors = true;
+        in->last_refresh_ms = in->now_ms;
     }
     clock_gettime(CLOCK_MONOTONIC, &in->job_started);
     if (store_worker_submit(in->worker, &in->job) != 0) {
@@ -164,7 +170,7 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
                   "tallyd; see above): stopping without acknowledging it",
                   (unsigned long long)in->last_checkpoint_id + 1);
         in->exit_status = 1;
-        free(list);
+        store_collectors_free(list, n_list);
         event_base_loopexit(in->base, NULL);
         return;
     }
@@ -199,14 +205,17 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
             in->on_durable(in->on_durable_arg, cp_id, secs, in->changed, n_changed);
     }
     for (size_t i = 0; i < n_list; i++) {
-        if (tally_collector_find(in->tally, list[i].id) >= 0)
-            continue;
-        struct tally_totals t = {list[i].batches, list[i].votes, list[i].accepted,
-                                 list[i].duplicate, list[i].rejected};
-        ingest_collector_add(in, list[i].id, list[i].durable_seq, &t);
-        log_info("collector '%s' registered", list[i].id);
+        int32_t idx = tally_collector_find(in->tally, list[i].id);
+        if (idx < 0) {
+            struct tally_totals t = {list[i].batches,   list[i].votes,
+                                     list[i].accepted,  list[i].duplicate,
+                                     list[i].rejected,  list[i].rejected_not_allowed};
+            idx = (int32_t)ingest_collector_add(in, list[i].id, list[i].durable_seq, &t);
+            log_info("collector '%s' registered", list[i].id);
+        }
+        ingest_collector_update(in, (uint32_t)idx, &list[i]);
     }
-    free(list);
+    store_collectors_free(list, n_list);
     /* Group commit: what piled up while this checkpoint was being written goes at once,
      * instead of waiting for the next tick. */
     if (in->shutting_down || tally_has_pending(in->tally)) {

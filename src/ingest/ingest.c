@@ -58,6 +58,8 @@ uint32_t ingest_collector_add(struct ingest *in, const char *id, uint64_t durabl
         memset(in->names + in->cap_collectors, 0, (cap - in->cap_collectors) * sizeof(char *));
         memset(in->conn_of + in->cap_collectors, 0,
                (cap - in->cap_collectors) * sizeof(*in->conn_of));
+        in->auth = xreallocarray(in->auth, cap, sizeof(*in->auth));
+        memset(in->auth + in->cap_collectors, 0, (cap - in->cap_collectors) * sizeof(*in->auth));
         in->cap_collectors = cap;
     }
     if (!in->names[idx])
@@ -74,6 +76,58 @@ void ingest_totals_to_pb(const struct tally_totals *t, Tally__CollectorTotals *p
     pb->rejected = t->rejected;
 }
 
+static bool same_circuits(const struct ingest_auth *a, const struct store_collector *sc)
+{
+    if (a->restricted != sc->restricted)
+        return false;
+    if (!a->restricted)
+        return true;
+    return a->n_circuits == sc->n_circuits &&
+           (!sc->n_circuits || memcmp(a->circuits, sc->circuits,
+                                      sc->n_circuits * sizeof(*sc->circuits)) == 0);
+}
+
+void ingest_collector_update(struct ingest *in, uint32_t idx, const struct store_collector *sc)
+{
+    struct ingest_auth *a = &in->auth[idx];
+    bool repinned = a->has_pin != sc->has_pin || (sc->has_pin && memcmp(a->pin, sc->pin, 32));
+    bool now_disabled = sc->disabled && !a->disabled;
+    a->has_pin = sc->has_pin;
+    memcpy(a->pin, sc->pin, sizeof(a->pin));
+    a->disabled = sc->disabled;
+    if (!same_circuits(a, sc)) {
+        static const uint32_t none[1];
+        free(a->circuits);
+        a->circuits = NULL;
+        a->n_circuits = 0;
+        a->restricted = sc->restricted;
+        if (sc->restricted && sc->n_circuits) {
+            a->circuits = xmalloc(sc->n_circuits * sizeof(*a->circuits));
+            memcpy(a->circuits, sc->circuits, sc->n_circuits * sizeof(*a->circuits));
+            a->n_circuits = sc->n_circuits;
+        }
+        (void)tally_collector_restrict(in->tally, idx,
+                                       a->restricted ? (a->circuits ? a->circuits : none) : NULL,
+                                       a->n_circuits);
+        if (in->started)
+            log_info("collector '%s' may now vote for %s", in->names[idx],
+                     a->restricted ? "the projects of its circuits only" : "every project");
+    }
+    struct net_conn *c = in->conn_of[idx];
+    if (!c)
+        return;
+    if (now_disabled) {
+        in->disabled_refused++;
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_COLLECTOR_DISABLED, 0,
+                      "collector '%s' was disabled (tallyctl enable-collector undoes it)",
+                      in->names[idx]);
+    } else if (in->cfg.tls && repinned) {
+        in->auth_refused++;
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_AUTH, 0,
+                      "collector '%s' has been pinned to another certificate", in->names[idx]);
+    }
+}
+
 /* Connections carry their collector index + 1 as user data; 0 means no Hello yet. */
 static int64_t conn_collector(struct net_conn *c)
 {
@@ -81,6 +135,61 @@ static int64_t conn_collector(struct net_conn *c)
 }
 
 /* ---- frames ----------------------------------------------------------------------- */
+
+/* protocol.h: [A-Za-z0-9._-]{1,63}. Checked before the id is looked up, logged or echoed. */
+static bool collector_id_is_valid(const char *id)
+{
+    size_t n = 0;
+    for (; id[n]; n++) {
+        char ch = id[n];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                  ch == '.' || ch == '_' || ch == '-';
+        if (!ok || n >= TALLY_COLLECTOR_ID_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+/* The collector pinned to a certificate, or -1. A handful to a few thousand collectors:
+ * a scan per Hello costs less than keeping an index in step with refreshes. */
+static int64_t collector_of_pin(const struct ingest *in, const uint8_t pin[32])
+{
+    size_t n = in->tally ? tally_collector_count(in->tally) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (in->auth[i].has_pin && memcmp(in->auth[i].pin, pin, 32) == 0)
+            return (int64_t)i;
+    return -1;
+}
+
+/* TLS: the certificate presented must be the one pinned to the collector Hello names. */
+static int check_identity(struct ingest *in, struct net_conn *c, uint32_t idx, const char *id)
+{
+    uint8_t pin[32];
+    if (!net_conn_peer_pin(c, pin)) {
+        in->auth_refused++;
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_AUTH, 0,
+                      "no client certificate: Hello names collector '%s'", id);
+        return -1;
+    }
+    char hex[2 * 32 + 1];
+    for (size_t i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", pin[i]);
+    int64_t owner = collector_of_pin(in, pin);
+    if (owner == (int64_t)idx)
+        return 0;
+    in->auth_refused++;
+    if (owner < 0)
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_AUTH, 0,
+                      "the certificate (pin %.16s...) is pinned to no collector; Hello names "
+                      "collector '%s' (tallyctl add-collector %s --cert FILE pins it)",
+                      hex, id, id);
+    else
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_AUTH, 0,
+                      "the certificate (pin %.16s...) belongs to collector '%s'; Hello "
+                      "names collector '%s'",
+                      hex, in->names[owner], id);
+    return -1;
+}
 
 static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h)
 {
@@ -98,13 +207,28 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
         return -1;
     }
     const char *id = h->collector_id ? h->collector_id : "";
+    if (!collector_id_is_valid(id)) {
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_UNKNOWN_COLLECTOR, 0,
+                      "the collector id in Hello is not valid: it must match "
+                      "[A-Za-z0-9._-]{1,63}");
+        return -1;
+    }
     int32_t idx = tally_collector_find(in->tally, id);
     if (idx < 0) {
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_UNKNOWN_COLLECTOR, 0,
-                      "collector '%.64s' is not registered (tallyctl add-collector)", id);
+                      "collector '%s' is not registered (tallyctl add-collector)", id);
+        return -1;
+    }
+    if (in->cfg.tls && check_identity(in, c, (uint32_t)idx, id) != 0)
+        return -1;
+    if (in->auth[idx].disabled) {
+        in->disabled_refused++;
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_COLLECTOR_DISABLED, 0,
+                      "collector '%s' is disabled (tallyctl enable-collector %s)", id, id);
         return -1;
     }
     net_conn_set_name(c, id);
+    net_conn_set_authenticated(c);
     struct net_conn *old = in->conn_of[idx];
     if (old) {
         /* The newest connection wins: the old one is usually a half-dead socket. */
@@ -128,6 +252,7 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
     w.consultation_id = (char *)in->cfg.consultation_id;
     w.totals = &totals;
     w.writer_epoch = store_worker_epoch(in->worker);
+    w.idle_timeout_ms = in->cfg.idle_timeout_ms;
     Tally__Frame f = TALLY__FRAME__INIT;
     f.msg_case = TALLY__FRAME__MSG_WELCOME;
     f.welcome = &w;
@@ -215,7 +340,8 @@ static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
         ack.accepted = res.accepted;
         ack.duplicate_ballots = res.duplicate;
         ack.rejected_unknown_project = res.rejected_unknown;
-        ack.rejected = res.rejected_unknown;
+        ack.rejected_not_allowed = res.rejected_not_allowed;
+        ack.rejected = res.rejected_unknown + res.rejected_not_allowed;
     } else {
         ack.retransmit = true;
     }
@@ -244,6 +370,15 @@ static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
             return -1;
         }
         return on_hello(in, c, f->hello);
+    }
+    if (f->msg_case == TALLY__FRAME__MSG_PING) {
+        Tally__Ping pong = TALLY__PING__INIT;
+        pong.nonce = f->ping->nonce;
+        Tally__Frame r = TALLY__FRAME__INIT;
+        r.msg_case = TALLY__FRAME__MSG_PING;
+        r.ping = &pong;
+        net_conn_send(c, &r);
+        return 0;
     }
     if (f->msg_case != TALLY__FRAME__MSG_BATCH) {
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_FRAME, 0,
@@ -337,9 +472,32 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
                  "(load it with tallyctl load-registry, then restart tallyd)");
     snprintf(in->consultation, sizeof(in->consultation), "%s", st.rec.consultation_id);
     in->cfg.consultation_id = in->consultation;
-    store_recovery_cleanup(&st.rec);
     for (size_t i = 0; i < tally_collector_count(in->tally); i++)
         ingest_collector_add(in, tally_collector_at(in->tally, (uint32_t)i)->id, 0, NULL);
+    size_t n_pinned = 0, n_disabled = 0, n_restricted = 0;
+    for (size_t i = 0; i < st.rec.n_collectors; i++) {
+        const struct store_collector *sc = &st.rec.collectors[i];
+        int32_t idx = tally_collector_find(in->tally, sc->id);
+        if (idx < 0)
+            continue;
+        ingest_collector_update(in, (uint32_t)idx, sc);
+        n_pinned += sc->has_pin;
+        n_disabled += sc->disabled;
+        n_restricted += sc->restricted;
+    }
+    store_recovery_cleanup(&st.rec);
+    if (in->cfg.tls)
+        log_info("mutual TLS on the collector port: %zu of %zu collectors have a pinned "
+                 "certificate, %zu disabled, %zu limited to their circuits",
+                 n_pinned, tally_collector_count(in->tally), n_disabled, n_restricted);
+    snprintf(in->db_role, sizeof(in->db_role), "%s", st.role);
+    in->db_role_is_superuser = st.role_is_superuser;
+    in->db_role_owns_schema = st.role_owns_schema;
+    if (st.role_is_superuser || st.role_owns_schema)
+        log_warn("tallyd writes as database role '%s', which %s: it needs only what role "
+                 "tally_writer grants (README: \"Least privilege\")",
+                 st.role,
+                 st.role_is_superuser ? "is a superuser" : "owns the schema and can change it");
 
     if (net_server_listen(in->net) < 0) {
         store_catalog_cleanup(&st.catalog);
@@ -353,7 +511,8 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     event_add(in->progress_ev, &prog);
     in->progress_votes = tally_applied_totals(in->tally)->votes;
     in->last_commit_ms = ingest_wall_ms(in);
-    log_info("listening for collectors on %s:%u", in->cfg.listen_host, net_server_port(in->net));
+    log_info("listening for collectors on %s:%u (%s)", in->cfg.listen_host,
+             net_server_port(in->net), in->cfg.tls ? "mutual TLS 1.3" : "plain TCP");
     if (in->on_started)
         in->on_started(in->on_started_arg, in, &st.catalog);
     store_catalog_cleanup(&st.catalog); /* NULL-safe when the callee took it */
@@ -387,6 +546,14 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
         .on_close = on_close,
         .arg = in,
         .reserve_only = true,
+        .tls = cfg->tls,
+        .hello_timeout_ms = cfg->hello_timeout_ms,
+        .frame_timeout_ms = cfg->frame_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .max_conns = cfg->max_connections,
+        /* Hello is a few hundred bytes: nothing bigger is buffered or decoded before it. */
+        .pre_auth_max_frame_bytes = 4096,
+        .max_buffered_bytes = cfg->max_buffered_bytes,
     };
     in->net = net_server_new(base, &ncfg);
     if (!in->net)
@@ -491,6 +658,25 @@ void ingest_stats(const struct ingest *in, struct ingest_stats *out)
     out->seq_conflicts = in->seq_conflicts;
     out->last_commit_ms = in->last_commit_ms;
     out->postgres_up = in->worker && store_worker_is_connected(in->worker);
+    out->auth_refused = in->auth_refused;
+    out->disabled_refused = in->disabled_refused;
+    snprintf(out->db_role, sizeof(out->db_role), "%s", in->db_role);
+    out->db_role_is_superuser = in->db_role_is_superuser;
+    out->db_role_owns_schema = in->db_role_owns_schema;
+    out->tls = in->cfg.tls != NULL;
+    if (in->net) {
+        struct net_limit_counters lc;
+        net_server_limit_counters(in->net, &lc);
+        out->hello_timeouts = lc.hello_timeouts;
+        out->frame_timeouts = lc.frame_timeouts;
+        out->idle_timeouts = lc.idle_timeouts;
+        out->conn_limit_refused = lc.conn_limit_refused;
+        out->pre_auth_too_large = lc.pre_auth_too_large;
+        out->buffer_pauses = lc.buffer_pauses;
+        out->accept_pauses = lc.accept_pauses;
+        out->tls_handshake_failures = lc.tls_handshake_failures;
+        net_server_memory(in->net, &out->buffered_bytes, &out->arena_bytes);
+    }
     out->oldest_undurable_ms = in->inflight_since_ms ? in->inflight_since_ms : in->pending_since_ms;
     if (!in->started)
         return;
@@ -505,6 +691,7 @@ void ingest_stats(const struct ingest *in, struct ingest_stats *out)
     for (size_t i = 0; i < tally_collector_count(in->tally); i++)
         out->collectors_connected += in->conn_of[i] != NULL;
     out->paused = in->paused;
+    tally_rejected_by_reason(in->tally, &out->rejected_unknown_project, &out->rejected_not_allowed);
 }
 
 void ingest_collector_view(const struct ingest *in, uint32_t i, struct ingest_collector_view *out)
@@ -550,12 +737,16 @@ void ingest_free(struct ingest *in)
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
-    free(in->mbox_collectors);
+    store_collectors_free(in->mbox_collectors, in->mbox_n_collectors);
     store_recovery_cleanup(&in->mbox_start.rec);
     store_catalog_cleanup(&in->mbox_start.catalog);
     tally_free(in->rebuild.tally);
-    for (size_t i = 0; i < in->cap_collectors; i++)
+    for (size_t i = 0; i < in->cap_collectors; i++) {
         free(in->names[i]);
+        if (in->auth)
+            free(in->auth[i].circuits);
+    }
+    free(in->auth);
     free(in->names);
     free(in->conn_of);
     free(in->job_batches);

@@ -11,6 +11,7 @@
 struct event_base;
 struct tally;
 struct ingest;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 struct ingest_config {
     const char *conninfo; /* for the store worker's own connection */
@@ -25,6 +26,12 @@ struct ingest_config {
     bool standby;               /* wait for another writer to stop instead of failing */
     uint32_t min_anonymity;     /* tokens per token page, at least */
     uint64_t expected_ballots;  /* size the ballot set for this many up front */
+    /* Mutual TLS on the collector port (borrowed; NULL: plain TCP). With it, a collector's
+     * identity is its certificate: Hello must name the collector it is pinned to. */
+    struct ssl_ctx_st *tls;
+    /* Limits (0: none); see tallyd --help. */
+    uint32_t hello_timeout_ms, frame_timeout_ms, idle_timeout_ms, max_connections;
+    uint64_t max_buffered_bytes;
 };
 
 struct store_catalog;
@@ -98,6 +105,17 @@ struct ingest_stats {
     int64_t oldest_undurable_ms; /* unix ms when the oldest batch not yet durable was applied;
                                   * 0 when everything applied is durable */
     bool postgres_up;
+    /* What peers made the collector port refuse or spend (net limits, since start). */
+    uint64_t hello_timeouts, frame_timeouts, idle_timeouts, conn_limit_refused;
+    uint64_t pre_auth_too_large, buffer_pauses, accept_pauses, tls_handshake_failures;
+    uint64_t buffered_bytes, arena_bytes;
+    bool tls;                  /* mutual TLS on the collector port */
+    uint64_t auth_refused;     /* Hellos refused with ERROR_AUTH */
+    uint64_t disabled_refused; /* Hellos refused, sessions dropped: collector disabled */
+    uint64_t rejected_unknown_project, rejected_not_allowed; /* votes, applied since start */
+    /* The database role tallyd writes with, and whether it has more rights than it needs. */
+    char db_role[64];
+    bool db_role_is_superuser, db_role_owns_schema;
 };
 void ingest_stats(const struct ingest *in, struct ingest_stats *out);
 

@@ -20,8 +20,18 @@
 struct net_server;
 struct net_conn;
 
-#define REFRESH_MS 1000 /* how often an idle tallyd re-reads the registered collectors */
+#define REFRESH_MS 1000 /* how often tallyd re-reads the registered collectors */
 #define PROGRESS_SEC 10 /* period of the progress log line */
+
+/* What the record says of a collector beyond its watermarks (store_collector). */
+struct ingest_auth {
+    bool has_pin;
+    uint8_t pin[32];
+    bool disabled;
+    bool restricted;     /* votes only for projects of circuits[] */
+    uint32_t *circuits;  /* malloc'd copy, to tell a change at refresh */
+    size_t n_circuits;
+};
 
 struct ingest {
     struct event_base *base;
@@ -34,6 +44,7 @@ struct ingest {
     char **names;              /* by collector index; strings never move once made */
     int64_t *last_seen_ms;     /* by collector index: unix ms of the last frame */
     struct net_conn **conn_of; /* by collector index; NULL when not connected */
+    struct ingest_auth *auth;  /* by collector index: identity, restriction, disabled */
     size_t cap_collectors;
 
     ingest_started_cb on_started;
@@ -44,6 +55,9 @@ struct ingest {
     uint64_t last_checkpoint_id;
     uint8_t head_hash[32];
     uint64_t seq_conflicts;
+    uint64_t auth_refused, disabled_refused;
+    char db_role[64];
+    bool db_role_is_superuser, db_role_owns_schema;
     bool job_inflight; /* a checkpoint or refresh job is with the worker */
     bool job_is_checkpoint;
     struct store_checkpoint job;
@@ -96,6 +110,9 @@ int64_t ingest_wall_ms(struct ingest *in); /* as of this loop iteration */
 uint32_t ingest_collector_add(struct ingest *in, const char *id, uint64_t durable_seq,
                               const struct tally_totals *durable);
 void ingest_totals_to_pb(const struct tally_totals *t, Tally__CollectorTotals *pb);
+/* Takes what the record says of collector idx (pin, disabled, circuits): a session that no
+ * longer may go on (disabled, or re-pinned to another certificate) is dropped. */
+void ingest_collector_update(struct ingest *in, uint32_t idx, const struct store_collector *sc);
 /* Pauses reading from collectors past the backlog, resumes below half of it. */
 void ingest_backpressure_check(struct ingest *in);
 

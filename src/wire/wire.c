@@ -57,6 +57,12 @@ enum wire_status wire_frame_decode(const uint8_t *payload, size_t len, struct ar
     Tally__Frame *f = tally__frame__unpack(&pa, len, payload);
     if (!f || f->msg_case == TALLY__FRAME__MSG__NOT_SET)
         return WIRE_ERR_MALFORMED;
+    /* protobuf-c hands strings over NUL-terminated and drops what follows a NUL byte inside
+     * one: "c0\0junk" would read as "c0". A Hello that does not encode back to its own
+     * length lost bytes that way (or was not encoded canonically): refuse it. Hellos are
+     * small; batches are not checked. */
+    if (f->msg_case == TALLY__FRAME__MSG_HELLO && tally__frame__get_packed_size(f) != len)
+        return WIRE_ERR_MALFORMED;
     *out = f;
     return WIRE_OK;
 }
