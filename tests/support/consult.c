@@ -331,13 +331,13 @@ int ts_tallyd_start(struct ts_tallyd *d, int timeout_ms)
     snprintf(http, sizeof http, "127.0.0.1:%u", d->http_port);
     snprintf(cp, sizeof cp, "%d", d->checkpoint_ms);
     snprintf(log, sizeof log, "%s/tallyd-%d.log", d->dir, ++d->starts);
-    char *argv[32] = {
+    char *argv[64] = {
         (char *)ts_prog("tallyd"), "--db", d->conninfo,   "--listen", listen, "--http", http,
         "--checkpoint-ms",         cp,     "--log-level", "info"};
     int argc = 11;
     char extra[sizeof d->extra];
     snprintf(extra, sizeof extra, "%s", d->extra);
-    for (char *tok = strtok(extra, " "); tok && argc < 31; tok = strtok(NULL, " "))
+    for (char *tok = strtok(extra, " "); tok && argc < 63; tok = strtok(NULL, " "))
         argv[argc++] = tok;
     argv[argc] = NULL;
     if (ts_spawn(&d->proc, "tallyd", argv, NULL, log))

@@ -139,7 +139,7 @@ struct ts_tallyd {
     uint16_t port, http_port;
     int checkpoint_ms;
     int starts;
-    char extra[128]; /* extra arguments, space separated ("" none) */
+    char extra[2048]; /* extra arguments, space separated ("" none) */
 };
 
 /* First call picks the ports; later calls reuse them. Starts tallyd (log in
