@@ -27,8 +27,11 @@ enum bench_peer {
     PEER_POSTGRES = 1 << 3,       /* PostgreSQL-direct, several batches per transaction */
     PEER_POSTGRES_PER_BATCH = 1 << 4,
     PEER_LIMIT = 1 << 5,
+    PEER_TALLYD_TLS = 1 << 6, /* tallyd with mutual TLS 1.3 on the collector port */
 };
 #define PEER_REDIS (PEER_REDIS_ALWAYS | PEER_REDIS_EVERYSEC)
+/* 'all' leaves tallyd_tls out: its three rounds would lengthen the default run by a third;
+ * --peers all,tallyd_tls or tallyd,tallyd_tls asks for it. */
 #define PEER_ALL (PEER_TALLYD | PEER_REDIS | PEER_POSTGRES | PEER_POSTGRES_PER_BATCH | PEER_LIMIT)
 
 /* --expected-ballots, when not a number. */
@@ -241,6 +244,7 @@ void peer_fail(struct peer_result *r, const char *fmt, ...) BENCH_PRINTF(2, 3);
 /* The results, in the order of the table and the JSON. */
 enum {
     R_TALLYD,
+    R_TALLYD_TLS,
     R_REDIS_ALWAYS,
     R_REDIS_EVERYSEC,
     R_POSTGRES,
@@ -341,7 +345,9 @@ void sb_part(struct sbuf *b, const struct bench_ctx *c, const struct wl_part *p,
              const size_t *ops_done);
 
 void peer_limit_run(struct bench_ctx *c, struct peer_result *r);
-void peer_tallyd_run(struct bench_ctx *c, struct peer_result *r);
+/* The tallyd peer (plain TCP) and the tallyd_tls peer (mutual TLS 1.3, certificates made in
+ * the scratch directory), either NULL when not asked for; their rounds take turns. */
+void peer_tallyd_run(struct bench_ctx *c, struct peer_result *plain, struct peer_result *tls);
 /* per_batch: one transaction per batch (postgres_per_batch) instead of several. */
 void peer_postgres_run(struct bench_ctx *c, struct peer_result *r, bool per_batch);
 /* fsync_always: appendfsync always (redis_always) instead of everysec. */

@@ -1,8 +1,8 @@
-/* tally-bench: measures tallyd against Redis, PostgreSQL-direct and the in-process limit on
- * one workload, in one run, and checks every system's counts against the ground truth.
- * This file is the wiring: the scratch directory and PostgreSQL, the order of the runs and
- * the exit status; options.c reads the command line, report.c writes the table and the
- * JSON. See bench/README.md. */
+/* tally-bench: measures tallyd (over TCP, and with mutual TLS) against Redis,
+ * PostgreSQL-direct and the in-process limit on one workload, in one run, and checks every system's
+ * counts against the ground truth. This file is the wiring: the scratch directory and PostgreSQL,
+ * the order of the runs and the exit status; options.c reads the command line, report.c writes the
+ * table and the JSON. See bench/README.md. */
 #include "bench.h"
 
 #include <math.h>
@@ -42,10 +42,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct peer_result res[R_COUNT];
-    static const char *const names[R_COUNT] = {"tallyd",   "redis_always",       "redis_everysec",
-                                               "postgres", "postgres_per_batch", "limit"};
+    static const char *const names[R_COUNT] = {"tallyd",         "tallyd_tls", "redis_always",
+                                               "redis_everysec", "postgres",   "postgres_per_batch",
+                                               "limit"};
     static const unsigned bits[R_COUNT] = {
-        PEER_TALLYD,   PEER_REDIS_ALWAYS,       PEER_REDIS_EVERYSEC,
+        PEER_TALLYD,   PEER_TALLYD_TLS,         PEER_REDIS_ALWAYS, PEER_REDIS_EVERYSEC,
         PEER_POSTGRES, PEER_POSTGRES_PER_BATCH, PEER_LIMIT};
     memset(res, 0, sizeof(res));
     for (int i = 0; i < R_COUNT; i++) {
@@ -104,12 +105,12 @@ int main(int argc, char **argv)
     struct pg_env pg;
     memset(&pg, 0, sizeof(pg));
     bool pg_up = false;
-    if ((o.peers & (PEER_TALLYD | PEER_LIMIT)) && !w.stream)
+    if ((o.peers & (PEER_TALLYD | PEER_TALLYD_TLS | PEER_LIMIT)) && !w.stream)
         frames_encode(&ctx);
 
     if ((o.peers & PEER_LIMIT) && !bench_stop)
         peer_limit_run(&ctx, &res[R_LIMIT]);
-    unsigned pg_peers = PEER_TALLYD | PEER_POSTGRES | PEER_POSTGRES_PER_BATCH;
+    unsigned pg_peers = PEER_TALLYD | PEER_TALLYD_TLS | PEER_POSTGRES | PEER_POSTGRES_PER_BATCH;
     if ((o.peers & pg_peers) && !bench_stop) {
         if (pg_env_start(&pg, &o, ctx.workdir) == 0) {
             pg_up = true;
@@ -120,8 +121,9 @@ int main(int argc, char **argv)
                     peer_fail(&res[i], "no PostgreSQL");
         }
     }
-    if ((o.peers & PEER_TALLYD) && pg_up && !bench_stop)
-        peer_tallyd_run(&ctx, &res[R_TALLYD]);
+    if ((o.peers & (PEER_TALLYD | PEER_TALLYD_TLS)) && pg_up && !bench_stop)
+        peer_tallyd_run(&ctx, (o.peers & PEER_TALLYD) ? &res[R_TALLYD] : NULL,
+                        (o.peers & PEER_TALLYD_TLS) ? &res[R_TALLYD_TLS] : NULL);
     frames_free(&ctx);
     if ((o.peers & PEER_POSTGRES) && pg_up && !bench_stop)
         peer_postgres_run(&ctx, &res[R_POSTGRES], false);

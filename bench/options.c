@@ -32,12 +32,18 @@ static const char usage_text[] =
     "  --seed N              (default 1)\n"
     "\n"
     "Systems:\n"
-    "  --peers LIST          all, or a comma list of tallyd, redis_always, redis_everysec,\n"
-    "                        redis (both), postgres, postgres_per_batch, limit; a Redis peer\n"
-    "                        without redis-server is an error (run bench/run.sh, or\n"
-    "                        apt-get install redis-server)\n"
-    "  --rounds N            tallyd runs, each on a fresh database; the figures are the\n"
-    "                        median round's (default 3; 1 for a streamed workload)\n"
+    "  --peers LIST          all, or a comma list of tallyd, tallyd_tls, redis_always,\n"
+    "                        redis_everysec, redis (both), postgres, postgres_per_batch,\n"
+    "                        limit; a Redis peer without redis-server is an error (run\n"
+    "                        bench/run.sh, or apt-get install redis-server). tallyd_tls is\n"
+    "                        tallyd with mutual TLS 1.3 on the collector port (a CA and\n"
+    "                        certificates made in the scratch directory, each collector's\n"
+    "                        pinned); 'all' leaves it out: --peers tallyd,tallyd_tls (or\n"
+    "                        all,tallyd_tls) gives ratios.tls_vs_plain_durable, the two\n"
+    "                        peers' rounds taking turns\n"
+    "  --rounds N            tallyd runs (and tallyd_tls runs), each on a fresh database;\n"
+    "                        the figures are the median round's (default 3; 1 for a\n"
+    "                        streamed workload)\n"
     "  --peer-seconds S      time budget of redis_*, postgres and postgres_per_batch: they\n"
     "                        stop sending at S s and are measured on what they did; the\n"
     "                        limit repeats each pass until S s (default 12)\n"
@@ -121,6 +127,7 @@ static const struct {
 } peer_names[] = {
     {"all", PEER_ALL},
     {"tallyd", PEER_TALLYD},
+    {"tallyd_tls", PEER_TALLYD_TLS},
     {"redis", PEER_REDIS},
     {"redis_always", PEER_REDIS_ALWAYS},
     {"redis_everysec", PEER_REDIS_EVERYSEC},
@@ -364,7 +371,7 @@ int bench_parse_args(struct bench_opts *o, int argc, char **argv)
         case O_PEERS:
             if (parse_peers(a, o))
                 return usage_error("--peers: '%s' is not 'all' or a list of tallyd, "
-                                   "redis_always, redis_everysec, redis, postgres, "
+                                   "tallyd_tls, redis_always, redis_everysec, redis, postgres, "
                                    "postgres_per_batch, limit",
                                    a);
             peers_given = true;
@@ -417,8 +424,9 @@ int bench_parse_args(struct bench_opts *o, int argc, char **argv)
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (!peers_given)
-        return usage_error("%s", "--peers is required (all, or a list of tallyd, redis_always, "
-                                 "redis_everysec, postgres, postgres_per_batch, limit)");
+        return usage_error("%s", "--peers is required (all, or a list of tallyd, tallyd_tls, "
+                                 "redis_always, redis_everysec, postgres, postgres_per_batch, "
+                                 "limit)");
     /* A streamed run is a scale run: one round of it is long enough for a figure. */
     o->streamed = o->stream > 0 || (o->stream == 0 && o->votes > WL_STREAM_AUTO_VOTES);
     if (o->streamed && !rounds_given)

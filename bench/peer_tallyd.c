@@ -1,9 +1,11 @@
-/* The tallyd peer: a fresh database each round (tallyctl migrate, load-registry,
- * add-collector), the tallyd binary started with checkpoints on and --expected-ballots set
- * to the electorate, K collector threads (peer_tallyd_col.c) sending the workload, the
- * counts read back from PostgreSQL after tallyd stops on SIGTERM (peer_tallyd_db.c). Three
- * rounds by default; the figures are the median round's, with the spread. Owns the tallyd
- * process and its database for the run. */
+/* The tallyd and tallyd_tls peers: a fresh database each round (tallyctl migrate,
+ * load-registry, add-collector; tallyd_tls: each collector's certificate pinned), the tallyd
+ * binary started with checkpoints on and --expected-ballots set to the electorate
+ * (tallyd_tls: and --tls-cert/--tls-key/--tls-ca), K collector threads (peer_tallyd_col.c)
+ * sending the workload, the counts read back from PostgreSQL after tallyd stops on SIGTERM
+ * (peer_tallyd_db.c). Three rounds by default, the two peers' rounds taking turns; the
+ * figures are each peer's median round's, with the spread. Owns the tallyd process and its
+ * database for the run. */
 #include "peer_tallyd.h"
 
 #include <errno.h>
@@ -18,16 +20,20 @@
 #include "tally/protocol.h"
 
 #define TD_DB_NAME "tallybench_tallyd"
+#define TD_TLS_DB_NAME "tallybench_tallyd_tls"
 
 /* ---- one round ---------------------------------------------------------------------- */
 
+/* tallyctl --db CONNINFO a1 [a2 [a3 a4]] (a NULL ends the list). */
 static int ctl(const char *tallyctl, const char *conninfo, const char *log, const char *a1,
-               const char *a2)
+               const char *a2, const char *a3, const char *a4)
 {
-    char *argv[] = {(char *)tallyctl, "--db", (char *)conninfo, (char *)a1, (char *)a2, NULL};
+    char *argv[] = {(char *)tallyctl, "--db",     (char *)conninfo, (char *)a1,
+                    (char *)a2,       (char *)a3, (char *)a4,       NULL};
     int rc = proc_run(argv, log, 300000);
     if (rc != 0) {
-        fprintf(stderr, "tally-bench: tallyctl %s %s failed (exit %d)\n", a1, a2 ? a2 : "", rc);
+        fprintf(stderr, "tally-bench: tallyctl %s %s%s%s failed (exit %d)\n", a1, a2 ? a2 : "",
+                a2 && a3 ? " " : "", a2 && a3 ? a3 : "", rc);
         file_tail(log, 20);
     }
     return rc == 0 ? 0 : -1;
@@ -35,6 +41,7 @@ static int ctl(const char *tallyctl, const char *conninfo, const char *log, cons
 
 /* Everything the run holds, so that every exit path can release it. */
 struct td_state {
+    const struct td_tls *tls; /* tallyd_tls; NULL: plain TCP */
     char conninfo[2048], log_ctl[1200], log_td[1200], registry[1200];
     pid_t pid;
     bool up;
@@ -80,19 +87,30 @@ static int td_prepare(struct bench_ctx *c, struct td_state *s, const char *tally
                       struct peer_result *r)
 {
     const struct workload *w = c->w;
-    progress(r->name, "database %s: migrate, load %zu projects in %zu circuits, add %zu collectors",
-             TD_DB_NAME, w->n_projects, w->n_circuits, w->n_collectors);
+    progress(r->name,
+             "database %s: migrate, load %zu projects in %zu circuits, add %zu collectors%s",
+             s->tls ? TD_TLS_DB_NAME : TD_DB_NAME, w->n_projects, w->n_circuits, w->n_collectors,
+             s->tls ? " with --cert (their certificates pinned)" : "");
     if (wl_write_registry(w, s->registry) != 0 ||
-        ctl(tallyctl, s->conninfo, s->log_ctl, "migrate", NULL) ||
-        ctl(tallyctl, s->conninfo, s->log_ctl, "load-registry", s->registry)) {
+        ctl(tallyctl, s->conninfo, s->log_ctl, "migrate", NULL, NULL, NULL) ||
+        ctl(tallyctl, s->conninfo, s->log_ctl, "load-registry", s->registry, NULL, NULL)) {
         peer_fail(r, "preparing the database failed (see above)");
         return -1;
     }
     for (size_t k = 0; k < w->n_collectors; k++) {
-        if (ctl(tallyctl, s->conninfo, s->log_ctl, "add-collector", w->collectors[k].id)) {
+        /* tallyd_tls: the collector's certificate pinned to its id, as an operator does */
+        char crt[1300];
+        snprintf(crt, sizeof(crt), "%s/%s.crt", s->tls ? s->tls->dir : "", w->collectors[k].id);
+        if (ctl(tallyctl, s->conninfo, s->log_ctl, "add-collector", w->collectors[k].id,
+                s->tls ? "--cert" : NULL, s->tls ? crt : NULL)) {
             peer_fail(r, "add-collector failed");
             return -1;
         }
+    }
+    char err[600];
+    if (s->tls && td_tls_check_pins(s->tls, w, s->conninfo, err, sizeof(err)) != 0) {
+        peer_fail(r, "%s", err);
+        return -1;
     }
     return 0;
 }
@@ -189,6 +207,14 @@ static int td_start(struct bench_ctx *c, struct td_state *s, const char *tallyd,
         td_arg(s, "--max-frame-bytes");
         td_arg(s, buf);
     }
+    if (s->tls) {
+        td_arg(s, "--tls-cert");
+        td_arg(s, s->tls->cert);
+        td_arg(s, "--tls-key");
+        td_arg(s, s->tls->key);
+        td_arg(s, "--tls-ca");
+        td_arg(s, s->tls->ca);
+    }
     for (int i = 0; i < o->n_tallyd_args; i++)
         td_arg(s, o->tallyd_args[i]);
     char shown[512] = "";
@@ -223,32 +249,6 @@ static bool drop_page_cache(struct peer_result *r)
                  "warm files; recovery_cold is false",
                  strerror(err));
     return ok;
-}
-
-/* An unlabelled gauge from tallyd's /metrics; NAN when the page or the gauge is not
- * there. */
-static double metrics_gauge(int http_port, const char *name_)
-{
-    char name[128];
-    snprintf(name, sizeof(name), "%s", name_);
-    size_t name_len = strlen(name);
-    char *body = http_get(http_port, "/metrics", 10000);
-    double v = NAN;
-    for (const char *p = body; p && *p;) {
-        const char *eol = strchr(p, '\n');
-        if (strncmp(p, name, name_len) == 0) {
-            const char *q = p + name_len;
-            if (*q == '{')
-                q = strchr(q, '}') ? strchr(q, '}') + 1 : q;
-            char *end;
-            double x = strtod(q, &end);
-            if (end != q && (*q == ' ' || *q == '\t'))
-                v = x;
-        }
-        p = eol ? eol + 1 : NULL;
-    }
-    free(body);
-    return v;
 }
 
 /* --recovery: SIGKILL with everything durable, start again, time until it listens. */
@@ -398,8 +398,8 @@ static void td_drive(struct bench_ctx *c, struct td_state *s, struct peer_result
     }
     if (s->pid > 0) {
         proc_mem_kb(s->pid, &s->hwm1, &s->rss1);
-        s->loop_max_ms = metrics_gauge(s->http_port, "tally_loop_iteration_max_seconds") * 1e3;
-        s->set_bytes = metrics_gauge(s->http_port, "tally_ballot_set_bytes");
+        s->loop_max_ms = td_metrics_gauge(s->http_port, "tally_loop_iteration_max_seconds") * 1e3;
+        s->set_bytes = td_metrics_gauge(s->http_port, "tally_ballot_set_bytes");
     }
 }
 
@@ -515,9 +515,14 @@ static void td_report(struct bench_ctx *c, struct td_state *s, struct peer_resul
     r->bytes_per_ballot = per_ballot;
     *sum = (struct td_sum){r->votes_per_s, applied, wall, dur_p99, per_ballot, s->loop_max_ms};
     sb_printf(&r->json,
-              ", \"what\": \"tallyd binary, %zu collector threads over TCP loopback, checkpoints "
-              "to PostgreSQL every %u ms; votes_per_s counts votes until all are durable\"",
-              w->n_collectors, o->checkpoint_ms);
+              ", \"what\": \"tallyd binary, %zu collector threads over %s on loopback, "
+              "checkpoints to PostgreSQL every %u ms; votes_per_s counts votes until all are "
+              "durable\"",
+              w->n_collectors,
+              s->tls ? "mutual TLS 1.3 (client certificates pinned to the collectors)" : "TCP",
+              o->checkpoint_ms);
+    sb_printf(&r->json, ", \"transport\": ");
+    sb_json_str(&r->json, s->run.cols && w->n_collectors ? s->run.cols[0].transport : "");
     sb_printf(&r->json, ", \"applied_votes_per_s\": %.0f", applied);
     sb_lat(&r->json, "provisional_ack_ms", &s->prov);
     sb_lat(&r->json, "durable_ack_ms", &s->dur);
@@ -566,23 +571,27 @@ struct td_recovery {
     double s, logged_s;
 };
 
-/* One round on a fresh database: r gets its figures, sum the ones rounds are compared by. */
-static void td_round(struct bench_ctx *c, struct peer_result *r, const char *tallyd,
-                     const char *tallyctl, bool recovery, struct td_sum *sum,
+/* One round on a fresh database: r gets its figures, sum the ones rounds are compared by.
+ * tls: the tallyd_tls peer's certificates (NULL: plain TCP). */
+static void td_round(struct bench_ctx *c, struct peer_result *r, const struct td_tls *tls,
+                     const char *tallyd, const char *tallyctl, bool recovery, struct td_sum *sum,
                      struct td_recovery *rec)
 {
     const struct bench_opts *o = c->o;
     const struct workload *w = c->w;
+    const char *db_name = tls ? TD_TLS_DB_NAME : TD_DB_NAME;
     struct td_state *s = calloc(1, sizeof(*s));
     if (!s)
         abort();
+    s->tls = tls;
+    s->run.tls = tls;
     s->loop_max_ms = NAN;
     s->set_bytes = NAN;
     snprintf(s->log_ctl, sizeof(s->log_ctl), "%s/tallyctl.log", c->workdir);
-    snprintf(s->log_td, sizeof(s->log_td), "%s/tallyd.log", c->workdir);
+    snprintf(s->log_td, sizeof(s->log_td), "%s/%s.log", c->workdir, r->name);
     snprintf(s->registry, sizeof(s->registry), "%s/registry.csv", c->workdir);
-    if (pg_db_create(c->pg, TD_DB_NAME, s->conninfo, sizeof(s->conninfo)) != 0) {
-        peer_fail(r, "cannot create database " TD_DB_NAME);
+    if (pg_db_create(c->pg, db_name, s->conninfo, sizeof(s->conninfo)) != 0) {
+        peer_fail(r, "cannot create database %s", db_name);
         free(s);
         return;
     }
@@ -621,7 +630,7 @@ static void td_round(struct bench_ctx *c, struct peer_result *r, const char *tal
     }
     free(s);
     if (!o->keep)
-        pg_db_drop(c->pg, TD_DB_NAME);
+        pg_db_drop(c->pg, db_name);
 }
 
 /* r from the rounds: the median round's figures and details, the spread, the largest loop
@@ -703,7 +712,18 @@ static void td_rounds_report(struct bench_ctx *c, struct peer_result *r, struct 
              sums[order[0]].votes_per_s / 1e6, sums[order[n - 1]].votes_per_s / 1e6, lm, m->table);
 }
 
-void peer_tallyd_run(struct bench_ctx *c, struct peer_result *r)
+/* One of the two peers over its rounds. */
+struct td_peer {
+    struct peer_result *r;
+    const struct td_tls *tls; /* NULL: plain TCP */
+    struct peer_result rr[9];
+    struct td_sum sums[9];
+    struct td_recovery rec;
+    int done;
+    bool stopped; /* a round failed or was interrupted */
+};
+
+void peer_tallyd_run(struct bench_ctx *c, struct peer_result *plain, struct peer_result *tls)
 {
     const struct bench_opts *o = c->o;
     char dir[1024], b_tallyd[1200], b_ctl[1200];
@@ -717,32 +737,59 @@ void peer_tallyd_run(struct bench_ctx *c, struct peer_result *r)
     const char *const ctl_cands[] = {cand3, cand4, TALLY_BENCH_TALLYCTL, NULL};
     const char *tallyd = find_prog(o->tallyd_path, td_cands, b_tallyd, sizeof(b_tallyd));
     const char *tallyctl = find_prog(o->tallyctl_path, ctl_cands, b_ctl, sizeof(b_ctl));
+    struct peer_result *both[2] = {plain, tls};
     if (!tallyd || !tallyctl) {
-        peer_fail(r, "%s not found (build it, or give --%s PATH)", tallyd ? "tallyctl" : "tallyd",
-                  tallyd ? "tallyctl" : "tallyd");
+        for (int p = 0; p < 2; p++)
+            if (both[p])
+                peer_fail(both[p], "%s not found (build it, or give --%s PATH)",
+                          tallyd ? "tallyctl" : "tallyd", tallyd ? "tallyctl" : "tallyd");
         return;
     }
-    int n = (int)o->rounds;
-    struct peer_result rr[9];
-    struct td_sum sums[9];
-    struct td_recovery rec = {0};
-    memset(rr, 0, sizeof(rr));
-    memset(sums, 0, sizeof(sums));
-    int done = 0;
-    for (int i = 0; i < n && !bench_stop; i++) {
-        rr[i].name = r->name;
-        progress(r->name, "round %d of %d", i + 1, n);
-        td_round(c, &rr[i], tallyd, tallyctl, o->recovery && i == n - 1, &sums[i], &rec);
-        if (rr[i].failed) {
-            peer_fail(r, "round %d: %s", i + 1, rr[i].note);
-            break;
-        }
-        if (!rr[i].ran)
-            break;
-        done++;
+    struct td_tls certs;
+    bool have_certs = false;
+    if (tls) {
+        char err[800];
+        progress(tls->name,
+                 "making a CA, tallyd's certificate and %zu collector certificates "
+                 "in %s/tls (tls_ca_init, tls_ca_issue)",
+                 c->w->n_collectors, c->workdir);
+        if (td_tls_setup(&certs, c, err, sizeof(err)) == 0)
+            have_certs = true;
+        else
+            peer_fail(tls, "%s", err);
     }
-    if (done == n && !r->failed)
-        td_rounds_report(c, r, rr, sums, n, &rec);
-    for (int i = 0; i < n; i++)
-        sb_free(&rr[i].json);
+    struct td_peer *peers = calloc(2, sizeof(*peers));
+    if (!peers)
+        abort();
+    peers[0] = (struct td_peer){.r = plain, .stopped = !plain};
+    peers[1] = (struct td_peer){.r = tls, .tls = &certs, .stopped = !tls || !have_certs};
+    int n = (int)o->rounds;
+    /* The two peers' rounds take turns, so that a machine's noise falls on both alike. */
+    for (int i = 0; i < n && !bench_stop; i++) {
+        for (int p = 0; p < 2 && !bench_stop; p++) {
+            struct td_peer *tp = &peers[p];
+            if (tp->stopped)
+                continue;
+            tp->rr[i].name = tp->r->name;
+            progress(tp->r->name, "round %d of %d", i + 1, n);
+            td_round(c, &tp->rr[i], p ? tp->tls : NULL, tallyd, tallyctl,
+                     !p && o->recovery && i == n - 1, &tp->sums[i], &tp->rec);
+            if (tp->rr[i].failed)
+                peer_fail(tp->r, "round %d: %s", i + 1, tp->rr[i].note);
+            if (tp->rr[i].failed || !tp->rr[i].ran)
+                tp->stopped = true;
+            else
+                tp->done++;
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        struct td_peer *tp = &peers[p];
+        if (tp->r && tp->done == n && !tp->r->failed)
+            td_rounds_report(c, tp->r, tp->rr, tp->sums, n, &tp->rec);
+        for (int i = 0; i < n; i++)
+            sb_free(&tp->rr[i].json);
+    }
+    free(peers);
+    if (have_certs)
+        td_tls_free(&certs);
 }

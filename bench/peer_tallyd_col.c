@@ -1,5 +1,6 @@
-/* The tallyd peer's collector threads: each speaks the wire protocol over TCP to tallyd,
- * Hello and Welcome, then pipelined pre-encoded batches within the window (some seqs sent
+/* The tallyd peer's collector threads: each speaks the wire protocol to tallyd over TCP,
+ * or mutual TLS 1.3 for the tallyd_tls peer (struct td_conn, peer_tallyd_tls.c), Hello and
+ * Welcome, then pipelined pre-encoded batches within the window (some seqs sent
  * twice), checking every ack and timing provisional and durable acks per batch. A streamed
  * workload's batches are made and encoded here, one ahead of the sends, and the last
  * TD_RING kept for resends. Owns its socket and buffers; the run (peer_tallyd.c) owns the
@@ -7,11 +8,9 @@
 #include "peer_tallyd.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,9 +31,10 @@ static void col_fail(struct td_col *t, const char *fmt, ...)
     t->ok = false;
 }
 
-/* Reads until one whole frame is buffered (blocking, bounded by the run's deadline). */
-static int read_frame_blocking(struct td_col *t, int fd, uint8_t *buf, size_t cap, size_t *have,
-                               struct arena *a, Tally__Frame **f, size_t *frame_len)
+/* Reads until one whole frame is buffered (waiting in poll, bounded by the run's
+ * deadline). */
+static int read_frame_blocking(struct td_col *t, struct td_conn *cn, uint8_t *buf, size_t cap,
+                               size_t *have, struct arena *a, Tally__Frame **f, size_t *frame_len)
 {
     for (;;) {
         size_t len = 0;
@@ -55,18 +55,13 @@ static int read_frame_blocking(struct td_col *t, int fd, uint8_t *buf, size_t ca
             col_fail(t, "timed out waiting for tallyd");
             return -1;
         }
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0)
+        struct pollfd p = {cn->fd, POLLIN, 0};
+        if (!td_conn_pending(cn) && poll(&p, 1, 100) <= 0)
             continue;
-        ssize_t n = recv(fd, buf + *have, cap - *have, 0);
-        if (n == 0) {
-            col_fail(t, "tallyd closed the connection");
-            return -1;
-        }
+        char err[300];
+        ssize_t n = td_conn_recv(cn, buf + *have, cap - *have, err, sizeof(err));
         if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN)
-                continue;
-            col_fail(t, "recv: %s", strerror(errno));
+            col_fail(t, "waiting for Welcome: %s", err);
             return -1;
         }
         *have += (size_t)n;
@@ -177,9 +172,12 @@ void *td_col_main(void *arg)
     if (!buf || !sent_at || !fifo)
         abort();
     bool counted_ready = false;
-    int fd = tcp_connect(run->port);
-    if (fd < 0) {
-        col_fail(t, "cannot connect to tallyd on port %d: %s", run->port, strerror(errno));
+    char err[300];
+    struct td_conn cn;
+    int open_rc = td_conn_open(&cn, run, t->k, err, sizeof(err));
+    td_conn_describe(&cn, t->transport, sizeof(t->transport));
+    if (open_rc != 0) {
+        col_fail(t, "%s", err);
         goto out;
     }
 
@@ -193,13 +191,22 @@ void *td_col_main(void *arg)
     hf.hello = &h;
     uint8_t hello[256];
     size_t hlen = wire_frame_encode(&hf, hello);
-    if (send(fd, hello, hlen, MSG_NOSIGNAL) != (ssize_t)hlen) {
-        col_fail(t, "sending Hello: %s", strerror(errno));
-        goto out;
+    for (size_t off = 0; off < hlen;) {
+        ssize_t n = td_conn_send(&cn, hello + off, hlen - off, err, sizeof(err));
+        if (n < 0) {
+            col_fail(t, "sending Hello: %s", err);
+            goto out;
+        }
+        off += (size_t)n;
+        struct pollfd p = {cn.fd, POLLOUT, 0};
+        if (n == 0 && (now_s() > run->deadline || poll(&p, 1, 100) < 0)) {
+            col_fail(t, "sending Hello: timed out");
+            goto out;
+        }
     }
     Tally__Frame *f = NULL;
     size_t flen = 0;
-    if (read_frame_blocking(t, fd, buf, cap, &have, &arena, &f, &flen) != 0)
+    if (read_frame_blocking(t, &cn, buf, cap, &have, &arena, &f, &flen) != 0)
         goto out;
     if (f->msg_case == TALLY__FRAME__MSG_ERROR) {
         col_fail(t, "tallyd refused the session: %s", f->error->message);
@@ -212,7 +219,6 @@ void *td_col_main(void *arg)
     arena_reset(&arena);
     memmove(buf, buf + flen, have - flen);
     have -= flen;
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
     if (!fs.frames && wc->n_batches) /* streamed: the first batch before the clock starts */
         src_make(t, &fs);
@@ -253,14 +259,12 @@ void *td_col_main(void *arg)
                 woff = 0;
             }
             const struct wl_op *op = &wc->ops[next_op];
-            ssize_t n = send(fd, fr + woff, fr_len - woff, MSG_NOSIGNAL);
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK)
-                    col_fail(t, "send: %s", strerror(errno));
+            /* The rest of the frame in one call: TLS cuts it into 16 KiB records itself. */
+            ssize_t n = td_conn_send(&cn, fr + woff, fr_len - woff, err, sizeof(err));
+            if (n < 0)
+                col_fail(t, "%s", err);
+            if (n <= 0)
                 break;
-            }
             woff += (size_t)n;
             if (woff < fr_len)
                 continue;
@@ -283,13 +287,15 @@ void *td_col_main(void *arg)
         if (!fs.frames && !writing && fs.made == started && fs.made < wc->n_batches)
             src_make(t, &fs);
 
-        struct pollfd p = {fd, (short)(POLLIN | (writing ? POLLOUT : 0)), 0};
-        int pr = poll(&p, 1, 100);
+        /* TLS may hold decrypted acks poll cannot see: read them without waiting. */
+        bool pending = td_conn_pending(&cn);
+        struct pollfd p = {cn.fd, (short)(POLLIN | (writing ? POLLOUT : 0)), 0};
+        int pr = poll(&p, 1, pending ? 0 : 100);
         if (pr < 0 && errno != EINTR) {
             col_fail(t, "poll: %s", strerror(errno));
             break;
         }
-        if (pr <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR)))
+        if (!pending && (pr <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR))))
             continue;
         for (;;) {
             if (have == cap) {
@@ -298,18 +304,11 @@ void *td_col_main(void *arg)
                 if (!buf)
                     abort();
             }
-            ssize_t n = recv(fd, buf + have, cap - have, 0);
-            if (n == 0) {
-                col_fail(t, "tallyd closed the connection");
+            ssize_t n = td_conn_recv(&cn, buf + have, cap - have, err, sizeof(err));
+            if (n < 0)
+                col_fail(t, "%s", err);
+            if (n <= 0)
                 break;
-            }
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK)
-                    col_fail(t, "recv: %s", strerror(errno));
-                break;
-            }
             have += (size_t)n;
         }
         size_t off = 0;
@@ -388,8 +387,7 @@ out:
     if (!counted_ready)
         atomic_fetch_add(&run->ready, 1);
     atomic_store(&t->finished, 1);
-    if (fd >= 0)
-        close(fd);
+    td_conn_close(&cn);
     arena_cleanup(&arena);
     src_cleanup(&fs);
     free(buf);

@@ -1,8 +1,9 @@
 /* What the tallyd peer reads back from tallyd's database after a round: the counts and the
- * collectors' totals, checked against the ground truth, and the checkpoint figures. Owns
- * no connection: the caller's. */
+ * collectors' totals, checked against the ground truth, and the checkpoint figures; and
+ * gauges from tallyd's /metrics. Owns no connection: the caller's. */
 #include "peer_tallyd.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,4 +145,28 @@ void td_checkpoint_figures(struct bench_ctx *c, PGconn *db, struct td_col *cols,
     free(first_ack);
     PQclear(cp);
     PQclear(bt);
+}
+
+double td_metrics_gauge(int http_port, const char *name_)
+{
+    char name[128];
+    snprintf(name, sizeof(name), "%s", name_);
+    size_t name_len = strlen(name);
+    char *body = http_get(http_port, "/metrics", 10000);
+    double v = NAN;
+    for (const char *p = body; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (strncmp(p, name, name_len) == 0) {
+            const char *q = p + name_len;
+            if (*q == '{')
+                q = strchr(q, '}') ? strchr(q, '}') + 1 : q;
+            char *end;
+            double x = strtod(q, &end);
+            if (end != q && (*q == ' ' || *q == '\t'))
+                v = x;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    free(body);
+    return v;
 }

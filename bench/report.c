@@ -1,6 +1,6 @@
 /* tally-bench's report: the table on stdout and the JSON record, both under the same names
- * (tallyd, redis_always, redis_everysec, postgres, postgres_per_batch, limit; ratios.*;
- * targets). The peers fill their own members; this file only lays them out and takes the
+ * (tallyd, tallyd_tls, redis_always, redis_everysec, postgres, postgres_per_batch, limit;
+ * ratios.*; targets). The peers fill their own members; this file only lays them out and takes the
  * ratios. */
 #include "bench.h"
 
@@ -14,37 +14,43 @@ static bool usable(const struct peer_result *r)
     return r->ran && r->exact && r->votes_per_s > 0;
 }
 
-/* tallyd's durable votes/s over another figure; < 0 when either side is not usable. */
-static double ratio(const struct peer_result *td, const struct peer_result *d, double dv)
+/* One durable votes/s over another figure; < 0 when either side is not usable. */
+static double ratio(const struct peer_result *num, const struct peer_result *d, double dv)
 {
-    if (!usable(td) || !usable(d) || dv <= 0)
+    if (!usable(num) || !usable(d) || dv <= 0)
         return -1;
-    return td->votes_per_s / dv;
+    return num->votes_per_s / dv;
 }
 
-/* The ratios, by their JSON names, against which result and which of its figures. */
+/* The ratios, by their JSON names: whose durable votes/s over which result's figure. */
 struct ratio_def {
     const char *key;
-    int peer;
+    int num;  /* R_TALLYD, or R_TALLYD_TLS */
+    int peer; /* the denominator */
     bool alt; /* the limit's decode+apply figure */
 };
 static const struct ratio_def ratio_defs[] = {
-    {"tallyd_over_redis_always", R_REDIS_ALWAYS, false},
-    {"tallyd_over_redis_everysec", R_REDIS_EVERYSEC, false},
-    {"tallyd_over_postgres", R_POSTGRES, false},
-    {"tallyd_over_postgres_per_batch", R_POSTGRES_PER_BATCH, false},
-    {"tallyd_over_limit", R_LIMIT, false},
-    {"tallyd_over_limit_decode_apply", R_LIMIT, true},
+    {"tallyd_over_redis_always", R_TALLYD, R_REDIS_ALWAYS, false},
+    {"tallyd_over_redis_everysec", R_TALLYD, R_REDIS_EVERYSEC, false},
+    {"tallyd_over_postgres", R_TALLYD, R_POSTGRES, false},
+    {"tallyd_over_postgres_per_batch", R_TALLYD, R_POSTGRES_PER_BATCH, false},
+    {"tallyd_over_limit", R_TALLYD, R_LIMIT, false},
+    {"tallyd_over_limit_decode_apply", R_TALLYD, R_LIMIT, true},
+    /* issue 8: what mutual TLS keeps of the plaintext durable throughput, same workload,
+     * same run, rounds taking turns */
+    {"tls_vs_plain_durable", R_TALLYD_TLS, R_TALLYD, false},
 };
 #define N_RATIOS (sizeof(ratio_defs) / sizeof(ratio_defs[0]))
+#define RATIO_DECODE_APPLY 5
+#define RATIO_TLS 6
 
 static double ratio_of(struct peer_result *res, const struct ratio_def *d)
 {
     const struct peer_result *p = &res[d->peer];
-    return ratio(&res[R_TALLYD], p, d->alt ? p->alt_votes_per_s : p->votes_per_s);
+    return ratio(&res[d->num], p, d->alt ? p->alt_votes_per_s : p->votes_per_s);
 }
 
-/* The targets of issue 12, by the name of the figure they read. */
+/* The targets of issues 12 and 8, by the name of the figure they read. */
 struct target {
     const char *name;
     double value; /* < 0: not available */
@@ -65,6 +71,8 @@ static size_t targets_make(const struct bench_ctx *c, struct peer_result *res, s
     t[n++] = (struct target){"tallyd.durable_ack_ms.p99", ok ? td->durable_p99_ms : -1,
                              2.0 * c->o->checkpoint_ms + 50, false};
     t[n++] = (struct target){"tallyd.bytes_per_ballot", ok ? td->bytes_per_ballot : -1, 16, false};
+    t[n++] = (struct target){"ratios.tls_vs_plain_durable", ratio_of(res, &ratio_defs[RATIO_TLS]),
+                             0.8, true};
     return n;
 }
 
@@ -140,16 +148,28 @@ void report_table(const struct bench_ctx *c, struct peer_result *res, int status
         const char *notes = r->skipped || r->failed || (r->ran && !r->exact) ? r->note : r->table;
         double x = 0;
         for (size_t k = 0; k < N_RATIOS; k++)
-            if (ratio_defs[k].peer == i && !ratio_defs[k].alt)
+            if (ratio_defs[k].num == R_TALLYD && ratio_defs[k].peer == i && !ratio_defs[k].alt)
                 x = ratio_of(res, &ratio_defs[k]);
+        if (i == R_TALLYD_TLS && !r->skipped) { /* tallyd over tallyd_tls, as the column says */
+            double tls = ratio_of(res, &ratio_defs[RATIO_TLS]);
+            x = tls > 0 ? 1 / tls : -1;
+        }
         table_row(r->name, r, r->votes_per_s, x, notes);
         if (i == R_LIMIT && r->ran)
             table_row("limit.decode_apply", r, r->alt_votes_per_s,
-                      ratio_of(res, &ratio_defs[N_RATIOS - 1]),
+                      ratio_of(res, &ratio_defs[RATIO_DECODE_APPLY]),
                       "decode_apply_votes_per_s: wire_frame_decode, then the same apply");
     }
     printf("\n(tallyd x: ratios.tallyd_over_<system>, tallyd's durable votes/s over the "
-           "system's)\n\ntargets:\n");
+           "system's)\n");
+    if (!res[R_TALLYD_TLS].skipped) {
+        char tx[32];
+        fmt_ratio(tx, sizeof(tx), ratio_of(res, &ratio_defs[RATIO_TLS]));
+        printf("ratios.tls_vs_plain_durable: %s (tallyd_tls's durable votes/s over tallyd's, "
+               "same workload, rounds taking turns)\n",
+               tx);
+    }
+    printf("\ntargets:\n");
     struct target t[8];
     size_t n = targets_make(c, res, t);
     for (size_t i = 0; i < n; i++) {
