@@ -8,7 +8,9 @@
 # var/pg (tests/pg.sh: 127.0.0.1 only, run as user postgres when root), recreates the database
 # `tally`, generates a consultation shaped like Venezuela's (25 areas: 23 states, Distrito
 # Capital, Dependencias Federales; ~4,500 circuits; ~30,000 projects; 1-2 seats per circuit),
-# loads it, starts tallyd (log: var/tallyd.log), runs K tally-push collectors in parallel
+# loads it, makes a private CA (var/ca) with a certificate per collector pinned to its id,
+# starts tallyd (log: var/tallyd.log) with mutual TLS on the collector port, connected as a
+# login of role tally_writer rather than the owner, runs K tally-push collectors in parallel
 # (default 4 collectors, 3,000,000 votes in all) while it prints the dashboard's URL and the
 # progress, then prints totals, checkpoints, a check against the generator's exact truth, the
 # winners of a few circuits and the audit of the record (tallyctl verify).
@@ -176,7 +178,8 @@ trap 'exit 130' INT TERM
 # ---- 1. dependencies and build -----------------------------------------------------------
 step "dependencies"
 bash "$ROOT/deploy/install-deps.sh" build-essential cmake pkg-config libevent-dev \
-    libprotobuf-c-dev protobuf-c-compiler libpq-dev postgresql libsodium-dev libsystemd-dev
+    libprotobuf-c-dev protobuf-c-compiler libpq-dev postgresql libsodium-dev libsystemd-dev \
+    libssl-dev
 info "all present"
 
 step "build (Release) in build-release/"
@@ -232,13 +235,25 @@ mkdir -p "$DATA" "$SPOOLS"
 "$GEN" votes --registry "$DATA/registry.csv" --collectors "$COLLECTORS" --votes "$VOTES" \
     --out-dir "$DATA/votes" --seed 2024
 "$TALLYCTL" --db "$DB" load-registry "$DATA/registry.csv" | sed 's/^/         /'
+# Mutual TLS on the collector port: a private CA (var/ca: ca.crt, tallyd's server.crt/key),
+# one certificate per collector, each pinned to its collector id.
+CA=$VAR/ca
+rm -rf "$CA"
+"$TALLYCTL" ca init "$CA" >/dev/null
 ids=()
 for i in $(seq 1 "$COLLECTORS"); do
     id=$(printf 'region-%02d' "$i")
     ids+=("$id")
-    "$TALLYCTL" --db "$DB" add-collector "$id" >/dev/null
+    "$TALLYCTL" ca issue "$CA" "$id" >/dev/null
+    "$TALLYCTL" --db "$DB" add-collector "$id" --cert "$CA/$id.crt" >/dev/null
 done
-info "collectors registered: ${ids[*]}"
+info "collectors registered, each with its own certificate (var/ca/<id>.crt): ${ids[*]}"
+# tallyd writes as a login of role tally_writer (made by migrate), not as the owner.
+PGOPTIONS='-c client_min_messages=warning' psql -X -q "$BASE" -v ON_ERROR_STOP=1 \
+    -c "DO \$\$ BEGIN CREATE ROLE tallyd_quickstart LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
+    -c 'GRANT tally_writer TO tallyd_quickstart' >/dev/null
+DB_WRITER="${DB% user=*} user=tallyd_quickstart dbname=tally"
+info "tallyd connects as tallyd_quickstart (member of tally_writer: no DDL, no other tables)"
 # One secret for all collectors, so a voter is the same token whichever collector sends it.
 od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$VAR/ballot.key"
 chmod 600 "$VAR/ballot.key"
@@ -257,7 +272,8 @@ step "starting tallyd on 127.0.0.1:$LISTEN_PORT (HTTP 127.0.0.1:$HTTP_PORT), log
 # In a session of its own, without a terminal or this script's pipes: with --keep-running it
 # outlives the script and the terminal. The subshell is no process group leader, so setsid
 # execs tallyd in place and $! is tallyd's pid.
-(exec setsid "$TALLYD" --db "$DB" --listen "127.0.0.1:$LISTEN_PORT" \
+(exec setsid "$TALLYD" --db "$DB_WRITER" --listen "127.0.0.1:$LISTEN_PORT" \
+    --tls-cert "$CA/server.crt" --tls-key "$CA/server.key" --tls-ca "$CA/ca.crt" \
     --http "127.0.0.1:$HTTP_PORT" --checkpoint-ms 200 --expected-ballots "$VOTES" \
     </dev/null >"$LOG" 2>&1) &
 tallyd_pid=$!
@@ -301,6 +317,7 @@ info "watch it live: http://127.0.0.1:$HTTP_PORT/ (the dashboard; /v1/summary, /
 for i in $(seq 1 "$COLLECTORS"); do
     id=${ids[$((i - 1))]}
     "$PUSH" --server "127.0.0.1:$LISTEN_PORT" --collector "$id" --spool "$SPOOLS/$id" \
+        --tls-cert "$CA/$id.crt" --tls-key "$CA/$id.key" --tls-ca "$CA/ca.crt" \
         --ballot-key "$VAR/ballot.key" --batch 10000 --quiet "$DATA/votes/collector-$((i - 1)).csv" \
         >"$VAR/push-$id.out" 2>"$VAR/push-$id.log" &
     push_pids+=($!)
@@ -395,8 +412,9 @@ if [ $KEEP -eq 1 ]; then
     fi
     step "left running (--keep-running): tallyd and PostgreSQL"
     info "dashboard:  http://127.0.0.1:$HTTP_PORT/   (API: /v1/summary, /v1/results, /metrics)"
-    info "collectors: 127.0.0.1:$LISTEN_PORT   (tally-push --server 127.0.0.1:$LISTEN_PORT; a new"
-    info "            collector id needs tallyctl add-collector first)"
+    info "collectors: 127.0.0.1:$LISTEN_PORT   mutual TLS: tally-push --server 127.0.0.1:$LISTEN_PORT"
+    info "            --tls-cert var/ca/ID.crt --tls-key var/ca/ID.key --tls-ca var/ca/ca.crt;"
+    info "            a new collector: tallyctl ca issue var/ca ID, then add-collector ID --cert var/ca/ID.crt"
     info "database:   psql \"$DB\""
     info "            $TALLYCTL --db \"$DB\" status"
     info "tallyd:     pid $tallyd_pid, log $LOG"
