@@ -192,6 +192,8 @@ static void metrics(void *arg, struct http_metrics *m)
     m->buffer_pauses = st.buffer_pauses;
     m->accept_pauses = st.accept_pauses;
     m->tls_handshake_failures = st.tls_handshake_failures;
+    m->pre_auth_evicted = st.pre_auth_evicted;
+    m->tcp_probes = st.tcp_probes;
     m->auth_refused = st.auth_refused;
     m->disabled_refused = st.disabled_refused;
     m->buffered_bytes = st.buffered_bytes;

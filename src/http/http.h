@@ -118,6 +118,7 @@ struct http_metrics {
     /* What peers made tallyd refuse or spend (net limits, since start). */
     uint64_t hello_timeouts, frame_timeouts, idle_timeouts, conn_limit_refused;
     uint64_t pre_auth_too_large, buffer_pauses, accept_pauses, tls_handshake_failures;
+    uint64_t pre_auth_evicted, tcp_probes;
     uint64_t auth_refused, disabled_refused; /* Hellos refused: certificate, disabled */
     uint64_t buffered_bytes, arena_bytes;    /* input buffered / decode memory, all peers */
     bool tls;                                /* the collector port speaks mutual TLS */

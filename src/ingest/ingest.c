@@ -257,7 +257,8 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
     f.msg_case = TALLY__FRAME__MSG_WELCOME;
     f.welcome = &w;
     net_conn_send(c, &f);
-    log_conn(LOG_INFO, net_conn_peer(c), id, "hello: durable_seq %llu, applied_seq %llu",
+    if (net_conn_log_allowed(c))
+        log_conn(LOG_INFO, net_conn_peer(c), id, "hello: durable_seq %llu, applied_seq %llu",
              (unsigned long long)col->durable_seq, (unsigned long long)col->applied_seq);
     return 0;
 }
@@ -316,7 +317,8 @@ static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
         wire_digest_hex(had, was);
         wire_digest_hex(digest, now);
         in->seq_conflicts++;
-        log_conn(LOG_ERROR, net_conn_peer(c), in->names[idx],
+        if (net_conn_log_allowed(c))
+            log_conn(LOG_ERROR, net_conn_peer(c), in->names[idx],
                  "batch seq %llu was applied before with other content (digest %s, this one %s): "
                  "another source is using this collector id; nothing of it applied",
                  (unsigned long long)b->seq, was, now);
@@ -551,6 +553,9 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
         .frame_timeout_ms = cfg->frame_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
         .max_conns = cfg->max_connections,
+        /* Peers without a Hello yet: the oldest is evicted for a new one past this, so a
+         * flood of bare connects cannot hold the slots collectors need. */
+        .max_pre_auth_conns = cfg->max_connections < 1024 ? cfg->max_connections : 1024,
         /* Hello is a few hundred bytes: nothing bigger is buffered or decoded before it. */
         .pre_auth_max_frame_bytes = 4096,
         .max_buffered_bytes = cfg->max_buffered_bytes,
@@ -675,6 +680,8 @@ void ingest_stats(const struct ingest *in, struct ingest_stats *out)
         out->buffer_pauses = lc.buffer_pauses;
         out->accept_pauses = lc.accept_pauses;
         out->tls_handshake_failures = lc.tls_handshake_failures;
+        out->pre_auth_evicted = lc.pre_auth_evicted;
+        out->tcp_probes = lc.tcp_probes;
         net_server_memory(in->net, &out->buffered_bytes, &out->arena_bytes);
     }
     out->oldest_undurable_ms = in->inflight_since_ms ? in->inflight_since_ms : in->pending_since_ms;

@@ -108,6 +108,7 @@ struct ingest_stats {
     /* What peers made the collector port refuse or spend (net limits, since start). */
     uint64_t hello_timeouts, frame_timeouts, idle_timeouts, conn_limit_refused;
     uint64_t pre_auth_too_large, buffer_pauses, accept_pauses, tls_handshake_failures;
+    uint64_t pre_auth_evicted, tcp_probes;
     uint64_t buffered_bytes, arena_bytes;
     bool tls;                  /* mutual TLS on the collector port */
     uint64_t auth_refused;     /* Hellos refused with ERROR_AUTH */

@@ -41,6 +41,23 @@ void *net_conn_user(const struct net_conn *c)
     return c->user;
 }
 
+bool net_conn_log_allowed(struct net_conn *c)
+{
+    if (!c->authenticated)
+        return net_ratelim_allow(c->srv, NET_LOG_PRE_AUTH_REFUSED);
+    return net_name_log_allow(c->srv, c->name);
+}
+
+/* Out of the queue of connections that may be evicted: authenticated, closing or dead. */
+static void conn_leave_pre_auth(struct net_conn *c)
+{
+    if (!c->in_pre_auth)
+        return;
+    TAILQ_REMOVE(&c->srv->pre_auth, c, pre_link);
+    c->srv->n_pre_auth--;
+    c->in_pre_auth = false;
+}
+
 bool net_conn_is_authenticated(const struct net_conn *c)
 {
     return c->authenticated;
@@ -55,9 +72,16 @@ void net_conn_set_authenticated(struct net_conn *c)
 {
     if (c->authenticated || c->closing)
         return;
+    struct net_server *s = c->srv;
+    conn_leave_pre_auth(c);
+    /* From now on its input counts against the budget. */
+    s->pre_auth_buffered -= c->accounted;
+    s->buffered += c->accounted;
     c->authenticated = true;
     c->last_rx_ns = net_mono_ns();
-    log_conn(LOG_INFO, c->peer, c->name, "session open (%s)", c->ssl ? "TLS" : "plain TCP");
+    if (net_conn_log_allowed(c))
+        log_conn(LOG_INFO, c->peer, c->name, "session open (%s)", c->ssl ? "TLS" : "plain TCP");
+    net_conn_account(c);
     net_conn_set_read_limits(c);
     net_conn_check_input(c);
     net_conn_update_read(c); /* the input budget may be paused */
@@ -69,9 +93,15 @@ void net_conn_release(struct net_conn *c)
     struct net_server *s = c->srv;
     if (s->resume_from == c)
         s->resume_from = TAILQ_NEXT(c, link);
+    conn_leave_pre_auth(c);
     TAILQ_REMOVE(&s->conns, c, link);
     s->n_conns--;
-    s->buffered -= c->accounted;
+    if (c->dead)
+        s->n_dead--;
+    if (c->authenticated)
+        s->buffered -= c->accounted;
+    else
+        s->pre_auth_buffered -= c->accounted;
     event_free(c->timer);
     bufferevent_free(c->bev);
     arena_cleanup(&c->arena);
@@ -86,8 +116,10 @@ void net_conn_kill(struct net_conn *c)
         return;
     if (!c->closing && c->srv->cfg.on_close)
         c->srv->cfg.on_close(c->srv->cfg.arg, c);
+    conn_leave_pre_auth(c);
     c->closing = true;
     c->dead = true;
+    c->srv->n_dead++;
     c->reading = false;
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     evtimer_del(c->timer);
@@ -95,6 +127,22 @@ void net_conn_kill(struct net_conn *c)
     c->next_dead = c->srv->dead;
     c->srv->dead = c;
     event_active(c->srv->reap_ev, 0, 0);
+}
+
+void net_conn_evict_oldest_pre_auth(struct net_server *s)
+{
+    struct net_conn *c = TAILQ_FIRST(&s->pre_auth);
+    if (!c)
+        return;
+    s->limits.pre_auth_evicted++;
+    if (net_ratelim_allow(s, NET_LOG_PRE_AUTH_EVICTED))
+        log_conn(LOG_WARN, c->peer, NULL,
+                 "no Hello after %lld ms; closed to make room for a new connection (%zu before "
+                 "Hello, %zu open)",
+                 (long long)((net_mono_ns() - c->accepted_ns) / 1000000), s->n_pre_auth,
+                 s->n_conns - s->n_dead);
+    /* At once, without a goodbye: the slot (and its descriptor) is what we need. */
+    net_conn_kill(c);
 }
 
 /* Closing: kill once everything queued has left (the flush deadline is limits.c's). */
@@ -123,9 +171,13 @@ void net_conn_close(struct net_conn *c, const char *reason)
         return;
     char why[128];
     net_printable(why, sizeof(why), reason ? reason : "");
-    log_conn(c->authenticated ? LOG_INFO : LOG_DEBUG, c->peer, c->name, "closing: %s", why);
+    if (!c->authenticated)
+        log_conn(LOG_DEBUG, c->peer, c->name, "closing: %s", why);
+    else if (net_conn_log_allowed(c))
+        log_conn(LOG_INFO, c->peer, c->name, "closing: %s", why);
     if (c->srv->cfg.on_close)
         c->srv->cfg.on_close(c->srv->cfg.arg, c);
+    conn_leave_pre_auth(c);
     c->closing = true;
     c->close_ns = net_mono_ns();
     c->frame_start_ns = 0;
@@ -159,7 +211,8 @@ void net_conn_send(struct net_conn *c, const Tally__Frame *f)
         /* The peer is not reading its acks: stop reading its batches until it does. */
         c->output_full = true;
         net_conn_update_read(c);
-        log_conn(LOG_WARN, c->peer, c->name, "peer is not reading replies; pausing its input");
+        if (net_conn_log_allowed(c))
+            log_conn(LOG_WARN, c->peer, c->name, "peer is not reading replies; pausing its input");
     }
 }
 
@@ -193,8 +246,9 @@ void net_conn_fail(struct net_conn *c, Tally__ErrorCode code, uint64_t expected_
     vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
     net_printable(msg, sizeof(msg), raw);
-    /* Before Hello, a flood of bad peers must not flood the log. */
-    if (c->authenticated || net_ratelim_allow(c->srv, NET_LOG_PRE_AUTH_REFUSED))
+    /* Before Hello, a flood of bad peers must not flood the log; after, nor must one
+     * certificate holder reconnecting in a loop. */
+    if (net_conn_log_allowed(c))
         log_conn(LOG_WARN, c->peer, c->name, "%s: %s", wire_error_name(code), msg);
 
     Tally__Error err = TALLY__ERROR__INIT;
@@ -212,20 +266,33 @@ void net_conn_fail(struct net_conn *c, Tally__ErrorCode code, uint64_t expected_
 void net_conn_update_read(struct net_conn *c)
 {
     struct net_server *s = c->srv;
-    /* Before Hello a connection holds at most input_cap (a few KiB): the budget need not
-     * stop it, and a collector reconnecting during a pause can still say Hello. */
-    bool budget = s->buf_paused && (c->authenticated || !s->cfg.pre_auth_max_frame_bytes);
+    if (c->dead)
+        return;
+    /* Before Hello a connection holds at most input_cap (a few KiB) and is not counted:
+     * the budget does not stop it, and a collector reconnecting during a pause can still
+     * say Hello. A frame half read is read to its end, so the pause holds only whole
+     * frames (which get processed) and never waits on a peer we stopped reading from. */
+    bool budget = s->buf_paused && c->authenticated && !net_conn_head_partial(c);
     bool want = !c->closing && !c->output_full && !c->input_full && !budget;
-    if (want == c->reading || c->dead)
+    if (want == c->reading)
         return;
     c->reading = want;
+    int64_t now = net_mono_ns();
     if (want) {
-        /* The idle clock ran while we were not reading: not the peer's fault. */
-        c->last_rx_ns = net_mono_ns();
+        /* Neither clock ran while we were not reading: not the peer's fault. The frame
+         * clock goes on from where it stopped (restarts, for a frame that began at the
+         * head meanwhile), the idle clock starts again. */
+        if (c->frame_start_ns)
+            c->frame_start_ns +=
+                now - (c->read_off_ns > c->frame_start_ns ? c->read_off_ns : c->frame_start_ns);
+        c->read_off_ns = 0;
+        c->last_rx_ns = now;
         bufferevent_enable(c->bev, EV_READ);
     } else {
+        c->read_off_ns = now;
         bufferevent_disable(c->bev, EV_READ);
     }
+    net_conn_arm(c);
 }
 
 static size_t conn_frame_limit(const struct net_conn *c)
@@ -284,7 +351,13 @@ void net_conn_process(struct net_conn *c)
             net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_FRAME, 0, "empty frame");
             break;
         }
-        if (s->paused || c->output_full)
+        if (c->output_full)
+            break;
+        /* Paused: authenticated peers' batches wait, their Pings (small, at the head) do
+         * not; before Hello nothing waits (Hello does not touch the tally), unless we are
+         * shutting down (no new sessions once accepting has stopped). */
+        bool ping_only = s->paused && (c->authenticated || s->accept_stopped);
+        if (ping_only && len > NET_PING_MAX_PAYLOAD)
             break;
         int64_t now = net_mono_ns();
         if (!until) {
@@ -300,6 +373,10 @@ void net_conn_process(struct net_conn *c)
             net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_FRAME, 0,
                           "undecodable frame of %zu bytes", len);
             break;
+        }
+        if (ping_only && f->msg_case != TALLY__FRAME__MSG_PING) {
+            arena_trim(&c->arena, NET_ARENA_KEEP);
+            break; /* stays buffered until net_server_resume */
         }
         s->bytes_received += 4 + len;
         int rc = s->cfg.on_frame(s->cfg.arg, c, f);
@@ -319,6 +396,7 @@ void net_conn_process(struct net_conn *c)
     net_conn_account(c);
     net_conn_check_input(c);
     net_conn_track_frame(c);
+    net_conn_update_read(c); /* a frame half read under the budget pause may be whole now */
     net_conn_arm(c);
 }
 
@@ -340,6 +418,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     (void)bev;
     struct net_conn *c = arg;
     c->last_rx_ns = net_mono_ns();
+    c->got_bytes = true;
     if (c->ssl)
         c->tls_up = true; /* plaintext only comes out of a finished handshake */
     net_conn_process(c);
@@ -376,6 +455,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     char why[200];
+    /* Connect and close without a byte: a load balancer's probe or a port check, not an
+     * attack on the handshake nor worth a warning. */
+    if (!c->authenticated && !c->closing && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) &&
+        (c->ssl ? !net_tls_handshake_done(c) && net_tls_bytes_in(c) == 0 : !c->got_bytes)) {
+        s->limits.tcp_probes++;
+        log_conn(LOG_DEBUG, c->peer, NULL, "closed by the peer before sending anything");
+        net_conn_kill(c);
+        return;
+    }
     if (c->ssl && !net_tls_handshake_done(c)) {
         s->limits.tls_handshake_failures++;
         net_tls_error_text(c, what, why, sizeof(why));
@@ -384,20 +472,26 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         net_conn_kill(c);
         return;
     }
-    enum log_level quiet = c->authenticated ? LOG_INFO : LOG_DEBUG;
+    enum log_level level = c->authenticated ? LOG_INFO : LOG_DEBUG;
+    const char *line = NULL;
+    why[0] = '\0';
     if (what & BEV_EVENT_EOF) {
         if (!c->closing)
-            log_conn(quiet, c->peer, c->name, "peer closed the connection");
+            line = "peer closed the connection";
     } else if (what & BEV_EVENT_TIMEOUT) {
-        log_conn(quiet, c->peer, c->name, "timed out");
+        line = "timed out";
     } else if (what & BEV_EVENT_ERROR) {
         if (c->ssl)
             net_tls_error_text(c, what, why, sizeof(why));
         else
             snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        log_conn(c->authenticated ? LOG_WARN : LOG_DEBUG, c->peer, c->name, "connection error: %s",
-                 why);
+        line = "connection error: ";
+        if (c->authenticated)
+            level = LOG_WARN;
     }
+    /* Lines before Hello are DEBUG; after, within the collector's budget. */
+    if (line && (!c->authenticated || net_conn_log_allowed(c)))
+        log_conn(level, c->peer, c->name, "%s%s", line, why);
     net_conn_kill(c);
 }
 
@@ -422,6 +516,9 @@ void net_conn_accept(struct net_server *s, evutil_socket_t fd, const char *peer)
     c->accepted_ns = c->last_rx_ns = net_mono_ns();
     TAILQ_INSERT_TAIL(&s->conns, c, link);
     s->n_conns++;
+    TAILQ_INSERT_TAIL(&s->pre_auth, c, pre_link);
+    s->n_pre_auth++;
+    c->in_pre_auth = true;
     s->accepted++;
 
     net_conn_set_read_limits(c);

@@ -42,6 +42,16 @@ typedef struct ssl_st SSL;
 /* Accept paused on EMFILE/ENFILE: first delay, doubling while accept keeps failing. */
 #define NET_ACCEPT_PAUSE_MIN_MS 100
 #define NET_ACCEPT_PAUSE_MAX_MS 1000
+/* A frame this small at the head of an authenticated connection's input is looked at
+ * while the server is paused: a Ping (17 bytes at most) is answered, anything else waits.
+ * Idle collectors must not stall out while PostgreSQL is away. */
+#define NET_PING_MAX_PAYLOAD 32
+/* Session lines (open, close, errors) of one collector name: the first
+ * NET_NAME_LOG_BURST in a window of NET_NAME_LOG_WINDOW_NS, then one summary line. The
+ * table holds NET_NAME_LOG_SLOTS names; a new name takes the slot of the oldest window. */
+#define NET_NAME_LOG_BURST 20
+#define NET_NAME_LOG_WINDOW_NS (60 * 1000000000LL)
+#define NET_NAME_LOG_SLOTS 64
 
 enum net_log_kind {
     NET_LOG_HELLO_TIMEOUT,
@@ -53,6 +63,7 @@ enum net_log_kind {
     NET_LOG_ACCEPT_PAUSE,
     NET_LOG_TLS_HANDSHAKE,
     NET_LOG_PRE_AUTH_REFUSED, /* net_conn_fail before Hello was accepted */
+    NET_LOG_PRE_AUTH_EVICTED,
     NET_LOG_KINDS
 };
 
@@ -62,25 +73,37 @@ struct net_ratelim {
     uint64_t suppressed;
 };
 
+/* One collector name's window of session lines (name[0] == '\0': a free slot). */
+struct net_name_log {
+    char name[64];
+    int64_t window_start;
+    uint32_t logged;
+    uint64_t suppressed;
+};
+
 struct net_conn {
     struct net_server *srv;
-    struct bufferevent *bev;    /* socket, or openssl over the socket (TLS) */
-    SSL *ssl;                   /* NULL: plain TCP; owned by bev */
-    TAILQ_ENTRY(net_conn) link; /* all live connections */
-    struct net_conn *next_dead; /* reap list */
-    struct arena arena;         /* one decoded frame at a time */
-    struct event *timer;        /* the earliest deadline below */
-    int64_t timer_at;           /* when timer fires (0: not armed) */
+    struct bufferevent *bev;        /* socket, or openssl over the socket (TLS) */
+    SSL *ssl;                       /* NULL: plain TCP; owned by bev */
+    TAILQ_ENTRY(net_conn) link;     /* all live connections */
+    TAILQ_ENTRY(net_conn) pre_link; /* srv->pre_auth, while in_pre_auth */
+    struct net_conn *next_dead;     /* reap list */
+    struct arena arena;             /* one decoded frame at a time */
+    struct event *timer;            /* the earliest deadline below */
+    int64_t timer_at;               /* when timer fires (0: not armed) */
     int64_t accepted_ns;
     int64_t last_rx_ns;     /* last bytes in, for the idle timeout */
     int64_t frame_start_ns; /* the frame at the head of the input is incomplete since */
     int64_t close_ns;       /* closing since (flush deadline) */
-    size_t accounted;       /* input bytes counted in srv->buffered */
+    int64_t read_off_ns;    /* reading off on our side since (the frame clock stops) */
+    size_t accounted;       /* input bytes counted in srv->buffered (or pre_auth_buffered) */
     size_t input_cap;       /* stop reading at this much input (watermark, or by hand: TLS) */
     char peer[64];
     char name[64];
     void *user;
     bool authenticated;
+    bool in_pre_auth; /* in srv->pre_auth: not authenticated, not closing */
+    bool got_bytes;   /* plain TCP: some byte came in (a port check sends none) */
     bool closing;
     bool dead;
     bool output_full; /* reading paused until our replies drain */
@@ -101,6 +124,11 @@ struct net_server {
     char text[300];           /* the address, for messages */
     struct net_conn_list conns;
     size_t n_conns;
+    size_t n_dead; /* of n_conns, killed and waiting for the reap event */
+    /* Connections neither authenticated nor closing, oldest first: the ones evicted when
+     * a new connection needs a slot (max_pre_auth_conns, max_conns). */
+    struct net_conn_list pre_auth;
+    size_t n_pre_auth;
     struct net_conn *dead;
     struct event *reap_ev;
     struct event *resume_ev;
@@ -109,8 +137,9 @@ struct net_server {
     uint64_t bytes_received;
     uint64_t accepted;
     /* Limits. */
-    uint64_t buffered; /* sum of the connections' accounted input bytes */
-    bool buf_paused;   /* over max_buffered_bytes: nobody is read from */
+    uint64_t buffered;          /* authenticated connections' accounted input bytes */
+    uint64_t pre_auth_buffered; /* the others': never counted against max_buffered_bytes */
+    bool buf_paused; /* over max_buffered_bytes: no authenticated connection starts a frame */
     struct event *buf_resume_ev;
     bool accept_paused;
     bool accept_stopped; /* net_server_stop_accepting: never re-enabled */
@@ -119,7 +148,9 @@ struct net_server {
     struct event *accept_ev;
     struct net_limit_counters limits;
     struct net_ratelim ratelim[NET_LOG_KINDS];
+    struct net_name_log names[NET_NAME_LOG_SLOTS];
     struct event *ratelim_ev;
+    int64_t ratelim_at; /* when ratelim_ev fires (0: not pending) */
 };
 
 int64_t net_mono_ns(void);
@@ -131,9 +162,13 @@ void net_printable(char *dst, size_t n, const char *src);
 void net_conn_accept(struct net_server *s, evutil_socket_t fd, const char *peer);
 void net_conn_release(struct net_conn *c);
 void net_conn_process(struct net_conn *c);
-/* Enables or disables reading as closing, output_full and buf_paused say. */
+/* Enables or disables reading as closing, output_full, input_full and buf_paused say (the
+ * budget never stops a connection in the middle of its head frame); stops the frame clock
+ * while reading is off, restarts the idle clock and re-arms the timer when it is back on. */
 void net_conn_update_read(struct net_conn *c);
 void net_conn_kill(struct net_conn *c);
+/* Closes the oldest connection that has not said Hello, to make room for a new one. */
+void net_conn_evict_oldest_pre_auth(struct net_server *s);
 /* TLS: pauses reading at input_cap, resumes below it. */
 void net_conn_check_input(struct net_conn *c);
 /* Closing and everything flushed: kill. */
@@ -148,10 +183,15 @@ bool net_ratelim_allow(struct net_server *s, enum net_log_kind kind);
 void net_ratelim_cb(evutil_socket_t fd, short what, void *arg);
 /* Writes the pending summary lines now (at net_server_free). */
 void net_ratelim_flush(struct net_server *s);
+/* True when a session line of collector name may be logged now (the per-name budget);
+ * otherwise counts it for that name's summary line. */
+bool net_name_log_allow(struct net_server *s, const char *name);
 void net_conn_arm(struct net_conn *c);
 void net_conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 /* Looks at the head of c's input: starts or clears the frame deadline. */
 void net_conn_track_frame(struct net_conn *c);
+/* The frame at the head of c's input has started and is not complete. */
+bool net_conn_head_partial(struct net_conn *c);
 /* Brings srv->buffered up to date with c's input; pauses or schedules the resume. */
 void net_conn_account(struct net_conn *c);
 void net_buf_resume_cb(evutil_socket_t fd, short what, void *arg);
@@ -167,6 +207,8 @@ struct bufferevent *net_tls_bev_new(struct net_server *s, evutil_socket_t fd, SS
  * watermark of a plain connection. */
 void net_conn_set_read_limits(struct net_conn *c);
 bool net_tls_handshake_done(const struct net_conn *c);
+/* Ciphertext bytes read from c's socket so far (0: the peer sent nothing at all). */
+uint64_t net_tls_bytes_in(const struct net_conn *c);
 /* BEV_EVENT_CONNECTED: the handshake is done. */
 void net_tls_connected(struct net_conn *c);
 /* Why the TLS layer failed (what: the bufferevent event), from libevent's saved OpenSSL

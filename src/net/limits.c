@@ -1,7 +1,8 @@
 /* The limits a connection meets: its deadlines (Hello, frame, idle, close flush) on one
- * timer per connection, the budget of input bytes buffered across connections, the
- * listener's pause on EMFILE/ENFILE, and the rate limit of the log lines about all of
- * them. What a frame means, and who may authenticate, is not decided here. */
+ * timer per connection, the budget of input bytes buffered across authenticated
+ * connections, the listener's pause on EMFILE/ENFILE, and the rate limits of log lines
+ * (per kind of limit hit, per collector name for session lines). What a frame means, and
+ * who may authenticate, is not decided here. */
 #include "net/internal.h"
 
 #include <stdio.h>
@@ -31,6 +32,7 @@ static const char *const kind_names[NET_LOG_KINDS] = {
     [NET_LOG_ACCEPT_PAUSE] = "accept pauses",
     [NET_LOG_TLS_HANDSHAKE] = "TLS handshake failures",
     [NET_LOG_PRE_AUTH_REFUSED] = "peers refused before Hello",
+    [NET_LOG_PRE_AUTH_EVICTED] = "connections without Hello closed to make room",
 };
 
 int64_t net_mono_ns(void)
@@ -49,6 +51,16 @@ static struct timeval ns_to_tv(int64_t ns)
 }
 
 /* ---- rate-limited log lines --------------------------------------------------------- */
+
+/* One timer for every summary: it fires at the earliest window end asked for. */
+static void ratelim_schedule(struct net_server *s, int64_t at)
+{
+    if (s->ratelim_at && s->ratelim_at <= at)
+        return;
+    s->ratelim_at = at;
+    struct timeval tv = ns_to_tv(at - net_mono_ns());
+    evtimer_add(s->ratelim_ev, &tv);
+}
 
 static void ratelim_summary(struct net_server *s, enum net_log_kind k)
 {
@@ -75,10 +87,49 @@ bool net_ratelim_allow(struct net_server *s, enum net_log_kind k)
         return true;
     }
     r->suppressed++;
-    if (!evtimer_pending(s->ratelim_ev, NULL)) {
-        struct timeval tv = ns_to_tv(r->window_start + NET_LOG_WINDOW_NS - now);
-        evtimer_add(s->ratelim_ev, &tv);
+    ratelim_schedule(s, r->window_start + NET_LOG_WINDOW_NS);
+    return false;
+}
+
+static void name_summary(struct net_name_log *e)
+{
+    if (e->suppressed)
+        log_warn("collector %s: %llu more session lines in the last %lld s", e->name,
+                 (unsigned long long)e->suppressed,
+                 (long long)(NET_NAME_LOG_WINDOW_NS / 1000000000));
+    e->suppressed = 0;
+    e->logged = 0;
+    e->window_start = 0;
+}
+
+bool net_name_log_allow(struct net_server *s, const char *name)
+{
+    int64_t now = net_mono_ns();
+    struct net_name_log *e = NULL, *oldest = NULL;
+    /* A linear scan of a small table: only lines about to be logged come here. */
+    for (size_t i = 0; i < NET_NAME_LOG_SLOTS && !e; i++) {
+        struct net_name_log *x = &s->names[i];
+        if (x->window_start && strcmp(x->name, name) == 0)
+            e = x;
+        else if (!oldest || !x->window_start ||
+                 (oldest->window_start && x->window_start < oldest->window_start))
+            oldest = x;
     }
+    if (e && now - e->window_start >= NET_NAME_LOG_WINDOW_NS)
+        name_summary(e);
+    if (!e) {
+        e = oldest; /* a free slot, or the oldest window's: its summary goes out now */
+        name_summary(e);
+        snprintf(e->name, sizeof(e->name), "%s", name);
+    }
+    if (!e->window_start)
+        e->window_start = now;
+    if (e->logged < NET_NAME_LOG_BURST) {
+        e->logged++;
+        return true;
+    }
+    e->suppressed++;
+    ratelim_schedule(s, e->window_start + NET_NAME_LOG_WINDOW_NS);
     return false;
 }
 
@@ -98,10 +149,18 @@ static void ratelim_due(struct net_server *s, bool all)
         else if (!next || end < next)
             next = end;
     }
-    if (next) {
-        struct timeval tv = ns_to_tv(next - net_mono_ns());
-        evtimer_add(s->ratelim_ev, &tv);
+    for (size_t i = 0; i < NET_NAME_LOG_SLOTS; i++) {
+        struct net_name_log *e = &s->names[i];
+        if (!e->suppressed)
+            continue;
+        int64_t end = e->window_start + NET_NAME_LOG_WINDOW_NS;
+        if (all || now >= end)
+            name_summary(e);
+        else if (!next || end < next)
+            next = end;
     }
+    if (next)
+        ratelim_schedule(s, next);
 }
 
 void net_ratelim_cb(evutil_socket_t fd, short what, void *arg)
@@ -109,7 +168,9 @@ void net_ratelim_cb(evutil_socket_t fd, short what, void *arg)
     LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
-    ratelim_due(arg, false);
+    struct net_server *s = arg;
+    s->ratelim_at = 0;
+    ratelim_due(s, false);
 }
 
 void net_ratelim_flush(struct net_server *s)
@@ -120,7 +181,7 @@ void net_ratelim_flush(struct net_server *s)
 /* ---- per-connection deadlines ------------------------------------------------------- */
 
 /* The idle clock runs only while we read and nothing waits in the input: a peer whose
- * bytes we are not taking is not idle. */
+ * bytes we are not taking is not idle. (Reading back on restarts it: update_read.) */
 static bool conn_idle_counts(const struct net_conn *c)
 {
     return c->authenticated && c->reading &&
@@ -140,7 +201,8 @@ static int64_t conn_deadline(const struct net_conn *c)
     int64_t d = 0;
     if (!c->authenticated && cfg->hello_timeout_ms)
         d = earliest(d, c->accepted_ns + MS_NS(cfg->hello_timeout_ms));
-    if (c->frame_start_ns && cfg->frame_timeout_ms)
+    /* The frame clock stops while we do not read (update_read moves it on). */
+    if (c->frame_start_ns && c->reading && cfg->frame_timeout_ms)
         d = earliest(d, c->frame_start_ns + MS_NS(cfg->frame_timeout_ms));
     if (cfg->idle_timeout_ms && conn_idle_counts(c))
         d = earliest(d, c->last_rx_ns + MS_NS(cfg->idle_timeout_ms));
@@ -182,8 +244,10 @@ void net_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     int64_t now = net_mono_ns() + NET_TIMER_SLACK_NS;
     if (c->closing) {
         if (now >= c->close_ns + NET_CLOSE_FLUSH_NS) {
-            log_conn(c->authenticated ? LOG_WARN : LOG_DEBUG, c->peer, c->name,
-                     "timed out flushing the last replies");
+            if (!c->authenticated)
+                log_conn(LOG_DEBUG, c->peer, c->name, "timed out flushing the last replies");
+            else if (net_conn_log_allowed(c))
+                log_conn(LOG_WARN, c->peer, c->name, "timed out flushing the last replies");
             net_conn_kill(c);
             return;
         }
@@ -196,7 +260,7 @@ void net_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
                      c->ssl && !net_tls_handshake_done(c) ? " (TLS handshake unfinished)" : "");
         net_conn_error_close(c, TALLY__ERROR_CODE__ERROR_TIMEOUT, "no Hello in time");
         return;
-    } else if (c->frame_start_ns && cfg->frame_timeout_ms &&
+    } else if (c->frame_start_ns && c->reading && cfg->frame_timeout_ms &&
                now >= c->frame_start_ns + MS_NS(cfg->frame_timeout_ms)) {
         s->limits.frame_timeouts++;
         if (net_ratelim_allow(s, NET_LOG_FRAME_TIMEOUT))
@@ -225,19 +289,22 @@ void net_conn_track_frame(struct net_conn *c)
     }
     /* Only the frame at the head counts: one behind a whole frame waits for us, not for
      * the peer (the read watermark always leaves room for one whole frame). */
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t avail = evbuffer_get_length(in);
-    bool partial = avail > 0 && avail < 4;
-    if (avail >= 4) {
-        uint8_t h[4];
-        evbuffer_copyout(in, h, sizeof(h));
-        uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-        partial = avail - 4 < n;
-    }
-    if (!partial)
+    if (!net_conn_head_partial(c))
         c->frame_start_ns = 0;
     else if (!c->frame_start_ns)
         c->frame_start_ns = net_mono_ns();
+}
+
+bool net_conn_head_partial(struct net_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    if (avail < 4)
+        return avail > 0;
+    uint8_t h[4];
+    evbuffer_copyout(in, h, sizeof(h));
+    uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    return avail - 4 < n;
 }
 
 /* ---- the input budget across connections --------------------------------------------- */
@@ -248,7 +315,7 @@ static void buf_pause(struct net_server *s)
     s->limits.buffer_pauses++;
     if (net_ratelim_allow(s, NET_LOG_BUFFER_PAUSE))
         log_warn("collectors' input buffers hold %llu bytes, over the limit of %llu: not reading "
-                 "from any collector until they are below half",
+                 "new frames from any collector until they are below half",
                  (unsigned long long)s->buffered, (unsigned long long)s->cfg.max_buffered_bytes);
     struct net_conn *c;
     for (c = TAILQ_FIRST(&s->conns); c; c = TAILQ_NEXT(c, link)) {
@@ -260,6 +327,13 @@ void net_conn_account(struct net_conn *c)
 {
     struct net_server *s = c->srv;
     size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+    if (!c->authenticated) {
+        /* Bounded by input_cap each and by the pre-auth connection cap: unauthenticated
+         * peers alone must not stop good collectors. */
+        s->pre_auth_buffered = s->pre_auth_buffered - c->accounted + len;
+        c->accounted = len;
+        return;
+    }
     s->buffered = s->buffered - c->accounted + len;
     c->accounted = len;
     uint64_t max = s->cfg.max_buffered_bytes;
@@ -282,7 +356,9 @@ void net_buf_resume_cb(evutil_socket_t fd, short what, void *arg)
     s->buf_paused = false;
     log_debug("collectors' input buffers down to %llu bytes: reading again",
               (unsigned long long)s->buffered);
-    /* Reading resumes from the next loop iteration; buffered frames go on in resume_cb. */
+    /* Reading resumes from the next loop iteration; buffered frames go on in resume_cb.
+     * update_read restarts the idle clock and re-arms each timer (it may have been
+     * disarmed while nothing counted). */
     struct net_conn *c;
     for (c = TAILQ_FIRST(&s->conns); c; c = TAILQ_NEXT(c, link)) {
         net_conn_update_read(c);

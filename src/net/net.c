@@ -1,4 +1,5 @@
-/* The server: binds and listens, accepts (or refuses, at the connection limit), runs the
+/* The server: binds and listens, accepts (making room by closing the oldest connection
+ * without Hello, or refusing when every slot is authenticated), runs the
  * round-robin turns that resume buffered frames, reaps dead connections and reports the
  * counters. Connections themselves are conn.c's, limits limits.c's, TLS tls_conn.c's. */
 #include "net/internal.h"
@@ -71,11 +72,22 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     s->accept_ok_since_pause = true;
     char peer[64];
     peer_text(sa, peer, sizeof(peer));
-    if (s->cfg.max_conns && s->n_conns >= s->cfg.max_conns) {
+    /* Dead connections wait for the reap event but hold no slot any more. */
+    size_t n_open = s->n_conns - s->n_dead;
+    bool pre_full = s->cfg.max_pre_auth_conns && s->n_pre_auth >= s->cfg.max_pre_auth_conns;
+    bool all_full = s->cfg.max_conns && n_open >= s->cfg.max_conns;
+    if ((pre_full || all_full) && s->n_pre_auth > 0) {
+        /* The oldest peer that has not said Hello makes room: ~400 bare connects a second
+         * no longer hold every slot, and a collector still gets in (it needs a slot for
+         * a round trip or two, not for the pre-auth queue's whole length). */
+        net_conn_evict_oldest_pre_auth(s);
+    } else if (all_full) {
         s->limits.conn_limit_refused++;
         if (net_ratelim_allow(s, NET_LOG_CONN_LIMIT))
-            log_conn(LOG_WARN, peer, NULL, "refused: %zu connections open (limit %u)", s->n_conns,
-                     s->cfg.max_conns);
+            log_conn(LOG_WARN, peer, NULL,
+                     "refused: %zu connections open (limit %u), all of them "
+                     "authenticated or closing",
+                     n_open, s->cfg.max_conns);
         evutil_closesocket(fd);
         return;
     }
@@ -99,7 +111,8 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     struct net_server *s = arg;
     int64_t until = net_mono_ns() + NET_RESUME_NS;
     struct net_conn *c = s->resume_from ? s->resume_from : TAILQ_FIRST(&s->conns);
-    for (size_t n = s->n_conns; c && n && !s->paused; n--) {
+    /* Paused, this still runs: Hello and Pings go on (net_conn_process holds the rest). */
+    for (size_t n = s->n_conns; c && n; n--) {
         struct net_conn *next = TAILQ_NEXT(c, link) ? TAILQ_NEXT(c, link) : TAILQ_FIRST(&s->conns);
         if (!c->closing && !c->output_full)
             net_conn_process(c); /* never frees c (the reap event does) */
@@ -136,6 +149,7 @@ struct net_server *net_server_new(struct event_base *base, const struct net_serv
     s->cfg = *cfg;
     s->reserved = -1;
     TAILQ_INIT(&s->conns);
+    TAILQ_INIT(&s->pre_auth);
 
     char text[300];
     snprintf(text, sizeof(text), strchr(cfg->host, ':') ? "[%s]:%u" : "%s:%u", cfg->host,

@@ -92,6 +92,13 @@ bool net_tls_handshake_done(const struct net_conn *c)
     return c->ssl && c->tls_up;
 }
 
+uint64_t net_tls_bytes_in(const struct net_conn *c)
+{
+    /* libevent gives the SSL a socket BIO for the fd; OpenSSL counts what it reads. */
+    BIO *rbio = c->ssl ? SSL_get_rbio(c->ssl) : NULL;
+    return rbio ? BIO_number_read(rbio) : 0;
+}
+
 void net_tls_connected(struct net_conn *c)
 {
     c->tls_up = true;

@@ -44,7 +44,14 @@ struct fx {
     uint64_t votes;
     bool was_tls, pin_ok;
     uint8_t pin[32];
+    size_t flood_bytes; /* queued in answer to batch seq FLOOD_SEQ */
+    int log_allowed;    /* net_conn_log_allowed at Ping nonce 42 (-1: not asked) */
 };
+
+/* Batch seq FLOOD_SEQ makes the server queue this many bytes of replies at once. */
+#define FLOOD_SEQ 7777
+#define FLOOD_FRAMES 140
+#define FLOOD_MSG 60000
 
 static void srv_send(struct net_conn *c, Tally__Frame *f)
 {
@@ -74,6 +81,8 @@ static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
         srv_send(c, &r);
     } else if (f->msg_case == TALLY__FRAME__MSG_PING) {
         fx->pings++;
+        if (f->ping->nonce == 42)
+            fx->log_allowed = net_conn_log_allowed(c);
         Tally__Ping p = TALLY__PING__INIT;
         p.nonce = f->ping->nonce;
         Tally__Frame r = TALLY__FRAME__INIT;
@@ -83,6 +92,22 @@ static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
     } else if (f->msg_case == TALLY__FRAME__MSG_BATCH) {
         fx->batches++;
         fx->votes += f->batch->n_ballots;
+        if (f->batch->seq == FLOOD_SEQ) {
+            char *msg = malloc(FLOOD_MSG + 1);
+            memset(msg, 'x', FLOOD_MSG);
+            msg[FLOOD_MSG] = '\0';
+            Tally__Error e = TALLY__ERROR__INIT;
+            e.code = TALLY__ERROR_CODE__ERROR_TIMEOUT;
+            e.message = msg;
+            Tally__Frame r = TALLY__FRAME__INIT;
+            r.msg_case = TALLY__FRAME__MSG_ERROR;
+            r.error = &e;
+            for (int i = 0; i < FLOOD_FRAMES; i++) {
+                srv_send(c, &r);
+                fx->flood_bytes += wire_frame_size(&r);
+            }
+            free(msg);
+        }
     }
     return 0;
 }
@@ -110,6 +135,7 @@ static struct net_server_config base_cfg(struct fx *fx)
 static void fx_start(struct fx *fx, const struct net_server_config *cfg)
 {
     memset(fx, 0, sizeof(*fx));
+    fx->log_allowed = -1;
     fx->base = event_base_new();
     assert_non_null(fx->base);
     struct net_server_config c = *cfg;
@@ -161,11 +187,15 @@ struct cli {
     struct arena arena;
 };
 
-static void cli_open(struct cli *k, uint16_t port)
+/* rcvbuf: SO_RCVBUF before connecting (0: the default), to make a peer that does not read
+ * its replies fill the server's output quickly. */
+static void cli_open_rcvbuf(struct cli *k, uint16_t port, int rcvbuf)
 {
     memset(k, 0, sizeof(*k));
     k->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(k->fd >= 0);
+    if (rcvbuf)
+        assert_int_equal(setsockopt(k->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* Blocking: the kernel completes it from the backlog, whatever the listener does. */
@@ -174,6 +204,11 @@ static void cli_open(struct cli *k, uint16_t port)
     k->cap = 1 << 16;
     k->buf = malloc(k->cap);
     arena_init(&k->arena, 4096);
+}
+
+static void cli_open(struct cli *k, uint16_t port)
+{
+    cli_open_rcvbuf(k, port, 0);
 }
 
 static void cli_close(struct cli *k)
@@ -243,7 +278,8 @@ static void cli_ping(struct fx *fx, struct cli *k, uint64_t nonce)
     cli_send_frame(fx, k, &f);
 }
 
-static void cli_batch(struct fx *fx, struct cli *k, uint64_t seq, size_t n)
+/* A batch frame of n votes, encoded (free it). */
+static uint8_t *batch_frame(uint64_t seq, size_t n, size_t *len)
 {
     uint64_t *ballots = calloc(n, sizeof(uint64_t));
     uint32_t *projects = calloc(n, sizeof(uint32_t));
@@ -260,9 +296,20 @@ static void cli_batch(struct fx *fx, struct cli *k, uint64_t seq, size_t n)
     Tally__Frame f = TALLY__FRAME__INIT;
     f.msg_case = TALLY__FRAME__MSG_BATCH;
     f.batch = &b;
-    cli_send_frame(fx, k, &f);
+    *len = wire_frame_size(&f);
+    uint8_t *out = malloc(*len);
+    wire_frame_encode(&f, out);
     free(ballots);
     free(projects);
+    return out;
+}
+
+static void cli_batch(struct fx *fx, struct cli *k, uint64_t seq, size_t n)
+{
+    size_t len;
+    uint8_t *b = batch_frame(seq, n, &len);
+    cli_send(fx, k, b, len);
+    free(b);
 }
 
 /* Reads what is there (no blocking). */
@@ -483,19 +530,33 @@ static void test_max_conns(void **state)
     struct net_server_config cfg = base_cfg(&fx);
     cfg.max_conns = 2;
     fx_start(&fx, &cfg);
-    struct cli k[3];
-    for (int i = 0; i < 3; i++) {
-        cli_open(&k[i], net_server_port(fx.srv));
-        WAIT_UNTIL(&fx, taken(&fx, (uint64_t)i + 1), 1000);
-    }
-    assert_int_equal(net_server_conn_count(fx.srv), 2);
-    assert_int_equal(limits_of(&fx).conn_limit_refused, 1);
-    assert_true(cli_wait_eof(&fx, &k[2], 1000));
-    cli_pump(&k[0]);
-    assert_false(k[0].eof);
+    uint16_t port = net_server_port(fx.srv);
+    struct cli k[4];
+    cli_open(&k[0], port);
     cli_hello(&fx, &k[0], "c1");
     assert_non_null(cli_frame(&fx, &k[0], 1000));
-    for (int i = 0; i < 3; i++)
+    cli_open(&k[1], port);
+    WAIT_UNTIL(&fx, taken(&fx, 2), 1000);
+    /* Full: the connection without Hello makes room for the new one. */
+    cli_open(&k[2], port);
+    WAIT_UNTIL(&fx, taken(&fx, 3), 1000);
+    assert_true(cli_wait_eof(&fx, &k[1], 1000));
+    loop_ms(&fx, 10);
+    assert_int_equal(net_server_conn_count(fx.srv), 2);
+    assert_int_equal(limits_of(&fx).pre_auth_evicted, 1);
+    assert_int_equal(limits_of(&fx).conn_limit_refused, 0);
+    cli_hello(&fx, &k[2], "c2");
+    assert_non_null(cli_frame(&fx, &k[2], 1000));
+    /* Every slot authenticated: refused at accept. */
+    cli_open(&k[3], port);
+    WAIT_UNTIL(&fx, taken(&fx, 4), 1000);
+    assert_int_equal(limits_of(&fx).conn_limit_refused, 1);
+    assert_true(cli_wait_eof(&fx, &k[3], 1000));
+    cli_pump(&k[0]);
+    assert_false(k[0].eof);
+    cli_ping(&fx, &k[0], 3);
+    assert_non_null(cli_frame(&fx, &k[0], 1000));
+    for (int i = 0; i < 4; i++)
         cli_close(&k[i]);
     fx_stop(&fx);
 }
@@ -677,6 +738,327 @@ static void test_limit_logs_rate_limited(void **state)
     /* Peers that never said Hello: connected/closing at DEBUG only. */
     assert_int_equal(count_log_lines(path, "connected"), 0);
     assert_int_equal(count_log_lines(path, "closing"), 5); /* "...; closing" of the 5 */
+    unlink(path);
+}
+
+/* ---- back-pressure, budget, eviction, session logs (review of issue 8) -------------- */
+
+static void expect_welcome(struct fx *fx, struct cli *k, const char *id)
+{
+    cli_hello(fx, k, id);
+    Tally__Frame *f = cli_frame(fx, k, 1000);
+    assert_non_null(f);
+    assert_int_equal(f->msg_case, TALLY__FRAME__MSG_WELCOME);
+}
+
+static void expect_ping(struct fx *fx, struct cli *k, uint64_t nonce, int ms)
+{
+    Tally__Frame *f = cli_frame(fx, k, ms);
+    assert_non_null(f);
+    assert_int_equal(f->msg_case, TALLY__FRAME__MSG_PING);
+    assert_int_equal(f->ping->nonce, nonce);
+}
+
+/* PostgreSQL is away (ingest pauses net): a collector still says Hello, within its
+ * deadline and without counting as hostile; idle ones get their Pings answered; batches
+ * (small ones too) and what is behind them wait for the resume. */
+static void test_pause_serves_hello_and_ping(void **state)
+{
+    (void)state;
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    cfg.hello_timeout_ms = 300;
+    fx_start(&fx, &cfg);
+    uint16_t port = net_server_port(fx.srv);
+    struct cli k0, k1;
+    cli_open(&k0, port);
+    expect_welcome(&fx, &k0, "c1");
+    net_server_pause(fx.srv);
+    cli_open(&k1, port);
+    expect_welcome(&fx, &k1, "c2");
+    loop_ms(&fx, 400);
+    assert_int_equal(limits_of(&fx).hello_timeouts, 0);
+    cli_ping(&fx, &k0, 5);
+    expect_ping(&fx, &k0, 5, 1000);
+    /* A one-vote batch is as small as a Ping: it waits, and the Ping behind it too. */
+    cli_batch(&fx, &k0, 1, 1);
+    cli_ping(&fx, &k0, 6);
+    cli_batch(&fx, &k1, 1, 2000);
+    assert_null(cli_frame(&fx, &k0, 200));
+    assert_int_equal(fx.batches, 0);
+    assert_int_equal(fx.pings, 1);
+    net_server_resume(fx.srv);
+    expect_ping(&fx, &k0, 6, 1000);
+    WAIT_UNTIL(&fx, fx.batches == 2, 1000);
+    assert_int_equal(fx.batches, 2);
+    /* Shutting down (accepting stopped, paused): no new session starts. */
+    struct cli k2;
+    cli_open(&k2, port);
+    WAIT_UNTIL(&fx, net_server_conn_count(fx.srv) == 3, 1000);
+    net_server_stop_accepting(fx.srv);
+    net_server_pause(fx.srv);
+    int hellos = fx.hellos;
+    cli_hello(&fx, &k2, "c3");
+    Tally__Frame *f = cli_frame(&fx, &k2, 200);
+    assert_true(!f || f->msg_case != TALLY__FRAME__MSG_WELCOME); /* the Hello deadline may */
+    assert_int_equal(fx.hellos, hellos);
+    cli_ping(&fx, &k0, 7);
+    expect_ping(&fx, &k0, 7, 1000);
+    cli_close(&k0);
+    cli_close(&k1);
+    cli_close(&k2);
+    fx_stop(&fx);
+}
+
+/* The budget trips while a collector is in the middle of a frame: it reads that frame to
+ * its end (no frame timeout, no deadlock), then waits like the others. */
+static void test_budget_reads_partial_frame_to_its_end(void **state)
+{
+    (void)state;
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    cfg.max_buffered_bytes = 64 * 1024;
+    cfg.frame_timeout_ms = 300;
+    fx_start(&fx, &cfg);
+    uint16_t port = net_server_port(fx.srv);
+    struct cli a, b;
+    cli_open(&a, port);
+    expect_welcome(&fx, &a, "c1");
+    cli_open(&b, port);
+    expect_welcome(&fx, &b, "c2");
+    net_server_pause(fx.srv);
+    size_t len;
+    uint8_t *half = batch_frame(1, 2000, &len);
+    cli_send(&fx, &a, half, len / 2);
+    loop_ms(&fx, 50);
+    for (int j = 0; j < 100; j++)
+        cli_batch(&fx, &b, (uint64_t)j + 1, 800);
+    loop_ms(&fx, 100);
+    assert_int_equal(limits_of(&fx).buffer_pauses, 1);
+    cli_send(&fx, &a, half + len / 2, len - len / 2);
+    free(half);
+    loop_ms(&fx, 600);
+    assert_int_equal(limits_of(&fx).frame_timeouts, 0);
+    cli_pump(&a);
+    assert_false(a.eof);
+    assert_int_equal(a.len, 0);
+    net_server_resume(fx.srv);
+    WAIT_UNTIL(&fx, fx.batches == 101, 5000);
+    assert_int_equal(fx.batches, 101);
+    assert_int_equal(limits_of(&fx).frame_timeouts, 0);
+    cli_close(&a);
+    cli_close(&b);
+    fx_stop(&fx);
+}
+
+/* A peer we stop reading from (its replies pile up) is not timed out for the frame it is
+ * in the middle of: the frame clock runs only while we read. */
+static void test_frame_clock_stops_while_output_full(void **state)
+{
+    (void)state;
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    cfg.max_output_bytes = 64 * 1024;
+    cfg.frame_timeout_ms = 300;
+    cfg.idle_timeout_ms = 300;
+    fx_start(&fx, &cfg);
+    struct cli k;
+    cli_open_rcvbuf(&k, net_server_port(fx.srv), 4096);
+    expect_welcome(&fx, &k, "c1");
+    /* Batch FLOOD_SEQ (8 MB of replies) and the first 10 bytes of batch 78, in one write. */
+    size_t l77, l78;
+    uint8_t *b77 = batch_frame(FLOOD_SEQ, 1, &l77), *b78 = batch_frame(78, 50, &l78);
+    uint8_t *both = malloc(l77 + 10);
+    memcpy(both, b77, l77);
+    memcpy(both + l77, b78, 10);
+    cli_send(&fx, &k, both, l77 + 10);
+    free(both);
+    free(b77);
+    WAIT_UNTIL(&fx, fx.batches == 1, 1000);
+    assert_int_equal(fx.batches, 1);
+    loop_ms(&fx, 700);
+    assert_int_equal(limits_of(&fx).frame_timeouts, 0);
+    assert_int_equal(limits_of(&fx).idle_timeouts, 0);
+    /* Read the replies (discarding them): reading resumes, the frame can be finished. */
+    size_t got = 0;
+    for (int i = 0; i < 4000 && got < fx.flood_bytes; i++) {
+        cli_pump(&k);
+        got += k.len;
+        k.len = 0;
+        if (got < fx.flood_bytes)
+            loop_ms(&fx, 1);
+    }
+    assert_int_equal(got, fx.flood_bytes);
+    assert_false(k.eof);
+    cli_send(&fx, &k, b78 + 10, l78 - 10);
+    free(b78);
+    WAIT_UNTIL(&fx, fx.batches == 2, 1000);
+    assert_int_equal(fx.batches, 2);
+    assert_int_equal(limits_of(&fx).frame_timeouts, 0);
+    cli_close(&k);
+    fx_stop(&fx);
+}
+
+/* An idle collector whose timer ran out while the budget kept it from being read (and so
+ * from being idle) is timed out once reading is back: the timer is armed again. */
+static void test_idle_rearmed_after_budget_pause(void **state)
+{
+    (void)state;
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    cfg.max_buffered_bytes = 64 * 1024;
+    cfg.idle_timeout_ms = 300;
+    fx_start(&fx, &cfg);
+    uint16_t port = net_server_port(fx.srv);
+    struct cli a, b;
+    cli_open(&a, port);
+    expect_welcome(&fx, &a, "c1");
+    cli_open(&b, port);
+    expect_welcome(&fx, &b, "c2");
+    net_server_pause(fx.srv);
+    for (int j = 0; j < 100; j++)
+        cli_batch(&fx, &b, (uint64_t)j + 1, 800);
+    loop_ms(&fx, 500);
+    assert_int_equal(limits_of(&fx).buffer_pauses, 1);
+    assert_int_equal(limits_of(&fx).idle_timeouts, 0);
+    net_server_resume(fx.srv);
+    WAIT_UNTIL(&fx, fx.batches == 100, 5000);
+    assert_int_equal(fx.batches, 100);
+    expect_error(&fx, &a, TALLY__ERROR_CODE__ERROR_TIMEOUT, 1500);
+    assert_true(limits_of(&fx).idle_timeouts >= 1);
+    cli_close(&a);
+    cli_close(&b);
+    fx_stop(&fx);
+}
+
+/* Bare connects cannot hold the slots: the oldest connection without Hello is closed to
+ * make room, at the pre-auth cap and at the total cap; only a server whose every slot is
+ * authenticated refuses at accept. */
+static void test_pre_auth_eviction(void **state)
+{
+    (void)state;
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    cfg.max_conns = 3;
+    cfg.max_pre_auth_conns = 2;
+    fx_start(&fx, &cfg);
+    uint16_t port = net_server_port(fx.srv);
+    struct cli k[6];
+    cli_open(&k[0], port);
+    expect_welcome(&fx, &k[0], "c0");
+    for (int i = 1; i <= 3; i++) {
+        cli_open(&k[i], port);
+        WAIT_UNTIL(&fx, taken(&fx, (uint64_t)i + 1), 1000);
+    }
+    /* k[3] found two before Hello (the cap): k[1], the oldest, made room. */
+    assert_int_equal(limits_of(&fx).pre_auth_evicted, 1);
+    assert_true(cli_wait_eof(&fx, &k[1], 1000));
+    /* k[4] finds every slot taken, k[2] the oldest without Hello. */
+    cli_open(&k[4], port);
+    WAIT_UNTIL(&fx, taken(&fx, 5), 1000);
+    assert_int_equal(limits_of(&fx).pre_auth_evicted, 2);
+    assert_true(cli_wait_eof(&fx, &k[2], 1000));
+    expect_welcome(&fx, &k[3], "c3");
+    expect_welcome(&fx, &k[4], "c4");
+    assert_int_equal(net_server_conn_count(fx.srv), 3);
+    cli_open(&k[5], port);
+    WAIT_UNTIL(&fx, taken(&fx, 6), 1000);
+    assert_int_equal(limits_of(&fx).conn_limit_refused, 1);
+    assert_true(cli_wait_eof(&fx, &k[5], 1000));
+    assert_int_equal(limits_of(&fx).pre_auth_evicted, 2);
+    assert_int_equal(limits_of(&fx).hello_timeouts, 0);
+    cli_ping(&fx, &k[0], 1);
+    expect_ping(&fx, &k[0], 1, 1000);
+    for (int i = 0; i < 6; i++)
+        cli_close(&k[i]);
+    fx_stop(&fx);
+}
+
+/* Bytes of peers before Hello are not counted in the budget good collectors obey. */
+static void test_pre_auth_bytes_not_budgeted(void **state)
+{
+    (void)state;
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    cfg.max_buffered_bytes = 8 * 1024;
+    cfg.pre_auth_max_frame_bytes = 4096;
+    fx_start(&fx, &cfg);
+    uint16_t port = net_server_port(fx.srv);
+    struct cli a;
+    cli_open(&a, port);
+    expect_welcome(&fx, &a, "c1");
+    enum { N = 5 };
+    struct cli k[N];
+    uint8_t junk[4 + 3000] = {0};
+    wire_header_put(junk, 4000);
+    for (int i = 0; i < N; i++) {
+        cli_open(&k[i], port);
+        cli_send(&fx, &k[i], junk, sizeof(junk));
+    }
+    loop_ms(&fx, 100);
+    uint64_t buffered, arena;
+    net_server_memory(fx.srv, &buffered, &arena);
+    assert_int_equal(buffered, N * sizeof(junk));
+    assert_int_equal(limits_of(&fx).buffer_pauses, 0);
+    cli_batch(&fx, &a, 1, 100);
+    WAIT_UNTIL(&fx, fx.batches == 1, 1000);
+    assert_int_equal(fx.batches, 1);
+    for (int i = 0; i < N; i++)
+        cli_close(&k[i]);
+    cli_close(&a);
+    fx_stop(&fx);
+}
+
+/* One certificate holder reconnecting in a loop: at most 20 session lines per name per
+ * 60 s, then one summary; another collector's lines are not affected. */
+static void test_session_logs_per_collector(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_net_log_XXXXXX";
+    int lf = mkstemp(path);
+    assert_true(lf >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(lf, 2);
+
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    fx_start(&fx, &cfg);
+    uint16_t port = net_server_port(fx.srv);
+    /* Each session: "session open" and "peer closed the connection". */
+    for (int i = 0; i < 16; i++) {
+        struct cli k;
+        cli_open(&k, port);
+        expect_welcome(&fx, &k, "c1");
+        if (i == 15) {
+            cli_ping(&fx, &k, 42);
+            expect_ping(&fx, &k, 42, 1000);
+        }
+        cli_close(&k);
+        WAIT_UNTIL(&fx, net_server_conn_count(fx.srv) == 0, 1000);
+    }
+    assert_int_equal(fx.log_allowed, 0);
+    struct cli k;
+    cli_open(&k, port);
+    expect_welcome(&fx, &k, "c2");
+    cli_ping(&fx, &k, 42);
+    expect_ping(&fx, &k, 42, 1000);
+    assert_int_equal(fx.log_allowed, 1);
+    cli_close(&k);
+    WAIT_UNTIL(&fx, net_server_conn_count(fx.srv) == 0, 1000);
+    fx_stop(&fx); /* writes the pending summary */
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(lf);
+    assert_int_equal(count_log_lines(path, " c1] "), 20);
+    /* 16 x 2 lines and the one net_conn_log_allowed asked for: 13 not logged. */
+    assert_int_equal(count_log_lines(path, "collector c1: 13 more session lines in the last 60 s"),
+                     1);
+    assert_int_equal(count_log_lines(path, " c2] session open"), 1);
+    assert_int_equal(count_log_lines(path, " c2] peer closed"), 1);
+    assert_int_equal(count_log_lines(path, "collector c2:"), 0);
     unlink(path);
 }
 
@@ -953,6 +1335,43 @@ static void test_tls_backpressure(void **state)
     pki_free(&p);
 }
 
+/* A connect-and-close without a byte (a load balancer's probe) is a tcp_probe at DEBUG,
+ * not a TLS handshake failure; bytes that are not TLS still are one. Plain TCP too. */
+static void test_tcp_probe(void **state)
+{
+    (void)state;
+    struct pki p;
+    pki_init(&p);
+    struct fx fx;
+    struct net_server_config cfg = base_cfg(&fx);
+    cfg.tls = p.sctx;
+    fx_start(&fx, &cfg);
+    struct cli k;
+    cli_open(&k, net_server_port(fx.srv));
+    WAIT_UNTIL(&fx, net_server_conn_count(fx.srv) == 1, 1000);
+    cli_close(&k);
+    WAIT_UNTIL(&fx, limits_of(&fx).tcp_probes == 1, 1000);
+    assert_int_equal(limits_of(&fx).tcp_probes, 1);
+    assert_int_equal(limits_of(&fx).tls_handshake_failures, 0);
+    cli_open(&k, net_server_port(fx.srv));
+    cli_send(&fx, &k, "\x16\x03\x01\x00\x05hello", 10);
+    cli_close(&k);
+    WAIT_UNTIL(&fx, limits_of(&fx).tls_handshake_failures == 1, 1000);
+    assert_int_equal(limits_of(&fx).tls_handshake_failures, 1);
+    assert_int_equal(limits_of(&fx).tcp_probes, 1);
+    fx_stop(&fx);
+    pki_free(&p);
+
+    cfg = base_cfg(&fx);
+    fx_start(&fx, &cfg);
+    cli_open(&k, net_server_port(fx.srv));
+    WAIT_UNTIL(&fx, net_server_conn_count(fx.srv) == 1, 1000);
+    cli_close(&k);
+    WAIT_UNTIL(&fx, limits_of(&fx).tcp_probes == 1, 1000);
+    assert_int_equal(limits_of(&fx).tcp_probes, 1);
+    fx_stop(&fx);
+}
+
 int main(void)
 {
     /* As tallyd: a write to a closed peer is an error, not a signal. */
@@ -972,6 +1391,14 @@ int main(void)
         cmocka_unit_test(test_limit_logs_rate_limited),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_tls_backpressure),
+        cmocka_unit_test(test_pause_serves_hello_and_ping),
+        cmocka_unit_test(test_budget_reads_partial_frame_to_its_end),
+        cmocka_unit_test(test_frame_clock_stops_while_output_full),
+        cmocka_unit_test(test_idle_rearmed_after_budget_pause),
+        cmocka_unit_test(test_pre_auth_eviction),
+        cmocka_unit_test(test_pre_auth_bytes_not_budgeted),
+        cmocka_unit_test(test_session_logs_per_collector),
+        cmocka_unit_test(test_tcp_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
