@@ -67,14 +67,13 @@ done:
 
 /* The collector columns store_collector_parse reads, in its order; the select list for
  * a schema before migration 6 (no pins, no disabled) reads the same shape. */
-/* The not_allowed share of rejected is the sum over the collector's batch rows (the
- * primary key (collector_id, seq) serves it): one source of truth, nothing to keep in step. */
+/* The last column, the not_allowed share of rejected, is 0 in these lists: the collectors
+ * refresh runs every second under load and must not read the batches; recovery reads the
+ * sums apart, once (rec_not_allowed). */
 static const char rec_collector_cols_v6[] =
     "id, durable_seq, batches, votes, accepted, duplicate, rejected,"
     " coalesce(encode(cert_pin, 'hex'), ''), disabled_at IS NOT NULL, circuits IS NOT NULL,"
-    " coalesce(array_to_string(circuits, ','), ''),"
-    " (SELECT coalesce(sum(b.rejected_not_allowed), 0) FROM batches b"
-    "  WHERE b.collector_id = collectors.id)";
+    " coalesce(array_to_string(circuits, ','), ''), 0";
 static const char rec_collector_cols_v5[] =
     "id, durable_seq, batches, votes, accepted, duplicate, rejected, '', false,"
     " circuits IS NOT NULL, coalesce(array_to_string(circuits, ','), ''), 0";
@@ -170,6 +169,37 @@ bad_pin:
 
 /* Fills a malloc'd collector array, ordered by id. Never NULL on success, even when
  * empty. */
+/* Recovery only: each collector's durable votes rejected as not_allowed, summed over its
+ * batch rows (one pass over batches; schemas before 6 have none). Returns 0 or -1. */
+static int rec_not_allowed(struct store *s, struct store_collector *c, size_t n)
+{
+    if (!strstr(store_collector_columns(s), "cert_pin"))
+        return 0;
+    PGresult *res = store_query_rows(s,
+                                     "SELECT collector_id, sum(rejected_not_allowed) FROM batches"
+                                     " WHERE rejected_not_allowed > 0 GROUP BY collector_id",
+                                     "reading rejections by reason");
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(c[i].id, id) != 0)
+                continue;
+            if (store_parse_u64(PQgetvalue(res, r, 1), c[i].rejected, &c[i].rejected_not_allowed) <
+                0) {
+                store_set_error(s, "collector %s: more votes rejected as not allowed than "
+                                   "rejected at all", id);
+                rc = -1;
+            }
+            break;
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int rec_collectors(struct store *s, struct store_collector **out, size_t *n_out)
 {
     char sql[512];
@@ -338,6 +368,7 @@ int store_recover_all(struct store *s, struct store_recovery *out,
         goto fail;
     if (rec_consultation(s, out) < 0 || rec_projects(s, out) < 0 ||
         rec_collectors(s, &out->collectors, &out->n_collectors) < 0 ||
+        rec_not_allowed(s, out->collectors, out->n_collectors) < 0 ||
         rec_last_checkpoint(s, out) < 0)
         goto fail;
     if (hooks && hooks->begin && hooks->begin(hooks->arg, out) < 0) {
