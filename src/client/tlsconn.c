@@ -225,6 +225,10 @@ void client_tls_conn_close(struct client_tls_conn *tc)
     SSL_free(tc->ssl);
     tc->ssl = NULL;
     tc->want = 0;
+    /* What this attempt learned ends with it: a next attempt that fails before TLS (refused,
+     * timed out) must not count as a certificate failure. */
+    tc->verify_failed = false;
+    tc->refused_cert = false;
 }
 
 bool client_tls_has_pending(const struct client_tls_conn *tc)

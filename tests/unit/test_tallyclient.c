@@ -2632,6 +2632,32 @@ static void test_tls_foreign_ca_refused(void **state)
     tls_server_stop(&t);
 }
 
+/* One certificate failure, then a server that refuses connections: the refusals are not
+ * certificate failures (an attempt's TLS verdict ends with it), so the client keeps trying. */
+static void test_tls_cert_failure_not_carried_over(void **state)
+{
+    struct env *e = *state;
+    struct pki k;
+    pki_make(e, &k);
+    struct tls_server t;
+    tls_server_start(&t, &k, k.foreign_crt, k.foreign_key, TLS_MODE_ACK, 0);
+    struct logbuf log = {0};
+    struct tally_client_config cfg = tls_config(e, &k, t.port, &log);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    int64_t until = mono_ms() + 3000;
+    while (!strstr(log.text, "not signed by --tls-ca") && mono_ms() < until)
+        pump_some(c);
+    assert_non_null(strstr(log.text, "not signed by --tls-ca"));
+    tls_server_stop(&t); /* the port now refuses connections */
+    pump_for(c, 2500);   /* fails the test on a fatal status */
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.status, 0);
+    assert_true(batch_exists(e, 1));
+    tally_client_free(c);
+}
+
 static void test_tls_hostname_mismatch(void **state)
 {
     struct env *e = *state;
@@ -2814,6 +2840,7 @@ int main(void)
         T(test_tls_session_acked),
         T(test_tls_foreign_ca_refused),
         T(test_tls_hostname_mismatch),
+        T(test_tls_cert_failure_not_carried_over),
         T(test_tls_auth_error_is_fatal),
         T(test_tls_idle_session_pings),
         T(test_tls_config_errors),
