@@ -646,10 +646,27 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
     evconnlistener_enable(evhttp_bound_socket_get_listener(h->bound));
 }
 
+/* The listener's callback argument is evhttp's own, so its error callback finds our server
+ * by listener. A handful of servers at most per process (one in tallyd), all on the loop. */
+static struct http_server *listening[8];
+
+static struct http_server *server_of_listener(struct evconnlistener *l)
+{
+    for (size_t i = 0; i < sizeof(listening) / sizeof(listening[0]); i++)
+        if (listening[i] && evhttp_bound_socket_get_listener(listening[i]->bound) == l)
+            return listening[i];
+    return NULL;
+}
+
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     LOOPWATCH_SCOPE();
-    struct http_server *h = arg;
+    (void)arg; /* evhttp's, not ours */
+    struct http_server *h = server_of_listener(l);
+    if (!h) {
+        evconnlistener_disable(l); /* cannot happen; never spin */
+        return;
+    }
     int err = EVUTIL_SOCKET_ERROR();
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
         log_warn("HTTP: accept failed: %s", evutil_socket_error_to_string(err));
@@ -702,7 +719,13 @@ struct http_server *http_server_new(struct event_base *base, const char *host, u
         goto fail;
     }
     h->accept_retry = evtimer_new(base, accept_retry_cb, h);
-    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(h->bound), accept_error_cb);
+    for (size_t i = 0; i < sizeof(listening) / sizeof(listening[0]); i++)
+        if (!listening[i]) {
+            listening[i] = h;
+            evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(h->bound),
+                                        accept_error_cb);
+            break;
+        }
     /* Every method reaches on_request, so anything but GET/HEAD gets our 405 (or 501) with
      * a JSON body rather than evhttp's HTML 501. */
     evhttp_set_allowed_methods(h->http, (ev_uint16_t)(KNOWN_METHODS | HTTP_REQ_UNKNOWN));
@@ -726,6 +749,9 @@ void http_server_free(struct http_server *h)
         evhttp_free(h->http);
     if (h->accept_retry)
         event_free(h->accept_retry);
+    for (size_t i = 0; i < sizeof(listening) / sizeof(listening[0]); i++)
+        if (listening[i] == h)
+            listening[i] = NULL;
     http_snapshot_unref(h->snap);
     http_layout_cleanup(&h->layout);
     free(h->asset_etags);
