@@ -268,7 +268,7 @@ pick_port() {
 LISTEN_PORT=$(pick_port "${TALLYD_PORT:-7400}")
 HTTP_PORT=$(pick_port "${TALLYD_HTTP_PORT:-7480}")
 [ "$HTTP_PORT" != "$LISTEN_PORT" ] || HTTP_PORT=$(pick_port $((LISTEN_PORT + 1)))
-step "starting tallyd on 127.0.0.1:$LISTEN_PORT (HTTP 127.0.0.1:$HTTP_PORT), log var/tallyd.log"
+step "starting tallyd on 127.0.0.1:$LISTEN_PORT (mutual TLS; HTTP 127.0.0.1:$HTTP_PORT), log var/tallyd.log"
 # In a session of its own, without a terminal or this script's pipes: with --keep-running it
 # outlives the script and the terminal. The subshell is no process group leader, so setsid
 # execs tallyd in place and $! is tallyd's pid.

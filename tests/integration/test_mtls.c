@@ -1,6 +1,7 @@
 /* Mutual TLS on the collector port, against a real tallyd with certificates from the project's
  * own CA (tallyctl ca) and from an outside CA made with the openssl command:
- *  - plain TCP to the TLS port gets no Welcome;
+ *  - plain TCP to the TLS port gets no Welcome: the connection ends at once, counted as a
+ *    failed handshake;
  *  - a certificate from a CA tallyd does not trust fails the handshake;
  *  - a valid certificate whose Hello names another collector is refused with ERROR_AUTH,
  *    logged with both ids;
@@ -21,16 +22,14 @@
 #include "tally.pb-c.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 static struct ts_case tc;
 static char ca[600], ext[600], foreign[600], bundle[700];
@@ -69,9 +68,22 @@ static int push_tls(const char *collector, uint32_t file_of, const char *spool_t
     char cafile[1300];
     snprintf(cafile, sizeof cafile, "%s/ca.crt", ca);
     char *argv[] = {(char *)ts_prog("tally-push"),
-                    "--server", server, "--collector", (char *)collector, "--spool", spool,
-                    "--batch", "500", "--tls-cert", (char *)cert, "--tls-key", (char *)key,
-                    "--tls-ca", cafile, file, NULL};
+                    "--server",
+                    server,
+                    "--collector",
+                    (char *)collector,
+                    "--spool",
+                    spool,
+                    "--batch",
+                    "500",
+                    "--tls-cert",
+                    (char *)cert,
+                    "--tls-key",
+                    (char *)key,
+                    "--tls-ca",
+                    cafile,
+                    file,
+                    NULL};
     struct ts_proc p;
     if (ts_spawn(&p, collector, argv, out, err_path) != 0)
         return -1;
@@ -98,125 +110,25 @@ static double metric(const char *series)
     return ts_metric(body, series);
 }
 
-/* ---- a raw TLS collector (the test's own OpenSSL client) --------------------------------- */
+/* ---- the raw TLS collector (support's ts_tls) --------------------------------------------- */
 
-struct tconn {
-    int fd;
-    SSL_CTX *ctx;
-    SSL *ssl;
-};
-
-static int tconn_open(struct tconn *t, const char *cert, const char *key)
+static int tconn_open(struct ts_tls *t, const char *cert, const char *key)
 {
-    memset(t, 0, sizeof *t);
-    t->fd = ts_connect(tc.d.port, 5000);
-    if (t->fd < 0)
-        return -1;
-    struct timeval tv = {10, 0};
-    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    t->ctx = SSL_CTX_new(TLS_client_method());
     char cafile[1300];
     snprintf(cafile, sizeof cafile, "%s/ca.crt", ca);
-    if (SSL_CTX_use_certificate_file(t->ctx, cert, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_load_verify_locations(t->ctx, cafile, NULL) != 1)
-        return -1;
-    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
-    t->ssl = SSL_new(t->ctx);
-    SSL_set_fd(t->ssl, t->fd);
-    SSL_set1_host(t->ssl, "127.0.0.1");
-    if (SSL_connect(t->ssl) != 1) {
-        ERR_print_errors_fp(stderr);
-        return -1;
-    }
-    return 0;
-}
-
-static void tconn_close(struct tconn *t)
-{
-    if (t->ssl)
-        SSL_free(t->ssl);
-    if (t->ctx)
-        SSL_CTX_free(t->ctx);
-    if (t->fd >= 0)
-        close(t->fd);
-    memset(t, 0, sizeof *t);
-    t->fd = -1;
-}
-
-static int tconn_hello(struct tconn *t, const char *id)
-{
-    Tally__Hello h = TALLY__HELLO__INIT;
-    h.collector_id = (char *)id;
-    h.protocol_version = TALLY_PROTOCOL_VERSION;
-    Tally__Frame f = TALLY__FRAME__INIT;
-    f.msg_case = TALLY__FRAME__MSG_HELLO;
-    f.hello = &h;
-    uint8_t buf[256];
-    size_t n = tally__frame__pack(&f, buf + 4);
-    uint32_t be = htonl((uint32_t)n);
-    memcpy(buf, &be, 4);
-    return SSL_write(t->ssl, buf, (int)(n + 4)) == (int)(n + 4) ? 0 : -1;
-}
-
-static int tconn_batch(struct tconn *t, uint64_t seq, uint64_t *ballots, uint32_t *projects,
-                       size_t n)
-{
-    Tally__Batch b = TALLY__BATCH__INIT;
-    b.seq = seq;
-    b.n_ballots = b.n_projects = n;
-    b.ballots = ballots;
-    b.projects = projects;
-    Tally__Frame f = TALLY__FRAME__INIT;
-    f.msg_case = TALLY__FRAME__MSG_BATCH;
-    f.batch = &b;
-    size_t len = tally__frame__get_packed_size(&f);
-    uint8_t *buf = malloc(len + 4);
-    tally__frame__pack(&f, buf + 4);
-    uint32_t be = htonl((uint32_t)len);
-    memcpy(buf, &be, 4);
-    int rc = SSL_write(t->ssl, buf, (int)(len + 4)) == (int)(len + 4) ? 0 : -1;
-    free(buf);
-    return rc;
-}
-
-static int read_full(SSL *ssl, uint8_t *p, size_t n)
-{
-    while (n) {
-        int r = SSL_read(ssl, p, (int)n);
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
+    return ts_tls_open(t, tc.d.port, cert, key, cafile);
 }
 
 /* The next frame: its case, and for an Error its code (else 0). -1 when the session ended. */
-static int tconn_recv(struct tconn *t, int *code)
+static int tconn_recv(struct ts_tls *t, int *code)
 {
-    uint8_t hdr[4];
-    if (read_full(t->ssl, hdr, 4) != 0)
+    struct ts_frame f;
+    if (ts_tls_recv(t, &f, ts_scale(10000)) != 1)
         return -1;
-    uint32_t len;
-    memcpy(&len, hdr, 4);
-    len = ntohl(len);
-    if (len > (1u << 20))
-        return -1;
-    uint8_t *body = malloc(len ? len : 1);
-    int kind = -1;
-    if (read_full(t->ssl, body, len) == 0) {
-        Tally__Frame *f = tally__frame__unpack(NULL, len, body);
-        if (f) {
-            kind = (int)f->msg_case;
-            *code = kind == TALLY__FRAME__MSG_ERROR ? (int)f->error->code : 0;
-            if (kind == TALLY__FRAME__MSG_ERROR)
-                fprintf(stderr, "tallyd: %s\n", f->error->message);
-            tally__frame__free_unpacked(f, NULL);
-        }
-    }
-    free(body);
-    return kind;
+    *code = f.kind == TALLY__FRAME__MSG_ERROR ? f.error_code : 0;
+    if (f.kind == TALLY__FRAME__MSG_ERROR)
+        fprintf(stderr, "tallyd: %s\n", f.message);
+    return f.kind;
 }
 
 /* ---- the consultation ------------------------------------------------------------------- */
@@ -327,17 +239,18 @@ static int setup(void **state)
     for (int k = 0; k < 2; k++) {
         const char *d = k ? foreign : ext;
         const char *who = k ? "c0" : "c1";
-        snprintf(cmd, sizeof cmd,
-                 "set -e; mkdir -p %s; cd %s; "
-                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-keyout ca.key -out ca.crt -days 30 -subj /CN=outside-ca-%d "
-                 "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign 2>/dev/null; "
-                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
-                 "-out %s.csr -subj /CN=%s 2>/dev/null; "
-                 "printf 'extendedKeyUsage=clientAuth\\n' > ext.cnf; "
-                 "openssl x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-                 "-out %s.crt -days 30 -extfile ext.cnf 2>/dev/null",
-                 d, d, k, who, who, who, who, who);
+        snprintf(
+            cmd, sizeof cmd,
+            "set -e; mkdir -p %s; cd %s; "
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+            "-keyout ca.key -out ca.crt -days 30 -subj /CN=outside-ca-%d "
+            "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign 2>/dev/null; "
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
+            "-out %s.csr -subj /CN=%s 2>/dev/null; "
+            "printf 'extendedKeyUsage=clientAuth\\n' > ext.cnf; "
+            "openssl x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+            "-out %s.crt -days 30 -extfile ext.cnf 2>/dev/null",
+            d, d, k, who, who, who, who, who);
         if (sh(cmd) != 0)
             return -1;
     }
@@ -371,13 +284,52 @@ static int teardown(void **state)
 static void plaintext_gets_no_welcome(void **state)
 {
     (void)state;
+    double failures0 = metric("tally_net_tls_handshake_failures_total");
     int fd = ts_connect(tc.d.port, 5000);
     assert_true(fd >= 0);
     assert_int_equal(ts_wire_hello(fd, "c0", TALLY_PROTOCOL_VERSION), 0);
-    struct ts_frame f;
-    int r = ts_wire_recv(fd, &f, ts_scale(15000));
+    /* A Hello in clear is no ClientHello: tallyd ends the connection at once (perhaps after
+     * a TLS alert, never a frame of ours), not at a deadline. */
+    int64_t t0 = ts_now_ms(), until = t0 + ts_scale(5000);
+    uint8_t got[256];
+    size_t n = 0;
+    bool ended = false;
+    while (!ended && ts_now_ms() < until) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)(until - ts_now_ms())) <= 0)
+            continue;
+        if (n == sizeof got)
+            fail_msg("tallyd sent %zu bytes or more to a plaintext Hello", sizeof got);
+        ssize_t r = recv(fd, got + n, sizeof got - n, 0);
+        if (r > 0)
+            n += (size_t)r;
+        else if (r == 0 || errno == ECONNRESET || errno == EPIPE)
+            ended = true;
+        else if (errno != EINTR)
+            fail_msg("recv: %s", strerror(errno));
+    }
+    int64_t took = ts_now_ms() - t0;
     close(fd);
-    assert_true(r != 1 || f.kind != TALLY__FRAME__MSG_WELCOME);
+    fprintf(stderr, "plaintext Hello: %zu bytes back (first 0x%02x), %s after %lld ms\n", n,
+            n ? got[0] : 0, ended ? "connection ended" : "still open", (long long)took);
+    assert_true(ended);
+    /* What came back, if anything, is a TLS record (an alert), not a Welcome. */
+    if (n >= 4) {
+        uint32_t len;
+        memcpy(&len, got, 4);
+        len = ntohl(len);
+        struct ts_frame f;
+        if (len <= n - 4 && ts_wire_decode(got + 4, len, &f) == 1)
+            assert_int_not_equal(f.kind, TALLY__FRAME__MSG_WELCOME);
+    }
+    /* ... counted as a failed handshake. */
+    double failures1 = failures0;
+    for (int64_t stop = ts_now_ms() + ts_scale(2000); failures1 <= failures0 && ts_now_ms() < stop;
+         ts_sleep_ms(50))
+        failures1 = metric("tally_net_tls_handshake_failures_total");
+    fprintf(stderr, "tally_net_tls_handshake_failures_total %.0f -> %.0f\n", failures0, failures1);
+    assert_true(failures0 >= 0);
+    assert_true(failures1 >= failures0 + 1);
 }
 
 static void foreign_ca_fails_handshake(void **state)
@@ -386,16 +338,17 @@ static void foreign_ca_fails_handshake(void **state)
     char cert[1300], key[1300];
     snprintf(cert, sizeof cert, "%s/c0.crt", foreign);
     snprintf(key, sizeof key, "%s/c0.key", foreign);
-    struct tconn t;
+    struct ts_tls t;
     int rc = tconn_open(&t, cert, key);
     int code = 0;
     /* TLS 1.3: the server's verdict on our certificate may come after our Finished, so
      * the handshake may "succeed" here and the first read fail. */
     if (rc == 0)
-        rc = tconn_hello(&t, "c0") == 0 && tconn_recv(&t, &code) == TALLY__FRAME__MSG_WELCOME
+        rc = ts_tls_hello(&t, "c0", TALLY_PROTOCOL_VERSION) == 0 &&
+                     tconn_recv(&t, &code) == TALLY__FRAME__MSG_WELCOME
                  ? 0
                  : -1;
-    tconn_close(&t);
+    ts_tls_close(&t);
     assert_int_equal(rc, -1);
     char err[1300];
     int exit_code = push_tls("c0", 0, "foreign", cert, key, 20000, err, sizeof err);
@@ -411,13 +364,13 @@ static void other_collectors_certificate(void **state)
     char cert[1300], key[1300];
     snprintf(cert, sizeof cert, "%s/c2.crt", ca);
     snprintf(key, sizeof key, "%s/c2.key", ca);
-    struct tconn t;
+    struct ts_tls t;
     assert_int_equal(tconn_open(&t, cert, key), 0);
-    assert_int_equal(tconn_hello(&t, "c0"), 0);
+    assert_int_equal(ts_tls_hello(&t, "c0", TALLY_PROTOCOL_VERSION), 0);
     int code = 0;
     assert_int_equal(tconn_recv(&t, &code), TALLY__FRAME__MSG_ERROR);
     assert_int_equal(code, TALLY__ERROR_CODE__ERROR_AUTH);
-    tconn_close(&t);
+    ts_tls_close(&t);
     assert_true(file_has(tc.d.proc.err, "belongs to collector 'c2'"));
     assert_true(file_has(tc.d.proc.err, "Hello names collector 'c0'"));
     char err[1300];
@@ -433,29 +386,83 @@ static void disabled_collector(void **state)
     snprintf(cert, sizeof cert, "%s/c1.crt", ext);
     snprintf(key, sizeof key, "%s/c1.key", ext);
     /* A live session of c1 ... */
-    struct tconn t;
+    struct ts_tls t;
     assert_int_equal(tconn_open(&t, cert, key), 0);
-    assert_int_equal(tconn_hello(&t, "c1"), 0);
+    assert_int_equal(ts_tls_hello(&t, "c1", TALLY_PROTOCOL_VERSION), 0);
     int code = 0;
     assert_int_equal(tconn_recv(&t, &code), TALLY__FRAME__MSG_WELCOME);
     /* ... is dropped when c1 is disabled, */
     char *dis[] = {"disable-collector", "c1", NULL};
     assert_int_equal(ctl(NULL, dis), 0);
     int kind = tconn_recv(&t, &code);
-    tconn_close(&t);
+    ts_tls_close(&t);
     assert_int_equal(kind, TALLY__FRAME__MSG_ERROR);
     assert_int_equal(code, TALLY__ERROR_CODE__ERROR_COLLECTOR_DISABLED);
     /* and its next Hello is refused. */
     assert_int_equal(tconn_open(&t, cert, key), 0);
-    assert_int_equal(tconn_hello(&t, "c1"), 0);
+    assert_int_equal(ts_tls_hello(&t, "c1", TALLY_PROTOCOL_VERSION), 0);
     assert_int_equal(tconn_recv(&t, &code), TALLY__FRAME__MSG_ERROR);
     assert_int_equal(code, TALLY__ERROR_CODE__ERROR_COLLECTOR_DISABLED);
-    tconn_close(&t);
+    ts_tls_close(&t);
     char err[1300];
     assert_int_equal(push_tls("c1", 1, "disabled", cert, key, 20000, err, sizeof err), 5);
     char *en[] = {"enable-collector", "c1", NULL};
     assert_int_equal(ctl(NULL, en), 0);
     ts_sleep_ms(1500); /* tallyd re-reads the collectors every second */
+}
+
+/* A certificate the CA signed but nobody pinned speaks for no collector; a collector
+ * registered without a pin cannot speak at all under TLS. */
+static void unpinned_certificate_and_collector(void **state)
+{
+    (void)state;
+    char *issue[] = {"ca", "issue", ca, "c9", NULL};
+    assert_int_equal(ctl(NULL, issue), 0);
+    char *add[] = {"add-collector", "nopin", NULL};
+    assert_int_equal(ctl(NULL, add), 0);
+    ts_sleep_ms(1500); /* tallyd re-reads the collectors every second */
+    char cert[1300], key[1300];
+    snprintf(cert, sizeof cert, "%s/c9.crt", ca);
+    snprintf(key, sizeof key, "%s/c9.key", ca);
+    static const char *const names[] = {"c9", "nopin", "c0"};
+    for (size_t i = 0; i < 3; i++) {
+        struct ts_tls t;
+        assert_int_equal(tconn_open(&t, cert, key), 0);
+        assert_int_equal(ts_tls_hello(&t, names[i], TALLY_PROTOCOL_VERSION), 0);
+        struct ts_frame f;
+        assert_int_equal(ts_tls_recv(&t, &f, ts_scale(10000)), 1);
+        assert_int_equal(f.kind, TALLY__FRAME__MSG_ERROR);
+        fprintf(stderr, "Hello %s with an unpinned certificate: %s\n", names[i], f.message);
+        /* c9 is not registered at all: unknown; the others: not this certificate's */
+        assert_int_equal(f.error_code, i == 0 ? TALLY__ERROR_CODE__ERROR_UNKNOWN_COLLECTOR
+                                              : TALLY__ERROR_CODE__ERROR_AUTH);
+        if (i > 0)
+            assert_non_null(strstr(f.message, "is pinned to no collector"));
+        ts_tls_close(&t);
+    }
+}
+
+/* Pinning another certificate to a collector drops its live session. */
+static void repinned_session_dropped(void **state)
+{
+    (void)state;
+    char cert[1300], key[1300], other[1300];
+    snprintf(cert, sizeof cert, "%s/c2.crt", ca);
+    snprintf(key, sizeof key, "%s/c2.key", ca);
+    snprintf(other, sizeof other, "%s/c9.crt", ca);
+    struct ts_tls t;
+    assert_int_equal(tconn_open(&t, cert, key), 0);
+    assert_int_equal(ts_tls_hello(&t, "c2", TALLY_PROTOCOL_VERSION), 0);
+    int code = 0;
+    assert_int_equal(tconn_recv(&t, &code), TALLY__FRAME__MSG_WELCOME);
+    char *repin[] = {"add-collector", "c2", "--cert", other, NULL};
+    assert_int_equal(ctl(NULL, repin), 0);
+    assert_int_equal(tconn_recv(&t, &code), TALLY__FRAME__MSG_ERROR);
+    assert_int_equal(code, TALLY__ERROR_CODE__ERROR_AUTH);
+    ts_tls_close(&t);
+    char *back[] = {"add-collector", "c2", "--cert", cert, NULL};
+    assert_int_equal(ctl(NULL, back), 0);
+    ts_sleep_ms(1500);
 }
 
 static void good_collectors_and_circuits(void **state)
@@ -492,9 +499,9 @@ static void replay_with_other_content(void **state)
     snprintf(cert, sizeof cert, "%s/c0.crt", ca);
     snprintf(key, sizeof key, "%s/c0.key", ca);
     /* Seq 1 of c0 again, with other content, from the holder of c0's certificate. */
-    struct tconn t;
+    struct ts_tls t;
     assert_int_equal(tconn_open(&t, cert, key), 0);
-    assert_int_equal(tconn_hello(&t, "c0"), 0);
+    assert_int_equal(ts_tls_hello(&t, "c0", TALLY_PROTOCOL_VERSION), 0);
     int code = 0;
     assert_int_equal(tconn_recv(&t, &code), TALLY__FRAME__MSG_WELCOME);
     uint64_t ballots[2] = {0x1111, 0x2222};
@@ -503,10 +510,10 @@ static void replay_with_other_content(void **state)
     assert_non_null(first);
     projects[0] = projects[1] = (uint32_t)strtoul(strchr(first, '\n') + 1, NULL, 10);
     free(first);
-    assert_int_equal(tconn_batch(&t, 1, ballots, projects, 2), 0);
+    assert_int_equal(ts_tls_batch(&t, 1, ballots, projects, 2), 0);
     assert_int_equal(tconn_recv(&t, &code), TALLY__FRAME__MSG_ERROR);
     assert_int_equal(code, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT);
-    tconn_close(&t);
+    ts_tls_close(&t);
     /* tally-push with a fresh spool under c0 refuses to number batches again. */
     int rc = push_tls("c0", 0, "replay", cert, key, 30000, err, sizeof err);
     assert_int_not_equal(rc, 0);
@@ -522,6 +529,8 @@ int main(void)
         cmocka_unit_test(foreign_ca_fails_handshake),
         cmocka_unit_test(other_collectors_certificate),
         cmocka_unit_test(disabled_collector),
+        cmocka_unit_test(unpinned_certificate_and_collector),
+        cmocka_unit_test(repinned_session_dropped),
         cmocka_unit_test(good_collectors_and_circuits),
         cmocka_unit_test(replay_with_other_content),
     };

@@ -370,25 +370,51 @@ void ts_tallyd_kill(struct ts_tallyd *d)
 
 /* ---- tally-push ----------------------------------------------------------------------- */
 
-int ts_push_spawn(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
-                  const char *spool, const char *file, uint32_t batch, const char *out_path,
-                  const char *err_path)
+/* tally-push's argv for both: the TLS triple when cert is not NULL. */
+static int push_spawn(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
+                      const char *spool, const char *file, uint32_t batch, const char *cert,
+                      const char *key, const char *ca, const char *out_path, const char *err_path)
 {
     char server[32], b[16];
     snprintf(server, sizeof server, "127.0.0.1:%u", d->port);
     snprintf(b, sizeof b, "%u", batch);
-    char *argv[] = {(char *)ts_prog("tally-push"),
-                    "--server",
-                    server,
-                    "--collector",
-                    (char *)collector,
-                    "--spool",
-                    (char *)spool,
-                    batch ? "--batch" : (char *)file,
-                    batch ? b : NULL,
-                    batch ? (char *)file : NULL,
-                    NULL};
+    char *argv[20] = {(char *)ts_prog("tally-push"),
+                      "--server",
+                      server,
+                      "--collector",
+                      (char *)collector,
+                      "--spool",
+                      (char *)spool};
+    int n = 7;
+    if (batch) {
+        argv[n++] = "--batch";
+        argv[n++] = b;
+    }
+    if (cert) {
+        argv[n++] = "--tls-cert";
+        argv[n++] = (char *)cert;
+        argv[n++] = "--tls-key";
+        argv[n++] = (char *)key;
+        argv[n++] = "--tls-ca";
+        argv[n++] = (char *)ca;
+    }
+    argv[n++] = (char *)file;
+    argv[n] = NULL;
     return ts_spawn(p, collector, argv, out_path, err_path);
+}
+
+int ts_push_spawn(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
+                  const char *spool, const char *file, uint32_t batch, const char *out_path,
+                  const char *err_path)
+{
+    return push_spawn(p, d, collector, spool, file, batch, NULL, NULL, NULL, out_path, err_path);
+}
+
+int ts_push_spawn_tls(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
+                      const char *spool, const char *file, uint32_t batch, const char *cert,
+                      const char *key, const char *ca, const char *out_path, const char *err_path)
+{
+    return push_spawn(p, d, collector, spool, file, batch, cert, key, ca, out_path, err_path);
 }
 
 int ts_push_result_read(const char *out_path, struct ts_push_result *r)
@@ -415,21 +441,19 @@ int ts_push_result_read(const char *out_path, struct ts_push_result *r)
 
 /* ---- raw protocol ----------------------------------------------------------------------- */
 
-static int send_frame(int fd, const Tally__Frame *f)
+static size_t frame_bytes(uint8_t **buf, const Tally__Frame *f)
 {
     size_t n = tally__frame__get_packed_size(f);
-    uint8_t *buf = malloc(n + 4);
-    if (!buf)
+    *buf = malloc(n + 4);
+    if (!*buf)
         abort();
     uint32_t be = htonl((uint32_t)n);
-    memcpy(buf, &be, 4);
-    tally__frame__pack(f, buf + 4);
-    int rc = ts_send_all(fd, buf, n + 4);
-    free(buf);
-    return rc;
+    memcpy(*buf, &be, 4);
+    tally__frame__pack(f, *buf + 4);
+    return n + 4;
 }
 
-int ts_wire_hello(int fd, const char *collector, uint32_t version)
+size_t ts_wire_hello_bytes(uint8_t **buf, const char *collector, uint32_t version)
 {
     Tally__Hello h = TALLY__HELLO__INIT;
     h.collector_id = (char *)collector;
@@ -437,10 +461,11 @@ int ts_wire_hello(int fd, const char *collector, uint32_t version)
     Tally__Frame f = TALLY__FRAME__INIT;
     f.msg_case = TALLY__FRAME__MSG_HELLO;
     f.hello = &h;
-    return send_frame(fd, &f);
+    return frame_bytes(buf, &f);
 }
 
-int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t *projects, size_t n)
+size_t ts_wire_batch_bytes(uint8_t **buf, uint64_t seq, const uint64_t *ballots,
+                           const uint32_t *projects, size_t n)
 {
     Tally__Batch b = TALLY__BATCH__INIT;
     b.seq = seq;
@@ -451,7 +476,25 @@ int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t 
     Tally__Frame f = TALLY__FRAME__INIT;
     f.msg_case = TALLY__FRAME__MSG_BATCH;
     f.batch = &b;
-    return send_frame(fd, &f);
+    return frame_bytes(buf, &f);
+}
+
+int ts_wire_hello(int fd, const char *collector, uint32_t version)
+{
+    uint8_t *buf;
+    size_t n = ts_wire_hello_bytes(&buf, collector, version);
+    int rc = ts_send_all(fd, buf, n);
+    free(buf);
+    return rc;
+}
+
+int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t *projects, size_t n)
+{
+    uint8_t *buf;
+    size_t len = ts_wire_batch_bytes(&buf, seq, ballots, projects, n);
+    int rc = ts_send_all(fd, buf, len);
+    free(buf);
+    return rc;
 }
 
 /* Reads exactly len bytes before the deadline: 1 done, 0 closed, -1 timeout/error. */
@@ -502,8 +545,14 @@ int ts_wire_recv(int fd, struct ts_frame *out, int timeout_ms)
         free(body);
         return r < 0 ? -1 : 0;
     }
-    Tally__Frame *f = tally__frame__unpack(NULL, len, body);
+    r = ts_wire_decode(body, len, out);
     free(body);
+    return r;
+}
+
+int ts_wire_decode(const uint8_t *body, size_t len, struct ts_frame *out)
+{
+    Tally__Frame *f = tally__frame__unpack(NULL, len, body);
     if (!f) {
         fprintf(stderr, "support: server sent an undecodable frame\n");
         return -1;
@@ -602,6 +651,19 @@ int ts_case_push(struct ts_case *c, struct ts_proc *p, uint32_t i, uint32_t batc
     ts_case_paths(c, i, file, spool, out, err, sizeof file);
     snprintf(id, sizeof id, "c%u", i);
     return ts_push_spawn(p, &c->d, id, spool, file, batch, out, err);
+}
+
+int ts_case_push_tls(struct ts_case *c, struct ts_proc *p, uint32_t i, uint32_t batch,
+                     const char *ca_dir)
+{
+    char file[1200], spool[1200], out[1200], err[1200], id[16];
+    char cert[1200], key[1200], ca[1200];
+    ts_case_paths(c, i, file, spool, out, err, sizeof file);
+    snprintf(id, sizeof id, "c%u", i);
+    snprintf(cert, sizeof cert, "%.1100s/c%u.crt", ca_dir, i);
+    snprintf(key, sizeof key, "%.1100s/c%u.key", ca_dir, i);
+    snprintf(ca, sizeof ca, "%.1100s/ca.crt", ca_dir);
+    return ts_push_spawn_tls(p, &c->d, id, spool, file, batch, cert, key, ca, out, err);
 }
 
 int ts_case_results_match(struct ts_case *c)

@@ -163,6 +163,10 @@ struct ts_push_result {
 int ts_push_spawn(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
                   const char *spool, const char *file, uint32_t batch, const char *out_path,
                   const char *err_path);
+/* ts_push_spawn over TLS: with --tls-cert cert --tls-key key --tls-ca ca. */
+int ts_push_spawn_tls(struct ts_proc *p, const struct ts_tallyd *d, const char *collector,
+                      const char *spool, const char *file, uint32_t batch, const char *cert,
+                      const char *key, const char *ca, const char *out_path, const char *err_path);
 /* Parses the result line out of a tally-push stdout file. Returns 0 or -1. */
 int ts_push_result_read(const char *out_path, struct ts_push_result *r);
 /* The same, added into *sum (several collectors' lines). Returns 0 or -1. */
@@ -198,6 +202,10 @@ void ts_case_paths(const struct ts_case *c, uint32_t i, char *file, char *spool,
                    char *err, size_t len);
 /* Starts tally-push for collector i (id c<i>, its own file and spool). */
 int ts_case_push(struct ts_case *c, struct ts_proc *p, uint32_t i, uint32_t batch);
+/* The same over TLS with the certificate of a `tallyctl ca` directory: ca_dir/c<i>.crt,
+ * ca_dir/c<i>.key and ca_dir/ca.crt. */
+int ts_case_push_tls(struct ts_case *c, struct ts_proc *p, uint32_t i, uint32_t batch,
+                     const char *ca_dir);
 /* tallyctl results --format csv equals votes/truth.csv (differences printed). 0 or -1. */
 int ts_case_results_match(struct ts_case *c);
 /* The truth CSV text with `add` more votes for project_id (malloc'd), and the first
@@ -232,6 +240,53 @@ int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t 
 int ts_wire_recv(int fd, struct ts_frame *f, int timeout_ms);
 /* Sends raw bytes. */
 int ts_send_all(int fd, const void *buf, size_t len);
+/* The bytes of one frame (4-byte big-endian length, then the body): Hello{collector, "",
+ * version} or Batch{seq, ballots, projects}, into a malloc'd *buf (the caller frees it).
+ * Return the length. */
+size_t ts_wire_hello_bytes(uint8_t **buf, const char *collector, uint32_t version);
+size_t ts_wire_batch_bytes(uint8_t **buf, uint64_t seq, const uint64_t *ballots,
+                           const uint32_t *projects, size_t n);
+/* Decodes one frame body (without its length) into *f. Returns 1, or -1 when undecodable
+ * (said on stderr). */
+int ts_wire_decode(const uint8_t *body, size_t len, struct ts_frame *f);
+
+/* ---- raw protocol over TLS (tls.c: OpenSSL, every wait bounded) ----------------------- */
+
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+struct ssl_st;     /* OpenSSL's SSL */
+
+/* One TLS session to the collector port, on a non-blocking socket. */
+struct ts_tls {
+    int fd; /* -1 when closed */
+    struct ssl_ctx_st *ctx;
+    struct ssl_st *ssl;
+    uint8_t *in; /* what ts_tls_recv has read of the next frame: kept across its timeouts */
+    size_t in_len, in_cap;
+};
+
+/* Connects to 127.0.0.1:port and completes a TLS handshake within 10 s (scaled),
+ * presenting cert/key (both NULL: no client certificate) and verifying the server's
+ * certificate against the CA file ca and the name 127.0.0.1. Returns 0, or -1 with *t
+ * closed and OpenSSL's errors on stderr. In TLS 1.3 the server judges the client's
+ * certificate after the client's handshake is done: a refusal shows at the first read. */
+int ts_tls_open(struct ts_tls *t, uint16_t port, const char *cert, const char *key, const char *ca);
+/* Sends len bytes within 10 s (scaled). Returns 0 or -1. Each call's bytes go out in
+ * records of their own: one byte per call is one record per byte. */
+int ts_tls_send_all(struct ts_tls *t, const void *buf, size_t len);
+/* One write attempt that does not wait: the count of bytes taken (> 0), 0 when the socket
+ * is full (then write nothing else on t but the same bytes again), -1 on error. */
+long ts_tls_send_some(struct ts_tls *t, const void *buf, size_t len);
+/* ts_wire_hello / ts_wire_batch over TLS. Return 0 or -1. */
+int ts_tls_hello(struct ts_tls *t, const char *collector, uint32_t version);
+int ts_tls_batch(struct ts_tls *t, uint64_t seq, const uint64_t *ballots, const uint32_t *projects,
+                 size_t n);
+/* Receives one frame within timeout_ms, as ts_wire_recv: 1 with *f filled; 0 when the
+ * session ended (close_notify, EOF, reset, or a fatal alert such as the server refusing
+ * our certificate: said on stderr); -1 on timeout (nothing lost: the next call goes on
+ * with the bytes already read) or undecodable data. */
+int ts_tls_recv(struct ts_tls *t, struct ts_frame *f, int timeout_ms);
+/* Frees the session and closes the socket (no close_notify). Safe on a closed *t. */
+void ts_tls_close(struct ts_tls *t);
 
 /* ---- the record: old databases, copies, tallyctl migrate / verify ---------------------- */
 
