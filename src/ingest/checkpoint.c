@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crashpoint.h"
 #include "core/loopwatch.h"
 #include "core/log.h"
 #include "core/xalloc.h"
@@ -130,6 +131,7 @@ static void send_durable_acks(struct ingest *in, const uint32_t *collectors, siz
         f.msg_case = TALLY__FRAME__MSG_ACK;
         f.ack = &ack;
         net_conn_send(c, &f);
+        TALLY_CRASH_POINT("mid_ack");
     }
 }
 

@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "core/crashpoint.h"
 #include "core/log.h"
 #include "core/loopwatch.h"
 #include "core/xalloc.h"
@@ -421,6 +422,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     c->got_bytes = true;
     if (c->ssl)
         c->tls_up = true; /* plaintext only comes out of a finished handshake */
+    TALLY_CRASH_POINT("after_read");
     net_conn_process(c);
 }
 

@@ -6,6 +6,7 @@
 #include "store/bin.h"
 #include "store/internal.h"
 
+#include "core/crashpoint.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 
@@ -372,6 +373,7 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_pre
         store_bin_field_int4(&b, (int32_t)x->rejected_not_allowed);
         if (b.len >= CP_COPY_CHUNK)
             rc = cp_copy_flush(s, &b);
+        TALLY_CRASH_POINT_IF("mid_checkpoint", i == cp->n_batches / 2);
     }
     if (rc == STORE_OK) {
         store_bin_copy_trailer(&b);
@@ -409,6 +411,7 @@ static enum store_result cp_write_pages(struct store *s, const struct store_page
         }
         PQclear(res);
         cp_params_cleanup(&p);
+        TALLY_CRASH_POINT_IF("token_page_open", rc == STORE_OK);
         first = 1;
     }
     if (rc != STORE_OK || first == plan->n_pages)
@@ -499,6 +502,7 @@ enum store_result store_checkpoint_write(struct store *s, const struct store_pre
     if (pp->plan->n_pages && (rc = cp_write_pages(s, pp->plan)) != STORE_OK)
         goto fail;
     ms[3] = cp_ms_since(&t);
+    TALLY_CRASH_POINT("before_commit");
     if ((rc = store_exec_cmd(s, "COMMIT")) != STORE_OK)
         goto fail;
     ms[4] = cp_ms_since(&t);

@@ -6,6 +6,7 @@
 #include "store/chain.h"
 #include "store/internal.h"
 
+#include "core/crashpoint.h"
 #include "core/log.h"
 #include "core/proc.h"
 #include "core/xalloc.h"
@@ -342,6 +343,7 @@ static enum store_result worker_relock(struct store_worker *w)
     }
     if (got == 1) {
         w->locked = true;
+        TALLY_CRASH_POINT("during_reconnect");
         enum store_result rc = store_writer_read(w->s, &h);
         if (rc != STORE_OK)
             return rc;
@@ -539,6 +541,7 @@ static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int 
             } else if (rc == STORE_FATAL) {
                 log_error("store: %s", why);
             } else if (!refresh) {
+                TALLY_CRASH_POINT("after_commit_before_ack");
                 cp->id = pp.id;
                 memcpy(cp->hash, pp.hash, sizeof(cp->hash));
                 w->head_id = pp.id;
