@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "core/crashpoint.h"
 #include "core/loopwatch.h"
 #include "core/log.h"
 #include "core/xalloc.h"
@@ -136,20 +137,6 @@ static int64_t conn_collector(struct net_conn *c)
 
 /* ---- frames ----------------------------------------------------------------------- */
 
-/* protocol.h: [A-Za-z0-9._-]{1,63}. Checked before the id is looked up, logged or echoed. */
-static bool collector_id_is_valid(const char *id)
-{
-    size_t n = 0;
-    for (; id[n]; n++) {
-        char ch = id[n];
-        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                  ch == '.' || ch == '_' || ch == '-';
-        if (!ok || n >= TALLY_COLLECTOR_ID_MAX)
-            return false;
-    }
-    return n > 0;
-}
-
 /* The collector pinned to a certificate, or -1. A handful to a few thousand collectors:
  * a scan per Hello costs less than keeping an index in step with refreshes. */
 static int64_t collector_of_pin(const struct ingest *in, const uint8_t pin[32])
@@ -207,7 +194,7 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
         return -1;
     }
     const char *id = h->collector_id ? h->collector_id : "";
-    if (!collector_id_is_valid(id)) {
+    if (!wire_collector_id_is_valid(id)) {
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_UNKNOWN_COLLECTOR, 0,
                       "the collector id in Hello is not valid: it must match "
                       "[A-Za-z0-9._-]{1,63}");
@@ -281,23 +268,25 @@ void ingest_backpressure_check(struct ingest *in)
 
 static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const Tally__Batch *b)
 {
-    if (b->n_ballots != b->n_projects) {
+    /* wire_batch_check is the one statement of these rules (the fuzz harness holds the
+     * tally to it); the messages say which, with the figures. */
+    switch (wire_batch_check(b, in->cfg.max_batch_votes)) {
+    case WIRE_BATCH_OK:
+        break;
+    case WIRE_BATCH_MISMATCH:
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
                       "batch %llu has %zu ballots but %zu projects", (unsigned long long)b->seq,
                       b->n_ballots, b->n_projects);
         return -1;
-    }
-    if (b->n_ballots > in->cfg.max_batch_votes) {
+    case WIRE_BATCH_TOO_MANY:
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
                       "batch %llu has %zu votes; the limit is %u", (unsigned long long)b->seq,
                       b->n_ballots, in->cfg.max_batch_votes);
         return -1;
-    }
-    if (b->seq == 0) {
+    case WIRE_BATCH_SEQ_ZERO:
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0, "batch seq 0 (seqs start at 1)");
         return -1;
-    }
-    if (b->nonce.len > WIRE_NONCE_MAX) {
+    case WIRE_BATCH_NONCE_LONG:
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
                       "batch %llu has a %zu-byte nonce; the limit is %d",
                       (unsigned long long)b->seq, b->nonce.len, WIRE_NONCE_MAX);
@@ -334,6 +323,7 @@ static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
                       (unsigned long long)expected);
         return -1;
     }
+    TALLY_CRASH_POINT_IF("mid_apply", st == TALLY_APPLIED);
     const struct tally_collector *col = tally_collector_at(in->tally, idx);
     Tally__Ack ack = TALLY__ACK__INIT;
     ack.seq = b->seq;

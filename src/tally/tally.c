@@ -317,7 +317,8 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
 
     struct tally_delta *d = t->pending;
     tally_delta_reserve(d, n);
-    uint64_t *tok = d->tokens + d->n_tokens;
+    /* An empty batch may leave tokens NULL: no pointer arithmetic on it (NULL + 0 is UB). */
+    uint64_t *tok = d->tokens ? d->tokens + d->n_tokens : NULL;
     size_t n_tok = 0;
     uint32_t rejected = 0, not_allowed = 0, duplicate = 0;
     const uint64_t *allowed = t->allowed[c];

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "core/arena.h"
 #include "wire/wire.h"
 
 static size_t encode_batch(uint8_t *buf, uint64_t seq, size_t n)
@@ -124,6 +125,57 @@ static void test_garbage_is_malformed(void **state)
     arena_cleanup(&a);
 }
 
+/* The protobuf-c 1.4.1 weaknesses wire_message_check stands in front of (tests/fuzz has the
+ * same bytes as corpus regressions). */
+static void guard_check(const uint8_t *buf, size_t len, enum wire_status want)
+{
+    const char *why = NULL;
+    enum wire_status got = wire_message_check(&tally__frame__descriptor, buf, len, &why);
+    if (got != want)
+        fail_msg("wire_message_check: got %d, want %d (%s)", (int)got, (int)want,
+                 why ? why : "no reason");
+    if (want != WIRE_OK)
+        assert_non_null(why);
+}
+
+static void test_protobuf_c_guards(void **state)
+{
+    (void)state;
+    /* Field number 0 as a two-byte tag inside Hello: protobuf-c keeps it as unknown. */
+    static const uint8_t field0[] = {0x0a, 0x02, 0x80, 0x00};
+    guard_check(field0, sizeof(field0), WIRE_ERR_MALFORMED);
+    /* A tag past 2^29 - 1 (upstream #506: an undefined shift in protobuf-c). */
+    static const uint8_t shift[] = {0xf8, 0xff, 0xff, 0xff, 0x7f, 0x00};
+    guard_check(shift, sizeof(shift), WIRE_ERR_MALFORMED);
+    /* A bool sent as bytes (Ack.retransmit, wire type 2). */
+    static const uint8_t boolbytes[] = {0x22, 0x03, 0x3a, 0x01, 0x78};
+    guard_check(boolbytes, sizeof(boolbytes), WIRE_ERR_MALFORMED);
+    /* A varint longer than 64 bits (Hello.protocol_version). */
+    static const uint8_t longvarint[] = {0x0a, 0x0c, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                         0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    guard_check(longvarint, sizeof(longvarint), WIRE_ERR_MALFORMED);
+    /* 300 empty Batch sub-messages: protobuf-c unpacks each again (72 x memory). */
+    uint8_t flood[600];
+    for (size_t i = 0; i < sizeof(flood); i += 2) {
+        flood[i] = 0x1a;
+        flood[i + 1] = 0x00;
+    }
+    guard_check(flood, sizeof(flood), WIRE_ERR_MALFORMED);
+    /* ... and each of them goes through wire_frame_decode as malformed too. */
+    struct arena a;
+    arena_init(&a, 4096);
+    Tally__Frame *f = NULL;
+    assert_int_equal(wire_frame_decode(field0, sizeof(field0), &a, &f), WIRE_ERR_MALFORMED);
+    assert_int_equal(wire_frame_decode(flood, sizeof(flood), &a, &f), WIRE_ERR_MALFORMED);
+    arena_reset(&a);
+    /* Still accepted: an unknown field with the largest field number, inside Ping. */
+    static const uint8_t unknown[] = {0x32, 0x06, 0xf8, 0xff, 0xff, 0xff, 0x0f, 0x00};
+    guard_check(unknown, sizeof(unknown), WIRE_OK);
+    assert_int_equal(wire_frame_decode(unknown, sizeof(unknown), &a, &f), WIRE_OK);
+    assert_int_equal(f->msg_case, TALLY__FRAME__MSG_PING);
+    arena_cleanup(&a);
+}
+
 static void test_error_names(void **state)
 {
     (void)state;
@@ -140,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_zero_length_is_malformed),
         cmocka_unit_test(test_garbage_is_malformed),
         cmocka_unit_test(test_error_names),
+        cmocka_unit_test(test_protobuf_c_guards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
