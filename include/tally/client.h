@@ -222,7 +222,10 @@ void tally_client_free(struct tally_client *c);
  * knows where its input stands. Arrays and cursor are copied. *seq_out (may be NULL) gets the
  * seq. Returns 0; TALLY_CLIENT_ERR_FULL when max_spooled batches are not yet durable (nothing
  * written: pump and retry); TALLY_CLIENT_ERR_INVALID for n == 0, n > the server's
- * max_batch_votes once known, or a cursor too long; or a fatal status. */
+ * max_batch_votes once known, or a cursor too long; or a fatal status. After
+ * TALLY_CLIENT_ERR_IO (a full or failing disk: the message names the path and errno) the
+ * batch may still be on disk, whole: after a restart tally_client_last_cursor says whether it
+ * was kept, so an application that resumes from the cursor neither loses nor repeats a vote. */
 int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const uint32_t *projects,
                        size_t n, const void *cursor, size_t cursor_len,
                        uint64_t *seq_out) TALLY_CLIENT_WUR;

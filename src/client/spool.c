@@ -46,6 +46,73 @@
 /* Far above any frame tallyd accepts; only guards against reading a huge foreign file. */
 #define FILE_MAX ((size_t)1 << 30)
 
+/* Every system call on the spool goes through SYS (SYS_WRITE for write, SYS_CLOSE for a close
+ * whose result counts), so that a test build can fail any one of them (spool.h). In a normal
+ * build each is the bare call. */
+#ifdef TALLY_FAULT_INJECTION
+static struct {
+    unsigned long nth, calls;
+    unsigned long then; /* a short write's next call, which fails too */
+    int err;
+    unsigned flags;
+    bool fired;
+} fault;
+
+void client_spool_fault_arm(unsigned long nth, int err, unsigned flags)
+{
+    fault.nth = nth;
+    fault.calls = 0;
+    fault.then = 0;
+    fault.err = err;
+    fault.flags = flags;
+    fault.fired = false;
+}
+
+unsigned long client_spool_fault_calls(void)
+{
+    return fault.calls;
+}
+
+bool client_spool_fault_fired(void)
+{
+    return fault.fired;
+}
+
+static bool fault_hit(void)
+{
+    if (!fault.nth)
+        return false;
+    fault.calls++;
+    if (fault.calls == fault.nth || fault.calls == fault.then ||
+        ((fault.flags & CLIENT_SPOOL_FAULT_STICKY) && fault.calls > fault.nth)) {
+        fault.fired = true;
+        errno = fault.err;
+        return true;
+    }
+    return false;
+}
+
+/* A write that fails with CLIENT_SPOOL_FAULT_SHORT writes half its bytes and reports that
+ * much, and the call after it fails: a disk filling up mid-write. */
+static ssize_t fault_write(int fd, const void *p, size_t len)
+{
+    if (!fault_hit())
+        return write(fd, p, len);
+    if (!(fault.flags & CLIENT_SPOOL_FAULT_SHORT) || len < 2)
+        return -1;
+    fault.then = fault.calls + 1;
+    return write(fd, p, len / 2);
+}
+#define SYS(call) (fault_hit() ? -1 : (call))
+#define SYS_WRITE(fd, p, len) fault_write(fd, p, len)
+/* close releases the descriptor even when it reports an error, so the fault comes after. */
+#define SYS_CLOSE(fd) (close(fd) < 0 || fault_hit() ? -1 : 0)
+#else
+#define SYS(call) (call)
+#define SYS_WRITE(fd, p, len) write(fd, p, len)
+#define SYS_CLOSE(fd) close(fd)
+#endif
+
 static void checksum(uint8_t out[SUM_BYTES], const uint8_t *data, size_t len)
 {
     crypto_generichash(out, SUM_BYTES, data, len, NULL, 0);
@@ -97,7 +164,7 @@ static int batch_name_parse(const char *name, uint64_t *seq)
 static int write_all(int fd, const uint8_t *p, size_t len)
 {
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = SYS_WRITE(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -113,11 +180,11 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 static int read_file_at(int dir_fd, const char *name, uint8_t **out, size_t *out_len)
 {
     uint8_t *buf = NULL;
-    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+    int fd = SYS(openat(dir_fd, name, O_RDONLY | O_CLOEXEC));
     if (fd < 0)
         return -1;
     struct stat st;
-    if (fstat(fd, &st) < 0)
+    if (SYS(fstat(fd, &st)) < 0)
         goto fail;
     if ((uint64_t)st.st_size > FILE_MAX) {
         errno = EFBIG;
@@ -127,7 +194,7 @@ static int read_file_at(int dir_fd, const char *name, uint8_t **out, size_t *out
     buf = xmalloc(len);
     size_t got = 0;
     while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
+        ssize_t n = SYS(read(fd, buf + got, len - got));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -227,23 +294,28 @@ static int state_write(struct client_spool *s, uint64_t durable_seq, uint64_t du
     checksum(img + len - SUM_BYTES, img, len - SUM_BYTES);
 
     int rc = TALLY_CLIENT_ERR_IO;
-    int fd = openat(s->dir_fd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = SYS(openat(s->dir_fd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (fd < 0) {
-        spool_fail(s, rc, "cannot create state.tmp: %s", strerror(errno));
+        spool_fail(s, rc, "cannot create %s/state.tmp: %s", s->dir, strerror(errno));
         goto out;
     }
-    if (write_all(fd, img, len) < 0 || fsync(fd) < 0) {
-        spool_fail(s, rc, "cannot write state.tmp: %s", strerror(errno ? errno : EIO));
+    errno = 0;
+    if (write_all(fd, img, len) < 0 || SYS(fsync(fd)) < 0) {
+        spool_fail(s, rc, "cannot write %s/state.tmp: %s", s->dir, strerror(errno ? errno : EIO));
         close(fd);
         goto out;
     }
-    if (close(fd) < 0) {
-        spool_fail(s, rc, "cannot close state.tmp: %s", strerror(errno));
+    if (SYS_CLOSE(fd) < 0) {
+        spool_fail(s, rc, "cannot close %s/state.tmp: %s", s->dir, strerror(errno));
         goto out;
     }
     /* The rename is the commit point: state is either the old or the new one, whole. */
-    if (renameat(s->dir_fd, "state.tmp", s->dir_fd, "state") < 0 || fsync(s->dir_fd) < 0) {
-        spool_fail(s, rc, "cannot replace state: %s", strerror(errno));
+    if (SYS(renameat(s->dir_fd, "state.tmp", s->dir_fd, "state")) < 0) {
+        spool_fail(s, rc, "cannot rename %s/state.tmp to state: %s", s->dir, strerror(errno));
+        goto out;
+    }
+    if (SYS(fsync(s->dir_fd)) < 0) {
+        spool_fail(s, rc, "cannot sync %s after replacing state: %s", s->dir, strerror(errno));
         goto out;
     }
     rc = 0;
@@ -266,7 +338,8 @@ static int state_read(struct client_spool *s, struct state_image *st)
     if (read_file_at(s->dir_fd, "state", &img, &len) < 0) {
         if (errno == ENOENT)
             return 1;
-        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read state: %s", strerror(errno));
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read %s/state: %s", s->dir,
+                          strerror(errno));
     }
     int rc = TALLY_CLIENT_ERR_CORRUPT;
     /* The state file is replaced by rename, never written in place: any damage is real. */
@@ -314,13 +387,14 @@ static int cmp_u64(const void *a, const void *b)
 /* Lists the seqs of batch files, sorted. */
 static int list_batches(struct client_spool *s, uint64_t **out, size_t *out_n)
 {
-    int fd = dup(s->dir_fd);
+    int fd = SYS(dup(s->dir_fd));
     if (fd < 0)
-        return spool_fail(s, TALLY_CLIENT_ERR_IO, "dup: %s", strerror(errno));
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot list %s: dup: %s", s->dir,
+                          strerror(errno));
     DIR *d = fdopendir(fd);
     if (!d) {
         close(fd);
-        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot list spool: %s", strerror(errno));
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot list %s: %s", s->dir, strerror(errno));
     }
     rewinddir(d);
     uint64_t *seqs = NULL;
@@ -341,7 +415,7 @@ static int list_batches(struct client_spool *s, uint64_t **out, size_t *out_n)
     closedir(d);
     if (saved) {
         free(seqs);
-        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot list spool: %s", strerror(saved));
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot list %s: %s", s->dir, strerror(saved));
     }
     if (n)
         qsort(seqs, n, sizeof(*seqs), cmp_u64);
@@ -354,8 +428,9 @@ static int unlink_batch(struct client_spool *s, uint64_t seq)
 {
     char name[BATCH_NAME_LEN + 1];
     batch_name(name, seq);
-    if (unlinkat(s->dir_fd, name, 0) < 0 && errno != ENOENT)
-        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot delete %s: %s", name, strerror(errno));
+    if (SYS(unlinkat(s->dir_fd, name, 0)) < 0 && errno != ENOENT)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot delete %s/%s: %s", s->dir, name,
+                          strerror(errno));
     return 0;
 }
 
@@ -372,7 +447,7 @@ static void batches_reserve(struct client_spool *s, size_t want)
 
 static int dir_open(struct client_spool *s, const char *dir)
 {
-    if (mkdir(dir, 0700) == 0) {
+    if (SYS(mkdir(dir, 0700)) == 0) {
         /* Make the new directory's own entry durable before anything is spooled in it. */
         char *copy = xstrdup(dir);
         char *slash = strrchr(copy, '/');
@@ -383,29 +458,33 @@ static int dir_open(struct client_spool *s, const char *dir)
             *slash = '\0';
             parent = copy;
         }
-        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int bad = pfd < 0 || fsync(pfd) < 0;
+        int pfd = SYS(open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        int bad = pfd < 0 || SYS(fsync(pfd)) < 0;
+        int saved = errno;
         if (pfd >= 0)
             close(pfd);
         free(copy);
         if (bad)
             return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync parent of %s: %s", dir,
-                              strerror(errno));
+                              strerror(saved));
     } else if (errno != EEXIST) {
         return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot create spool dir %s: %s", dir,
                           strerror(errno));
     }
-    s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    s->dir_fd = SYS(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (s->dir_fd < 0)
         return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot open spool dir %s: %s", dir,
                           strerror(errno));
-    s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    s->lock_fd = SYS(openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (s->lock_fd < 0)
         return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot open %s/lock: %s", dir, strerror(errno));
     /* Two processes on one spool would hand out the same seqs: refuse the second. */
-    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
-        return spool_fail(s, TALLY_CLIENT_ERR_IO, "spool dir %s is %s", dir,
-                          errno == EWOULDBLOCK ? "in use by another process" : "not lockable");
+    if (SYS(flock(s->lock_fd, LOCK_EX | LOCK_NB)) < 0) {
+        if (errno == EWOULDBLOCK)
+            return spool_fail(s, TALLY_CLIENT_ERR_IO, "spool dir %s is in use by another process",
+                              dir);
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot lock %s/lock: %s", dir, strerror(errno));
+    }
     return 0;
 }
 
@@ -422,7 +501,8 @@ static int batches_load(struct client_spool *s, const uint64_t *seqs, size_t n,
         uint8_t *img;
         size_t len;
         if (read_file_at(s->dir_fd, name, &img, &len) < 0)
-            return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read %s: %s", name, strerror(errno));
+            return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read %s/%s: %s", s->dir, name,
+                              strerror(errno));
         struct client_spool_batch b;
         const char *why;
         if (batch_image_check(img, len, seqs[i], &b, &why) < 0) {
@@ -430,13 +510,14 @@ static int batches_load(struct client_spool *s, const uint64_t *seqs, size_t n,
             if (i + 1 == n && seqs[i] >= state_next_seq) {
                 if (unlink_batch(s, seqs[i]) < 0)
                     return TALLY_CLIENT_ERR_IO;
-                if (fsync(s->dir_fd) < 0)
-                    return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync spool dir: %s",
+                if (SYS(fsync(s->dir_fd)) < 0)
+                    return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync %s: %s", s->dir,
                                       strerror(errno));
                 s->discarded_seq = seqs[i];
                 break;
             }
-            return spool_fail(s, TALLY_CLIENT_ERR_CORRUPT, "%s is damaged (%s)", name, why);
+            return spool_fail(s, TALLY_CLIENT_ERR_CORRUPT, "%s/%s is damaged (%s)", s->dir, name,
+                              why);
         }
         b.image = img;
         s->batches[s->count++] = b;
@@ -462,6 +543,7 @@ int client_spool_open(struct client_spool *s, const char *dir, const char *colle
         goto fail;
     }
     strcpy(s->collector_id, collector_id);
+    s->dir = xstrdup(dir);
     if ((rc = dir_open(s, dir)) < 0)
         goto fail;
     if ((rc = list_batches(s, &seqs, &n)) < 0)
@@ -487,8 +569,9 @@ int client_spool_open(struct client_spool *s, const char *dir, const char *colle
         st.durable_votes = 0;
         st.cursor_len = 0;
     }
-    if (unlinkat(s->dir_fd, "state.tmp", 0) < 0 && errno != ENOENT) {
-        rc = spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot delete state.tmp: %s", strerror(errno));
+    if (SYS(unlinkat(s->dir_fd, "state.tmp", 0)) < 0 && errno != ENOENT) {
+        rc = spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot delete %s/state.tmp: %s", dir,
+                        strerror(errno));
         goto fail;
     }
     s->durable_seq = st.durable_seq;
@@ -510,7 +593,8 @@ int client_spool_open(struct client_spool *s, const char *dir, const char *colle
             goto fail;
         }
     }
-    if ((rc = batches_load(s, seqs + first, n - first, st.next_seq)) < 0)
+    /* No batch file at all leaves seqs NULL (NULL + 0 is UB). */
+    if ((rc = batches_load(s, seqs ? seqs + first : NULL, n - first, st.next_seq)) < 0)
         goto fail;
     uint64_t top = s->count ? s->batches[s->count - 1].seq : st.durable_seq;
     if (top + 1 < st.next_seq) {
@@ -543,6 +627,7 @@ void client_spool_close(struct client_spool *s)
     for (size_t i = 0; i < s->count; i++)
         free(s->batches[i].image);
     free(s->batches);
+    free(s->dir);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* drops the flock */
     if (s->dir_fd >= 0)
@@ -574,24 +659,27 @@ int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t fra
 
     char name[BATCH_NAME_LEN + 1];
     batch_name(name, seq);
-    int fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = SYS(openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd < 0) {
-        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot create %s: %s", name, strerror(errno));
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot create %s/%s: %s", s->dir, name,
+                   strerror(errno));
         goto fail;
     }
-    if (write_all(fd, img, len) < 0 || fsync(fd) < 0) {
-        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot write %s: %s", name,
+    errno = 0;
+    if (write_all(fd, img, len) < 0 || SYS(fsync(fd)) < 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot write %s/%s: %s", s->dir, name,
                    strerror(errno ? errno : EIO));
         close(fd);
         goto fail_unlink;
     }
-    if (close(fd) < 0) {
-        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot close %s: %s", name, strerror(errno));
+    if (SYS_CLOSE(fd) < 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot close %s/%s: %s", s->dir, name, strerror(errno));
         goto fail_unlink;
     }
     /* The file's directory entry must be durable too before the batch may leave. */
-    if (fsync(s->dir_fd) < 0) {
-        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync spool dir: %s", strerror(errno));
+    if (SYS(fsync(s->dir_fd)) < 0) {
+        spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot sync %s after writing %s: %s", s->dir, name,
+                   strerror(errno));
         goto fail_unlink;
     }
     batches_reserve(s, s->count + 1);
@@ -608,7 +696,9 @@ int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t fra
     s->cursor_len = cursor_len;
     return 0;
 fail_unlink:
-    unlinkat(s->dir_fd, name, 0);
+    /* Best effort: the failure reported is the one above. A file that survives this is whole
+     * only if the write got through; spool.h says what a later open makes of it. */
+    (void)SYS(unlinkat(s->dir_fd, name, 0));
 fail:
     free(img);
     return TALLY_CLIENT_ERR_IO;

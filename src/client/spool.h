@@ -24,6 +24,7 @@ struct client_spool_batch {
 struct client_spool {
     int dir_fd;
     int lock_fd;
+    char *dir; /* owned: the spool directory as given, for messages */
     char collector_id[TALLY_COLLECTOR_ID_MAX + 1];
     uint64_t next_seq;                  /* seq the next appended batch gets; never reused */
     uint64_t durable_seq;               /* batches up to here are durable and deleted */
@@ -50,7 +51,9 @@ void client_spool_close(struct client_spool *s);
 
 /* Writes the batch whose encoded frame (seq must be s->next_seq) is frame[0..frame_len) with
  * its cursor as a new file and fsyncs file and directory; then it is s->batches[count-1].
- * Copies frame and cursor. Returns 0 or TALLY_CLIENT_ERR_IO (nothing left on disk). */
+ * Copies frame and cursor. Returns 0 or TALLY_CLIENT_ERR_IO, after which the file is deleted
+ * again; should the delete fail too (a disk gone read-only), a whole file may survive, and a
+ * later open loads it as the newest pending batch, its cursor the newest cursor. */
 int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t frame_len,
                         uint32_t votes, const void *cursor, size_t cursor_len)
     __attribute__((warn_unused_result));
@@ -73,5 +76,22 @@ void client_spool_unconfirm_all(struct client_spool *s);
 /* The highest seq r <= limit such that every pending batch up to r is confirmed: what may be
  * released once the server's durable seq is limit. s->durable_seq if the first is not. */
 uint64_t client_spool_confirmed_upto(const struct client_spool *s, uint64_t limit);
+
+#ifdef TALLY_FAULT_INJECTION
+/* Test builds only (tests/faults/; never defined for libtally itself): a failure injected
+ * into the system calls of this file (open, read, write, fsync, close, rename, unlink, mkdir,
+ * fstat, flock, dup: each call counts one). The nth call from this arming (1: the next) is
+ * not made and fails with errno err. With FAULT_STICKY every later call fails too, as on a
+ * disk that stays full or read-only; with FAULT_SHORT a failing write first writes half its
+ * bytes and returns that count, and the next call fails instead. nth 0 disarms. Not
+ * thread-safe: one test thread. */
+#define CLIENT_SPOOL_FAULT_STICKY 1u
+#define CLIENT_SPOOL_FAULT_SHORT 2u
+void client_spool_fault_arm(unsigned long nth, int err, unsigned flags);
+/* Calls counted since the last arming. */
+unsigned long client_spool_fault_calls(void);
+/* True once the armed failure has happened. */
+bool client_spool_fault_fired(void);
+#endif
 
 #endif
