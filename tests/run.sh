@@ -9,9 +9,13 @@
 # 3. Unless --quick / --no-sanitize: the same with -DTALLY_SANITIZE=ON (ASan + UBSan) in
 #    build-asan/, then the integration tests (tallyd's store thread beside its loop) with
 #    -DTALLY_TSAN=ON (ThreadSanitizer) in build-tsan/; any race report fails the run.
+# 4. Unless --quick: each fuzz harness 30 s under libFuzzer (tests/fuzz/run.sh, build-fuzz/).
+# 5. A build with named crash points (-DTALLY_CRASH_POINTS=ON, build-crashpoints/): tallyd
+#    SIGKILLed 20 times at each of them under load, nothing lost or counted twice.
 # --long also registers the long soak tests (-DTALLY_LONG_TESTS=ON).
-# Exits non-zero on any failure. PostgreSQL servers it started are stopped on every exit.
-# BUILD_DIR / ASAN_BUILD_DIR / TSAN_BUILD_DIR override the build directories.
+# Exits non-zero on any failure; ctest finding no test at all is a failure too. PostgreSQL
+# servers it started are stopped on every exit.
+# BUILD_DIR / ASAN_BUILD_DIR / TSAN_BUILD_DIR / CRASH_BUILD_DIR override the build directories.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,7 +28,7 @@ for arg in "$@"; do
     --quick | --no-sanitize) sanitize=0 ;;
     --long) long=ON ;;
     -h | --help)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -37,6 +41,7 @@ done
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$ROOT/build-asan}
 TSAN_BUILD_DIR=${TSAN_BUILD_DIR:-$ROOT/build-tsan}
+CRASH_BUILD_DIR=${CRASH_BUILD_DIR:-$ROOT/build-crashpoints}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 log() { printf '\n==== run.sh: %s\n' "$*"; }
@@ -59,7 +64,8 @@ trap 'exit 130' INT TERM
 
 # ---- dependencies ------------------------------------------------------------------------
 PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-    libpq-dev postgresql libcmocka-dev libsodium-dev libsystemd-dev libssl-dev openssl dpkg-dev)
+    libpq-dev postgresql libcmocka-dev libsodium-dev libsystemd-dev libssl-dev openssl valgrind
+    dpkg-dev clang)
 
 # The browser test (tests/browser): Debian's Chromium, and Node.js with npm when there is no
 # node yet (this machine kind ships Node 20; Debian 12's own nodejs is 18, older than
@@ -108,12 +114,13 @@ run_stage() {
     log "$name: configure ($dir)"
     cmake -S "$ROOT" -B "$dir" -DTALLY_WERROR=ON -DTALLY_LONG_TESTS=$long "${PROMTOOL_ARG[@]}" "$@"
     log "$name: build"
-    cmake --build "$dir" -j"$JOBS"
+    # shellcheck disable=SC2086 # STAGE_TARGETS is a list of --target options (empty: all)
+    cmake --build "$dir" -j"$JOBS" ${STAGE_TARGETS:-}
     log "$name: test"
     # Unit tests run two at a time; integration tests are RUN_SERIAL.
     local rc=0
     # shellcheck disable=SC2086 # select is a list of ctest options
-    ctest --test-dir "$dir" --output-on-failure -j"$JOBS" $select || rc=$?
+    ctest --test-dir "$dir" --output-on-failure --no-tests=error -j"$JOBS" $select || rc=$?
     summary+=("$name: $([ $rc -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - t0)) s")
     return $rc
 }
@@ -137,6 +144,24 @@ if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
         summary+=("thread sanitizer: RACES REPORTED (see $tsan_logs)")
         status=1
     fi
+fi
+
+if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
+    # libFuzzer (clang, ASan, UBSan, protobuf-c instrumented): every harness 30 s, two at a
+    # time (the corpora are replayed by ctest in every build as well).
+    t0=$SECONDS
+    log "fuzzing: tests/fuzz/run.sh --seconds 30 --jobs 2"
+    rc=0
+    bash "$ROOT/tests/fuzz/run.sh" --seconds 30 --jobs 2 || rc=$?
+    summary+=("fuzzing: $([ $rc -eq 0 ] && echo "no finding" || echo "FINDINGS (build-fuzz/)") in $((SECONDS - t0)) s")
+    [ $rc -eq 0 ] || status=1
+fi
+if [ $status -eq 0 ]; then
+    # Named crash points (tallyd killed at each one, 20 times; 100 with --long) exist only in a
+    # build of their own: only what the test runs is built.
+    STAGE_TARGETS="--target tallyd tallyctl tally-push tally-gen test_crashpoints" \
+        run_stage "crash-points build" "$CRASH_BUILD_DIR" "-R ^(test|soak)_crashpoints$" \
+        -DTALLY_CRASH_POINTS=ON || status=1
 fi
 
 log "summary"

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/arena.h"
 #include "core/csv.h"
 #include "core/json.h"
 #include "core/loopwatch.h"
@@ -468,10 +469,77 @@ static void test_loopwatch_samples(void **state)
     assert_true(st.max_s == 0);
 }
 
+/* ---- arena ---------------------------------------------------------------------------- */
+
+static void test_arena_alignment_and_growth(void **state)
+{
+    (void)state;
+    struct arena a;
+    arena_init(&a, 1024);
+    uint8_t *prev = NULL;
+    for (size_t i = 1; i < 200; i++) {
+        uint8_t *p = arena_alloc(&a, i);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 16, 0);
+        memset(p, (int)i, i); /* writable, and must not overlap the previous block */
+        if (prev)
+            assert_int_equal(prev[0], (uint8_t)(i - 1));
+        prev = p;
+    }
+    assert_true(arena_chunk_count(&a) > 1); /* ~20 KiB through 1 KiB chunks */
+    /* One allocation bigger than any chunk so far gets a chunk that fits it. */
+    uint8_t *big = arena_alloc(&a, 100000);
+    memset(big, 0xab, 100000);
+    assert_true(arena_bytes(&a) >= 100000);
+    arena_cleanup(&a);
+}
+
+static void test_arena_reset_keeps_one_chunk(void **state)
+{
+    (void)state;
+    struct arena a;
+    arena_init(&a, 256);
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 100; i++)
+            assert_non_null(arena_alloc(&a, 100));
+        arena_reset(&a);
+        /* After a reset one chunk remains, big enough for what the round used. */
+        assert_int_equal(arena_chunk_count(&a), 1);
+        assert_true(arena_bytes(&a) >= 100 * 100);
+    }
+    size_t held = arena_bytes(&a);
+    for (int i = 0; i < 100; i++)
+        arena_alloc(&a, 100);
+    assert_int_equal(arena_chunk_count(&a), 1); /* the steady state allocates nothing */
+    assert_int_equal(arena_bytes(&a), held);
+    arena_cleanup(&a);
+}
+
+static void test_arena_trim_returns_memory(void **state)
+{
+    (void)state;
+    struct arena a;
+    arena_init(&a, 4096);
+    arena_alloc(&a, 8u << 20); /* one unusually large frame */
+    assert_true(arena_bytes(&a) >= (8u << 20));
+    arena_trim(&a, 1u << 20);
+    assert_true(arena_bytes(&a) <= 4096 * 2); /* back to the size given to arena_init */
+    /* Under the bound, trim is a reset: the chunk stays. */
+    arena_alloc(&a, 64 * 1024);
+    arena_trim(&a, 1u << 20);
+    assert_int_equal(arena_chunk_count(&a), 1);
+    assert_true(arena_bytes(&a) >= 64 * 1024);
+    arena_cleanup(&a);
+    arena_cleanup(&a); /* twice is harmless */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loopwatch_samples),
+        cmocka_unit_test(test_arena_alignment_and_growth),
+        cmocka_unit_test(test_arena_reset_keeps_one_chunk),
+        cmocka_unit_test(test_arena_trim_returns_memory),
         cmocka_unit_test(test_json_escapes),
         cmocka_unit_test(test_json_runs),
         cmocka_unit_test(test_split_plain),
