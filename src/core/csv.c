@@ -401,6 +401,16 @@ static int reader_next_line(struct csv_reader *r, size_t *from, size_t *to, bool
     return 1;
 }
 
+bool csv_reader_has_line(const struct csv_reader *r)
+{
+    if (r->src != SRC_FD || r->eof || r->failed)
+        return true;
+    if (memchr(r->buf + r->scan, '\n', r->end - r->scan))
+        return true;
+    /* A full buffer at its limit hands out what it holds without reading. */
+    return r->max_cap && r->cap >= r->max_cap && r->end + 1 >= r->cap;
+}
+
 int csv_reader_line(struct csv_reader *r, char **line, size_t *len)
 {
     size_t from, to;

@@ -94,6 +94,11 @@ void csv_reader_free(struct csv_reader *r); /* NULL is a no-op */
 int csv_reader_line(struct csv_reader *r, char **line, size_t *len)
     __attribute__((warn_unused_result));
 
+/* False only when the next csv_reader_line would have to read(2) the reader's file
+ * descriptor for more, and so may wait (a pipe fed slowly): a caller with other work can
+ * poll the descriptor first. True for every other source. */
+bool csv_reader_has_line(const struct csv_reader *r);
+
 /* The next record, split by opt->flags; its fields are valid until the next call. Returns
  * 1, 0 at the end, or -1 on malformed input or a read error (see csv_reader_error; every
  * later call returns -1 too). */

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@
 #define EXIT_USAGE PUSH_EXIT_USAGE
 #define EXIT_MALFORMED PUSH_EXIT_MALFORMED
 #define PROGRESS_MS 2000
+/* A quiet input for this long sends the votes read so far (a pipe fed a few at a time). */
+#define INPUT_QUIET_FLUSH_MS 500
 /* Bytes a vote takes in a Batch frame at most (fixed64 + varint uint32), for clamping. */
 #define FRAME_BYTES_PER_VOTE 13u
 #define FRAME_OVERHEAD 64u
@@ -670,6 +673,31 @@ static int server_wait(struct push *p)
     return 0;
 }
 
+/* Waits until the input has something (or ends, or fails: read(2) then says which), pumping
+ * the session meanwhile: with a quiet pipe, acks, resends after a reconnect and keep-alive
+ * Pings go on, and votes already read go out as a smaller batch once the input has been
+ * quiet for INPUT_QUIET_FLUSH_MS rather than waiting for a full one. A regular file is
+ * always ready. */
+static int input_wait(struct push *p)
+{
+    int64_t quiet_since = now_ms();
+    for (;;) {
+        struct pollfd pfd = {.fd = p->in_fd, .events = POLLIN};
+        int r = poll(&pfd, 1, 0);
+        if (r != 0 || stop_signal)
+            return 0; /* ready, hung up, or an error (EINTR included) read(2) will report */
+        if (p->n && now_ms() - quiet_since >= INPUT_QUIET_FLUSH_MS) {
+            int e = batch_flush(p);
+            if (e)
+                return e;
+        }
+        int e = client_check(p, tally_client_pump(p->client, 100));
+        if (e)
+            return e;
+        progress(p, false);
+    }
+}
+
 static int input_read(struct push *p)
 {
     int rc = 0;
@@ -678,6 +706,10 @@ static int input_read(struct push *p)
             rc = EXIT_FATAL;
             break;
         }
+        if (!csv_reader_has_line(p->in) && (rc = input_wait(p)) != 0)
+            break;
+        if (stop_signal)
+            continue;
         char *line;
         size_t n;
         int got = csv_reader_line(p->in, &line, &n);
