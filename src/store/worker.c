@@ -208,8 +208,8 @@ static enum startup_step startup_lock(struct store_worker *w, char *why, size_t 
         snprintf(status, sizeof(status), "standby: waiting for the writer lock held by %s", who);
     else
         snprintf(status, sizeof(status),
-                 "waiting for the writer lock: %s is gone but its PostgreSQL session still "
-                 "holds it (a COMMIT still in flight?)",
+                 "waiting for the writer lock: the tallyd that took it (%s) is gone but its "
+                 "PostgreSQL session still holds it (a COMMIT still in flight?)",
                  who);
     pthread_mutex_lock(&w->mu);
     bool changed = strcmp(w->status, status) != 0;
