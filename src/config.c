@@ -59,8 +59,8 @@ static const struct opt opts[] = {
     {"max-connections", OPT_U32, "4096", "N",
      "collector connections at most; new ones beyond are closed at accept", 1, 1000000, 0},
     {"max-buffered-bytes", OPT_U64, "1073741824", "N",
-     "input bytes buffered across all collector connections before tallyd stops reading",
-     1u << 20, UINT64_C(1) << 40, 0},
+     "input bytes buffered across all collector connections before tallyd stops reading", 1u << 20,
+     UINT64_C(1) << 40, 0},
     {"http", OPT_ADDR, "127.0.0.1:7480", "HOST:PORT",
      "address for the dashboard, the results API, /metrics and health", 0, 0, 0},
     {"checkpoint-ms", OPT_U32, "200", "N", "checkpoint interval in milliseconds", 10, 600000, 1},
@@ -81,8 +81,7 @@ static const struct opt opts[] = {
      0, 0, 0},
     {"http-tls-cert", OPT_STR, "", "FILE",
      "HTTP port: serve HTTPS with this certificate (PEM; with --http-tls-key)", 0, 0, 0},
-    {"http-tls-key", OPT_STR, "", "FILE", "HTTP port: the private key of --http-tls-cert", 0, 0,
-     0},
+    {"http-tls-key", OPT_STR, "", "FILE", "HTTP port: the private key of --http-tls-cert", 0, 0, 0},
     {"log-level", OPT_LEVEL, "info", "LEVEL", "debug, info, warn or error", 0, 0, 1},
     {"help", OPT_ACTION, NULL, NULL, "show this help and exit (also -h)", 0, 0, 0},
     {"version", OPT_ACTION, NULL, NULL, "show the version and exit", 0, 0, 0},
@@ -151,9 +150,10 @@ static int validate(const struct tallyd_config *cfg, char *err, size_t len)
 {
     int n_tls = !!cfg->tls_cert[0] + !!cfg->tls_key[0] + !!cfg->tls_ca[0];
     if (n_tls != 0 && n_tls != 3) {
-        snprintf(err, len, "--tls-cert, --tls-key and --tls-ca go together (mutual TLS: "
-                           "tallyd's certificate, its key, and the CA of the collectors' "
-                           "certificates)");
+        snprintf(err, len,
+                 "--tls-cert, --tls-key and --tls-ca go together (mutual TLS: "
+                 "tallyd's certificate, its key, and the CA of the collectors' "
+                 "certificates)");
         return -1;
     }
     if (!!cfg->http_tls_cert[0] != !!cfg->http_tls_key[0]) {

@@ -28,7 +28,7 @@ struct tallyd {
     struct notify *notify;
     SSL_CTX *tls;      /* collector port; NULL: plain TCP */
     SSL_CTX *http_tls; /* HTTP port; NULL: plain HTTP */
-    bool failed; /* start-up could not finish: exit 1 whatever ingest says */
+    bool failed;       /* start-up could not finish: exit 1 whatever ingest says */
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -151,8 +151,8 @@ int main(int argc, char **argv)
                  t.cfg.listen_host);
     }
     if (t.cfg.http_tls_cert[0]) {
-        t.http_tls = tls_server_ctx_new(t.cfg.http_tls_cert, t.cfg.http_tls_key, NULL, err,
-                                        sizeof(err));
+        t.http_tls =
+            tls_server_ctx_new(t.cfg.http_tls_cert, t.cfg.http_tls_key, NULL, err, sizeof(err));
         if (!t.http_tls) {
             log_error("%s", err);
             tls_ctx_free(t.tls);

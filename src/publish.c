@@ -98,9 +98,12 @@ static uint64_t st_epoch(struct publish *p)
 
 static struct http_totals totals_of(const struct tally_totals *t)
 {
-    struct http_totals h = {t->batches,   t->votes,
-                            t->accepted,  t->duplicate,
-                            t->rejected - t->rejected_not_allowed, t->rejected_not_allowed};
+    struct http_totals h = {t->batches,
+                            t->votes,
+                            t->accepted,
+                            t->duplicate,
+                            t->rejected - t->rejected_not_allowed,
+                            t->rejected_not_allowed};
     return h;
 }
 

@@ -209,9 +209,9 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < n_list; i++) {
         int32_t idx = tally_collector_find(in->tally, list[i].id);
         if (idx < 0) {
-            struct tally_totals t = {list[i].batches,   list[i].votes,
-                                     list[i].accepted,  list[i].duplicate,
-                                     list[i].rejected,  list[i].rejected_not_allowed};
+            struct tally_totals t = {list[i].batches,  list[i].votes,
+                                     list[i].accepted, list[i].duplicate,
+                                     list[i].rejected, list[i].rejected_not_allowed};
             idx = (int32_t)ingest_collector_add(in, list[i].id, list[i].durable_seq, &t);
             log_info("collector '%s' registered", list[i].id);
         }

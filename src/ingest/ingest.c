@@ -84,8 +84,8 @@ static bool same_circuits(const struct ingest_auth *a, const struct store_collec
     if (!a->restricted)
         return true;
     return a->n_circuits == sc->n_circuits &&
-           (!sc->n_circuits || memcmp(a->circuits, sc->circuits,
-                                      sc->n_circuits * sizeof(*sc->circuits)) == 0);
+           (!sc->n_circuits ||
+            memcmp(a->circuits, sc->circuits, sc->n_circuits * sizeof(*sc->circuits)) == 0);
 }
 
 void ingest_collector_update(struct ingest *in, uint32_t idx, const struct store_collector *sc)
@@ -246,7 +246,7 @@ static int on_hello(struct ingest *in, struct net_conn *c, const Tally__Hello *h
     net_conn_send(c, &f);
     if (net_conn_log_allowed(c))
         log_conn(LOG_INFO, net_conn_peer(c), id, "hello: durable_seq %llu, applied_seq %llu",
-             (unsigned long long)col->durable_seq, (unsigned long long)col->applied_seq);
+                 (unsigned long long)col->durable_seq, (unsigned long long)col->applied_seq);
     return 0;
 }
 
@@ -307,10 +307,11 @@ static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
         wire_digest_hex(digest, now);
         in->seq_conflicts++;
         if (net_conn_log_allowed(c))
-            log_conn(LOG_ERROR, net_conn_peer(c), in->names[idx],
-                 "batch seq %llu was applied before with other content (digest %s, this one %s): "
-                 "another source is using this collector id; nothing of it applied",
-                 (unsigned long long)b->seq, was, now);
+            log_conn(
+                LOG_ERROR, net_conn_peer(c), in->names[idx],
+                "batch seq %llu was applied before with other content (digest %s, this one %s): "
+                "another source is using this collector id; nothing of it applied",
+                (unsigned long long)b->seq, was, now);
         net_conn_fail(c, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0,
                       "batch seq %llu was applied before with other content (digest %.16s..., "
                       "this one %.16s...): another source is using collector id '%s'",

@@ -28,8 +28,8 @@ struct ingest_auth {
     bool has_pin;
     uint8_t pin[32];
     bool disabled;
-    bool restricted;     /* votes only for projects of circuits[] */
-    uint32_t *circuits;  /* malloc'd copy, to tell a change at refresh */
+    bool restricted;    /* votes only for projects of circuits[] */
+    uint32_t *circuits; /* malloc'd copy, to tell a change at refresh */
     size_t n_circuits;
 };
 

@@ -45,7 +45,7 @@ static int rebuild_begin(void *arg, const struct store_recovery *rec)
     for (size_t i = 0; i < rec->n_collectors; i++) {
         const struct store_collector *c = &rec->collectors[i];
         struct tally_totals tt = {c->batches,   c->votes,    c->accepted,
-                                 c->duplicate, c->rejected, c->rejected_not_allowed};
+                                  c->duplicate, c->rejected, c->rejected_not_allowed};
         tally_collector_add(r->tally, c->id, c->durable_seq, &tt);
     }
     return 0;

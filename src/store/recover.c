@@ -189,8 +189,10 @@ static int rec_not_allowed(struct store *s, struct store_collector *c, size_t n)
                 continue;
             if (store_parse_u64(PQgetvalue(res, r, 1), c[i].rejected, &c[i].rejected_not_allowed) <
                 0) {
-                store_set_error(s, "collector %s: more votes rejected as not allowed than "
-                                   "rejected at all", id);
+                store_set_error(s,
+                                "collector %s: more votes rejected as not allowed than "
+                                "rejected at all",
+                                id);
                 rc = -1;
             }
             break;
