@@ -57,13 +57,13 @@ struct store_collector {
     uint64_t batches, votes, accepted, duplicate, rejected; /* cumulative, durable; rejected
                                                              * counts every reason */
     uint64_t rejected_not_allowed; /* of rejected: outside the collector's circuits */
-    bool has_pin;                                           /* a certificate is pinned to this id */
-    uint8_t pin[STORE_PIN_BYTES];                           /* its pin, when has_pin */
-    bool disabled;      /* tallyctl disable-collector: refuse it */
-    bool restricted;    /* false: every circuit (circuits NULL, n_circuits 0) */
-    uint32_t *circuits; /* when restricted: the registry circuit ids it may take
-                         * votes for, ascending, distinct; malloc'd, owned by the
-                         * array (store_collectors_free) */
+    bool has_pin;                  /* a certificate is pinned to this id */
+    uint8_t pin[STORE_PIN_BYTES];  /* its pin, when has_pin */
+    bool disabled;                 /* tallyctl disable-collector: refuse it */
+    bool restricted;               /* false: every circuit (circuits NULL, n_circuits 0) */
+    uint32_t *circuits;            /* when restricted: the registry circuit ids it may take
+                                    * votes for, ascending, distinct; malloc'd, owned by the
+                                    * array (store_collectors_free) */
     size_t n_circuits;
 };
 

@@ -92,9 +92,8 @@ static void quiet_pipe(void **state)
     ts_sleep_ms(3 * IDLE_MS);
     assert_false(ts_proc_done(&p));
     uint64_t durable = 0;
-    assert_int_equal(ts_sql_u64(tc.conninfo, "SELECT votes FROM collectors WHERE id = 'c0'",
-                                &durable),
-                     0);
+    assert_int_equal(
+        ts_sql_u64(tc.conninfo, "SELECT votes FROM collectors WHERE id = 'c0'", &durable), 0);
     fprintf(stderr, "after %d ms of quiet input: %llu votes durable, idle timeouts %.0f\n",
             3 * IDLE_MS, (unsigned long long)durable, metric("tally_net_idle_timeouts_total"));
     assert_int_equal(durable, 40);

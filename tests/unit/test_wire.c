@@ -151,8 +151,8 @@ static void test_protobuf_c_guards(void **state)
     static const uint8_t boolbytes[] = {0x22, 0x03, 0x3a, 0x01, 0x78};
     guard_check(boolbytes, sizeof(boolbytes), WIRE_ERR_MALFORMED);
     /* A varint longer than 64 bits (Hello.protocol_version). */
-    static const uint8_t longvarint[] = {0x0a, 0x0c, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                         0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const uint8_t longvarint[] = {0x0a, 0x0c, 0x18, 0xff, 0xff, 0xff, 0xff,
+                                         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     guard_check(longvarint, sizeof(longvarint), WIRE_ERR_MALFORMED);
     /* 300 empty Batch sub-messages: protobuf-c unpacks each again (72 x memory). */
     uint8_t flood[600];
