@@ -74,16 +74,7 @@ int client_fatal(struct tally_client *c, int code, const char *fmt, ...)
 
 bool tally_client_id_is_valid(const char *id)
 {
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > TALLY_COLLECTOR_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = id[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-'))
-            return false;
-    }
-    return true;
+    return id && wire_collector_id_is_valid(id); /* the rule tallyd checks, in one place */
 }
 
 const char *tally_client_strerror(int status)

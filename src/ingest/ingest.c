@@ -22,6 +22,7 @@
 #include "tally/tally.h"
 #include "tally.pb-c.h"
 #include "tally/protocol.h"
+#include "tls/tls.h"
 #include "wire/digest.h"
 #include "wire/wire.h"
 
@@ -158,9 +159,8 @@ static int check_identity(struct ingest *in, struct net_conn *c, uint32_t idx, c
                       "no client certificate: Hello names collector '%s'", id);
         return -1;
     }
-    char hex[2 * 32 + 1];
-    for (size_t i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", pin[i]);
+    char hex[TLS_PIN_HEX];
+    tls_pin_hex(pin, hex);
     int64_t owner = collector_of_pin(in, pin);
     if (owner == (int64_t)idx)
         return 0;
