@@ -3,7 +3,9 @@
  * rows and the hash chain, each token page against the digest its latest checkpoint lists,
  * tallies and the results views against the deltas — and names the first disagreement.
  * Writes nothing and trusts no constraint: a tampered database may have dropped them.
- * The token-page checks are in verify_pages.c; the state they share, verify_internal.h. */
+ * The token-page checks are in verify_pages.c, those of chain format 3 (sheets,
+ * corrections, per-batch counts, Merkle root) in verify_v3.c; the state they share,
+ * verify_internal.h. */
 #include "store/verify_internal.h"
 
 #include "store/chain.h"
@@ -76,7 +78,7 @@ static int64_t vf_text_i64(const PGresult *r, int row, int col)
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-static ptrdiff_t vf_project_index(const struct vf *v, int64_t id)
+ptrdiff_t vf_project_index(const struct vf *v, int64_t id)
 {
     size_t lo = 0, hi = v->n_projects;
     while (lo < hi) {
@@ -157,6 +159,7 @@ static int vf_setup(struct vf *v)
     for (size_t i = 0; i < v->n_projects; i++)
         v->projects[i] = (uint32_t)vf_text_i64(res, (int)i, 0); /* CHECK: 0..2^32-1 */
     v->out->projects = v->n_projects;
+    v->v7 = version >= 7;
     rc = VF_OK;
 done:
     PQclear(res);
@@ -210,22 +213,37 @@ static const char *vf_not_allowed(const struct vf *v)
     return v->version >= 6 ? "b.rejected_not_allowed" : "0";
 }
 
+/* Schema 7 on: a batch row's rejected votes (a ballot batch's every reason; the two old
+ * columns where it records no reasons, as before migration 7; none for a sheet batch) and
+ * rejected sheets (a sheet batch's every reason). */
+#define VF_REASONS_SUM "(SELECT coalesce(sum(x), 0) FROM unnest(b.rejected_by_reason) x)"
+#define VF_REJECTED_V7                                                                             \
+    "CASE WHEN b.kind = 'sheets' THEN 0 WHEN cardinality(b.rejected_by_reason) > 0"                \
+    " THEN " VF_REASONS_SUM " ELSE b.rejected_unknown::int8 + b.rejected_not_allowed END"
+
 static int vf_collectors(struct vf *v)
 {
-    /* A collector's rejected counts both reasons. */
-    char sql[1024];
+    /* A collector's rejected counts every reason. */
+    char sql[2048];
     snprintf(sql, sizeof(sql),
              "SELECT c.id, c.durable_seq, c.batches, c.votes, c.accepted, c.duplicate, c.rejected,"
              " count(b.seq), min(b.seq), max(b.seq), sum(b.votes), sum(b.accepted),"
-             " sum(b.duplicate), sum(b.rejected_unknown::int8 + %s)"
+             " sum(b.duplicate), sum(%s)%s"
              " FROM collectors c LEFT JOIN batches b ON b.collector_id = c.id"
              " GROUP BY c.id ORDER BY c.id COLLATE \"C\"",
-             vf_not_allowed(v));
+             v->v7             ? VF_REJECTED_V7
+             : v->version >= 6 ? "b.rejected_unknown::int8 + b.rejected_not_allowed"
+                               : "b.rejected_unknown::int8",
+             v->v7 ? ", c.sheets, c.sheets_accepted, c.sheets_duplicate, c.sheets_rejected,"
+                     " sum(b.sheets), sum(b.sheets_accepted), sum(b.sheets_duplicate),"
+                     " sum(CASE WHEN b.kind = 'sheets' THEN " VF_REASONS_SUM " ELSE 0 END)"
+                   : "");
     PGresult *res = store_query_rows(v->s, sql, "reading collectors and their batches");
     if (!res)
         return VF_ERR;
-    static const char *const what[5] = {"batches", "votes", "accepted", "duplicate",
-                                        "rejected (rejected_unknown + rejected_not_allowed)"};
+    const char *const what[5] = {"batches", "votes", "accepted", "duplicate",
+                                 v->v7 ? "rejected (every reason of its ballot batches)"
+                                       : "rejected (rejected_unknown + rejected_not_allowed)"};
     int rc = VF_OK;
     int rows = PQntuples(res);
     for (int r = 0; r < rows && rc == VF_OK; r++) {
@@ -246,6 +264,14 @@ static int vf_collectors(struct vf *v)
                             total, what[k], k == 0 ? "number" : "sum to", rows_sum);
                 break;
             }
+        }
+        static const char *const swhat[4] = {"sheets", "sheets_accepted", "sheets_duplicate",
+                                             "sheets_rejected"};
+        for (int k = 0; v->v7 && rc == VF_OK && k < 4; k++) {
+            int64_t total = vf_text_i64(res, r, 14 + k), rows_sum = vf_text_i64(res, r, 18 + k);
+            if (total != rows_sum)
+                rc = vf_bad(v, "collector %s totals %" PRId64 " %s, its batch rows sum to %" PRId64,
+                            id, total, swhat[k], rows_sum);
         }
     }
     v->out->collectors = (uint64_t)rows;
@@ -268,7 +294,7 @@ static int vf_collectors(struct vf *v)
 
 /* ---- (a) checkpoints: figures, deltas, chain ------------------------------------------- */
 
-static int vf_field_u32(const PGresult *r, int row, int col, uint32_t *out)
+int vf_field_u32(const PGresult *r, int row, int col, uint32_t *out)
 {
     int64_t x;
     if (store_val_int8(r, row, col, &x) < 0 || x < 0 || x > UINT32_MAX)
@@ -322,14 +348,17 @@ static int vf_add_batch(struct vf *v, const PGresult *r, int row)
     v->duplicate += b->duplicate;
     v->rejected += (uint64_t)b->rejected + b->not_allowed;
     v->n_batches++;
+    if (v->v7)
+        return vf3_add_batch(v, r, row, b, who);
     return VF_OK;
 }
 
 /* Decodes the delta and page columns of checkpoint id and checks their shape: deltas
- * strictly ascending by project, each project registered, no negative count; pages
+ * strictly ascending by project, each project registered, no negative count (format 3:
+ * any count, a replaced sheet subtracts); pages
  * distinct, each with its 32-byte digest. Fills v->d_ids/d_votes and v->pages. */
-static int vf_decode_lists(struct vf *v, const PGresult *r, int row, uint64_t id, size_t *n_d,
-                           size_t *n_p, uint64_t *delta_sum)
+static int vf_decode_lists(struct vf *v, const PGresult *r, int row, uint64_t id, int format,
+                           size_t *n_d, size_t *n_p, int64_t *delta_sum)
 {
     size_t n_votes, n_pages_ids;
     if (store_val_int8_array(r, row, 7, &v->a_ids, &v->cap_a_ids, n_d) < 0 ||
@@ -360,12 +389,15 @@ static int vf_decode_lists(struct vf *v, const PGresult *r, int row, uint64_t id
                           "checkpoint %" PRIu64 " counts votes for project %" PRId64
                           ", which is not in projects",
                           id, p);
-        if (n < 0)
+        if (n < 0 && format != 3)
+            return vf_bad(v, "checkpoint %" PRIu64 " counts %" PRId64 " votes for project %" PRId64,
+                          id, n, p);
+        if (n < -(INT64_C(1) << 53) || n > (INT64_C(1) << 53))
             return vf_bad(v, "checkpoint %" PRIu64 " counts %" PRId64 " votes for project %" PRId64,
                           id, n, p);
         v->d_ids[i] = (uint32_t)p;
-        v->d_votes[i] = (uint64_t)n;
-        *delta_sum += (uint64_t)n;
+        v->d_votes[i] = n;
+        *delta_sum += n;
     }
 
     size_t dlen;
@@ -405,6 +437,9 @@ static int vf_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_
     for (int k = 0; k < 6; k++)
         if (store_val_int8(r, row, 1 + k, &f[k]) < 0)
             return vf_bad(v, "checkpoint %" PRIu64 " has a NULL figure", id);
+    int format = 0, rc;
+    if (v->v7 && (rc = vf3_format(v, r, row, id, &format)) != VF_OK)
+        return rc;
     /* Its figures against its batch rows first: a specific message beats "bad hash". */
     if (f[0] < 0 || (uint64_t)f[0] != v->n_batches)
         return vf_bad(
@@ -412,23 +447,27 @@ static int vf_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_
             f[0], v->n_batches);
     static const char *const what[6] = {
         "", "votes", "accepted", "", "duplicate", "rejected (rejected_unknown + not_allowed)"};
-    const uint64_t sums[6] = {0, v->votes, v->accepted, 0, v->duplicate, v->rejected};
+    const uint64_t sums[6] = {0, v->votes,     v->accepted,
+                              0, v->duplicate, format == 3 ? v->rejected3 : v->rejected};
     for (int k = 1; k < 6; k++) {
         if (k == 3)
             continue;
         if (f[k] < 0 || (uint64_t)f[k] != sums[k])
             return vf_bad(
                 v, "checkpoint %" PRIu64 " counts %" PRId64 " %s, its batches sum to %" PRIu64, id,
-                f[k], what[k], sums[k]);
+                f[k],
+                format == 3 && k == 5 ? "rejected (every reason of its ballot batches)" : what[k],
+                sums[k]);
     }
     size_t n_d = 0, n_p = 0;
-    uint64_t delta_sum = 0;
-    int rc = vf_decode_lists(v, r, row, id, &n_d, &n_p, &delta_sum);
-    if (rc != VF_OK)
+    int64_t delta_sum = 0;
+    if ((rc = vf_decode_lists(v, r, row, id, format, &n_d, &n_p, &delta_sum)) != VF_OK)
         return rc;
-    if (delta_sum != (uint64_t)f[2])
+    /* Format 3: a sheet replaces and a retraction subtracts; the delta is checked against
+     * the batches', sheets' and corrections' own figures instead (verify_v3.c). */
+    if (format != 3 && delta_sum != f[2])
         return vf_bad(v,
-                      "checkpoint %" PRIu64 ": its count deltas sum to %" PRIu64
+                      "checkpoint %" PRIu64 ": its count deltas sum to %" PRId64
                       " votes, its accepted is %" PRId64,
                       id, delta_sum, f[2]);
     /* A writer's epoch only grows (a new writer bumps it), and none is above the current. */
@@ -459,6 +498,12 @@ static int vf_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_
     if (!stored || len != STORE_HASH_BYTES)
         return vf_bad(v, "checkpoint %" PRIu64 " has a hash of %zu bytes, not 32", id, len);
 
+    uint8_t hash[STORE_HASH_BYTES];
+    if (format == 3) {
+        if ((rc = vf3_check_checkpoint(v, r, row, id, f[3], prev, n_d, n_p, hash)) != VF_OK)
+            return rc;
+        goto agreed;
+    }
     if (v->n_batches > v->cap_chain) {
         v->cap_chain = v->n_batches;
         v->chain = xreallocarray(v->chain, v->cap_chain, sizeof(*v->chain));
@@ -483,24 +528,30 @@ static int vf_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_
         .batches = v->chain,
         .n_batches = v->n_batches,
         .project_ids = v->d_ids,
-        .votes = v->d_votes,
+        .votes = (const uint64_t *)v->d_votes, /* none negative, checked above */
         .n_deltas = n_d,
         .pages = v->pages,
         .n_pages = n_p,
     };
-    uint8_t hash[STORE_HASH_BYTES];
     store_chain_hash(&in, hash);
+agreed:
     if (memcmp(hash, stored, STORE_HASH_BYTES) != 0)
         return vf_bad(v,
                       "checkpoint %" PRIu64 ": stored hash %s, but its row and batches hash to %s",
                       id, vf_hex(stored, h1), vf_hex(hash, h2));
 
-    /* Agreed: fold it into the totals the later checks compare against. */
+    /* Agreed: fold it into the totals the later checks compare against; no project's
+     * total is ever below zero (a sheet replaced subtracts only what its earlier version
+     * added). */
     for (size_t i = 0; i < n_d; i++) {
         size_t k = (size_t)vf_project_index(v, v->d_ids[i]);
         v->sum_all[k] += v->d_votes[i];
         if (id <= v->through)
             v->sum_through[k] += v->d_votes[i];
+        if (v->sum_all[k] < 0)
+            return vf_bad(
+                v, "checkpoint %" PRIu64 " takes project %" PRIu32 "'s total to %" PRId64 " votes",
+                id, v->d_ids[i], v->sum_all[k]);
     }
     if (v->n_listings + n_p > v->cap_listings) {
         v->cap_listings = 2 * (v->n_listings + n_p);
@@ -514,7 +565,8 @@ static int vf_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_
     }
     v->accepted_total += v->accepted;
     v->out->batches += v->n_batches;
-    v->out->votes += delta_sum;
+    v->out->votes += (uint64_t)delta_sum;
+    v->out->checkpoints_v3 += format == 3;
     *prev_epoch = f[3];
     memcpy(prev, hash, STORE_HASH_BYTES);
     return VF_OK;
@@ -526,19 +578,26 @@ static int vf_chain(struct vf *v)
     struct store_cursor cps, bat;
     int rc = VF_ERR;
     memset(&bat, 0, sizeof(bat));
-    if (store_cursor_open(s, &cps, "verify_checkpoints",
-                          "SELECT id, batches::int8, votes::int8, accepted::int8, epoch::int8,"
-                          " duplicate::int8, rejected::int8, delta_ids::int8[],"
-                          " delta_votes::int8[], page_ids::int8[], page_digests, prev_hash, hash"
-                          " FROM checkpoints ORDER BY id",
-                          VF_CP_FETCH, "reading checkpoints") < 0)
+    char cp_sql[1024];
+    snprintf(cp_sql, sizeof(cp_sql),
+             "SELECT id, batches::int8, votes::int8, accepted::int8, epoch::int8,"
+             " duplicate::int8, rejected::int8, delta_ids::int8[],"
+             " delta_votes::int8[], page_ids::int8[], page_digests, prev_hash, hash%s"
+             " FROM checkpoints ORDER BY id",
+             v->v7 ? ", format::int8, table_ids, table_ballots::int8[], merkle_root, body_hash"
+                   : "");
+    if (store_cursor_open(s, &cps, "verify_checkpoints", cp_sql, VF_CP_FETCH,
+                          "reading checkpoints") < 0)
         return VF_ERR;
-    char bat_sql[512];
+    char bat_sql[1024];
     snprintf(bat_sql, sizeof(bat_sql),
              "SELECT checkpoint_id::int8, collector_id, seq::int8, votes::int8,"
-             " accepted::int8, duplicate::int8, rejected_unknown::int8, digest, %s::int8"
+             " accepted::int8, duplicate::int8, rejected_unknown::int8, digest, %s::int8%s"
              " FROM batches b ORDER BY checkpoint_id, collector_id COLLATE \"C\", seq",
-             vf_not_allowed(v));
+             vf_not_allowed(v),
+             v->v7 ? ", kind, rejected_by_reason::int8[], sheets::int8, sheets_accepted::int8,"
+                     " sheets_duplicate::int8, counts, table_ids, table_ballots::int8[]"
+                   : "");
     if (store_cursor_open(s, &bat, "verify_batches", bat_sql, VF_BATCH_FETCH, "reading batches") <
         0)
         goto done;
@@ -559,8 +618,8 @@ static int vf_chain(struct vf *v)
                         : vf_bad(v, "checkpoint ids jump from %" PRIu64 " to %" PRId64, n, id);
             goto done;
         }
-        v->n_batches = v->n_pool = 0;
-        v->votes = v->accepted = v->duplicate = v->rejected = 0;
+        v->n_batches = v->n_pool = v->n_reasons = v->n_bytes = v->n_btables = 0;
+        v->votes = v->accepted = v->duplicate = v->rejected = v->rejected3 = 0;
         for (; gb == 1; gb = store_cursor_next(s, &bat, "reading batches")) {
             int64_t cp = 0;
             if (store_val_int8(bat.res, bat.row, 0, &cp) < 0 || cp < id) {
@@ -591,6 +650,8 @@ static int vf_chain(struct vf *v)
                 v->n_checkpoints_seen, v->out->batches);
     }
     rc = gb < 0 ? VF_ERR : VF_OK;
+    if (rc == VF_OK && gb == 0 && v->v7)
+        rc = vf3_finish(v, n);
     if (gb == 1) {
         v->n_batches = v->n_pool = 0;
         int64_t cp = 0;
@@ -636,10 +697,10 @@ static int vf_tallies(struct vf *v)
             break;
         if (r < rows && id == (int64_t)v->projects[i])
             votes = vf_text_i64(res, r++, 1);
-        if (votes < 0 || (uint64_t)votes != v->sum_through[i])
+        if (votes != v->sum_through[i])
             rc = vf_bad(v,
                         "project %" PRIu32 ": tallies holds %" PRId64 " votes, the deltas of"
-                        " checkpoints 1..%" PRIu64 " sum to %" PRIu64,
+                        " checkpoints 1..%" PRIu64 " sum to %" PRId64,
                         v->projects[i], votes, v->through, v->sum_through[i]);
     }
     PQclear(res);
@@ -663,10 +724,10 @@ static int vf_tallies(struct vf *v)
             break;
         }
         int64_t pv = vf_text_i64(res, r, 1);
-        if (pv < 0 || (uint64_t)pv != v->sum_all[i])
+        if (pv != v->sum_all[i])
             rc = vf_bad(v,
                         "project %" PRIu32 ": the project_votes view says %" PRId64
-                        " votes, the deltas of all checkpoints sum to %" PRIu64,
+                        " votes, the deltas of all checkpoints sum to %" PRId64,
                         v->projects[i], pv, v->sum_all[i]);
         else if (PQgetisnull(res, r, 2))
             rc = vf_bad(v, "project %" PRIu32 " is missing from the results view", v->projects[i]);
@@ -701,14 +762,15 @@ int store_verify(struct store *s, struct store_verify_report *out, store_progres
         goto done;
     /* Collectors first: a missing or extra batch row is then named by collector and seq,
      * rather than only by the checkpoint whose figures it spoils. */
-    if ((rc = vf_setup(&v)) != VF_OK || (rc = vf_collectors(&v)) != VF_OK ||
-        (rc = vf_chain(&v)) != VF_OK || (rc = vf_pages(&v)) != VF_OK ||
-        (rc = vf_tallies(&v)) != VF_OK)
+    if ((rc = vf_setup(&v)) != VF_OK || (v.v7 && (rc = vf3_setup(&v)) != VF_OK) ||
+        (rc = vf_collectors(&v)) != VF_OK || (rc = vf_chain(&v)) != VF_OK ||
+        (rc = vf_pages(&v)) != VF_OK || (rc = vf_tallies(&v)) != VF_OK)
         goto done;
     if (store_exec_cmd(s, "COMMIT") != STORE_OK)
         rc = VF_ERR;
 done:
     store_rollback(s);
+    vf3_cleanup(&v);
     free(v.pages);
     free(v.d_votes);
     free(v.d_ids);

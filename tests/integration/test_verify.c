@@ -298,12 +298,55 @@ static void test_last_checkpoint_deleted(void **state)
     expect_failure("... pages deleted", sql2, want, NULL);
 }
 
+/* Schema 7 on a record written before it (every checkpoint of format NULL): the columns
+ * only format 3 records must stay empty, and format 3 claimed for an old checkpoint must
+ * hash as format 3. (Format 3 records themselves, built from the store's own encodings,
+ * are verified and tampered with in tests/unit/test_store.c, test_pg_verify_v3: this
+ * program does not link the store.) */
+static void test_format3_columns_on_old_record(void **state)
+{
+    (void)state;
+    char want[160];
+    uint64_t k = sql_u64(base, "SELECT checkpoint_id FROM batches WHERE collector_id = 'c0'"
+                               " AND seq = 1");
+    snprintf(want, sizeof want, "checkpoint %" PRIu64 " has no format but its batch c0/1 holds", k);
+    expect_failure("counts on an old batch",
+                   "UPDATE batches SET counts = decode('0101', 'hex') WHERE collector_id = 'c0'"
+                   " AND seq = 1",
+                   want, NULL);
+    /* (a sheet batch rejects no votes: the collector's rejected total no longer adds up) */
+    expect_failure("an old batch made a sheet batch",
+                   "UPDATE batches SET kind = 'sheets' WHERE collector_id = 'c0' AND seq = 1",
+                   "collector c0 totals", "rejected");
+    expect_failure("a sheet in an old checkpoint",
+                   "INSERT INTO voting_tables VALUES ('T1', (SELECT circuit_area_id FROM projects"
+                   " ORDER BY id LIMIT 1), 100);"
+                   "INSERT INTO sheets VALUES ('T1', 1, 2, 'c0', 1, decode(repeat('00', 32),"
+                   " 'hex'), '{}', '{}', 0, 0)",
+                   "checkpoint 2 has no format but holds sheet T1 version 1", NULL);
+    /* Its batches then lack what format 3 holds (counts, reasons): named with it. */
+    expect_failure("format 3 claimed for an old checkpoint",
+                   "UPDATE checkpoints SET format = 3, merkle_root = decode(repeat('00', 32),"
+                   " 'hex'), body_hash = decode(repeat('00', 32), 'hex') WHERE id = 1",
+                   "checkpoint 1 ", NULL);
+    snprintf(want, sizeof want, "checkpoint %" PRIu64, v3.checkpoints);
+    expect_failure("format 3 claimed for the last checkpoint",
+                   "UPDATE checkpoints SET format = 3, merkle_root = decode(repeat('00', 32),"
+                   " 'hex'), body_hash = decode(repeat('00', 32), 'hex')"
+                   " WHERE id = (SELECT max(id) FROM checkpoints)",
+                   want, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),           cmocka_unit_test(test_counts_changed),
-        cmocka_unit_test(test_batches_changed), cmocka_unit_test(test_order_changed),
-        cmocka_unit_test(test_page_changed),    cmocka_unit_test(test_last_checkpoint_deleted),
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_counts_changed),
+        cmocka_unit_test(test_batches_changed),
+        cmocka_unit_test(test_order_changed),
+        cmocka_unit_test(test_page_changed),
+        cmocka_unit_test(test_last_checkpoint_deleted),
+        cmocka_unit_test(test_format3_columns_on_old_record),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     if (rc == 0)

@@ -1,8 +1,10 @@
-/* store: the canonical encodings of the record (store/chain.h) — the checkpoint hash (v1
- * and v2) and the token-page digest — against vectors computed independently, and the
+/* store: the canonical encodings of the record (store/chain.h) — the checkpoint hash (v1,
+ * v2 and v3 with its Merkle root and body), the token-page and sheet digests, the per-batch
+ * counts encoding (store/counts.h) — against vectors computed independently, and the
  * properties tallyctl verify relies on: order independence, every field counted, NULL =
  * zeros. With TALLY_TEST_PG, against PostgreSQL: collectors with pins and circuits, the
- * tally_writer and tally_auditor roles, a schema behind this build. */
+ * tally_writer and tally_auditor roles, a schema behind this build, and store_verify over a
+ * format 3 record built by SQL from these encodings, intact and tampered. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +20,9 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "store/bin.h"
 #include "store/chain.h"
+#include "store/counts.h"
 #include "store/internal.h" /* the page plan: a white-box test of its sort */
 
 static void hex(const uint8_t *d, char out[2 * STORE_HASH_BYTES + 1])
@@ -511,6 +515,536 @@ static void test_pages_plan_sorts(void **state)
     }
 }
 
+/* ---- chain format v3 -------------------------------------------------------------------
+ * The example below and its known answers were computed with Debian's /usr/bin/python3,
+ * hashlib only, from docs/record.md's text (RFC 6962 tree, body layout, LEB128 counts). */
+
+struct example3 {
+    uint8_t da[32], db[32], dc[32], prev[32];
+    uint8_t counts1[16];
+    size_t counts1_len;
+    uint32_t reasons1[9], reasons2[9];
+    struct store_chain_table t1[2], td[2];
+    struct store_chain_batch3 batches[3];
+    uint32_t ids[4];
+    int64_t votes[4];
+    struct store_chain_page pages[2];
+    struct store_chain_sheet sheets[2];
+    uint32_t c_ids[2];
+    int64_t c_deltas[2];
+    struct store_chain_correction corr[1];
+    struct store_chain_input3 in;
+};
+
+static void example3_init(struct example3 *e)
+{
+    memset(e, 0, sizeof(*e));
+    memset(e->da, 0xa1, 32);
+    memset(e->db, 0xb2, 32);
+    memset(e->dc, 0xc3, 32);
+    memset(e->prev, 0x11, 32);
+    static const uint8_t counts1[] = {0x02, 0x05, 0x05, 0x03, 0xa5, 0x02, 0x01};
+    memcpy(e->counts1, counts1, sizeof(counts1));
+    e->counts1_len = sizeof(counts1);
+    e->reasons1[0] = 1;
+    e->reasons1[1] = 1;
+    e->reasons2[7] = 1; /* superseded */
+    e->t1[0] = (struct store_chain_table){"T2", 4};
+    e->t1[1] = (struct store_chain_table){"T1", 2};
+    e->td[0] = (struct store_chain_table){"T2", 4};
+    e->td[1] = (struct store_chain_table){"T1", 2};
+    e->batches[0] = (struct store_chain_batch3){.collector_id = "c1",
+                                                .seq = 4,
+                                                .digest = e->da,
+                                                .kind = 0,
+                                                .votes = 12,
+                                                .accepted = 9,
+                                                .duplicate = 1,
+                                                .reasons = e->reasons1,
+                                                .n_reasons = 9,
+                                                .counts = e->counts1,
+                                                .counts_len = e->counts1_len,
+                                                .has_counts = true,
+                                                .tables = e->t1,
+                                                .n_tables = 2};
+    e->batches[1] = (struct store_chain_batch3){.collector_id = "c0",
+                                                .seq = 2,
+                                                .digest = e->db,
+                                                .kind = 1,
+                                                .sheets = 3,
+                                                .sheets_accepted = 2,
+                                                .reasons = e->reasons2,
+                                                .n_reasons = 9};
+    /* An empty ballot batch of a converted kind: no digest, no reasons, empty counts. */
+    e->batches[2] = (struct store_chain_batch3){
+        .collector_id = "c0", .seq = 1, .counts = (const uint8_t *)"", .has_counts = true};
+    static const uint32_t ids[4] = {300, 2, 7, 9};
+    static const int64_t votes[4] = {1, 5, -2, 40};
+    memcpy(e->ids, ids, sizeof(ids));
+    memcpy(e->votes, votes, sizeof(votes));
+    e->pages[0].id = 5;
+    memset(e->pages[0].digest, 5, 32);
+    e->pages[1].id = 3;
+    memset(e->pages[1].digest, 3, 32);
+    e->sheets[0] = (struct store_chain_sheet){"T9", 2, "c0", 2, e->dc};
+    e->sheets[1] = (struct store_chain_sheet){"T8", 1, "c0", 2, e->da};
+    e->c_ids[0] = 9;
+    e->c_ids[1] = 7;
+    e->c_deltas[0] = 40;
+    e->c_deltas[1] = -5;
+    e->corr[0] = (struct store_chain_correction){.id = 11,
+                                                 .kind = 0,
+                                                 .actor = "c0",
+                                                 .reason = "sheet version 2 replaces version 1",
+                                                 .at_us = 1764600000123456,
+                                                 .table_id = "T9",
+                                                 .collector_id = "c0",
+                                                 .seq = 2,
+                                                 .from_version = 1,
+                                                 .to_version = 2,
+                                                 .project_ids = e->c_ids,
+                                                 .deltas = e->c_deltas,
+                                                 .n_deltas = 2,
+                                                 .blank_delta = -1,
+                                                 .null_delta = 2,
+                                                 .ballots_delta = 36};
+    e->in = (struct store_chain_input3){.prev_hash = e->prev,
+                                        .id = 42,
+                                        .epoch = 6,
+                                        .batches = e->batches,
+                                        .n_batches = 3,
+                                        .project_ids = e->ids,
+                                        .votes = e->votes,
+                                        .n_deltas = 4,
+                                        .pages = e->pages,
+                                        .n_pages = 2,
+                                        .table_deltas = e->td,
+                                        .n_table_deltas = 2,
+                                        .sheets = e->sheets,
+                                        .n_sheets = 2,
+                                        .corrections = e->corr,
+                                        .n_corrections = 1};
+}
+
+static void hash3_hex(const struct store_chain_input3 *in, char root[65], char body[65],
+                      char hash[65])
+{
+    uint8_t r[32], b[32], h[32];
+    store_chain_hash_v3(in, r, b, h);
+    hex(r, root);
+    hex(b, body);
+    hex(h, hash);
+}
+
+static void test_v3_known_answer(void **state)
+{
+    (void)state;
+    struct example3 e;
+    example3_init(&e);
+    char root[65], body[65], hash[65];
+    hash3_hex(&e.in, root, body, hash);
+    assert_string_equal(root, "26556e7448cb903c907f00b76e165b99c3ecf21ecb3ea1724d876209ce83a36f");
+    assert_string_equal(body, "19506e40d18893bfb872d956ae6658203ac14f00c660fe7c771b11e2df47f5e3");
+    assert_string_equal(hash, "504f18f264fbdf09b5b3f1227c57e25e260e9a42b6f03152604c461fb4cdd625");
+    /* The counts bytes of batch 0 are the encoder's for its pairs, in any order. */
+    static const uint32_t pairs[] = {7, 3, 300, 1, 2, 5};
+    struct store_bin b;
+    store_bin_init(&b);
+    store_counts_encode(pairs, 3, &b);
+    assert_int_equal(b.len, e.counts1_len);
+    assert_memory_equal(b.data, e.counts1, b.len);
+    store_bin_cleanup(&b);
+    /* The canonical sheet digest (zero rows dropped, rows sorted: the caller's job here). */
+    static const uint32_t rows[] = {2, 5, 9, 40};
+    uint8_t d[32];
+    char dh[65];
+    store_sheet_digest("T9", 2, 3, 1, rows, 2, d);
+    hex(d, dh);
+    assert_string_equal(dh, "550efd210cebd4408e26cb64e7d70f07efcb30f11d4365c3f2e08564551dd55a");
+}
+
+static void test_v3_order_independence(void **state)
+{
+    (void)state;
+    struct example3 e, f;
+    example3_init(&e);
+    char r0[65], b0[65], h0[65], r1[65], b1[65], h1[65];
+    hash3_hex(&e.in, r0, b0, h0);
+    example3_init(&f);
+    /* Every list reversed. */
+    struct store_chain_batch3 bt = f.batches[0];
+    f.batches[0] = f.batches[2];
+    f.batches[2] = bt;
+    struct store_chain_table tt = f.t1[0];
+    f.t1[0] = f.t1[1];
+    f.t1[1] = tt;
+    tt = f.td[0];
+    f.td[0] = f.td[1];
+    f.td[1] = tt;
+    for (int i = 0; i < 2; i++) {
+        uint32_t id = f.ids[i];
+        int64_t vv = f.votes[i];
+        f.ids[i] = f.ids[3 - i];
+        f.votes[i] = f.votes[3 - i];
+        f.ids[3 - i] = id;
+        f.votes[3 - i] = vv;
+    }
+    struct store_chain_page pt = f.pages[0];
+    f.pages[0] = f.pages[1];
+    f.pages[1] = pt;
+    struct store_chain_sheet st = f.sheets[0];
+    f.sheets[0] = f.sheets[1];
+    f.sheets[1] = st;
+    uint32_t ci = f.c_ids[0];
+    int64_t cd = f.c_deltas[0];
+    f.c_ids[0] = f.c_ids[1];
+    f.c_deltas[0] = f.c_deltas[1];
+    f.c_ids[1] = ci;
+    f.c_deltas[1] = cd;
+    hash3_hex(&f.in, r1, b1, h1);
+    assert_string_equal(r0, r1);
+    assert_string_equal(b0, b1);
+    assert_string_equal(h0, h1);
+    /* ... and the inputs were not touched. */
+    struct example3 g;
+    example3_init(&g);
+    hash3_hex(&g.in, r1, b1, h1);
+    assert_memory_equal(g.ids, e.ids, sizeof(g.ids));
+    assert_string_equal(g.batches[0].collector_id, "c1");
+    /* The Merkle root covers the batches' (collector, seq, digest) and nothing else. */
+    e.batches[0].votes++;
+    hash3_hex(&e.in, r1, b1, h1);
+    assert_string_equal(r0, r1);
+    assert_string_not_equal(b0, b1);
+}
+
+/* Every field of the hashed layout changes the hash (and the body or the root). */
+static void test_v3_every_field_counts(void **state)
+{
+    (void)state;
+    enum { CHANGES = 44 };
+    char seen[CHANGES + 1][65], root[65], body[65];
+    struct example3 e;
+    example3_init(&e);
+    hash3_hex(&e.in, root, body, seen[0]);
+    uint8_t other[32];
+    memset(other, 0x77, 32);
+    uint8_t other_counts[] = {0x02, 0x05, 0x05, 0x03, 0xa5, 0x02, 0x02};
+    uint32_t more_reasons[10] = {1, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int change = 1; change <= CHANGES; change++) {
+        example3_init(&e);
+        struct store_chain_batch3 *b = &e.batches[0];
+        struct store_chain_correction *c = &e.corr[0];
+        switch (change) {
+        case 1:
+            e.in.prev_hash = NULL;
+            break;
+        case 2:
+            e.in.id++;
+            break;
+        case 3:
+            e.in.epoch++;
+            break;
+        case 4:
+            b->collector_id = "c2";
+            break;
+        case 5:
+            b->seq++;
+            break;
+        case 6:
+            b->digest = other;
+            break;
+        case 7:
+            b->kind = 1;
+            break;
+        case 8:
+            b->votes++;
+            break;
+        case 9:
+            b->accepted++;
+            break;
+        case 10:
+            b->duplicate++;
+            break;
+        case 11:
+            b->sheets++;
+            break;
+        case 12:
+            b->sheets_accepted++;
+            break;
+        case 13:
+            b->sheets_duplicate++;
+            break;
+        case 14:
+            e.reasons1[3] = 1;
+            break;
+        case 15:
+            b->reasons = more_reasons, b->n_reasons = 10;
+            break;
+        case 16:
+            b->counts = other_counts;
+            break;
+        case 17:
+            b->has_counts = false;
+            break;
+        case 18:
+            e.t1[0].ballots++;
+            break;
+        case 19:
+            e.t1[0].id = "T3";
+            break;
+        case 20:
+            b->n_tables = 1;
+            break;
+        case 21:
+            e.in.n_batches = 2;
+            break;
+        case 22:
+            e.votes[2] = -3;
+            break;
+        case 23:
+            e.ids[0] = 301;
+            break;
+        case 24:
+            e.in.n_deltas = 3;
+            break;
+        case 25:
+            e.pages[0].digest[0] ^= 1;
+            break;
+        case 26:
+            e.pages[0].id = 6;
+            break;
+        case 27:
+            e.td[1].ballots = 3;
+            break;
+        case 28:
+            e.in.n_table_deltas = 1;
+            break;
+        case 29:
+            e.sheets[0].version = 3;
+            break;
+        case 30:
+            e.sheets[0].collector_id = "c1";
+            break;
+        case 31:
+            e.sheets[0].seq = 3;
+            break;
+        case 32:
+            e.sheets[0].digest = other;
+            break;
+        case 33:
+            e.in.n_sheets = 1;
+            break;
+        case 34:
+            c->id = 12;
+            break;
+        case 35:
+            c->kind = 1;
+            break;
+        case 36:
+            c->actor = "c1";
+            break;
+        case 37:
+            c->reason = "sheet version 2 replaces version 0";
+            break;
+        case 38:
+            c->at_us++;
+            break;
+        case 39:
+            c->from_version = 0;
+            break;
+        case 40:
+            e.c_deltas[1] = -4;
+            break;
+        case 41:
+            c->blank_delta = 0;
+            break;
+        case 42:
+            c->null_delta = 0;
+            break;
+        case 43:
+            c->ballots_delta = 0;
+            break;
+        case 44:
+            e.in.n_corrections = 0;
+            break;
+        }
+        hash3_hex(&e.in, root, body, seen[change]);
+        for (int k = 0; k < change; k++)
+            if (strcmp(seen[k], seen[change]) == 0)
+                fail_msg("change %d hashes like change %d", change, k);
+    }
+    /* The rest of the correction and the second sheet's table: reached through the same
+     * sink as the fields above; spot-checked. */
+    example3_init(&e);
+    e.corr[0].table_id = "T8";
+    hash3_hex(&e.in, root, body, seen[1]);
+    assert_string_not_equal(seen[0], seen[1]);
+    example3_init(&e);
+    e.corr[0].to_version = 3;
+    hash3_hex(&e.in, root, body, seen[1]);
+    assert_string_not_equal(seen[0], seen[1]);
+    example3_init(&e);
+    e.corr[0].collector_id = "";
+    hash3_hex(&e.in, root, body, seen[1]);
+    assert_string_not_equal(seen[0], seen[1]);
+    example3_init(&e);
+    e.corr[0].seq = 0;
+    hash3_hex(&e.in, root, body, seen[1]);
+    assert_string_not_equal(seen[0], seen[1]);
+}
+
+static int cmp_tok32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct decoded {
+    uint32_t pairs[64];
+    size_t n;
+};
+
+static int collect(void *arg, uint32_t id, uint32_t votes)
+{
+    struct decoded *d = arg;
+    if (d->n == 32)
+        return 7;
+    d->pairs[2 * d->n] = id;
+    d->pairs[2 * d->n + 1] = votes;
+    d->n++;
+    return 0;
+}
+
+static int count_only(void *arg, uint32_t id, uint32_t votes)
+{
+    uint64_t *sum = arg;
+    (void)id;
+    *sum += votes;
+    return 0;
+}
+
+static void test_counts_round_trip(void **state)
+{
+    (void)state;
+    struct store_bin b;
+    store_bin_init(&b);
+    /* Known bytes: steps and votes at the varint boundaries. */
+    static const uint32_t edge[] = {UINT32_MAX, UINT32_MAX, 127, 128, 0, 1, 128, 16384};
+    store_counts_encode(edge, 4, &b);
+    static const uint8_t want[] = {0x00, 0x01, 0x7f, 0x80, 0x01, 0x01, 0x80, 0x80, 0x01, 0xff,
+                                   0xfe, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    assert_int_equal(b.len, sizeof(want));
+    assert_memory_equal(b.data, want, sizeof(want));
+    struct decoded d = {.n = 0};
+    assert_int_equal(store_counts_decode(b.data, b.len, collect, &d), 0);
+    static const uint32_t sorted[] = {0, 1, 127, 128, 128, 16384, UINT32_MAX, UINT32_MAX};
+    assert_int_equal(d.n, 4);
+    assert_memory_equal(d.pairs, sorted, sizeof(sorted));
+    /* Appends: what was in the buffer stays. */
+    store_bin_reset(&b);
+    store_bin_put(&b, "xy", 2);
+    store_counts_encode(edge, 4, &b);
+    assert_int_equal(b.len, 2 + sizeof(want));
+    assert_memory_equal(b.data, "xy", 2);
+    assert_memory_equal(b.data + 2, want, sizeof(want));
+    assert_int_equal(store_counts_decode(NULL, 0, collect, &d), 0); /* no pairs */
+    /* A callback's non-zero return stops and is returned. */
+    store_bin_reset(&b);
+    uint32_t many[80];
+    for (uint32_t i = 0; i < 40; i++) {
+        many[2 * i] = 1000 - 7 * i;
+        many[2 * i + 1] = i + 1;
+    }
+    store_counts_encode(many, 40, &b);
+    d.n = 0;
+    assert_int_equal(store_counts_decode(b.data, b.len, collect, &d), 7);
+    /* Random permutations of up to 10,000 pairs, ids spread over all 32 bits. */
+    static uint32_t pairs[2 * 10000], ids_sorted[10000];
+    uint64_t rng = 99;
+    for (int round = 0; round < 30; round++) {
+        size_t n = round < 20 ? (size_t)round : (size_t)(rng_next(&rng) % 10000) + 1;
+        uint64_t sum = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t id;
+            bool dup;
+            do { /* distinct ids */
+                id = round % 3 ? (uint32_t)rng_next(&rng) : (uint32_t)(rng_next(&rng) % 50000);
+                dup = false;
+                for (size_t j = 0; j < i && n < 200 && !dup; j++)
+                    dup = pairs[2 * j] == id;
+            } while (dup);
+            pairs[2 * i] = id;
+            pairs[2 * i + 1] = (uint32_t)(rng_next(&rng) % 1000) + 1;
+            sum += pairs[2 * i + 1];
+            ids_sorted[i] = id;
+        }
+        qsort(ids_sorted, n, sizeof(*ids_sorted), cmp_tok32);
+        bool distinct = true;
+        for (size_t i = 1; i < n; i++)
+            distinct = distinct && ids_sorted[i] != ids_sorted[i - 1];
+        if (!distinct)
+            continue; /* a birthday collision among 10,000 random ids: skip the round */
+        store_bin_reset(&b);
+        store_counts_encode(pairs, n, &b);
+        assert_true(b.len <= STORE_COUNTS_PAIR_MAX * n);
+        uint64_t got = 0;
+        assert_int_equal(store_counts_decode(b.data, b.len, count_only, &got), 0);
+        assert_int_equal(got, sum);
+        /* ids ascending exactly as sorted */
+        size_t pos = 0, k = 0;
+        uint64_t id = 0;
+        while (pos < b.len) {
+            uint64_t v = 0;
+            for (int sh = 0;; sh += 7) {
+                uint8_t c = b.data[pos++];
+                v |= (uint64_t)(c & 0x7f) << sh;
+                if (!(c & 0x80))
+                    break;
+            }
+            id += v;
+            assert_int_equal(id, ids_sorted[k]);
+            while (b.data[pos++] & 0x80) {
+            }
+            k++;
+        }
+        assert_int_equal(k, n);
+    }
+    store_bin_cleanup(&b);
+}
+
+static void test_counts_malformed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        uint8_t bytes[12];
+        size_t len;
+    } bad[] = {
+        {"truncated step", {0x80}, 1},
+        {"no votes", {0x05}, 1},
+        {"truncated votes", {0x05, 0x81}, 2},
+        {"zero votes", {0x05, 0x00}, 2},
+        {"zero step after the first", {0x05, 0x01, 0x00, 0x01}, 4},
+        {"step over 32 bits", {0x80, 0x80, 0x80, 0x80, 0x10, 0x01}, 6},
+        {"votes over 32 bits", {0x01, 0xff, 0xff, 0xff, 0xff, 0x1f}, 6},
+        {"six-byte varint", {0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01}, 7},
+        {"not the shortest form", {0x85, 0x00, 0x01}, 3},
+        {"id past 2^32 - 1", {0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x01, 0x01}, 8},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct decoded d = {.n = 0};
+        if (store_counts_decode(bad[i].bytes, bad[i].len, collect, &d) != -1)
+            fail_msg("%s: decoded", bad[i].what);
+    }
+    /* A zero first step (project 0) is fine. */
+    static const uint8_t zero_first[] = {0x00, 0x02, 0x03, 0x01};
+    struct decoded d = {.n = 0};
+    assert_int_equal(store_counts_decode(zero_first, sizeof(zero_first), collect, &d), 0);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.pairs[2], 3);
+}
+
 /* ---- against PostgreSQL ---------------------------------------------------------------
  * TALLY_TEST_PG names a superuser on a throw-away server (tests/pg.sh start DIR prints
  * its conninfo into DIR/conninfo); without it these tests are skipped. Each run makes its
@@ -892,10 +1426,29 @@ static void test_pg_writer_role(void **state)
     uint8_t digest[32];
     memset(digest, 7, sizeof(digest));
     /* c2 (test_pg_collectors): 5 votes, 3 counted, 1 unknown, 1 outside its circuits. */
-    struct store_batch b1 = {"c2", 1, digest, 5, 3, 0, 1, 1};
-    struct store_watermark m1 = {"c2", 0, 1, 1, 5, 3, 0, 2};
+    /* Format 3: its reasons mirror the two old figures; its counts are its delta. */
+    static const uint32_t counts1[] = {2, 1, 1, 2};
+    struct store_batch b1 = {.collector_id = "c2",
+                             .seq = 1,
+                             .digest = digest,
+                             .votes = 5,
+                             .accepted = 3,
+                             .duplicate = 0,
+                             .rejected_unknown = 1,
+                             .rejected_not_allowed = 1,
+                             .reasons = {0, 1, 1},
+                             .counts = counts1,
+                             .n_counts = 2};
+    struct store_watermark m1 = {.collector_id = "c2",
+                                 .prev_seq = 0,
+                                 .durable_seq = 1,
+                                 .batches = 1,
+                                 .votes = 5,
+                                 .accepted = 3,
+                                 .duplicate = 0,
+                                 .rejected = 2};
     uint32_t ids[2] = {2, 1};
-    uint64_t deltas[2] = {1, 2};
+    int64_t deltas[2] = {1, 2};
     uint64_t tokens[3] = {30, 10, 20};
     struct store_checkpoint cp = {.batches = &b1,
                                   .n_batches = 1,
@@ -917,10 +1470,28 @@ static void test_pg_writer_role(void **state)
     store_collectors_free(k.list, k.n_list);
 
     /* A checkpoint that does not ask: no list. c1's batch has no not-allowed vote (v1). */
-    struct store_batch b2 = {"c1", 1, digest, 1, 1, 0, 0, 0};
-    struct store_watermark m2 = {"c1", 0, 1, 1, 1, 1, 0, 0};
+    static const uint32_t counts2[] = {3, 1};
+    struct store_batch b2 = {.collector_id = "c1",
+                             .seq = 1,
+                             .digest = digest,
+                             .votes = 1,
+                             .accepted = 1,
+                             .duplicate = 0,
+                             .rejected_unknown = 0,
+                             .rejected_not_allowed = 0,
+                             .counts = counts2,
+                             .n_counts = 1};
+    struct store_watermark m2 = {.collector_id = "c1",
+                                 .prev_seq = 0,
+                                 .durable_seq = 1,
+                                 .batches = 1,
+                                 .votes = 1,
+                                 .accepted = 1,
+                                 .duplicate = 0,
+                                 .rejected = 0};
     uint32_t id3 = 3;
-    uint64_t d3 = 1, t3 = 40;
+    int64_t d3 = 1;
+    uint64_t t3 = 40;
     struct store_checkpoint cp2 = {.batches = &b2,
                                    .n_batches = 1,
                                    .project_ids = &id3,
@@ -943,8 +1514,23 @@ static void test_pg_writer_role(void **state)
     /* Past the compaction delay: the next checkpoint folds the deltas into tallies. */
     struct timespec pause = {2, 200 * 1000 * 1000};
     nanosleep(&pause, NULL);
-    struct store_batch b3 = {"c3", 1, digest, 2, 0, 1, 0, 1};
-    struct store_watermark m3 = {"c3", 0, 1, 1, 2, 0, 1, 1};
+    struct store_batch b3 = {.collector_id = "c3",
+                             .seq = 1,
+                             .digest = digest,
+                             .votes = 2,
+                             .accepted = 0,
+                             .duplicate = 1,
+                             .rejected_unknown = 0,
+                             .rejected_not_allowed = 1,
+                             .reasons = {0, 0, 1}};
+    struct store_watermark m3 = {.collector_id = "c3",
+                                 .prev_seq = 0,
+                                 .durable_seq = 1,
+                                 .batches = 1,
+                                 .votes = 2,
+                                 .accepted = 0,
+                                 .duplicate = 1,
+                                 .rejected = 1};
     struct store_checkpoint cp3 = {.batches = &b3, .n_batches = 1, .marks = &m3, .n_marks = 1};
     wk_job(&k, w, &cp3);
     wk_stop(&k, w);
@@ -983,21 +1569,28 @@ static void test_pg_writer_role(void **state)
         fail_msg("verify: %d %s %s", rc, rep.problem, store_last_error(s));
     assert_int_equal(rep.checkpoints, 3);
     assert_int_equal(rep.batches, 3);
+    assert_int_equal(rep.checkpoints_v3, 3);
     store_close(s);
     assert_string_equal(pg_try(pg.auditor_ci, "UPDATE writer SET epoch = 0"), "42501");
 
-    /* A not-allowed vote that is not counted in rejected: verify names the collector. */
-    pg_exec(pg.super_ci, "UPDATE batches SET rejected_not_allowed = 0 WHERE collector_id = 'c3'");
+    /* A not-allowed vote that is not counted in rejected: verify names the collector (the
+     * writer records format 3: rejected_by_reason is what counts, the two old columns
+     * mirror its reasons 1 and 2). */
+    pg_exec(pg.super_ci, "UPDATE batches SET rejected_by_reason[2] = 0 WHERE collector_id = 'c3'");
     s = pg_open(pg.auditor_ci);
     assert_int_equal(store_verify(s, &rep, NULL, NULL), 1);
     assert_non_null(strstr(rep.problem, "collector c3 totals 1 rejected"));
     store_close(s);
-    /* The reason moved (the sums agree): the hash does not. */
-    pg_exec(pg.super_ci, "UPDATE batches SET rejected_unknown = 1 WHERE collector_id = 'c3'");
+    /* The reason moved (the sums agree, the old columns follow): the hash does not. */
+    pg_exec(pg.super_ci, "UPDATE batches SET rejected_by_reason[1] = 1, rejected_unknown = 1,"
+                         " rejected_not_allowed = 0 WHERE collector_id = 'c3'");
     s = pg_open(pg.auditor_ci);
     assert_int_equal(store_verify(s, &rep, NULL, NULL), 1);
-    assert_non_null(strstr(rep.problem, "checkpoint 3: stored hash"));
+    assert_non_null(strstr(rep.problem, "checkpoint 3: stored body_hash"));
     store_close(s);
+    pg_exec(pg.super_ci, "UPDATE batches SET rejected_by_reason[1] = 0, rejected_by_reason[2] = 1,"
+                         " rejected_unknown = 0, rejected_not_allowed = 1"
+                         " WHERE collector_id = 'c3'");
     pg_exec(pg.super_ci, "UPDATE batches SET rejected_unknown = 0, rejected_not_allowed = 1"
                          " WHERE collector_id = 'c3'");
 }
@@ -1014,8 +1607,12 @@ static void test_pg_schema_behind(void **state)
     struct wk k;
     struct store_worker *w = wk_start(&k, ci);
     assert_int_equal(k.started_rc, -1);
-    if (!strstr(k.why, "schema is at version 5, this build needs 6: run `tallyctl migrate` as "
-                       "the schema owner"))
+    char want_why[160];
+    snprintf(want_why, sizeof(want_why),
+             "schema is at version 5, this build needs %d: run `tallyctl migrate` as the schema"
+             " owner",
+             store_schema_latest());
+    if (!strstr(k.why, want_why))
         fail_msg("why: %s", k.why);
     wk_stop(&k, w);
 
@@ -1030,6 +1627,395 @@ static void test_pg_schema_behind(void **state)
     free(v);
 }
 
+/* ---- tallyctl verify over a format 3 record ---------------------------------------------
+ * A record built by SQL inserts whose hashes come from this module's own functions: one
+ * format-NULL checkpoint (v1), then two of format 3 — per-ballot votes naming a table, a
+ * tally sheet, and its replacement with the correction it makes. It verifies; then each
+ * copy of it (CREATE DATABASE ... TEMPLATE) gets one change and store_verify must fail
+ * naming the checkpoint. */
+
+struct sqlbuf {
+    char s[32768];
+    size_t n;
+};
+
+static void sql_add(struct sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sql_add(struct sqlbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(b->s + b->n, sizeof(b->s) - b->n, fmt, ap);
+    va_end(ap);
+    assert_true(k >= 0 && (size_t)k < sizeof(b->s) - b->n);
+    b->n += (size_t)k;
+}
+
+/* decode('<hex>', 'hex') for n bytes at p, into out (at least 2n + 24 bytes). */
+static const char *sql_bytea(char *out, const void *p, size_t n)
+{
+    const uint8_t *d = p;
+    size_t k = (size_t)sprintf(out, "decode('");
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)sprintf(out + k, "%02x", d[i]);
+    sprintf(out + k, "', 'hex')");
+    return out;
+}
+
+static void tokens_le(const uint64_t *t, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < 8; j++)
+            out[8 * i + j] = (uint8_t)(t[i] >> (8 * j));
+}
+
+static char v3_db[64];
+
+static void v3_build(const char *ci)
+{
+    struct sqlbuf b = {.n = 0};
+    char h1[200], h2[200], h3[200], h4[200];
+    uint8_t d1[32], d2[32], d3[32], d4[32], zeros[32] = {0};
+    memset(d1, 0xd1, 32);
+    memset(d2, 0xd2, 32);
+    memset(d3, 0xd3, 32);
+    memset(d4, 0xd4, 32);
+    sql_add(&b, "BEGIN;"
+                "INSERT INTO voting_tables VALUES"
+                " ('T1', (SELECT circuit_area_id FROM projects WHERE id = 1), 10),"
+                " ('T2', (SELECT circuit_area_id FROM projects WHERE id = 1), 10);"
+                "INSERT INTO collectors (id) VALUES ('c0'), ('c1');");
+
+    /* Checkpoint 1, format NULL: c0/1, 3 votes; token page 1. */
+    uint8_t salt1[16], salt2[16], tok1[24], tok2[32], pd1[32], pd2[32], hash1[32];
+    memset(salt1, 1, 16);
+    memset(salt2, 2, 16);
+    static const uint64_t t1[3] = {10, 20, 30}, t2[4] = {40, 50, 60, 70};
+    tokens_le(t1, 3, tok1);
+    tokens_le(t2, 4, tok2);
+    store_page_digest(salt1, tok1, 3, pd1);
+    store_page_digest(salt2, tok2, 4, pd2);
+    struct store_chain_batch cb1 = {"c0", 1, d1, 3, 3, 0, 0, 0};
+    uint32_t ids1[2] = {1, 2};
+    uint64_t votes1[2] = {2, 1};
+    struct store_chain_page pages1[1] = {{.id = 1}};
+    memcpy(pages1[0].digest, pd1, 32);
+    struct store_chain_input in1 = {NULL, 1, 0, &cb1, 1, ids1, votes1, 2, pages1, 1};
+    store_chain_hash(&in1, hash1);
+    sql_add(&b,
+            "INSERT INTO checkpoints (id, batches, votes, accepted, epoch, duplicate, rejected,"
+            " delta_ids, delta_votes, page_ids, page_digests, prev_hash, hash)"
+            " VALUES (1, 1, 3, 3, 0, 0, 0, '{1,2}', '{2,1}', '{1}', %s, %s, %s);",
+            sql_bytea(h1, pd1, 32), sql_bytea(h2, zeros, 32), sql_bytea(h3, hash1, 32));
+    sql_add(&b,
+            "INSERT INTO batches (collector_id, seq, checkpoint_id, votes, accepted, duplicate,"
+            " rejected_unknown, digest) VALUES ('c0', 1, 1, 3, 3, 0, 0, %s);",
+            sql_bytea(h1, d1, 32));
+    sql_add(&b, "INSERT INTO token_pages VALUES (1, %s, %s);", sql_bytea(h1, salt1, 16),
+            sql_bytea(h2, tok1, 24));
+
+    /* Checkpoint 2, format 3: c0/2 (ballots: 4 of 6 accepted, 3 at table T1), c1/1 (sheet
+     * T2 version 1); token page 2. */
+    struct store_bin counts;
+    store_bin_init(&counts);
+    static const uint32_t pairs2[] = {2, 3, 1, 1};
+    store_counts_encode(pairs2, 2, &counts);
+    static const uint32_t rows_v1[] = {1, 5, 2, 2}, rows_v2[] = {1, 4, 2, 4};
+    uint8_t sd1[32], sd2[32], root[32], body[32], hash2[32], hash3[32];
+    store_sheet_digest("T2", 1, 1, 0, rows_v1, 2, sd1);
+    store_sheet_digest("T2", 2, 0, 1, rows_v2, 2, sd2);
+    uint32_t reasons_b[9] = {1}, reasons_s[9] = {0};
+    struct store_chain_table bt[1] = {{"T1", 3}}, td[1] = {{"T1", 3}};
+    struct store_chain_batch3 cb2[2] = {
+        {.collector_id = "c0",
+         .seq = 2,
+         .digest = d2,
+         .kind = 0,
+         .votes = 6,
+         .accepted = 4,
+         .duplicate = 1,
+         .reasons = reasons_b,
+         .n_reasons = 9,
+         .counts = counts.data,
+         .counts_len = counts.len,
+         .has_counts = true,
+         .tables = bt,
+         .n_tables = 1},
+        {.collector_id = "c1",
+         .seq = 1,
+         .digest = d3,
+         .kind = 1,
+         .sheets = 1,
+         .sheets_accepted = 1,
+         .reasons = reasons_s,
+         .n_reasons = 9},
+    };
+    uint32_t ids2[2] = {1, 2};
+    int64_t votes2[2] = {6, 5};
+    struct store_chain_page pages2[1] = {{.id = 2}};
+    memcpy(pages2[0].digest, pd2, 32);
+    struct store_chain_sheet sh2[1] = {{"T2", 1, "c1", 1, sd1}};
+    struct store_chain_input3 in2 = {.prev_hash = hash1,
+                                     .id = 2,
+                                     .epoch = 0,
+                                     .batches = cb2,
+                                     .n_batches = 2,
+                                     .project_ids = ids2,
+                                     .votes = votes2,
+                                     .n_deltas = 2,
+                                     .pages = pages2,
+                                     .n_pages = 1,
+                                     .table_deltas = td,
+                                     .n_table_deltas = 1,
+                                     .sheets = sh2,
+                                     .n_sheets = 1};
+    store_chain_hash_v3(&in2, root, body, hash2);
+    char h5[200], h6[200];
+    sql_add(&b,
+            "INSERT INTO checkpoints (id, batches, votes, accepted, epoch, duplicate, rejected,"
+            " delta_ids, delta_votes, page_ids, page_digests, prev_hash, hash, format,"
+            " table_ids, table_ballots, merkle_root, body_hash)"
+            " VALUES (2, 2, 6, 4, 0, 1, 1, '{1,2}', '{6,5}', '{2}', %s, %s, %s, 3, '{T1}', '{3}',"
+            " %s, %s);",
+            sql_bytea(h1, pd2, 32), sql_bytea(h2, hash1, 32), sql_bytea(h3, hash2, 32),
+            sql_bytea(h4, root, 32), sql_bytea(h5, body, 32));
+    char hc[64];
+    sql_add(&b,
+            "INSERT INTO batches (collector_id, seq, checkpoint_id, votes, accepted, duplicate,"
+            " rejected_unknown, rejected_not_allowed, digest, kind, rejected_by_reason, counts,"
+            " table_ids, table_ballots) VALUES ('c0', 2, 2, 6, 4, 1, 1, 0, %s, 'ballots',"
+            " '{1,0,0,0,0,0,0,0,0}', %s, '{T1}', '{3}');",
+            sql_bytea(h1, d2, 32), sql_bytea(hc, counts.data, counts.len));
+    sql_add(&b,
+            "INSERT INTO batches (collector_id, seq, checkpoint_id, votes, accepted, duplicate,"
+            " rejected_unknown, digest, kind, rejected_by_reason, sheets, sheets_accepted)"
+            " VALUES ('c1', 1, 2, 0, 0, 0, 0, %s, 'sheets', '{0,0,0,0,0,0,0,0,0}', 1, 1);",
+            sql_bytea(h1, d3, 32));
+    sql_add(&b, "INSERT INTO sheets VALUES ('T2', 1, 2, 'c1', 1, %s, '{1,2}', '{5,2}', 1, 0);",
+            sql_bytea(h1, sd1, 32));
+    sql_add(&b, "INSERT INTO token_pages VALUES (2, %s, %s);", sql_bytea(h1, salt2, 16),
+            sql_bytea(h2, tok2, 32));
+
+    /* Checkpoint 3, format 3: c1/2 brings sheet T2 version 2, which replaces version 1. */
+    struct store_chain_batch3 cb3[1] = {{.collector_id = "c1",
+                                         .seq = 2,
+                                         .digest = d4,
+                                         .kind = 1,
+                                         .sheets = 1,
+                                         .sheets_accepted = 1,
+                                         .reasons = reasons_s,
+                                         .n_reasons = 9}};
+    uint32_t ids3[2] = {1, 2};
+    int64_t votes3[2] = {-1, 2};
+    struct store_chain_sheet sh3[1] = {{"T2", 2, "c1", 2, sd2}};
+    struct store_chain_correction co3[1] = {{.id = 1,
+                                             .kind = 0,
+                                             .actor = "c1",
+                                             .reason = "sheet version 2 replaces version 1",
+                                             .at_us = INT64_C(1764600000123456),
+                                             .table_id = "T2",
+                                             .collector_id = "c1",
+                                             .seq = 2,
+                                             .from_version = 1,
+                                             .to_version = 2,
+                                             .project_ids = ids3,
+                                             .deltas = votes3,
+                                             .n_deltas = 2,
+                                             .blank_delta = -1,
+                                             .null_delta = 1,
+                                             .ballots_delta = 1}};
+    struct store_chain_input3 in3 = {.prev_hash = hash2,
+                                     .id = 3,
+                                     .epoch = 0,
+                                     .batches = cb3,
+                                     .n_batches = 1,
+                                     .project_ids = ids3,
+                                     .votes = votes3,
+                                     .n_deltas = 2,
+                                     .sheets = sh3,
+                                     .n_sheets = 1,
+                                     .corrections = co3,
+                                     .n_corrections = 1};
+    store_chain_hash_v3(&in3, root, body, hash3);
+    sql_add(&b,
+            "INSERT INTO checkpoints (id, batches, votes, accepted, epoch, duplicate, rejected,"
+            " delta_ids, delta_votes, page_ids, page_digests, prev_hash, hash, format,"
+            " merkle_root, body_hash) VALUES (3, 1, 0, 0, 0, 0, 0, '{1,2}', '{-1,2}', '{}',"
+            " '', %s, %s, 3, %s, %s);",
+            sql_bytea(h1, hash2, 32), sql_bytea(h2, hash3, 32), sql_bytea(h3, root, 32),
+            sql_bytea(h4, body, 32));
+    sql_add(&b,
+            "INSERT INTO batches (collector_id, seq, checkpoint_id, votes, accepted, duplicate,"
+            " rejected_unknown, digest, kind, rejected_by_reason, sheets, sheets_accepted)"
+            " VALUES ('c1', 2, 3, 0, 0, 0, 0, %s, 'sheets', '{0,0,0,0,0,0,0,0,0}', 1, 1);",
+            sql_bytea(h1, d4, 32));
+    sql_add(&b, "INSERT INTO sheets VALUES ('T2', 2, 3, 'c1', 2, %s, '{1,2}', '{4,4}', 0, 1);",
+            sql_bytea(h1, sd2, 32));
+    sql_add(&b, "INSERT INTO corrections VALUES (1, 3, 'sheet', 'c1',"
+                " 'sheet version 2 replaces version 1',"
+                " 'epoch'::timestamptz + 1764600000123456 * interval '1 microsecond', 'T2', 'c1',"
+                " 2, 1, 2, '{1,2}', '{-1,2}', -1, 1, 1);");
+    sql_add(&b, "UPDATE collectors SET durable_seq = 2, batches = 2, votes = 9, accepted = 7,"
+                " duplicate = 1, rejected = 1, last_checkpoint_id = 2 WHERE id = 'c0';"
+                "UPDATE collectors SET durable_seq = 2, batches = 2, sheets = 2,"
+                " sheets_accepted = 2, last_checkpoint_id = 3 WHERE id = 'c1';"
+                "COMMIT");
+    (void)h6;
+    pg_exec(ci, b.s);
+    store_bin_cleanup(&counts);
+}
+
+/* store_verify on database db: its return code, with the problem in problem. */
+static int v3_verify(const char *db, struct store_verify_report *rep)
+{
+    char ci[PG_CI];
+    pg_ci(ci, db, NULL);
+    struct store *s = pg_open(ci);
+    int rc = store_verify(s, rep, NULL, NULL);
+    if (rc < 0)
+        fail_msg("verify %s: %s", db, store_last_error(s));
+    store_close(s);
+    return rc;
+}
+
+static void v3_expect(const char *what, const char *tamper, const char *want1, const char *want2)
+{
+    char admin[PG_CI], sql[256], ci[PG_CI], copy[80];
+    snprintf(copy, sizeof(copy), "%s_t", v3_db);
+    pg_ci(admin, "postgres", NULL);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", copy);
+    pg_exec(admin, sql);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE %s", copy, v3_db);
+    pg_exec(admin, sql);
+    pg_ci(ci, copy, NULL);
+    pg_exec(ci, tamper);
+    struct store_verify_report rep;
+    int rc = v3_verify(copy, &rep);
+    fprintf(stderr, "  %-40s -> %s\n", what, rep.problem);
+    if (rc != 1)
+        fail_msg("%s: verify returned %d", what, rc);
+    if (!strstr(rep.problem, want1) || (want2 && !strstr(rep.problem, want2)))
+        fail_msg("%s: '%s' lacks '%s'%s%s", what, rep.problem, want1, want2 ? " or " : "",
+                 want2 ? want2 : "");
+    snprintf(sql, sizeof(sql), "DROP DATABASE %s", copy);
+    pg_exec(admin, sql);
+}
+
+static void test_pg_verify_v3(void **state)
+{
+    (void)state;
+    if (!pg.on)
+        skip();
+    snprintf(v3_db, sizeof(v3_db), "tally_ut_store_v3_%d", (int)getpid());
+    pg_make_db(v3_db, 0);
+    char ci[PG_CI];
+    pg_ci(ci, v3_db, NULL);
+    v3_build(ci);
+    struct store_verify_report rep;
+    if (v3_verify(v3_db, &rep) != 0)
+        fail_msg("the valid v3 record: %s", rep.problem);
+    assert_int_equal(rep.checkpoints, 3);
+    assert_int_equal(rep.checkpoints_v3, 2);
+    assert_int_equal(rep.batches, 4);
+    assert_int_equal(rep.collectors, 2);
+    assert_int_equal(rep.tables, 2);
+    assert_int_equal(rep.sheets, 2);
+    assert_int_equal(rep.corrections, 1);
+    assert_int_equal(rep.tokens, 7);
+    assert_int_equal(rep.votes, 3 + 11 + 1);
+
+    v3_expect("a sheet row changed", "UPDATE sheets SET votes[1] = 6 WHERE version = 1",
+              "checkpoint 2: sheet T2 version 1: stored digest", NULL);
+    v3_expect("a sheet row changed, digest too",
+              "UPDATE sheets SET votes[1] = 6, blank = 0 WHERE version = 1;"
+              "UPDATE sheets SET digest = (SELECT digest FROM sheets WHERE version = 2)"
+              " WHERE version = 1",
+              "checkpoint 2: sheet T2 version 1: stored digest", NULL);
+    v3_expect("a batch's counts changed",
+              "UPDATE batches SET counts = decode('01020203', 'hex') WHERE seq = 2"
+              " AND collector_id = 'c0'",
+              "checkpoint 2: batch c0/2: its counts sum to 5 votes, its accepted is 4", NULL);
+    v3_expect("a vote moved between a batch's counts",
+              "UPDATE batches SET counts = decode('01020102', 'hex') WHERE seq = 2"
+              " AND collector_id = 'c0'",
+              "checkpoint 2: its delta gives project 1 6 votes, its batches, sheets and"
+              " corrections 7",
+              NULL);
+    v3_expect("... and the delta moved along",
+              "UPDATE batches SET counts = decode('01020102', 'hex') WHERE seq = 2"
+              " AND collector_id = 'c0'; UPDATE checkpoints SET delta_votes = '{7,4}'"
+              " WHERE id = 2",
+              "checkpoint 2: stored body_hash", NULL);
+    v3_expect("malformed counts",
+              "UPDATE batches SET counts = decode('0180', 'hex') WHERE seq = 2"
+              " AND collector_id = 'c0'",
+              "checkpoint 2: batch c0/2 has malformed counts", NULL);
+    v3_expect("a correction delta changed", "UPDATE corrections SET deltas = '{-2,2}'",
+              "checkpoint 3: correction 1 gives project 1 -2 votes, sheet T2 versions 1 to 2"
+              " change it by -1",
+              NULL);
+    v3_expect("a correction's ballots_delta changed", "UPDATE corrections SET ballots_delta = 2",
+              "checkpoint 3: correction 1 has ballots_delta 2", NULL);
+    v3_expect("a correction's time changed",
+              "UPDATE corrections SET at = at + interval '1 microsecond'",
+              "checkpoint 3: stored body_hash", NULL);
+    v3_expect("the correction deleted", "DELETE FROM corrections",
+              "checkpoint 3: sheet T2 version 2 replaces version 1 without a correction", NULL);
+    v3_expect("a Merkle root changed",
+              "UPDATE checkpoints SET merkle_root = decode(repeat('ab', 32), 'hex') WHERE id = 2",
+              "checkpoint 2: stored merkle_root abab", NULL);
+    v3_expect("a batch digest changed",
+              "UPDATE batches SET digest = decode(repeat('ab', 32), 'hex') WHERE seq = 2"
+              " AND collector_id = 'c1'",
+              "checkpoint 3: stored merkle_root", NULL);
+    v3_expect("a body hash changed",
+              "UPDATE checkpoints SET body_hash = decode(repeat('ab', 32), 'hex') WHERE id = 3",
+              "checkpoint 3: stored body_hash abab", NULL);
+    v3_expect("the v2-v3 link broken",
+              "UPDATE checkpoints SET prev_hash = decode(repeat('00', 32), 'hex') WHERE id = 2",
+              "checkpoint 2: prev_hash", "is not checkpoint 1's hash");
+    v3_expect("the v3 hash changed",
+              "UPDATE checkpoints SET hash = decode(repeat('cd', 32), 'hex') WHERE id = 3",
+              "checkpoint 3: stored hash cdcd", NULL);
+    v3_expect("a table delta changed", "UPDATE checkpoints SET table_ballots = '{2}' WHERE id = 2",
+              "checkpoint 2: its table delta gives table T1 2 ballots, its batches 3", NULL);
+    v3_expect("counts on a format-NULL checkpoint",
+              "UPDATE batches SET counts = decode('0103', 'hex') WHERE seq = 1"
+              " AND collector_id = 'c0'",
+              "checkpoint 1 has no format but its batch c0/1 holds", NULL);
+    v3_expect("the format removed",
+              "UPDATE checkpoints SET format = NULL, merkle_root = NULL, body_hash = NULL"
+              " WHERE id = 3",
+              "checkpoint 3 has no format, after a checkpoint of format 3", NULL);
+    v3_expect("a sheet over its electors", "UPDATE voting_tables SET electors = 8 WHERE id = 'T2'",
+              "checkpoint 3: sheet T2 version 2 holds 9 ballots, more than the table's 8", NULL);
+    v3_expect("a sheet of a table with per-ballot votes",
+              "UPDATE batches SET table_ids = '{T2}' WHERE seq = 2 AND collector_id = 'c0';"
+              "UPDATE checkpoints SET table_ids = '{T2}' WHERE id = 2",
+              "checkpoint 2: table T2 takes per-ballot votes, but reports by sheet", NULL);
+    v3_expect("a sheet batch's figures",
+              "UPDATE batches SET sheets_accepted = 0, sheets_duplicate = 1 WHERE seq = 1"
+              " AND collector_id = 'c1';"
+              "UPDATE collectors SET sheets_accepted = 1, sheets_duplicate = 1 WHERE id = 'c1'",
+              "checkpoint 2: batch c1/1 accepted 0 sheets, the sheets table holds 1", NULL);
+    v3_expect("collector sheet totals", "UPDATE collectors SET sheets = 3 WHERE id = 'c1'",
+              "collector c1 totals 3 sheets, its batch rows sum to 2", NULL);
+    v3_expect("rejected reason not mirrored",
+              "UPDATE batches SET rejected_by_reason[1] = 0, rejected_by_reason[2] = 1"
+              " WHERE seq = 2 AND collector_id = 'c0'",
+              "checkpoint 2: batch c0/2: rejected_unknown 1 and rejected_not_allowed 0 are not"
+              " its reasons 1 and 2 (0, 1)",
+              NULL);
+    v3_expect("a project total below zero",
+              "UPDATE checkpoints SET delta_votes = '{-3,2}' WHERE id = 3",
+              "checkpoint 3: its delta gives project 1 -3 votes", NULL);
+
+    char admin[PG_CI], sql[160];
+    pg_ci(admin, "postgres", NULL);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", v3_db);
+    if (!getenv("TALLY_TEST_PG_KEEP"))
+        pg_exec(admin, sql);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1041,12 +2027,18 @@ int main(void)
         cmocka_unit_test(test_every_field_counts),
         cmocka_unit_test(test_page_digest_fields),
         cmocka_unit_test(test_checkpoint_v2_known_answer),
+        cmocka_unit_test(test_v3_known_answer),
+        cmocka_unit_test(test_v3_order_independence),
+        cmocka_unit_test(test_v3_every_field_counts),
+        cmocka_unit_test(test_counts_round_trip),
+        cmocka_unit_test(test_counts_malformed),
     };
     /* In this order: the writer test uses the collectors the first one made. */
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_pg_collectors),
         cmocka_unit_test(test_pg_writer_role),
         cmocka_unit_test(test_pg_schema_behind),
+        cmocka_unit_test(test_pg_verify_v3),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     return failed + cmocka_run_group_tests(pg_tests, pg_setup, pg_teardown);
