@@ -1,5 +1,6 @@
-/* Internal to tallyctl: the commands kept out of tallyctl.c (collector_cmd.c, ca_cmd.c) and
- * the error reporting they share with it. Each command returns tallyctl's exit status. */
+/* Internal to tallyctl: the commands kept out of tallyctl.c (load_cmd.c, collector_cmd.c,
+ * ca_cmd.c) and the error reporting they share with it. Each command returns tallyctl's exit
+ * status. */
 #ifndef CTL_CMDS_H
 #define CTL_CMDS_H
 
@@ -13,6 +14,12 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 /* "tallyctl: <message>" on stderr (tallyctl.c). */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* load-registry / load-tables FILE.csv (path "-": stdin), all or nothing; a malformed or
+ * conflicting row is reported as FILE:LINE: reason (EXIT_RUNTIME), the summary printed on
+ * stdout (load_cmd.c). */
+int cmd_load_registry(struct store *s, const char *path);
+int cmd_load_tables(struct store *s, const char *path);
 
 /* What add-collector was asked for, checked as far as no database is needed. */
 struct ctl_add_collector {

@@ -1,8 +1,10 @@
 /* Registry CSV reader: RFC 4180 records (quotes, "" escapes, embedded commas and newlines,
  * CRLF or LF), split by core/csv.h in its strict mode, plus the registry's own checks (exact
- * header, six fields, uint32 ids, seats >= 1, UTF-8 names) and the wording of every error,
- * each with the line it happens on. Knows nothing of the database. */
+ * header of six columns or seven with min_votes, as many fields in every record, uint32 ids,
+ * seats >= 1, UTF-8 names) and the wording of every error, each with the line it happens on.
+ * Knows nothing of the database. */
 #include "ctl/registry_csv.h"
+#include "ctl/csv_common.h"
 #include "ctl/text.h"
 
 #include "core/csv.h"
@@ -21,6 +23,7 @@ struct ctl_registry {
     struct csv_record rec; /* the current record */
     bool header_done;
     bool failed;
+    size_t n_fields; /* the header's: CTL_REGISTRY_FIELDS or CTL_REGISTRY_MAX_FIELDS */
 
     uint64_t err_line;
     char err[320];
@@ -30,7 +33,7 @@ struct ctl_registry {
 static const struct csv_options csv_opts = {
     .flags = CSV_STRICT | CSV_MULTILINE,
     .max_record = CTL_REGISTRY_MAX_RECORD,
-    .max_fields = CTL_REGISTRY_FIELDS + 1,
+    .max_fields = CTL_REGISTRY_MAX_FIELDS + 1,
 };
 
 struct ctl_registry *ctl_registry_new_file(FILE *f)
@@ -86,45 +89,16 @@ static int csv_fail(struct ctl_registry *r, uint64_t line, const char *fmt, ...)
     return CSV_FAIL;
 }
 
-/* The splitter's error in the registry's words. */
-static int csv_syntax_fail(struct ctl_registry *r)
-{
-    const struct csv_error *e = csv_reader_error(r->csv);
-    switch (e->code) {
-    case CSV_ERR_UNTERMINATED:
-        return csv_fail(r, e->line, "unterminated quoted field (quote opened here)");
-    case CSV_ERR_AFTER_QUOTE:
-        return csv_fail(r, e->line, "unexpected character after closing quote in field %zu",
-                        e->field);
-    case CSV_ERR_BARE_QUOTE:
-        return csv_fail(r, e->line,
-                        "quote inside unquoted field %zu (quote the whole field and double "
-                        "the quote)",
-                        e->field);
-    case CSV_ERR_LONE_CR:
-        return csv_fail(r, e->line, "carriage return not followed by a line feed");
-    case CSV_ERR_NUL:
-        return csv_fail(r, e->line, "NUL byte in field %zu", e->field);
-    case CSV_ERR_TOO_LONG:
-        if (e->in_quote)
-            return csv_fail(r, e->line,
-                            "record longer than %u bytes (unterminated quote on this line?)",
-                            CTL_REGISTRY_MAX_RECORD);
-        return csv_fail(r, e->line, "record longer than %u bytes", CTL_REGISTRY_MAX_RECORD);
-    case CSV_ERR_READ:
-        return csv_fail(r, e->line, "read error: %s", strerror(e->sys));
-    case CSV_ERR_NONE:
-        break;
-    }
-    return csv_fail(r, e->line, "malformed record");
-}
-
 /* Splits the next record into fields. Returns 1, 0 at end of input, or CSV_FAIL. */
 static int csv_record(struct ctl_registry *r)
 {
     int got = csv_reader_next(r->csv, &r->rec);
-    if (got < 0)
-        return csv_syntax_fail(r);
+    if (got < 0) {
+        const struct csv_error *e = csv_reader_error(r->csv);
+        char why[200];
+        ctl_csv_syntax_reason(e, CTL_REGISTRY_MAX_RECORD, why, sizeof(why));
+        return csv_fail(r, e->line, "%s", why);
+    }
     return got;
 }
 
@@ -133,8 +107,8 @@ static const char *csv_field(const struct ctl_registry *r, size_t i)
     return r->rec.fields[i].s;
 }
 
-static const char *const csv_names[CTL_REGISTRY_FIELDS] = {
-    "project_id", "project_name", "circuit_id", "circuit_name", "state", "seats"};
+static const char *const csv_names[CTL_REGISTRY_MAX_FIELDS] = {
+    "project_id", "project_name", "circuit_id", "circuit_name", "state", "seats", "min_votes"};
 
 static int csv_header(struct ctl_registry *r)
 {
@@ -143,33 +117,20 @@ static int csv_header(struct ctl_registry *r)
         return CSV_FAIL;
     if (got == 0)
         return csv_fail(r, 1, "empty file: expected the header " CTL_REGISTRY_HEADER);
-    bool ok = r->rec.n_fields == CTL_REGISTRY_FIELDS;
-    for (size_t i = 0; ok && i < CTL_REGISTRY_FIELDS; i++) {
+    size_t n = r->rec.n_fields;
+    bool ok = n == CTL_REGISTRY_FIELDS || n == CTL_REGISTRY_MAX_FIELDS;
+    for (size_t i = 0; ok && i < n; i++) {
         const char *f = csv_field(r, i);
         if (i == 0 && memcmp(f, "\xef\xbb\xbf", 3) == 0)
             f += 3; /* byte order mark written by some spreadsheets */
         ok = strcmp(f, csv_names[i]) == 0;
     }
     if (!ok)
-        return csv_fail(r, r->rec.line, "the header must be exactly " CTL_REGISTRY_HEADER);
+        return csv_fail(r, r->rec.line,
+                        "the header must be exactly " CTL_REGISTRY_HEADER
+                        " (or " CTL_REGISTRY_HEADER_MIN_VOTES ")");
+    r->n_fields = n;
     r->header_done = true;
-    return 0;
-}
-
-/* Parses a plain unsigned decimal (digits only) no greater than max. */
-static int csv_uint(const char *s, uint64_t max, uint64_t *out)
-{
-    if (!*s)
-        return -1;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-        if (v > max)
-            return -1;
-    }
-    *out = v;
     return 0;
 }
 
@@ -191,11 +152,11 @@ int ctl_registry_next(struct ctl_registry *r, struct ctl_registry_record *rec)
         return 0;
 
     uint64_t line = r->rec.line;
-    if (r->rec.n_fields != CTL_REGISTRY_FIELDS) {
-        csv_fail(r, line, "expected %d fields, found %zu", CTL_REGISTRY_FIELDS, r->rec.n_fields);
+    if (r->rec.n_fields != r->n_fields) {
+        csv_fail(r, line, "expected %zu fields, found %zu", r->n_fields, r->rec.n_fields);
         return -1;
     }
-    for (size_t i = 0; i < CTL_REGISTRY_FIELDS; i++) {
+    for (size_t i = 0; i < r->n_fields; i++) {
         const char *f = csv_field(r, i);
         if (!*f) {
             csv_fail(r, line, "%s is empty", csv_names[i]);
@@ -206,14 +167,16 @@ int ctl_registry_next(struct ctl_registry *r, struct ctl_registry_record *rec)
             return -1;
         }
     }
-    uint64_t v[3];
-    const size_t num_idx[3] = {0, 2, 5};
-    const uint64_t num_max[3] = {UINT32_MAX, UINT32_MAX, INT32_MAX};
-    for (int k = 0; k < 3; k++) {
+    /* project_id, circuit_id, seats and (when the header has it) min_votes. */
+    uint64_t v[4] = {0, 0, 0, 0};
+    const size_t num_idx[4] = {0, 2, 5, 6};
+    const uint64_t num_max[4] = {UINT32_MAX, UINT32_MAX, INT32_MAX, INT32_MAX};
+    const uint64_t num_min[4] = {0, 0, 1, 0};
+    for (size_t k = 0; k < 4 && num_idx[k] < r->n_fields; k++) {
         const char *f = csv_field(r, num_idx[k]);
-        if (csv_uint(f, num_max[k], &v[k]) < 0 || (k == 2 && v[k] < 1)) {
-            csv_fail(r, line, "%s \"%.40s\" is not an integer from %d to %" PRIu64,
-                     csv_names[num_idx[k]], f, k == 2 ? 1 : 0, num_max[k]);
+        if (ctl_csv_uint(f, num_max[k], &v[k]) < 0 || v[k] < num_min[k]) {
+            csv_fail(r, line, "%s \"%.40s\" is not an integer from %" PRIu64 " to %" PRIu64,
+                     csv_names[num_idx[k]], f, num_min[k], num_max[k]);
             return -1;
         }
     }
@@ -224,5 +187,6 @@ int ctl_registry_next(struct ctl_registry *r, struct ctl_registry_record *rec)
     rec->circuit_name = csv_field(r, 3);
     rec->state = csv_field(r, 4);
     rec->seats = (uint32_t)v[2];
+    rec->min_votes = (uint32_t)v[3];
     return 1;
 }

@@ -1,12 +1,13 @@
 /* tallyctl: the operator's command line. Parses arguments, runs one command against
  * PostgreSQL through the store module (or, for ca, on files through tls), prints the
  * answer. Owns the wording of usage and errors and the output formats; owns no SQL (store
- * does) and no CSV parsing (ctl). The collector and ca commands are in collector_cmd.c and
- * ca_cmd.c. */
+ * does) and no CSV parsing (ctl). The load, collector and ca commands are in load_cmd.c,
+ * collector_cmd.c and ca_cmd.c. */
 #include "core/log.h"
 #include "ctl/cmds.h"
 #include "ctl/collectors.h"
 #include "ctl/registry_csv.h"
+#include "ctl/tables_csv.h"
 #include "ctl/text.h"
 #include "store/store.h"
 #include "tls/tls.h"
@@ -34,8 +35,20 @@ static const char usage_text[] =
     "                              schema version\n"
     "  load-registry FILE.csv      load states, circuits and projects (FILE '-' is stdin);\n"
     "                              header: " CTL_REGISTRY_HEADER "\n"
-    "                              all or nothing; loading the same file again changes\n"
-    "                              nothing; a conflicting row is reported as FILE:LINE\n"
+    "                              or with a seventh column, min_votes (the votes a project\n"
+    "                              needs at least to win; without it 0); all or nothing;\n"
+    "                              loading the same file again changes nothing; a row that\n"
+    "                              conflicts (with the file or the database; min_votes too,\n"
+    "                              so a six-column file over projects loaded with min_votes\n"
+    "                              other than 0 is refused) is reported as FILE:LINE\n"
+    "  load-tables FILE.csv        load voting tables and their electors (FILE '-' is\n"
+    "                              stdin); header: " CTL_TABLES_HEADER "\n"
+    "                              table_id: 1 to 63 of A-Z a-z 0-9 . _ -; circuit_id: a\n"
+    "                              registry circuit (load-registry first); electors: 0 to\n"
+    "                              2147483647; all or nothing; the same file again changes\n"
+    "                              nothing; a row that conflicts (a table given twice, or\n"
+    "                              held with another circuit or electors) is reported as\n"
+    "                              FILE:LINE; tallyd reads the tables at its next start\n"
     "  add-collector ID [--cert FILE] [--circuits LIST | --state NAME]\n"
     "                              register a collector, ID matching [A-Za-z0-9._-]{1,63};\n"
     "                              an already registered ID keeps what is not given again:\n"
@@ -53,8 +66,8 @@ static const char usage_text[] =
     "  results [--format csv|json] durable results: every project's votes (csv: header\n"
     "                              project_id,votes; json: consultation, last checkpoint,\n"
     "                              totals and projects), ordered by project_id\n"
-    "  status [--format text|json] last checkpoint and each collector's durable_seq and\n"
-    "                              totals\n"
+    "  status [--format text|json] last checkpoint, the voting tables and their electors\n"
+    "                              (when any), each collector's durable_seq and totals\n"
     "  verify                      audit the record with SELECT alone, in one snapshot:\n"
     "                              every collector, batch, checkpoint and token page against\n"
     "                              each other, the tallies against the count deltas, and the\n"
@@ -127,68 +140,6 @@ static int cmd_migrate(struct store *s, int target)
     return EXIT_OK;
 }
 
-/* ---- load-registry ---------------------------------------------------------------- */
-
-struct load_ctx {
-    struct ctl_registry *reader;
-    bool input_failed;
-};
-
-static int load_next(void *arg, struct store_registry_row *row)
-{
-    struct load_ctx *ctx = arg;
-    struct ctl_registry_record rec;
-    int got = ctl_registry_next(ctx->reader, &rec);
-    if (got <= 0) {
-        ctx->input_failed = got < 0;
-        return got;
-    }
-    row->line = rec.line;
-    row->project_id = rec.project_id;
-    row->project_name = rec.project_name;
-    row->circuit_id = rec.circuit_id;
-    row->circuit_name = rec.circuit_name;
-    row->state = rec.state;
-    row->seats = rec.seats;
-    return 1;
-}
-
-static int cmd_load_registry(struct store *s, const char *path)
-{
-    int rc = EXIT_RUNTIME;
-    bool is_stdin = strcmp(path, "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (is_stdin)
-        path = "<stdin>";
-    struct load_ctx ctx = {0};
-    if (!f) {
-        ctl_err("%s: %s", path, strerror(errno));
-        return EXIT_RUNTIME;
-    }
-    ctx.reader = ctl_registry_new_file(f);
-    struct store_registry_summary sum;
-    if (store_registry_load(s, load_next, &ctx, &sum) < 0) {
-        if (ctx.input_failed)
-            ctl_err("%s:%" PRIu64 ": %s", path, ctl_registry_error_line(ctx.reader),
-                    ctl_registry_error_reason(ctx.reader));
-        else if (sum.conflict_line)
-            ctl_err("%s:%" PRIu64 ": %s", path, sum.conflict_line, store_last_error(s));
-        else
-            ctl_err("load-registry: %s", store_last_error(s));
-        goto done;
-    }
-    printf("loaded %" PRIu64 " projects in %" PRIu64 " circuits, %" PRIu64 " states (%" PRIu64
-           " new projects, %" PRIu64 " new circuits, %" PRIu64 " new states)\n",
-           sum.projects, sum.circuits, sum.states, sum.new_projects, sum.new_circuits,
-           sum.new_states);
-    rc = EXIT_OK;
-done:
-    ctl_registry_free(ctx.reader);
-    if (!is_stdin)
-        fclose(f);
-    return rc;
-}
-
 /* ---- results and status ----------------------------------------------------------- */
 
 struct totals {
@@ -230,12 +181,20 @@ static void results_json(const struct store_recovery *r)
     printf("%s]}\n", r->n_projects ? "\n" : "");
 }
 
-static void status_text(const struct store_recovery *r)
+/* The voting tables, for status: how many and their electors. */
+struct tables_sum {
+    size_t tables;
+    uint64_t electors;
+};
+
+static void status_text(const struct store_recovery *r, const struct tables_sum *v)
 {
     struct totals t = totals_sum(r);
     printf("consultation     %s\n", r->consultation_id);
     printf("last_checkpoint  %" PRIu64 "\n", r->last_checkpoint_id);
     printf("projects         %zu\n", r->n_projects);
+    if (v->tables)
+        printf("tables           %zu (%" PRIu64 " electors)\n", v->tables, v->electors);
     printf("collectors       %zu\n", r->n_collectors);
     printf("totals           batches %" PRIu64 " votes %" PRIu64 " accepted %" PRIu64
            " duplicate %" PRIu64 " rejected %" PRIu64 "\n",
@@ -252,17 +211,18 @@ static void status_text(const struct store_recovery *r)
     }
 }
 
-static void status_json(const struct store_recovery *r)
+static void status_json(const struct store_recovery *r, const struct tables_sum *v)
 {
     struct totals t = totals_sum(r);
     fputs("{\"consultation\": ", stdout);
     ctl_json_write_string(stdout, r->consultation_id);
-    printf(", \"last_checkpoint\": %" PRIu64
-           ", \"projects\": %zu, \"totals\": {\"batches\": %" PRIu64 ", \"votes\": %" PRIu64
-           ", \"accepted\": %" PRIu64 ", \"duplicate\": %" PRIu64 ", \"rejected\": %" PRIu64
-           "}, \"collectors\": [",
-           r->last_checkpoint_id, r->n_projects, t.batches, t.votes, t.accepted, t.duplicate,
-           t.rejected);
+    printf(", \"last_checkpoint\": %" PRIu64 ", \"projects\": %zu", r->last_checkpoint_id,
+           r->n_projects);
+    if (v->tables)
+        printf(", \"tables\": %zu, \"electors\": %" PRIu64, v->tables, v->electors);
+    printf(", \"totals\": {\"batches\": %" PRIu64 ", \"votes\": %" PRIu64 ", \"accepted\": %" PRIu64
+           ", \"duplicate\": %" PRIu64 ", \"rejected\": %" PRIu64 "}, \"collectors\": [",
+           t.batches, t.votes, t.accepted, t.duplicate, t.rejected);
     for (size_t i = 0; i < r->n_collectors; i++) {
         const struct store_collector *c = &r->collectors[i];
         printf("%s\n  {\"id\": ", i ? "," : "");
@@ -275,22 +235,45 @@ static void status_json(const struct store_recovery *r)
     printf("%s]}\n", r->n_collectors ? "\n" : "");
 }
 
-/* results and status read the same snapshot; format is already validated. */
+/* The tables and their electors (none before migration 7). Returns 0 or -1. */
+static int tables_sum_read(struct store *s, struct tables_sum *v)
+{
+    struct store_table *a;
+    size_t n;
+    if (store_tables_read(s, &a, &n) < 0)
+        return -1;
+    v->tables = n;
+    v->electors = 0;
+    for (size_t i = 0; i < n; i++)
+        v->electors += a[i].electors;
+    store_tables_free(a, n);
+    return 0;
+}
+
+/* results and status read the same snapshot (status the tables after it); format is
+ * already validated. */
 static int cmd_report(struct store *s, const char *what, const char *format)
 {
     struct store_recovery r;
+    struct tables_sum v = {0, 0};
     if (store_recover(s, &r, NULL, NULL) < 0) {
         ctl_err("%s: %s", what, store_last_error(s));
         return EXIT_RUNTIME;
     }
-    if (strcmp(what, "results") == 0 && strcmp(format, "json") == 0)
+    bool status = strcmp(what, "status") == 0;
+    if (status && tables_sum_read(s, &v) < 0) {
+        ctl_err("%s: %s", what, store_last_error(s));
+        store_recovery_cleanup(&r);
+        return EXIT_RUNTIME;
+    }
+    if (!status && strcmp(format, "json") == 0)
         results_json(&r);
-    else if (strcmp(what, "results") == 0)
+    else if (!status)
         results_csv(&r);
     else if (strcmp(format, "json") == 0)
-        status_json(&r);
+        status_json(&r, &v);
     else
-        status_text(&r);
+        status_text(&r, &v);
     store_recovery_cleanup(&r);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         ctl_err("%s: writing output: %s", what, strerror(errno));
@@ -367,7 +350,7 @@ static const struct option ctl_options[] = {
 struct ctl_args {
     const char *db;     /* NULL: the PG* environment */
     const char *cmd;    /* NULL until the first word */
-    const char *arg;    /* load-registry's file, the collector commands' id, ca's DIR */
+    const char *arg;    /* the load commands' file, the collector commands' id, ca's DIR */
     const char *sub;    /* ca: init or issue */
     const char *id;     /* ca issue's collector id */
     const char *format; /* results, status, collectors */
@@ -400,6 +383,12 @@ static bool cmd_is(const struct ctl_args *a, const char *name)
     return a->cmd && strcmp(a->cmd, name) == 0;
 }
 
+/* load-registry and load-tables: one argument, a CSV file. */
+static bool cmd_is_load(const struct ctl_args *a)
+{
+    return cmd_is(a, "load-registry") || cmd_is(a, "load-tables");
+}
+
 /* The commands whose one argument is a collector id. */
 static bool cmd_takes_id(const struct ctl_args *a)
 {
@@ -410,7 +399,7 @@ static bool cmd_takes_id(const struct ctl_args *a)
 /* The commands whose first argument is taken whatever it looks like ("-", "-c0"). */
 static bool cmd_wants_word(const struct ctl_args *a)
 {
-    return (cmd_is(a, "load-registry") || cmd_takes_id(a)) && a->words == 0;
+    return (cmd_is_load(a) || cmd_takes_id(a)) && a->words == 0;
 }
 
 static void ctl_args_bad_id(struct ctl_args *a, const char *w)
@@ -452,7 +441,7 @@ static void ctl_args_word(struct ctl_args *a, const char *w)
             a->format = "csv";
         else if (cmd_is(a, "status") || cmd_is(a, "collectors"))
             a->format = "text";
-        else if (!cmd_is(a, "migrate") && !cmd_is(a, "verify") && !cmd_is(a, "load-registry") &&
+        else if (!cmd_is(a, "migrate") && !cmd_is(a, "verify") && !cmd_is_load(a) &&
                  !cmd_takes_id(a) && !cmd_is(a, "ca"))
             ctl_args_error(a, "unknown command '%s'", w);
         return;
@@ -461,7 +450,7 @@ static void ctl_args_word(struct ctl_args *a, const char *w)
         ctl_args_ca_word(a, w);
         return;
     }
-    bool takes_arg = cmd_is(a, "load-registry") || cmd_takes_id(a);
+    bool takes_arg = cmd_is_load(a) || cmd_takes_id(a);
     if (!takes_arg || a->words > 0) {
         ctl_args_error(a, "%s: unexpected argument '%s'", a->cmd, w);
         return;
@@ -588,7 +577,7 @@ static const char *ctl_option_needs(int opt)
     }
 }
 
-/* The elements taken out wherever they stand, as they always were: load-registry's and
+/* The elements taken out wherever they stand, as they always were: the load commands' and
  * the collector commands' argument is the first other element after the command, whatever
  * it looks like ("-", "-c0", "--x.csv"). */
 static bool is_global(const char *e)
@@ -607,8 +596,8 @@ static void ctl_args_finish(struct ctl_args *a)
 {
     if (!a->err[0] && !a->cmd)
         ctl_args_error(a, "no command given");
-    if (!a->err[0] && !a->arg && cmd_is(a, "load-registry"))
-        ctl_args_error(a, "load-registry needs a CSV file");
+    if (!a->err[0] && !a->arg && cmd_is_load(a))
+        ctl_args_error(a, "%s needs a CSV file", a->cmd);
     if (!a->err[0] && !a->arg && cmd_takes_id(a))
         ctl_args_error(a, "%s needs a collector id", a->cmd);
     if (!a->err[0] && cmd_is(a, "ca") && !a->sub)
@@ -721,6 +710,8 @@ static int ctl_run(struct store *s, const struct ctl_args *a, const uint8_t *pin
         return cmd_verify(s);
     if (cmd_is(a, "load-registry"))
         return cmd_load_registry(s, a->arg);
+    if (cmd_is(a, "load-tables"))
+        return cmd_load_tables(s, a->arg);
     if (cmd_is(a, "add-collector"))
         return cmd_add_collector(s, &a->add, pin);
     if (cmd_is(a, "disable-collector") || cmd_is(a, "enable-collector"))

@@ -1,5 +1,6 @@
-/* The registry's names, states and seats for the results API: read once at start-up,
- * after recovery. Owns the catalog's memory; writes nothing. */
+/* The registry's names, states, seats and each project's min_votes for the results API:
+ * read once at start-up, after recovery (the schema is current by then: migration 7 gave
+ * projects min_votes). Owns the catalog's memory; writes nothing. */
 #include "store/internal.h"
 
 #include "core/xalloc.h"
@@ -42,7 +43,7 @@ int store_catalog_read(struct store *s, struct store_catalog *out)
     PQclear(res);
 
     res = store_query_rows(s,
-                           "SELECT p.id, c.circuit_id, p.name FROM projects p"
+                           "SELECT p.id, c.circuit_id, p.name, p.min_votes FROM projects p"
                            " JOIN circuits c ON c.area_id = p.circuit_area_id ORDER BY p.id",
                            "reading projects");
     if (!res)
@@ -58,11 +59,14 @@ int store_catalog_read(struct store *s, struct store_catalog *out)
             goto bad;
         p->circuit_id = (uint32_t)v;
         p->name = xstrdup(PQgetvalue(res, (int)i, 2));
+        if (store_parse_u64(PQgetvalue(res, (int)i, 3), INT32_MAX, &v))
+            goto bad;
+        p->min_votes = (uint32_t)v;
     }
     PQclear(res);
     return 0;
 bad:
-    store_set_error(s, "catalog: an id or seats value out of range");
+    store_set_error(s, "catalog: an id, seats or min_votes value out of range");
     PQclear(res);
 fail:
     store_catalog_cleanup(out);

@@ -1,9 +1,12 @@
 /* Registry import for tallyctl: streams rows into a temporary table with COPY BINARY,
  * finds the first conflicting row (within the input or against the database) by file
- * line, and inserts states, circuits, projects and their zero tallies set-based, all in
- * one transaction. Owns no parsing: rows come from the caller's iterator. */
+ * line, and inserts states, circuits, projects (with min_votes from migration 7 on) and
+ * their zero tallies set-based, all in one transaction. Owns no parsing: rows come from the
+ * caller's iterator. */
 #include "store/bin.h"
 #include "store/internal.h"
+
+#include "core/xalloc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,7 +15,9 @@
 
 #define REG_COPY_CHUNK (1u << 20)
 
-static const char reg_conflict_sql[] =
+/* The conflict query in three parts around the projects the database holds: the table
+ * itself, or before migration 7 (no min_votes column) a view of it whose min_votes is 0. */
+static const char reg_conflict_sql_a[] =
     "WITH fp AS (SELECT DISTINCT ON (project_id) * FROM registry_in ORDER BY project_id, line),"
     " fc AS (SELECT DISTINCT ON (circuit_id) * FROM registry_in ORDER BY circuit_id, line),"
     " conflicts AS ("
@@ -20,11 +25,14 @@ static const char reg_conflict_sql[] =
     "  SELECT r.line, CASE WHEN r.circuit_id <> f.circuit_id"
     "   THEN format('project %s already in circuit %s (line %s), not %s',"
     "               r.project_id, f.circuit_id, f.line, r.circuit_id)"
-    "   ELSE format('project %s already named \"%s\" (line %s), not \"%s\"',"
-    "               r.project_id, f.project_name, f.line, r.project_name) END AS msg"
+    "   WHEN r.project_name <> f.project_name"
+    "   THEN format('project %s already named \"%s\" (line %s), not \"%s\"',"
+    "               r.project_id, f.project_name, f.line, r.project_name)"
+    "   ELSE format('project %s already has min_votes %s (line %s), not %s',"
+    "               r.project_id, f.min_votes, f.line, r.min_votes) END AS msg"
     "  FROM registry_in r JOIN fp f ON f.project_id = r.project_id"
-    "  WHERE r.line <> f.line"
-    "    AND (r.circuit_id <> f.circuit_id OR r.project_name <> f.project_name)"
+    "  WHERE r.line <> f.line AND (r.circuit_id <> f.circuit_id"
+    "    OR r.project_name <> f.project_name OR r.min_votes <> f.min_votes)"
     "  UNION ALL"
     /* ... or with the first row for the same circuit */
     "  SELECT r.line, CASE WHEN r.state <> f.state"
@@ -43,11 +51,20 @@ static const char reg_conflict_sql[] =
     "  SELECT r.line, CASE WHEN c.circuit_id IS DISTINCT FROM r.circuit_id"
     "   THEN format('project %s already in circuit %s, not %s',"
     "               r.project_id, c.circuit_id, r.circuit_id)"
-    "   ELSE format('project %s already named \"%s\", not \"%s\"',"
-    "               r.project_id, p.name, r.project_name) END"
-    "  FROM registry_in r JOIN projects p ON p.id = r.project_id"
+    "   WHEN p.name <> r.project_name"
+    "   THEN format('project %s already named \"%s\", not \"%s\"',"
+    "               r.project_id, p.name, r.project_name)"
+    "   ELSE format('project %s already has min_votes %s, not %s',"
+    "               r.project_id, p.min_votes, r.min_votes) END"
+    "  FROM registry_in r JOIN ";
+static const char reg_projects_now[] = "projects";
+static const char reg_projects_v6[] =
+    "(SELECT id, name, circuit_area_id, 0::bigint AS min_votes FROM projects)";
+static const char reg_conflict_sql_b[] =
+    " p ON p.id = r.project_id"
     "  JOIN circuits c ON c.area_id = p.circuit_area_id"
     "  WHERE c.circuit_id IS DISTINCT FROM r.circuit_id OR p.name <> r.project_name"
+    "    OR p.min_votes <> r.min_votes"
     "  UNION ALL"
     /* a circuit already in the database differs */
     "  SELECT r.line, CASE WHEN c.state IS DISTINCT FROM r.state"
@@ -75,6 +92,17 @@ static const char reg_circuits_sql[] =
     " ON CONFLICT (kind, code) DO NOTHING";
 
 static const char reg_projects_sql[] =
+    "WITH np AS ("
+    "  INSERT INTO projects (id, name, circuit_area_id, min_votes)"
+    "  SELECT f.project_id, f.project_name, c.id, f.min_votes"
+    "  FROM (SELECT DISTINCT ON (project_id) project_id, project_name, circuit_id, min_votes"
+    "        FROM registry_in ORDER BY project_id, line) f"
+    "  JOIN areas c ON c.kind = 'circuit' AND c.code = f.circuit_id::text"
+    "  ON CONFLICT (id) DO NOTHING RETURNING id)"
+    " INSERT INTO tallies (project_id) SELECT id FROM np ON CONFLICT DO NOTHING";
+
+/* Before migration 7 (every min_votes is 0 by then: reg_min_votes_unsupported). */
+static const char reg_projects_v6_sql[] =
     "WITH np AS ("
     "  INSERT INTO projects (id, name, circuit_area_id)"
     "  SELECT f.project_id, f.project_name, c.id"
@@ -105,7 +133,7 @@ done:
 static int reg_copy_in(struct store *s, store_registry_next_cb next, void *arg)
 {
     PGresult *res = PQexec(s->conn, "COPY registry_in (line, project_id, project_name,"
-                                    " circuit_id, circuit_name, state, seats)"
+                                    " circuit_id, circuit_name, state, seats, min_votes)"
                                     " FROM STDIN (FORMAT binary)");
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         store_classify(s, res, "starting registry COPY");
@@ -130,13 +158,13 @@ static int reg_copy_in(struct store *s, store_registry_next_cb next, void *arg)
             abort_msg = "input error";
             break;
         }
-        if (row.seats < 1 || row.seats > INT32_MAX || !row.project_name || !row.circuit_name ||
-            !row.state || row.line > INT64_MAX) {
+        if (row.seats < 1 || row.seats > INT32_MAX || row.min_votes > INT32_MAX ||
+            !row.project_name || !row.circuit_name || !row.state || row.line > INT64_MAX) {
             store_set_error(s, "line %" PRIu64 ": invalid row", row.line);
             abort_msg = "invalid row";
             break;
         }
-        store_bin_copy_tuple(&b, 7);
+        store_bin_copy_tuple(&b, 8);
         store_bin_field_int8(&b, (int64_t)row.line);
         store_bin_field_int8(&b, row.project_id);
         store_bin_field_text(&b, row.project_name);
@@ -144,6 +172,7 @@ static int reg_copy_in(struct store *s, store_registry_next_cb next, void *arg)
         store_bin_field_text(&b, row.circuit_name);
         store_bin_field_text(&b, row.state);
         store_bin_field_int4(&b, (int32_t)row.seats);
+        store_bin_field_int4(&b, (int32_t)row.min_votes);
         if (b.len >= REG_COPY_CHUNK) {
             if (PQputCopyData(s->conn, (const char *)b.data, (int)b.len) != 1) {
                 store_set_error(s, "sending registry rows: %s", PQerrorMessage(s->conn));
@@ -178,10 +207,55 @@ static int reg_copy_in(struct store *s, store_registry_next_cb next, void *arg)
     return rc;
 }
 
-/* Returns 1 and records the conflict when one exists, 0 when none, -1 on failure. */
-static int reg_find_conflict(struct store *s, struct store_registry_summary *sum)
+/* Whether projects has min_votes (migration 7): 1, 0, or -1 on failure. tallyctl loads a
+ * registry into older databases too (tests build them with migrate --to). */
+static int reg_has_min_votes(struct store *s)
 {
-    PGresult *res = PQexec(s->conn, reg_conflict_sql);
+    PGresult *res = store_query_rows(s,
+                                     "SELECT EXISTS (SELECT 1 FROM pg_attribute"
+                                     " WHERE attrelid = 'projects'::regclass"
+                                     " AND attname = 'min_votes' AND NOT attisdropped)",
+                                     "reading the projects columns");
+    if (!res)
+        return -1;
+    int has = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return has;
+}
+
+/* Before migration 7 a min_votes other than 0 has nowhere to go. Returns 1 (the first such
+ * line recorded), 0, or -1 on failure. */
+static int reg_min_votes_unsupported(struct store *s, struct store_registry_summary *sum)
+{
+    PGresult *res = store_query_rows(s,
+                                     "SELECT line FROM registry_in WHERE min_votes <> 0"
+                                     " ORDER BY line LIMIT 1",
+                                     "checking min_votes");
+    if (!res)
+        return -1;
+    int rc = 0;
+    if (PQntuples(res) == 1) {
+        if (store_parse_u64(PQgetvalue(res, 0, 0), UINT64_MAX, &sum->conflict_line) < 0)
+            sum->conflict_line = 0;
+        store_set_error(s, "min_votes needs schema version 7 (run tallyctl migrate first)");
+        rc = 1;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Returns 1 and records the conflict when one exists, 0 when none, -1 on failure. */
+static int reg_find_conflict(struct store *s, bool has_min_votes,
+                             struct store_registry_summary *sum)
+{
+    const char *projects = has_min_votes ? reg_projects_now : reg_projects_v6;
+    size_t na = strlen(reg_conflict_sql_a), np = strlen(projects);
+    char *sql = xmalloc(na + np + sizeof(reg_conflict_sql_b));
+    memcpy(sql, reg_conflict_sql_a, na);
+    memcpy(sql + na, projects, np);
+    memcpy(sql + na + np, reg_conflict_sql_b, sizeof(reg_conflict_sql_b));
+    PGresult *res = PQexec(s->conn, sql);
+    free(sql);
     int rc = -1;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         store_classify(s, res, "checking registry conflicts");
@@ -235,11 +309,12 @@ int store_registry_load(struct store *s, store_registry_next_cb next, void *arg,
     /* The DISTINCT ON sorts over 100k rows spill to disk at the default 4 MB. */
     if (store_exec_cmd(s, "SET LOCAL work_mem = '64MB'") != STORE_OK)
         goto fail;
-    if (store_exec_cmd(s, "CREATE TEMP TABLE registry_in ("
-                          " line bigint NOT NULL, project_id bigint NOT NULL,"
-                          " project_name text NOT NULL, circuit_id bigint NOT NULL,"
-                          " circuit_name text NOT NULL, state text NOT NULL,"
-                          " seats int NOT NULL) ON COMMIT DROP") != STORE_OK)
+    if (store_exec_cmd(s,
+                       "CREATE TEMP TABLE registry_in ("
+                       " line bigint NOT NULL, project_id bigint NOT NULL,"
+                       " project_name text NOT NULL, circuit_id bigint NOT NULL,"
+                       " circuit_name text NOT NULL, state text NOT NULL,"
+                       " seats int NOT NULL, min_votes int NOT NULL) ON COMMIT DROP") != STORE_OK)
         goto fail;
     if (reg_copy_in(s, next, arg) < 0)
         goto fail;
@@ -247,12 +322,16 @@ int store_registry_load(struct store *s, store_registry_next_cb next, void *arg,
      * pick nested loops over 100k rows for the self-joins below. */
     if (store_exec_cmd(s, "ANALYZE registry_in") != STORE_OK)
         goto fail;
-    if (reg_find_conflict(s, sum) != 0)
+    int has_min_votes = reg_has_min_votes(s);
+    if (has_min_votes < 0 || (!has_min_votes && reg_min_votes_unsupported(s, sum) != 0))
+        goto fail;
+    if (reg_find_conflict(s, has_min_votes, sum) != 0)
         goto fail;
     if (reg_count_input(s, sum) < 0 ||
         reg_exec_count(s, reg_states_sql, "inserting states", &sum->new_states) < 0 ||
         reg_exec_count(s, reg_circuits_sql, "inserting circuits", &sum->new_circuits) < 0 ||
-        reg_exec_count(s, reg_projects_sql, "inserting projects", &sum->new_projects) < 0)
+        reg_exec_count(s, has_min_votes ? reg_projects_sql : reg_projects_v6_sql,
+                       "inserting projects", &sum->new_projects) < 0)
         goto fail;
     if (store_exec_cmd(s, "COMMIT") != STORE_OK)
         goto fail;

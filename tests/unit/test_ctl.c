@@ -1,6 +1,7 @@
 /* Unit tests for the ctl library: the registry CSV reader (RFC 4180 quoting, CRLF,
- * line numbers across embedded newlines, header, integers, UTF-8), text helpers, and the
- * circuit lists of add-collector --circuits and tallyctl collectors. */
+ * line numbers across embedded newlines, header with or without min_votes, integers,
+ * UTF-8), the voting-table CSV reader, text helpers, and the circuit lists of add-collector
+ * --circuits and tallyctl collectors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 
 #include "ctl/collectors.h"
 #include "ctl/registry_csv.h"
+#include "ctl/tables_csv.h"
 #include "ctl/text.h"
 
 #define HDR "project_id,project_name,circuit_id,circuit_name,state,seats"
@@ -252,6 +254,220 @@ static void test_file_reader(void **state)
     fclose(f);
 }
 
+/* ---- registry: the optional min_votes column ---------------------------------------- */
+
+#define HDR7 HDR ",min_votes"
+
+static void test_registry_min_votes(void **state)
+{
+    (void)state;
+    struct ctl_registry *r = open_text(HDR7 "\n1,a,2,b,c,1,150\n2,a,2,b,c,1,0\n"
+                                            "3,a,2,b,c,1,2147483647\n");
+    struct ctl_registry_record rec;
+    assert_int_equal(ctl_registry_next(r, &rec), 1);
+    assert_int_equal(rec.min_votes, 150);
+    assert_int_equal(ctl_registry_next(r, &rec), 1);
+    assert_int_equal(rec.min_votes, 0);
+    assert_int_equal(ctl_registry_next(r, &rec), 1);
+    assert_int_equal(rec.min_votes, INT32_MAX);
+    assert_int_equal(ctl_registry_next(r, &rec), 0);
+    ctl_registry_free(r);
+
+    /* Six columns: min_votes 0 (a record left dirty by the caller is overwritten). */
+    r = open_text(HDR "\n1,a,2,b,c,1\n");
+    memset(&rec, 0xff, sizeof(rec));
+    assert_int_equal(ctl_registry_next(r, &rec), 1);
+    assert_int_equal(rec.min_votes, 0);
+    ctl_registry_free(r);
+
+    assert_int_equal(count_ok("\xef\xbb\xbf" HDR7 "\r\n\r\n1,a,2,b,c,1,\"7\"\r\n"), 1);
+    expect_error(HDR7 "\n1,a,2,b,c,1\n", 2, "expected 7 fields, found 6");
+    expect_error(HDR "\n1,a,2,b,c,1,5\n", 2, "expected 6 fields, found 7");
+    expect_error(HDR7 "\n1,a,2,b,c,1,\n", 2, "min_votes is empty");
+    expect_error(HDR7 "\n1,a,2,b,c,1,-1\n", 2, "min_votes \"-1\" is not an integer from 0 to");
+    expect_error(HDR7 "\n1,a,2,b,c,1,2147483648\n", 2, "min_votes");
+    expect_error(HDR7 "\n1,a,2,b,c,1,1e3\n", 2, "min_votes");
+    expect_error(HDR ",min_vote\n", 1, "header must be exactly " HDR " (or " HDR7 ")");
+    expect_error(HDR ",min_votes,x\n", 1, "header must be exactly");
+}
+
+/* ---- voting tables -------------------------------------------------------------------- */
+
+#define THDR "table_id,circuit_id,electors"
+
+static struct ctl_tables *tables_text(const char *text)
+{
+    return ctl_tables_new_buffer(text, strlen(text));
+}
+
+static size_t tables_count_ok(const char *text)
+{
+    struct ctl_tables *t = tables_text(text);
+    struct ctl_tables_record rec;
+    size_t n = 0;
+    int got;
+    while ((got = ctl_tables_next(t, &rec)) == 1)
+        n++;
+    if (got != 0)
+        fail_msg("unexpected error: %s", ctl_tables_error(t));
+    ctl_tables_free(t);
+    return n;
+}
+
+static void tables_expect_error(const char *text, size_t len, uint64_t line, const char *needle)
+{
+    struct ctl_tables *t = ctl_tables_new_buffer(text, len ? len : strlen(text));
+    struct ctl_tables_record rec;
+    int got;
+    while ((got = ctl_tables_next(t, &rec)) == 1)
+        ;
+    assert_int_equal(got, -1);
+    if (ctl_tables_error_line(t) != line || !strstr(ctl_tables_error(t), needle))
+        fail_msg("want line %llu with \"%s\", got \"%s\"", (unsigned long long)line, needle,
+                 ctl_tables_error(t));
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "line %llu: ", (unsigned long long)line);
+    assert_int_equal(strncmp(ctl_tables_error(t), prefix, strlen(prefix)), 0);
+    assert_string_equal(ctl_tables_error_reason(t), ctl_tables_error(t) + strlen(prefix));
+    assert_int_equal(ctl_tables_next(t, &rec), -1); /* sticky */
+    ctl_tables_free(t);
+}
+
+static void test_tables_rows(void **state)
+{
+    (void)state;
+    struct ctl_tables *t = tables_text(THDR "\nM-001,100,350\n\"Z.2_b\",4294967295,0\r\n"
+                                            "x,0,2147483647");
+    struct ctl_tables_record rec;
+    assert_string_equal(ctl_tables_error(t), "no error");
+    assert_int_equal(ctl_tables_next(t, &rec), 1);
+    assert_int_equal(rec.line, 2);
+    assert_string_equal(rec.table_id, "M-001");
+    assert_int_equal(rec.circuit_id, 100);
+    assert_int_equal(rec.electors, 350);
+    assert_int_equal(ctl_tables_next(t, &rec), 1);
+    assert_int_equal(rec.line, 3);
+    assert_string_equal(rec.table_id, "Z.2_b");
+    assert_int_equal(rec.circuit_id, UINT32_MAX);
+    assert_int_equal(rec.electors, 0);
+    assert_int_equal(ctl_tables_next(t, &rec), 1);
+    assert_int_equal(rec.line, 4);
+    assert_int_equal(rec.electors, INT32_MAX);
+    assert_int_equal(ctl_tables_next(t, &rec), 0);
+    assert_int_equal(ctl_tables_next(t, &rec), 0);
+    ctl_tables_free(t);
+}
+
+static void test_tables_header(void **state)
+{
+    (void)state;
+    assert_int_equal(tables_count_ok(THDR), 0);
+    assert_int_equal(tables_count_ok(THDR "\r\n"), 0);
+    assert_int_equal(tables_count_ok("\xef\xbb\xbf" THDR "\r\n\r\n\na,1,2\r\n\nb,1,2\n\n"), 2);
+    assert_int_equal(tables_count_ok("\"table_id\",circuit_id,\"electors\"\na,1,2\n"), 1);
+    tables_expect_error("", 0, 1, "empty file: expected the header " THDR);
+    tables_expect_error("table,circuit,electors\na,1,2\n", 0, 1,
+                        "the header must be exactly " THDR);
+    tables_expect_error("Table_id,circuit_id,electors\n", 0, 1, "header must be exactly");
+    tables_expect_error(THDR ",extra\n", 0, 1, "header must be exactly");
+    tables_expect_error("table_id,circuit_id\n", 0, 1, "header must be exactly");
+    /* A registry file given by mistake. */
+    tables_expect_error(HDR "\n1,a,2,b,c,1\n", 0, 1, "header must be exactly " THDR);
+    /* The mark only before the header. */
+    tables_expect_error(THDR "\n\xef\xbb\xbf"
+                             "a,1,2\n",
+                        0, 2, "table_id \"???a\" is not 1 to 63");
+}
+
+static void test_tables_quoting_and_lines(void **state)
+{
+    (void)state;
+    /* A quoted field may span lines (never validly here: no field may hold a line break):
+     * a record is named by its first line, and the lines after it count every line. */
+    tables_expect_error(THDR "\na,1,2\n\"b\nc\",1,2\n", 0, 3, "table_id \"b?c\"");
+    tables_expect_error(THDR "\na,\"1\n\",2\nd,1,x\n", 0, 2, "circuit_id \"1?\"");
+    tables_expect_error(THDR "\na,1,2\n\"a,1,2\nb,1,2\n", 0, 3, "unterminated");
+    tables_expect_error(THDR "\n\"a\"x,1,2\n", 0, 2, "after closing quote in field 1");
+    tables_expect_error(THDR "\na\"b,1,2\n", 0, 2, "quote inside unquoted field 1");
+    tables_expect_error(THDR "\na,1,2\rb,1,2\n", 0, 2, "carriage return");
+    const char nul[] = THDR "\na,1\0,2\n";
+    tables_expect_error(nul, sizeof(nul) - 1, 2, "NUL byte in field 2");
+    tables_expect_error(THDR "\na,1\n", 0, 2, "expected 3 fields, found 2");
+    tables_expect_error(THDR "\na,1,2,\n", 0, 2, "expected 3 fields, found 4");
+    tables_expect_error(THDR "\n\n\na,1,2,3,4,5,6\n", 0, 4, "found 7");
+    tables_expect_error(THDR "\n,1,2\n", 0, 2, "table_id is empty");
+    tables_expect_error(THDR "\n\"\",1,2\n", 0, 2, "table_id is empty");
+    tables_expect_error(THDR "\na,,2\n", 0, 2, "circuit_id is empty");
+    tables_expect_error(THDR "\na,1,\n", 0, 2, "electors is empty");
+    /* A runaway quote is refused once past the record limit, not read to the end. */
+    size_t n = CTL_TABLES_MAX_RECORD + 100;
+    char *text = malloc(sizeof(THDR) + 8 + n);
+    assert_non_null(text);
+    int k = sprintf(text, "%s\n\"", THDR);
+    memset(text + k, 'x', n);
+    text[k + n] = '\0';
+    tables_expect_error(text, 0, 2, "longer than 4096 bytes (unterminated quote");
+    free(text);
+}
+
+static void test_tables_ids_and_numbers(void **state)
+{
+    (void)state;
+    char id63[64], line[128];
+    memset(id63, 'a', 63);
+    id63[63] = '\0';
+    snprintf(line, sizeof(line), THDR "\n%s,1,2\n", id63);
+    assert_int_equal(tables_count_ok(line), 1);
+    snprintf(line, sizeof(line), THDR "\n%sb,1,2\n", id63);
+    tables_expect_error(line, 0, 2, "table_id \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\"");
+    tables_expect_error(THDR "\nmesa 1,1,2\n", 0, 2,
+                        "table_id \"mesa 1\" is not 1 to 63 of A-Z a-z 0-9 . _ -");
+    tables_expect_error(THDR "\nmesa/1,1,2\n", 0, 2, "table_id \"mesa/1\"");
+    tables_expect_error(THDR "\nm\xc3\xa9sa,1,2\n", 0, 2, "table_id \"m??sa\"");
+    tables_expect_error(THDR "\n\"a,b\",1,2\n", 0, 2, "table_id \"a,b\"");
+    tables_expect_error(THDR "\na,4294967296,2\n", 0, 2,
+                        "circuit_id \"4294967296\" is not an integer from 0 to 4294967295");
+    tables_expect_error(THDR "\na,-1,2\n", 0, 2, "circuit_id \"-1\"");
+    tables_expect_error(THDR "\na, 1,2\n", 0, 2, "circuit_id \" 1\"");
+    tables_expect_error(THDR "\na,1x,2\n", 0, 2, "circuit_id \"1x\"");
+    tables_expect_error(THDR "\na,1,2147483648\n", 0, 2,
+                        "electors \"2147483648\" is not an integer from 0 to 2147483647");
+    tables_expect_error(THDR "\na,1,99999999999999999999999999\n", 0, 2, "electors");
+    tables_expect_error(THDR "\na,1,+5\n", 0, 2, "electors \"+5\"");
+    tables_expect_error(THDR "\na,1,5.0\n", 0, 2, "electors");
+    tables_expect_error(THDR "\na,1,-0\n", 0, 2, "electors");
+    assert_int_equal(tables_count_ok(THDR "\na,007,0000\n"), 1);
+}
+
+static void test_tables_file_reader(void **state)
+{
+    (void)state;
+    /* Larger than the reader's buffer, so records straddle refills. */
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    fprintf(f, "\xef\xbb\xbf%s\r\n", THDR);
+    for (int i = 0; i < 20000; i++)
+        fprintf(f, "\"mesa-%05d\",%d,%d\r\n", i, i / 10, i % 500);
+    rewind(f);
+    struct ctl_tables *t = ctl_tables_new_file(f);
+    struct ctl_tables_record rec;
+    int n = 0, got;
+    char want[16];
+    while ((got = ctl_tables_next(t, &rec)) == 1) {
+        snprintf(want, sizeof(want), "mesa-%05d", n);
+        assert_string_equal(rec.table_id, want);
+        assert_int_equal(rec.circuit_id, n / 10);
+        assert_int_equal(rec.electors, n % 500);
+        assert_int_equal(rec.line, 2 + (uint64_t)n);
+        n++;
+    }
+    assert_int_equal(got, 0);
+    assert_int_equal(n, 20000);
+    ctl_tables_free(t);
+    fclose(f);
+    ctl_tables_free(NULL);
+}
+
 static void test_collector_id(void **state)
 {
     (void)state;
@@ -372,6 +588,12 @@ int main(void)
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_file_reader),
+        cmocka_unit_test(test_registry_min_votes),
+        cmocka_unit_test(test_tables_rows),
+        cmocka_unit_test(test_tables_header),
+        cmocka_unit_test(test_tables_quoting_and_lines),
+        cmocka_unit_test(test_tables_ids_and_numbers),
+        cmocka_unit_test(test_tables_file_reader),
         cmocka_unit_test(test_collector_id),
         cmocka_unit_test(test_json_string),
         cmocka_unit_test(test_circuits_parse),
