@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/xalloc.h"
-#include "tally/delta.h"
+#include "tally/internal.h"
 
 /* Prefetch distance in votes: far enough to hide a DRAM miss behind the work on the
  * votes in between. A power of two: the hashes of the tokens between are kept in a ring
@@ -17,32 +17,7 @@
 #define PREFETCH_AHEAD 16
 #define RING(i) ((i) & (PREFETCH_AHEAD - 1))
 
-struct tally {
-    size_t n_projects;
-    struct tally_project *projects; /* by dense index */
-    uint64_t *counts;               /* by dense index, everything applied */
-    uint64_t *durable;              /* by dense index, committed only */
-    uint32_t *map_keys;             /* registry map: external id -> dense index */
-    int32_t *map_vals;              /* -1 marks an empty slot */
-    size_t map_mask;
-
-    struct tally_set ballots;
-
-    struct tally_collector *collectors;
-    size_t n_collectors, cap_collectors;
-    /* By collector: NULL when it may vote for every project, else a bitmap over dense
-     * project indices of those it may (tally_collector_restrict). */
-    uint64_t **allowed;
-
-    struct tally_delta deltas[2];
-    struct tally_delta *pending, *inflight; /* inflight is NULL when no checkpoint runs */
-
-    struct tally_totals applied;
-    struct tally_totals durable_total;
-    uint64_t rejected_unknown, rejected_not_allowed; /* applied since tally_new */
-};
-
-static void totals_add(struct tally_totals *to, const struct tally_totals *add)
+void tally_totals_add(struct tally_totals *to, const struct tally_totals *add)
 {
     to->batches += add->batches;
     to->votes += add->votes;
@@ -50,6 +25,27 @@ static void totals_add(struct tally_totals *to, const struct tally_totals *add)
     to->duplicate += add->duplicate;
     to->rejected += add->rejected;
     to->rejected_not_allowed += add->rejected_not_allowed;
+    to->sheets += add->sheets;
+    to->sheets_accepted += add->sheets_accepted;
+    to->sheets_duplicate += add->sheets_duplicate;
+    to->sheets_rejected += add->sheets_rejected;
+}
+
+static const char *const reason_names[TALLY_REASONS] = {
+    [TALLY_REASON_UNKNOWN_PROJECT] = "unknown_project",
+    [TALLY_REASON_NOT_ALLOWED] = "not_allowed",
+    [TALLY_REASON_UNKNOWN_TABLE] = "unknown_table",
+    [TALLY_REASON_OUTSIDE_TABLE_CIRCUIT] = "outside_table_circuit",
+    [TALLY_REASON_OVER_ELECTORS] = "over_electors",
+    [TALLY_REASON_TABLE_MODE_CONFLICT] = "table_mode_conflict",
+    [TALLY_REASON_SHEET_CONFLICT] = "sheet_conflict",
+    [TALLY_REASON_SUPERSEDED] = "superseded",
+    [TALLY_REASON_BAD_SHEET] = "bad_sheet",
+};
+
+const char *tally_reason_name(unsigned reason)
+{
+    return reason > 0 && reason < TALLY_REASONS ? reason_names[reason] : "?";
 }
 
 static size_t map_home(uint32_t id, size_t mask)
@@ -86,6 +82,11 @@ struct tally *tally_new(const struct tally_project *projects, size_t n, size_t e
         t->map_vals[s] = (int32_t)i;
     }
 
+    t->hist = xcalloc(n, sizeof(uint32_t));
+    t->hist_touched = xcalloc(n, sizeof(uint32_t));
+    t->thist = xcalloc(0, sizeof(uint32_t));
+    t->thist_touched = xcalloc(0, sizeof(uint32_t));
+
     tally_set_init(&t->ballots, expected_ballots, key);
     tally_delta_init(&t->deltas[0], n);
     tally_delta_init(&t->deltas[1], n);
@@ -106,14 +107,23 @@ void tally_free(struct tally *t)
     free(t->durable);
     free(t->map_keys);
     free(t->map_vals);
+    free(t->hist);
+    free(t->hist_touched);
+    free(t->thist);
+    free(t->thist_touched);
+    free(t->scratch);
+    tally_tables_free(t);
     if (t->ballots.slots)
         tally_set_cleanup(&t->ballots);
     for (size_t i = 0; i < t->n_collectors; i++) {
         free(t->collectors[i].digests);
         free(t->allowed[i]);
+        free(t->circuits[i]);
     }
     free(t->collectors);
     free(t->allowed);
+    free(t->circuits);
+    free(t->n_circuits);
     if (t->deltas[0].proj_delta) {
         tally_delta_cleanup(&t->deltas[0]);
         tally_delta_cleanup(&t->deltas[1]);
@@ -190,16 +200,20 @@ uint32_t tally_collector_add(struct tally *t, const char *id, uint64_t durable_s
         t->cap_collectors = t->cap_collectors ? t->cap_collectors * 2 : 16;
         t->collectors = xreallocarray(t->collectors, t->cap_collectors, sizeof(*t->collectors));
         t->allowed = xreallocarray(t->allowed, t->cap_collectors, sizeof(*t->allowed));
+        t->circuits = xreallocarray(t->circuits, t->cap_collectors, sizeof(*t->circuits));
+        t->n_circuits = xreallocarray(t->n_circuits, t->cap_collectors, sizeof(*t->n_circuits));
     }
     t->allowed[t->n_collectors] = NULL;
+    t->circuits[t->n_collectors] = NULL;
+    t->n_circuits[t->n_collectors] = 0;
     struct tally_collector *c = &t->collectors[t->n_collectors];
     memset(c, 0, sizeof(*c));
     snprintf(c->id, sizeof(c->id), "%s", id);
     c->applied_seq = c->durable_seq = durable_seq;
     if (durable) {
         c->durable = *durable;
-        totals_add(&t->durable_total, durable);
-        totals_add(&t->applied, durable);
+        tally_totals_add(&t->durable_total, durable);
+        tally_totals_add(&t->applied, durable);
     }
     return (uint32_t)t->n_collectors++;
 }
@@ -216,7 +230,10 @@ int tally_collector_restrict(struct tally *t, uint32_t c, const uint32_t *circui
         return -EINVAL;
     if (!circuit_ids) {
         free(t->allowed[c]);
+        free(t->circuits[c]);
         t->allowed[c] = NULL;
+        t->circuits[c] = NULL;
+        t->n_circuits[c] = 0;
         return 0;
     }
     /* Called when the registered collectors are refreshed, not per batch: a sorted copy
@@ -231,9 +248,20 @@ int tally_collector_restrict(struct tally *t, uint32_t c, const uint32_t *circui
     for (size_t p = 0; p < t->n_projects; p++)
         if (n && bsearch(&t->projects[p].circuit_id, ids, n, sizeof(*ids), cmp_u32))
             bits[p / 64] |= 1ULL << (p % 64);
-    free(ids);
+    free(t->circuits[c]);
+    t->circuits[c] = ids;
+    t->n_circuits[c] = n;
     t->allowed[c] = bits;
     return 0;
+}
+
+bool tally_collector_has_circuit(const struct tally *t, uint32_t c, uint32_t circuit)
+{
+    assert(c < t->n_collectors);
+    if (!t->allowed[c])
+        return true;
+    return t->n_circuits[c] &&
+           bsearch(&circuit, t->circuits[c], t->n_circuits[c], sizeof(uint32_t), cmp_u32);
 }
 
 int32_t tally_collector_find(const struct tally *t, const char *id)
@@ -292,11 +320,9 @@ bool tally_restore_digest(struct tally *t, uint32_t c, uint64_t seq, const uint8
     return true;
 }
 
-enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
-                                          const uint8_t digest[TALLY_DIGEST_BYTES],
-                                          const uint64_t *ballots, const uint32_t *projects,
-                                          size_t n, struct tally_batch_result *res,
-                                          uint64_t *expected, const uint8_t **stored)
+enum tally_apply_status tally_seq_check(struct tally *t, uint32_t c, uint64_t seq,
+                                        const uint8_t *digest, uint64_t *expected,
+                                        const uint8_t **stored)
 {
     assert(c < t->n_collectors);
     struct tally_collector *col = &t->collectors[c];
@@ -314,14 +340,103 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
         *expected = col->applied_seq + 1;
         return TALLY_GAP;
     }
+    return TALLY_APPLIED;
+}
+
+void tally_seq_advance(struct tally *t, uint32_t c, uint64_t seq, const uint8_t *digest)
+{
+    struct tally_collector *col = &t->collectors[c];
+    digest_store(col, seq, digest);
+    col->applied_seq = seq;
+}
+
+void tally_project_add(struct tally *t, struct tally_delta *d, uint32_t p, int64_t v)
+{
+    t->counts[p] += (uint64_t)v; /* two's complement: a negative v subtracts */
+    if (!d->in_touched[p]) {
+        d->in_touched[p] = 1;
+        d->touched[d->n_touched++] = p;
+    }
+    d->proj_delta[p] += v;
+}
+
+enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t seq,
+                                          const uint8_t digest[TALLY_DIGEST_BYTES],
+                                          const uint64_t *ballots, const uint32_t *projects,
+                                          size_t n, struct tally_batch_result *res,
+                                          uint64_t *expected, const uint8_t **stored)
+{
+    return tally_apply_batch_tables(t, c, seq, digest, ballots, projects, n, NULL, 0, NULL, res,
+                                    expected, stored);
+}
+
+/* Folds one batch's histograms into the counts and the delta, and emits them as the
+ * batch's per-project and per-table counts: once per distinct project or table of the
+ * batch, not per vote, so that the vote loop touches one counter. */
+static void batch_fold(struct tally *t, struct tally_delta *d, struct tally_delta_batch *b,
+                       size_t n_hist, size_t n_thist)
+{
+    b->counts_off = d->n_batch_counts;
+    b->n_counts = n_hist;
+    struct tally_count *out = d->batch_counts ? d->batch_counts + d->n_batch_counts : NULL;
+    for (size_t j = 0; j < n_hist; j++) {
+        uint32_t p = t->hist_touched[j];
+        uint32_t v = t->hist[p];
+        t->hist[p] = 0;
+        t->counts[p] += v;
+        /* tally_project_add, with the flag read only when the delta was 0 (a sheet may
+         * have netted a listed project back to 0). */
+        int64_t had = d->proj_delta[p];
+        d->proj_delta[p] = had + v;
+        if (had == 0 && !d->in_touched[p]) {
+            d->in_touched[p] = 1;
+            d->touched[d->n_touched++] = p;
+        }
+        out[j] = (struct tally_count){t->projects[p].id, v};
+    }
+    d->n_batch_counts += n_hist;
+
+    b->tables_off = d->n_batch_tables;
+    b->n_tables = n_thist;
+    out = d->batch_tables ? d->batch_tables + d->n_batch_tables : NULL;
+    for (size_t j = 0; j < n_thist; j++) {
+        uint32_t k = t->thist_touched[j];
+        uint32_t v = t->thist[k];
+        t->thist[k] = 0;
+        /* Per-ballot table deltas only grow (until retraction): 0 means not listed yet. */
+        if (d->table_delta[k] == 0)
+            d->tables_touched[d->n_tables_touched++] = k;
+        d->table_delta[k] += v;
+        out[j] = (struct tally_count){k, v};
+    }
+    d->n_batch_tables += n_thist;
+}
+
+enum tally_apply_status tally_apply_batch_tables(struct tally *t, uint32_t c, uint64_t seq,
+                                                 const uint8_t digest[TALLY_DIGEST_BYTES],
+                                                 const uint64_t *ballots, const uint32_t *projects,
+                                                 size_t n, const int32_t *dict, size_t n_dict,
+                                                 const uint32_t *vote_tables,
+                                                 struct tally_batch_result *res, uint64_t *expected,
+                                                 const uint8_t **stored)
+{
+    enum tally_apply_status st = tally_seq_check(t, c, seq, digest, expected, stored);
+    if (st != TALLY_APPLIED)
+        return st;
+    struct tally_collector *col = &t->collectors[c];
 
     struct tally_delta *d = t->pending;
     tally_delta_reserve(d, n);
+    tally_delta_reserve_counts(d, n < t->n_projects ? n : t->n_projects,
+                               vote_tables ? (n < t->n_tables ? n : t->n_tables) : 0);
     /* An empty batch may leave tokens NULL: no pointer arithmetic on it (NULL + 0 is UB). */
     uint64_t *tok = d->tokens ? d->tokens + d->n_tokens : NULL;
-    size_t n_tok = 0;
-    uint32_t rejected = 0, not_allowed = 0, duplicate = 0;
+    size_t n_tok = 0, n_hist = 0, n_thist = 0;
+    uint32_t why[TALLY_REASONS] = {0};
+    uint32_t duplicate = 0;
     const uint64_t *allowed = t->allowed[c];
+    uint32_t *hist = t->hist, *hist_touched = t->hist_touched;
+    (void)n_dict;
 
     uint64_t ring[PREFETCH_AHEAD];
     for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++) {
@@ -336,56 +451,88 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
         }
         int32_t p = tally_project_index(t, projects[i]);
         if (p < 0) {
-            rejected++;
+            why[TALLY_REASON_UNKNOWN_PROJECT]++;
             continue;
         }
         if (allowed && !(allowed[(uint32_t)p / 64] >> ((uint32_t)p % 64) & 1)) {
-            not_allowed++;
+            why[TALLY_REASON_NOT_ALLOWED]++;
             continue;
+        }
+        struct tally_table *tb = NULL;
+        uint32_t vt = vote_tables ? vote_tables[i] : 0;
+        if (vt) {
+            assert(vt <= n_dict);
+            int32_t k = dict[vt - 1];
+            if (k < 0) {
+                why[TALLY_REASON_UNKNOWN_TABLE]++;
+                continue;
+            }
+            assert((size_t)k < t->n_tables);
+            tb = &t->tables[k];
+            if (t->projects[p].circuit_id != tb->circuit_id) {
+                why[TALLY_REASON_OUTSIDE_TABLE_CIRCUIT]++;
+                continue;
+            }
+            if (tb->version) {
+                why[TALLY_REASON_TABLE_MODE_CONFLICT]++;
+                continue;
+            }
+            if (tb->ballots >= tb->electors) {
+                why[TALLY_REASON_OVER_ELECTORS]++;
+                continue;
+            }
         }
         if (!tally_set_insert_hashed(&t->ballots, ballots[i], h)) {
             duplicate++;
             continue;
         }
-        t->counts[p]++;
-        if (d->proj_delta[p]++ == 0)
-            d->touched[d->n_touched++] = (uint32_t)p;
+        if (hist[p]++ == 0)
+            hist_touched[n_hist++] = (uint32_t)p;
+        if (tb) {
+            uint32_t k = (uint32_t)(tb - t->tables);
+            tb->ballots++;
+            if (t->thist[k]++ == 0)
+                t->thist_touched[n_thist++] = k;
+        }
         tok[n_tok++] = ballots[i];
     }
 
     struct tally_delta_batch *b = &d->batches[d->n_batches++];
+    memset(b, 0, sizeof(*b));
     b->collector = c;
     b->seq = seq;
     memcpy(b->digest, digest, TALLY_DIGEST_BYTES);
     b->votes = (uint32_t)n;
     b->accepted = (uint32_t)n_tok;
     b->duplicate = duplicate;
-    b->rejected_unknown = rejected;
-    b->rejected_not_allowed = not_allowed;
+    b->rejected_unknown = why[TALLY_REASON_UNKNOWN_PROJECT];
+    b->rejected_not_allowed = why[TALLY_REASON_NOT_ALLOWED];
+    memcpy(b->reasons, why, sizeof(why));
+    batch_fold(t, d, b, n_hist, n_thist);
     d->n_tokens += n_tok;
     d->votes += n;
 
-    digest_store(col, seq, digest);
-    col->applied_seq = seq;
-    col->pending.batches++;
-    col->pending.votes += n;
-    col->pending.accepted += n_tok;
-    col->pending.duplicate += duplicate;
-    col->pending.rejected += rejected + not_allowed;
-    col->pending.rejected_not_allowed += not_allowed;
-    t->applied.batches++;
-    t->applied.votes += n;
-    t->applied.accepted += n_tok;
-    t->applied.duplicate += duplicate;
-    t->applied.rejected += rejected + not_allowed;
-    t->applied.rejected_not_allowed += not_allowed;
-    t->rejected_unknown += rejected;
-    t->rejected_not_allowed += not_allowed;
+    uint32_t rejected = 0;
+    for (unsigned k = 1; k < TALLY_REASONS; k++) {
+        rejected += why[k];
+        t->vote_reasons[k] += why[k];
+    }
+    struct tally_totals add = {.batches = 1,
+                               .votes = n,
+                               .accepted = n_tok,
+                               .duplicate = duplicate,
+                               .rejected = rejected,
+                               .rejected_not_allowed = why[TALLY_REASON_NOT_ALLOWED]};
+    tally_seq_advance(t, c, seq, digest);
+    tally_totals_add(&col->pending, &add);
+    tally_totals_add(&t->applied, &add);
 
+    memset(res, 0, sizeof(*res));
     res->accepted = (uint32_t)n_tok;
     res->duplicate = duplicate;
-    res->rejected_unknown = rejected;
-    res->rejected_not_allowed = not_allowed;
+    res->rejected_unknown = why[TALLY_REASON_UNKNOWN_PROJECT];
+    res->rejected_not_allowed = why[TALLY_REASON_NOT_ALLOWED];
+    memcpy(res->reasons, why, sizeof(why));
     return TALLY_APPLIED;
 }
 
@@ -408,9 +555,14 @@ void tally_rejected_by_reason(const struct tally *t, uint64_t *unknown_project,
                               uint64_t *not_allowed)
 {
     if (unknown_project)
-        *unknown_project = t->rejected_unknown;
+        *unknown_project = t->vote_reasons[TALLY_REASON_UNKNOWN_PROJECT];
     if (not_allowed)
-        *not_allowed = t->rejected_not_allowed;
+        *not_allowed = t->vote_reasons[TALLY_REASON_NOT_ALLOWED];
+}
+
+void tally_reason_counts(const struct tally *t, bool sheets, uint64_t out[TALLY_REASONS])
+{
+    memcpy(out, sheets ? t->sheet_reasons : t->vote_reasons, TALLY_REASONS * sizeof(*out));
 }
 
 size_t tally_ballot_count(const struct tally *t)
@@ -438,10 +590,21 @@ struct tally_delta *tally_checkpoint_seal(struct tally *t)
     if (t->inflight || t->pending->n_batches == 0)
         return NULL;
     struct tally_delta *d = t->pending;
+    /* A replaced sheet may net a project back to 0: it leaves the list. */
+    size_t kept = 0;
     for (size_t i = 0; i < d->n_touched; i++) {
-        d->out_ids[i] = t->projects[d->touched[i]].id;
-        d->out_deltas[i] = d->proj_delta[d->touched[i]];
+        uint32_t p = d->touched[i];
+        if (d->proj_delta[p] == 0) {
+            d->in_touched[p] = 0;
+            continue;
+        }
+        d->touched[kept] = p;
+        d->out_ids[kept] = t->projects[p].id;
+        d->out_deltas[kept] = d->proj_delta[p];
+        kept++;
     }
+    d->n_touched = kept;
+    tally_tables_seal(t, d);
     for (size_t i = 0; i < t->n_collectors; i++) {
         struct tally_collector *col = &t->collectors[i];
         if (col->pending.batches == 0)
@@ -466,11 +629,13 @@ void tally_checkpoint_commit(struct tally *t)
         struct tally_delta_mark *m = &d->marks[i];
         struct tally_collector *col = &t->collectors[m->collector];
         col->durable_seq = m->durable_seq;
-        totals_add(&col->durable, &m->add);
-        totals_add(&t->durable_total, &m->add);
+        tally_totals_add(&col->durable, &m->add);
+        tally_totals_add(&t->durable_total, &m->add);
     }
+    /* Two's complement: adding a negative delta wraps to the smaller total. */
     for (size_t i = 0; i < d->n_touched; i++)
-        t->durable[d->touched[i]] += d->proj_delta[d->touched[i]];
+        t->durable[d->touched[i]] += (uint64_t)d->proj_delta[d->touched[i]];
+    tally_tables_commit(t, d);
     tally_delta_reset(d);
     t->inflight = NULL;
 }

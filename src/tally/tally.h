@@ -17,9 +17,28 @@ struct tally_project {
     uint32_t circuit_id;
 };
 
+/* Why a vote or a sheet was not counted; the numbers are the wire's RejectReason and the
+ * index into batches.rejected_by_reason (docs/consultation.md). */
+enum tally_reason {
+    TALLY_REASON_UNKNOWN_PROJECT = 1,
+    TALLY_REASON_NOT_ALLOWED = 2,
+    TALLY_REASON_UNKNOWN_TABLE = 3,
+    TALLY_REASON_OUTSIDE_TABLE_CIRCUIT = 4,
+    TALLY_REASON_OVER_ELECTORS = 5,
+    TALLY_REASON_TABLE_MODE_CONFLICT = 6,
+    TALLY_REASON_SHEET_CONFLICT = 7,
+    TALLY_REASON_SUPERSEDED = 8,
+    TALLY_REASON_BAD_SHEET = 9,
+};
+#define TALLY_REASONS 10 /* arrays indexed by reason; [0] unused, always 0 */
+/* "unknown_project", ... as in docs/consultation.md; "?" for any other number. */
+const char *tally_reason_name(unsigned reason);
+
 struct tally_totals {
     uint64_t batches, votes, accepted, duplicate, rejected; /* rejected: every reason */
     uint64_t rejected_not_allowed; /* of rejected: outside the collector's circuits */
+    /* Sheets of sheet batches (a sheet batch adds 1 to batches, nothing to the votes). */
+    uint64_t sheets, sheets_accepted, sheets_duplicate, sheets_rejected;
 };
 
 struct tally_collector {
@@ -37,6 +56,10 @@ struct tally_collector {
 struct tally_batch_result {
     uint32_t accepted, duplicate, rejected_unknown;
     uint32_t rejected_not_allowed; /* a known project outside the collector's circuits */
+    /* By enum tally_reason: votes of a ballot batch ([1], [2] equal rejected_unknown and
+     * rejected_not_allowed), sheets of a sheet batch (then the vote figures are 0). */
+    uint32_t reasons[TALLY_REASONS];
+    uint32_t sheets_accepted, sheets_duplicate;
 };
 
 enum tally_apply_status {
@@ -51,8 +74,47 @@ struct tally_delta_batch {
     uint32_t collector;
     uint64_t seq;
     uint8_t digest[TALLY_DIGEST_BYTES];
-    uint32_t votes, accepted, duplicate, rejected_unknown;
+    uint32_t votes, accepted, duplicate, rejected_unknown; /* votes: 0 for a sheet batch */
     uint32_t rejected_not_allowed;
+    uint8_t kind;                    /* 0 ballots, 1 sheets */
+    uint32_t reasons[TALLY_REASONS]; /* votes (ballot batch) or sheets (sheet batch) */
+    uint32_t sheets, sheets_accepted, sheets_duplicate;
+    size_t counts_off, n_counts; /* in tally_delta.batch_counts (ballot batch; else 0, 0) */
+    size_t tables_off, n_tables; /* in tally_delta.batch_tables (ballot batch; else 0, 0) */
+};
+
+/* A (key, count) pair: a project's votes by external id, or a table's ballots by dense
+ * index, as each use says. */
+struct tally_count {
+    uint32_t id;
+    uint32_t n;
+};
+
+struct tally_signed_count {
+    uint32_t id; /* external project id */
+    int64_t delta;
+};
+
+/* An accepted tally sheet inside a delta. */
+struct tally_delta_sheet {
+    uint32_t table; /* dense table index */
+    uint32_t version;
+    uint32_t collector;
+    uint64_t seq;
+    uint8_t digest[TALLY_DIGEST_BYTES];
+    uint32_t blank, null_ballots;
+    size_t rows_off, n_rows; /* in tally_delta.sheet_rows: external id ascending, n > 0 */
+};
+
+/* A correction inside a delta: for now an accepted sheet that replaced an older version. */
+struct tally_delta_correction {
+    uint32_t kind; /* 0 sheet replacement (1 retract: later) */
+    uint32_t table;
+    uint32_t collector;
+    uint64_t seq;
+    uint32_t from_version, to_version;
+    size_t deltas_off, n_deltas; /* in tally_delta.correction_deltas: ids ascending, != 0 */
+    int64_t blank_delta, null_delta, ballots_delta; /* new minus old */
 };
 
 /* A collector's watermark move in a delta. */
@@ -71,14 +133,45 @@ struct tally_delta {
     size_t n_batches, cap_batches;
     uint64_t *tokens;
     size_t n_tokens, cap_tokens;
-    uint64_t *proj_delta; /* [n_projects] by dense index, zero outside touched */
-    uint32_t *touched;    /* dense indices with a non-zero proj_delta */
+    int64_t *proj_delta; /* [n_projects] by dense index, zero outside touched */
+    /* Dense indices of projects touched; once sealed, exactly those with a non-zero
+     * proj_delta (one touched and netted to 0 by a replaced sheet is dropped at seal). */
+    uint32_t *touched;
     size_t n_touched;
-    uint32_t *out_ids;    /* filled when sealed: external ids of touched, ... */
-    uint64_t *out_deltas; /* ... and their increments */
+    uint32_t *out_ids;   /* filled when sealed: external ids of touched, ... */
+    int64_t *out_deltas; /* ... and their deltas (negative: a replaced sheet) */
+    uint8_t *in_touched; /* [n_projects]: 1 when listed in touched (internal) */
     struct tally_delta_mark *marks;
     size_t n_marks, cap_marks;
     uint64_t votes; /* votes in the batches of this delta */
+
+    /* Per ballot batch (tally_delta_batch.counts_off/tables_off): accepted votes per
+     * external project id, and accepted ballots per dense table index, in no order. */
+    struct tally_count *batch_counts;
+    size_t n_batch_counts, cap_batch_counts;
+    struct tally_count *batch_tables;
+    size_t n_batch_tables, cap_batch_tables;
+
+    /* Per-ballot table deltas: [n_tables] by dense index, zero outside tables_touched. */
+    int64_t *table_delta;
+    uint32_t *tables_touched;
+    size_t n_tables_touched;
+    /* Filled when sealed: dense indices ascending by table id (strcmp), and their deltas. */
+    uint32_t *out_tables;
+    int64_t *out_table_deltas;
+    size_t n_out_tables;
+
+    /* Every accepted sheet, in the order applied, and its rows. */
+    struct tally_delta_sheet *sheets;
+    size_t n_sheets, cap_sheets;
+    struct tally_count *sheet_rows;
+    size_t n_sheet_rows, cap_sheet_rows;
+    /* One per accepted sheet that replaced an older version, and their deltas. */
+    struct tally_delta_correction *corrections;
+    size_t n_corrections, cap_corrections;
+    struct tally_signed_count *correction_deltas;
+    size_t n_correction_deltas, cap_correction_deltas;
+    int64_t blank_delta, null_delta; /* national blank and null ballots, from sheets */
 };
 
 struct tally;
@@ -135,6 +228,102 @@ enum tally_apply_status tally_apply_batch(struct tally *t, uint32_t c, uint64_t 
                                           size_t n, struct tally_batch_result *res,
                                           uint64_t *expected, const uint8_t **stored);
 
+/* ---- voting tables (docs/consultation.md) ---------------------------------------- */
+
+struct tally_table_def {
+    const char *id; /* [A-Za-z0-9._-]{1,63} */
+    uint32_t circuit_id;
+    uint32_t electors;
+};
+/* Sets the voting tables (copied), once, after tally_new and before anything is applied or
+ * restored. Returns 0, or -EINVAL on a duplicate or invalid id, or when called again or
+ * after a batch was applied. */
+int tally_tables_set(struct tally *t, const struct tally_table_def *tables, size_t n);
+size_t tally_table_count(const struct tally *t);
+/* Dense index of a table id, or -1 (a hash map, O(1)). */
+int32_t tally_table_find(const struct tally *t, const char *id);
+
+enum tally_table_mode { TALLY_TABLE_NONE = 0, TALLY_TABLE_BALLOTS = 1, TALLY_TABLE_SHEET = 2 };
+struct tally_table_view {
+    const char *id; /* valid for the tally's life */
+    uint32_t circuit_id, electors;
+    enum tally_table_mode mode; /* BALLOTS once a per-ballot vote was accepted; SHEET once a
+                                   sheet was */
+    uint64_t ballots;           /* accepted per-ballot votes, or the sheet's blank + null + rows */
+    uint32_t version;           /* current sheet's version (0: none) */
+    uint32_t blank, null_ballots;
+};
+/* Table i as applied in memory (durable false) or as the last committed checkpoint holds
+ * it. */
+void tally_table_get(const struct tally *t, size_t i, bool durable, struct tally_table_view *out);
+/* National blank and null ballots (from sheets), applied or durable. Either may be NULL. */
+void tally_blank_null(const struct tally *t, bool durable, uint64_t *blank, uint64_t *null_ballots);
+
+/* Recovery, after tally_tables_set: per-ballot ballots of table i (sum of stored table
+ * deltas), and the current sheet of a table (its rows: external project ids strictly
+ * ascending; rows with votes 0 are skipped; digest copied, NULL: zeros). Project totals are
+ * restored separately (tally_restore_votes), so these change no project count; national
+ * blank and null follow the sheet (restoring a table's sheet again replaces it). Both set
+ * the applied and the durable state. Return 0 or -EINVAL (bad index, version 0, rows not
+ * ascending). */
+int tally_restore_table_ballots(struct tally *t, uint32_t table, uint64_t ballots);
+int tally_restore_sheet(struct tally *t, uint32_t table, uint32_t version,
+                        const uint8_t digest[TALLY_DIGEST_BYTES], const uint32_t *project_ids,
+                        const uint64_t *votes, size_t n, uint32_t blank, uint32_t null_ballots);
+
+/* tally_apply_batch with tables: dict[k] is the dense table index of the batch's k-th table
+ * id (tally_table_find, -1 when unknown), n_dict entries; vote_tables NULL (no vote names a
+ * table) or n entries, 0 = none, k (1..n_dict) = dict[k-1] (the caller has checked the
+ * range). Checks per vote, in order: unknown project, not_allowed, then for a vote naming a
+ * table: unknown_table, outside_table_circuit, table_mode_conflict (table in SHEET mode),
+ * over_electors (table's ballots == electors); then ballot dedup. A rejected vote leaves its
+ * ballot unused. res->reasons counts the rejected votes by reason. tally_apply_batch(...)
+ * is this with (NULL, 0, NULL). */
+enum tally_apply_status tally_apply_batch_tables(struct tally *t, uint32_t c, uint64_t seq,
+                                                 const uint8_t digest[TALLY_DIGEST_BYTES],
+                                                 const uint64_t *ballots, const uint32_t *projects,
+                                                 size_t n, const int32_t *dict, size_t n_dict,
+                                                 const uint32_t *vote_tables,
+                                                 struct tally_batch_result *res, uint64_t *expected,
+                                                 const uint8_t **stored);
+
+/* One sheet of a sheet batch, as decoded (borrowed for the call). */
+struct tally_sheet_in {
+    int32_t table; /* dense index (tally_table_find), -1 when unknown */
+    uint32_t version;
+    const uint32_t *projects, *votes;
+    size_t n_projects, n_votes; /* unequal: bad_sheet */
+    uint32_t blank, null_ballots;
+    const uint8_t *digest; /* TALLY_DIGEST_BYTES: the canonical sheet digest (wire computes it) */
+};
+enum tally_sheet_status {
+    TALLY_SHEET_ACCEPTED = 0,
+    TALLY_SHEET_DUPLICATE = 1,
+    TALLY_SHEET_REJECTED = 2,
+};
+struct tally_sheet_out {
+    enum tally_sheet_status status;
+    unsigned reason;           /* enum tally_reason when REJECTED, else 0 */
+    uint32_t replaced_version; /* ACCEPTED over an older one, else 0 */
+};
+/* Applies a sheet batch (seq/digest dedup exactly as tally_apply_batch: RETRANSMIT, GAP,
+ * CONFLICT). Each sheet is judged whole, in the order of docs/consultation.md ("Tally
+ * sheets", steps 1-8; not_allowed: the table's circuit is outside collector c's circuits
+ * as set by tally_collector_restrict; bad_sheet also for votes, blank or null above
+ * 2^31-1). Sheets of one batch are applied in order (a later sheet of the same table sees
+ * the earlier one). For TALLY_APPLIED fills out[i] for each of the n sheets and res (reasons
+ * counts rejected sheets; the vote figures are 0). */
+enum tally_apply_status tally_apply_sheets(struct tally *t, uint32_t c, uint64_t seq,
+                                           const uint8_t digest[TALLY_DIGEST_BYTES],
+                                           const struct tally_sheet_in *sheets, size_t n,
+                                           struct tally_sheet_out *out,
+                                           struct tally_batch_result *res, uint64_t *expected,
+                                           const uint8_t **stored);
+
+/* Rejections by reason since tally_new (recovered totals carry no reason): votes of ballot
+ * batches (sheets false) or sheets of sheet batches (sheets true). out[0] is 0. */
+void tally_reason_counts(const struct tally *t, bool sheets, uint64_t out[TALLY_REASONS]);
+
 /* Durable votes by dense index: what the last committed checkpoint holds. */
 const uint64_t *tally_durable_votes(const struct tally *t);
 /* National figures over durable batches. */
@@ -150,7 +339,8 @@ void tally_rejected_by_reason(const struct tally *t, uint64_t *unknown_project,
 size_t tally_ballot_count(const struct tally *t);
 size_t tally_ballot_bytes(const struct tally *t);
 
-/* Votes applied but not yet durable (pending + in flight): the back-pressure measure. */
+/* Votes applied but not yet durable (pending + in flight): the back-pressure measure. A
+ * sheet batch adds no votes, but is pending like any batch. */
 uint64_t tally_backlog_votes(const struct tally *t);
 bool tally_has_pending(const struct tally *t);
 

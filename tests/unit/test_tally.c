@@ -434,7 +434,8 @@ static void test_restore(void **state)
 {
     (void)state;
     struct tally *t = tally_new(registry, N_REG, 10, key1);
-    struct tally_totals dur = {3, 30, 20, 5, 5, 0};
+    struct tally_totals dur = {
+        .batches = 3, .votes = 30, .accepted = 20, .duplicate = 5, .rejected = 5};
     uint32_t c = tally_collector_add(t, "east", 3, &dur);
     tally_restore_votes(t, 7, 20);
     assert_true(tally_restore_token(t, 77));
