@@ -61,17 +61,32 @@
  * Threading: a struct tally_client is not thread-safe; use it from one thread at a time.
  * Different clients may live on different threads: tally_client_new calls sodium_init(),
  * which is idempotent and thread-safe, and the library has no other global state.
- * Blocking: every call returns within its timeout, except tally_client_spool (two fsyncs) and
- * name resolution of a server host (getaddrinfo), which may block briefly.
+ * Blocking: every call returns within its timeout, except the tally_client_spool* calls (two
+ * fsyncs; three for the first sheet batch of a spool), tally_client_durable_digests (reads
+ * its file) and name resolution of a server host (getaddrinfo), which may block briefly.
+ * Releasing durable batches (inside pump) appends their digests and fsyncs that file too.
  * Signals: the library never raises SIGPIPE (MSG_NOSIGNAL) and changes no signal disposition.
  * A signal that interrupts a wait makes it return TALLY_CLIENT_ERR_INTR, so the caller can
  * check its own flags.
  *
+ * Voting tables and tally sheets (docs/consultation.md): tally_client_spool_tables spools
+ * votes that name their voting table, tally_client_spool_sheets a batch of tally sheets.
+ * Both are spooled, sent, resent and released like any batch. tallyd judges each sheet
+ * (Ack.sheets): the outcomes are counted in stats and logged, a rejected sheet at WARN
+ * ("sheet T version V rejected: REASON", REASON as tally_client_reason_name), a replacing
+ * one at INFO ("sheet T version V replaces version P").
+ *
+ * Receipts: the spool keeps (seq, digest) of every batch it releases as durable, the digest
+ * being the one tallyd keeps (src/wire/digest.h, wire_batch_digest_msg); see
+ * tally_client_durable_digests.
+ *
  * Spool directory (one per collector; locked with flock while open):
  *   state                  next seq, durable seq, votes, newest cursor, collector id
  *   batch-<seq %020>.pb    one per spooled batch not yet durable
+ *   digests                (seq, digest) of each batch released as durable, 40 bytes each
  *   lock                   the flock target
- * See src/client/spool.c for the byte layout. */
+ * See src/client/spool.c for the byte layout. A spool that has held a sheet batch is not
+ * opened by a libtally older than libtally.so.2 (its state file says version 2). */
 #ifndef TALLY_CLIENT_H
 #define TALLY_CLIENT_H
 
@@ -174,7 +189,15 @@ struct tally_client_totals {
     uint64_t accepted;
     uint64_t duplicate;
     uint64_t rejected;
+    uint64_t sheets; /* sheets in durable sheet batches (0 from a tallyd without sheets) */
+    uint64_t sheets_accepted;
+    uint64_t sheets_duplicate;
+    uint64_t sheets_rejected;
 };
+
+/* Reasons tallyd rejects a vote or a sheet for (docs/consultation.md, "Rejection reasons";
+ * RejectReason in proto/tally.proto): 1 unknown_project .. 9 bad_sheet; index 0 unused. */
+#define TALLY_CLIENT_REASONS 10u
 
 struct tally_client_stats {
     uint64_t batches_spooled;          /* batches ever spooled in this spool dir (= last seq) */
@@ -200,6 +223,17 @@ struct tally_client_stats {
     uint64_t rejected_not_allowed;
     uint64_t rejected_acked; /* all rejected votes in those same acks (Ack.rejected) */
     bool tls;                /* sessions run over TLS */
+    /* Sheets of sheet batches by outcome (Ack.sheets), summed over the same first acks. */
+    uint64_t sheets_accepted;  /* replacing ones included */
+    uint64_t sheets_duplicate; /* this version with this content was counted already */
+    uint64_t sheets_rejected;
+    uint64_t sheets_replaced; /* accepted ones that replaced a lower version */
+    /* What was rejected by reason k (TALLY_CLIENT_REASONS, tally_client_reason_name), over
+     * the same first acks, as tallyd's batches.rejected_by_reason sums them: votes of ballot
+     * batches (Ack.rejected_by_reason) plus sheets of sheet batches (Ack.sheets). */
+    uint64_t rejected_by_reason[TALLY_CLIENT_REASONS];
+    /* The sheets alone, by reason. */
+    uint64_t sheets_rejected_by_reason[TALLY_CLIENT_REASONS];
 };
 
 /* Opens (creating if needed) and locks the spool, loads its non-durable batches in seq order,
@@ -229,6 +263,55 @@ void tally_client_free(struct tally_client *c);
 int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const uint32_t *projects,
                        size_t n, const void *cursor, size_t cursor_len,
                        uint64_t *seq_out) TALLY_CLIENT_WUR;
+
+/* Like tally_client_spool, for votes that may name their voting table. tables[0..n_tables)
+ * is the batch's dictionary of table ids ([A-Za-z0-9._-]{1,63}, at most 4096);
+ * vote_tables (NULL, or n entries) gives each vote's table: 0 for none, k for
+ * tables[k - 1]. vote_tables NULL or all 0 spools exactly what tally_client_spool does (the
+ * dictionary is then not sent). Returns as tally_client_spool; TALLY_CLIENT_ERR_INVALID too
+ * for an id of another form, an index past the dictionary, more than 4096 ids, or tables
+ * given without vote_tables. Arrays and strings are copied. */
+int tally_client_spool_tables(struct tally_client *c, const uint64_t *ballots,
+                              const uint32_t *projects, const uint32_t *vote_tables, size_t n,
+                              const char *const *tables, size_t n_tables, const void *cursor,
+                              size_t cursor_len, uint64_t *seq_out) TALLY_CLIENT_WUR;
+
+/* One voting table's tally sheet: n rows of (projects[i], votes[i]), blank and null ballots.
+ * A sheet of (table_id, version) that tallyd counts already is a duplicate if its content is
+ * the same (rows in any order, rows of 0 votes ignored), sheet_conflict if not; a higher
+ * version replaces a lower one. */
+struct tally_client_sheet {
+    const char *table_id; /* [A-Za-z0-9._-]{1,63} */
+    uint32_t version;     /* 1, 2, ...; tallyd rejects 0 as bad_sheet */
+    const uint32_t *projects;
+    const uint32_t *votes;
+    size_t n; /* rows; may be 0 (a table with only blank and null ballots) */
+    uint32_t blank, null_ballots;
+};
+
+/* Spools one sheet batch of sheets[0..n) (1 to 256 sheets, whose rows together do not exceed
+ * the server's max_batch_votes once known), with a fresh nonce, like tally_client_spool:
+ * fsync'ed before return, sent as spooled, cursor kept. tallyd judges each sheet on its own
+ * (stats, log). Returns as tally_client_spool; TALLY_CLIENT_ERR_INVALID for n 0 or over 256,
+ * a table id of another form, rows over the limit, or NULL arrays with rows. Copied. */
+int tally_client_spool_sheets(struct tally_client *c, const struct tally_client_sheet *sheets,
+                              size_t n, const void *cursor, size_t cursor_len,
+                              uint64_t *seq_out) TALLY_CLIENT_WUR;
+
+/* Calls cb(arg, seq, digest) for every batch this spool released as durable, oldest first:
+ * digest is the batch's content digest as tallyd keeps it (wire_batch_digest_msg), borrowed
+ * until cb returns; cb must not call back into the client. Batches made durable by a
+ * libtally older than libtally.so.2 (before the spool kept digests) simply have no record.
+ * Returns 0, TALLY_CLIENT_ERR_IO, or TALLY_CLIENT_ERR_CORRUPT when the file is damaged
+ * (records out of seq order; open checks only its tail); the records before the failure
+ * were delivered, the reason is logged at WARN, and the client's status does not change. */
+int tally_client_durable_digests(const struct tally_client *c,
+                                 void (*cb)(void *arg, uint64_t seq, const uint8_t digest[32]),
+                                 void *arg) TALLY_CLIENT_WUR;
+
+/* The name of rejection reason k ("unknown_project" .. "bad_sheet", as in
+ * docs/consultation.md), or "unknown" for 0 and values past them. Static. */
+const char *tally_client_reason_name(unsigned k);
 
 /* Copies the newest cursor ever spooled in this spool dir (it survives restarts and the
  * deletion of durable batches) into buf. *out_len gets its length, 0 if none was ever stored.

@@ -19,6 +19,7 @@
 
 #include "client/internal.h"
 #include "core/xalloc.h"
+#include "wire/digest.h"
 #include "wire/wire.h"
 
 #define DEFAULT_WINDOW 64u
@@ -201,48 +202,156 @@ void tally_client_free(struct tally_client *c)
     free(c);
 }
 
-int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const uint32_t *projects,
-                       size_t n, const void *cursor, size_t cursor_len, uint64_t *seq_out)
+/* Gives b the next seq and a fresh nonce, encodes it and spools the frame with the cursor.
+ * The caller has checked the content; b's arrays are only read. */
+static int spool_batch(struct tally_client *c, Tally__Batch *b, const void *cursor,
+                       size_t cursor_len, uint64_t *seq_out)
 {
-    if (c->status)
-        return c->status;
-    if (n == 0 || n > UINT32_MAX || !ballots || !projects ||
-        (c->max_batch_votes && n > c->max_batch_votes) || cursor_len > TALLY_CLIENT_CURSOR_MAX ||
-        (cursor_len && !cursor))
+    if (cursor_len > TALLY_CLIENT_CURSOR_MAX || (cursor_len && !cursor))
         return TALLY_CLIENT_ERR_INVALID;
     if (c->spool.count >= c->max_spooled)
         return TALLY_CLIENT_ERR_FULL;
-
     uint64_t seq = c->spool.next_seq;
     /* The nonce is drawn once, here: the frame is spooled with it and every resend, in this
      * process or after a restart, sends the spooled bytes, so tallyd always sees one digest
      * per seq. A batch encoded again would get another nonce and look like a conflict. */
     uint8_t nonce[BATCH_NONCE_BYTES];
     randombytes_buf(nonce, sizeof(nonce));
-    /* protobuf-c wants mutable pointers but only reads them when packing. */
-    Tally__Batch b = TALLY__BATCH__INIT;
-    b.seq = seq;
-    b.n_ballots = n;
-    b.ballots = (uint64_t *)ballots;
-    b.n_projects = n;
-    b.projects = (uint32_t *)projects;
-    b.nonce.data = nonce;
-    b.nonce.len = sizeof(nonce);
+    b->seq = seq;
+    b->nonce.data = nonce;
+    b->nonce.len = sizeof(nonce);
     Tally__Frame f = TALLY__FRAME__INIT;
     f.msg_case = TALLY__FRAME__MSG_BATCH;
-    f.batch = &b;
+    f.batch = b;
     size_t size = wire_frame_size(&f);
     if (c->max_frame_bytes && size - TALLY_FRAME_HEADER_BYTES > c->max_frame_bytes)
         return TALLY_CLIENT_ERR_INVALID;
     uint8_t *frame = xmalloc(size);
     wire_frame_encode(&f, frame);
-    int rc = client_spool_append(&c->spool, frame, size, (uint32_t)n, cursor, cursor_len);
+    int rc = client_spool_append(&c->spool, frame, size, cursor, cursor_len);
     free(frame);
+    if (rc == TALLY_CLIENT_ERR_INVALID)
+        return rc; /* nothing written: the spool would not load what was asked for */
     if (rc < 0)
         return client_fatal(c, rc, "spool: %s", c->spool.err);
     if (seq_out)
         *seq_out = seq;
     return 0;
+}
+
+int tally_client_spool(struct tally_client *c, const uint64_t *ballots, const uint32_t *projects,
+                       size_t n, const void *cursor, size_t cursor_len, uint64_t *seq_out)
+{
+    return tally_client_spool_tables(c, ballots, projects, NULL, n, NULL, 0, cursor, cursor_len,
+                                     seq_out);
+}
+
+int tally_client_spool_tables(struct tally_client *c, const uint64_t *ballots,
+                              const uint32_t *projects, const uint32_t *vote_tables, size_t n,
+                              const char *const *tables, size_t n_tables, const void *cursor,
+                              size_t cursor_len, uint64_t *seq_out)
+{
+    if (c->status)
+        return c->status;
+    if (n == 0 || n > UINT32_MAX || !ballots || !projects ||
+        (c->max_batch_votes && n > c->max_batch_votes) || n_tables > WIRE_MAX_BATCH_TABLES ||
+        (n_tables && (!tables || !vote_tables)))
+        return TALLY_CLIENT_ERR_INVALID;
+    for (size_t i = 0; i < n_tables; i++)
+        if (!tables[i] || !wire_table_id_is_valid(tables[i]))
+            return TALLY_CLIENT_ERR_INVALID;
+    bool named = false;
+    for (size_t i = 0; vote_tables && i < n; i++) {
+        if (vote_tables[i] > n_tables)
+            return TALLY_CLIENT_ERR_INVALID;
+        named |= vote_tables[i] != 0;
+    }
+    /* protobuf-c wants mutable pointers but only reads them when packing. */
+    Tally__Batch b = TALLY__BATCH__INIT;
+    b.n_ballots = n;
+    b.ballots = (uint64_t *)ballots;
+    b.n_projects = n;
+    b.projects = (uint32_t *)projects;
+    /* No vote naming a table: the very batch tally_client_spool sends (its v1 digest). */
+    if (named) {
+        b.n_tables = n_tables;
+        b.tables = (char **)tables;
+        b.n_vote_tables = n;
+        b.vote_tables = (uint32_t *)vote_tables;
+    }
+    return spool_batch(c, &b, cursor, cursor_len, seq_out);
+}
+
+int tally_client_spool_sheets(struct tally_client *c, const struct tally_client_sheet *sheets,
+                              size_t n, const void *cursor, size_t cursor_len, uint64_t *seq_out)
+{
+    if (c->status)
+        return c->status;
+    if (n == 0 || n > WIRE_MAX_BATCH_SHEETS || !sheets)
+        return TALLY_CLIENT_ERR_INVALID;
+    uint64_t rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct tally_client_sheet *sh = &sheets[i];
+        if (!sh->table_id || !wire_table_id_is_valid(sh->table_id) ||
+            (sh->n && (!sh->projects || !sh->votes)))
+            return TALLY_CLIENT_ERR_INVALID;
+        rows += sh->n;
+    }
+    uint32_t limit = c->max_batch_votes ? c->max_batch_votes : TALLY_DEFAULT_MAX_BATCH_VOTES;
+    if (rows > limit)
+        return TALLY_CLIENT_ERR_INVALID;
+    Tally__Sheet *msg = xcalloc(n, sizeof(*msg));
+    Tally__Sheet **ptrs = xcalloc(n, sizeof(*ptrs));
+    for (size_t i = 0; i < n; i++) {
+        const struct tally_client_sheet *sh = &sheets[i];
+        tally__sheet__init(&msg[i]);
+        msg[i].table_id = (char *)sh->table_id;
+        msg[i].version = sh->version;
+        msg[i].n_projects = sh->n;
+        msg[i].projects = (uint32_t *)sh->projects;
+        msg[i].n_votes = sh->n;
+        msg[i].votes = (uint32_t *)sh->votes;
+        msg[i].blank = sh->blank;
+        msg[i].null_ballots = sh->null_ballots;
+        ptrs[i] = &msg[i];
+    }
+    Tally__Batch b = TALLY__BATCH__INIT;
+    b.n_sheets = n;
+    b.sheets = ptrs;
+    int rc = spool_batch(c, &b, cursor, cursor_len, seq_out);
+    free(ptrs);
+    free(msg);
+    return rc;
+}
+
+int tally_client_durable_digests(const struct tally_client *c,
+                                 void (*cb)(void *arg, uint64_t seq, const uint8_t digest[32]),
+                                 void *arg)
+{
+    if (!cb)
+        return TALLY_CLIENT_ERR_INVALID;
+    char err[256];
+    int rc = client_spool_digests(&c->spool, cb, arg, err, sizeof(err));
+    if (rc < 0 && c->log_cb)
+        c->log_cb(c->log_arg, TALLY_CLIENT_LOG_WARN, err);
+    return rc;
+}
+
+const char *tally_client_reason_name(unsigned k)
+{
+    static const char *const names[TALLY_CLIENT_REASONS] = {
+        NULL,
+        "unknown_project",
+        "not_allowed",
+        "unknown_table",
+        "outside_table_circuit",
+        "over_electors",
+        "table_mode_conflict",
+        "sheet_conflict",
+        "superseded",
+        "bad_sheet",
+    };
+    return k > 0 && k < TALLY_CLIENT_REASONS ? names[k] : "unknown";
 }
 
 int tally_client_last_cursor(const struct tally_client *c, void *buf, size_t len, size_t *out_len)
@@ -284,6 +393,13 @@ void tally_client_stats(const struct tally_client *c, struct tally_client_stats 
     out->rejected_not_allowed = c->rejected_not_allowed;
     out->rejected_acked = c->rejected_acked;
     out->tls = c->tls != NULL;
+    out->sheets_accepted = c->sheets_accepted;
+    out->sheets_duplicate = c->sheets_duplicate;
+    out->sheets_rejected = c->sheets_rejected;
+    out->sheets_replaced = c->sheets_replaced;
+    memcpy(out->rejected_by_reason, c->rejected_by_reason, sizeof(out->rejected_by_reason));
+    memcpy(out->sheets_rejected_by_reason, c->sheets_rejected_by_reason,
+           sizeof(out->sheets_rejected_by_reason));
 }
 
 int tally_client_pump(struct tally_client *c, int timeout_ms)

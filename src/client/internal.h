@@ -88,6 +88,9 @@ struct tally_client {
     bool server_known;
     uint64_t sessions;
     uint64_t rejected_not_allowed, rejected_acked; /* summed over first acks */
+    uint64_t sheets_accepted, sheets_duplicate, sheets_rejected, sheets_replaced; /* the same */
+    uint64_t rejected_by_reason[TALLY_CLIENT_REASONS];
+    uint64_t sheets_rejected_by_reason[TALLY_CLIENT_REASONS];
 };
 
 /* ---- client.c: helpers for all three files ---- */

@@ -87,6 +87,10 @@ static void totals_take(struct tally_client *c, const Tally__CollectorTotals *t)
     c->totals.accepted = t->accepted;
     c->totals.duplicate = t->duplicate;
     c->totals.rejected = t->rejected;
+    c->totals.sheets = t->sheets;
+    c->totals.sheets_accepted = t->sheets_accepted;
+    c->totals.sheets_duplicate = t->sheets_duplicate;
+    c->totals.sheets_rejected = t->sheets_rejected;
     c->server_known = true;
 }
 
@@ -119,13 +123,15 @@ static int on_welcome(struct tally_client *c, const Tally__Welcome *w)
     /* A batch over the server's limits would be refused on every retry: say so now. */
     for (size_t i = 0; i < c->spool.count; i++) {
         const struct client_spool_batch *b = &c->spool.batches[i];
-        if (b->votes > c->max_batch_votes ||
+        /* A sheet batch's rows count against max_batch_votes (wire_batch_check). */
+        uint32_t size = b->sheets ? b->rows : b->votes;
+        if (size > c->max_batch_votes ||
             b->frame_len - TALLY_FRAME_HEADER_BYTES > c->max_frame_bytes)
             return client_fatal(c, TALLY_CLIENT_ERR_PROTOCOL,
-                                "spooled batch %" PRIu64 " (%u votes, %u bytes) exceeds the "
+                                "spooled batch %" PRIu64 " (%u %s, %u bytes) exceeds the "
                                 "server's limits (%u votes, %u bytes)",
-                                b->seq, b->votes, b->frame_len, c->max_batch_votes,
-                                c->max_frame_bytes);
+                                b->seq, size, b->sheets ? "sheet rows" : "votes", b->frame_len,
+                                c->max_batch_votes, c->max_frame_bytes);
     }
     if (!w->totals) {
         /* An older server without totals: report zeros rather than wait forever. */
@@ -160,6 +166,45 @@ static int on_welcome(struct tally_client *c, const Tally__Welcome *w)
     return 0;
 }
 
+/* The figures of a batch's first ack (a retransmit repeats none): rejected votes, and each
+ * sheet's outcome, counted and logged. */
+static void ack_counts_take(struct tally_client *c, const Tally__Ack *a)
+{
+    c->rejected_acked += a->rejected;
+    c->rejected_not_allowed += a->rejected_not_allowed;
+    for (size_t k = 1; k < a->n_rejected_by_reason && k < TALLY_CLIENT_REASONS; k++)
+        c->rejected_by_reason[k] += a->rejected_by_reason[k];
+    for (size_t i = 0; i < a->n_sheets; i++) {
+        const Tally__SheetResult *r = a->sheets[i];
+        /* The id came from tallyd: only echo one of the form it must have. */
+        const char *t = r->table_id && wire_table_id_is_valid(r->table_id) ? r->table_id : "?";
+        switch (r->status) {
+        case TALLY__SHEET_STATUS__SHEET_ACCEPTED:
+            c->sheets_accepted++;
+            if (r->replaced_version) {
+                c->sheets_replaced++;
+                client_log(c, TALLY_CLIENT_LOG_INFO, "sheet %s version %u replaces version %u", t,
+                           r->version, r->replaced_version);
+            }
+            break;
+        case TALLY__SHEET_STATUS__SHEET_DUPLICATE:
+            c->sheets_duplicate++;
+            break;
+        default: {
+            unsigned k = (unsigned)r->reason;
+            c->sheets_rejected++;
+            if (k > 0 && k < TALLY_CLIENT_REASONS) {
+                c->sheets_rejected_by_reason[k]++;
+                c->rejected_by_reason[k]++;
+            }
+            client_log(c, TALLY_CLIENT_LOG_WARN, "sheet %s version %u rejected: %s", t, r->version,
+                       tally_client_reason_name(k));
+            break;
+        }
+        }
+    }
+}
+
 static int on_ack(struct tally_client *c, const Tally__Ack *a)
 {
     if (a->seq > 0) {
@@ -175,10 +220,8 @@ static int on_ack(struct tally_client *c, const Tally__Ack *a)
          * content it holds already. */
         client_spool_confirm(&c->spool, a->seq);
         client_dial_progress(&c->dial); /* the session makes progress */
-        if (!a->retransmit) {
-            c->rejected_acked += a->rejected;
-            c->rejected_not_allowed += a->rejected_not_allowed;
-        }
+        if (!a->retransmit)
+            ack_counts_take(c, a);
     }
     /* Within a session durable_seq only grows; a lower one (an ack that does not carry it)
      * is no news. Only Welcome may tell us the server went backwards. It may pass what this

@@ -4,16 +4,28 @@
  * know about sockets or the session (conn.c, session.c).
  *
  * batch-<seq %020llu>.pb, little-endian:
- *   "TLYB" u32 version=1 | u64 seq | u32 votes | u32 frame_len | u32 cursor_len | u32 0
+ *   "TLYB" u32 version | u64 seq | u32 votes | u32 frame_len | u32 cursor_len | u32 sheets
  *   frame (the wire frame as sent: 4-byte BE length + Frame{batch}) | cursor
  *   16-byte BLAKE2b of everything before
+ * version 1: a ballot batch (votes > 0, sheets 0: the word was always written 0), with or
+ * without voting tables, which live in the frame: an older libtally loads and resends such
+ * a file unchanged. version 2: a sheet batch (votes 0, sheets > 0), written since issue 10.
  * The frame is kept encoded, Batch.nonce included, and sent as is: nothing here or in
  * client.c encodes a spooled batch again, so a resend carries the same nonce and digest.
  * Frames spooled before Batch.nonce existed have none; they load and are resent unchanged,
  * which is why the layout (and SPOOL_VERSION) did not change with it.
  * state (replaced atomically: state.tmp, fsync, rename, fsync dir):
- *   "TLYS" u32 version=1 | u64 next_seq | u64 durable_seq | u64 durable_votes
+ *   "TLYS" u32 version | u64 next_seq | u64 durable_seq | u64 durable_votes
  *   u32 id_len | u32 cursor_len | collector id | cursor | 16-byte BLAKE2b of everything before
+ * version 1, or 2 once a sheet batch was spooled: the same layout, written so that an older
+ * libtally refuses the spool ("bad header") instead of taking a version-2 batch file it
+ * cannot read for a torn one and deleting it.
+ * digests (append-only): one 40-byte record per batch released as durable, in seq order:
+ *   u64 seq | 32-byte digest (wire_batch_digest_msg, what tallyd keeps: receipts need it)
+ * appended and fsync'ed before the state file that releases the batches is written, so a
+ * record exists for every batch the state calls durable; open drops a torn last record and
+ * records past the state's durable seq (a crash between the two). Batches released before
+ * this file existed have no record: it starts empty on the first open by this version.
  */
 #include "core/endian.h"
 #include "core/xalloc.h"
@@ -39,6 +51,9 @@
 #define BATCH_MAGIC 0x42594c54u /* "TLYB" read little-endian */
 #define STATE_MAGIC 0x53594c54u /* "TLYS" */
 #define SPOOL_VERSION 1u
+#define SPOOL_VERSION_SHEETS 2u
+#define DIGEST_RECORD (8u + WIRE_DIGEST_BYTES)
+#define DIGESTS_NAME "digests"
 #define BATCH_HEADER 32u
 #define STATE_HEADER 40u
 #define SUM_BYTES 16u
@@ -215,36 +230,12 @@ fail:
     return -1;
 }
 
-/* Checks a batch file image against its name's seq; on success fills b (image not owned
- * yet). Returns 0, or -1 with a reason in why. */
-static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
-                             struct client_spool_batch *b, const char **why)
+/* Decodes a spooled frame and fills b's votes, sheets, rows and digest from it: a ballot
+ * batch of at least one vote, or a sheet batch (no ballots, projects or tables) of at most
+ * WIRE_MAX_BATCH_SHEETS sheets, under this seq. Returns 0, or -1 with a reason in why. */
+static int frame_describe(const uint8_t *frame, size_t frame_len, uint64_t seq,
+                          struct client_spool_batch *b, const char **why)
 {
-    if (len < BATCH_HEADER + SUM_BYTES) {
-        *why = "file too short";
-        return -1;
-    }
-    if (le32_get(img) != BATCH_MAGIC || le32_get(img + 4) != SPOOL_VERSION) {
-        *why = "bad magic or version";
-        return -1;
-    }
-    uint32_t votes = le32_get(img + 16), frame_len = le32_get(img + 20),
-             cursor_len = le32_get(img + 24);
-    if ((uint64_t)BATCH_HEADER + frame_len + cursor_len + SUM_BYTES != len) {
-        *why = "length does not match header";
-        return -1;
-    }
-    if (!checksum_ok(img, len)) {
-        *why = "checksum mismatch";
-        return -1;
-    }
-    if (le64_get(img + 8) != seq || cursor_len > TALLY_CLIENT_CURSOR_MAX || votes == 0) {
-        *why = "header does not match file name";
-        return -1;
-    }
-    /* The checksum proves the bytes are what we wrote; decoding proves we wrote a batch
-     * tallyd can take, so nothing unsendable is ever retried forever. */
-    const uint8_t *frame = img + BATCH_HEADER;
     size_t payload;
     if (wire_frame_peek(frame, frame_len, frame_len, &payload) != WIRE_OK ||
         payload + 4 != frame_len) {
@@ -256,15 +247,75 @@ static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
     Tally__Frame *f;
     int ok = wire_frame_decode(frame + 4, payload, &a, &f) == WIRE_OK &&
              f->msg_case == TALLY__FRAME__MSG_BATCH && f->batch->seq == seq &&
-             f->batch->n_ballots == votes && f->batch->n_projects == votes &&
+             f->batch->n_ballots == f->batch->n_projects && f->batch->n_ballots <= UINT32_MAX &&
              f->batch->nonce.len <= WIRE_NONCE_MAX;
+    if (ok) {
+        const Tally__Batch *m = f->batch;
+        uint64_t rows = 0;
+        for (size_t i = 0; i < m->n_sheets; i++)
+            rows += m->sheets[i]->n_projects > m->sheets[i]->n_votes ? m->sheets[i]->n_projects
+                                                                     : m->sheets[i]->n_votes;
+        if (m->n_sheets)
+            ok = !m->n_ballots && !m->n_tables && !m->n_vote_tables &&
+                 m->n_sheets <= WIRE_MAX_BATCH_SHEETS && rows <= UINT32_MAX;
+        else
+            ok = m->n_ballots > 0;
+        if (ok) {
+            b->votes = (uint32_t)m->n_ballots;
+            b->sheets = (uint32_t)m->n_sheets;
+            b->rows = (uint32_t)rows;
+            wire_batch_digest_msg(m, b->digest);
+        }
+    }
     arena_cleanup(&a);
     if (!ok) {
         *why = "frame is not this batch";
         return -1;
     }
+    return 0;
+}
+
+/* Checks a batch file image against its name's seq; on success fills b (image not owned
+ * yet). Returns 0, or -1 with a reason in why. */
+static int batch_image_check(const uint8_t *img, size_t len, uint64_t seq,
+                             struct client_spool_batch *b, const char **why)
+{
+    if (len < BATCH_HEADER + SUM_BYTES) {
+        *why = "file too short";
+        return -1;
+    }
+    uint32_t version = le32_get(img + 4);
+    if (le32_get(img) != BATCH_MAGIC ||
+        (version != SPOOL_VERSION && version != SPOOL_VERSION_SHEETS)) {
+        *why = "bad magic or version";
+        return -1;
+    }
+    uint32_t votes = le32_get(img + 16), frame_len = le32_get(img + 20),
+             cursor_len = le32_get(img + 24), sheets = le32_get(img + 28);
+    if ((uint64_t)BATCH_HEADER + frame_len + cursor_len + SUM_BYTES != len) {
+        *why = "length does not match header";
+        return -1;
+    }
+    if (!checksum_ok(img, len)) {
+        *why = "checksum mismatch";
+        return -1;
+    }
+    /* Version 1 files have always held 0 in the sheets word, and never a sheet. */
+    bool shape = version == SPOOL_VERSION ? votes > 0 && sheets == 0 : votes == 0 && sheets > 0;
+    if (le64_get(img + 8) != seq || cursor_len > TALLY_CLIENT_CURSOR_MAX || !shape) {
+        *why = "header does not match file name";
+        return -1;
+    }
+    /* The checksum proves the bytes are what we wrote; decoding proves we wrote a batch
+     * tallyd can take, so nothing unsendable is ever retried forever. */
+    const uint8_t *frame = img + BATCH_HEADER;
+    if (frame_describe(frame, frame_len, seq, b, why) < 0)
+        return -1;
+    if (b->votes != votes || b->sheets != sheets) {
+        *why = "frame is not this batch";
+        return -1;
+    }
     b->seq = seq;
-    b->votes = votes;
     b->frame_len = frame_len;
     b->frame = frame;
     b->confirmed = false;
@@ -283,7 +334,7 @@ static int state_write(struct client_spool *s, uint64_t durable_seq, uint64_t du
     size_t len = STATE_HEADER + id_len + s->cursor_len + SUM_BYTES;
     uint8_t *img = xmalloc(len);
     le32_put(img, STATE_MAGIC);
-    le32_put(img + 4, SPOOL_VERSION);
+    le32_put(img + 4, s->state_version);
     le64_put(img + 8, s->next_seq);
     le64_put(img + 16, durable_seq);
     le64_put(img + 24, durable_votes);
@@ -325,6 +376,7 @@ out:
 }
 
 struct state_image {
+    uint32_t version;
     uint64_t next_seq, durable_seq, durable_votes;
     size_t cursor_len;
     uint8_t cursor[TALLY_CLIENT_CURSOR_MAX];
@@ -344,7 +396,7 @@ static int state_read(struct client_spool *s, struct state_image *st)
     int rc = TALLY_CLIENT_ERR_CORRUPT;
     /* The state file is replaced by rename, never written in place: any damage is real. */
     if (len < STATE_HEADER + SUM_BYTES || le32_get(img) != STATE_MAGIC ||
-        le32_get(img + 4) != SPOOL_VERSION) {
+        (le32_get(img + 4) != SPOOL_VERSION && le32_get(img + 4) != SPOOL_VERSION_SHEETS)) {
         spool_fail(s, rc, "state file is damaged (bad header)");
         goto out;
     }
@@ -362,6 +414,7 @@ static int state_read(struct client_spool *s, struct state_image *st)
         rc = TALLY_CLIENT_ERR_INVALID;
         goto out;
     }
+    st->version = le32_get(img + 4);
     st->next_seq = le64_get(img + 8);
     st->durable_seq = le64_get(img + 16);
     st->durable_votes = le64_get(img + 24);
@@ -526,11 +579,66 @@ static int batches_load(struct client_spool *s, const uint64_t *seqs, size_t n,
     return 0;
 }
 
+/* Opens (creating) the digests file and makes it hold whole records of seqs up to
+ * durable_seq only: a torn last record, or records a crash left beyond the state's durable
+ * seq (appended, then the state not replaced), are cut off. Reads the tail only: the file
+ * grows by one record per durable batch. */
+static int digests_open(struct client_spool *s)
+{
+    s->digests_fd = SYS(openat(s->dir_fd, DIGESTS_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (s->digests_fd < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot open %s/%s: %s", s->dir, DIGESTS_NAME,
+                          strerror(errno));
+    struct stat st;
+    if (SYS(fstat(s->digests_fd, &st)) < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot stat %s/%s: %s", s->dir, DIGESTS_NAME,
+                          strerror(errno));
+    uint64_t size = (uint64_t)st.st_size, len = size - size % DIGEST_RECORD;
+    uint64_t prev = UINT64_MAX; /* seq of the record after the one read, while walking back */
+    while (len > 0) {
+        uint8_t rec[DIGEST_RECORD];
+        ssize_t n = SYS(pread(s->digests_fd, rec, sizeof(rec), (off_t)(len - DIGEST_RECORD)));
+        if (n != (ssize_t)sizeof(rec))
+            return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read %s/%s: %s", s->dir, DIGESTS_NAME,
+                              n < 0 ? strerror(errno) : "short read");
+        uint64_t seq = le64_get(rec);
+        if (seq >= prev || seq == 0)
+            return spool_fail(s, TALLY_CLIENT_ERR_CORRUPT,
+                              "%s/%s is damaged (seq %" PRIu64 " out of order)", s->dir,
+                              DIGESTS_NAME, seq);
+        if (seq <= s->durable_seq) {
+            s->digests_last = seq;
+            break;
+        }
+        prev = seq;
+        len -= DIGEST_RECORD;
+    }
+    if (len >= 2 * DIGEST_RECORD) {
+        /* The last two records kept are in order (the reader checks the rest). */
+        uint8_t rec[8];
+        ssize_t n = SYS(pread(s->digests_fd, rec, sizeof(rec), (off_t)(len - 2 * DIGEST_RECORD)));
+        if (n != (ssize_t)sizeof(rec))
+            return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot read %s/%s: %s", s->dir, DIGESTS_NAME,
+                              n < 0 ? strerror(errno) : "short read");
+        if (le64_get(rec) >= s->digests_last)
+            return spool_fail(s, TALLY_CLIENT_ERR_CORRUPT,
+                              "%s/%s is damaged (seq %" PRIu64 " out of order)", s->dir,
+                              DIGESTS_NAME, s->digests_last);
+    }
+    if (len != size && SYS(ftruncate(s->digests_fd, (off_t)len)) < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot truncate %s/%s: %s", s->dir, DIGESTS_NAME,
+                          strerror(errno));
+    s->digests_len = len;
+    return 0;
+}
+
 int client_spool_open(struct client_spool *s, const char *dir, const char *collector_id)
 {
     memset(s, 0, sizeof(*s));
     s->dir_fd = -1;
     s->lock_fd = -1;
+    s->digests_fd = -1;
+    s->state_version = SPOOL_VERSION;
     uint64_t *seqs = NULL;
     size_t n = 0;
     int rc;
@@ -564,6 +672,7 @@ int client_spool_open(struct client_spool *s, const char *dir, const char *colle
         s->next_seq = 1;
         if ((rc = state_write(s, 0, 0)) < 0)
             goto fail;
+        st.version = SPOOL_VERSION;
         st.next_seq = 1;
         st.durable_seq = 0;
         st.durable_votes = 0;
@@ -574,8 +683,11 @@ int client_spool_open(struct client_spool *s, const char *dir, const char *colle
                         strerror(errno));
         goto fail;
     }
+    s->state_version = st.version;
     s->durable_seq = st.durable_seq;
     s->durable_votes = st.durable_votes;
+    if ((rc = digests_open(s)) < 0)
+        goto fail;
 
     /* Files at or below durable_seq were being deleted when we stopped: finish the job. */
     size_t first = 0;
@@ -628,6 +740,8 @@ void client_spool_close(struct client_spool *s)
         free(s->batches[i].image);
     free(s->batches);
     free(s->dir);
+    if (s->digests_fd >= 0)
+        close(s->digests_fd);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* drops the flock */
     if (s->dir_fd >= 0)
@@ -635,23 +749,37 @@ void client_spool_close(struct client_spool *s)
     memset(s, 0, sizeof(*s));
     s->dir_fd = -1;
     s->lock_fd = -1;
+    s->digests_fd = -1;
 }
 
 int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t frame_len,
-                        uint32_t votes, const void *cursor, size_t cursor_len)
+                        const void *cursor, size_t cursor_len)
 {
     if (cursor_len > TALLY_CLIENT_CURSOR_MAX || frame_len > FILE_MAX)
         return spool_fail(s, TALLY_CLIENT_ERR_INVALID, "batch or cursor too large");
+    uint64_t seq = s->next_seq;
+    struct client_spool_batch meta;
+    const char *why;
+    if (frame_describe(frame, frame_len, seq, &meta, &why) < 0)
+        return spool_fail(s, TALLY_CLIENT_ERR_INVALID, "refusing to spool batch %" PRIu64 ": %s",
+                          seq, why);
+    if (meta.sheets && s->state_version < SPOOL_VERSION_SHEETS) {
+        /* Before the first version-2 batch file exists: see the top of this file. */
+        s->state_version = SPOOL_VERSION_SHEETS;
+        if (state_write(s, s->durable_seq, s->durable_votes) < 0) {
+            s->state_version = SPOOL_VERSION;
+            return TALLY_CLIENT_ERR_IO;
+        }
+    }
     size_t len = BATCH_HEADER + frame_len + cursor_len + SUM_BYTES;
     uint8_t *img = xmalloc(len);
-    uint64_t seq = s->next_seq;
     le32_put(img, BATCH_MAGIC);
-    le32_put(img + 4, SPOOL_VERSION);
+    le32_put(img + 4, meta.sheets ? SPOOL_VERSION_SHEETS : SPOOL_VERSION);
     le64_put(img + 8, seq);
-    le32_put(img + 16, votes);
+    le32_put(img + 16, meta.votes);
     le32_put(img + 20, (uint32_t)frame_len);
     le32_put(img + 24, (uint32_t)cursor_len);
-    le32_put(img + 28, 0);
+    le32_put(img + 28, meta.sheets);
     memcpy(img + BATCH_HEADER, frame, frame_len);
     if (cursor_len)
         memcpy(img + BATCH_HEADER + frame_len, cursor, cursor_len);
@@ -684,14 +812,14 @@ int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t fra
     }
     batches_reserve(s, s->count + 1);
     struct client_spool_batch *b = &s->batches[s->count++];
+    *b = meta;
     b->seq = seq;
-    b->votes = votes;
     b->frame_len = (uint32_t)frame_len;
     b->image = img;
     b->frame = img + BATCH_HEADER;
     b->confirmed = false;
     s->next_seq = seq + 1;
-    s->pending_votes += votes;
+    s->pending_votes += meta.votes;
     memcpy(s->cursor, img + BATCH_HEADER + frame_len, cursor_len);
     s->cursor_len = cursor_len;
     return 0;
@@ -704,6 +832,57 @@ fail:
     return TALLY_CLIENT_ERR_IO;
 }
 
+/* Cuts the digests file back to digests_len after a failure, best effort: what it leaves is
+ * a torn or premature tail, which open cuts off. */
+static void digests_cut(struct client_spool *s)
+{
+    if (SYS(ftruncate(s->digests_fd, (off_t)s->digests_len)) < 0)
+        return;
+}
+
+/* Appends the (seq, digest) records of the first k pending batches at digests_len and
+ * fsyncs the file. On failure the file is cut back to digests_len (best effort; open cuts a
+ * torn or premature tail anyway). */
+static int digests_append(struct client_spool *s, size_t k)
+{
+    size_t first = 0;
+    while (first < k && s->batches[first].seq <= s->digests_last)
+        first++;
+    if (first == k)
+        return 0;
+    size_t len = (k - first) * DIGEST_RECORD;
+    uint8_t *buf = xmalloc(len);
+    for (size_t i = first; i < k; i++) {
+        le64_put(buf + (i - first) * DIGEST_RECORD, s->batches[i].seq);
+        memcpy(buf + (i - first) * DIGEST_RECORD + 8, s->batches[i].digest, WIRE_DIGEST_BYTES);
+    }
+    int rc = 0;
+    errno = 0;
+    for (size_t done = 0; done < len;) {
+        ssize_t n =
+            SYS(pwrite(s->digests_fd, buf + done, len - done, (off_t)(s->digests_len + done)));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = -1;
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (rc == 0 && SYS(fsync(s->digests_fd)) < 0)
+        rc = -1;
+    free(buf);
+    if (rc < 0) {
+        int saved = errno ? errno : EIO;
+        digests_cut(s);
+        return spool_fail(s, TALLY_CLIENT_ERR_IO, "cannot write %s/%s: %s", s->dir, DIGESTS_NAME,
+                          strerror(saved));
+    }
+    s->digests_len += len;
+    s->digests_last = s->batches[k - 1].seq;
+    return 0;
+}
+
 int client_spool_release(struct client_spool *s, uint64_t durable_seq)
 {
     if (durable_seq <= s->durable_seq)
@@ -714,9 +893,16 @@ int client_spool_release(struct client_spool *s, uint64_t durable_seq)
     uint64_t votes = 0;
     for (size_t i = 0; i < k; i++)
         votes += s->batches[i].votes;
-    /* State first: once it says durable_seq, a crash during the deletes leaves files that
-     * the next open recognises as already durable. */
-    int rc = state_write(s, durable_seq, s->durable_votes + votes);
+    /* Their digests first, then the state: a record exists for every batch the state
+     * calls durable. Once the state says durable_seq, a crash during the deletes leaves files
+     * that the next open recognises as already durable. */
+    int rc = digests_append(s, k);
+    if (rc < 0)
+        return rc;
+    /* A failed state write may still have replaced the file (the directory's fsync failed
+     * after the rename): the records stay, open cuts them off if the state did not land,
+     * and a retry does not append them twice (digests_last). */
+    rc = state_write(s, durable_seq, s->durable_votes + votes);
     if (rc < 0)
         return rc;
     s->durable_seq = durable_seq;
@@ -758,4 +944,47 @@ uint64_t client_spool_confirmed_upto(const struct client_spool *s, uint64_t limi
     while (r < limit && r + 1 < s->next_seq && s->batches[r - s->durable_seq].confirmed)
         r++;
     return r;
+}
+
+int client_spool_digests(const struct client_spool *s,
+                         void (*cb)(void *arg, uint64_t seq, const uint8_t digest[32]), void *arg,
+                         char *err, size_t err_len)
+{
+    enum { CHUNK = 1024 };
+    uint8_t *buf = xmalloc(CHUNK * DIGEST_RECORD);
+    uint64_t prev = 0;
+    int rc = 0;
+    for (uint64_t off = 0; off < s->digests_len;) {
+        size_t want = s->digests_len - off < CHUNK * DIGEST_RECORD ? (size_t)(s->digests_len - off)
+                                                                   : CHUNK * DIGEST_RECORD;
+        ssize_t n = SYS(pread(s->digests_fd, buf, want, (off_t)off));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (size_t)n % DIGEST_RECORD) {
+            if (err_len)
+                snprintf(err, err_len, "cannot read %s/%s: %s", s->dir, DIGESTS_NAME,
+                         n < 0 ? strerror(errno) : "short read");
+            rc = TALLY_CLIENT_ERR_IO;
+            break;
+        }
+        for (size_t i = 0; i < (size_t)n && rc == 0; i += DIGEST_RECORD) {
+            uint64_t seq = le64_get(buf + i);
+            if (seq <= prev) {
+                /* Open checks the tail only (the file grows with every batch): damage
+                 * further in shows here. */
+                if (err_len)
+                    snprintf(err, err_len, "%s/%s is damaged (seq %" PRIu64 " after %" PRIu64 ")",
+                             s->dir, DIGESTS_NAME, seq, prev);
+                rc = TALLY_CLIENT_ERR_CORRUPT;
+                break;
+            }
+            prev = seq;
+            cb(arg, seq, buf + i + 8);
+        }
+        if (rc)
+            break;
+        off += (uint64_t)n;
+    }
+    free(buf);
+    return rc;
 }

@@ -8,14 +8,18 @@
 #include <stdint.h>
 
 #include "tally/client.h"
+#include "wire/digest.h"
 
 /* One spooled batch, held in memory as its whole file image. */
 struct client_spool_batch {
     uint64_t seq;
-    uint32_t votes;
-    uint32_t frame_len;   /* bytes of the wire frame, 4-byte header included */
-    uint8_t *image;       /* owned: the file's bytes */
-    const uint8_t *frame; /* points into image: what is sent on the wire as is */
+    uint32_t votes;  /* ballots of a ballot batch; 0 for a sheet batch */
+    uint32_t sheets; /* sheets of a sheet batch; 0 for a ballot batch */
+    uint32_t rows;   /* a sheet batch's rows (each sheet's longer array), for the limits */
+    uint8_t digest[WIRE_DIGEST_BYTES]; /* wire_batch_digest_msg of the frame's batch */
+    uint32_t frame_len;                /* bytes of the wire frame, 4-byte header included */
+    uint8_t *image;                    /* owned: the file's bytes */
+    const uint8_t *frame;              /* points into image: what is sent on the wire as is */
     /* tallyd acked this very frame under its seq (Ack{seq}) since the spool was opened. In
      * memory only: a reopened spool confirms nothing, its batches are checked again. */
     bool confirmed;
@@ -36,6 +40,10 @@ struct client_spool {
     uint8_t cursor[TALLY_CLIENT_CURSOR_MAX];
     size_t cursor_len;
     uint64_t discarded_seq; /* set by open when a torn newest batch was thrown away */
+    uint32_t state_version; /* 1; 2 once a sheet batch was spooled (older libtally refuses) */
+    int digests_fd;         /* the durable digests file, open for the spool's life */
+    uint64_t digests_len;   /* bytes of whole records in it */
+    uint64_t digests_last;  /* seq of its last record, 0 if none */
     char err[256];          /* why the last call failed */
 };
 
@@ -51,19 +59,30 @@ void client_spool_close(struct client_spool *s);
 
 /* Writes the batch whose encoded frame (seq must be s->next_seq) is frame[0..frame_len) with
  * its cursor as a new file and fsyncs file and directory; then it is s->batches[count-1].
- * Copies frame and cursor. Returns 0 or TALLY_CLIENT_ERR_IO, after which the file is deleted
- * again; should the delete fail too (a disk gone read-only), a whole file may survive, and a
- * later open loads it as the newest pending batch, its cursor the newest cursor. */
+ * The frame is decoded and checked as open checks it (a ballot batch, or a sheet batch with
+ * no ballots), and its digest taken. The first sheet batch of a spool rewrites the state
+ * file as version 2 first. Copies frame and cursor. Returns 0, TALLY_CLIENT_ERR_INVALID (a
+ * frame open would refuse; nothing written) or TALLY_CLIENT_ERR_IO, after which the file is
+ * deleted again; should the delete fail too (a disk gone read-only), a whole file may
+ * survive, and a later open loads it as the newest pending batch, its cursor the newest
+ * cursor. */
 int client_spool_append(struct client_spool *s, const uint8_t *frame, size_t frame_len,
-                        uint32_t votes, const void *cursor, size_t cursor_len)
-    __attribute__((warn_unused_result));
+                        const void *cursor, size_t cursor_len) __attribute__((warn_unused_result));
 
 /* Marks every batch up to durable_seq (< next_seq) as durable (the caller knows they are
- * both durable on the server and confirmed): rewrites the state file
- * (tmp, fsync, rename, fsync dir), then deletes their files and memory. Returns 0 or
- * TALLY_CLIENT_ERR_IO. */
+ * both durable on the server and confirmed): appends their (seq, digest) records to the
+ * digests file and fsyncs it, rewrites the state file (tmp, fsync, rename, fsync dir), then
+ * deletes their files and memory. Returns 0 or TALLY_CLIENT_ERR_IO. */
 int client_spool_release(struct client_spool *s, uint64_t durable_seq)
     __attribute__((warn_unused_result));
+
+/* Calls cb for each record of the digests file, oldest first: every batch released since
+ * the spool kept digests (batches made durable by an older libtally have none). Returns 0,
+ * TALLY_CLIENT_ERR_IO, or TALLY_CLIENT_ERR_CORRUPT for records out of seq order (err says
+ * why; the records before were delivered). */
+int client_spool_digests(const struct client_spool *s,
+                         void (*cb)(void *arg, uint64_t seq, const uint8_t digest[32]), void *arg,
+                         char *err, size_t err_len) __attribute__((warn_unused_result));
 
 /* The spooled batch with this seq, or NULL if it is not pending. */
 const struct client_spool_batch *client_spool_get(const struct client_spool *s, uint64_t seq);

@@ -1,7 +1,8 @@
-/* tally-push: reads `voter,project_id` CSV lines, turns each voter id into a ballot token and
- * pushes the votes to tallyd in spooled batches through libtally, resuming after a crash from
- * the input cursor stored with the newest spooled batch. Owns the command line, the input and
- * what is printed; the spool and the session belong to libtally, lines and tokens to push.c. */
+/* tally-push: reads `voter,project_id[,table_id]` CSV lines, turns each voter id into a ballot
+ * token and pushes the votes to tallyd in spooled batches through libtally, resuming after a
+ * crash from the input cursor stored with the newest spooled batch; or, with --sheets, tally
+ * sheets (sheets_run.c). Owns the command line, the vote input and what is printed; the spool
+ * and the session belong to libtally, lines and tokens to push.c, sheets to sheets.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -23,6 +24,8 @@
 #include "core/csv.h"
 #include "core/xalloc.h"
 #include "push/push.h"
+#include "push/sheets.h"
+#include "push/sheets_run.h"
 #include "tally/client.h"
 #include "tally/protocol.h"
 
@@ -33,9 +36,12 @@
 #define PROGRESS_MS 2000
 /* A quiet input for this long sends the votes read so far (a pipe fed a few at a time). */
 #define INPUT_QUIET_FLUSH_MS 500
-/* Bytes a vote takes in a Batch frame at most (fixed64 + varint uint32), for clamping. */
-#define FRAME_BYTES_PER_VOTE 13u
+/* Bytes a vote takes in a Batch frame at most (fixed64 + varint uint32 + its table index, a
+ * varint below 4097), for clamping; and a full table dictionary (4096 ids of 63 bytes, each
+ * with its tag and length). */
+#define FRAME_BYTES_PER_VOTE 15u
 #define FRAME_OVERHEAD 64u
+#define FRAME_TABLES_MAX (PUSH_TABLES_PER_BATCH * (TALLY_COLLECTOR_ID_MAX + 2u))
 /* options_parse: --help or --version was printed, exit 0. */
 #define OPTIONS_DONE (-1)
 
@@ -67,6 +73,7 @@ struct options {
     uint32_t batch;
     bool quiet;
     const char *input;  /* "-" for stdin; the command line only */
+    const char *sheets; /* --sheets FILE, NULL for votes; the command line only */
     const char *config; /* --config FILE, NULL for none */
     bool check_config;
 };
@@ -114,6 +121,9 @@ static const struct popt popts[] = {
      "also sent as SNI, or an IP address)"},
     {"batch", POPT_BATCH, "10000", "N", "votes per batch, capped by the server"},
     {"quiet", POPT_FLAG, NULL, NULL, "no progress or informational messages on stderr"},
+    {"sheets", POPT_ACTION, NULL, "FILE",
+     "push the tally sheets of FILE (see below) instead of reading\n"
+     "votes: no vote input is read then"},
     {"config", POPT_ACTION, NULL, "FILE",
      "read options from FILE first (see below); the command line\n"
      "overrides the file"},
@@ -143,6 +153,9 @@ struct push {
     size_t prefix_len;
     uint64_t *ballots;
     uint32_t *projects;
+    uint32_t *vote_tables; /* parallel: 0 or the index in tables */
+    bool named;            /* a vote of the batch being gathered names a table */
+    struct push_tables tables;
     size_t n, cap;
     int64_t next_progress;
 };
@@ -153,16 +166,32 @@ static void usage(FILE *out)
           "                  [--tls-cert FILE --tls-key FILE --tls-ca FILE\n"
           "                  [--tls-server-name NAME]]\n"
           "                  [--ballot-key FILE] [--batch N] [--quiet] [FILE|-]\n"
+          "       tally-push ... --sheets SHEETS.csv\n"
           "       tally-push --config FILE [--check-config] [OPTION]... [FILE|-]\n"
           "\n"
-          "Reads CSV lines `voter,project_id` (header line optional) from FILE or stdin,\n"
-          "turns each voter id into a ballot token and pushes the votes to tallyd.\n"
+          "Reads CSV lines `voter,project_id[,table_id]` (header line optional) from FILE\n"
+          "or stdin, turns each voter id into a ballot token and pushes the votes to\n"
+          "tallyd; a third field names the vote's voting table (empty: none).\n"
           "Every batch is spooled to DIR and fsynced before it is sent; killed at any\n"
           "moment and started again with the same arguments, it resumes without sending\n"
           "any vote twice. Exits once every batch is durable, printing one line:\n"
           "  batches B votes V accepted A duplicate D rejected R not_allowed N\n"
           "(A, D, R: tallyd's durable totals for this collector; not_allowed: votes this\n"
           "run saw rejected for a project outside the collector's circuits, part of R).\n"
+          "\n"
+          "--sheets SHEETS.csv pushes tally sheets and reads no votes (no FILE or -).\n"
+          "Header `table_id,version,project_id,votes`; project_id is a project id or\n"
+          "`blank` or `null` (once each per sheet); votes 0..2147483647; version from 1.\n"
+          "The rows of one (table_id, version) are one sheet wherever they stand; sheets\n"
+          "go out 256 (or the server's row limit) to a batch. One bad line and no sheet\n"
+          "is sent (each is reported with its line number; exit 3). tallyd judges each\n"
+          "sheet: a rejected one is reported as `sheet T version V rejected: REASON`, a\n"
+          "higher version as `sheet T version V replaces version P`. The summary line\n"
+          "then goes on with `sheets N accepted A duplicate D rejected R` and, for each\n"
+          "reason seen by this run, `REASON K`. Rejected sheets, like rejected votes, do\n"
+          "not change the exit status: 0 once everything is durable. The same file again\n"
+          "resumes where the spool stands; another file is sent whole (a sheet tallyd\n"
+          "holds already is a duplicate, not counted twice).\n"
           "\n",
           out);
     for (size_t i = 0; i < N_POPTS; i++) {
@@ -202,10 +231,11 @@ static void usage(FILE *out)
           "reason logged; if every attempt fails on the certificate, tally-push says so\n"
           "and keeps trying. Without them, plain TCP.\n"
           "\n"
-          "Exit status: 0 all durable; 1 fatal (refused by the server, spool damaged, I/O\n"
-          "error, interrupted, or another source is using this collector id: tallyd holds\n"
-          "other content for a seq this spool sent; the spool is kept); 2 usage or\n"
-          "configuration error; 3 all durable but some lines were malformed; 4 tallyd\n"
+          "Exit status: 0 all durable (rejected votes and sheets included); 1 fatal\n"
+          "(refused by the server, spool damaged, I/O error, interrupted, or another\n"
+          "source is using this collector id: tallyd holds other content for a seq this\n"
+          "spool sent; the spool is kept); 2 usage or configuration error; 3 all durable\n"
+          "but some lines were malformed (--sheets: a bad line, nothing sent); 4 tallyd\n"
           "refused this certificate for this collector id (ERROR_AUTH: it is not the one\n"
           "pinned to the id); 5 the collector is disabled on tallyd\n"
           "(ERROR_COLLECTOR_DISABLED). The spool is kept in every case.\n",
@@ -385,6 +415,8 @@ static int cmdline(struct options *o, int argc, char **argv, bool settings)
             }
             if (strcmp(p->name, "config") == 0)
                 o->config = optarg;
+            else if (strcmp(p->name, "sheets") == 0)
+                o->sheets = optarg;
             else
                 o->check_config = true;
             continue;
@@ -430,6 +462,11 @@ static int options_parse(int argc, char **argv, struct options *o)
     }
     if (argc - optind > 1) {
         fprintf(stderr, "tally-push: one input at most\n");
+        return EXIT_USAGE;
+    }
+    if (o->sheets && argc - optind > 0) {
+        fprintf(stderr, "tally-push: --sheets reads no votes: no vote input (%s) with it\n",
+                argv[optind]);
         return EXIT_USAGE;
     }
     o->input = optind < argc ? argv[optind] : "-";
@@ -626,8 +663,10 @@ static int batch_flush(struct push *p)
     uint8_t blob[PUSH_CURSOR_BYTES];
     push_cursor_encode(&cur, blob);
     for (;;) {
-        int rc =
-            tally_client_spool(p->client, p->ballots, p->projects, p->n, blob, sizeof(blob), NULL);
+        int rc = tally_client_spool_tables(p->client, p->ballots, p->projects,
+                                           p->named ? p->vote_tables : NULL, p->n,
+                                           (const char *const *)p->tables.ids,
+                                           p->named ? p->tables.n : 0, blob, sizeof(blob), NULL);
         if (rc == 0)
             break;
         if (rc != TALLY_CLIENT_ERR_FULL)
@@ -639,6 +678,8 @@ static int batch_flush(struct push *p)
         progress(p, false);
     }
     p->n = 0;
+    p->named = false;
+    push_tables_reset(&p->tables);
     int e = client_check(p, tally_client_pump(p->client, 0));
     progress(p, false);
     return e;
@@ -661,7 +702,12 @@ static int server_wait(struct push *p)
     if (st.max_batch_votes && cap > st.max_batch_votes)
         cap = st.max_batch_votes;
     if (st.max_frame_bytes > FRAME_OVERHEAD * 2) {
-        size_t fit = (st.max_frame_bytes - FRAME_OVERHEAD) / FRAME_BYTES_PER_VOTE;
+        /* Room for a full dictionary besides the votes; with a small frame limit, room for
+         * one new table id per vote instead (a batch never names more tables than votes). */
+        size_t room = st.max_frame_bytes - FRAME_OVERHEAD;
+        size_t fit = room > 2 * FRAME_TABLES_MAX
+                         ? (room - FRAME_TABLES_MAX) / FRAME_BYTES_PER_VOTE
+                         : room / (FRAME_BYTES_PER_VOTE + TALLY_COLLECTOR_ID_MAX + 2u);
         if (cap > fit)
             cap = fit;
     }
@@ -670,6 +716,7 @@ static int server_wait(struct push *p)
     p->cap = cap;
     p->ballots = xcalloc(cap, sizeof(*p->ballots));
     p->projects = xcalloc(cap, sizeof(*p->projects));
+    p->vote_tables = xcalloc(cap, sizeof(*p->vote_tables));
     return 0;
 }
 
@@ -728,11 +775,29 @@ static int input_read(struct push *p)
         p->line++;
         struct push_line pl;
         switch (push_line_parse(line, n, p->line == 1, &pl)) {
-        case PUSH_LINE_VOTE:
+        case PUSH_LINE_VOTE: {
+            uint32_t t = 0;
+            if (pl.table_len) {
+                /* A full dictionary sends what came before: the cursor is the previous
+                 * line's end, so this line is read again after a crash. */
+                if ((t = push_tables_index(&p->tables, pl.table, pl.table_len)) == 0) {
+                    p->offset -= (uint64_t)n;
+                    p->line--;
+                    rc = batch_flush(p);
+                    p->offset += (uint64_t)n;
+                    p->line++;
+                    if (rc)
+                        break;
+                    t = push_tables_index(&p->tables, pl.table, pl.table_len);
+                }
+                p->named = true;
+            }
             p->ballots[p->n] = push_token(p->key, pl.voter, pl.voter_len);
             p->projects[p->n] = pl.project;
+            p->vote_tables[p->n] = t;
             p->n++;
             break;
+        }
         case PUSH_LINE_MALFORMED:
             p->malformed++;
             fprintf(stderr, "tally-push: %s:%" PRIu64 ": %s\n", p->in_name, p->line, pl.reason);
@@ -741,7 +806,7 @@ static int input_read(struct push *p)
         case PUSH_LINE_BLANK:
             break;
         }
-        if (p->n == p->cap && (rc = batch_flush(p)) != 0)
+        if (rc || (p->n == p->cap && (rc = batch_flush(p)) != 0))
             break;
         if ((p->line & 4095) == 0)
             progress(p, false);
@@ -764,11 +829,55 @@ static int durable_wait(struct push *p)
     }
 }
 
+static int check_cb(void *arg, int rc)
+{
+    struct push *p = arg;
+    int e = client_check(p, rc);
+    progress(p, false);
+    return e;
+}
+
+/* The summary line, with its sheets part when sheets are involved. */
+static int summary_print(struct push *p)
+{
+    struct tally_client_stats st;
+    tally_client_stats(p->client, &st);
+    char line[512];
+    push_summary_format(line, sizeof(line), st.batches_spooled, st.votes_spooled,
+                        st.server.accepted, st.server.duplicate, st.server.rejected,
+                        st.rejected_not_allowed);
+    uint64_t seen = st.sheets_accepted + st.sheets_duplicate + st.sheets_rejected;
+    if (p->opt.sheets || st.server.sheets || seen) {
+        /* tallyd's durable totals; a tallyd that does not report them yet: this run's acks. */
+        if (st.server.sheets)
+            push_summary_sheets_append(line, sizeof(line), st.server.sheets,
+                                       st.server.sheets_accepted, st.server.sheets_duplicate,
+                                       st.server.sheets_rejected, st.sheets_rejected_by_reason);
+        else
+            push_summary_sheets_append(line, sizeof(line), seen, st.sheets_accepted,
+                                       st.sheets_duplicate, st.sheets_rejected,
+                                       st.sheets_rejected_by_reason);
+    }
+    printf("%s\n", line);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "tally-push: stdout: %s\n", strerror(errno));
+        return EXIT_FATAL;
+    }
+    return 0;
+}
+
 static int push_run(struct push *p)
 {
-    if (key_load(p) < 0)
+    if (!p->opt.sheets && key_load(p) < 0)
         return EXIT_FATAL;
-    if (strcmp(p->opt.input, "-") == 0) {
+    if (p->opt.sheets) {
+        p->in_fd = open(p->opt.sheets, O_RDONLY | O_CLOEXEC);
+        p->in_name = p->opt.sheets;
+        if (p->in_fd < 0) {
+            fprintf(stderr, "tally-push: %s: %s\n", p->opt.sheets, strerror(errno));
+            return EXIT_FATAL;
+        }
+    } else if (strcmp(p->opt.input, "-") == 0) {
         p->in_fd = STDIN_FILENO;
         p->in_name = "-";
     } else {
@@ -801,9 +910,42 @@ static int push_run(struct push *p)
         return EXIT_FATAL;
     }
 
+    p->next_progress = now_ms() + PROGRESS_MS;
+    if (p->opt.sheets) {
+        struct push_sheets_run r = {
+            .client = p->client,
+            .fd = p->in_fd,
+            .name = p->in_name,
+            .spool = p->opt.spool,
+            .quiet = p->opt.quiet,
+            .stop = &stop_signal,
+            .check = check_cb,
+            .arg = p,
+        };
+        int rc = push_sheets_run(&r);
+        if (rc == 0)
+            rc = durable_wait(p);
+        if (rc) {
+            if (stop_signal)
+                interrupted(p);
+            return rc;
+        }
+        return summary_print(p);
+    }
+
     uint8_t blob[TALLY_CLIENT_CURSOR_MAX];
     size_t blob_len;
     struct push_cursor cur = {0};
+    uint64_t sheets_done;
+    uint8_t sheets_hash[PUSH_FILE_HASH_BYTES];
+    if (tally_client_last_cursor(p->client, blob, sizeof(blob), &blob_len) == 0 && blob_len &&
+        push_sheet_cursor_decode(blob, blob_len, &sheets_done, sheets_hash) == 0) {
+        fprintf(stderr,
+                "tally-push: spool %s was last used for --sheets: its cursor says nothing of "
+                "a vote input (use another --spool and --collector for votes)\n",
+                p->opt.spool);
+        return EXIT_FATAL;
+    }
     if (tally_client_last_cursor(p->client, blob, sizeof(blob), &blob_len) < 0 ||
         (blob_len && push_cursor_decode(blob, blob_len, &cur) < 0)) {
         fprintf(stderr, "tally-push: spool %s holds a cursor tally-push did not write\n",
@@ -815,7 +957,6 @@ static int push_run(struct push *p)
         return EXIT_FATAL;
     /* By read(2): a line that has come down a pipe is taken without waiting for more. */
     p->in = csv_reader_new_fd(p->in_fd, &(const struct csv_options){0});
-    p->next_progress = now_ms() + PROGRESS_MS;
 
     int rc = server_wait(p);
     if (rc == 0)
@@ -828,17 +969,8 @@ static int push_run(struct push *p)
         return rc;
     }
 
-    struct tally_client_stats st;
-    tally_client_stats(p->client, &st);
-    char line[256];
-    push_summary_format(line, sizeof(line), st.batches_spooled, st.votes_spooled,
-                        st.server.accepted, st.server.duplicate, st.server.rejected,
-                        st.rejected_not_allowed);
-    printf("%s\n", line);
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "tally-push: stdout: %s\n", strerror(errno));
-        return EXIT_FATAL;
-    }
+    if ((rc = summary_print(p)) != 0)
+        return rc;
     if (p->malformed) {
         fprintf(stderr,
                 "tally-push: %" PRIu64 " malformed line%s skipped in %s (each reported with "
@@ -873,6 +1005,7 @@ int main(int argc, char **argv)
 {
     struct push p;
     memset(&p, 0, sizeof(p));
+    push_tables_init(&p.tables);
     int rc = options_parse(argc, argv, &p.opt);
     if (rc)
         return rc == OPTIONS_DONE ? 0 : rc;
@@ -899,5 +1032,7 @@ int main(int argc, char **argv)
     sodium_memzero(p.key, sizeof(p.key));
     free(p.ballots);
     free(p.projects);
+    free(p.vote_tables);
+    push_tables_cleanup(&p.tables);
     return rc;
 }

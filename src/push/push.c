@@ -3,11 +3,13 @@
  * and the summary line. Owns no state; does not read files or sockets (main.c does). */
 #include "core/csv.h"
 #include "core/endian.h"
+#include "core/xalloc.h"
 #include "push/push.h"
 #include "tally/client.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -27,6 +29,19 @@ static bool all_digits(const char *s, size_t len)
     return true;
 }
 
+bool push_table_id_is_valid(const char *id, size_t len)
+{
+    if (len == 0 || len > TALLY_COLLECTOR_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = id[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
 enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct push_line *out)
 {
     memset(out, 0, sizeof(*out));
@@ -34,13 +49,13 @@ enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct p
         line += 3;
         len -= 3;
     }
-    /* Two fields kept; a third is only counted, and an error in it is "found more". */
-    struct csv_field f[2];
+    /* Three fields kept; a fourth is only counted, and an error in it is "found more". */
+    struct csv_field f[3];
     size_t n;
     struct csv_error err;
-    if (csv_split_line(line, len, 0, f, 2, &n, &err) < 0) {
-        if (err.field > 2)
-            out->reason = "expected 2 fields (voter,project_id), found more";
+    if (csv_split_line(line, len, 0, f, 3, &n, &err) < 0) {
+        if (err.field > 3)
+            out->reason = "expected 2 or 3 fields (voter,project_id[,table_id]), found more";
         else if (err.code == CSV_ERR_UNTERMINATED)
             out->reason = "unterminated quoted field";
         else
@@ -50,11 +65,11 @@ enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct p
     if (n == 1 && !f[0].quoted && f[0].len == 0)
         return PUSH_LINE_BLANK; /* nothing but a line ending */
     if (n == 1) {
-        out->reason = "expected 2 fields (voter,project_id), found 1";
+        out->reason = "expected 2 or 3 fields (voter,project_id[,table_id]), found 1";
         return PUSH_LINE_MALFORMED;
     }
-    if (n > 2) {
-        out->reason = "expected 2 fields (voter,project_id), found more";
+    if (n > 3) {
+        out->reason = "expected 2 or 3 fields (voter,project_id[,table_id]), found more";
         return PUSH_LINE_MALFORMED;
     }
     const char *project = f[1].s;
@@ -77,10 +92,64 @@ enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct p
         out->reason = "empty voter id";
         return PUSH_LINE_MALFORMED;
     }
+    if (n == 3 && f[2].len > 0 && !push_table_id_is_valid(f[2].s, f[2].len)) {
+        out->reason = "table id must be 1-63 characters of [A-Za-z0-9._-]";
+        return PUSH_LINE_MALFORMED;
+    }
     out->voter = f[0].s;
     out->voter_len = f[0].len;
     out->project = (uint32_t)v;
+    if (n == 3) {
+        out->table = f[2].s;
+        out->table_len = f[2].len;
+    }
     return PUSH_LINE_VOTE;
+}
+
+void push_tables_init(struct push_tables *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->ids = xcalloc(PUSH_TABLES_PER_BATCH, sizeof(*t->ids));
+}
+
+void push_tables_reset(struct push_tables *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->ids[i]);
+    t->n = 0;
+    memset(t->slots, 0, sizeof(t->slots));
+}
+
+void push_tables_cleanup(struct push_tables *t)
+{
+    if (!t->ids)
+        return;
+    push_tables_reset(t);
+    free(t->ids);
+    t->ids = NULL;
+}
+
+uint32_t push_tables_index(struct push_tables *t, const char *id, size_t len)
+{
+    const size_t mask = 2 * PUSH_TABLES_PER_BATCH - 1;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)id[i]) * 1099511628211ull;
+    for (size_t i = (size_t)(h ^ (h >> 31)) & mask;; i = (i + 1) & mask) {
+        uint32_t k = t->slots[i];
+        if (k == 0) {
+            if (t->n == PUSH_TABLES_PER_BATCH)
+                return 0;
+            char *copy = xmalloc(len + 1);
+            memcpy(copy, id, len);
+            copy[len] = '\0';
+            t->ids[t->n++] = copy;
+            t->slots[i] = (uint32_t)t->n;
+            return (uint32_t)t->n;
+        }
+        if (strlen(t->ids[k - 1]) == len && memcmp(t->ids[k - 1], id, len) == 0)
+            return k;
+    }
 }
 
 uint64_t push_token(const uint8_t key[PUSH_KEY_BYTES], const void *voter, size_t len)

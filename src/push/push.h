@@ -21,10 +21,17 @@ struct push_line {
     const char *voter; /* points into the line: the voter id, unquoted, not NUL-terminated */
     size_t voter_len;
     uint32_t project;
+    const char *table; /* the third field, the vote's voting table; NULL/0 when none */
+    size_t table_len;
     const char *reason; /* static text */
 };
 
-/* Parses one input line `voter,project_id` of len bytes, with or without its "\n" or "\r\n".
+/* A voting table id, len bytes: [A-Za-z0-9._-]{1,63} (the collector id form). */
+bool push_table_id_is_valid(const char *id, size_t len);
+
+/* Parses one input line `voter,project_id[,table_id]` of len bytes, with or without its
+ * "\n" or "\r\n". An empty or absent table_id: the vote names no table (table NULL or
+ * table_len 0); a given one must be a table id (push_table_id_is_valid).
  * Fields may be RFC 4180 quoted ("a ""b""",7); a quoted field must close on the same line.
  * The voter id is taken byte for byte as given after unquoting (no trimming); it must not be
  * empty. The project id is 1-10 decimal digits, at most 4294967295, nothing else. first is
@@ -32,6 +39,25 @@ struct push_line {
  * whose second field is not all digits is the header. Unquotes in place, so line is modified
  * and out->voter points into it. Returns the line's kind. */
 enum push_line_kind push_line_parse(char *line, size_t len, bool first, struct push_line *out);
+
+/* ---- the table dictionary of one batch (Batch.tables / vote_tables) ---- */
+
+/* At most this many tables in one batch's dictionary (wire.h's WIRE_MAX_BATCH_TABLES). */
+#define PUSH_TABLES_PER_BATCH 4096u
+
+struct push_tables {
+    char **ids; /* ids[0..n): NUL-terminated copies, in the order first met */
+    size_t n;
+    uint32_t slots[2 * PUSH_TABLES_PER_BATCH]; /* open addressing: index + 1, 0 empty */
+};
+
+void push_tables_init(struct push_tables *t);
+/* Forgets every id (the next batch starts a new dictionary). */
+void push_tables_reset(struct push_tables *t);
+void push_tables_cleanup(struct push_tables *t);
+/* The dictionary index (1-based, as vote_tables holds it) of the id of len bytes, added if
+ * new; 0 when it is new and the dictionary is full (flush the batch, reset, ask again). */
+uint32_t push_tables_index(struct push_tables *t, const char *id, size_t len);
 
 /* ---- ballot tokens ---- */
 

@@ -58,7 +58,7 @@ enum wire_status wire_frame_peek(const uint8_t *buf, size_t len, size_t max_payl
 /* ---- the pre-unpack scan (wire.h: wire_message_check) --------------------------------- */
 
 struct scan {
-    size_t records, singular;
+    size_t records, singular, messages;
     const char *why;
 };
 
@@ -133,6 +133,9 @@ static bool scan_message(struct scan *sc, const ProtobufCMessageDescriptor *d, c
 {
     if (depth > WIRE_SCAN_MAX_DEPTH)
         return scan_fail(sc, "messages nested too deep");
+    /* Known non-repeated fields seen in this message instance, by descriptor index: the
+     * first occurrence of each is what any encoder writes, the budget is for the others. */
+    uint64_t seen = 0;
     while (len > 0) {
         uint64_t key;
         size_t n = scan_varint(p, len, &key);
@@ -177,9 +180,16 @@ static bool scan_message(struct scan *sc, const ProtobufCMessageDescriptor *d, c
             protobuf_c_message_descriptor_get_field(d, (unsigned)number);
         if (++sc->records > WIRE_SCAN_MAX_RECORDS)
             return scan_fail(sc, "too many field records");
-        if ((!f || f->label != PROTOBUF_C_LABEL_REPEATED) &&
-            ++sc->singular > WIRE_SCAN_MAX_SINGULAR)
-            return scan_fail(sc, "too many non-repeated or unknown field records");
+        if (!f || f->label != PROTOBUF_C_LABEL_REPEATED) {
+            size_t idx = f ? (size_t)(f - d->fields) : 64;
+            bool first = idx < 64 && !(seen & (UINT64_C(1) << idx));
+            if (first)
+                seen |= UINT64_C(1) << idx;
+            else if (++sc->singular > WIRE_SCAN_MAX_SINGULAR)
+                return scan_fail(sc, "too many non-repeated or unknown field records");
+        }
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && ++sc->messages > WIRE_SCAN_MAX_MESSAGES)
+            return scan_fail(sc, "too many sub-messages");
         if (f) {
             unsigned want = wire_type_of(f->type);
             bool packed = f->label == PROTOBUF_C_LABEL_REPEATED &&
@@ -231,6 +241,44 @@ enum wire_status wire_frame_decode(const uint8_t *payload, size_t len, struct ar
     return WIRE_OK;
 }
 
+/* The table checks of a ballot batch (wire.h). */
+static enum wire_batch_fault check_tables(const Tally__Batch *b)
+{
+    if (b->n_tables > WIRE_MAX_BATCH_TABLES)
+        return WIRE_BATCH_TOO_MANY_TABLES;
+    if (b->n_vote_tables && b->n_vote_tables != b->n_ballots)
+        return WIRE_BATCH_TABLES_LEN;
+    for (size_t i = 0; i < b->n_vote_tables; i++)
+        if (b->vote_tables[i] > b->n_tables)
+            return WIRE_BATCH_TABLE_INDEX;
+    for (size_t i = 0; i < b->n_tables; i++)
+        if (!b->tables[i] || !wire_table_id_is_valid(b->tables[i]))
+            return WIRE_BATCH_TABLE_ID;
+    return WIRE_BATCH_OK;
+}
+
+/* The sheet checks of a sheet batch (wire.h). */
+static enum wire_batch_fault check_sheets(const Tally__Batch *b, uint32_t max_votes)
+{
+    if (b->n_ballots || b->n_projects || b->n_tables || b->n_vote_tables)
+        return WIRE_BATCH_MIXED;
+    if (b->n_sheets > WIRE_MAX_BATCH_SHEETS)
+        return WIRE_BATCH_TOO_MANY_SHEETS;
+    uint64_t rows = 0;
+    for (size_t i = 0; i < b->n_sheets; i++) {
+        const Tally__Sheet *s = b->sheets[i];
+        if (!s)
+            return WIRE_BATCH_TABLE_ID;
+        rows += s->n_projects > s->n_votes ? s->n_projects : s->n_votes;
+    }
+    if (rows > max_votes)
+        return WIRE_BATCH_TOO_MANY_SHEETS;
+    for (size_t i = 0; i < b->n_sheets; i++)
+        if (!b->sheets[i]->table_id || !wire_table_id_is_valid(b->sheets[i]->table_id))
+            return WIRE_BATCH_TABLE_ID;
+    return WIRE_BATCH_OK;
+}
+
 enum wire_batch_fault wire_batch_check(const Tally__Batch *b, uint32_t max_votes)
 {
     if (b->n_ballots != b->n_projects)
@@ -241,7 +289,41 @@ enum wire_batch_fault wire_batch_check(const Tally__Batch *b, uint32_t max_votes
         return WIRE_BATCH_SEQ_ZERO;
     if (b->nonce.len > WIRE_NONCE_MAX)
         return WIRE_BATCH_NONCE_LONG;
-    return WIRE_BATCH_OK;
+    return b->n_sheets ? check_sheets(b, max_votes) : check_tables(b);
+}
+
+const char *wire_batch_fault_name(enum wire_batch_fault fault)
+{
+    switch (fault) {
+    case WIRE_BATCH_OK:
+        return "ok";
+    case WIRE_BATCH_MISMATCH:
+        return "ballots and projects differ in length";
+    case WIRE_BATCH_TOO_MANY:
+        return "too many votes";
+    case WIRE_BATCH_SEQ_ZERO:
+        return "seq 0 (seqs start at 1)";
+    case WIRE_BATCH_NONCE_LONG:
+        return "nonce too long";
+    case WIRE_BATCH_TABLES_LEN:
+        return "vote_tables and ballots differ in length";
+    case WIRE_BATCH_TABLE_INDEX:
+        return "a vote_tables index past the table dictionary";
+    case WIRE_BATCH_TABLE_ID:
+        return "a table id not of the form [A-Za-z0-9._-]{1,63}";
+    case WIRE_BATCH_TOO_MANY_TABLES:
+        return "more than 4096 tables in the dictionary";
+    case WIRE_BATCH_MIXED:
+        return "tally sheets together with ballots, projects or tables";
+    case WIRE_BATCH_TOO_MANY_SHEETS:
+        return "too many tally sheets or sheet rows";
+    }
+    return "unknown fault";
+}
+
+bool wire_table_id_is_valid(const char *id)
+{
+    return wire_collector_id_is_valid(id);
 }
 
 bool wire_collector_id_is_valid(const char *id)

@@ -3,7 +3,9 @@
  * (spool, release, crash leftovers, reopen), run with each system call failing in turn (ENOSPC,
  * EIO, EDQUOT, EROFS; once or for good; writing nothing or half). Checks: the API reports it
  * with path and errno; a fault-free reopen loses or alters nothing reported spooled, reuses
- * no seq, keeps the newest cursor. */
+ * no seq, keeps the newest cursor, and holds a durable digest for exactly every batch the
+ * state calls durable. Attempt 2 spools votes naming their table, attempt 4 a sheet batch
+ * (the spool's first: its state file goes to version 2 first). */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -103,6 +105,23 @@ static void content(uint32_t attempt, uint64_t *ballots, uint32_t *projects, siz
     }
 }
 
+/* Attempts that spool something else than plain votes: the same content naming tables, or
+ * one tally sheet of table "t<attempt>" (version attempt, projects 1 and 2). */
+#define TABLES_ATTEMPT 2u
+#define SHEET_ATTEMPT 4u
+
+static bool sheet_is(const Tally__Batch *b, uint32_t att)
+{
+    char id[16];
+    snprintf(id, sizeof(id), "t%" PRIu32, att);
+    if (b->n_ballots || b->n_sheets != 1)
+        return false;
+    const Tally__Sheet *sh = b->sheets[0];
+    return strcmp(sh->table_id, id) == 0 && sh->version == att && sh->n_projects == 2 &&
+           sh->n_votes == 2 && sh->projects[0] == 1 && sh->projects[1] == 2 &&
+           sh->votes[0] == att && sh->votes[1] == 1;
+}
+
 static size_t cursor_of(uint32_t attempt, char *out, size_t len)
 {
     return (size_t)snprintf(out, len, "cur-%" PRIu32, attempt);
@@ -116,7 +135,11 @@ static uint32_t batch_attempt(const struct client_spool_batch *b)
     Tally__Frame *f;
     uint32_t att = 0;
     if (wire_frame_decode(b->frame + 4, b->frame_len - 4, &a, &f) == WIRE_OK &&
-        f->msg_case == TALLY__FRAME__MSG_BATCH && f->batch->n_ballots > 0) {
+        f->msg_case == TALLY__FRAME__MSG_BATCH && f->batch->n_sheets == 1) {
+        uint32_t cand = f->batch->sheets[0]->version;
+        if (f->batch->seq == b->seq && sheet_is(f->batch, cand))
+            att = cand;
+    } else if (f && f->msg_case == TALLY__FRAME__MSG_BATCH && f->batch->n_ballots > 0) {
         uint32_t cand = (uint32_t)(f->batch->ballots[0] / 1000);
         uint64_t ballots[8];
         uint32_t projects[8];
@@ -325,7 +348,23 @@ static int spool_one(struct run *r, struct tally_client *c)
     char cur[32];
     size_t cur_len = cursor_of(att, cur, sizeof(cur));
     uint64_t seq = 0;
-    int rc = tally_client_spool(c, ballots, projects, n, cur, cur_len, &seq);
+    int rc;
+    if (att == SHEET_ATTEMPT) {
+        char id[16];
+        snprintf(id, sizeof(id), "t%" PRIu32, att);
+        const uint32_t sp[2] = {1, 2}, sv[2] = {att, 1};
+        struct tally_client_sheet sh = {
+            .table_id = id, .version = att, .projects = sp, .votes = sv, .n = 2};
+        rc = tally_client_spool_sheets(c, &sh, 1, cur, cur_len, &seq);
+    } else if (att == TABLES_ATTEMPT) {
+        const char *const tables[] = {"t-a", "t-b"};
+        uint32_t vt[8];
+        for (size_t i = 0; i < n; i++)
+            vt[i] = (uint32_t)(i % 3);
+        rc = tally_client_spool_tables(c, ballots, projects, vt, n, tables, 2, cur, cur_len, &seq);
+    } else {
+        rc = tally_client_spool(c, ballots, projects, n, cur, cur_len, &seq);
+    }
     if (rc < 0) {
         r->failed_attempt[att] = true;
         client_error(r, c, "tally_client_spool", rc);
@@ -367,6 +406,14 @@ static int fake_take(struct run *r, struct fake *f, struct tally_client *c, uint
         uint32_t projects[8];
         size_t n;
         content(r->reported[seq], ballots, projects, &n);
+        if (r->reported[seq] == SHEET_ATTEMPT) {
+            if (!sheet_is(fr->batch, SHEET_ATTEMPT))
+                problem(r, "fake tallyd: sheet batch %" PRIu64 " is not the one spooled", seq);
+            continue;
+        }
+        if ((r->reported[seq] == TABLES_ATTEMPT) != (fr->batch->n_vote_tables == n))
+            problem(r, "fake tallyd: batch %" PRIu64 " has %zu vote_tables", seq,
+                    fr->batch->n_vote_tables);
         if (fr->batch->n_ballots != n ||
             memcmp(fr->batch->ballots, ballots, n * sizeof(*ballots)) != 0 ||
             memcmp(fr->batch->projects, projects, n * sizeof(*projects)) != 0)
@@ -482,6 +529,20 @@ static void rm_dir(const char *path)
     rmdir(path);
 }
 
+struct digests_seen {
+    uint64_t n;
+    bool out_of_order;
+};
+
+static void digest_seen(void *arg, uint64_t seq, const uint8_t digest[32])
+{
+    struct digests_seen *ds = arg;
+    (void)digest;
+    ds->n++;
+    if (seq != ds->n)
+        ds->out_of_order = true;
+}
+
 static void verify(struct run *r)
 {
     struct client_spool s;
@@ -520,6 +581,14 @@ static void verify(struct run *r)
         }
         problem(r, "UNEXPECTED batch %" PRIu64 " (content of attempt %" PRIu32 ")", b->seq, att);
     }
+    /* The digests: one record for each durable seq, in order, none beyond. */
+    struct digests_seen ds = {0};
+    char derr[256];
+    if (client_spool_digests(&s, digest_seen, &ds, derr, sizeof(derr)) < 0)
+        problem(r, "digests do not read back: %s", derr);
+    if (ds.n != s.durable_seq || ds.out_of_order)
+        problem(r, "digests: %" PRIu64 " records%s for durable seq %" PRIu64, ds.n,
+                ds.out_of_order ? " out of order" : "", s.durable_seq);
     total.discarded += s.discarded_seq != 0;
     if (s.next_seq <= r->max_reported)
         problem(r, "REUSE: next seq %" PRIu64 " but seq %" PRIu64 " was reported spooled",

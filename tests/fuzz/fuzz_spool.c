@@ -4,9 +4,12 @@
  * image (so the fuzzer gets past it to the frame checks); bit 1, a state image follows
  * (2-byte little-endian length, then the bytes) instead of a sound one the harness writes;
  * bit 2, the harness appends the state image's checksum; bit 3, the sound state says
- * next_seq 1, so that batch 1 is a torn newest batch (deleted) rather than a damaged one.
- * The rest is batch-00000000000000000001.pb. Oracles: a spool that opens holds only
- * batches that decode as those batches, and opens again to the same state. */
+ * next_seq 1, so that batch 1 is a torn newest batch (deleted) rather than a damaged one;
+ * bit 4, a digests file follows (1-byte length, then the bytes). The rest is
+ * batch-00000000000000000001.pb (a ballot batch, version 1, or a sheet batch, version 2).
+ * Oracles: a spool that opens holds only batches that decode as those batches, with their
+ * digests, and a digests file of whole records of durable seqs only (none here: durable 0);
+ * it opens again to the same state. */
 #include "fuzz.h"
 
 #include <dirent.h>
@@ -21,6 +24,7 @@
 
 #include "client/spool.h"
 #include "core/endian.h"
+#include "wire/digest.h"
 #include "wire/wire.h"
 
 #define ID "fuzz-collector"
@@ -96,7 +100,8 @@ static void check_open(const struct client_spool *s)
     uint64_t votes = 0;
     for (size_t i = 0; i < s->count; i++) {
         const struct client_spool_batch *b = &s->batches[i];
-        FUZZ_ASSERT(b->seq == i + 1 && b->votes > 0 && !b->confirmed);
+        FUZZ_ASSERT(b->seq == i + 1 && !b->confirmed);
+        FUZZ_ASSERT((b->votes > 0) != (b->sheets > 0));
         size_t len;
         FUZZ_ASSERT(wire_frame_peek(b->frame, b->frame_len, b->frame_len, &len) == WIRE_OK);
         FUZZ_ASSERT(len + 4 == b->frame_len);
@@ -106,11 +111,16 @@ static void check_open(const struct client_spool *s)
         FUZZ_ASSERT(wire_frame_decode(b->frame + 4, len, &a, &f) == WIRE_OK);
         FUZZ_ASSERT(f->msg_case == TALLY__FRAME__MSG_BATCH && f->batch->seq == b->seq);
         FUZZ_ASSERT(f->batch->n_ballots == b->votes && f->batch->n_projects == b->votes);
+        FUZZ_ASSERT(f->batch->n_sheets == b->sheets);
+        uint8_t d[WIRE_DIGEST_BYTES];
+        wire_batch_digest_msg(f->batch, d);
+        FUZZ_ASSERT(memcmp(d, b->digest, sizeof(d)) == 0);
         arena_cleanup(&a);
         FUZZ_ASSERT(client_spool_get(s, b->seq) == b);
         votes += b->votes;
     }
     FUZZ_ASSERT(s->pending_votes == votes);
+    FUZZ_ASSERT(s->digests_len == 0 && s->digests_last == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -131,6 +141,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         len -= 2 + sl;
     } else {
         put_state(mode & 8 ? 1 : 2);
+    }
+    if (mode & 16) {
+        if (len < 1)
+            return 0;
+        size_t dl = p[0] < len - 1 ? p[0] : len - 1;
+        put("digests", p + 1, dl, false);
+        p += 1 + dl;
+        len -= 1 + dl;
     }
     put(BATCH1, p, len, mode & 1);
 

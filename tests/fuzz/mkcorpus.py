@@ -175,7 +175,7 @@ CORPUS = {
         "accept-basic": b"voter,project_id\nalice,1\n\"b,ob\",2\r\n\n\"c \"\"q\"\"\",4294967295",
         "accept-bom-no-header": b"\xef\xbb\xbfv1,7\nv2,8\n",
         "accept-empty": b"",
-        "reject-three-fields": b"a,1,x\n",
+        "accept-three-fields": b"a,1,x\n",
         "reject-project-big": b"a,4294967296\n",
         "reject-unterminated": b"\"a,1\n",
         "reject-after-quote": b"\"a\"x,1\n",

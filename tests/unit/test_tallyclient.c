@@ -37,6 +37,7 @@
 
 #include "core/endian.h"
 #include "tally/client.h"
+#include "wire/digest.h"
 #include "wire/wire.h"
 
 /* Bytes of Batch.nonce libtally draws for each batch. */
@@ -2789,12 +2790,509 @@ static void test_tls_plain_client_hint(void **state)
     fake_cleanup(&f);
 }
 
+/* ---- voting tables, tally sheets and durable digests (issue 10) ---- */
+
+static const char *const sheet_tables[] = {"mesa-1", "mesa-2"};
+
+/* Spools votes naming tables: vote i names table i % 3 (0: none). */
+static uint64_t spool_tables_batch(struct tally_client *c, uint64_t tag, size_t n)
+{
+    uint64_t ballots[64];
+    uint32_t projects[64], vt[64];
+    for (size_t i = 0; i < n; i++) {
+        ballots[i] = tag * 1000 + i;
+        projects[i] = (uint32_t)(i % 7);
+        vt[i] = (uint32_t)(i % 3);
+    }
+    char cursor[32];
+    int len = snprintf(cursor, sizeof(cursor), "cur-%llu", (unsigned long long)tag);
+    uint64_t seq = 0;
+    assert_int_equal(tally_client_spool_tables(c, ballots, projects, vt, n, sheet_tables, 2, cursor,
+                                               (size_t)len, &seq),
+                     0);
+    return seq;
+}
+
+/* Spools one batch of two sheets (mesa-1 version v, mesa-2 version v). */
+static uint64_t spool_sheets_batch(struct tally_client *c, uint32_t v)
+{
+    static const uint32_t p[3] = {1, 2, 3}, votes[3] = {10, 0, 5};
+    struct tally_client_sheet sh[2] = {
+        {.table_id = "mesa-1", .version = v, .projects = p, .votes = votes, .n = 3, .blank = 2},
+        {.table_id = "mesa-2", .version = v, .n = 0, .blank = 1, .null_ballots = 4},
+    };
+    uint64_t seq = 0;
+    assert_int_equal(tally_client_spool_sheets(c, sh, 2, "cur-s", 5, &seq), 0);
+    return seq;
+}
+
+static uint32_t file_u32(const struct env *e, const char *name, size_t at)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", e->spool, name);
+    size_t len;
+    const uint8_t *img = file_read(path, &len);
+    assert_true(len >= at + 4);
+    return le32_get(img + at);
+}
+
+static void test_tables_sheets_bad_arguments(void **state)
+{
+    struct env *e = *state;
+    struct tally_client_config cfg = config(e, 0);
+    struct tally_client *c = open_client(&cfg);
+    uint64_t ballots[2] = {1, 2};
+    uint32_t projects[2] = {1, 1}, vt[2] = {1, 2};
+    const char *bad[] = {"mesa-1", "mesa 2"};
+    assert_int_equal(tally_client_spool_tables(c, ballots, projects, vt, 2, bad, 2, NULL, 0, NULL),
+                     TALLY_CLIENT_ERR_INVALID);
+    vt[1] = 3; /* past the dictionary */
+    assert_int_equal(
+        tally_client_spool_tables(c, ballots, projects, vt, 2, sheet_tables, 2, NULL, 0, NULL),
+        TALLY_CLIENT_ERR_INVALID);
+    assert_int_equal(
+        tally_client_spool_tables(c, ballots, projects, NULL, 2, sheet_tables, 2, NULL, 0, NULL),
+        TALLY_CLIENT_ERR_INVALID);
+    struct tally_client_sheet sh = {.table_id = "mesa-1", .version = 1};
+    assert_int_equal(tally_client_spool_sheets(c, &sh, 0, NULL, 0, NULL), TALLY_CLIENT_ERR_INVALID);
+    struct tally_client_sheet *many = calloc(257, sizeof(*many));
+    for (size_t i = 0; i < 257; i++)
+        many[i] = sh;
+    assert_int_equal(tally_client_spool_sheets(c, many, 257, NULL, 0, NULL),
+                     TALLY_CLIENT_ERR_INVALID);
+    free(many);
+    sh.table_id = "";
+    assert_int_equal(tally_client_spool_sheets(c, &sh, 1, NULL, 0, NULL), TALLY_CLIENT_ERR_INVALID);
+    sh.table_id = "mesa-1";
+    sh.n = 2; /* rows without arrays */
+    assert_int_equal(tally_client_spool_sheets(c, &sh, 1, NULL, 0, NULL), TALLY_CLIENT_ERR_INVALID);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_spooled, 0);
+    assert_int_equal(st.status, 0);
+    /* No vote naming a table: the very batch tally_client_spool writes (no dictionary). */
+    vt[0] = vt[1] = 0;
+    uint64_t seq;
+    assert_int_equal(
+        tally_client_spool_tables(c, ballots, projects, vt, 2, sheet_tables, 2, NULL, 0, &seq), 0);
+    tally_client_free(c);
+    char path[256];
+    batch_path(e, seq, path, sizeof(path));
+    size_t len;
+    const uint8_t *img = file_read(path, &len);
+    struct arena a;
+    arena_init(&a, 4096);
+    Tally__Frame *fr;
+    assert_int_equal(wire_frame_decode(img + SPOOL_FRAME_AT + 4, le32_get(img + 20) - 4, &a, &fr),
+                     WIRE_OK);
+    assert_int_equal(fr->batch->n_tables, 0);
+    assert_int_equal(fr->batch->n_vote_tables, 0);
+    arena_cleanup(&a);
+    assert_int_equal(le32_get(img + 4), 1); /* a version-1 batch file */
+}
+
+static void test_tables_sheets_spool_roundtrip(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    assert_int_equal(spool_tables_batch(c, 1, 5), 1);
+    assert_int_equal(file_u32(e, "state", 4), 1); /* no sheet yet: state version 1 */
+    assert_int_equal(spool_sheets_batch(c, 1), 2);
+    assert_int_equal(file_u32(e, "state", 4), 2); /* refused by an older libtally now */
+    assert_int_equal(file_u32(e, "batch-00000000000000000001.pb", 4), 1);
+    assert_int_equal(file_u32(e, "batch-00000000000000000002.pb", 4), 2);
+    assert_int_equal(file_u32(e, "batch-00000000000000000002.pb", 16), 0); /* votes */
+    assert_int_equal(file_u32(e, "batch-00000000000000000002.pb", 28), 2); /* sheets */
+    spool_batch(c, 3, 2);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.votes_spooled, 7); /* sheets are not votes */
+    assert_int_equal(st.batches_pending, 3);
+    tally_client_free(c);
+
+    /* Reopened (a restart): all three load, and go out byte for byte as spooled. */
+    c = open_client(&cfg);
+    assert_cursor(c, "cur-3");
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_pending, 3);
+    assert_int_equal(st.votes_pending, 7);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        size_t l, flen;
+        uint8_t *got = fake_read_raw_batch(&f, c, seq, &l);
+        char path[256];
+        batch_path(e, seq, path, sizeof(path));
+        const uint8_t *img = file_read(path, &flen);
+        assert_int_equal(le32_get(img + 20), l);
+        assert_memory_equal(img + SPOOL_FRAME_AT, got, l);
+        struct arena a;
+        arena_init(&a, 4096);
+        Tally__Frame *fr;
+        assert_int_equal(wire_frame_decode(got + 4, l - 4, &a, &fr), WIRE_OK);
+        if (seq == 1) {
+            assert_int_equal(fr->batch->n_tables, 2);
+            assert_string_equal(fr->batch->tables[1], "mesa-2");
+            assert_int_equal(fr->batch->n_vote_tables, 5);
+            assert_int_equal(fr->batch->vote_tables[4], 1);
+            assert_int_equal(wire_batch_check(fr->batch, 1000), WIRE_BATCH_OK);
+        } else if (seq == 2) {
+            assert_int_equal(fr->batch->n_ballots, 0);
+            assert_int_equal(fr->batch->n_sheets, 2);
+            assert_string_equal(fr->batch->sheets[0]->table_id, "mesa-1");
+            assert_int_equal(fr->batch->sheets[0]->n_votes, 3);
+            assert_int_equal(fr->batch->sheets[0]->blank, 2);
+            assert_int_equal(fr->batch->sheets[1]->null_ballots, 4);
+            assert_int_equal(fr->batch->nonce.len, NONCE_BYTES);
+            assert_int_equal(wire_batch_check(fr->batch, 1000), WIRE_BATCH_OK);
+        }
+        arena_cleanup(&a);
+        free(got);
+    }
+    tally_client_free(c);
+
+    /* A torn newest sheet batch (a crash while spooling it) is discarded like any other. */
+    char path[256];
+    batch_path(e, 3, path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+    batch_path(e, 2, path, sizeof(path));
+    file_truncate(path, file_size(path) - 3);
+    c = open_client(&cfg);
+    tally_client_stats(c, &st);
+    assert_int_equal(st.batches_pending, 1);
+    assert_int_equal(st.batches_spooled, 1);
+    assert_false(batch_exists(e, 2));
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+static void fake_sheet_ack(struct fake *f, uint64_t seq, bool retransmit)
+{
+    Tally__SheetResult r[3];
+    Tally__SheetResult *pr[3] = {&r[0], &r[1], &r[2]};
+    for (int i = 0; i < 3; i++)
+        tally__sheet_result__init(&r[i]);
+    r[0].table_id = "mesa-1";
+    r[0].version = 2;
+    r[0].status = TALLY__SHEET_STATUS__SHEET_ACCEPTED;
+    r[0].replaced_version = 1;
+    r[1].table_id = "mesa-2";
+    r[1].version = 2;
+    r[1].status = TALLY__SHEET_STATUS__SHEET_REJECTED;
+    r[1].reason = TALLY__REJECT_REASON__REJECT_SUPERSEDED;
+    r[2].table_id = "mesa-3";
+    r[2].version = 1;
+    r[2].status = TALLY__SHEET_STATUS__SHEET_DUPLICATE;
+    Tally__Ack a = TALLY__ACK__INIT;
+    a.seq = seq;
+    a.retransmit = retransmit;
+    a.n_sheets = 3;
+    a.sheets = pr;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_ACK;
+    fr.ack = &a;
+    fake_send(f, &fr);
+}
+
+static void test_sheets_acks_counted_and_logged(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct logbuf lb;
+    struct tally_client_config cfg = config(e, f.port);
+    memset(&lb, 0, sizeof(lb));
+    cfg.log_cb = log_collect;
+    cfg.log_arg = &lb;
+    struct tally_client *c = open_client(&cfg);
+    spool_tables_batch(c, 1, 4);
+    spool_sheets_batch(c, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    fake_read(&f, c);
+    fake_read(&f, c);
+    /* The ballot batch: 2 votes rejected, one over_electors, one unknown_table. */
+    uint32_t reasons[7] = {0, 0, 0, 1, 0, 1, 0};
+    Tally__Ack a = TALLY__ACK__INIT;
+    a.seq = 1;
+    a.accepted = 2;
+    a.rejected = 2;
+    a.n_rejected_by_reason = 7;
+    a.rejected_by_reason = reasons;
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_ACK;
+    fr.ack = &a;
+    fake_send(&f, &fr);
+    fake_sheet_ack(&f, 2, false);
+    /* Durable, with tallyd's sheet totals. */
+    Tally__CollectorTotals t = TALLY__COLLECTOR_TOTALS__INIT;
+    t.batches = 2;
+    t.sheets = 3;
+    t.sheets_accepted = 1;
+    t.sheets_duplicate = 1;
+    t.sheets_rejected = 1;
+    Tally__Ack d = TALLY__ACK__INIT;
+    d.durable_seq = 2;
+    d.durable_totals = &t;
+    fr.ack = &d;
+    fake_send(&f, &fr);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.sheets_accepted, 1);
+    assert_int_equal(st.sheets_duplicate, 1);
+    assert_int_equal(st.sheets_rejected, 1);
+    assert_int_equal(st.sheets_replaced, 1);
+    assert_int_equal(st.rejected_acked, 2);
+    assert_int_equal(st.rejected_by_reason[3], 1);
+    assert_int_equal(st.rejected_by_reason[5], 1);
+    assert_int_equal(st.rejected_by_reason[8], 1); /* the superseded sheet */
+    assert_int_equal(st.sheets_rejected_by_reason[8], 1);
+    assert_int_equal(st.sheets_rejected_by_reason[5], 0);
+    assert_int_equal(st.server.sheets, 3);
+    assert_int_equal(st.server.sheets_rejected, 1);
+    assert_log_has(&lb, "sheet mesa-2 version 2 rejected: superseded");
+    assert_log_has(&lb, "sheet mesa-1 version 2 replaces version 1");
+    assert_string_equal(tally_client_reason_name(1), "unknown_project");
+    assert_string_equal(tally_client_reason_name(6), "table_mode_conflict");
+    assert_string_equal(tally_client_reason_name(9), "bad_sheet");
+    assert_string_equal(tally_client_reason_name(0), "unknown");
+    assert_string_equal(tally_client_reason_name(10), "unknown");
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
+struct digest_list {
+    uint64_t seq[16];
+    uint8_t d[16][32];
+    size_t n;
+};
+
+static void digest_take(void *arg, uint64_t seq, const uint8_t digest[32])
+{
+    struct digest_list *l = arg;
+    assert_true(l->n < 16);
+    l->seq[l->n] = seq;
+    memcpy(l->d[l->n], digest, 32);
+    l->n++;
+}
+
+static void digests_file(const struct env *e, char *out, size_t len)
+{
+    snprintf(out, len, "%s/digests", e->spool);
+}
+
+static void test_durable_digests(void **state)
+{
+    struct env *e = *state;
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    spool_batch(c, 1, 3);
+    spool_tables_batch(c, 2, 3);
+    spool_sheets_batch(c, 1);
+    fake_hello(&f, c);
+    fake_welcome(&f, 0, 0);
+    uint8_t want[3][32];
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        Tally__Frame *fr = fake_read(&f, c);
+        wire_batch_digest_msg(fr->batch, want[seq - 1]);
+        if (seq == 1) { /* a plain batch keeps its v1 digest */
+            uint8_t v1[32];
+            wire_batch_digest(1, fr->batch->nonce.data, fr->batch->nonce.len, fr->batch->ballots,
+                              fr->batch->projects, 3, v1);
+            assert_memory_equal(v1, want[0], 32);
+        }
+    }
+    struct digest_list l = {0};
+    assert_int_equal(tally_client_durable_digests(c, digest_take, &l), 0);
+    assert_int_equal(l.n, 0); /* nothing durable yet */
+    fake_ack(&f, 1, 0, 0);
+    fake_ack(&f, 2, 0, 0);
+    fake_ack(&f, 0, 2, 6);
+    pump_until_durable(c, 2);
+    fake_ack(&f, 3, 2, 0);
+    fake_ack(&f, 0, 3, 6);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(tally_client_durable_digests(c, digest_take, &l), 0);
+    assert_int_equal(l.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(l.seq[i], i + 1);
+        assert_memory_equal(l.d[i], want[i], 32);
+    }
+    tally_client_free(c);
+    char path[256];
+    digests_file(e, path, sizeof(path));
+    assert_int_equal(file_size(path), 3 * 40);
+
+    /* A crash mid-append leaves a torn record, or whole ones past the state's durable seq
+     * (appended, then the state not replaced): the next open cuts both off. */
+    FILE *fp = fopen(path, "ab");
+    uint8_t rec[40] = {0};
+    le64_put(rec, 4);
+    assert_int_equal(fwrite(rec, 1, 40, fp), 40);
+    assert_int_equal(fwrite(rec, 1, 17, fp), 17);
+    fclose(fp);
+    c = open_client(&cfg);
+    assert_int_equal(file_size(path), 3 * 40);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(tally_client_durable_digests(c, digest_take, &l), 0);
+    assert_int_equal(l.n, 3);
+    /* New records go on after them. */
+    spool_batch(c, 4, 2);
+    fake_hello(&f, c);
+    fake_welcome(&f, 3, 6);
+    fake_read(&f, c);
+    fake_ack(&f, 4, 3, 0);
+    fake_ack(&f, 0, 4, 8);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(tally_client_durable_digests(c, digest_take, &l), 0);
+    assert_int_equal(l.n, 4);
+    assert_int_equal(l.seq[3], 4);
+    tally_client_free(c);
+
+    /* Records out of order are damage, not a crash: at the tail open refuses the spool,
+     * further in the reader says so. */
+    fp = fopen(path, "r+b");
+    assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
+    le64_put(rec, 9);
+    assert_int_equal(fwrite(rec, 1, 8, fp), 8);
+    fclose(fp);
+    c = open_client(&cfg);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(tally_client_durable_digests(c, digest_take, &l), TALLY_CLIENT_ERR_CORRUPT);
+    assert_int_equal(l.n, 2); /* 1 and 9 delivered, then 3 after 9 refused */
+    tally_client_free(c);
+    fp = fopen(path, "r+b");
+    assert_int_equal(fseek(fp, 3 * 40, SEEK_SET), 0);
+    le64_put(rec, 2); /* the last record: 2 after 3 */
+    assert_int_equal(fwrite(rec, 1, 8, fp), 8);
+    fclose(fp);
+    char err[512];
+    assert_null(tally_client_new(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "digests is damaged"));
+    fake_cleanup(&f);
+}
+
+/* A spool as libtally.so.1 left it, byte for byte: state version 1 (durable up to 2, its
+ * batches deleted long ago), batch 3 pending with a nonce, no digests file. */
+static void write_old_spool(const struct env *e, uint8_t **frame, size_t *frame_len)
+{
+    assert_int_equal(mkdir(e->spool, 0700), 0);
+    const char *id = "col-01";
+    uint8_t st[40 + 6 + 5 + 16];
+    le32_put(st, 0x53594c54u);
+    le32_put(st + 4, 1);
+    le64_put(st + 8, 3);  /* next seq */
+    le64_put(st + 16, 2); /* durable seq */
+    le64_put(st + 24, 7); /* durable votes */
+    le32_put(st + 32, 6);
+    le32_put(st + 36, 5);
+    memcpy(st + 40, id, 6);
+    memcpy(st + 46, "cur-2", 5);
+    crypto_generichash(st + 51, 16, st, 51, NULL, 0);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/state", e->spool);
+    FILE *fp = fopen(path, "wb");
+    assert_int_equal(fwrite(st, 1, sizeof(st), fp), sizeof(st));
+    fclose(fp);
+
+    uint64_t ballots[2] = {3000, 3001};
+    uint32_t projects[2] = {0, 1};
+    uint8_t nonce[NONCE_BYTES];
+    memset(nonce, 0x5a, sizeof(nonce));
+    Tally__Batch b = TALLY__BATCH__INIT;
+    b.seq = 3;
+    b.n_ballots = b.n_projects = 2;
+    b.ballots = ballots;
+    b.projects = projects;
+    b.nonce.data = nonce;
+    b.nonce.len = sizeof(nonce);
+    Tally__Frame fr = TALLY__FRAME__INIT;
+    fr.msg_case = TALLY__FRAME__MSG_BATCH;
+    fr.batch = &b;
+    *frame_len = wire_frame_size(&fr);
+    *frame = malloc(*frame_len);
+    wire_frame_encode(&fr, *frame);
+    size_t len = 32 + *frame_len + 5 + 16;
+    uint8_t *img = malloc(len);
+    le32_put(img, 0x42594c54u);
+    le32_put(img + 4, 1);
+    le64_put(img + 8, 3);
+    le32_put(img + 16, 2);
+    le32_put(img + 20, (uint32_t)*frame_len);
+    le32_put(img + 24, 5);
+    le32_put(img + 28, 0);
+    memcpy(img + 32, *frame, *frame_len);
+    memcpy(img + 32 + *frame_len, "cur-3", 5);
+    crypto_generichash(img + len - 16, 16, img, len - 16, NULL, 0);
+    batch_path(e, 3, path, sizeof(path));
+    fp = fopen(path, "wb");
+    assert_int_equal(fwrite(img, 1, len, fp), len);
+    fclose(fp);
+    free(img);
+}
+
+static void test_old_spool_opens_and_resends(void **state)
+{
+    struct env *e = *state;
+    uint8_t *old;
+    size_t old_len;
+    write_old_spool(e, &old, &old_len);
+    struct fake f;
+    fake_listen(&f);
+    struct tally_client_config cfg = config(e, f.port);
+    struct tally_client *c = open_client(&cfg);
+    assert_cursor(c, "cur-3");
+    struct tally_client_stats st;
+    tally_client_stats(c, &st);
+    assert_int_equal(st.durable_seq, 2);
+    assert_int_equal(st.batches_pending, 1);
+    assert_int_equal(st.votes_spooled, 9);
+    struct digest_list l = {0};
+    assert_int_equal(tally_client_durable_digests(c, digest_take, &l), 0);
+    assert_int_equal(l.n, 0); /* made durable before digests were kept: no record */
+    fake_hello(&f, c);
+    fake_welcome(&f, 2, 7);
+    size_t got_len;
+    uint8_t *got = fake_read_raw_batch(&f, c, 3, &got_len);
+    assert_int_equal(got_len, old_len);
+    assert_memory_equal(got, old, old_len);
+    fake_ack(&f, 3, 2, 0);
+    fake_ack(&f, 0, 3, 9);
+    assert_int_equal(tally_client_wait_durable(c, 5000), 0);
+    assert_int_equal(tally_client_durable_digests(c, digest_take, &l), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.seq[0], 3);
+    uint8_t nonce[NONCE_BYTES], want[32];
+    memset(nonce, 0x5a, sizeof(nonce));
+    const uint64_t ballots[2] = {3000, 3001};
+    const uint32_t projects[2] = {0, 1};
+    wire_batch_digest(3, nonce, sizeof(nonce), ballots, projects, 2, want);
+    assert_memory_equal(l.d[0], want, 32);
+    assert_int_equal(file_u32(e, "state", 4), 1); /* still readable by libtally.so.1 */
+    free(got);
+    free(old);
+    tally_client_free(c);
+    fake_cleanup(&f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, env_setup, env_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_spool_reopen_order),
+        T(test_tables_sheets_bad_arguments),
+        T(test_tables_sheets_spool_roundtrip),
+        T(test_sheets_acks_counted_and_logged),
+        T(test_durable_digests),
+        T(test_old_spool_opens_and_resends),
         T(test_spool_bad_arguments),
         T(test_spool_torn_newest_discarded),
         T(test_spool_corrupt_is_fatal),
