@@ -4,6 +4,7 @@
  * store thread and only posts to the loop. */
 #include "ingest/internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,156 @@
 
 /* ---- checkpoints ------------------------------------------------------------------ */
 
-/* Points the store job at the sealed delta: no copies of tokens or digests. */
+/* The delta's (id, n) pairs handed to the store as interleaved uint32s. */
+_Static_assert(sizeof(struct tally_count) == 2 * sizeof(uint32_t) &&
+                   offsetof(struct tally_count, n) == sizeof(uint32_t),
+               "struct tally_count must be two packed uint32s");
+
+static const uint32_t *pairs_of(const struct tally_count *c)
+{
+    return c ? &c->id : NULL;
+}
+
+void ingest_job_cleanup(struct ingest *in)
+{
+    free(in->job_sheets);
+    free(in->job_corrections);
+    free(in->job_reasons);
+    free(in->job_corr_ids);
+    free(in->job_corr_deltas);
+}
+
+/* The sheets and corrections of d as the store takes them; corrections get their time
+ * (now: the checkpoint that records them is sealed now) and their reason text. */
+static void job_sheets_corrections(struct ingest *in, const struct tally_delta *d)
+{
+    in->job_sheets =
+        xgrow(in->job_sheets, &in->cap_job_sheets, d->n_sheets, sizeof(*in->job_sheets));
+    for (size_t i = 0; i < d->n_sheets; i++) {
+        const struct tally_delta_sheet *x = &d->sheets[i];
+        in->job_sheets[i] = (struct store_sheet){
+            .table = x->table,
+            .version = x->version,
+            .collector_id = in->names[x->collector],
+            .seq = x->seq,
+            .digest = x->digest,
+            .rows = x->n_rows ? pairs_of(&d->sheet_rows[x->rows_off]) : NULL,
+            .n_rows = x->n_rows,
+            .blank = x->blank,
+            .null_ballots = x->null_ballots,
+        };
+    }
+    size_t n = d->n_corrections, n_deltas = 0;
+    for (size_t i = 0; i < n; i++)
+        n_deltas += d->corrections[i].n_deltas;
+    in->job_corrections =
+        xgrow(in->job_corrections, &in->cap_job_corrections, n, sizeof(*in->job_corrections));
+    in->job_reasons = xgrow(in->job_reasons, &in->cap_job_reasons, n, sizeof(*in->job_reasons));
+    size_t cap = in->cap_job_corr;
+    in->job_corr_ids = xgrow(in->job_corr_ids, &cap, n_deltas, sizeof(*in->job_corr_ids));
+    cap = in->cap_job_corr;
+    in->job_corr_deltas = xgrow(in->job_corr_deltas, &cap, n_deltas, sizeof(*in->job_corr_deltas));
+    in->cap_job_corr = cap;
+    int64_t at_us = ingest_wall_ms(in) * 1000;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct tally_delta_correction *x = &d->corrections[i];
+        snprintf(in->job_reasons[i], sizeof(in->job_reasons[i]),
+                 "sheet version %u replaces version %u", x->to_version, x->from_version);
+        for (size_t j = 0; j < x->n_deltas; j++) {
+            in->job_corr_ids[k + j] = d->correction_deltas[x->deltas_off + j].id;
+            in->job_corr_deltas[k + j] = d->correction_deltas[x->deltas_off + j].delta;
+        }
+        in->job_corrections[i] = (struct store_correction){
+            .kind = STORE_CORRECTION_SHEET,
+            .actor = in->names[x->collector],
+            .reason = in->job_reasons[i],
+            .at_us = at_us,
+            .table = x->table,
+            .collector_id = in->names[x->collector],
+            .seq = x->seq,
+            .from_version = x->from_version,
+            .to_version = x->to_version,
+            .project_ids = x->n_deltas ? in->job_corr_ids + k : NULL,
+            .deltas = x->n_deltas ? in->job_corr_deltas + k : NULL,
+            .n_deltas = x->n_deltas,
+            .blank_delta = x->blank_delta,
+            .null_delta = x->null_delta,
+            .ballots_delta = x->ballots_delta,
+        };
+        k += x->n_deltas;
+    }
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void ingest_correction_keep(struct ingest *in, const struct ingest_correction *c)
+{
+    in->corrections = xgrow(in->corrections, &in->cap_corrections, in->n_corrections + 1,
+                            sizeof(*in->corrections));
+    struct ingest_correction *x = &in->corrections[in->n_corrections++];
+    *x = *c;
+    x->actor = xstrdup(c->actor ? c->actor : "");
+    x->reason = xstrdup(c->reason ? c->reason : "");
+    x->table_id = dup_or_null(c->table_id);
+    x->collector_id = dup_or_null(c->collector_id);
+    uint32_t *ids = xcalloc(c->n_deltas ? c->n_deltas : 1, sizeof(*ids));
+    int64_t *deltas = xcalloc(c->n_deltas ? c->n_deltas : 1, sizeof(*deltas));
+    if (c->n_deltas) {
+        memcpy(ids, c->project_ids, c->n_deltas * sizeof(*ids));
+        memcpy(deltas, c->deltas, c->n_deltas * sizeof(*deltas));
+    }
+    x->project_ids = ids;
+    x->deltas = deltas;
+}
+
+void ingest_corrections_cleanup(struct ingest *in)
+{
+    for (size_t i = 0; i < in->n_corrections; i++) {
+        struct ingest_correction *x = &in->corrections[i];
+        free((char *)x->actor);
+        free((char *)x->reason);
+        free((char *)x->table_id);
+        free((char *)x->collector_id);
+        free((uint32_t *)x->project_ids);
+        free((int64_t *)x->deltas);
+    }
+    free(in->corrections);
+}
+
+/* The job's corrections committed as checkpoint id: kept for the API, numbered as the
+ * store numbered them (one after the other from the last recovered). */
+static void keep_job_corrections(struct ingest *in, uint64_t checkpoint_id)
+{
+    for (size_t i = 0; i < in->job.n_corrections; i++) {
+        const struct store_correction *x = &in->job.corrections[i];
+        struct ingest_correction c = {
+            .id = in->n_corrections ? in->corrections[in->n_corrections - 1].id + 1 : 1,
+            .checkpoint_id = checkpoint_id,
+            .kind = (int)x->kind,
+            .actor = x->actor,
+            .reason = x->reason,
+            .at_ms = x->at_us / 1000,
+            .table_id = x->table >= 0 ? in->table_names[x->table] : NULL,
+            .collector_id = x->collector_id,
+            .seq = x->seq,
+            .from_version = x->from_version,
+            .to_version = x->to_version,
+            .project_ids = x->project_ids,
+            .deltas = x->deltas,
+            .n_deltas = x->n_deltas,
+            .blank_delta = x->blank_delta,
+            .null_delta = x->null_delta,
+            .ballots_delta = x->ballots_delta,
+        };
+        ingest_correction_keep(in, &c);
+    }
+}
+
+/* Points the store job at the sealed delta: no copies of tokens, digests or counts. */
 static void job_from_delta(struct ingest *in, struct tally_delta *d)
 {
     in->job_batches =
@@ -26,6 +176,7 @@ static void job_from_delta(struct ingest *in, struct tally_delta *d)
     for (size_t i = 0; i < d->n_batches; i++) {
         const struct tally_delta_batch *b = &d->batches[i];
         struct store_batch *sb = &in->job_batches[i];
+        memset(sb, 0, sizeof(*sb));
         sb->collector_id = in->names[b->collector];
         sb->seq = b->seq;
         sb->digest = b->digest;
@@ -34,6 +185,15 @@ static void job_from_delta(struct ingest *in, struct tally_delta *d)
         sb->duplicate = b->duplicate;
         sb->rejected_unknown = b->rejected_unknown;
         sb->rejected_not_allowed = b->rejected_not_allowed;
+        sb->kind = b->kind ? STORE_BATCH_SHEETS : STORE_BATCH_BALLOTS;
+        memcpy(sb->reasons, b->reasons, sizeof(sb->reasons));
+        sb->sheets = b->sheets;
+        sb->sheets_accepted = b->sheets_accepted;
+        sb->sheets_duplicate = b->sheets_duplicate;
+        sb->counts = b->n_counts ? pairs_of(&d->batch_counts[b->counts_off]) : NULL;
+        sb->n_counts = b->n_counts;
+        sb->tables = b->n_tables ? pairs_of(&d->batch_tables[b->tables_off]) : NULL;
+        sb->n_tables = b->n_tables;
     }
     for (size_t i = 0; i < d->n_marks; i++) {
         const struct tally_delta_mark *m = &d->marks[i];
@@ -46,7 +206,12 @@ static void job_from_delta(struct ingest *in, struct tally_delta *d)
         w->accepted = m->add.accepted;
         w->duplicate = m->add.duplicate;
         w->rejected = m->add.rejected;
+        w->sheets = m->add.sheets;
+        w->sheets_accepted = m->add.sheets_accepted;
+        w->sheets_duplicate = m->add.sheets_duplicate;
+        w->sheets_rejected = m->add.sheets_rejected;
     }
+    job_sheets_corrections(in, d);
     memset(&in->job, 0, sizeof(in->job));
     in->job.batches = in->job_batches;
     in->job.n_batches = d->n_batches;
@@ -57,6 +222,15 @@ static void job_from_delta(struct ingest *in, struct tally_delta *d)
     in->job.n_marks = d->n_marks;
     in->job.tokens = d->tokens;
     in->job.n_tokens = d->n_tokens;
+    in->job.table_names = in->table_names;
+    in->job.n_table_names = in->n_table_names;
+    in->job.table_idx = d->out_tables;
+    in->job.table_deltas = d->out_table_deltas;
+    in->job.n_table_deltas = d->n_out_tables;
+    in->job.sheets = in->job_sheets;
+    in->job.n_sheets = d->n_sheets;
+    in->job.corrections = in->job_corrections;
+    in->job.n_corrections = d->n_corrections;
 }
 
 void ingest_checkpoint_maybe_start(struct ingest *in)
@@ -191,6 +365,7 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
         if (n_changed) /* a checkpoint of only duplicates and rejections touches nothing */
             memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
         uint64_t cp_id = in->job.id;
+        keep_job_corrections(in, cp_id);
         /* Watermarks move (and the delta is emptied) before the acks are built, so
          * they carry the new values. */
         tally_checkpoint_commit(in->tally);
@@ -209,9 +384,18 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < n_list; i++) {
         int32_t idx = tally_collector_find(in->tally, list[i].id);
         if (idx < 0) {
-            struct tally_totals t = {list[i].batches,  list[i].votes,
-                                     list[i].accepted, list[i].duplicate,
-                                     list[i].rejected, list[i].rejected_not_allowed};
+            struct tally_totals t = {
+                .batches = list[i].batches,
+                .votes = list[i].votes,
+                .accepted = list[i].accepted,
+                .duplicate = list[i].duplicate,
+                .rejected = list[i].rejected,
+                .rejected_not_allowed = list[i].rejected_not_allowed,
+                .sheets = list[i].sheets,
+                .sheets_accepted = list[i].sheets_accepted,
+                .sheets_duplicate = list[i].sheets_duplicate,
+                .sheets_rejected = list[i].sheets_rejected,
+            };
             idx = (int32_t)ingest_collector_add(in, list[i].id, list[i].durable_seq, &t);
             log_info("collector '%s' registered", list[i].id);
         }

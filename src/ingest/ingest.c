@@ -76,6 +76,10 @@ void ingest_totals_to_pb(const struct tally_totals *t, Tally__CollectorTotals *p
     pb->accepted = t->accepted;
     pb->duplicate = t->duplicate;
     pb->rejected = t->rejected;
+    pb->sheets = t->sheets;
+    pb->sheets_accepted = t->sheets_accepted;
+    pb->sheets_duplicate = t->sheets_duplicate;
+    pb->sheets_rejected = t->sheets_rejected;
 }
 
 static bool same_circuits(const struct ingest_auth *a, const struct store_collector *sc)
@@ -266,90 +270,6 @@ void ingest_backpressure_check(struct ingest *in)
     }
 }
 
-static int on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const Tally__Batch *b)
-{
-    /* wire_batch_check is the one statement of these rules (the fuzz harness holds the
-     * tally to it); the messages say which, with the figures. */
-    switch (wire_batch_check(b, in->cfg.max_batch_votes)) {
-    case WIRE_BATCH_OK:
-        break;
-    case WIRE_BATCH_MISMATCH:
-        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
-                      "batch %llu has %zu ballots but %zu projects", (unsigned long long)b->seq,
-                      b->n_ballots, b->n_projects);
-        return -1;
-    case WIRE_BATCH_TOO_MANY:
-        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
-                      "batch %llu has %zu votes; the limit is %u", (unsigned long long)b->seq,
-                      b->n_ballots, in->cfg.max_batch_votes);
-        return -1;
-    case WIRE_BATCH_SEQ_ZERO:
-        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0, "batch seq 0 (seqs start at 1)");
-        return -1;
-    case WIRE_BATCH_NONCE_LONG:
-        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_BAD_BATCH, 0,
-                      "batch %llu has a %zu-byte nonce; the limit is %d",
-                      (unsigned long long)b->seq, b->nonce.len, WIRE_NONCE_MAX);
-        return -1;
-    }
-    uint8_t digest[WIRE_DIGEST_BYTES];
-    wire_batch_digest(b->seq, b->nonce.data, b->nonce.len, b->ballots, b->projects, b->n_ballots,
-                      digest);
-    struct tally_batch_result res = {0};
-    uint64_t expected = 0;
-    const uint8_t *had = NULL;
-    enum tally_apply_status st =
-        tally_apply_batch(in->tally, idx, b->seq, digest, b->ballots, b->projects, b->n_ballots,
-                          &res, &expected, &had);
-    if (st == TALLY_CONFLICT) {
-        char was[2 * WIRE_DIGEST_BYTES + 1], now[2 * WIRE_DIGEST_BYTES + 1];
-        wire_digest_hex(had, was);
-        wire_digest_hex(digest, now);
-        in->seq_conflicts++;
-        if (net_conn_log_allowed(c))
-            log_conn(
-                LOG_ERROR, net_conn_peer(c), in->names[idx],
-                "batch seq %llu was applied before with other content (digest %s, this one %s): "
-                "another source is using this collector id; nothing of it applied",
-                (unsigned long long)b->seq, was, now);
-        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_SEQ_CONFLICT, 0,
-                      "batch seq %llu was applied before with other content (digest %.16s..., "
-                      "this one %.16s...): another source is using collector id '%s'",
-                      (unsigned long long)b->seq, was, now, in->names[idx]);
-        return -1;
-    }
-    if (st == TALLY_GAP) {
-        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_SEQ_GAP, expected,
-                      "batch seq %llu skips ahead; expected seq %llu", (unsigned long long)b->seq,
-                      (unsigned long long)expected);
-        return -1;
-    }
-    TALLY_CRASH_POINT_IF("mid_apply", st == TALLY_APPLIED);
-    const struct tally_collector *col = tally_collector_at(in->tally, idx);
-    Tally__Ack ack = TALLY__ACK__INIT;
-    ack.seq = b->seq;
-    ack.durable_seq = col->durable_seq;
-    if (st == TALLY_APPLIED) {
-        ack.accepted = res.accepted;
-        ack.duplicate_ballots = res.duplicate;
-        ack.rejected_unknown_project = res.rejected_unknown;
-        ack.rejected_not_allowed = res.rejected_not_allowed;
-        ack.rejected = res.rejected_unknown + res.rejected_not_allowed;
-    } else {
-        ack.retransmit = true;
-    }
-    Tally__Frame f = TALLY__FRAME__INIT;
-    f.msg_case = TALLY__FRAME__MSG_ACK;
-    f.ack = &ack;
-    net_conn_send(c, &f);
-    if (st == TALLY_APPLIED) {
-        if (!in->pending_since_ms)
-            in->pending_since_ms = ingest_wall_ms(in);
-        ingest_backpressure_check(in);
-    }
-    return 0;
-}
-
 static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
 {
     struct ingest *in = arg;
@@ -378,7 +298,7 @@ static int on_frame(void *arg, struct net_conn *c, const Tally__Frame *f)
                       "unexpected message (field %d) after Hello", (int)f->msg_case);
         return -1;
     }
-    return on_batch(in, c, (uint32_t)idx, f->batch);
+    return ingest_on_batch(in, c, (uint32_t)idx, f->batch);
 }
 
 static void on_close(void *arg, struct net_conn *c)
@@ -465,6 +385,38 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
                  "(load it with tallyctl load-registry, then restart tallyd)");
     snprintf(in->consultation, sizeof(in->consultation), "%s", st.rec.consultation_id);
     in->cfg.consultation_id = in->consultation;
+    for (size_t i = 0; i < st.rec.n_corrections; i++) {
+        const struct store_correction_row *x = &st.rec.corrections[i];
+        struct ingest_correction c = {
+            .id = x->id,
+            .checkpoint_id = x->checkpoint_id,
+            .kind = x->kind,
+            .actor = x->actor,
+            .reason = x->reason,
+            .at_ms = x->at_us / 1000,
+            .table_id = x->table_id,
+            .collector_id = x->collector_id,
+            .seq = x->seq,
+            .from_version = x->from_version,
+            .to_version = x->to_version,
+            .project_ids = x->project_ids,
+            .deltas = x->deltas,
+            .n_deltas = x->n_deltas,
+            .blank_delta = x->blank_delta,
+            .null_delta = x->null_delta,
+            .ballots_delta = x->ballots_delta,
+        };
+        ingest_correction_keep(in, &c);
+    }
+    in->n_table_names = tally_table_count(in->tally);
+    in->table_names = xcalloc(in->n_table_names ? in->n_table_names : 1, sizeof(char *));
+    for (size_t i = 0; i < in->n_table_names; i++) {
+        struct tally_table_view tv;
+        tally_table_get(in->tally, i, true, &tv);
+        in->table_names[i] = tv.id;
+    }
+    if (in->n_table_names)
+        log_info("%zu voting tables loaded", in->n_table_names);
     for (size_t i = 0; i < tally_collector_count(in->tally); i++)
         ingest_collector_add(in, tally_collector_at(in->tally, (uint32_t)i)->id, 0, NULL);
     size_t n_pinned = 0, n_disabled = 0, n_restricted = 0;
@@ -520,6 +472,7 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
     in->on_started = started;
     in->on_started_arg = arg;
     in->rebuild.expected_ballots = cfg->expected_ballots;
+    ingest_batch_scratch_init(in);
     pthread_mutex_init(&in->mbox_lock, NULL);
     in->done_ev = event_new(base, -1, 0, ingest_done_cb, in);
     in->start_ev = event_new(base, -1, 0, start_cb, in);
@@ -629,6 +582,12 @@ void ingest_set_durable_cb(struct ingest *in, ingest_durable_cb cb, void *arg)
 const char *ingest_consultation(const struct ingest *in)
 {
     return in->cfg.consultation_id;
+}
+
+const struct ingest_correction *ingest_corrections(const struct ingest *in, size_t *n)
+{
+    *n = in->n_corrections;
+    return in->corrections;
 }
 
 const struct tally *ingest_tally(const struct ingest *in)
@@ -747,10 +706,14 @@ void ingest_free(struct ingest *in)
     free(in->auth);
     free(in->names);
     free(in->conn_of);
+    ingest_batch_scratch_cleanup(in);
+    ingest_corrections_cleanup(in);
+    ingest_job_cleanup(in);
     free(in->job_batches);
     free(in->job_marks);
     free(in->acked);
     free(in->changed);
+    free(in->table_names);
     free(in->last_seen_ms);
     tally_free(in->tally);
     pthread_mutex_destroy(&in->mbox_lock);

@@ -87,6 +87,30 @@ const char *ingest_consultation(const struct ingest *in);
  * before start-up finished. */
 const struct tally *ingest_tally(const struct ingest *in);
 
+/* A correction of the count (docs/consultation.md): a replaced tally sheet or a retracted
+ * batch, durable. */
+struct ingest_correction {
+    uint64_t id;
+    uint64_t checkpoint_id;
+    int kind; /* 0 sheet replacement, 1 retraction */
+    const char *actor, *reason;
+    int64_t at_ms;            /* unix ms */
+    const char *table_id;     /* NULL: none */
+    const char *collector_id; /* the batch retracted or bringing the sheet; NULL: none */
+    uint64_t seq;
+    uint32_t from_version, to_version; /* sheet */
+    const uint32_t *project_ids;       /* n_deltas, ascending */
+    const int64_t *deltas;
+    size_t n_deltas;
+    int64_t blank_delta, null_delta, ballots_delta;
+};
+
+/* Every durable correction, oldest first (recovered ones included): *n of them. Borrowed
+ * until control returns to the loop (the array grows at each commit); the strings and
+ * arrays each entry points to stay for ingest's life. Only appended to: a caller that
+ * remembers how many it saw finds the new ones after each checkpoint (on_durable). */
+const struct ingest_correction *ingest_corrections(const struct ingest *in, size_t *n);
+
 struct ingest_stats {
     uint64_t batches_applied;
     uint64_t bytes_received;

@@ -65,6 +65,27 @@ struct ingest {
     size_t cap_job_batches;
     struct store_watermark *job_marks;
     size_t cap_job_marks;
+    /* The checkpoint job's sheets and corrections (checkpoint.c), reused. */
+    struct store_sheet *job_sheets;
+    size_t cap_job_sheets;
+    struct store_correction *job_corrections;
+    size_t cap_job_corrections;
+    char (*job_reasons)[96]; /* by correction */
+    size_t cap_job_reasons;
+    uint32_t *job_corr_ids;   /* every correction's project ids, then ... */
+    int64_t *job_corr_deltas; /* ... deltas */
+    size_t cap_job_corr;
+    struct ingest_correction *corrections; /* every durable one (ingest_corrections) */
+    size_t n_corrections, cap_corrections;
+    const char **table_names; /* by dense table index (borrowed from the tally) */
+    size_t n_table_names;
+    /* One batch's scratch (batch.c), sized for the wire's limits once. */
+    int32_t *dict;                    /* WIRE_MAX_BATCH_TABLES */
+    struct tally_sheet_in *sheets_in; /* WIRE_MAX_BATCH_SHEETS, and so on */
+    uint8_t (*sheet_digests)[32];
+    struct tally_sheet_out *sheets_out;
+    Tally__SheetResult *sheet_results;
+    Tally__SheetResult **sheet_result_ptrs;
     uint32_t *acked; /* collectors to tell of a new durable_seq */
     size_t cap_acked;
     uint32_t *changed; /* projects whose durable votes moved in the last commit */
@@ -116,7 +137,18 @@ void ingest_collector_update(struct ingest *in, uint32_t idx, const struct store
 /* Pauses reading from collectors past the backlog, resumes below half of it. */
 void ingest_backpressure_check(struct ingest *in);
 
+/* batch.c */
+void ingest_batch_scratch_init(struct ingest *in);
+void ingest_batch_scratch_cleanup(struct ingest *in);
+/* Checks, applies and acknowledges one batch of collector idx; -1 when the session was
+ * failed. */
+int ingest_on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const Tally__Batch *b);
+
 /* checkpoint.c */
+void ingest_job_cleanup(struct ingest *in);
+/* Appends a durable correction to in->corrections, copying what it points to. */
+void ingest_correction_keep(struct ingest *in, const struct ingest_correction *c);
+void ingest_corrections_cleanup(struct ingest *in);
 /* Seals the pending delta and hands it to the store, or a refresh of the collectors list
  * when it is due; nothing while a job is with the worker. */
 void ingest_checkpoint_maybe_start(struct ingest *in);

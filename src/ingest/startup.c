@@ -12,6 +12,41 @@
 #include "core/xalloc.h"
 #include "tally/tally.h"
 
+/* Voting tables, their per-ballot ballots and current sheets (project totals are restored
+ * already: these move no count). */
+static int rebuild_tables(struct ingest_rebuild *r, const struct store_recovery *rec)
+{
+    struct tally_table_def *defs = xcalloc(rec->n_tables ? rec->n_tables : 1, sizeof(*defs));
+    for (size_t i = 0; i < rec->n_tables; i++)
+        defs[i] = (struct tally_table_def){rec->tables[i].id, rec->tables[i].circuit_id,
+                                           rec->tables[i].electors};
+    int rc = tally_tables_set(r->tally, defs, rec->n_tables);
+    free(defs);
+    if (rc < 0) {
+        snprintf(r->failure, sizeof(r->failure), "the voting tables have a duplicate id");
+        return -1;
+    }
+    for (size_t i = 0; i < rec->n_tables; i++) {
+        int32_t t = tally_table_find(r->tally, rec->tables[i].id);
+        if (t < 0 ||
+            (rec->table_ballots[i] &&
+             tally_restore_table_ballots(r->tally, (uint32_t)t, rec->table_ballots[i]) < 0))
+            goto bad;
+    }
+    for (size_t i = 0; i < rec->n_sheets; i++) {
+        const struct store_recovered_sheet *x = &rec->sheets[i];
+        int32_t t = tally_table_find(r->tally, rec->tables[x->table].id);
+        if (t < 0 ||
+            tally_restore_sheet(r->tally, (uint32_t)t, x->version, x->digest, x->project_ids,
+                                x->votes, x->n, x->blank, x->null_ballots) < 0)
+            goto bad;
+    }
+    return 0;
+bad:
+    snprintf(r->failure, sizeof(r->failure), "a stored table state does not fit its table");
+    return -1;
+}
+
 static int rebuild_begin(void *arg, const struct store_recovery *rec)
 {
     struct ingest_rebuild *r = arg;
@@ -44,11 +79,21 @@ static int rebuild_begin(void *arg, const struct store_recovery *rec)
         tally_restore_votes(r->tally, rec->projects[i].id, rec->projects[i].votes);
     for (size_t i = 0; i < rec->n_collectors; i++) {
         const struct store_collector *c = &rec->collectors[i];
-        struct tally_totals tt = {c->batches,   c->votes,    c->accepted,
-                                  c->duplicate, c->rejected, c->rejected_not_allowed};
+        struct tally_totals tt = {
+            .batches = c->batches,
+            .votes = c->votes,
+            .accepted = c->accepted,
+            .duplicate = c->duplicate,
+            .rejected = c->rejected,
+            .rejected_not_allowed = c->rejected_not_allowed,
+            .sheets = c->sheets,
+            .sheets_accepted = c->sheets_accepted,
+            .sheets_duplicate = c->sheets_duplicate,
+            .sheets_rejected = c->sheets_rejected,
+        };
         tally_collector_add(r->tally, c->id, c->durable_seq, &tt);
     }
-    return 0;
+    return rebuild_tables(r, rec);
 }
 
 static void rebuild_tokens(void *arg, const uint64_t *tokens, size_t n)

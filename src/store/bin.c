@@ -181,3 +181,50 @@ void store_bin_array_text(struct store_bin *b, size_t n, const char *(*get)(cons
     for (size_t i = 0; i < n; i++)
         store_bin_field_text(b, get(arg, i));
 }
+
+void store_bin_field_null(struct store_bin *b)
+{
+    store_bin_be32(b, 0xffffffffu); /* length -1: SQL NULL */
+}
+
+void store_bin_field_int8_array(struct store_bin *b, const int64_t *v, size_t n)
+{
+    store_bin_be32(b, (uint32_t)bin_array_size(n, 8));
+    store_bin_array_int8(b, v, n);
+}
+
+void store_bin_field_int4_array_strided(struct store_bin *b, const uint32_t *v, size_t n,
+                                        size_t stride)
+{
+    store_bin_be32(b, (uint32_t)bin_array_size(n, 4));
+    bin_array_header(b, STORE_OID_INT4, n);
+    for (size_t i = 0; i < n; i++) {
+        store_bin_be32(b, 4);
+        store_bin_be32(b, v[i * stride]); /* callers check v <= INT32_MAX */
+    }
+}
+
+void store_bin_field_int8_array_strided(struct store_bin *b, const uint32_t *v, size_t n,
+                                        size_t stride)
+{
+    store_bin_be32(b, (uint32_t)bin_array_size(n, 8));
+    bin_array_header(b, STORE_OID_INT8, n);
+    for (size_t i = 0; i < n; i++) {
+        store_bin_be32(b, 8);
+        store_bin_be64(b, v[i * stride]);
+    }
+}
+
+void store_bin_field_text_array(struct store_bin *b, size_t n,
+                                const char *(*get)(const void *, size_t), const void *arg)
+{
+    /* The length goes first but is known last: patched in place. */
+    size_t at = b->len;
+    store_bin_be32(b, 0);
+    store_bin_array_text(b, n, get, arg);
+    uint32_t len = (uint32_t)(b->len - at - 4);
+    b->data[at] = (unsigned char)(len >> 24);
+    b->data[at + 1] = (unsigned char)(len >> 16);
+    b->data[at + 2] = (unsigned char)(len >> 8);
+    b->data[at + 3] = (unsigned char)len;
+}

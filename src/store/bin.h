@@ -46,6 +46,20 @@ void store_bin_field_tokens_le(struct store_bin *b, const uint64_t *tokens, size
 void store_bin_field_int8_array_u32(struct store_bin *b, const uint32_t *v, size_t n);
 void store_bin_field_int4_array_u32(struct store_bin *b, const uint32_t *v, size_t n);
 
+/* A NULL field. */
+void store_bin_field_null(struct store_bin *b);
+/* An int8[] field from int64 values. */
+void store_bin_field_int8_array(struct store_bin *b, const int64_t *v, size_t n);
+/* int4[] / int8[] fields of n uint32 values v[0], v[stride], v[2 * stride], ... (one column
+ * of interleaved pairs). */
+void store_bin_field_int4_array_strided(struct store_bin *b, const uint32_t *v, size_t n,
+                                        size_t stride);
+void store_bin_field_int8_array_strided(struct store_bin *b, const uint32_t *v, size_t n,
+                                        size_t stride);
+/* A text[] field of n strings read through get(arg, i). */
+void store_bin_field_text_array(struct store_bin *b, size_t n,
+                                const char *(*get)(const void *, size_t), const void *arg);
+
 /* Bare binary arrays (a parameter's whole value, no length prefix). Values are taken as
  * they come; callers check ranges (int8 holds every value below 2^63). */
 void store_bin_array_int8(struct store_bin *b, const int64_t *v, size_t n);

@@ -21,7 +21,7 @@
 #define CP_COPY_CHUNK (1u << 20)
 
 /* A statement's parameters: text values or binary values built in per-parameter buffers. */
-#define CP_MAX_PARAMS 13
+#define CP_MAX_PARAMS 18
 struct cp_params {
     int n;
     Oid types[CP_MAX_PARAMS];
@@ -105,10 +105,43 @@ static int cp_validate(struct store *s, const struct store_prepared *pp)
             return -1;
         }
     }
-    for (size_t i = 0; i < cp->n_deltas; i++) {
-        if (cp->deltas[i] > INT64_MAX) {
-            store_set_error(s, "tally delta for project %" PRIu32 " out of range",
-                            cp->project_ids[i]);
+    for (size_t i = 0; i < cp->n_batches; i++) {
+        const struct store_batch *b = &cp->batches[i];
+        bool bad = b->sheets > INT32_MAX || b->sheets_accepted > INT32_MAX ||
+                   b->sheets_duplicate > INT32_MAX;
+        for (size_t k = 0; k < STORE_REASONS; k++)
+            bad |= b->reasons[k] > INT32_MAX;
+        for (size_t k = 0; k < b->n_tables; k++)
+            bad |= b->tables[2 * k] >= cp->n_table_names || b->tables[2 * k + 1] > INT32_MAX;
+        if (bad) {
+            store_set_error(s,
+                            "batch %s/%" PRIu64 ": a sheet, reason or table field is out of "
+                            "range",
+                            b->collector_id, b->seq);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cp->n_table_deltas; i++) {
+        if (cp->table_idx[i] >= cp->n_table_names) {
+            store_set_error(s, "table delta %zu names no table", i);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cp->n_sheets; i++) {
+        const struct store_sheet *x = &cp->sheets[i];
+        if (x->table >= cp->n_table_names || x->version == 0 || x->version > INT32_MAX ||
+            x->blank > INT32_MAX || x->null_ballots > INT32_MAX || x->seq > INT64_MAX) {
+            store_set_error(s, "sheet %zu of checkpoint %" PRIu64 ": a field is out of range", i,
+                            pp->id);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cp->n_corrections; i++) {
+        const struct store_correction *x = &cp->corrections[i];
+        if (x->table >= (int64_t)cp->n_table_names || x->from_version > INT32_MAX ||
+            x->to_version > INT32_MAX || x->seq > INT64_MAX) {
+            store_set_error(s, "correction %zu of checkpoint %" PRIu64 ": a field is out of range",
+                            i, pp->id);
             return -1;
         }
     }
@@ -116,7 +149,8 @@ static int cp_validate(struct store *s, const struct store_prepared *pp)
         const struct store_watermark *m = &cp->marks[i];
         if (m->prev_seq > INT64_MAX || m->durable_seq > INT64_MAX || m->batches > INT64_MAX ||
             m->votes > INT64_MAX || m->accepted > INT64_MAX || m->duplicate > INT64_MAX ||
-            m->rejected > INT64_MAX) {
+            m->rejected > INT64_MAX || m->sheets > INT64_MAX || m->sheets_accepted > INT64_MAX ||
+            m->sheets_duplicate > INT64_MAX || m->sheets_rejected > INT64_MAX) {
             store_set_error(s, "watermark for collector %s out of range", m->collector_id);
             return -1;
         }
@@ -177,6 +211,30 @@ done:
     return rc;
 }
 
+/* Table names through an index array, for the text[] encoders. */
+struct cp_names {
+    const char *const *names;
+    const uint32_t *idx; /* NULL: names in order */
+};
+
+static const char *cp_name_at(const void *arg, size_t i)
+{
+    const struct cp_names *n = arg;
+    return n->names[n->idx ? n->idx[i] : i];
+}
+
+/* A batch's tables: the names of its (table index, ballots) pairs. */
+struct cp_batch_tables {
+    const char *const *names;
+    const uint32_t *pairs;
+};
+
+static const char *cp_batch_table_at(const void *arg, size_t i)
+{
+    const struct cp_batch_tables *t = arg;
+    return t->names[t->pairs[2 * i]];
+}
+
 static enum store_result cp_insert_row(struct store *s, const struct store_prepared *pp)
 {
     const struct store_checkpoint *cp = pp->cp;
@@ -185,8 +243,8 @@ static enum store_result cp_insert_row(struct store *s, const struct store_prepa
         votes += cp->batches[i].votes;
         accepted += cp->batches[i].accepted;
         duplicate += cp->batches[i].duplicate;
-        rejected += cp->batches[i].rejected_unknown;
-        rejected += cp->batches[i].rejected_not_allowed;
+        for (size_t k = 1; k < STORE_REASONS && cp->batches[i].kind == STORE_BATCH_BALLOTS; k++)
+            rejected += cp->batches[i].reasons[k];
     }
     const struct store_page_plan *plan = pp->plan;
     struct cp_params p;
@@ -200,9 +258,7 @@ static enum store_result cp_insert_row(struct store *s, const struct store_prepa
     cp_params_u64(&p, rejected);
     store_bin_array_int8_u32(cp_params_bin(&p, STORE_OID_INT8_ARRAY), pp->project_ids,
                              cp->n_deltas);
-    /* Validated to fit int64; the cast keeps the binary layout. */
-    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), (const int64_t *)pp->deltas,
-                         cp->n_deltas);
+    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), pp->deltas, cp->n_deltas);
     struct store_bin *ids = cp_params_bin(&p, STORE_OID_INT8_ARRAY);
     int64_t *page_ids = xcalloc(plan->n_pages ? plan->n_pages : 1, sizeof(*page_ids));
     for (size_t i = 0; i < plan->n_pages; i++)
@@ -214,12 +270,21 @@ static enum store_result cp_insert_row(struct store *s, const struct store_prepa
         store_bin_put(dig, plan->pages[i].digest, 32);
     store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), pp->prev_hash, 32);
     store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), pp->hash, 32);
+    struct cp_names names = {cp->table_names, pp->table_idx};
+    store_bin_array_text(cp_params_bin(&p, STORE_OID_TEXT_ARRAY), pp->n_table_deltas, cp_name_at,
+                         &names);
+    store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), pp->table_deltas,
+                         pp->n_table_deltas);
+    store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), pp->merkle_root, 32);
+    store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), pp->body_hash, 32);
     enum store_result rc = STORE_OK;
     PGresult *res = cp_exec(s,
                             "INSERT INTO checkpoints (id, epoch, batches, votes, accepted,"
                             " duplicate, rejected, delta_ids, delta_votes, page_ids, page_digests,"
-                            " prev_hash, hash)"
-                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                            " prev_hash, hash, table_ids, table_ballots, merkle_root, body_hash,"
+                            " format)"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+                            " $14, $15, $16, $17, 3)",
                             &p);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = store_classify(s, res, "inserting checkpoint row");
@@ -260,10 +325,14 @@ static enum store_result cp_update_marks(struct store *s, const struct store_pre
         "UPDATE collectors c SET durable_seq = m.new_seq,"
         " batches = c.batches + m.batches, votes = c.votes + m.votes,"
         " accepted = c.accepted + m.accepted, duplicate = c.duplicate + m.duplicate,"
-        " rejected = c.rejected + m.rejected, last_checkpoint_id = $1"
+        " rejected = c.rejected + m.rejected, last_checkpoint_id = $1,"
+        " sheets = c.sheets + m.sheets, sheets_accepted = c.sheets_accepted + m.sheets_accepted,"
+        " sheets_duplicate = c.sheets_duplicate + m.sheets_duplicate,"
+        " sheets_rejected = c.sheets_rejected + m.sheets_rejected"
         " FROM unnest($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],"
-        "             $8::int8[], $9::int8[])"
-        "      AS m(id, prev_seq, new_seq, batches, votes, accepted, duplicate, rejected)"
+        "             $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[])"
+        "      AS m(id, prev_seq, new_seq, batches, votes, accepted, duplicate, rejected,"
+        "           sheets, sheets_accepted, sheets_duplicate, sheets_rejected)"
         " WHERE c.id = m.id AND c.durable_seq = m.prev_seq"
         " RETURNING c.id";
     size_t n = cp->n_marks;
@@ -274,11 +343,13 @@ static enum store_result cp_update_marks(struct store *s, const struct store_pre
     cp_params_init(&p);
     cp_params_u64(&p, pp->id);
     store_bin_array_text(cp_params_bin(&p, STORE_OID_TEXT_ARRAY), n, cp_mark_id, cp->marks);
-    for (int f = 0; f < 7; f++) {
+    for (int f = 0; f < 11; f++) {
         for (size_t i = 0; i < n; i++) {
             const struct store_watermark *m = &cp->marks[i];
-            const uint64_t v[7] = {m->prev_seq, m->durable_seq, m->batches, m->votes,
-                                   m->accepted, m->duplicate,   m->rejected};
+            const uint64_t v[11] = {
+                m->prev_seq,        m->durable_seq,      m->batches,        m->votes,
+                m->accepted,        m->duplicate,        m->rejected,       m->sheets,
+                m->sheets_accepted, m->sheets_duplicate, m->sheets_rejected};
             col[i] = (int64_t)v[f];
         }
         store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), col, n);
@@ -342,14 +413,16 @@ static enum store_result cp_copy_end(struct store *s, const char *abort_msg, con
     return rc;
 }
 
-static enum store_result cp_copy_batches(struct store *s, const struct store_prepared *pp)
+/* Appends row i of a COPY to b. */
+typedef void (*cp_row_fn)(struct store_bin *b, const struct store_prepared *pp, size_t i);
+
+/* One COPY ... FROM STDIN (FORMAT binary) of n rows built by row(), sent in chunks. */
+static enum store_result cp_copy_rows(struct store *s, const struct store_prepared *pp,
+                                      const char *sql, const char *what, size_t n, cp_row_fn row)
 {
-    const struct store_checkpoint *cp = pp->cp;
-    PGresult *res = PQexec(s->conn, "COPY batches (collector_id, seq, checkpoint_id, votes,"
-                                    " accepted, duplicate, rejected_unknown, digest,"
-                                    " rejected_not_allowed) FROM STDIN (FORMAT binary)");
+    PGresult *res = PQexec(s->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
-        enum store_result rc = store_classify(s, res, "starting COPY batches");
+        enum store_result rc = store_classify(s, res, what);
         PQclear(res);
         return rc;
     }
@@ -359,32 +432,134 @@ static enum store_result cp_copy_batches(struct store *s, const struct store_pre
     store_bin_init(&b);
     enum store_result rc = STORE_OK;
     store_bin_copy_header(&b);
-    for (size_t i = 0; i < cp->n_batches && rc == STORE_OK; i++) {
-        const struct store_batch *x = &cp->batches[i];
-        store_bin_copy_tuple(&b, 9);
-        store_bin_field_text(&b, x->collector_id);
-        store_bin_field_int8(&b, (int64_t)x->seq);
-        store_bin_field_int8(&b, (int64_t)pp->id);
-        store_bin_field_int4(&b, (int32_t)x->votes);
-        store_bin_field_int4(&b, (int32_t)x->accepted);
-        store_bin_field_int4(&b, (int32_t)x->duplicate);
-        store_bin_field_int4(&b, (int32_t)x->rejected_unknown);
-        store_bin_field_bytes(&b, x->digest, 32);
-        store_bin_field_int4(&b, (int32_t)x->rejected_not_allowed);
+    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+        row(&b, pp, i);
         if (b.len >= CP_COPY_CHUNK)
             rc = cp_copy_flush(s, &b);
-        TALLY_CRASH_POINT_IF("mid_checkpoint", i == cp->n_batches / 2);
     }
     if (rc == STORE_OK) {
         store_bin_copy_trailer(&b);
         rc = cp_copy_flush(s, &b);
     }
-    enum store_result end =
-        cp_copy_end(s, rc == STORE_OK ? NULL : "aborted by tallyd", "writing batch rows");
+    enum store_result end = cp_copy_end(s, rc == STORE_OK ? NULL : "aborted by tallyd", what);
     if (rc == STORE_OK)
         rc = end;
     store_bin_cleanup(&b);
     return rc;
+}
+
+static void cp_batch_row(struct store_bin *b, const struct store_prepared *pp, size_t i)
+{
+    const struct store_checkpoint *cp = pp->cp;
+    const struct store_batch *x = &cp->batches[i];
+    store_bin_copy_tuple(b, 17);
+    store_bin_field_text(b, x->collector_id);
+    store_bin_field_int8(b, (int64_t)x->seq);
+    store_bin_field_int8(b, (int64_t)pp->id);
+    store_bin_field_int4(b, (int32_t)x->votes);
+    store_bin_field_int4(b, (int32_t)x->accepted);
+    store_bin_field_int4(b, (int32_t)x->duplicate);
+    store_bin_field_int4(b, (int32_t)x->rejected_unknown);
+    store_bin_field_bytes(b, x->digest, 32);
+    store_bin_field_int4(b, (int32_t)x->rejected_not_allowed);
+    store_bin_field_text(b, x->kind == STORE_BATCH_SHEETS ? "sheets" : "ballots");
+    store_bin_field_int4_array_u32(b, &x->reasons[1], STORE_REASONS - 1);
+    store_bin_field_int4(b, (int32_t)x->sheets);
+    store_bin_field_int4(b, (int32_t)x->sheets_accepted);
+    store_bin_field_int4(b, (int32_t)x->sheets_duplicate);
+    if (pp->has_counts[i])
+        store_bin_field_bytes(b, pp->counts ? pp->counts + pp->counts_off[i] : NULL,
+                              pp->counts_len[i]);
+    else
+        store_bin_field_null(b);
+    struct cp_batch_tables bt = {cp->table_names, x->tables};
+    store_bin_field_text_array(b, x->n_tables, cp_batch_table_at, &bt);
+    store_bin_field_int4_array_strided(b, x->tables ? x->tables + 1 : NULL, x->n_tables, 2);
+    TALLY_CRASH_POINT_IF("mid_checkpoint", i == cp->n_batches / 2);
+}
+
+static enum store_result cp_copy_batches(struct store *s, const struct store_prepared *pp)
+{
+    return cp_copy_rows(s, pp,
+                        "COPY batches (collector_id, seq, checkpoint_id, votes, accepted,"
+                        " duplicate, rejected_unknown, digest, rejected_not_allowed, kind,"
+                        " rejected_by_reason, sheets, sheets_accepted, sheets_duplicate, counts,"
+                        " table_ids, table_ballots) FROM STDIN (FORMAT binary)",
+                        "writing batch rows", pp->cp->n_batches, cp_batch_row);
+}
+
+static void cp_sheet_row(struct store_bin *b, const struct store_prepared *pp, size_t i)
+{
+    const struct store_checkpoint *cp = pp->cp;
+    const struct store_sheet *x = &cp->sheets[i];
+    store_bin_copy_tuple(b, 10);
+    store_bin_field_text(b, cp->table_names[x->table]);
+    store_bin_field_int4(b, (int32_t)x->version);
+    store_bin_field_int8(b, (int64_t)pp->id);
+    store_bin_field_text(b, x->collector_id);
+    store_bin_field_int8(b, (int64_t)x->seq);
+    store_bin_field_bytes(b, x->digest, 32);
+    store_bin_field_int8_array_strided(b, x->rows, x->n_rows, 2);
+    store_bin_field_int8_array_strided(b, x->rows ? x->rows + 1 : NULL, x->n_rows, 2);
+    store_bin_field_int4(b, (int32_t)x->blank);
+    store_bin_field_int4(b, (int32_t)x->null_ballots);
+}
+
+static enum store_result cp_copy_sheets(struct store *s, const struct store_prepared *pp)
+{
+    return cp_copy_rows(s, pp,
+                        "COPY sheets (table_id, version, checkpoint_id, collector_id, seq,"
+                        " digest, project_ids, votes, blank, null_ballots)"
+                        " FROM STDIN (FORMAT binary)",
+                        "writing tally sheets", pp->cp->n_sheets, cp_sheet_row);
+}
+
+/* PostgreSQL's timestamptz counts microseconds from 2000-01-01 UTC. */
+#define CP_PG_EPOCH_US 946684800000000LL
+
+static void cp_correction_row(struct store_bin *b, const struct store_prepared *pp, size_t i)
+{
+    const struct store_checkpoint *cp = pp->cp;
+    const struct store_correction *x = &cp->corrections[i];
+    store_bin_copy_tuple(b, 16);
+    store_bin_field_int8(b, (int64_t)(pp->first_correction_id + i));
+    store_bin_field_int8(b, (int64_t)pp->id);
+    store_bin_field_text(b, x->kind == STORE_CORRECTION_RETRACT ? "retract" : "sheet");
+    store_bin_field_text(b, x->actor);
+    store_bin_field_text(b, x->reason);
+    store_bin_field_int8(b, x->at_us - CP_PG_EPOCH_US);
+    if (x->table >= 0)
+        store_bin_field_text(b, cp->table_names[x->table]);
+    else
+        store_bin_field_null(b);
+    if (x->collector_id) {
+        store_bin_field_text(b, x->collector_id);
+        store_bin_field_int8(b, (int64_t)x->seq);
+    } else {
+        store_bin_field_null(b);
+        store_bin_field_null(b);
+    }
+    if (x->kind == STORE_CORRECTION_SHEET) {
+        store_bin_field_int4(b, (int32_t)x->from_version);
+        store_bin_field_int4(b, (int32_t)x->to_version);
+    } else {
+        store_bin_field_null(b);
+        store_bin_field_null(b);
+    }
+    store_bin_field_int8_array_u32(b, x->project_ids, x->n_deltas);
+    store_bin_field_int8_array(b, x->deltas, x->n_deltas);
+    store_bin_field_int8(b, x->blank_delta);
+    store_bin_field_int8(b, x->null_delta);
+    store_bin_field_int8(b, x->ballots_delta);
+}
+
+static enum store_result cp_copy_corrections(struct store *s, const struct store_prepared *pp)
+{
+    return cp_copy_rows(s, pp,
+                        "COPY corrections (id, checkpoint_id, kind, actor, reason, at, table_id,"
+                        " collector_id, seq, from_version, to_version, project_ids, deltas,"
+                        " blank_delta, null_delta, ballots_delta) FROM STDIN (FORMAT binary)",
+                        "writing corrections", pp->cp->n_corrections, cp_correction_row);
 }
 
 /* Writes the planned pages: the newest existing page rewritten in place when the plan
@@ -497,6 +672,10 @@ enum store_result store_checkpoint_write(struct store *s, const struct store_pre
     if (cp->n_marks && (rc = cp_update_marks(s, pp)) != STORE_OK)
         goto fail;
     if (cp->n_batches && (rc = cp_copy_batches(s, pp)) != STORE_OK)
+        goto fail;
+    if (cp->n_sheets && (rc = cp_copy_sheets(s, pp)) != STORE_OK)
+        goto fail;
+    if (cp->n_corrections && (rc = cp_copy_corrections(s, pp)) != STORE_OK)
         goto fail;
     ms[2] = cp_ms_since(&t);
     if (pp->plan->n_pages && (rc = cp_write_pages(s, pp->plan)) != STORE_OK)

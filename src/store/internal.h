@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/bin.h"
+#include "store/chain.h"
 #include "store/store.h"
 
 #define STORE_ERR_LEN 512
@@ -162,11 +164,58 @@ void store_page_plan_cleanup(struct store_page_plan *plan);
 struct store_prepared {
     const struct store_checkpoint *cp;
     const uint32_t *project_ids; /* cp's count deltas, by ascending project id (as stored) */
-    const uint64_t *deltas;
+    const int64_t *deltas;
     uint64_t id, epoch;
     uint8_t prev_hash[32], hash[32];
+    uint8_t merkle_root[32], body_hash[32]; /* chain format 3 */
     const struct store_page_plan *plan;
+    /* Per batch (cp->batches order): its encoded counts at counts + counts_off[i], of
+     * counts_len[i] bytes; has_counts[i] false for a sheet batch (NULL column). */
+    const uint8_t *counts;
+    const size_t *counts_off, *counts_len;
+    const bool *has_counts;
+    /* Table deltas by ascending table id: indices into cp->table_names, and deltas. */
+    const uint32_t *table_idx;
+    const int64_t *table_deltas;
+    size_t n_table_deltas;
+    uint64_t first_correction_id; /* cp->corrections[i] gets id first_correction_id + i */
 };
+
+/* Scratch of the preparation, reused from one checkpoint to the next (prepare.c). */
+struct store_prep {
+    uint64_t *pairs; /* (id << 32 | index) sort keys */
+    size_t cap_pairs;
+    uint32_t *delta_ids;
+    int64_t *delta_votes;
+    size_t cap_deltas;
+    struct store_bin counts;
+    size_t *counts_off, *counts_len;
+    bool *has_counts;
+    size_t cap_batches;
+    uint32_t *table_idx;
+    int64_t *table_deltas;
+    size_t cap_tables;
+    struct store_chain_batch3 *chain_batches;
+    size_t cap_chain_batches;
+    struct store_chain_table *chain_tables; /* every batch's tables, then the deltas' */
+    size_t cap_chain_tables;
+    struct store_chain_page *chain_pages;
+    size_t cap_chain_pages;
+    struct store_chain_sheet *chain_sheets;
+    size_t cap_chain_sheets;
+    struct store_chain_correction *chain_corrections;
+    size_t cap_chain_corrections;
+};
+
+void store_prep_init(struct store_prep *sp);
+void store_prep_cleanup(struct store_prep *sp);
+/* Fixes checkpoint cp as checkpoint id after prev (its pages already planned in plan):
+ * sorts its deltas, encodes each batch's counts, orders its table deltas, and computes
+ * its Merkle root, body hash and chain hash (format 3). pp borrows from sp and cp until
+ * the next call. */
+void store_prepare(struct store_prep *sp, const struct store_checkpoint *cp, uint64_t id,
+                   uint64_t epoch, const uint8_t prev[32], uint64_t first_correction_id,
+                   const struct store_page_plan *plan, struct store_prepared *pp);
 
 /* Writes p in one transaction after checking the writer epoch: the checkpoint row,
  * watermarks (fenced), batch rows and token pages. If checkpoint p->id is in the database

@@ -70,23 +70,33 @@ done:
 /* The last column, the not_allowed share of rejected, is 0 in these lists: the collectors
  * refresh runs every second under load and must not read the batches; recovery reads the
  * sums apart, once (rec_not_allowed). */
+static const char rec_collector_cols_v7[] =
+    "id, durable_seq, batches, votes, accepted, duplicate, rejected,"
+    " coalesce(encode(cert_pin, 'hex'), ''), disabled_at IS NOT NULL, circuits IS NOT NULL,"
+    " coalesce(array_to_string(circuits, ','), ''), 0, sheets, sheets_accepted,"
+    " sheets_duplicate, sheets_rejected";
 static const char rec_collector_cols_v6[] =
     "id, durable_seq, batches, votes, accepted, duplicate, rejected,"
     " coalesce(encode(cert_pin, 'hex'), ''), disabled_at IS NOT NULL, circuits IS NOT NULL,"
-    " coalesce(array_to_string(circuits, ','), ''), 0";
+    " coalesce(array_to_string(circuits, ','), ''), 0, 0, 0, 0, 0";
 static const char rec_collector_cols_v5[] =
     "id, durable_seq, batches, votes, accepted, duplicate, rejected, '', false,"
-    " circuits IS NOT NULL, coalesce(array_to_string(circuits, ','), ''), 0";
+    " circuits IS NOT NULL, coalesce(array_to_string(circuits, ','), ''), 0, 0, 0, 0, 0";
 
 const char *store_collector_columns(struct store *s)
 {
     /* tallyctl status and add-collector also run against databases not yet migrated. */
-    PGresult *res = PQexec(s->conn, "SELECT count(*) FROM pg_attribute"
+    PGresult *res = PQexec(s->conn, "SELECT count(*) FILTER (WHERE attname = 'cert_pin'),"
+                                    " count(*) FILTER (WHERE attname = 'sheets_rejected')"
+                                    " FROM pg_attribute"
                                     " WHERE attrelid = to_regclass('collectors')"
-                                    " AND attname = 'cert_pin' AND NOT attisdropped");
-    bool v6 = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == '1';
+                                    " AND attname IN ('cert_pin', 'sheets_rejected')"
+                                    " AND NOT attisdropped");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    bool v6 = ok && PQgetvalue(res, 0, 0)[0] == '1';
+    bool v7 = ok && PQgetvalue(res, 0, 1)[0] == '1';
     PQclear(res);
-    return v6 ? rec_collector_cols_v6 : rec_collector_cols_v5;
+    return v7 ? rec_collector_cols_v7 : v6 ? rec_collector_cols_v6 : rec_collector_cols_v5;
 }
 
 static int rec_hex_nibble(char c)
@@ -154,6 +164,13 @@ int store_collector_parse(struct store *s, const PGresult *res, int row, struct 
         store_set_error(s, "collector %s has a negative counter", c->id);
         return -1;
     }
+    uint64_t *sh[4] = {&c->sheets, &c->sheets_accepted, &c->sheets_duplicate, &c->sheets_rejected};
+    for (int k = 0; k < 4; k++) {
+        if (store_parse_u64(PQgetvalue(res, row, 12 + k), INT64_MAX, sh[k]) < 0) {
+            store_set_error(s, "collector %s has a negative counter", c->id);
+            return -1;
+        }
+    }
     c->disabled = PQgetvalue(res, row, 8)[0] == 't';
     c->restricted = PQgetvalue(res, row, 9)[0] == 't';
     if (c->restricted && rec_parse_circuits(PQgetvalue(res, row, 10), c) < 0) {
@@ -165,6 +182,34 @@ int store_collector_parse(struct store *s, const PGresult *res, int row, struct 
 bad_pin:
     store_set_error(s, "collector %s has a certificate pin of the wrong length", c->id);
     return -1;
+}
+
+/* A sheet's rows from two comma-separated lists of equal length (ids in 0..2^32-1, votes
+ * in 1..2^31-1). Returns 0 or -1. */
+static int rec_parse_pairs(const char *ids, const char *votes, struct store_recovered_sheet *x)
+{
+    size_t n = *ids ? 1 : 0;
+    for (const char *p = ids; *p; p++)
+        n += *p == ',';
+    x->project_ids = xcalloc(n ? n : 1, sizeof(*x->project_ids));
+    x->votes = xcalloc(n ? n : 1, sizeof(*x->votes));
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        unsigned long long id = strtoull(ids, &end, 10);
+        if (errno || end == ids || id > UINT32_MAX || (*end && *end != ','))
+            return -1;
+        ids = *end ? end + 1 : end;
+        errno = 0;
+        unsigned long long v = strtoull(votes, &end, 10);
+        if (errno || end == votes || v == 0 || v > INT32_MAX || (*end && *end != ','))
+            return -1;
+        votes = *end ? end + 1 : end;
+        x->project_ids[i] = (uint32_t)id;
+        x->votes[i] = v;
+    }
+    x->n = n;
+    return *votes ? -1 : 0;
 }
 
 /* Fills a malloc'd collector array, ordered by id. Never NULL on success, even when
@@ -360,6 +405,111 @@ static int rec_digest_row(struct store *s, const PGresult *res, void *arg)
     return 0;
 }
 
+static int rec_cmp_table(const void *a, const void *b)
+{
+    return strcmp(((const struct store_table *)a)->id, ((const struct store_table *)b)->id);
+}
+
+/* Index of table id in out->tables (sorted by rec_cmp_table), or -1. */
+static int64_t rec_table_index(const struct store_recovery *out, const char *id)
+{
+    if (out->n_tables == 0)
+        return -1;
+    struct store_table key = {.id = id};
+    const struct store_table *t =
+        bsearch(&key, out->tables, out->n_tables, sizeof(key), rec_cmp_table);
+    return t ? t - out->tables : -1;
+}
+
+/* Schema 7 on: voting tables, their per-ballot ballots, every table's current sheet and
+ * the last correction id. Older schemas (tallyctl status before a migration) have none. */
+static int rec_tables(struct store *s, struct store_recovery *out)
+{
+    PGresult *res = store_query_rows(s, "SELECT to_regclass('voting_tables') IS NOT NULL",
+                                     "looking for voting tables");
+    if (!res)
+        return -1;
+    bool have = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!have)
+        return 0;
+    if (store_tables_read(s, &out->tables, &out->n_tables) < 0)
+        return -1;
+    /* strcmp order whatever the database's collation, for rec_table_index. */
+    if (out->n_tables)
+        qsort(out->tables, out->n_tables, sizeof(*out->tables), rec_cmp_table);
+    out->table_ballots = xcalloc(out->n_tables ? out->n_tables : 1, sizeof(*out->table_ballots));
+    res = store_query_rows(s,
+                           "SELECT u.id, sum(u.n) FROM checkpoints c"
+                           " CROSS JOIN LATERAL unnest(c.table_ids, c.table_ballots) AS u(id, n)"
+                           " GROUP BY u.id ORDER BY u.id",
+                           "reading table ballots");
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        int64_t k = rec_table_index(out, id);
+        if (k < 0 ||
+            store_parse_u64(PQgetvalue(res, r, 1), INT64_MAX, &out->table_ballots[k]) < 0) {
+            store_set_error(s, "table deltas name table '%s', unknown or summing below 0", id);
+            rc = -1;
+        }
+    }
+    PQclear(res);
+    if (rc < 0)
+        return -1;
+
+    res = store_query_rows(s,
+                           "SELECT DISTINCT ON (table_id) table_id, version, encode(digest, 'hex'),"
+                           " array_to_string(project_ids, ','), array_to_string(votes, ','),"
+                           " blank, null_ballots"
+                           " FROM sheets ORDER BY table_id, version DESC",
+                           "reading tally sheets");
+    if (!res)
+        return -1;
+    size_t n = (size_t)PQntuples(res);
+    out->sheets = xcalloc(n ? n : 1, sizeof(*out->sheets));
+    for (size_t r = 0; r < n && rc == 0; r++) {
+        struct store_recovered_sheet *x = &out->sheets[r];
+        const char *id = PQgetvalue(res, (int)r, 0);
+        int64_t k = rec_table_index(out, id);
+        uint64_t v, blank, nul;
+        const char *hex = PQgetvalue(res, (int)r, 2);
+        rc = k >= 0 && strlen(hex) == 64 &&
+                     store_parse_u64(PQgetvalue(res, (int)r, 1), INT32_MAX, &v) == 0 &&
+                     store_parse_u64(PQgetvalue(res, (int)r, 5), INT32_MAX, &blank) == 0 &&
+                     store_parse_u64(PQgetvalue(res, (int)r, 6), INT32_MAX, &nul) == 0
+                 ? 0
+                 : -1;
+        for (size_t i = 0; rc == 0 && i < 32; i++) {
+            int hi = rec_hex_nibble(hex[2 * i]), lo = rec_hex_nibble(hex[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                rc = -1;
+            else
+                x->digest[i] = (uint8_t)(hi << 4 | lo);
+        }
+        if (rc == 0) {
+            x->table = (uint32_t)k;
+            x->version = (uint32_t)v;
+            x->blank = (uint32_t)blank;
+            x->null_ballots = (uint32_t)nul;
+            rc = rec_parse_pairs(PQgetvalue(res, (int)r, 3), PQgetvalue(res, (int)r, 4), x);
+        }
+        out->n_sheets = r + 1;
+        if (rc < 0)
+            store_set_error(s, "tally sheet of table '%s' has a value out of range", id);
+    }
+    PQclear(res);
+    if (rc < 0)
+        return -1;
+
+    if (store_corrections_read(s, &out->corrections, &out->n_corrections) < 0)
+        return -1;
+    out->last_correction_id = out->n_corrections ? out->corrections[out->n_corrections - 1].id : 0;
+    return 0;
+}
+
 int store_recover_all(struct store *s, struct store_recovery *out,
                       const struct store_recover_hooks *hooks)
 {
@@ -371,7 +521,7 @@ int store_recover_all(struct store *s, struct store_recovery *out,
     if (rec_consultation(s, out) < 0 || rec_projects(s, out) < 0 ||
         rec_collectors(s, &out->collectors, &out->n_collectors) < 0 ||
         rec_not_allowed(s, out->collectors, out->n_collectors) < 0 ||
-        rec_last_checkpoint(s, out) < 0)
+        rec_last_checkpoint(s, out) < 0 || rec_tables(s, out) < 0)
         goto fail;
     if (hooks && hooks->begin && hooks->begin(hooks->arg, out) < 0) {
         store_set_error(s, "recovery was given up by its caller");
@@ -408,6 +558,14 @@ void store_recovery_cleanup(struct store_recovery *r)
         return;
     free(r->projects);
     store_collectors_free(r->collectors, r->n_collectors);
+    store_tables_free(r->tables, r->n_tables);
+    store_corrections_free(r->corrections, r->n_corrections);
+    free(r->table_ballots);
+    for (size_t i = 0; r->sheets && i < r->n_sheets; i++) {
+        free(r->sheets[i].project_ids);
+        free(r->sheets[i].votes);
+    }
+    free(r->sheets);
     memset(r, 0, sizeof(*r));
 }
 

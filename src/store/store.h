@@ -57,13 +57,14 @@ struct store_collector {
     uint64_t batches, votes, accepted, duplicate, rejected; /* cumulative, durable; rejected
                                                              * counts every reason */
     uint64_t rejected_not_allowed; /* of rejected: outside the collector's circuits */
-    bool has_pin;                  /* a certificate is pinned to this id */
-    uint8_t pin[STORE_PIN_BYTES];  /* its pin, when has_pin */
-    bool disabled;                 /* tallyctl disable-collector: refuse it */
-    bool restricted;               /* false: every circuit (circuits NULL, n_circuits 0) */
-    uint32_t *circuits;            /* when restricted: the registry circuit ids it may take
-                                    * votes for, ascending, distinct; malloc'd, owned by the
-                                    * array (store_collectors_free) */
+    uint64_t sheets, sheets_accepted, sheets_duplicate, sheets_rejected; /* durable */
+    bool has_pin;                 /* a certificate is pinned to this id */
+    uint8_t pin[STORE_PIN_BYTES]; /* its pin, when has_pin */
+    bool disabled;                /* tallyctl disable-collector: refuse it */
+    bool restricted;              /* false: every circuit (circuits NULL, n_circuits 0) */
+    uint32_t *circuits;           /* when restricted: the registry circuit ids it may take
+                                   * votes for, ascending, distinct; malloc'd, owned by the
+                                   * array (store_collectors_free) */
     size_t n_circuits;
 };
 
@@ -71,8 +72,48 @@ struct store_collector {
  * list, done()): each one's circuits, then the array. NULL is a no-op. */
 void store_collectors_free(struct store_collector *a, size_t n);
 
+/* A voting table's current (highest-version) accepted sheet. */
+struct store_recovered_sheet {
+    uint32_t table; /* index into store_recovery.tables */
+    uint32_t version;
+    uint8_t digest[32];
+    uint32_t *project_ids; /* n, ascending; malloc'd (store_recovery_cleanup) */
+    uint64_t *votes;
+    size_t n;
+    uint32_t blank, null_ballots;
+};
+
+/* A stored correction (the corrections table), every string and array malloc'd. */
+struct store_correction_row {
+    uint64_t id, checkpoint_id;
+    int kind; /* enum store_correction_kind */
+    char *actor, *reason;
+    int64_t at_us;      /* µs since 1970 UTC */
+    char *table_id;     /* NULL: none */
+    char *collector_id; /* NULL: none */
+    uint64_t seq;
+    uint32_t from_version, to_version;
+    uint32_t *project_ids;
+    int64_t *deltas;
+    size_t n_deltas;
+    int64_t blank_delta, null_delta, ballots_delta;
+};
+
+/* Every correction, by id: a malloc'd array of *n (never NULL on success). 0 or -1. */
+int store_corrections_read(struct store *s, struct store_correction_row **out, size_t *n)
+    __attribute__((warn_unused_result));
+void store_corrections_free(struct store_correction_row *a, size_t n); /* NULL: no-op */
+
 struct store_recovery {
     char consultation_id[64];
+    struct store_correction_row *corrections; /* every correction, by id */
+    size_t n_corrections;
+    struct store_table *tables; /* n_tables voting tables, by id (store_tables_read) */
+    size_t n_tables;
+    uint64_t *table_ballots;              /* by table: per-ballot ballots (sum of table deltas) */
+    struct store_recovered_sheet *sheets; /* every table's current sheet */
+    size_t n_sheets;
+    uint64_t last_correction_id;    /* 0 when none */
     struct store_project *projects; /* n_projects entries, malloc'd, ordered by id */
     size_t n_projects;
     struct store_collector *collectors; /* malloc'd, by id; freed by store_recovery_cleanup */
@@ -117,6 +158,7 @@ struct store_catalog_project {
     uint32_t id;
     uint32_t circuit_id;
     char *name;
+    uint32_t min_votes; /* votes it needs at least to win (0: none) */
 };
 
 struct store_catalog_circuit {
@@ -141,36 +183,94 @@ void store_catalog_cleanup(struct store_catalog *c);
 
 /* ---- checkpoints ----------------------------------------------------------------- */
 
-/* One applied batch, as it is recorded: its figures and content digest, never its tokens
- * or its choices. */
+/* Rejection reasons as stored (batches.rejected_by_reason[k] is reason k, 1-based):
+ * docs/consultation.md. Same numbers as tally's and the wire's. */
+#define STORE_REASONS 10 /* arrays indexed 0..9; [0] unused */
+
+enum store_batch_kind { STORE_BATCH_BALLOTS = 0, STORE_BATCH_SHEETS = 1 };
+
+/* One applied batch, as it is recorded: its figures, content digest and counts, never its
+ * tokens. */
 struct store_batch {
     const char *collector_id;
     uint64_t seq;
-    const uint8_t *digest; /* 32 bytes (wire_batch_digest) */
+    const uint8_t *digest; /* 32 bytes (wire_batch_digest_msg) */
     uint32_t votes, accepted, duplicate, rejected_unknown;
     uint32_t rejected_not_allowed; /* votes for a project outside the collector's circuits;
-                                    * votes = accepted + duplicate + both rejected */
+                                    * votes = accepted + duplicate + every rejected reason */
+    enum store_batch_kind kind;
+    uint32_t reasons[STORE_REASONS]; /* rejected votes (ballots) or sheets (sheets) by reason */
+    uint32_t sheets, sheets_accepted, sheets_duplicate;
+    /* A ballot batch's accepted votes per project: n_counts interleaved (external project
+     * id, votes) uint32 pairs, any order (the store sorts and encodes them). */
+    const uint32_t *counts;
+    size_t n_counts;
+    /* Its accepted ballots per voting table: n_tables interleaved (index into
+     * store_checkpoint.table_names, ballots) pairs. */
+    const uint32_t *tables;
+    size_t n_tables;
 };
 
-/* A collector's new watermark and what its batches in this checkpoint add (rejected: both
- * reasons, rejected_unknown + rejected_not_allowed). */
+/* A collector's new watermark and what its batches in this checkpoint add (rejected: every
+ * reason of its ballot batches). */
 struct store_watermark {
     const char *collector_id;
     uint64_t prev_seq; /* durable_seq before this checkpoint (fencing) */
     uint64_t durable_seq;
     uint64_t batches, votes, accepted, duplicate, rejected;
+    uint64_t sheets, sheets_accepted, sheets_duplicate, sheets_rejected;
+};
+
+/* An accepted tally sheet. */
+struct store_sheet {
+    uint32_t table; /* index into store_checkpoint.table_names */
+    uint32_t version;
+    const char *collector_id;
+    uint64_t seq;
+    const uint8_t *digest; /* 32: the canonical sheet digest */
+    const uint32_t *rows;  /* n_rows interleaved (project id, votes) pairs, ascending id */
+    size_t n_rows;
+    uint32_t blank, null_ballots;
+};
+
+enum store_correction_kind { STORE_CORRECTION_SHEET = 0, STORE_CORRECTION_RETRACT = 1 };
+
+/* A correction of the count, recorded and chained with the checkpoint that applies it. */
+struct store_correction {
+    enum store_correction_kind kind;
+    const char *actor, *reason;
+    int64_t at_us;            /* when, µs since 1970 UTC (chosen by tallyd: it is hashed) */
+    int64_t table;            /* index into store_checkpoint.table_names, -1: none */
+    const char *collector_id; /* the batch retracted or bringing the sheet; NULL: none */
+    uint64_t seq;
+    uint32_t from_version, to_version; /* sheet */
+    const uint32_t *project_ids;       /* n_deltas, ascending, deltas non-zero */
+    const int64_t *deltas;
+    size_t n_deltas;
+    int64_t blank_delta, null_delta, ballots_delta;
 };
 
 struct store_checkpoint {
     const struct store_batch *batches;
     size_t n_batches;
     const uint32_t *project_ids; /* count deltas, external ids, distinct */
-    const uint64_t *deltas;
+    const int64_t *deltas;       /* negative where a replaced sheet subtracts */
     size_t n_deltas;
     const struct store_watermark *marks;
     size_t n_marks;
     uint64_t *tokens; /* every accepted token of these batches; the store sorts them */
     size_t n_tokens;
+    /* Voting table ids, by the indices the fields below use (borrowed). */
+    const char *const *table_names;
+    size_t n_table_names;
+    /* Per-ballot ballots per table: n_table_deltas (table index, delta), any order. */
+    const uint32_t *table_idx;
+    const int64_t *table_deltas;
+    size_t n_table_deltas;
+    const struct store_sheet *sheets;
+    size_t n_sheets;
+    const struct store_correction *corrections;
+    size_t n_corrections;
     /* Read the collectors list after the job and hand it to done() (a refresh-only job
      * always does): how a busy tallyd learns of collectors added, disabled or re-pinned. */
     bool refresh_collectors;
@@ -196,6 +296,8 @@ int store_collectors_list(struct store *s, struct store_collector **out, size_t 
 
 struct store_verify_report {
     uint64_t checkpoints, batches, collectors, pages, tokens, projects, votes;
+    uint64_t tables, sheets, corrections; /* voting tables; accepted sheets; corrections */
+    uint64_t checkpoints_v3;              /* of checkpoints: format 3 (Merkle root, body hash) */
     uint8_t head_hash[32]; /* hash of the last checkpoint (zeros when there is none) */
     char problem[512];     /* the first disagreement found, "" when everything agrees */
 };
@@ -254,7 +356,8 @@ struct store_registry_row {
     uint32_t circuit_id;
     const char *circuit_name;
     const char *state;
-    uint32_t seats; /* >= 1 */
+    uint32_t seats;     /* >= 1 */
+    uint32_t min_votes; /* votes a project needs at least to win; 0 .. INT32_MAX */
 };
 
 /* Fills row; returns 1 for a row, 0 at the end, -1 on an input error (the iterator
@@ -273,6 +376,42 @@ struct store_registry_summary {
  * in circuit 5, not 6") and sum->conflict_line where. Returns 0 or -1. */
 int store_registry_load(struct store *s, store_registry_next_cb next, void *arg,
                         struct store_registry_summary *sum) __attribute__((warn_unused_result));
+
+/* ---- voting tables (tallyctl load-tables; tallyd reads them at start) ------------ */
+
+/* One voting table; strings borrowed until the next call of the iterator (load) or owned
+ * by the array (store_tables_read, freed with store_tables_free). */
+struct store_table {
+    uint64_t line;       /* load: input line of the row, for error messages; read: 0 */
+    const char *id;      /* [A-Za-z0-9._-]{1,63} */
+    uint32_t circuit_id; /* registry circuit id (circuits.circuit_id) */
+    uint32_t electors;   /* 0 .. INT32_MAX */
+};
+
+/* Fills row; returns 1 for a row, 0 at the end, -1 on an input error (the load is then
+ * rolled back). */
+typedef int (*store_tables_next_cb)(void *arg, struct store_table *row);
+
+struct store_tables_summary {
+    uint64_t tables, circuits, electors; /* distinct tables in the input, their circuits
+                                          * and the sum of their electors */
+    uint64_t new_tables;                 /* of those, not in the database before */
+    uint64_t conflict_line;              /* on failure: input line of the conflict, or 0 */
+};
+
+/* Loads voting tables in one transaction; tables already present identically are left
+ * alone. A row naming an unknown circuit, a table id twice with different values, or a
+ * table the database holds with another circuit or electors fails the whole load:
+ * store_last_error() says how ("table T is in circuit 5, not 6") and sum->conflict_line
+ * where. Returns 0 or -1. */
+int store_tables_load(struct store *s, store_tables_next_cb next, void *arg,
+                      struct store_tables_summary *sum) __attribute__((warn_unused_result));
+
+/* Every voting table, ordered by id: a malloc'd array of *n (never NULL on success, even
+ * for 0; store_tables_free). Returns 0 or -1. */
+int store_tables_read(struct store *s, struct store_table **out, size_t *n)
+    __attribute__((warn_unused_result));
+void store_tables_free(struct store_table *a, size_t n); /* NULL is a no-op */
 
 /* Who holds the writer lock of the database conninfo names, as one line for a message
  * when start-up fails before the store thread runs (a port clash may be a second tallyd);

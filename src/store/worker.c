@@ -63,12 +63,8 @@ struct store_worker {
     struct timespec compacted_at;
     struct store_pages pages;
     struct store_page_plan plan;
-    struct store_chain_batch *chain_batches;
-    size_t cap_chain_batches;
-    uint64_t *delta_pairs; /* (project id << 32 | index) to sort count deltas by id */
-    uint32_t *delta_ids;
-    uint64_t *delta_votes;
-    size_t cap_deltas;
+    struct store_prep prep;
+    uint64_t last_correction_id; /* ids are chosen here, like checkpoint ids */
 };
 
 static struct timespec worker_now(void)
@@ -270,6 +266,7 @@ static enum startup_step startup_attempt(struct store_worker *w, struct store_st
     atomic_store(&w->epoch, epoch);
     w->head_id = st->rec.last_checkpoint_id;
     memcpy(w->head_hash, st->rec.head_hash, sizeof(w->head_hash));
+    w->last_correction_id = st->rec.last_correction_id;
     w->compacted = st->rec.compacted_through;
     w->compacted_at = worker_now();
     return STARTUP_DONE;
@@ -364,85 +361,13 @@ static enum store_result worker_relock(struct store_worker *w)
     return STORE_FATAL;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The count deltas by ascending project id: the order they are stored and hashed in, so
- * an auditor reads them as they are. */
-static void worker_sort_deltas(struct store_worker *w, const struct store_checkpoint *cp)
-{
-    size_t n = cp->n_deltas;
-    if (n == 0)
-        return; /* a checkpoint of duplicates and rejections only */
-    size_t cap = w->cap_deltas;
-    w->delta_pairs = xgrow(w->delta_pairs, &cap, n, sizeof(*w->delta_pairs));
-    cap = w->cap_deltas;
-    w->delta_ids = xgrow(w->delta_ids, &cap, n, sizeof(*w->delta_ids));
-    cap = w->cap_deltas;
-    w->delta_votes = xgrow(w->delta_votes, &cap, n, sizeof(*w->delta_votes));
-    w->cap_deltas = cap;
-    for (size_t i = 0; i < n; i++)
-        w->delta_pairs[i] = (uint64_t)cp->project_ids[i] << 32 | (uint32_t)i;
-    qsort(w->delta_pairs, n, sizeof(*w->delta_pairs), cmp_u64);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t k = (uint32_t)w->delta_pairs[i];
-        w->delta_ids[i] = cp->project_ids[k];
-        w->delta_votes[i] = cp->deltas[k];
-    }
-}
-
 /* Fixes the job's place in the chain, once: every attempt writes exactly this. */
 static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
                            struct store_prepared *pp)
 {
-    memset(pp, 0, sizeof(*pp));
-    pp->cp = cp;
-    pp->id = w->head_id + 1;
-    pp->epoch = atomic_load(&w->epoch);
-    memcpy(pp->prev_hash, w->head_hash, sizeof(pp->prev_hash));
     store_pages_plan(&w->pages, cp->tokens, cp->n_tokens, &w->plan);
-    pp->plan = &w->plan;
-    worker_sort_deltas(w, cp);
-    pp->project_ids = w->delta_ids;
-    pp->deltas = w->delta_votes;
-
-    w->chain_batches =
-        xgrow(w->chain_batches, &w->cap_chain_batches, cp->n_batches, sizeof(*w->chain_batches));
-    for (size_t i = 0; i < cp->n_batches; i++) {
-        const struct store_batch *b = &cp->batches[i];
-        w->chain_batches[i] = (struct store_chain_batch){
-            .collector_id = b->collector_id,
-            .seq = b->seq,
-            .digest = b->digest,
-            .votes = b->votes,
-            .accepted = b->accepted,
-            .duplicate = b->duplicate,
-            .rejected_unknown = b->rejected_unknown,
-            .rejected_not_allowed = b->rejected_not_allowed,
-        };
-    }
-    struct store_chain_page *pages = xcalloc(w->plan.n_pages, sizeof(*pages));
-    for (size_t i = 0; i < w->plan.n_pages; i++) {
-        pages[i].id = w->plan.pages[i].id;
-        memcpy(pages[i].digest, w->plan.pages[i].digest, STORE_HASH_BYTES);
-    }
-    struct store_chain_input in = {
-        .prev_hash = pp->prev_hash,
-        .id = pp->id,
-        .epoch = pp->epoch,
-        .batches = w->chain_batches,
-        .n_batches = cp->n_batches,
-        .project_ids = pp->project_ids,
-        .votes = pp->deltas,
-        .n_deltas = cp->n_deltas,
-        .pages = pages,
-        .n_pages = w->plan.n_pages,
-    };
-    store_chain_hash(&in, pp->hash);
-    free(pages);
+    store_prepare(&w->prep, cp, w->head_id + 1, atomic_load(&w->epoch), w->head_hash,
+                  w->last_correction_id + 1, &w->plan, pp);
 }
 
 /* One attempt at a job on the current session, opening (and locking) one if needed.
@@ -546,6 +471,7 @@ static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int 
                 memcpy(cp->hash, pp.hash, sizeof(cp->hash));
                 w->head_id = pp.id;
                 memcpy(w->head_hash, pp.hash, sizeof(w->head_hash));
+                w->last_correction_id += cp->n_corrections;
                 store_pages_commit(&w->pages, &w->plan);
                 worker_maybe_compact(w);
                 if (cp->refresh_collectors)
@@ -628,6 +554,7 @@ struct store_worker *store_worker_new(const struct store_worker_config *cfg)
     if (gethostname(w->host, sizeof(w->host) - 1) != 0)
         snprintf(w->host, sizeof(w->host), "unknown");
     store_pages_init(&w->pages, cfg->min_anonymity);
+    store_prep_init(&w->prep);
     snprintf(w->status, sizeof(w->status), "connecting to PostgreSQL");
     atomic_init(&w->connected, false);
     atomic_init(&w->errors, 0);
@@ -701,10 +628,7 @@ int store_worker_free(struct store_worker *w, int grace_ms)
     pthread_cond_destroy(&w->cv);
     store_pages_cleanup(&w->pages);
     store_page_plan_cleanup(&w->plan);
-    free(w->chain_batches);
-    free(w->delta_pairs);
-    free(w->delta_ids);
-    free(w->delta_votes);
+    store_prep_cleanup(&w->prep);
     free(w->conninfo);
     free(w);
     return rc;

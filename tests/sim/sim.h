@@ -135,7 +135,7 @@ struct sim_job {
     struct tally_delta_mark marks[SIM_MAX_COLL];
     uint64_t tokens[SIM_MAX_TOKENS];
     uint32_t ids[SIM_MAX_PROJECTS];
-    uint64_t deltas[SIM_MAX_PROJECTS];
+    int64_t deltas[SIM_MAX_PROJECTS];
 };
 
 /* tallyd: the real struct tally plus what ingest.c keeps beside it. */

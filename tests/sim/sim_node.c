@@ -380,7 +380,7 @@ static void store_commit(struct sim *s, const struct sim_job *j)
             sim_fail(s, "record: delta for project %u, which the registry lacks", j->ids[i]);
             return;
         }
-        st->proj_votes[p] += j->deltas[i];
+        st->proj_votes[p] += (uint64_t)j->deltas[i];
     }
     st->n_checkpoints++;
     SIM_EV(s, "record: checkpoint %llu committed (%zu batches, %zu tokens)",
@@ -446,8 +446,12 @@ void sim_server_start(struct sim *s)
     for (int i = 0; i < n_ids; i++) {
         int c = by_id[i];
         const struct sim_totals *x = &st->totals[c];
-        struct tally_totals tt = {x->batches,   x->votes,    x->accepted,
-                                  x->duplicate, x->rejected, x->not_allowed};
+        struct tally_totals tt = {.batches = x->batches,
+                                  .votes = x->votes,
+                                  .accepted = x->accepted,
+                                  .duplicate = x->duplicate,
+                                  .rejected = x->rejected,
+                                  .rejected_not_allowed = x->not_allowed};
         uint64_t d = s->bug == SIM_BUG_FORGET_WATERMARK ? 0 : st->durable_seq[c];
         sv->tidx[c] = (int32_t)tally_collector_add(sv->t, s->coll[c].id, d, &tt);
         sv->sim_of[sv->tidx[c]] = c;
