@@ -25,8 +25,13 @@ struct publish {
     struct http_catalog_circuit *circuits;
     struct http_server *http;
     struct ingest *in;
+    uint32_t *min_votes; /* per project, dense order */
     struct http_collector_status *cols;
     size_t cap_cols;
+    struct http_table *tables; /* refilled at each publish */
+    size_t cap_tables;
+    struct http_correction *corr; /* converted once each, in ingest's order */
+    size_t n_corr, cap_corr;
     uint64_t buckets[HTTP_CHECKPOINT_BUCKETS + 1]; /* non-cumulative here */
     struct event *presence_ev; /* a coalesced republish after collectors come and go */
     double seconds_sum;
@@ -62,6 +67,7 @@ static int catalog_build(struct publish *p, const struct tally *t)
         return -1;
     }
     p->projects = xcalloc(c->n_projects, sizeof(*p->projects));
+    p->min_votes = xcalloc(c->n_projects + 1, sizeof(*p->min_votes));
     p->circuits = xcalloc(c->n_circuits, sizeof(*p->circuits));
     for (size_t i = 0; i < c->n_circuits; i++) {
         p->circuits[i].id = c->circuits[i].id;
@@ -79,6 +85,7 @@ static int catalog_build(struct publish *p, const struct tally *t)
         p->projects[i].id = c->projects[i].id;
         p->projects[i].name = c->projects[i].name;
         p->projects[i].circuit = (uint32_t)ci;
+        p->min_votes[i] = c->projects[i].min_votes;
     }
     p->catalog.consultation_id = NULL; /* set by the caller */
     p->catalog.consultation_name = c->consultation_name;
@@ -86,6 +93,7 @@ static int catalog_build(struct publish *p, const struct tally *t)
     p->catalog.n_projects = c->n_projects;
     p->catalog.circuits = p->circuits;
     p->catalog.n_circuits = c->n_circuits;
+    p->catalog.min_votes = p->min_votes;
     return 0;
 }
 
@@ -105,6 +113,72 @@ static struct http_totals totals_of(const struct tally_totals *t)
                             t->rejected - t->rejected_not_allowed,
                             t->rejected_not_allowed};
     return h;
+}
+
+/* The durable state of every voting table, into p->tables; returns how many. */
+static size_t tables_fill(struct publish *p, const struct tally *t)
+{
+    size_t n = tally_table_count(t);
+    if (n > p->cap_tables) {
+        p->cap_tables = n;
+        p->tables = xreallocarray(p->tables, p->cap_tables, sizeof(*p->tables));
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct tally_table_view v;
+        tally_table_get(t, i, true, &v);
+        p->tables[i] = (struct http_table){
+            .circuit_id = v.circuit_id,
+            .electors = v.electors,
+            .reported = v.mode != TALLY_TABLE_NONE,
+            .sheet = v.mode == TALLY_TABLE_SHEET,
+            .ballots = v.ballots,
+            .blank = v.blank,
+            .null_ballots = v.null_ballots,
+        };
+    }
+    return n;
+}
+
+/* Converts the corrections ingest made durable since the last call (the strings and arrays
+ * they point to stay for ingest's life). */
+static void corrections_fill(struct publish *p, const struct tally *t)
+{
+    size_t n;
+    const struct ingest_correction *in = ingest_corrections(p->in, &n);
+    if (n > p->cap_corr) {
+        p->cap_corr = n * 2;
+        p->corr = xreallocarray(p->corr, p->cap_corr, sizeof(*p->corr));
+    }
+    for (; p->n_corr < n; p->n_corr++) {
+        const struct ingest_correction *k = &in[p->n_corr];
+        struct http_correction *o = &p->corr[p->n_corr];
+        *o = (struct http_correction){
+            .id = k->id,
+            .checkpoint = k->checkpoint_id,
+            .retract = k->kind == 1,
+            .actor = k->actor,
+            .reason = k->reason,
+            .at_ms = k->at_ms,
+            .table_id = k->table_id,
+            .collector_id = k->collector_id,
+            .seq = k->seq,
+            .from_version = k->from_version,
+            .to_version = k->to_version,
+            .project_ids = k->project_ids,
+            .deltas = k->deltas,
+            .n_deltas = k->n_deltas,
+            .blank_delta = k->blank_delta,
+            .null_delta = k->null_delta,
+            .ballots_delta = k->ballots_delta,
+        };
+        int32_t ti = k->table_id ? tally_table_find(t, k->table_id) : -1;
+        if (ti >= 0) {
+            struct tally_table_view v;
+            tally_table_get(t, (size_t)ti, true, &v);
+            o->has_table_circuit = true;
+            o->table_circuit_id = v.circuit_id;
+        }
+    }
 }
 
 static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_t *changed,
@@ -140,6 +214,11 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
         .collectors = p->cols,
         .n_collectors = n,
     };
+    cp.n_tables = tables_fill(p, t);
+    cp.tables = p->tables;
+    corrections_fill(p, t);
+    cp.corrections = p->corr;
+    cp.n_corrections = p->n_corr;
     memcpy(cp.head_hash, ingest_head_hash(p->in), sizeof(cp.head_hash));
     http_server_publish(p->http, &cp);
 }
@@ -304,6 +383,9 @@ void publish_free(struct publish *p)
     if (p->presence_ev)
         event_free(p->presence_ev);
     free(p->cols);
+    free(p->tables);
+    free(p->corr);
+    free(p->min_votes);
     free(p->projects);
     free(p->circuits);
     store_catalog_cleanup(&p->src);

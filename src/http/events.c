@@ -225,7 +225,7 @@ void http_events_cleanup(struct http_events *ev)
 }
 
 void http_events_publish(struct http_events *ev, struct http_snapshot *snap,
-                         const struct http_checkpoint *cp)
+                         const struct http_checkpoint *cp, const struct http_corrections *corr)
 {
     uint64_t id = snap->checkpoint;
     if (!ev->started) {
@@ -253,6 +253,9 @@ void http_events_publish(struct http_events *ev, struct http_snapshot *snap,
     if (!b)
         abort();
     http_render_event_checkpoint(snap, cp->changed, cp->changed ? cp->n_changed : 0, b);
+    /* The corrections it made durable follow it in the same ring entry, with its id, so a
+     * replay from Last-Event-ID brings them exactly once. */
+    http_render_event_corrections(snap, corr, snap->corrections_from, snap->corrections_to, b);
     struct http_sse_blob *blob = blob_new(b);
     evbuffer_free(b);
     ring_push(ev, id, blob); /* the ring takes the first reference */

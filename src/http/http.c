@@ -67,6 +67,7 @@ struct http_server {
     struct http_layout layout;
     struct http_snapshot *snap; /* current; NULL until the first publish: "starting" */
     struct http_events events;
+    struct http_corrections corrections; /* set with the layout */
     /* Part of every ETag (not the writer epoch): changes at start and when a checkpoint id
      * is published again. */
     uint32_t etag_epoch;
@@ -389,6 +390,37 @@ static void get_collectors(struct http_server *h, struct evhttp_request *req,
     evbuffer_free(b);
 }
 
+static void get_states(struct http_server *h, struct evhttp_request *req, const struct evkeyvalq *q)
+{
+    (void)q;
+    char etag[96];
+    snap_etag(h, "states", etag, sizeof(etag));
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    http_render_states(h->snap, b);
+    reply(req, JSON_TYPE, etag, b);
+    evbuffer_free(b);
+}
+
+static void get_corrections(struct http_server *h, struct evhttp_request *req,
+                            const struct evkeyvalq *q)
+{
+    (void)q;
+    char etag[96];
+    snap_etag(h, "corrections", etag, sizeof(etag));
+    if (not_modified(req, etag)) {
+        reply_not_modified(req, etag);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    http_render_corrections(h->snap, &h->corrections, b);
+    reply(req, JSON_TYPE, etag, b);
+    evbuffer_free(b);
+}
+
 static void get_events(struct http_server *h, struct evhttp_request *req, const struct evkeyvalq *q)
 {
     const char *last = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
@@ -519,10 +551,11 @@ static const struct route {
     route_cb fn;
     bool needs_snapshot;
 } routes[] = {
-    {"/v1/summary", get_summary, true},   {"/v1/results", get_results, true},
-    {"/v1/circuits", get_circuits, true}, {"/v1/collectors", get_collectors, true},
-    {"/v1/events", get_events, true},     {"/metrics", get_metrics, false},
-    {"/healthz", get_healthz, false},     {"/readyz", get_readyz, false},
+    {"/v1/summary", get_summary, true},         {"/v1/results", get_results, true},
+    {"/v1/circuits", get_circuits, true},       {"/v1/collectors", get_collectors, true},
+    {"/v1/events", get_events, true},           {"/v1/states", get_states, true},
+    {"/v1/corrections", get_corrections, true}, {"/metrics", get_metrics, false},
+    {"/healthz", get_healthz, false},           {"/readyz", get_readyz, false},
 };
 
 #define CIRCUIT_PREFIX "/v1/circuits/"
@@ -634,6 +667,7 @@ static int use_catalog(struct http_server *h, const struct http_catalog *catalog
         return -1;
     }
     h->has_layout = true;
+    http_corrections_init(&h->corrections, &h->layout);
     return 0;
 }
 
@@ -753,6 +787,8 @@ void http_server_free(struct http_server *h)
         if (listening[i] == h)
             listening[i] = NULL;
     http_snapshot_unref(h->snap);
+    if (h->has_layout)
+        http_corrections_cleanup(&h->corrections);
     http_layout_cleanup(&h->layout);
     free(h->asset_etags);
     SSL_CTX_free(h->tls);
@@ -822,10 +858,15 @@ void http_server_publish(struct http_server *h, const struct http_checkpoint *cp
             log_error("HTTP: checkpoint %" PRIu64 " published before the catalog: ignored", cp->id);
         return;
     }
-    struct http_snapshot *s = http_snapshot_new(&h->layout, cp);
+    size_t had = h->corrections.n;
+    http_corrections_update(&h->corrections, &h->layout, cp);
+    struct http_snapshot *s =
+        http_snapshot_new(&h->layout, cp, h->snap, h->corrections.corrected_ms);
+    s->corrections_from = had;
+    s->corrections_to = h->corrections.n;
     if (h->snap && h->snap->checkpoint == cp->id)
         h->etag_epoch = h->etag_epoch * 2654435761u + 1;
     http_snapshot_unref(h->snap); /* in-flight responses keep their own reference */
     h->snap = s;
-    http_events_publish(&h->events, s, cp);
+    http_events_publish(&h->events, s, cp, &h->corrections);
 }

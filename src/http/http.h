@@ -50,6 +50,8 @@ struct http_catalog {
     size_t n_projects;
     const struct http_catalog_circuit *circuits;
     size_t n_circuits;
+    /* Votes each project needs at least to win, parallel to projects[] (NULL: none does). */
+    const uint32_t *min_votes;
 };
 
 /* ---- what each checkpoint publishes ------------------------------------------------- */
@@ -72,6 +74,35 @@ struct http_collector_status {
     struct http_totals durable;
 };
 
+/* A voting table as the checkpoint holds it (docs/consultation.md). */
+struct http_table {
+    uint32_t circuit_id; /* external circuit id; a table of an unknown circuit is ignored */
+    uint32_t electors;
+    bool reported;    /* a sheet, or at least one accepted per-ballot vote */
+    bool sheet;       /* reported by tally sheet (its electors can bring no more votes) */
+    uint64_t ballots; /* accepted per-ballot votes, or the sheet's blank + null + rows */
+    uint32_t blank, null_ballots;
+};
+
+/* A durable correction of the count: a replaced tally sheet or a retracted batch. */
+struct http_correction {
+    uint64_t id;
+    uint64_t checkpoint; /* the checkpoint that made it durable */
+    bool retract;        /* false: a sheet replacement */
+    const char *actor, *reason;
+    int64_t at_ms;             /* unix ms */
+    const char *table_id;      /* NULL: none */
+    bool has_table_circuit;    /* table_circuit_id is the table's circuit */
+    uint32_t table_circuit_id; /* external circuit id */
+    const char *collector_id;  /* the batch retracted or bringing the sheet; NULL: none */
+    uint64_t seq;
+    uint32_t from_version, to_version; /* sheet */
+    const uint32_t *project_ids;       /* n_deltas, external ids */
+    const int64_t *deltas;
+    size_t n_deltas;
+    int64_t blank_delta, null_delta, ballots_delta;
+};
+
 struct http_checkpoint {
     uint64_t id;             /* checkpoint id (0: none committed yet, the empty state) */
     int64_t committed_ms;    /* unix ms */
@@ -86,6 +117,15 @@ struct http_checkpoint {
      * null) when id is 0. */
     uint8_t head_hash[32];
     uint64_t epoch; /* writer epoch of the tallyd that holds the writer lock */
+    /* Voting tables, durable (reporting progress, decided); none: every circuit's decided
+     * is false. */
+    const struct http_table *tables;
+    size_t n_tables;
+    /* Every durable correction so far, oldest first (ids ascending). Only appended to
+     * between publishes: the server keeps copies of the ones it has not seen, and streams
+     * each new one as an `event: correction` after the checkpoint's own event. */
+    const struct http_correction *corrections;
+    size_t n_corrections;
 };
 
 /* ---- live figures for /metrics, read at request time --------------------------------- */

@@ -23,6 +23,7 @@ struct http_layout {
     uint32_t *first;         /* circuit c owns members[first[c] .. first[c + 1]) */
     uint32_t *project_by_id; /* dense project indices in external id order */
     uint32_t *circuit_by_id; /* circuit indices in external id order */
+    uint32_t max_members;    /* the most projects of one circuit */
     const char **states;     /* distinct state names, sorted (borrowed from the catalog) */
     size_t n_states;
     uint32_t *circuit_state; /* index into states[] for each circuit */
@@ -45,14 +46,24 @@ int64_t http_layout_find_state(const struct http_layout *l, const char *name);
 
 /* ---- snapshot: one published checkpoint, immutable once built ------------------------- */
 
-enum { HTTP_FLAG_WINNER = 1, HTTP_FLAG_TIE = 2 };
+enum { HTTP_FLAG_WINNER = 1, HTTP_FLAG_TIE = 2, HTTP_FLAG_BY_LOT = 4, HTTP_FLAG_ELIGIBLE = 8 };
+
+/* Reporting progress of a circuit, a state or the nation (docs/api.md). */
+struct http_progress {
+    uint64_t tables, tables_reported, electors, electors_reported;
+    uint64_t ballots, blank, null_ballots; /* of reported tables */
+};
 
 struct http_snap_circuit {
     uint64_t votes;
     uint32_t winners;
     bool tie;        /* a tie straddles the seat boundary: some seats are undecided */
-    bool has_margin; /* more projects than seats */
-    uint64_t margin; /* votes of the last seat-holder minus the first project without one */
+    bool has_margin; /* more eligible projects than seats */
+    uint64_t margin; /* votes of the last seat-holder minus the first eligible one without */
+    bool decided;    /* src/rules: the votes still possible cannot change the winners */
+    struct http_progress progress;
+    uint64_t remaining;   /* votes still possible from its tables (unknown: no tables) */
+    int64_t corrected_ms; /* the last correction touching it; 0: none */
 };
 
 struct http_snap_collector {
@@ -77,6 +88,17 @@ struct http_snapshot {
     uint32_t *ranked; /* like layout->members, each circuit's projects in rank order */
     struct http_snap_circuit *circuits;
     uint64_t *state_votes;
+    struct http_progress *state_progress;
+    struct http_progress progress; /* national */
+    uint64_t circuits_decided;
+    /* Circuits whose progress, decided flag, corrected_at, winners or ties differ from the
+     * previous snapshot's (none for the first one), in circuit id order: the SSE checkpoint
+     * event. */
+    uint32_t *changed_circuits;
+    size_t n_changed_circuits;
+    /* The corrections this snapshot made durable, for the SSE correction events (indices
+     * into the server's correction log), and how many the log held. */
+    size_t corrections_from, corrections_to;
     struct http_snap_collector *collectors;
     size_t n_collectors;
     uint32_t collectors_connected, collectors_reporting;
@@ -86,9 +108,12 @@ struct http_snapshot {
 };
 
 /* Copies what it needs from cp (borrowed); layout is borrowed for the snapshot's life.
- * The new snapshot holds one reference. */
+ * prev (the current snapshot, or NULL) is read for the changed circuits; corrected_ms
+ * (n_circuits entries, or NULL) is copied. The new snapshot holds one reference. */
 struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
-                                        const struct http_checkpoint *cp);
+                                        const struct http_checkpoint *cp,
+                                        const struct http_snapshot *prev,
+                                        const int64_t *corrected_ms);
 struct http_snapshot *http_snapshot_ref(struct http_snapshot *s);
 void http_snapshot_unref(struct http_snapshot *s); /* NULL is a no-op */
 
@@ -134,6 +159,12 @@ void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t 
                                   size_t n_changed, struct evbuffer *out);
 void http_render_event_reset(const struct http_snapshot *s, struct evbuffer *out);
 
+/* A progress object {"tables":..,...} (docs/api.md); circuits_decided, when not NULL, is
+ * added as a field. */
+void http_render_progress(struct evbuffer *out, const struct http_progress *p,
+                          const uint64_t *circuits_decided);
+void http_render_states(const struct http_snapshot *s, struct evbuffer *out);
+
 /* What /metrics shows besides the hook's figures. */
 struct http_metrics_extra {
     const struct http_snapshot *snap; /* may be NULL before the first publish */
@@ -142,6 +173,33 @@ struct http_metrics_extra {
 };
 void http_render_metrics(const struct http_metrics *m, const struct http_metrics_extra *x,
                          struct evbuffer *out);
+
+/* ---- the correction log (corrections.c) ----------------------------------------------- */
+
+/* Every durable correction the server was given, oldest first, each rendered once as JSON,
+ * and per circuit the time of the last correction touching it. */
+struct http_corrections {
+    char **json; /* one object each, no newline */
+    size_t *json_len;
+    uint64_t *ids;
+    size_t n, cap;
+    int64_t *corrected_ms; /* per circuit (n_circuits) */
+};
+
+void http_corrections_init(struct http_corrections *c, const struct http_layout *l);
+void http_corrections_cleanup(struct http_corrections *c);
+/* Copies the entries of cp->corrections past the ones already held (matched by count;
+ * an id not above the last one held is logged and skipped). */
+void http_corrections_update(struct http_corrections *c, const struct http_layout *l,
+                             const struct http_checkpoint *cp);
+/* GET /v1/corrections: {"consultation":..,"checkpoint":..,"time":..,"corrections":[newest
+ * first]}. */
+void http_render_corrections(const struct http_snapshot *s, const struct http_corrections *c,
+                             struct evbuffer *out);
+/* `id: <checkpoint>` / `event: correction` / `data: <the correction's JSON>` for entries
+ * [from, to) of the log. */
+void http_render_event_corrections(const struct http_snapshot *s, const struct http_corrections *c,
+                                   size_t from, size_t to, struct evbuffer *out);
 
 /* ---- Server-Sent Events hub (events.c) ------------------------------------------------ */
 
@@ -177,7 +235,7 @@ void http_events_cleanup(struct http_events *ev);
 /* A new snapshot was published: records and broadcasts its event. cp is borrowed for the
  * call (its changed list); snap must be the new current snapshot. */
 void http_events_publish(struct http_events *ev, struct http_snapshot *snap,
-                         const struct http_checkpoint *cp);
+                         const struct http_checkpoint *cp, const struct http_corrections *corr);
 /* GET /v1/events: answers 503 beyond the subscriber cap, else starts the stream with a
  * snapshot, a replay or a reset. last_event_id may be NULL. */
 void http_events_subscribe(struct http_events *ev, struct evhttp_request *req,

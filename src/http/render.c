@@ -95,6 +95,25 @@ static void json_totals(struct evbuffer *out, const struct http_totals *t)
                         t->rejected_unknown_project, t->rejected_not_allowed);
 }
 
+void http_render_progress(struct evbuffer *out, const struct http_progress *p,
+                          const uint64_t *circuits_decided)
+{
+    evbuffer_add_printf(
+        out,
+        "{\"tables\":%" PRIu64 ",\"tables_reported\":%" PRIu64 ",\"electors\":%" PRIu64
+        ",\"electors_reported\":%" PRIu64 ",\"ballots\":%" PRIu64 ",\"turnout\":",
+        p->tables, p->tables_reported, p->electors, p->electors_reported, p->ballots);
+    /* A ratio to four decimals (0.01 %); null while no reported table has electors. */
+    if (p->electors_reported)
+        evbuffer_add_printf(out, "%.4f", (double)p->ballots / (double)p->electors_reported);
+    else
+        evbuffer_add(out, "null", 4);
+    evbuffer_add_printf(out, ",\"blank\":%" PRIu64 ",\"null\":%" PRIu64, p->blank, p->null_ballots);
+    if (circuits_decided)
+        evbuffer_add_printf(out, ",\"circuits_decided\":%" PRIu64, *circuits_decided);
+    evbuffer_add(out, "}", 1);
+}
+
 /* {"consultation":{...},"checkpoint":N,"time":T, — the head every /v1 document shares. */
 static void json_head(const struct http_snapshot *s, struct evbuffer *out)
 {
@@ -248,6 +267,8 @@ void http_render_summary(const struct http_snapshot *s, struct evbuffer *out)
     http_json_head_hash(out, s);
     evbuffer_add_printf(out, ",\"writer_epoch\":%" PRIu64 ",\"totals\":", s->writer_epoch);
     json_totals(out, &s->totals);
+    evbuffer_add(out, ",\"progress\":", 12);
+    http_render_progress(out, &s->progress, &s->circuits_decided);
     evbuffer_add_printf(out,
                         ",\"collectors\":{\"registered\":%zu,\"connected\":%" PRIu32
                         ",\"reporting\":%" PRIu32 "},\"projects\":%zu,\"circuits\":%zu,"
@@ -267,8 +288,38 @@ void http_render_summary(const struct http_snapshot *s, struct evbuffer *out)
         evbuffer_add(out, st ? ",{\"name\":" : "{\"name\":", st ? 9 : 8);
         http_json_string(out, l->states[st]);
         evbuffer_add_printf(
-            out, ",\"circuits\":%zu,\"projects\":%zu,\"votes\":%" PRIu64 ",\"winners\":%zu}",
+            out, ",\"circuits\":%zu,\"projects\":%zu,\"votes\":%" PRIu64 ",\"winners\":%zu",
             circuits, projects, s->state_votes[st], winners);
+        evbuffer_add(out, ",\"progress\":", 12);
+        http_render_progress(out, &s->state_progress[st], NULL);
+        evbuffer_add(out, "}", 1);
+    }
+    evbuffer_add(out, "]}\n", 3);
+}
+
+void http_render_states(const struct http_snapshot *s, struct evbuffer *out)
+{
+    const struct http_layout *l = s->layout;
+    const struct http_catalog *cat = l->cat;
+    json_head(s, out);
+    evbuffer_add(out, ",\"states\":[", 11);
+    for (size_t st = 0; st < l->n_states; st++) {
+        uint64_t circuits = 0, decided = 0, winners = 0;
+        for (size_t c = 0; c < cat->n_circuits; c++) {
+            if (l->circuit_state[c] != st)
+                continue;
+            circuits++;
+            decided += s->circuits[c].decided;
+            winners += s->circuits[c].winners;
+        }
+        evbuffer_add_printf(out, "%s\n{\"name\":", st ? "," : "");
+        http_json_string(out, l->states[st]);
+        evbuffer_add_printf(out,
+                            ",\"circuits\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"winners\":%" PRIu64
+                            ",\"progress\":",
+                            circuits, s->state_votes[st], winners);
+        http_render_progress(out, &s->state_progress[st], &decided);
+        evbuffer_add(out, "}", 1);
     }
     evbuffer_add(out, "]}\n", 3);
 }
@@ -288,8 +339,19 @@ static void json_winners(const struct http_snapshot *s, uint32_t c, struct evbuf
     evbuffer_add(out, "]", 1);
 }
 
+/* ,"decided":..,"progress":{..},"corrected_at":.. — a circuit's reporting progress. */
+static void json_circuit_progress(const struct http_snapshot *s, uint32_t c, struct evbuffer *out)
+{
+    const struct http_snap_circuit *sc = &s->circuits[c];
+    evbuffer_add_printf(out, ",\"decided\":%s,\"progress\":", json_bool(sc->decided));
+    http_render_progress(out, &sc->progress, NULL);
+    evbuffer_add(out, ",\"corrected_at\":", 16);
+    http_json_time(out, sc->corrected_ms);
+}
+
 /* "id":..,"name":..,"state":..,"seats":..,"projects":..,"votes":..,"winners":[..],"tie":..,
- * "margin":.. — the fields a circuit has in the list and in its own document. */
+ * "margin":.. — the fields a circuit has in the list and in its own document (both add
+ * json_circuit_progress's at the end). */
 static void json_circuit_fields(const struct http_snapshot *s, uint32_t c, struct evbuffer *out)
 {
     const struct http_catalog_circuit *cc = &s->layout->cat->circuits[c];
@@ -322,6 +384,7 @@ void http_render_circuits(const struct http_snapshot *s, int64_t state, struct e
         evbuffer_add(out, first ? "\n{" : ",\n{", first ? 2 : 3);
         first = false;
         json_circuit_fields(s, c, out);
+        json_circuit_progress(s, c, out);
         evbuffer_add(out, "}", 1);
     }
     evbuffer_add(out, "]}\n", 3);
@@ -346,11 +409,17 @@ void http_render_circuit(const struct http_snapshot *s, uint32_t c, struct evbuf
                             s->votes[i], s->rank[i], json_bool(s->flags[i] & HTTP_FLAG_WINNER),
                             json_bool(s->flags[i] & HTTP_FLAG_TIE));
         if (k + 1 < l->first[c + 1])
-            evbuffer_add_printf(out, "%" PRIu64 "}", s->votes[i] - s->votes[s->ranked[k + 1]]);
+            evbuffer_add_printf(out, "%" PRIu64, s->votes[i] - s->votes[s->ranked[k + 1]]);
         else
-            evbuffer_add(out, "null}", 5);
+            evbuffer_add(out, "null", 4);
+        evbuffer_add_printf(out, ",\"min_votes\":%" PRIu32 ",\"eligible\":%s,\"by_lot\":%s}",
+                            l->cat->min_votes ? l->cat->min_votes[i] : 0,
+                            json_bool(s->flags[i] & HTTP_FLAG_ELIGIBLE),
+                            json_bool(s->flags[i] & HTTP_FLAG_BY_LOT));
     }
-    evbuffer_add(out, "]}\n", 3);
+    evbuffer_add(out, "]", 1);
+    json_circuit_progress(s, c, out);
+    evbuffer_add(out, "}\n", 2);
 }
 
 void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out)
@@ -392,6 +461,8 @@ static void event_head(const struct http_snapshot *s, const char *kind, struct e
     http_json_head_hash(out, s);
     evbuffer_add(out, ",\"totals\":", 10);
     json_totals(out, &s->totals);
+    evbuffer_add(out, ",\"progress\":", 12);
+    http_render_progress(out, &s->progress, &s->circuits_decided);
 }
 
 void http_render_event_snapshot(const struct http_snapshot *s, struct evbuffer *out)
@@ -417,6 +488,18 @@ void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t 
             continue;
         event_vote(s, changed[k], first, out);
         first = false;
+    }
+    /* The circuits whose progress, decided or corrected_at changed since the previous
+     * snapshot, with their winners (a decided flag means little without them). */
+    evbuffer_add(out, "],\"circuits\":[", 14);
+    for (size_t k = 0; k < s->n_changed_circuits; k++) {
+        uint32_t c = s->changed_circuits[k];
+        evbuffer_add_printf(out, "%s{\"id\":%" PRIu32 ",\"winners\":", k ? "," : "",
+                            s->layout->cat->circuits[c].id);
+        json_winners(s, c, out);
+        evbuffer_add_printf(out, ",\"tie\":%s", json_bool(s->circuits[c].tie));
+        json_circuit_progress(s, c, out);
+        evbuffer_add(out, "}", 1);
     }
     evbuffer_add(out, "]}\n\n", 4);
 }
@@ -618,6 +701,27 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                "Collectors connected, at the last checkpoint.", s ? s->collectors_connected : 0);
     metric_u64(out, "tally_last_checkpoint_id", "gauge", "Id of the last published checkpoint.",
                s ? s->checkpoint : 0);
+    /* Reporting progress, national, at the last checkpoint (docs/api.md). */
+    static const struct http_progress none;
+    const struct http_progress *pg = s ? &s->progress : &none;
+    metric_u64(out, "tally_tables_expected", "gauge", "Voting tables loaded.", pg->tables);
+    metric_u64(out, "tally_tables_reported", "gauge",
+               "Voting tables reported (a tally sheet or at least one per-ballot vote), durable.",
+               pg->tables_reported);
+    metric_u64(out, "tally_electors", "gauge", "Electors of every voting table.", pg->electors);
+    metric_u64(out, "tally_electors_reported", "gauge", "Electors of the reported voting tables.",
+               pg->electors_reported);
+    metric_u64(out, "tally_ballots_reported", "gauge",
+               "Ballots of the reported voting tables (per-ballot votes, or blank + null + rows "
+               "of their sheet), durable.",
+               pg->ballots);
+    metric_u64(out, "tally_blank_ballots", "gauge", "Blank ballots of tally sheets, durable.",
+               pg->blank);
+    metric_u64(out, "tally_null_ballots", "gauge", "Null ballots of tally sheets, durable.",
+               pg->null_ballots);
+    metric_u64(out, "tally_circuits_decided", "gauge",
+               "Circuits whose winners the votes still possible cannot change.",
+               s ? s->circuits_decided : 0);
     /* Per collector (ids are [A-Za-z0-9._-], safe as label values). */
     static const char *const fam[4][2] = {
         {"tally_collector_connected", "1 while the collector is connected."},

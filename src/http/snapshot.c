@@ -5,6 +5,7 @@
 #include "http/internal.h"
 
 #include "core/xalloc.h"
+#include "rules/rules.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,11 @@ int http_layout_init(struct http_layout *l, const struct http_catalog *cat)
             goto fail;
         l->first[cat->projects[i].circuit + 1]++;
     }
-    for (size_t c = 0; c < nc; c++)
+    for (size_t c = 0; c < nc; c++) {
+        if (l->first[c + 1] > l->max_members)
+            l->max_members = l->first[c + 1];
         l->first[c + 1] += l->first[c];
+    }
     uint32_t *fill = xcalloc(nc + 1, sizeof(uint32_t));
     memcpy(fill, l->first, (nc + 1) * sizeof(uint32_t));
     for (size_t i = 0; i < np; i++)
@@ -135,59 +139,105 @@ int64_t http_layout_find_state(const struct http_layout *l, const char *name)
 
 /* ---- snapshot ----------------------------------------------------------------------------- */
 
-struct rank_ctx {
-    const uint64_t *votes;
-    const struct http_catalog *cat;
+/* Per-snapshot scratch for src/rules, sized for the largest circuit. */
+struct rank_scratch {
+    struct rules_project *in;
+    struct rules_outcome *out;
+    uint32_t *order;
 };
 
-/* Votes descending; equal votes by project id so every listing is stable. */
-static int cmp_rank(const void *a, const void *b, void *arg)
-{
-    const struct rank_ctx *ctx = arg;
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    if (ctx->votes[i] != ctx->votes[j])
-        return ctx->votes[i] > ctx->votes[j] ? -1 : 1;
-    uint32_t x = ctx->cat->projects[i].id, y = ctx->cat->projects[j].id;
-    return x < y ? -1 : x > y;
-}
-
-/* Ranks one circuit. A block of equal votes occupying ranked positions [s, e) wins its
- * seats only when the whole block fits (e <= seats); when it straddles the boundary
- * (s < seats < e) nobody in it is chosen and all of it is flagged as a tie. A project
- * with no votes never wins: a circuit nobody voted in has no winners, and its projects
- * tie when they outnumber its seats. */
-static void rank_circuit(struct http_snapshot *s, uint32_t c)
+/* Ranks one circuit through src/rules (ranking, seats, ties, min_votes, decided); the
+ * listing order, ranks and flags land in the snapshot's dense arrays. */
+static void rank_circuit(struct http_snapshot *s, uint32_t c, struct rank_scratch *x)
 {
     const struct http_catalog *cat = s->layout->cat;
     uint32_t lo = s->layout->first[c], hi = s->layout->first[c + 1];
-    uint32_t *r = s->ranked + lo;
     size_t n = hi - lo;
-    uint64_t seats = cat->circuits[c].seats;
     struct http_snap_circuit *sc = &s->circuits[c];
+    const uint32_t *m = s->layout->members + lo;
 
-    memcpy(r, s->layout->members + lo, n * sizeof(uint32_t));
-    struct rank_ctx ctx = {s->votes, cat};
-    qsort_r(r, n, sizeof(uint32_t), cmp_rank, &ctx);
+    for (size_t k = 0; k < n; k++) {
+        const struct http_catalog_project *p = &cat->projects[m[k]];
+        x->in[k] = (struct rules_project){p->id, s->votes[m[k]],
+                                          cat->min_votes ? cat->min_votes[m[k]] : 0};
+        sc->votes += s->votes[m[k]];
+    }
+    struct rules_circuit res;
+    rules_circuit_rank(x->in, n, cat->circuits[c].seats, sc->remaining, NULL, x->order, x->out,
+                       &res);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t i = m[x->order[k]];
+        const struct rules_outcome *o = &x->out[x->order[k]];
+        s->ranked[lo + k] = i;
+        s->rank[i] = o->rank;
+        s->flags[i] =
+            (uint8_t)((o->winner ? HTTP_FLAG_WINNER : 0) | (o->tie ? HTTP_FLAG_TIE : 0) |
+                      (o->by_lot ? HTTP_FLAG_BY_LOT : 0) | (o->eligible ? HTTP_FLAG_ELIGIBLE : 0));
+    }
+    sc->winners = res.winners;
+    sc->tie = res.tie;
+    sc->has_margin = res.has_margin;
+    sc->margin = res.margin;
+    sc->decided = res.decided;
+}
 
-    for (size_t b = 0; b < n;) {
-        size_t e = b + 1;
-        while (e < n && s->votes[r[e]] == s->votes[r[b]])
-            e++;
-        bool winner = e <= seats && s->votes[r[b]] > 0;
-        bool tie = b < seats && e > seats;
-        for (size_t k = b; k < e; k++) {
-            s->rank[r[k]] = (uint32_t)b + 1;
-            s->flags[r[k]] = (uint8_t)((winner ? HTTP_FLAG_WINNER : 0) | (tie ? HTTP_FLAG_TIE : 0));
-            sc->votes += s->votes[r[k]];
+static void progress_add(struct http_progress *to, const struct http_progress *p)
+{
+    to->tables += p->tables;
+    to->tables_reported += p->tables_reported;
+    to->electors += p->electors;
+    to->electors_reported += p->electors_reported;
+    to->ballots += p->ballots;
+    to->blank += p->blank;
+    to->null_ballots += p->null_ballots;
+}
+
+/* Each table into its circuit's progress and remaining votes. Remaining: the electors of
+ * tables not reported by sheet, minus their ballots (a sheet closes its table). A circuit
+ * without tables keeps remaining unknown, so it is never decided. */
+static void tables_into_circuits(struct http_snapshot *s, const struct http_checkpoint *cp)
+{
+    size_t nc = s->layout->cat->n_circuits;
+    for (size_t c = 0; c < nc; c++)
+        s->circuits[c].remaining = RULES_REMAINING_UNKNOWN;
+    for (size_t i = 0; cp->tables && i < cp->n_tables; i++) {
+        const struct http_table *t = &cp->tables[i];
+        int64_t c = http_layout_find_circuit(s->layout, t->circuit_id);
+        if (c < 0)
+            continue;
+        struct http_snap_circuit *sc = &s->circuits[c];
+        if (sc->remaining == RULES_REMAINING_UNKNOWN)
+            sc->remaining = 0;
+        struct http_progress *p = &sc->progress;
+        p->tables++;
+        p->electors += t->electors;
+        if (t->reported) {
+            p->tables_reported++;
+            p->electors_reported += t->electors;
+            p->ballots += t->ballots;
+            p->blank += t->blank;
+            p->null_ballots += t->null_ballots;
         }
-        sc->winners += winner ? (uint32_t)(e - b) : 0;
-        sc->tie |= tie;
-        b = e;
+        if (!t->sheet && t->ballots < t->electors)
+            sc->remaining += t->electors - t->ballots;
     }
-    if (seats > 0 && n > seats) {
-        sc->has_margin = true;
-        sc->margin = s->votes[r[seats - 1]] - s->votes[r[seats]];
+}
+
+/* What the SSE checkpoint event reports per circuit: progress, decided, corrected_at and
+ * the winners and ties (min_votes make them more than the changed votes tell). */
+static bool circuit_changed(const struct http_snapshot *s, const struct http_snapshot *prev,
+                            uint32_t c)
+{
+    const struct http_snap_circuit *a = &s->circuits[c], *b = &prev->circuits[c];
+    if (memcmp(&a->progress, &b->progress, sizeof(a->progress)) != 0 || a->decided != b->decided ||
+        a->corrected_ms != b->corrected_ms || a->tie != b->tie || a->winners != b->winners)
+        return true;
+    for (uint32_t k = s->layout->first[c]; k < s->layout->first[c + 1]; k++) {
+        uint32_t i = s->layout->members[k];
+        if (s->flags[i] != prev->flags[i])
+            return true;
     }
+    return false;
 }
 
 static int cmp_collector(const void *a, const void *b)
@@ -197,7 +247,9 @@ static int cmp_collector(const void *a, const void *b)
 }
 
 struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
-                                        const struct http_checkpoint *cp)
+                                        const struct http_checkpoint *cp,
+                                        const struct http_snapshot *prev,
+                                        const int64_t *corrected_ms)
 {
     const struct http_catalog *cat = layout->cat;
     size_t np = cat->n_projects, nc = cat->n_circuits;
@@ -217,9 +269,33 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
     s->ranked = xcalloc(np, sizeof(uint32_t));
     s->circuits = xcalloc(nc, sizeof(*s->circuits));
     s->state_votes = xcalloc(layout->n_states, sizeof(uint64_t));
+    s->state_progress = xcalloc(layout->n_states, sizeof(*s->state_progress));
+    tables_into_circuits(s, cp);
+    struct rank_scratch x = {
+        .in = xcalloc(layout->max_members + 1, sizeof(*x.in)),
+        .out = xcalloc(layout->max_members + 1, sizeof(*x.out)),
+        .order = xcalloc(layout->max_members + 1, sizeof(*x.order)),
+    };
     for (uint32_t c = 0; c < nc; c++) {
-        rank_circuit(s, c);
-        s->state_votes[layout->circuit_state[c]] += s->circuits[c].votes;
+        struct http_snap_circuit *sc = &s->circuits[c];
+        if (corrected_ms)
+            sc->corrected_ms = corrected_ms[c];
+        rank_circuit(s, c, &x);
+        s->state_votes[layout->circuit_state[c]] += sc->votes;
+        progress_add(&s->state_progress[layout->circuit_state[c]], &sc->progress);
+        progress_add(&s->progress, &sc->progress);
+        s->circuits_decided += sc->decided;
+    }
+    free(x.in);
+    free(x.out);
+    free(x.order);
+    if (prev && prev->layout == layout) {
+        s->changed_circuits = xcalloc(nc + 1, sizeof(uint32_t));
+        for (size_t k = 0; k < nc; k++) {
+            uint32_t c = layout->circuit_by_id[k];
+            if (circuit_changed(s, prev, c))
+                s->changed_circuits[s->n_changed_circuits++] = c;
+        }
     }
 
     s->n_collectors = cp->n_collectors;
@@ -254,6 +330,8 @@ void http_snapshot_unref(struct http_snapshot *s)
         free(s->collectors[i].id);
     free(s->collectors);
     free(s->state_votes);
+    free(s->state_progress);
+    free(s->changed_circuits);
     free(s->circuits);
     free(s->ranked);
     free(s->flags);

@@ -246,6 +246,16 @@ async function main(state) {
     run(bin.ctl, ['--db', conninfo, 'migrate']);
     run(bin.ctl, ['--db', conninfo, 'load-registry', reg]);
     for (const c of ['c0', 'c1']) run(bin.ctl, ['--db', conninfo, 'add-collector', c]);
+    // One voting table per circuit, none reported (the votes name no table): every card
+    // shows its reporting progress and "por decidir" (docs/api.md).
+    const csvFields = (line) => [...line.matchAll(/(?:^|,)("(?:[^"]|"")*"|[^,]*)/g)]
+        .map((m) => m[1]);
+    const circuitIds = [...new Set(fs.readFileSync(reg, 'utf8').trim().split('\n').slice(1)
+        .map((l) => csvFields(l.replace(/\r$/, ''))[2]))];
+    const tablesCsv = path.join(dir, 'tables.csv');
+    fs.writeFileSync(tablesCsv, 'table_id,circuit_id,electors\n' +
+        circuitIds.map((c) => `T${c},${c},1000\n`).join(''));
+    run(bin.ctl, ['--db', conninfo, 'load-tables', tablesCsv]);
 
     // tallyd on free ports; ready once recovered with PostgreSQL reachable.
     const port = await freePort();
@@ -376,6 +386,25 @@ async function main(state) {
         assert.deepEqual(r, { id: p.id, rank: p.rank, votes: p.votes, winner: p.winner,
             tie: p.tie && r.tie }, `project ${r.id} as the API ranks it`);
         if (p.tie && p.votes > 0) assert.ok(r.tie, `project ${r.id}'s tie is shown`);
+    }
+
+    // Reporting progress: national and per circuit card.
+    await page.waitForFunction((n) => {
+        const el = document.getElementById('tables-progress');
+        return el && !el.hidden && el.textContent.includes(`mesas reportadas 0/${n}`);
+    }, circuitIds.length, { timeout: 10000 * SCALE, polling: 100 }).catch(async () => {
+        throw new Error('national progress not shown: ' +
+            await page.evaluate(() => document.getElementById('tables-progress')?.outerHTML));
+    });
+    const cardProgress = await page.evaluate(() => [...document.querySelectorAll(
+        '#circuits details.circuit')].map((d) => ({
+        progress: d.querySelector('.c-progress')?.textContent || '',
+        open: !!d.querySelector('.badge-open'),
+        decided: !!d.querySelector('.badge-decided'),
+    })));
+    for (const c of cardProgress) {
+        assert.equal(c.progress, 'mesas reportadas 0/1', 'a circuit card shows its tables');
+        assert.ok(c.open && !c.decided, 'a circuit with unreported tables is "por decidir"');
     }
 
     const shot = path.join(outDir, 'dashboard.png');

@@ -790,7 +790,7 @@ static void test_summary_and_collectors(void **state)
     assert_has(r.body, "\"collectors\":{\"registered\":2,\"connected\":1,\"reporting\":1}");
     assert_has(r.body, "\"projects\":14,\"circuits\":5");
     assert_has(r.body, "{\"name\":\"Lara\",\"circuits\":2,\"projects\":5,\"votes\":69,"
-                       "\"winners\":1}");
+                       "\"winners\":1,\"progress\":{\"tables\":0,");
     assert_has(r.body, "\"name\":\"Distrito Capital\"");
     assert_has(r.body, "\"time\":\"20");
     resp_free(&r);
@@ -1627,6 +1627,237 @@ static void test_bad_catalog(void **state)
     http_server_free(other);
 }
 
+/* ---- reporting progress, min_votes and corrections ------------------------------------------ */
+
+/* Circuits: 10 (1 seat; tables T1 per-ballot 40 of 50, T2 unreported 30: 40 votes may come),
+ * 20 (1 seat; T3 by sheet 65 of 70, blank 3, null 2; 201 below its min_votes), 30 (2 seats,
+ * no tables: decided stays false). */
+static const struct http_catalog_circuit pg_circuits[] = {
+    {10, "Uno", "A", 1}, {20, "Dos", "A", 1}, {30, "Tres", "B", 2}};
+static const struct http_catalog_project pg_projects[] = {{101, "p101", 0}, {102, "p102", 0},
+                                                          {201, "p201", 1}, {202, "p202", 1},
+                                                          {301, "p301", 2}, {302, "p302", 2}};
+static const uint32_t pg_min_votes[] = {0, 0, 50, 0, 0, 0};
+static const struct http_catalog pg_catalog = {
+    .consultation_id = "pg",
+    .consultation_name = "Progress",
+    .projects = pg_projects,
+    .n_projects = 6,
+    .circuits = pg_circuits,
+    .n_circuits = 3,
+    .min_votes = pg_min_votes,
+};
+
+static uint64_t pg_votes[6] = {30, 10, 40, 20, 5, 0};
+static struct http_table pg_tables[] = {
+    {10, 50, true, false, 40, 0, 0},
+    {10, 30, false, false, 0, 0, 0},
+    {20, 70, true, true, 65, 3, 2},
+};
+static const uint32_t c1_ids[] = {201, 202};
+static const int64_t c1_deltas[] = {5, -5};
+static const uint32_t c2_ids[] = {101};
+static const int64_t c2_deltas[] = {-3};
+static const struct http_correction pg_corr[] = {
+    {.id = 1,
+     .checkpoint = 2,
+     .retract = false,
+     .actor = "c1",
+     .reason = "sheet version 2 replaces version 1",
+     .at_ms = 1732369260000,
+     .table_id = "T3",
+     .has_table_circuit = true,
+     .table_circuit_id = 20,
+     .collector_id = "c1",
+     .seq = 4,
+     .from_version = 1,
+     .to_version = 2,
+     .project_ids = c1_ids,
+     .deltas = c1_deltas,
+     .n_deltas = 2,
+     .blank_delta = 1,
+     .null_delta = 0,
+     .ballots_delta = 1},
+    {.id = 2,
+     .checkpoint = 3,
+     .retract = true,
+     .actor = "ops",
+     .reason = "bad \"batch\"",
+     .at_ms = 1732369320000,
+     .collector_id = "c2",
+     .seq = 9,
+     .project_ids = c2_ids,
+     .deltas = c2_deltas,
+     .n_deltas = 1,
+     .ballots_delta = -3},
+};
+
+static void pg_publish(uint64_t id, size_t n_tables, size_t n_corr, const uint32_t *changed,
+                       size_t n_changed)
+{
+    struct http_checkpoint cp = {
+        .id = id,
+        .committed_ms = 1732369200000 + (int64_t)id * 1000,
+        .votes = pg_votes,
+        .changed = changed,
+        .n_changed = n_changed,
+        .tables = n_tables ? pg_tables : NULL,
+        .n_tables = n_tables,
+        .corrections = pg_corr,
+        .n_corrections = n_corr,
+    };
+    http_server_publish(srv, &cp);
+}
+
+static void test_progress(void **state)
+{
+    (void)state;
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &pg_catalog, NULL);
+    assert_non_null(other);
+    use_server(other);
+    struct resp r;
+
+    /* No tables: every progress figure 0, turnout null, nothing decided. */
+    pg_publish(1, 0, 0, NULL, 0);
+    get("/v1/summary", &r);
+    assert_json(r.body);
+    assert_has(r.body, "\"progress\":{\"tables\":0,\"tables_reported\":0,\"electors\":0,"
+                       "\"electors_reported\":0,\"ballots\":0,\"turnout\":null,\"blank\":0,"
+                       "\"null\":0,\"circuits_decided\":0}");
+    resp_free(&r);
+    get("/v1/circuits/20", &r);
+    assert_json(r.body);
+    assert_has(r.body, "\"decided\":false,\"progress\":{\"tables\":0,");
+    assert_has(r.body, "\"corrected_at\":null}");
+    /* min_votes: 201 leads with 40 but needs 50; 202 wins. */
+    char o[512];
+    assert_has(obj_of(r.body, 201, o, sizeof(o)),
+               "\"rank\":1,\"winner\":false,\"tie\":false,\"margin_to_next\":20,"
+               "\"min_votes\":50,\"eligible\":false,\"by_lot\":false");
+    assert_has(obj_of(r.body, 202, o, sizeof(o)), "\"winner\":true,");
+    assert_has(obj_of(r.body, 202, o, sizeof(o)), "\"min_votes\":0,\"eligible\":true");
+    assert_has(r.body, "\"winners\":[202]");
+    resp_free(&r);
+    get("/v1/corrections", &r);
+    assert_json(r.body);
+    assert_has(r.body, "\"count\":0,\"corrections\":[]}");
+    resp_free(&r);
+
+    /* Tables loaded, then a sheet correction (recovered: no event). */
+    pg_publish(2, 3, 1, NULL, 0);
+    get("/v1/summary", &r);
+    assert_json(r.body);
+    assert_has(r.body, "\"progress\":{\"tables\":3,\"tables_reported\":2,\"electors\":150,"
+                       "\"electors_reported\":120,\"ballots\":105,\"turnout\":0.8750,"
+                       "\"blank\":3,\"null\":2,\"circuits_decided\":1}");
+    resp_free(&r);
+    get("/v1/circuits", &r);
+    assert_json(r.body);
+    const char *c10 = strstr(r.body, "{\"id\":10,"), *c20 = strstr(r.body, "{\"id\":20,"),
+               *c30 = strstr(r.body, "{\"id\":30,");
+    assert_true(c10 && c20 && c30 && c10 < c20 && c20 < c30);
+    assert_true(strstr(c10, "\"decided\":false,\"progress\":{\"tables\":2,\"tables_reported\":1,"
+                            "\"electors\":80,\"electors_reported\":50,\"ballots\":40,"
+                            "\"turnout\":0.8000,\"blank\":0,\"null\":0},\"corrected_at\":null") ==
+                strstr(c10, "\"decided\""));
+    assert_has(c20, "\"decided\":true,\"progress\":{\"tables\":1,\"tables_reported\":1,"
+                    "\"electors\":70,\"electors_reported\":70,\"ballots\":65,\"turnout\":0.9286,"
+                    "\"blank\":3,\"null\":2},\"corrected_at\":\"2024-11-23T13:41:00.000Z\"");
+    assert_has(c30, "\"decided\":false,\"progress\":{\"tables\":0,");
+    resp_free(&r);
+    get("/v1/states", &r);
+    assert_json(r.body);
+    assert_has(r.body, "{\"name\":\"A\",\"circuits\":2,\"votes\":100,\"winners\":2,\"progress\":"
+                       "{\"tables\":3,\"tables_reported\":2,");
+    assert_has(r.body, "\"circuits_decided\":1}");
+    assert_has(r.body, "{\"name\":\"B\",\"circuits\":1,\"votes\":5,\"winners\":1,\"progress\":"
+                       "{\"tables\":0,");
+    resp_free(&r);
+    get("/metrics", &r);
+    assert_true(prom_check(r.body, "tally_tables_expected") == 3);
+    assert_true(prom_check(r.body, "tally_tables_reported") == 2);
+    assert_true(prom_check(r.body, "tally_electors") == 150);
+    assert_true(prom_check(r.body, "tally_electors_reported") == 120);
+    assert_true(prom_check(r.body, "tally_ballots_reported") == 105);
+    assert_true(prom_check(r.body, "tally_blank_ballots") == 3);
+    assert_true(prom_check(r.body, "tally_null_ballots") == 2);
+    assert_true(prom_check(r.body, "tally_circuits_decided") == 1);
+    assert_has(r.body, "# TYPE tally_tables_reported gauge\n");
+    resp_free(&r);
+
+    /* A subscriber, then checkpoint 3: T2 reports, a retraction. The checkpoint event
+     * carries the national progress and the circuits that changed; a correction event
+     * with the checkpoint's id follows it. */
+    struct sse s;
+    struct sse_event e;
+    sse_open(&s, NULL, 0);
+    if (!sse_next(&s, &e, 2000))
+        fail_msg("no snapshot event");
+    assert_string_equal(e.event, "snapshot");
+    assert_has(e.data, "\"progress\":{\"tables\":3,");
+    free(e.data);
+    pg_tables[1] = (struct http_table){10, 30, true, false, 30, 0, 0};
+    pg_votes[0] -= 3;
+    pg_votes[1] += 30;
+    uint32_t changed[] = {0, 1};
+    pg_publish(3, 3, 2, changed, 2);
+    if (!sse_next(&s, &e, 2000))
+        fail_msg("no checkpoint event");
+    assert_string_equal(e.event, "checkpoint");
+    assert_int_equal(e.id, 3);
+    assert_json(e.data);
+    assert_has(e.data, "\"progress\":{\"tables\":3,\"tables_reported\":3,\"electors\":150,"
+                       "\"electors_reported\":150,\"ballots\":135,\"turnout\":0.9000,");
+    assert_has(e.data, "\"changed\":[{\"id\":101,\"votes\":27},{\"id\":102,\"votes\":40}]");
+    /* Circuit 10 changed (progress, winner, corrected); 20 and 30 did not. 40 > 27 + 10. */
+    assert_has(e.data, "\"circuits\":[{\"id\":10,\"winners\":[102],\"tie\":false,"
+                       "\"decided\":true,\"progress\":{\"tables\":2,\"tables_reported\":2,");
+    assert_has(e.data, "\"corrected_at\":\"2024-11-23T13:42:00.000Z\"}]}");
+    assert_int_equal(count(e.data, "{\"id\":"), 3);
+    free(e.data);
+    if (!sse_next(&s, &e, 2000))
+        fail_msg("no correction event");
+    assert_string_equal(e.event, "correction");
+    assert_int_equal(e.id, 3);
+    assert_json(e.data);
+    assert_string_equal(
+        e.data, "{\"id\":2,\"checkpoint\":3,\"kind\":\"retract\",\"actor\":\"ops\",\"reason\":"
+                "\"bad \\\"batch\\\"\",\"at\":\"2024-11-23T13:42:00.000Z\",\"table\":null,"
+                "\"collector\":\"c2\",\"seq\":9,\"from_version\":null,\"to_version\":null,"
+                "\"circuits\":[10],\"deltas\":[{\"project\":101,\"delta\":-3}],\"blank_delta\":0,"
+                "\"null_delta\":0,\"ballots_delta\":-3}");
+    free(e.data);
+    assert_false(sse_next(&s, &e, 100));
+    sse_close(&s);
+
+    /* Replay from checkpoint 2 brings the checkpoint and its correction again. */
+    sse_open(&s, "2", 0);
+    assert_true(sse_next(&s, &e, 2000));
+    assert_string_equal(e.event, "checkpoint");
+    free(e.data);
+    assert_true(sse_next(&s, &e, 2000));
+    assert_string_equal(e.event, "correction");
+    free(e.data);
+    sse_close(&s);
+
+    get("/v1/corrections", &r);
+    assert_json(r.body);
+    assert_has(r.body, "\"checkpoint\":3,");
+    assert_has(r.body, "\"count\":2,");
+    const char *k2 = strstr(r.body, "{\"id\":2,"), *k1 = strstr(r.body, "{\"id\":1,");
+    assert_true(k1 && k2 && k2 < k1); /* newest first */
+    assert_has(k1, "{\"id\":1,\"checkpoint\":2,\"kind\":\"sheet\",\"actor\":\"c1\",\"reason\":"
+                   "\"sheet version 2 replaces version 1\",\"at\":\"2024-11-23T13:41:00.000Z\","
+                   "\"table\":\"T3\",\"collector\":\"c1\",\"seq\":4,\"from_version\":1,"
+                   "\"to_version\":2,\"circuits\":[20],\"deltas\":[{\"project\":201,\"delta\":5},"
+                   "{\"project\":202,\"delta\":-5}],\"blank_delta\":1,\"null_delta\":0,"
+                   "\"ballots_delta\":1}");
+    resp_free(&r);
+
+    use_main_server();
+    http_server_free(other);
+}
+
 static void test_no_snapshot_yet(void **state)
 {
     (void)state;
@@ -1955,6 +2186,7 @@ int main(void)
         cmocka_unit_test(test_head_hash),
         cmocka_unit_test(test_starting),
         cmocka_unit_test(test_bad_catalog),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_no_snapshot_yet),
         cmocka_unit_test(test_free_with_open_streams),
         cmocka_unit_test(test_error_bodies),

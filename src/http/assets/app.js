@@ -22,6 +22,7 @@
     var model = {
         checkpoint: -1,          /* newest checkpoint whose totals are shown */
         projectsCp: -1,          /* checkpoint the loaded projects' votes are at */
+        circuitsCp: -1,          /* checkpoint the loaded circuits' fields are at */
         loading: null,           /* events held while the state's results are in flight */
         states: [],              /* [{name, circuits}] sorted by name */
         state: null,             /* the selected state's name */
@@ -191,6 +192,34 @@
         }
     }
 
+    /* ---- reporting progress (docs/api.md) ---------------------------------------------- */
+
+    /* "mesas reportadas X/Y · participación Z %", or '' when no table is loaded. */
+    function progressText(p) {
+        if (!p || !toInt(p.tables)) return '';
+        var t = 'mesas reportadas ' + (toInt(p.tables_reported) || 0) + '/' +
+            toInt(p.tables);
+        if (typeof p.turnout === 'number') t += ' · participación ' + pct.format(p.turnout);
+        return t;
+    }
+
+    function hhmm(iso) {
+        var d = new Date(iso);
+        if (isNaN(d.getTime())) return '';
+        return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+    }
+
+    function renderProgress(p) {
+        var box = $('tables-progress');
+        if (!box || !p) return;
+        var text = progressText(p);
+        box.hidden = !text;
+        if (!text) return;
+        var decided = toInt(p.circuits_decided);
+        box.textContent = text + (decided !== null ? ' · ' + plural(decided, 'circuito decidido',
+            'circuitos decididos') : '');
+    }
+
     function renderSummary(s) {
         if (s.consultation && s.consultation.name) {
             $('consultation-name').textContent = s.consultation.name;
@@ -201,6 +230,7 @@
         /* An event may already have brought a newer checkpoint than this answer. */
         if (cpId === null || cpId >= model.checkpoint) {
             renderTotals(s.totals);
+            renderProgress(s.progress);
             renderCheckpoint(cpId, cpTime);
             if ('head_hash' in s) renderHead(cpId, s.head_hash);
             if (cpId !== null) model.checkpoint = cpId;
@@ -246,6 +276,22 @@
         }
         /* Before any vote every project "ties"; that is no news, so it is not shown. */
         c.tie = total > 0 && ps.some(function (p) { return p.tie; });
+        /* The server's winners, when it sent them, carry what the votes alone do not
+         * (min_votes): they arrive with the same checkpoint as the votes. */
+        if (c.serverWinners) {
+            var w = new Set(c.serverWinners);
+            ps.forEach(function (p) { p.winner = w.has(p.id); });
+            c.tie = total > 0 && !!c.serverTie;
+        }
+    }
+
+    /* A circuit's fields from /v1/circuits or an SSE checkpoint's "circuits" entry. */
+    function takeCircuitFields(c, src) {
+        if (Array.isArray(src.winners)) c.serverWinners = src.winners.map(toInt);
+        if ('tie' in src) c.serverTie = !!src.tie;
+        if ('decided' in src) c.decided = !!src.decided;
+        if ('progress' in src) c.progress = src.progress;
+        if ('corrected_at' in src) c.correctedAt = src.corrected_at;
     }
 
     function circuitNode(c) {
@@ -281,6 +327,20 @@
         meta.appendChild(numSpan(c.votes));
         meta.appendChild(document.createTextNode(' votos · ' + c.seats +
             (c.seats === 1 ? ' cupo' : ' cupos')));
+        /* Reporting progress on a line of its own, under the rest. */
+        var tables = el('span', 'c-tables');
+        var ptext = progressText(c.progress);
+        if (ptext) {
+            tables.appendChild(el('span', 'c-progress', ptext));
+            tables.appendChild(document.createTextNode(' '));
+            tables.appendChild(el('span', c.decided ? 'badge badge-decided' : 'badge badge-open',
+                c.decided ? 'decidido' : 'por decidir'));
+        }
+        if (c.correctedAt) {
+            var corr = el('span', 'badge badge-corrected', 'corregido ' + hhmm(c.correctedAt));
+            corr.title = 'Corrección registrada: ' + c.correctedAt + ' (ver /v1/corrections)';
+            tables.appendChild(corr);
+        }
         var status = el('span', 'c-status');
         var winners = c.projects.filter(function (p) { return p.winner; });
         if (c.votes === 0) {
@@ -298,7 +358,9 @@
                     : c.seats === 1 ? 'por el cupo' : 'por los cupos'));
             }
         }
-        d.querySelector('summary').replaceChildren(head, meta, status);
+        var parts = [head, meta, status];
+        if (tables.childNodes.length) parts.push(tables);
+        d.querySelector('summary').replaceChildren.apply(d.querySelector('summary'), parts);
         d.classList.toggle('has-tie', c.tie);
         applyFilterTo(c);
         /* A closed circuit's table is built when it opens: a large state has hundreds. */
@@ -372,15 +434,18 @@
     }
 
     function renderStateSummary() {
-        var votes = 0, decided = 0, ties = 0, none = 0;
+        var votes = 0, won = 0, ties = 0, none = 0, withTables = 0, decided = 0;
         model.circuits.forEach(function (c) {
             votes += c.votes || 0;
             if (!c.votes) none++;
             else if (c.tie) ties++;
-            else decided++;
+            else won++;
+            if (c.progress && toInt(c.progress.tables)) withTables++;
+            if (c.decided) decided++;
         });
-        var parts = [plural(decided, 'decidido', 'decididos'), plural(ties, 'con empate', 'con empate')];
+        var parts = [plural(won, 'con ganador', 'con ganador'), plural(ties, 'con empate', 'con empate')];
         if (none) parts.push(plural(none, 'sin votos', 'sin votos'));
+        if (withTables) parts.push(plural(decided, 'decidido', 'decididos'));
         $('state-summary').replaceChildren(
             document.createTextNode((model.state || '') + ': ' +
                 plural(model.circuits.size, 'circuito', 'circuitos') + ' · '),
@@ -483,10 +548,12 @@
             (rs[0].circuits || []).forEach(function (c) {
                 if (c.state !== undefined && c.state !== state) return; /* not filtered */
                 var id = toInt(c.id);
-                circuits.set(id, {
+                var cc = {
                     id: id, name: c.name || ('Circuito ' + id), seats: toInt(c.seats) || 1,
                     votes: 0, tie: false, projects: [], node: null
-                });
+                };
+                takeCircuitFields(cc, c);
+                circuits.set(id, cc);
             });
             var projects = new Map();
             (rs[1].projects || []).forEach(function (p) {
@@ -502,6 +569,8 @@
             model.projects = projects;
             model.projectsCp = checkpointOf(rs[1]);
             if (model.projectsCp === null) model.projectsCp = -1;
+            model.circuitsCp = checkpointOf(rs[0]);
+            if (model.circuitsCp === null) model.circuitsCp = -1;
             held.forEach(function (ev) { applyChanges(ev); });
             dirty.clear();
             renderState(fresh);
@@ -588,6 +657,15 @@
     /* Applies one checkpoint's changed projects (absolute votes) to the loaded state.
      * Returns false when a checkpoint in between was missed. */
     function applyChanges(ev) {
+        /* /v1/circuits and /v1/results may answer from different checkpoints. */
+        if (!(model.circuitsCp >= 0 && ev.id <= model.circuitsCp)) {
+            (ev.circuits || []).forEach(function (src) {
+                var c = model.circuits.get(toInt(src.id));
+                if (!c) return; /* another state's circuit */
+                takeCircuitFields(c, src);
+                dirty.add(c.id);
+            });
+        }
         if (model.projectsCp >= 0 && ev.id <= model.projectsCp) return true; /* in the answer */
         var gap = model.projectsCp >= 0 && ev.id > model.projectsCp + 1;
         model.projectsCp = ev.id;
@@ -619,13 +697,17 @@
         renderTotals(ev.data.totals);
         renderCheckpoint(ev.id, ev.data.time);
         if ('head_hash' in ev.data) renderHead(ev.id, ev.data.head_hash);
+        if (ev.data.progress) renderProgress(ev.data.progress);
     }
 
     function onCheckpoint(e) {
         var ev = parse(e);
         if (!ev) return;
         takeTotals(ev);
-        var ch = { id: ev.id, changed: Array.isArray(ev.data.changed) ? ev.data.changed : [] };
+        var ch = {
+            id: ev.id, changed: Array.isArray(ev.data.changed) ? ev.data.changed : [],
+            circuits: Array.isArray(ev.data.circuits) ? ev.data.circuits : []
+        };
         if (model.loading) {
             model.loading.push(ch);
         } else if (!applyChanges(ch)) {
