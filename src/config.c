@@ -79,6 +79,9 @@ static const struct opt opts[] = {
     {"standby", OPT_FLAG, NULL, NULL,
      "if another tallyd writes this database, wait and take over when it stops (default: exit 1)",
      0, 0, 0},
+    {"embargo", OPT_FLAG, NULL, NULL,
+     "start under embargo: every output shows progress but no counts until tallyctl embargo off", 0,
+     0, 0},
     {"http-tls-cert", OPT_STR, "", "FILE",
      "HTTP port: serve HTTPS with this certificate (PEM; with --http-tls-key)", 0, 0, 0},
     {"http-tls-key", OPT_STR, "", "FILE", "HTTP port: the private key of --http-tls-cert", 0, 0, 0},
@@ -227,7 +230,9 @@ static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val
             cfg->max_buffered_bytes = v;
         return 0;
     case OPT_FLAG: { /* "--standby" on the command line; "standby = yes|no" in a file */
-        int *flag = strcmp(n, "standby") == 0 ? &cfg->standby : &cfg->insecure_plaintext;
+        int *flag = strcmp(n, "standby") == 0   ? &cfg->standby
+                    : strcmp(n, "embargo") == 0 ? &cfg->embargo
+                                                : &cfg->insecure_plaintext;
         if (!val || !strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1") || !*val)
             *flag = 1;
         else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "0"))
@@ -371,6 +376,7 @@ int tallyd_config_reload(const struct tallyd_config *cur, struct tallyd_config *
     next->argv = cur->argv;
     snprintf(next->config_path, sizeof(next->config_path), "%s", cur->config_path);
     next->standby = 0;
+    next->embargo = 0;
     if (build(next, err, err_len) != 0)
         return -1;
     /* The command line was valid at start and is the same now. */
@@ -403,6 +409,7 @@ void tallyd_config_diff(const struct tallyd_config *a, const struct tallyd_confi
     DIFF("shutdown-grace-ms", shutdown_grace_ms);
     DIFF("min-anonymity", min_anonymity);
     DIFF("standby", standby);
+    DIFF("embargo", embargo);
     if (strcmp(a->tls_cert, b->tls_cert) || strcmp(a->tls_key, b->tls_key) ||
         strcmp(a->tls_ca, b->tls_ca))
         say(arg, "tls-cert", 0);

@@ -21,6 +21,7 @@ struct tallyd_config {
     uint32_t shutdown_grace_ms;
     uint32_t min_anonymity;
     int standby;
+    int embargo; /* --embargo: start under embargo */
     /* TLS on the collector port: all three or none (then plain TCP, loopback only unless
      * insecure_plaintext). */
     char tls_cert[1024], tls_key[1024], tls_ca[1024];

@@ -124,6 +124,10 @@ enum tally_client_status {
     /* fatal: the collector is disabled on tallyd (ERROR_COLLECTOR_DISABLED, tallyctl
      * disable-collector); the spool is kept for when it is enabled again. */
     TALLY_CLIENT_ERR_DISABLED = -12,
+    /* fatal: the consultation is closed (ERROR_CLOSED, tallyctl close): tallyd takes no new
+     * batch. Batches it had applied are durable; those still in the spool were not counted
+     * and never will be. */
+    TALLY_CLIENT_ERR_CLOSED = -13,
 };
 
 /* Longest cursor blob tally_client_spool accepts. */

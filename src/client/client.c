@@ -107,6 +107,8 @@ const char *tally_client_strerror(int status)
         return "server refused this certificate for this collector id";
     case TALLY_CLIENT_ERR_DISABLED:
         return "collector disabled on the server";
+    case TALLY_CLIENT_ERR_CLOSED:
+        return "the consultation is closed";
     default:
         return "unknown status";
     }

@@ -303,6 +303,11 @@ static int on_error(struct tally_client *c, const Tally__Error *e)
                             "there; the spool in %s is kept",
                             c->dial.peer, c->collector_id, name, msg, *msg ? "; " : "",
                             c->spool_dir);
+    case TALLY__ERROR_CODE__ERROR_CLOSED:
+        return client_fatal(c, TALLY_CLIENT_ERR_CLOSED,
+                            "server %s: %s: %s%sthe consultation is closed: batches not yet "
+                            "counted stay in the spool in %s and will not be counted",
+                            c->dial.peer, name, msg, *msg ? "; " : "", c->spool_dir);
     case TALLY__ERROR_CODE__ERROR_REPLACED:
     case TALLY__ERROR_CODE__ERROR_TIMEOUT:
         /* The same collector id connected again, or this session was too slow or idle: the

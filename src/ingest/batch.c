@@ -172,6 +172,13 @@ int ingest_on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const T
 {
     if (batch_refuse_bad(in, c, b) < 0)
         return -1;
+    if (in->closed && b->seq > tally_collector_at(in->tally, idx)->applied_seq) {
+        /* A retransmission of an applied batch is still acknowledged below. */
+        net_conn_fail(c, TALLY__ERROR_CODE__ERROR_CLOSED, 0,
+                      "the consultation is closed: batch %llu is not taken",
+                      (unsigned long long)b->seq);
+        return -1;
+    }
     uint8_t digest[WIRE_DIGEST_BYTES];
     wire_batch_digest_msg(b, digest);
     struct tally_batch_result res;

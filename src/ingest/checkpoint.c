@@ -72,18 +72,25 @@ static void job_sheets_corrections(struct ingest *in, const struct tally_delta *
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const struct tally_delta_correction *x = &d->corrections[i];
-        snprintf(in->job_reasons[i], sizeof(in->job_reasons[i]),
-                 "sheet version %u replaces version %u", x->to_version, x->from_version);
+        const char *actor = in->names[x->collector];
+        if (x->kind == 1) {
+            const struct store_request *r = ingest_request_of(in, x->tag);
+            actor = r ? r->actor : "tallyctl";
+            snprintf(in->job_reasons[i], sizeof(in->job_reasons[i]), "%s", r ? r->reason : "");
+        } else {
+            snprintf(in->job_reasons[i], sizeof(in->job_reasons[i]),
+                     "sheet version %u replaces version %u", x->to_version, x->from_version);
+        }
         for (size_t j = 0; j < x->n_deltas; j++) {
             in->job_corr_ids[k + j] = d->correction_deltas[x->deltas_off + j].id;
             in->job_corr_deltas[k + j] = d->correction_deltas[x->deltas_off + j].delta;
         }
         in->job_corrections[i] = (struct store_correction){
-            .kind = STORE_CORRECTION_SHEET,
-            .actor = in->names[x->collector],
+            .kind = x->kind == 1 ? STORE_CORRECTION_RETRACT : STORE_CORRECTION_SHEET,
+            .actor = actor,
             .reason = in->job_reasons[i],
             .at_us = at_us,
-            .table = x->table,
+            .table = x->table == TALLY_NO_TABLE ? -1 : (int64_t)x->table,
             .collector_id = in->names[x->collector],
             .seq = x->seq,
             .from_version = x->from_version,
@@ -211,8 +218,10 @@ static void job_from_delta(struct ingest *in, struct tally_delta *d)
         w->sheets_duplicate = m->add.sheets_duplicate;
         w->sheets_rejected = m->add.sheets_rejected;
     }
-    job_sheets_corrections(in, d);
     memset(&in->job, 0, sizeof(in->job));
+    int64_t at_us = ingest_wall_ms(in) * 1000;
+    ingest_requests_seal(in, at_us);
+    job_sheets_corrections(in, d);
     in->job.batches = in->job_batches;
     in->job.n_batches = d->n_batches;
     in->job.project_ids = d->out_ids;
@@ -254,6 +263,9 @@ void ingest_checkpoint_maybe_start(struct ingest *in)
     if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
         in->job.refresh_collectors = true;
         in->last_refresh_ms = in->now_ms;
+        /* The embargo every output applies, and tallyd --embargo's, ride on refreshes. */
+        in->job.embargo_applied = in->embargo_to_write;
+        in->job.set_embargo = in->set_embargo;
     }
     clock_gettime(CLOCK_MONOTONIC, &in->job_started);
     if (store_worker_submit(in->worker, &in->job) != 0) {
@@ -366,6 +378,7 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
             memcpy(in->changed, d->touched, n_changed * sizeof(*in->changed));
         uint64_t cp_id = in->job.id;
         keep_job_corrections(in, cp_id);
+        ingest_requests_committed(in, cp_id);
         /* Watermarks move (and the delta is emptied) before the acks are built, so
          * they carry the new values. */
         tally_checkpoint_commit(in->tally);
@@ -402,6 +415,9 @@ void ingest_done_cb(evutil_socket_t fd, short what, void *arg)
         ingest_collector_update(in, (uint32_t)idx, &list[i]);
     }
     store_collectors_free(list, n_list);
+    if (in->job.set_embargo && in->job.state.known)
+        in->set_embargo = false; /* written with this refresh */
+    ingest_requests_take(in, &in->job);
     /* Group commit: what piled up while this checkpoint was being written goes at once,
      * instead of waiting for the next tick. */
     if (in->shutting_down || tally_has_pending(in->tally)) {

@@ -385,8 +385,14 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
                  "(load it with tallyctl load-registry, then restart tallyd)");
     snprintf(in->consultation, sizeof(in->consultation), "%s", st.rec.consultation_id);
     in->cfg.consultation_id = in->consultation;
+    ingest_state_start(in, &st.rec.state);
     for (size_t i = 0; i < st.rec.n_corrections; i++) {
         const struct store_correction_row *x = &st.rec.corrections[i];
+        if (x->kind == STORE_CORRECTION_RETRACT && x->collector_id) {
+            int32_t c = tally_collector_find(in->tally, x->collector_id);
+            if (c >= 0)
+                ingest_retracted_add(in, (uint32_t)c, x->seq);
+        }
         struct ingest_correction c = {
             .id = x->id,
             .checkpoint_id = x->checkpoint_id,
@@ -473,6 +479,8 @@ struct ingest *ingest_new(struct event_base *base, const struct ingest_config *c
     in->on_started_arg = arg;
     in->rebuild.expected_ballots = cfg->expected_ballots;
     ingest_batch_scratch_init(in);
+    in->pending_reqs = &in->reqs[0];
+    in->inflight_reqs = &in->reqs[1];
     pthread_mutex_init(&in->mbox_lock, NULL);
     in->done_ev = event_new(base, -1, 0, ingest_done_cb, in);
     in->start_ev = event_new(base, -1, 0, start_cb, in);
@@ -708,6 +716,7 @@ void ingest_free(struct ingest *in)
     free(in->conn_of);
     ingest_batch_scratch_cleanup(in);
     ingest_corrections_cleanup(in);
+    ingest_requests_cleanup(in);
     ingest_job_cleanup(in);
     free(in->job_batches);
     free(in->job_marks);

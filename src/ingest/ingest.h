@@ -32,6 +32,7 @@ struct ingest_config {
     /* Limits (0: none); see tallyd --help. */
     uint32_t hello_timeout_ms, frame_timeout_ms, idle_timeout_ms, max_connections;
     uint64_t max_buffered_bytes;
+    bool embargo; /* start under embargo (tallyd --embargo): written to the database */
 };
 
 struct store_catalog;
@@ -110,6 +111,27 @@ struct ingest_correction {
  * arrays each entry points to stay for ingest's life. Only appended to: a caller that
  * remembers how many it saw finds the new ones after each checkpoint (on_durable). */
 const struct ingest_correction *ingest_corrections(const struct ingest *in, size_t *n);
+
+/* The consultation's state as this tallyd applies it (docs/consultation.md, part B). */
+struct ingest_consultation_state {
+    bool embargo; /* every output shows progress but no counts */
+    bool closed;  /* no new batch is taken */
+    uint64_t closed_checkpoint_id;
+    int64_t closed_at_ms;
+    bool tie_rule; /* lot: tie_seed_hash is the published hash of its seed */
+    uint8_t tie_seed_hash[32];
+    bool certified; /* tallyctl certify ran: the results are official */
+    uint8_t certified_hash[32];
+    uint64_t certified_checkpoint_id;
+    int64_t certified_at_ms;
+};
+void ingest_consultation_state(const struct ingest *in, struct ingest_consultation_state *out);
+
+/* Called on the loop when the state changed (the embargo flipped, closed, a tie rule,
+ * certified), before ingest tells the database that tallyd applies it: whoever publishes
+ * must apply it to every output within this call. */
+typedef void (*ingest_state_cb)(void *arg);
+void ingest_set_state_cb(struct ingest *in, ingest_state_cb cb, void *arg);
 
 struct ingest_stats {
     uint64_t batches_applied;

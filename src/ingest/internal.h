@@ -33,6 +33,19 @@ struct ingest_auth {
     size_t n_circuits;
 };
 
+/* Requests taken from a refresh, with their outcome, until the checkpoint that completes
+ * them commits (requests.c). */
+struct ingest_reqs {
+    struct store_request *reqs;
+    char (*outcomes)[256]; /* "applied" or "refused: ..." */
+    size_t n, cap;
+};
+
+struct ingest_retracted {
+    uint32_t collector;
+    uint64_t seq;
+};
+
 struct ingest {
     struct event_base *base;
     struct ingest_config cfg;
@@ -75,6 +88,22 @@ struct ingest {
     uint32_t *job_corr_ids;   /* every correction's project ids, then ... */
     int64_t *job_corr_deltas; /* ... deltas */
     size_t cap_job_corr;
+    /* The consultation's state and requests (requests.c). */
+    struct ingest_consultation_state state;
+    bool closed;           /* no new batch: a close applied (durable or not yet) */
+    bool tie_rule_pending; /* a tie rule applied, not yet durable */
+    bool set_embargo;      /* tallyd --embargo: write embargo = true with the next refresh */
+    int embargo_to_write;  /* STORE_EMBARGO_*: what every output applies now */
+    struct ingest_reqs reqs[2];
+    struct ingest_reqs *pending_reqs, *inflight_reqs;
+    struct store_request_done *job_done;
+    size_t cap_job_done;
+    struct store_event *job_events;
+    size_t cap_job_events;
+    struct ingest_retracted *retracted; /* batches retracted (a few) */
+    size_t n_retracted, cap_retracted;
+    ingest_state_cb on_state;
+    void *on_state_arg;
     struct ingest_correction *corrections; /* every durable one (ingest_corrections) */
     size_t n_corrections, cap_corrections;
     const char **table_names; /* by dense table index (borrowed from the tally) */
@@ -143,6 +172,21 @@ void ingest_batch_scratch_cleanup(struct ingest *in);
 /* Checks, applies and acknowledges one batch of collector idx; -1 when the session was
  * failed. */
 int ingest_on_batch(struct ingest *in, struct net_conn *c, uint32_t idx, const Tally__Batch *b);
+
+/* requests.c */
+/* At start: the recovered state (and tallyd --embargo). */
+void ingest_state_start(struct ingest *in, const struct store_state *s);
+/* A refresh's state and applicable requests (taking the requests out of cp). */
+void ingest_requests_take(struct ingest *in, struct store_checkpoint *cp);
+/* The pending requests go with the job being built: its done list and events (at_us: the
+ * time hashed). */
+void ingest_requests_seal(struct ingest *in, int64_t at_us);
+/* The job that carried them committed as checkpoint_id. */
+void ingest_requests_committed(struct ingest *in, uint64_t checkpoint_id);
+/* An in-flight request by id (a retraction's actor and reason), or NULL. */
+const struct store_request *ingest_request_of(const struct ingest *in, uint64_t id);
+void ingest_retracted_add(struct ingest *in, uint32_t c, uint64_t seq);
+void ingest_requests_cleanup(struct ingest *in);
 
 /* checkpoint.c */
 void ingest_job_cleanup(struct ingest *in);

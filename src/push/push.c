@@ -241,6 +241,8 @@ int push_exit_for_status(int status)
         return PUSH_EXIT_AUTH;
     case TALLY_CLIENT_ERR_DISABLED:
         return PUSH_EXIT_DISABLED;
+    case TALLY_CLIENT_ERR_CLOSED:
+        return PUSH_EXIT_CLOSED;
     default:
         return PUSH_EXIT_FATAL;
     }

@@ -118,6 +118,7 @@ int push_cursor_decode(const uint8_t *buf, size_t len, struct push_cursor *out)
 #define PUSH_EXIT_MALFORMED 3 /* all durable, but some input lines were malformed */
 #define PUSH_EXIT_AUTH 4      /* tallyd refused this certificate for this collector id */
 #define PUSH_EXIT_DISABLED 5  /* the collector is disabled on tallyd */
+#define PUSH_EXIT_CLOSED 6    /* the consultation is closed: unsent batches were not counted */
 
 /* The exit status for a fatal libtally status (TALLY_CLIENT_ERR_*). */
 int push_exit_for_status(int status);

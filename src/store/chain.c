@@ -244,6 +244,14 @@ static int cmp_sheet(const void *pa, const void *pb)
     return memcmp(a->digest, b->digest, STORE_HASH_BYTES);
 }
 
+static int cmp_event(const void *pa, const void *pb)
+{
+    const struct store_chain_event *a = *(const struct store_chain_event *const *)pa;
+    const struct store_chain_event *b = *(const struct store_chain_event *const *)pb;
+    int c = cmp_u64(a->request_id, b->request_id);
+    return c ? c : cmp_u32(a->kind, b->kind);
+}
+
 static int cmp_correction(const void *pa, const void *pb)
 {
     const struct store_chain_correction *a = *(const struct store_chain_correction *const *)pa;
@@ -357,6 +365,12 @@ void store_chain_hash_v3(const struct store_chain_input3 *in, uint8_t root[STORE
     const struct store_chain_correction **corr =
         xcalloc(in->n_corrections ? in->n_corrections : 1, sizeof(*corr));
     struct store_chain_page *pages = xcalloc(in->n_pages ? in->n_pages : 1, sizeof(*pages));
+    const struct store_chain_event **events =
+        xcalloc(in->n_events ? in->n_events : 1, sizeof(*events));
+    for (size_t i = 0; i < in->n_events; i++)
+        events[i] = &in->events[i];
+    if (in->n_events > 1)
+        qsort(events, in->n_events, sizeof(*events), cmp_event);
     uint8_t(*leaves)[STORE_HASH_BYTES] = xcalloc(n_b ? n_b : 1, sizeof(*leaves));
     for (size_t i = 0; i < n_b; i++)
         batches[i] = &in->batches[i];
@@ -411,11 +425,22 @@ void store_chain_hash_v3(const struct store_chain_input3 *in, uint8_t root[STORE
     sink_le64(&k, (uint64_t)in->n_corrections);
     for (size_t i = 0; i < in->n_corrections; i++)
         sink_correction(&k, corr[i]);
-    sink_le64(&k, 0); /* n_events: none until part B defines them */
+    sink_le64(&k, (uint64_t)in->n_events);
+    for (size_t i = 0; i < in->n_events; i++) {
+        const struct store_chain_event *e = events[i];
+        sink_le64(&k, e->request_id);
+        sink_le32(&k, e->kind);
+        sink_str(&k, e->actor ? e->actor : "");
+        sink_le64(&k, (uint64_t)e->at_us);
+        sink_le32(&k, (uint32_t)e->payload_len);
+        if (e->payload_len)
+            sink_put(&k, e->payload, e->payload_len);
+    }
     sink_flush(&k);
     crypto_generichash_final(&k.st, body, STORE_HASH_BYTES);
     record_chain_link(in->prev_hash, in->id, in->epoch, root, body, hash);
 
+    free(events);
     free(deltas);
     free(leaves);
     free(pages);

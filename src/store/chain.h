@@ -112,6 +112,17 @@ struct store_chain_correction {
     int64_t blank_delta, null_delta, ballots_delta;
 };
 
+/* A change of the consultation's state (docs/consultation.md part B): kind 1 close, 2 tie
+ * rule (payload: the seed's BLAKE2b-256). */
+struct store_chain_event {
+    uint64_t request_id;
+    uint32_t kind;
+    const char *actor;
+    int64_t at_us;
+    const uint8_t *payload;
+    size_t payload_len;
+};
+
 struct store_chain_input3 {
     const uint8_t *prev_hash; /* NULL: 32 zero bytes (checkpoint 1) */
     uint64_t id, epoch;
@@ -128,6 +139,8 @@ struct store_chain_input3 {
     size_t n_sheets;
     const struct store_chain_correction *corrections; /* any order: by id */
     size_t n_corrections;
+    const struct store_chain_event *events; /* any order: by request id */
+    size_t n_events;
 };
 
 /* Fills root (record_merkle_root over record_merkle_leaf of the batches sorted by

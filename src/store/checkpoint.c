@@ -562,6 +562,86 @@ static enum store_result cp_copy_corrections(struct store *s, const struct store
                         "writing corrections", pp->cp->n_corrections, cp_correction_row);
 }
 
+static const char *cp_done_outcome(const void *arg, size_t i)
+{
+    return ((const struct store_request_done *)arg)[i].outcome;
+}
+
+/* Completes the requests this checkpoint carries (applied ones name it), and the state the
+ * events change. Only rows not completed before: a request completed twice means another
+ * writer, as a watermark that did not move does. */
+static enum store_result cp_write_requests(struct store *s, const struct store_prepared *pp)
+{
+    const struct store_checkpoint *cp = pp->cp;
+    enum store_result rc = STORE_OK;
+    if (cp->n_done) {
+        struct cp_params p;
+        cp_params_init(&p);
+        cp_params_u64(&p, pp->id);
+        int64_t *col = xcalloc(cp->n_done, sizeof(*col));
+        for (size_t i = 0; i < cp->n_done; i++)
+            col[i] = (int64_t)cp->done[i].id;
+        store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), col, cp->n_done);
+        for (size_t i = 0; i < cp->n_done; i++)
+            col[i] = cp->done[i].at_us;
+        store_bin_array_int8(cp_params_bin(&p, STORE_OID_INT8_ARRAY), col, cp->n_done);
+        free(col);
+        store_bin_array_text(cp_params_bin(&p, STORE_OID_TEXT_ARRAY), cp->n_done, cp_done_outcome,
+                             cp->done);
+        PGresult *res = cp_exec(
+            s,
+            "UPDATE requests r SET done_at = timestamptz 'epoch' + d.at * interval '1 microsecond',"
+            " checkpoint_id = CASE WHEN d.outcome = 'applied' THEN $1::int8 END,"
+            " outcome = d.outcome"
+            " FROM unnest($2::int8[], $3::int8[], $4::text[]) AS d(id, at, outcome)"
+            " WHERE r.id = d.id AND r.done_at IS NULL",
+            &p);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = store_classify(s, res, "completing requests");
+        else if (strtoull(PQcmdTuples(res), NULL, 10) != cp->n_done) {
+            store_set_error(s,
+                            "a request checkpoint %" PRIu64 " completes was completed already: "
+                            "another writer has written this record",
+                            pp->id);
+            rc = STORE_FATAL;
+        }
+        PQclear(res);
+        cp_params_cleanup(&p);
+    }
+    for (size_t i = 0; i < cp->n_events && rc == STORE_OK; i++) {
+        const struct store_event *e = &cp->events[i];
+        struct cp_params p;
+        cp_params_init(&p);
+        cp_params_u64(&p, pp->id);
+        PGresult *res;
+        if (e->kind == STORE_EVENT_CLOSE) {
+            cp_params_u64(&p, (uint64_t)e->at_us);
+            res = cp_exec(s,
+                          "UPDATE consultation_state SET closed_checkpoint_id = $1,"
+                          " closed_at = timestamptz 'epoch' + $2::int8 * interval '1 microsecond'"
+                          " WHERE closed_at IS NULL",
+                          &p);
+        } else {
+            store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), e->seed, e->seed_len);
+            store_bin_put(cp_params_bin(&p, STORE_OID_BYTEA), e->seed_hash, sizeof(e->seed_hash));
+            res = cp_exec(s,
+                          "UPDATE consultation_state SET tie_rule = 'lot', tie_seed = $2,"
+                          " tie_seed_hash = $3 WHERE tie_rule IS NULL AND $1::int8 > 0",
+                          &p);
+        }
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = store_classify(s, res, "writing the consultation's state");
+        else if (strcmp(PQcmdTuples(res), "1") != 0) {
+            store_set_error(s, "the consultation is closed or has a tie rule already: another "
+                               "writer has written this record");
+            rc = STORE_FATAL;
+        }
+        PQclear(res);
+        cp_params_cleanup(&p);
+    }
+    return rc;
+}
+
 /* Writes the planned pages: the newest existing page rewritten in place when the plan
  * merged into it, new ones streamed by COPY (a bytea[] parameter of a large checkpoint's
  * tokens made the backend allocate, and the kernel zero, tens of MiB each time). */
@@ -676,6 +756,8 @@ enum store_result store_checkpoint_write(struct store *s, const struct store_pre
     if (cp->n_sheets && (rc = cp_copy_sheets(s, pp)) != STORE_OK)
         goto fail;
     if (cp->n_corrections && (rc = cp_copy_corrections(s, pp)) != STORE_OK)
+        goto fail;
+    if ((cp->n_done || cp->n_events) && (rc = cp_write_requests(s, pp)) != STORE_OK)
         goto fail;
     ms[2] = cp_ms_since(&t);
     if (pp->plan->n_pages && (rc = cp_write_pages(s, pp->plan)) != STORE_OK)

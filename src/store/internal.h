@@ -205,7 +205,17 @@ struct store_prep {
     size_t cap_chain_sheets;
     struct store_chain_correction *chain_corrections;
     size_t cap_chain_corrections;
+    struct store_chain_event *chain_events;
+    size_t cap_chain_events;
 };
+
+/* refresh.c: the consultation's state (out->known false on a schema without it), the
+ * pending requests after after_id that can apply (refusing the others in place), and the
+ * embargo tallyd applies (applied: STORE_EMBARGO_*). 0 or -1. */
+int store_state_read(struct store *s, struct store_state *out);
+int store_requests_take(struct store *s, uint64_t after_id, struct store_request **out,
+                        size_t *n_out);
+int store_embargo_applied_write(struct store *s, int applied, bool set_embargo);
 
 void store_prep_init(struct store_prep *sp);
 void store_prep_cleanup(struct store_prep *sp);

@@ -32,6 +32,7 @@ void store_prep_cleanup(struct store_prep *sp)
     free(sp->chain_pages);
     free(sp->chain_sheets);
     free(sp->chain_corrections);
+    free(sp->chain_events);
     memset(sp, 0, sizeof(*sp));
 }
 
@@ -231,6 +232,19 @@ void store_prepare(struct store_prep *sp, const struct store_checkpoint *cp, uin
             .ballots_delta = x->ballots_delta,
         };
     }
+    sp->chain_events =
+        xgrow(sp->chain_events, &sp->cap_chain_events, cp->n_events, sizeof(*sp->chain_events));
+    for (size_t i = 0; i < cp->n_events; i++) {
+        const struct store_event *e = &cp->events[i];
+        sp->chain_events[i] = (struct store_chain_event){
+            .request_id = e->request_id,
+            .kind = (uint32_t)e->kind,
+            .actor = e->actor,
+            .at_us = e->at_us,
+            .payload = e->kind == STORE_EVENT_TIE_RULE ? e->seed_hash : NULL,
+            .payload_len = e->kind == STORE_EVENT_TIE_RULE ? sizeof(e->seed_hash) : 0,
+        };
+    }
     struct store_chain_input3 in = {
         .prev_hash = pp->prev_hash,
         .id = id,
@@ -247,6 +261,8 @@ void store_prepare(struct store_prep *sp, const struct store_checkpoint *cp, uin
         .n_sheets = cp->n_sheets,
         .corrections = sp->chain_corrections,
         .n_corrections = cp->n_corrections,
+        .events = sp->chain_events,
+        .n_events = cp->n_events,
     };
     /* The table deltas follow every batch's tables in chain_tables. */
     size_t t = 0;

@@ -521,7 +521,8 @@ int store_recover_all(struct store *s, struct store_recovery *out,
     if (rec_consultation(s, out) < 0 || rec_projects(s, out) < 0 ||
         rec_collectors(s, &out->collectors, &out->n_collectors) < 0 ||
         rec_not_allowed(s, out->collectors, out->n_collectors) < 0 ||
-        rec_last_checkpoint(s, out) < 0 || rec_tables(s, out) < 0)
+        rec_last_checkpoint(s, out) < 0 || rec_tables(s, out) < 0 ||
+        store_state_read(s, &out->state) < 0)
         goto fail;
     if (hooks && hooks->begin && hooks->begin(hooks->arg, out) < 0) {
         store_set_error(s, "recovery was given up by its caller");

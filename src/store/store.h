@@ -72,6 +72,22 @@ struct store_collector {
  * list, done()): each one's circuits, then the array. NULL is a no-op. */
 void store_collectors_free(struct store_collector *a, size_t n);
 
+/* The consultation's state as tallyd applies it (consultation_state, docs/consultation.md
+ * part B). */
+struct store_state {
+    bool known; /* read (false: the read failed or the schema has none; keep what you had) */
+    bool embargo;
+    bool closed;
+    uint64_t closed_checkpoint_id;
+    int64_t closed_at_us;
+    bool tie_rule; /* lot, with the seed's hash */
+    uint8_t tie_seed_hash[32];
+    bool certified;
+    uint8_t certified_hash[32];
+    uint64_t certified_checkpoint_id;
+    int64_t certified_at_us;
+};
+
 /* A voting table's current (highest-version) accepted sheet. */
 struct store_recovered_sheet {
     uint32_t table; /* index into store_recovery.tables */
@@ -108,6 +124,7 @@ struct store_recovery {
     char consultation_id[64];
     struct store_correction_row *corrections; /* every correction, by id */
     size_t n_corrections;
+    struct store_state state;   /* the consultation's state */
     struct store_table *tables; /* n_tables voting tables, by id (store_tables_read) */
     size_t n_tables;
     uint64_t *table_ballots;              /* by table: per-ballot ballots (sum of table deltas) */
@@ -250,6 +267,53 @@ struct store_correction {
     int64_t blank_delta, null_delta, ballots_delta;
 };
 
+enum store_request_kind {
+    STORE_REQUEST_RETRACT = 1,
+    STORE_REQUEST_CLOSE = 2,
+    STORE_REQUEST_TIE_RULE = 3,
+};
+
+/* A pending request the store found applicable (what it could refuse itself it marked done
+ * already). Everything malloc'd (store_requests_free). */
+struct store_request {
+    uint64_t id;
+    enum store_request_kind kind;
+    char *actor, *reason;
+    char collector_id[64]; /* retract */
+    uint64_t seq;
+    uint8_t *seed; /* tie_rule */
+    size_t seed_len;
+    uint32_t *counts; /* retract: the batch's counts, n_counts (project id, votes) pairs, */
+    size_t n_counts;  /* ascending */
+    char **table_ids; /* retract: its ballots per table */
+    uint32_t *table_ballots;
+    size_t n_tables;
+};
+void store_requests_free(struct store_request *a, size_t n); /* NULL is a no-op */
+
+/* A request completed by a checkpoint: applied (its effect is in the checkpoint) or refused
+ * by tallyd; done_at is hashed into the chain for events. */
+struct store_request_done {
+    uint64_t id;
+    int64_t at_us;
+    const char *outcome; /* "applied" or "refused: ..." */
+};
+
+enum store_event_kind { STORE_EVENT_CLOSE = 1, STORE_EVENT_TIE_RULE = 2 };
+
+/* A change of the consultation's state that enters the chain (docs/consultation.md). */
+struct store_event {
+    uint64_t request_id;
+    enum store_event_kind kind;
+    const char *actor;
+    int64_t at_us;
+    const uint8_t *seed; /* tie rule: the seed (stored) ... */
+    size_t seed_len;
+    uint8_t seed_hash[32]; /* ... and its BLAKE2b-256 (hashed, published) */
+};
+
+enum { STORE_EMBARGO_LEAVE = 0, STORE_EMBARGO_OFF = 1, STORE_EMBARGO_ON = 2 };
+
 struct store_checkpoint {
     const struct store_batch *batches;
     size_t n_batches;
@@ -271,9 +335,24 @@ struct store_checkpoint {
     size_t n_sheets;
     const struct store_correction *corrections;
     size_t n_corrections;
+    const struct store_request_done *done; /* requests this checkpoint completes */
+    size_t n_done;
+    const struct store_event *events;
+    size_t n_events;
+    /* Write consultation_state.embargo_applied (STORE_EMBARGO_*; 0 leaves it), and with
+     * set_embargo also embargo itself (tallyd --embargo): with any job, refresh-only too. */
+    int embargo_applied;
+    bool set_embargo;
     /* Read the collectors list after the job and hand it to done() (a refresh-only job
-     * always does): how a busy tallyd learns of collectors added, disabled or re-pinned. */
+     * always does): how a busy tallyd learns of collectors added, disabled or re-pinned.
+     * The consultation's state and pending requests are read with it (below). */
     bool refresh_collectors;
+    /* Filled by the worker with the collectors list: the state (state.known false when
+     * not read) and the applicable pending requests, oldest first (the callee owns them:
+     * store_requests_free). */
+    struct store_state state;
+    struct store_request *requests;
+    size_t n_requests;
     /* Filled by the worker before done(): where this checkpoint sits in the chain. */
     uint64_t id;
     uint8_t hash[32];
@@ -445,11 +524,11 @@ typedef void (*store_started_cb)(void *arg, int rc, struct store_started *st, co
 /* Called on the worker thread when a submitted job finished: rc is STORE_OK or
  * STORE_FATAL (STORE_RETRY never surfaces: the worker retries with back-off until the
  * job commits, the worker is freed, or a fatal error). For a refresh-only job
- * (cp->n_batches == 0 and n_marks == 0) nothing is written. After a refresh-only job, or
- * a checkpoint with cp->refresh_collectors set that committed, collectors/n_collectors
- * carry the registered collectors (the callee takes ownership: store_collectors_free);
- * otherwise, or when they could not be read, NULL/0. The callback must only hand off to
- * the loop (e.g. event_active) and return. */
+ * (no batches, marks, corrections, events or done requests) nothing but embargo_applied is written.
+ * After a refresh-only job, or a checkpoint with cp->refresh_collectors set that committed,
+ * collectors/n_collectors carry the registered collectors (the callee takes ownership:
+ * store_collectors_free); otherwise, or when they could not be read, NULL/0. The callback must only
+ * hand off to the loop (e.g. event_active) and return. */
 typedef void (*store_done_cb)(void *arg, struct store_checkpoint *cp, int rc,
                               struct store_collector *collectors, size_t n_collectors);
 

@@ -123,6 +123,12 @@ struct vf {
     size_t n_sheets, cap_sheets, next_sheet;
     int64_t *sheet_ids, *sheet_votes;
     size_t n_sheet_rows, cap_sheet_rows;
+    struct vf_retracted *retracted; /* every retraction's batch, by correction id */
+    size_t n_retracted;
+    struct vf_event *events; /* applied close / tie-rule requests, by (checkpoint, id) */
+    size_t n_events, next_event;
+    struct store_chain_event *cevents;
+    size_t cap_cevents;
     struct vf_corr *corrs; /* by (checkpoint, id) */
     size_t n_corrs, cap_corrs, next_corr;
     int64_t *corr_ids, *corr_deltas;
@@ -206,7 +212,46 @@ int vf3_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_t id, 
  * it. */
 int vf3_finish(struct vf *v, uint64_t n);
 
+/* Adds x to want[k], listing k in touched once (is[k]). */
+void vf3_want(int64_t *want, bool *is, size_t *touched, size_t *n, size_t k, int64_t x);
+/* Index of a voting table in v->tables, or -1. */
+ptrdiff_t vf3_table_index(const struct vf *v, const char *id);
+
 /* Frees what vf3_* allocated. */
 void vf3_cleanup(struct vf *v);
+
+/* ---- chain events (verify_events.c) ---- */
+
+/* A request a checkpoint applied that enters its chain entry (close, tie rule). */
+struct vf_event {
+    uint64_t checkpoint_id, request_id;
+    uint32_t kind; /* 1 close, 2 tie rule */
+    char *actor;
+    int64_t at_us;
+    uint8_t payload[STORE_HASH_BYTES]; /* tie rule: BLAKE2b-256 of the stored seed */
+    size_t payload_len;
+};
+
+/* What a retraction took back: the retracted batch's stored counts and table ballots. */
+struct vf_retracted {
+    uint64_t correction_id;
+    uint32_t *counts; /* n_counts (project, votes) pairs, ascending */
+    size_t n_counts;
+    char **table_ids;
+    int64_t *table_ballots;
+    size_t n_tables;
+};
+
+/* Schema 8 on: reads every applied close and tie-rule request (few), and every retracted
+ * batch's counts and table ballots. */
+int vf3_events_load(struct vf *v);
+/* Correction c (kind retract, in checkpoint id) against its batch: its deltas must be minus
+ * the batch's counts, its ballots_delta minus their sum; adds minus the batch's table
+ * ballots to what the checkpoint's table deltas must be (v->twant). */
+int vf3_check_retract(struct vf *v, uint64_t id, const struct vf_corr *c);
+/* The events of checkpoint id (ids ascend from call to call), as the chain hashes them,
+ * into v->cevents; returns how many. */
+size_t vf3_events_for(struct vf *v, uint64_t id);
+void vf3_events_cleanup(struct vf *v);
 
 #endif

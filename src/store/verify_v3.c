@@ -88,7 +88,7 @@ static int vf3_text(struct vf *v, const PGresult *r, int row, int col, size_t *o
     return 0;
 }
 
-static ptrdiff_t vf3_table_index(const struct vf *v, const char *id)
+ptrdiff_t vf3_table_index(const struct vf *v, const char *id)
 {
     size_t lo = 0, hi = v->n_tables;
     while (lo < hi) {
@@ -105,7 +105,7 @@ static ptrdiff_t vf3_table_index(const struct vf *v, const char *id)
 }
 
 /* Adds x to want[k] (a per-checkpoint accumulator), remembering k for the reset. */
-static void vf3_want(int64_t *want, bool *is, size_t *touched, size_t *n, size_t k, int64_t x)
+void vf3_want(int64_t *want, bool *is, size_t *touched, size_t *n, size_t k, int64_t x)
 {
     if (!is[k]) {
         is[k] = true;
@@ -328,6 +328,8 @@ int vf3_setup(struct vf *v)
                       " ballots_delta::int8 FROM corrections ORDER BY checkpoint_id, id",
                       "reading corrections", vf3_read_corr);
     if (rc != VF_OK)
+        return rc;
+    if ((rc = vf3_events_load(v)) != VF_OK)
         return rc;
     v->out->sheets = v->n_sheets;
     v->out->corrections = v->n_corrs;
@@ -999,6 +1001,8 @@ static int vf3_hash(struct vf *v, const PGresult *r, int row, uint64_t id, int64
         .corrections = v->ccorrs,
         .n_corrections = c_hi - c_lo,
     };
+    in.n_events = vf3_events_for(v, id);
+    in.events = v->cevents;
     uint8_t root[STORE_HASH_BYTES], body[STORE_HASH_BYTES];
     store_chain_hash_v3(&in, root, body, hash);
     char h1[2 * STORE_HASH_BYTES + 1], h2[2 * STORE_HASH_BYTES + 1];
@@ -1052,11 +1056,13 @@ int vf3_check_checkpoint(struct vf *v, const PGresult *r, int row, uint64_t id, 
             break;
         if (c->kind == 0)
             rc = vf3_check_sheet_corr(v, id, c, s_lo, s_hi);
-        else
+        else {
             for (size_t j = 0; j < c->n_deltas; j++)
                 vf3_want(v->want, v->is_touched, v->touched, &v->n_touched,
                          (size_t)vf_project_index(v, v->corr_ids[c->deltas_off + j]),
                          v->corr_deltas[c->deltas_off + j]);
+            rc = vf3_check_retract(v, id, c);
+        }
     }
     for (size_t i = s_lo; rc == VF_OK && i < s_hi; i++) {
         const struct vf_sheet *s = &v->sheets[i];
@@ -1122,4 +1128,5 @@ void vf3_cleanup(struct vf *v)
     free(v->csheets);
     free(v->ccorrs);
     free(v->cids);
+    vf3_events_cleanup(v);
 }

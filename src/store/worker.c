@@ -64,6 +64,7 @@ struct store_worker {
     struct store_pages pages;
     struct store_page_plan plan;
     struct store_prep prep;
+    uint64_t requests_seen;      /* the highest request id handed to the loop */
     uint64_t last_correction_id; /* ids are chosen here, like checkpoint ids */
 };
 
@@ -370,11 +371,39 @@ static void worker_prepare(struct store_worker *w, struct store_checkpoint *cp,
                   w->last_correction_id + 1, &w->plan, pp);
 }
 
+/* What a refresh reads besides the collectors: the embargo write the job asks for, the
+ * consultation's state and the pending requests (each request handed to the loop once). */
+static int worker_read_refresh(struct store_worker *w, struct store_checkpoint *cp,
+                               struct store_collector **list, size_t *n)
+{
+    if (store_embargo_applied_write(w->s, cp->embargo_applied, cp->set_embargo) < 0 ||
+        store_collectors_list(w->s, list, n) < 0)
+        return -1;
+    if (store_state_read(w->s, &cp->state) < 0 ||
+        store_requests_take(w->s, w->requests_seen, &cp->requests, &cp->n_requests) < 0) {
+        store_collectors_free(*list, *n);
+        *list = NULL;
+        *n = 0;
+        memset(&cp->state, 0, sizeof(cp->state));
+        return -1;
+    }
+    for (size_t i = 0; i < cp->n_requests; i++)
+        if (cp->requests[i].id > w->requests_seen)
+            w->requests_seen = cp->requests[i].id;
+    return 0;
+}
+
+static bool worker_job_writes(const struct store_checkpoint *cp)
+{
+    return cp->n_batches || cp->n_marks || cp->n_corrections || cp->n_events || cp->n_done;
+}
+
 /* One attempt at a job on the current session, opening (and locking) one if needed.
  * *fresh tells whether the session was opened for this attempt. */
 static enum store_result worker_attempt(struct store_worker *w, const struct store_prepared *pp,
-                                        bool refresh, struct store_collector **list, size_t *n,
-                                        bool *fresh, char *why, size_t why_len)
+                                        struct store_checkpoint *cp, bool refresh,
+                                        struct store_collector **list, size_t *n, bool *fresh,
+                                        char *why, size_t why_len)
 {
     *fresh = false;
     why[0] = '\0';
@@ -388,7 +417,7 @@ static enum store_result worker_attempt(struct store_worker *w, const struct sto
     if (!w->locked && (rc = worker_relock(w)) != STORE_OK)
         goto fail;
     if (refresh) {
-        if (store_collectors_list(w->s, list, n) == 0)
+        if (worker_read_refresh(w, cp, list, n) == 0)
             return STORE_OK;
         rc = PQstatus(w->s->conn) == CONNECTION_BAD ? STORE_RETRY : STORE_FATAL;
         goto fail;
@@ -425,11 +454,12 @@ static void worker_maybe_compact(struct store_worker *w)
 /* The collectors list after a committed checkpoint that asked for it: advisory, like a
  * refresh-only job's, so a failure is logged and the list is "unknown" (NULL/0); the
  * checkpoint stands either way. */
-static void worker_refresh_after(struct store_worker *w, struct store_collector **list, size_t *n)
+static void worker_refresh_after(struct store_worker *w, struct store_checkpoint *cp,
+                                 struct store_collector **list, size_t *n)
 {
     *list = NULL;
     *n = 0;
-    if (!w->s || store_collectors_list(w->s, list, n) == 0)
+    if (!w->s || worker_read_refresh(w, cp, list, n) == 0)
         return;
     log_warn("store: reading collectors after a checkpoint: %s (will read them again)",
              store_last_error(w->s));
@@ -443,7 +473,10 @@ static void worker_refresh_after(struct store_worker *w, struct store_collector 
 static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int *rc_out,
                        struct store_collector **list, size_t *n)
 {
-    bool refresh = cp->n_batches == 0 && cp->n_marks == 0;
+    bool refresh = !worker_job_writes(cp);
+    memset(&cp->state, 0, sizeof(cp->state));
+    cp->requests = NULL;
+    cp->n_requests = 0;
     struct store_prepared pp;
     if (!refresh) {
         struct timespec t0 = worker_now();
@@ -457,7 +490,7 @@ static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int 
     for (;;) {
         bool fresh;
         enum store_result rc =
-            worker_attempt(w, refresh ? NULL : &pp, refresh, list, n, &fresh, why, sizeof(why));
+            worker_attempt(w, refresh ? NULL : &pp, cp, refresh, list, n, &fresh, why, sizeof(why));
         if (rc == STORE_OK || rc == STORE_FATAL) {
             worker_mark_up(w);
             if (refresh && rc == STORE_FATAL && w->locked) {
@@ -474,8 +507,8 @@ static bool worker_run(struct store_worker *w, struct store_checkpoint *cp, int 
                 w->last_correction_id += cp->n_corrections;
                 store_pages_commit(&w->pages, &w->plan);
                 worker_maybe_compact(w);
-                if (cp->refresh_collectors)
-                    worker_refresh_after(w, list, n);
+                if (cp->refresh_collectors || cp->embargo_applied != STORE_EMBARGO_LEAVE)
+                    worker_refresh_after(w, cp, list, n);
             }
             *rc_out = rc;
             return true;

@@ -31,10 +31,12 @@ void tally_delta_init_tables(struct tally_delta *d, size_t n_tables)
 {
     free(d->table_delta);
     free(d->tables_touched);
+    free(d->table_listed);
     free(d->out_tables);
     free(d->out_table_deltas);
     d->table_delta = xcalloc(n_tables, sizeof(*d->table_delta));
     d->tables_touched = xcalloc(n_tables, sizeof(uint32_t));
+    d->table_listed = xcalloc(n_tables ? n_tables : 1, sizeof(uint8_t));
     d->out_tables = xcalloc(n_tables, sizeof(uint32_t));
     d->out_table_deltas = xcalloc(n_tables, sizeof(*d->out_table_deltas));
     d->n_tables_touched = d->n_out_tables = 0;
@@ -54,6 +56,7 @@ void tally_delta_cleanup(struct tally_delta *d)
     free(d->batch_tables);
     free(d->table_delta);
     free(d->tables_touched);
+    free(d->table_listed);
     free(d->out_tables);
     free(d->out_table_deltas);
     free(d->sheets);
@@ -69,8 +72,10 @@ void tally_delta_reset(struct tally_delta *d)
         d->proj_delta[d->touched[i]] = 0;
         d->in_touched[d->touched[i]] = 0;
     }
-    for (size_t i = 0; i < d->n_tables_touched; i++)
+    for (size_t i = 0; i < d->n_tables_touched; i++) {
         d->table_delta[d->tables_touched[i]] = 0;
+        d->table_listed[d->tables_touched[i]] = 0;
+    }
     d->n_touched = 0;
     d->n_batches = 0;
     d->n_tokens = 0;
@@ -81,6 +86,7 @@ void tally_delta_reset(struct tally_delta *d)
     d->n_sheets = d->n_sheet_rows = 0;
     d->n_corrections = d->n_correction_deltas = 0;
     d->blank_delta = d->null_delta = 0;
+    d->forced = false;
 }
 
 void tally_delta_reserve(struct tally_delta *d, size_t n)
@@ -152,4 +158,13 @@ struct tally_delta_correction *tally_delta_add_correction(struct tally_delta *d,
     memset(c, 0, sizeof(*c));
     c->deltas_off = d->n_correction_deltas;
     return c;
+}
+
+void tally_delta_table_add(struct tally_delta *d, uint32_t k, int64_t v)
+{
+    if (!d->table_listed[k]) {
+        d->table_listed[k] = 1;
+        d->tables_touched[d->n_tables_touched++] = k;
+    }
+    d->table_delta[k] += v;
 }

@@ -22,4 +22,7 @@ struct tally_delta_sheet *tally_delta_add_sheet(struct tally_delta *d, size_t n_
 /* The same for a correction and its deltas. */
 struct tally_delta_correction *tally_delta_add_correction(struct tally_delta *d, size_t n_deltas);
 
+/* Adds v (either sign) to table k's per-ballot ballots in d, listing k once. */
+void tally_delta_table_add(struct tally_delta *d, uint32_t k, int64_t v);
+
 #endif

@@ -403,10 +403,7 @@ static void batch_fold(struct tally *t, struct tally_delta *d, struct tally_delt
         uint32_t k = t->thist_touched[j];
         uint32_t v = t->thist[k];
         t->thist[k] = 0;
-        /* Per-ballot table deltas only grow (until retraction): 0 means not listed yet. */
-        if (d->table_delta[k] == 0)
-            d->tables_touched[d->n_tables_touched++] = k;
-        d->table_delta[k] += v;
+        tally_delta_table_add(d, k, v);
         out[j] = (struct tally_count){k, v};
     }
     d->n_batch_tables += n_thist;
@@ -582,12 +579,17 @@ uint64_t tally_backlog_votes(const struct tally *t)
 
 bool tally_has_pending(const struct tally *t)
 {
-    return t->pending->n_batches > 0;
+    return t->pending->n_batches > 0 || t->pending->n_corrections > 0 || t->pending->forced;
+}
+
+void tally_force_checkpoint(struct tally *t)
+{
+    t->pending->forced = true;
 }
 
 struct tally_delta *tally_checkpoint_seal(struct tally *t)
 {
-    if (t->inflight || t->pending->n_batches == 0)
+    if (t->inflight || !tally_has_pending(t))
         return NULL;
     struct tally_delta *d = t->pending;
     /* A replaced sheet may net a project back to 0: it leaves the list. */

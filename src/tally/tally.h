@@ -107,9 +107,12 @@ struct tally_delta_sheet {
 };
 
 /* A correction inside a delta: for now an accepted sheet that replaced an older version. */
+#define TALLY_NO_TABLE UINT32_MAX
+
 struct tally_delta_correction {
-    uint32_t kind; /* 0 sheet replacement (1 retract: later) */
-    uint32_t table;
+    uint32_t kind;  /* 0 sheet replacement, 1 retraction (tally_retract_batch) */
+    uint32_t table; /* dense index; TALLY_NO_TABLE for a retraction */
+    uint64_t tag;   /* the caller's (tally_retract_batch), 0 for a sheet */
     uint32_t collector;
     uint64_t seq;
     uint32_t from_version, to_version;
@@ -156,6 +159,10 @@ struct tally_delta {
     int64_t *table_delta;
     uint32_t *tables_touched;
     size_t n_tables_touched;
+    uint8_t *table_listed; /* [n_tables]: in tables_touched */
+    /* Sealed even without batches or corrections (tally_force_checkpoint): a checkpoint
+     * that carries only what the caller adds to its job (a close, a tie rule). */
+    bool forced;
     /* Filled when sealed: dense indices ascending by table id (strcmp), and their deltas. */
     uint32_t *out_tables;
     int64_t *out_table_deltas;
@@ -343,6 +350,21 @@ size_t tally_ballot_bytes(const struct tally *t);
  * sheet batch adds no votes, but is pending like any batch. */
 uint64_t tally_backlog_votes(const struct tally *t);
 bool tally_has_pending(const struct tally *t);
+
+/* Removes the effect of collector c's applied batch seq (tallyctl retract): counts are its
+ * accepted votes per project (n_counts interleaved (external project id, votes) pairs,
+ * ascending ids) and tables its accepted ballots per table (n_tables interleaved (dense
+ * table index, ballots) pairs), as the record keeps them. Subtracts them and adds a
+ * correction of kind 1 (tag = the caller's, e.g. its request id) to the pending delta. Its
+ * ballot tokens stay in the ballot set: nothing says which they are (docs/consultation.md).
+ * Returns 0; -EINVAL when c or seq is not an applied batch, a project or table is unknown,
+ * or a count exceeds what is counted (nothing is changed then). */
+int tally_retract_batch(struct tally *t, uint32_t c, uint64_t seq, uint64_t tag,
+                        const uint32_t *counts, size_t n_counts, const uint32_t *tables,
+                        size_t n_tables);
+
+/* The next tally_checkpoint_seal seals even an empty pending delta. */
+void tally_force_checkpoint(struct tally *t);
 
 /* Seals the pending delta and returns it (borrowed until commit; the caller may reorder
  * its tokens), or NULL when nothing is pending or a checkpoint is already in flight. */

@@ -19,7 +19,6 @@
 #include "tally.pb-c.h"
 #include "tally/protocol.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,16 +95,7 @@ struct sheet {
 
 static void send_frame(int fd, Tally__Frame *f)
 {
-    size_t n = tally__frame__get_packed_size(f);
-    uint8_t *buf = malloc(n + 4);
-    assert_non_null(buf);
-    buf[0] = (uint8_t)(n >> 24);
-    buf[1] = (uint8_t)(n >> 16);
-    buf[2] = (uint8_t)(n >> 8);
-    buf[3] = (uint8_t)n;
-    tally__frame__pack(f, buf + 4);
-    assert_int_equal(ts_send_all(fd, buf, n + 4), 0);
-    free(buf);
+    assert_int_equal(ts_wire_send_frame(fd, f), 0);
 }
 
 static void send_sheets(int fd, uint64_t seq, const struct sheet *s, size_t n)
@@ -163,57 +153,13 @@ static void send_votes(int fd, uint64_t seq, const uint64_t *ballots, const uint
     send_frame(fd, &f);
 }
 
-/* Reads exactly len bytes within the deadline; false on timeout or a closed connection. */
-static bool read_full(int fd, uint8_t *buf, size_t len, int64_t deadline)
-{
-    for (size_t got = 0; got < len;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int left = (int)(deadline - ts_now_ms());
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            return false;
-        ssize_t r = read(fd, buf + got, len - got);
-        if (r <= 0)
-            return false;
-        got += (size_t)r;
-    }
-    return true;
-}
-
-/* One frame within timeout_ms (NULL on timeout or close). The caller frees it. */
-static Tally__Frame *read_frame(int fd, int timeout_ms)
-{
-    int64_t deadline = ts_now_ms() + timeout_ms;
-    uint8_t hdr[4];
-    if (!read_full(fd, hdr, 4, deadline))
-        return NULL;
-    size_t len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
-    uint8_t *body = malloc(len ? len : 1);
-    assert_non_null(body);
-    Tally__Frame *f = NULL;
-    if (read_full(fd, body, len, deadline))
-        f = tally__frame__unpack(NULL, len, body);
-    free(body);
-    return f;
-}
-
-/* The next frame about seq (an Ack of it or an Error); durable-only acks are skipped and
- * their durable_seq noted. The caller frees it. */
+/* The next frame about seq (its Ack or an Error). The caller frees it. */
 static Tally__Frame *answer(int fd, uint64_t seq, uint64_t *durable)
 {
-    int64_t deadline = ts_now_ms() + ts_scale(10000);
-    while (ts_now_ms() < deadline) {
-        Tally__Frame *f = read_frame(fd, (int)(deadline - ts_now_ms()));
-        if (!f)
-            break;
-        if (f->msg_case == TALLY__FRAME__MSG_ACK && f->ack->durable_seq > *durable)
-            *durable = f->ack->durable_seq;
-        if (f->msg_case == TALLY__FRAME__MSG_ERROR ||
-            (f->msg_case == TALLY__FRAME__MSG_ACK && f->ack->seq == seq))
-            return f;
-        tally__frame__free_unpacked(f, NULL);
-    }
-    fail_msg("no answer to seq %llu within 10 s", (unsigned long long)seq);
-    return NULL;
+    Tally__Frame *f = ts_wire_answer(fd, seq, durable, ts_scale(10000));
+    if (!f)
+        fail_msg("no answer to seq %llu within 10 s", (unsigned long long)seq);
+    return f;
 }
 
 static int hello(const char *collector, uint64_t *durable)
@@ -229,19 +175,9 @@ static int hello(const char *collector, uint64_t *durable)
     return fd;
 }
 
-/* Reads frames until durable_seq reaches seq. */
 static void wait_durable(int fd, uint64_t seq, uint64_t *durable)
 {
-    int64_t deadline = ts_now_ms() + ts_scale(15000);
-    while (*durable < seq && ts_now_ms() < deadline) {
-        Tally__Frame *f = read_frame(fd, (int)(deadline - ts_now_ms()));
-        if (!f)
-            break;
-        if (f->msg_case == TALLY__FRAME__MSG_ACK && f->ack->durable_seq > *durable)
-            *durable = f->ack->durable_seq;
-        tally__frame__free_unpacked(f, NULL);
-    }
-    if (*durable < seq)
+    if (ts_wire_wait_durable(fd, seq, durable, ts_scale(15000)) != 0)
         fail_msg("durable_seq %llu, not %llu", (unsigned long long)*durable,
                  (unsigned long long)seq);
 }
@@ -444,6 +380,22 @@ static void test_sheets_and_tables(void **state)
     assert_int_equal(votes_of(101), 60 + 1 + 1);
     assert_int_equal(votes_of(102), 0);
     assert_int_equal(votes_of(103), 0);
+    /* Reporting progress and decided, in SQL and in the API alike: circuit 1 holds 49
+     * possible votes at T2 against a lead of 62, circuit 2 10 at T4 against 30, circuit 3
+     * none. */
+    assert_int_equal(sql_u64("SELECT remaining FROM circuit_progress WHERE circuit_id = 1"), 49);
+    assert_int_equal(sql_u64("SELECT remaining FROM circuit_progress WHERE circuit_id = 2"), 10);
+    assert_int_equal(sql_u64("SELECT tables_reported FROM circuit_progress WHERE circuit_id = 2"),
+                     1);
+    assert_int_equal(sql_u64("SELECT count(*) FROM circuit_decided WHERE decided"), 3);
+    char body[65536];
+    for (int c = 1; c <= 3; c++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/circuits/%d", c);
+        assert_int_equal(ts_http_get(d.http_port, path, body, sizeof body, ts_scale(5000)), 200);
+        if (!strstr(body, "\"decided\":true"))
+            fail_msg("%s is not decided: %.400s", path, body);
+    }
     assert_int_equal(sql_u64("SELECT sheets_rejected FROM collectors WHERE id = 'c0'"), 10);
     assert_int_equal(sql_u64("SELECT sheets_accepted FROM collectors WHERE id = 'c0'"), 4);
     assert_int_equal(sql_u64("SELECT sheets_duplicate FROM collectors WHERE id = 'c0'"), 2);

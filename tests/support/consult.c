@@ -523,6 +523,67 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, int64_t deadline)
     return 1;
 }
 
+int ts_wire_send_frame(int fd, const Tally__Frame *f)
+{
+    uint8_t *buf;
+    size_t n = frame_bytes(&buf, f);
+    int rc = ts_send_all(fd, buf, n);
+    free(buf);
+    return rc;
+}
+
+Tally__Frame *ts_wire_recv_frame(int fd, int timeout_ms)
+{
+    int64_t deadline = ts_now_ms() + timeout_ms;
+    uint8_t hdr[4];
+    if (recv_exact(fd, hdr, 4, deadline) <= 0)
+        return NULL;
+    uint32_t len;
+    memcpy(&len, hdr, 4);
+    len = ntohl(len);
+    if (len > 64u * 1024 * 1024)
+        return NULL;
+    uint8_t *body = malloc(len ? len : 1);
+    if (!body)
+        abort();
+    Tally__Frame *f = NULL;
+    if (recv_exact(fd, body, len, deadline) > 0)
+        f = tally__frame__unpack(NULL, len, body);
+    free(body);
+    return f;
+}
+
+Tally__Frame *ts_wire_answer(int fd, uint64_t seq, uint64_t *durable, int timeout_ms)
+{
+    int64_t deadline = ts_now_ms() + timeout_ms;
+    while (ts_now_ms() < deadline) {
+        Tally__Frame *f = ts_wire_recv_frame(fd, (int)(deadline - ts_now_ms()));
+        if (!f)
+            return NULL;
+        if (f->msg_case == TALLY__FRAME__MSG_ACK && durable && f->ack->durable_seq > *durable)
+            *durable = f->ack->durable_seq;
+        if (f->msg_case == TALLY__FRAME__MSG_ERROR ||
+            (f->msg_case == TALLY__FRAME__MSG_ACK && f->ack->seq == seq))
+            return f;
+        tally__frame__free_unpacked(f, NULL);
+    }
+    return NULL;
+}
+
+int ts_wire_wait_durable(int fd, uint64_t seq, uint64_t *durable, int timeout_ms)
+{
+    int64_t deadline = ts_now_ms() + timeout_ms;
+    while (*durable < seq && ts_now_ms() < deadline) {
+        Tally__Frame *f = ts_wire_recv_frame(fd, (int)(deadline - ts_now_ms()));
+        if (!f)
+            break;
+        if (f->msg_case == TALLY__FRAME__MSG_ACK && f->ack->durable_seq > *durable)
+            *durable = f->ack->durable_seq;
+        tally__frame__free_unpacked(f, NULL);
+    }
+    return *durable >= seq ? 0 : -1;
+}
+
 int ts_wire_recv(int fd, struct ts_frame *out, int timeout_ms)
 {
     int64_t deadline = ts_now_ms() + timeout_ms;

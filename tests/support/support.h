@@ -235,6 +235,18 @@ int ts_wire_hello(int fd, const char *collector, uint32_t version);
 /* Sends Batch{seq, ballots, projects}. */
 int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t *projects,
                   size_t n);
+/* Sends any frame; 0 or -1. */
+struct Tally__Frame;
+int ts_wire_send_frame(int fd, const struct Tally__Frame *f);
+/* Receives one whole protobuf-c frame within timeout_ms (NULL on timeout, close or
+ * undecodable bytes); free it with tally__frame__free_unpacked(f, NULL). */
+struct Tally__Frame *ts_wire_recv_frame(int fd, int timeout_ms);
+/* The next frame about seq: its Ack or an Error (other acks skipped; every durable_seq seen
+ * raises *durable, which may be NULL); NULL after timeout_ms or on close. */
+struct Tally__Frame *ts_wire_answer(int fd, uint64_t seq, uint64_t *durable, int timeout_ms);
+/* Reads frames until *durable (raised by every Ack's durable_seq) reaches seq: 0, or -1
+ * after timeout_ms. */
+int ts_wire_wait_durable(int fd, uint64_t seq, uint64_t *durable, int timeout_ms);
 /* Receives one frame within timeout_ms. Returns 1 with *f filled, 0 on orderly close or
  * connection reset, -1 on timeout or undecodable data. */
 int ts_wire_recv(int fd, struct ts_frame *f, int timeout_ms);

@@ -1406,6 +1406,65 @@ static void test_randomized_against_model(void **state)
     tally_free(t);
 }
 
+/* A retraction subtracts the batch's counts and table ballots as a correction of kind 1;
+ * counts it does not hold are refused whole; a table back at 0 ballots takes a sheet. */
+static void test_retract(void **state)
+{
+    (void)state;
+    struct tally *t = make();
+    struct tally_batch_result r;
+    const uint64_t b[] = {1, 2, 3};
+    const uint32_t p[] = {10, 10, 11};
+    const char *names[] = {"T2", "T2", NULL};
+    assert_int_equal(vote(t, 0, 1, b, p, names, 3, &r), TALLY_APPLIED);
+    assert_non_null(tally_checkpoint_seal(t));
+    tally_checkpoint_commit(t);
+
+    uint32_t too_many[] = {10, 3};
+    uint32_t tabs[] = {(uint32_t)tab(t, "T2"), 2};
+    assert_int_equal(tally_retract_batch(t, 0, 1, 7, too_many, 1, tabs, 1), -EINVAL);
+    assert_int_equal(tally_retract_batch(t, 0, 2, 7, too_many, 0, NULL, 0), -EINVAL);
+    assert_false(tally_has_pending(t));
+
+    uint32_t counts[] = {10, 2, 11, 1};
+    assert_int_equal(tally_retract_batch(t, 0, 1, 7, counts, 2, tabs, 1), 0);
+    assert_true(tally_has_pending(t));
+    assert_int_equal(votes_of(t, 10), 0);
+    assert_int_equal(votes_of(t, 11), 0);
+    assert_int_equal(view(t, "T2", false).ballots, 0);
+    assert_int_equal(view(t, "T2", false).mode, TALLY_TABLE_NONE);
+    assert_int_equal(view(t, "T2", true).ballots, 2);
+
+    struct tally_delta *d = tally_checkpoint_seal(t);
+    assert_non_null(d);
+    assert_int_equal(d->n_batches, 0);
+    assert_int_equal(d->n_corrections, 1);
+    const struct tally_delta_correction *c = &d->corrections[0];
+    assert_int_equal(c->kind, 1);
+    assert_int_equal(c->tag, 7);
+    assert_int_equal(c->table, TALLY_NO_TABLE);
+    assert_int_equal(c->seq, 1);
+    assert_int_equal(c->n_deltas, 2);
+    assert_int_equal(d->correction_deltas[c->deltas_off].id, 10);
+    assert_int_equal(d->correction_deltas[c->deltas_off].delta, -2);
+    assert_int_equal(c->ballots_delta, -3);
+    assert_int_equal(d->n_touched, 2);
+    assert_int_equal(d->n_out_tables, 1);
+    assert_int_equal(d->out_table_deltas[0], -2);
+    tally_checkpoint_commit(t);
+    assert_int_equal(view(t, "T2", true).ballots, 0);
+    assert_int_equal(tally_durable_votes(t)[tally_project_index(t, 10)], 0);
+
+    /* An empty forced checkpoint seals once. */
+    tally_force_checkpoint(t);
+    d = tally_checkpoint_seal(t);
+    assert_non_null(d);
+    assert_int_equal(d->n_batches + d->n_corrections, 0);
+    tally_checkpoint_commit(t);
+    assert_false(tally_has_pending(t));
+    tally_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1430,6 +1489,7 @@ int main(void)
         cmocka_unit_test(test_durable_vs_applied),
         cmocka_unit_test(test_restore_tables),
         cmocka_unit_test(test_randomized_against_model),
+        cmocka_unit_test(test_retract),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

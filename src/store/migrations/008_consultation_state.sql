@@ -122,6 +122,57 @@ FROM circuits c
 LEFT JOIN table_progress t ON t.circuit_id = c.circuit_id
 GROUP BY c.circuit_id, c.name, c.state;
 
+-- Per circuit: decided when the votes still possible (remaining; 0 once closed; unknown for a
+-- circuit without tables before close) cannot change its winners. The rule of
+-- src/rules/rules.h: winners are the projects with votes > 0 and at least their min_votes,
+-- seats filled a block of equal votes at a time; a block of such projects straddling the
+-- last seat is a tie and never decided; otherwise decided iff every non-winner j has
+-- votes_j + remaining < max(min_votes_j, 1, fewest votes of a winner when every seat is
+-- filled). NULL under the embargo.
+CREATE VIEW circuit_decided AS
+WITH p AS (
+    SELECT c.circuit_id, c.seats, pr.id AS project_id, v.votes, pr.min_votes,
+           (v.votes > 0 AND v.votes >= pr.min_votes) AS candidate
+    FROM projects pr
+    JOIN circuits c ON c.area_id = pr.circuit_area_id
+    JOIN project_votes v ON v.project_id = pr.id
+), ranked AS (
+    SELECT p.*,
+           count(*) FILTER (WHERE candidate) OVER (PARTITION BY circuit_id ORDER BY votes DESC
+                                                   RANGE BETWEEN UNBOUNDED PRECEDING
+                                                   AND 1 PRECEDING) AS ahead,
+           count(*) FILTER (WHERE candidate) OVER (PARTITION BY circuit_id, votes) AS block
+    FROM p
+), judged AS (
+    SELECT r.*,
+           (candidate AND coalesce(ahead, 0) + block <= seats) AS winner,
+           (candidate AND coalesce(ahead, 0) < seats AND coalesce(ahead, 0) + block > seats)
+               AS tie
+    FROM ranked r
+), circuit AS (
+    SELECT circuit_id, seats, count(*) FILTER (WHERE winner) AS winners,
+           min(votes) FILTER (WHERE winner) AS weakest, bool_or(tie) AS tie
+    FROM judged GROUP BY circuit_id, seats
+)
+SELECT k.circuit_id,
+       CASE WHEN st.embargo THEN NULL
+            WHEN st.closed_at IS NULL AND cp.tables = 0 THEN false
+            ELSE NOT k.tie AND (k.seats = 0 OR NOT EXISTS (
+                SELECT 1 FROM judged j
+                WHERE j.circuit_id = k.circuit_id AND NOT j.winner
+                  AND j.votes + CASE WHEN st.closed_at IS NOT NULL THEN 0 ELSE cp.remaining END
+                      >= CASE WHEN k.winners >= k.seats
+                              THEN greatest(j.min_votes, 1, k.weakest)
+                              ELSE greatest(j.min_votes, 1) END))
+       END AS decided
+FROM circuit k
+JOIN circuit_progress cp ON cp.circuit_id = k.circuit_id
+CROSS JOIN consultation_state st;
+
+COMMENT ON VIEW circuit_decided IS
+    'Per circuit: true when the votes still possible cannot change its winners (NULL under '
+    'the embargo; false for a circuit without voting tables before close).';
+
 -- What the public may know of the consultation's state.
 CREATE VIEW consultation_status AS
 SELECT CASE WHEN certified_at IS NOT NULL THEN 'official' ELSE 'provisional' END AS status,
@@ -151,7 +202,8 @@ COMMENT ON COLUMN results.min_votes IS 'Votes the project needs at least to win 
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tally_reader') THEN
-        GRANT SELECT ON table_progress, circuit_progress, consultation_status TO tally_reader;
+        GRANT SELECT ON table_progress, circuit_progress, circuit_decided, consultation_status
+            TO tally_reader;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tally_writer') THEN
         GRANT SELECT ON consultation_state, requests TO tally_writer;
@@ -159,11 +211,12 @@ BEGIN
                       closed_checkpoint_id, tie_rule, tie_seed, tie_seed_hash)
             ON consultation_state TO tally_writer;
         GRANT UPDATE (done_at, checkpoint_id, outcome) ON requests TO tally_writer;
-        GRANT SELECT ON table_progress, circuit_progress, consultation_status TO tally_writer;
+        GRANT SELECT ON table_progress, circuit_progress, circuit_decided, consultation_status
+            TO tally_writer;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tally_auditor') THEN
         GRANT SELECT ON consultation_state, requests, table_progress, circuit_progress,
-                        consultation_status TO tally_auditor;
+                        circuit_decided, consultation_status TO tally_auditor;
     END IF;
 END
 $$;
