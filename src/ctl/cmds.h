@@ -10,7 +10,7 @@
 
 struct store;
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_NOT_APPLIED = 3 };
 
 /* "tallyctl: <message>" on stderr (tallyctl.c). */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -36,6 +36,36 @@ int cmd_add_collector(struct store *s, const struct ctl_add_collector *a, const 
 int cmd_set_disabled(struct store *s, const char *id, bool disabled);
 /* format: "text" or "json" */
 int cmd_collectors(struct store *s, const char *format);
+
+/* ---- the organiser's commands (consult_cmd.c, certify.c, export.c) ---- */
+
+/* retract, close, set tie-rule, embargo, certify, export as parsed (strings borrowed from
+ * argv). */
+struct ctl_consult_args {
+    const char *db;  /* --db, NULL: the PG* environment */
+    const char *cmd; /* the command word */
+    size_t words;    /* words after it */
+    const char *collector, *reason, *actor;
+    uint64_t seq;
+    bool seq_given;
+    int wait_ms;      /* --wait-ms, default 30,000 */
+    uint8_t seed[64]; /* --seed, decoded */
+    size_t seed_len;
+    bool embargo_given, embargo_on; /* embargo on|off */
+    const char *out;                /* --out DIR */
+    bool force;                     /* certify --force */
+    const char *format;             /* export --format */
+    const char *country;            /* export --country (Pabulib META) */
+};
+
+/* The index in argv of the command word when it is one of the organiser's commands (only
+ * --db, --help and --version may stand before it), else 0. */
+int ctl_consult_command(int argc, char **argv);
+/* Parses the whole command line for that command, connects and runs it: tallyctl's exit
+ * status (3: a request not applied in time). */
+int cmd_consult(int argc, char **argv, int at);
+int cmd_certify(struct store *s, const struct ctl_consult_args *a);
+int cmd_export(struct store *s, const struct ctl_consult_args *a);
 
 /* No database: the private CA (ca_cmd.c). */
 int cmd_ca_init(const char *dir, const char *const *names, size_t n_names);

@@ -80,6 +80,39 @@ static const char usage_text[] =
     "  ca issue DIR ID             issue collector ID's certificate DIR/ID.crt and key\n"
     "                              DIR/ID.key from that CA; prints its pin; no database\n"
     "\n"
+    "The organiser's commands (retract, close and the tie rule are asked of the running\n"
+    "tallyd, which applies them in a checkpoint; each waits --wait-ms MS, default 30000):\n"
+    "  retract --collector ID --seq N --reason TEXT --actor NAME [--wait-ms MS]\n"
+    "                              take a durable ballot batch's votes out of the count (a\n"
+    "                              correction; its ballot tokens stay spent); prints the\n"
+    "                              correction's deltas\n"
+    "  close --actor NAME [--wait-ms MS]\n"
+    "                              close the consultation: tallyd takes no new batch after\n"
+    "                              the checkpoint that applies it; prints it and the head\n"
+    "  set tie-rule lot --seed HEX --actor NAME [--wait-ms MS]\n"
+    "                              decide a tie on the last seat by lot at certification:\n"
+    "                              BLAKE2b-256(seed || project id) ascending; the seed is 32\n"
+    "                              to 128 hex digits, kept secret until certification; its\n"
+    "                              BLAKE2b-256, printed, is published now\n"
+    "  embargo [on|off] [--actor NAME]\n"
+    "                              results show progress only (tables, ballots, turnout), no\n"
+    "                              votes, ranks or winners: the SQL views at once, tallyd's\n"
+    "                              outputs within its next refresh (waits 5 s for it); alone,\n"
+    "                              prints the embargo's state\n"
+    "  certify --out DIR [--actor NAME] [--force]\n"
+    "                              after close and a passing verify: the official results\n"
+    "                              into DIR (projects.csv, circuits.csv, states.csv and a\n"
+    "                              printable report.html), recorded with the head hash and\n"
+    "                              the report's SHA-256; other files of those names in DIR\n"
+    "                              are replaced only with --force; the same head again\n"
+    "                              changes nothing\n"
+    "  export --format csv|json|pabulib --out DIR [--country NAME]\n"
+    "                              the results as they stand, one file per circuit\n"
+    "                              (circuit-ID.csv|json|pb) and index.csv|json, each with\n"
+    "                              the head hash and the status (provisional or official);\n"
+    "                              under the embargo csv and json carry progress only and\n"
+    "                              pabulib is refused; --country goes into Pabulib's META\n"
+    "\n"
     "Options:\n"
     "  --db CONNINFO   libpq connection string or URI, e.g.\n"
     "                  'host=127.0.0.1 port=5432 user=tally dbname=tally';\n"
@@ -88,7 +121,9 @@ static const char usage_text[] =
     "  --version       show the version and the newest schema version this build knows\n"
     "\n"
     "Exit status: 0 success, 1 runtime error (database unreachable, conflicting data,\n"
-    "malformed file; for verify also a record that disagrees with itself), 2 usage error.\n";
+    "malformed file; for verify also a record that disagrees with itself; a request tallyd\n"
+    "refused; certify refused), 2 usage error, 3 a request or the embargo not applied by\n"
+    "tallyd in time (a request stays pending: tallyd applies it when it runs).\n";
 
 void ctl_err(const char *fmt, ...)
 {
@@ -723,6 +758,24 @@ static int ctl_run(struct store *s, const struct ctl_args *a, const uint8_t *pin
 
 int main(int argc, char **argv)
 {
+    /* The organiser's commands have their own command line (consult_cmd.c); --help and
+     * --version win wherever they stand, as for every command. */
+    int consult = ctl_consult_command(argc, argv);
+    if (consult > 0) {
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--db") == 0) {
+                i++;
+            } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+                fputs(usage_text, stdout);
+                return EXIT_OK;
+            } else if (strcmp(argv[i], "--version") == 0) {
+                print_version();
+                return EXIT_OK;
+            }
+        }
+        return cmd_consult(argc, argv, consult);
+    }
+
     /* The whole command line is valid before anything connects. */
     struct ctl_args a;
     int rc = ctl_args_parse(argc, argv, &a);
