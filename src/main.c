@@ -18,6 +18,7 @@
 #include "ingest/ingest.h"
 #include "notify.h"
 #include "publish.h"
+#include "receipts/receipts.h"
 #include "store/store.h"
 #include "tls/tls.h"
 
@@ -26,9 +27,10 @@ struct tallyd {
     struct publish *pub;
     struct ingest *in;
     struct notify *notify;
-    SSL_CTX *tls;      /* collector port; NULL: plain TCP */
-    SSL_CTX *http_tls; /* HTTP port; NULL: plain HTTP */
-    bool failed;       /* start-up could not finish: exit 1 whatever ingest says */
+    struct receipts *receipts; /* GET /v1/receipts: its own thread and connection */
+    SSL_CTX *tls;              /* collector port; NULL: plain TCP */
+    SSL_CTX *http_tls;         /* HTTP port; NULL: plain HTTP */
+    bool failed;               /* start-up could not finish: exit 1 whatever ingest says */
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -53,6 +55,7 @@ static struct ingest_config ingest_config_of(const struct tallyd_config *c, SSL_
         .max_frame_bytes = c->max_frame_bytes,
         .shutdown_grace_ms = c->shutdown_grace_ms,
         .standby = c->standby != 0,
+        .embargo = c->embargo != 0,
         .min_anonymity = c->min_anonymity,
         .expected_ballots = c->expected_ballots,
         .tls = tls,
@@ -186,6 +189,11 @@ int main(int argc, char **argv)
     if (!t.in)
         goto out;
     publish_follow(t.pub, t.in);
+    /* Receipts read the record on their own connection (--db), never on the loop. */
+    t.receipts = receipts_new(base, cfg->db, 0);
+    if (!t.receipts)
+        goto out;
+    publish_serve_receipts(t.pub, t.receipts);
     t.notify = notify_new(base, t.in);
 
     sigterm = evsignal_new(base, SIGTERM, on_signal, &t);
@@ -210,6 +218,8 @@ out:
     if (sighup)
         event_free(sighup);
     notify_free(t.notify);
+    /* Before the HTTP server: it answers the receipt requests still waiting. */
+    receipts_free(t.receipts);
     /* ingest first: its store thread may still call back into what publish holds. */
     ingest_free(t.in);
     publish_free(t.pub);

@@ -1,6 +1,8 @@
 /* Publishing durable state to the HTTP API. Owns the catalog the API borrows, the
  * collector-status buffer and the checkpoint-duration histogram; reads ingest only
- * through its read-only accessors, on the loop. */
+ * through its read-only accessors, on the loop. Carries the consultation's status
+ * (embargo, close, tie rule, certification) into every snapshot, and hands receipt
+ * requests from the API to the receipts worker. */
 #include "publish.h"
 
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "core/xalloc.h"
 #include "http/http.h"
 #include "ingest/ingest.h"
+#include "receipts/receipts.h"
 #include "tally/tally.h"
 
 struct publish {
@@ -34,6 +37,7 @@ struct publish {
     size_t n_corr, cap_corr;
     uint64_t buckets[HTTP_CHECKPOINT_BUCKETS + 1]; /* non-cumulative here */
     struct event *presence_ev; /* a coalesced republish after collectors come and go */
+    struct receipts *receipts; /* borrowed; NULL: /v1/receipts answers 503 */
     double seconds_sum;
 };
 
@@ -220,7 +224,29 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
     cp.corrections = p->corr;
     cp.n_corrections = p->n_corr;
     memcpy(cp.head_hash, ingest_head_hash(p->in), sizeof(cp.head_hash));
+    /* Every publish carries the state as ingest applies it now: the embargo can never be
+     * missing from a snapshot, whichever path republishes. */
+    struct ingest_consultation_state st;
+    ingest_consultation_state(p->in, &st);
+    cp.status = (struct http_status){
+        .embargo = st.embargo,
+        .closed = st.closed,
+        .certified = st.certified,
+        .tie_rule = st.tie_rule,
+    };
+    memcpy(cp.status.certified_hash, st.certified_hash, sizeof(cp.status.certified_hash));
+    memcpy(cp.status.tie_seed_hash, st.tie_seed_hash, sizeof(cp.status.tie_seed_hash));
     http_server_publish(p->http, &cp);
+}
+
+/* The state changed (embargo, close, tie rule, certified): every output follows it before
+ * this returns, as ingest_set_state_cb asks, by republishing the current checkpoint. */
+static void on_state(void *arg)
+{
+    struct publish *p = arg;
+    struct ingest_stats st;
+    ingest_stats(p->in, &st);
+    publish_now(p, st.last_checkpoint_id, NULL, 0);
 }
 
 static void on_durable(void *arg, uint64_t checkpoint_id, double seconds, const uint32_t *changed,
@@ -372,7 +398,28 @@ int publish_attach(struct publish *p, struct store_catalog *cat)
     publish_now(p, st.last_checkpoint_id, NULL, 0);
     ingest_set_durable_cb(p->in, on_durable, p);
     ingest_set_presence_cb(p->in, on_presence, p);
+    ingest_set_state_cb(p->in, on_state, p);
     return 0;
+}
+
+/* ---- receipts: the API's pending requests to the worker and back ----------------------- */
+
+static void receipt_done(void *arg, int status, char *body, size_t len)
+{
+    http_pending_reply(arg, status, body, len);
+}
+
+static int receipt_request(void *arg, const char *collector, uint64_t seq,
+                           struct http_pending *pending)
+{
+    struct publish *p = arg;
+    return receipts_submit(p->receipts, collector, seq, receipt_done, pending);
+}
+
+void publish_serve_receipts(struct publish *p, struct receipts *r)
+{
+    p->receipts = r;
+    http_server_set_receipts(p->http, r ? receipt_request : NULL, p);
 }
 
 void publish_free(struct publish *p)

@@ -29,6 +29,11 @@ void publish_follow(struct publish *p, struct ingest *in);
  * catalog does not match the tally. */
 int publish_attach(struct publish *p, struct store_catalog *cat);
 
+/* GET /v1/receipts/{collector}/{seq} is answered by r (borrowed: free it before p, since
+ * freeing it answers the requests still waiting; NULL: those paths answer 503). */
+struct receipts;
+void publish_serve_receipts(struct publish *p, struct receipts *r);
+
 void publish_free(struct publish *p); /* NULL is a no-op */
 
 #endif

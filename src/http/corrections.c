@@ -21,10 +21,14 @@ void http_corrections_init(struct http_corrections *c, const struct http_layout 
 
 void http_corrections_cleanup(struct http_corrections *c)
 {
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         free(c->json[i]);
+        free(c->json_embargo[i]);
+    }
     free(c->json);
     free(c->json_len);
+    free(c->json_embargo);
+    free(c->json_embargo_len);
     free(c->ids);
     free(c->corrected_ms);
     memset(c, 0, sizeof(*c));
@@ -61,9 +65,12 @@ static void json_opt_string(struct evbuffer *out, const char *s)
         evbuffer_add(out, "null", 4);
 }
 
-/* The correction's JSON (docs/api.md); marks the circuits it touched in corrected_ms. */
+/* The correction's JSON (docs/api.md) into out, and the same without its count deltas
+ * (per project, blank, null) into embargoed; marks the circuits it touched in
+ * corrected_ms. */
 static void render_one(struct http_corrections *c, const struct http_layout *l,
-                       const struct http_correction *k, struct evbuffer *out)
+                       const struct http_correction *k, struct evbuffer *out,
+                       struct evbuffer *embargoed)
 {
     const struct http_catalog *cat = l->cat;
     evbuffer_add_printf(
@@ -112,7 +119,13 @@ static void render_one(struct http_corrections *c, const struct http_layout *l,
         evbuffer_add_printf(out, "%s%" PRIu32, shown++ ? "," : "", ids[i]);
     }
     free(ids);
-    evbuffer_add(out, "],\"deltas\":[", 12);
+    evbuffer_add(out, "]", 1);
+    /* Both renderings share everything up to here; the ballots are progress. */
+    size_t common = evbuffer_get_length(out);
+    void *head = evbuffer_pullup(out, (ev_ssize_t)common);
+    evbuffer_add(embargoed, head, common);
+    evbuffer_add_printf(embargoed, ",\"ballots_delta\":%" PRId64 "}", k->ballots_delta);
+    evbuffer_add(out, ",\"deltas\":[", 11);
     for (size_t i = 0; i < k->n_deltas; i++)
         evbuffer_add_printf(out, "%s{\"project\":%" PRIu32 ",\"delta\":%" PRId64 "}", i ? "," : "",
                             k->project_ids[i], k->deltas[i]);
@@ -127,8 +140,8 @@ void http_corrections_update(struct http_corrections *c, const struct http_layou
 {
     if (!cp->corrections)
         return;
-    struct evbuffer *b = evbuffer_new();
-    if (!b)
+    struct evbuffer *b = evbuffer_new(), *e = evbuffer_new();
+    if (!b || !e)
         abort();
     for (size_t i = c->n; i < cp->n_corrections; i++) {
         const struct http_correction *k = &cp->corrections[i];
@@ -141,18 +154,37 @@ void http_corrections_update(struct http_corrections *c, const struct http_layou
             c->cap = c->cap ? c->cap * 2 : 16;
             c->json = xreallocarray(c->json, c->cap, sizeof(*c->json));
             c->json_len = xreallocarray(c->json_len, c->cap, sizeof(*c->json_len));
+            c->json_embargo = xreallocarray(c->json_embargo, c->cap, sizeof(*c->json_embargo));
+            c->json_embargo_len =
+                xreallocarray(c->json_embargo_len, c->cap, sizeof(*c->json_embargo_len));
             c->ids = xreallocarray(c->ids, c->cap, sizeof(*c->ids));
         }
-        render_one(c, l, k, b);
+        render_one(c, l, k, b, e);
         size_t len = evbuffer_get_length(b);
         c->json[c->n] = xmalloc(len + 1);
         evbuffer_remove(b, c->json[c->n], len);
         c->json[c->n][len] = '\0';
         c->json_len[c->n] = len;
+        len = evbuffer_get_length(e);
+        c->json_embargo[c->n] = xmalloc(len + 1);
+        evbuffer_remove(e, c->json_embargo[c->n], len);
+        c->json_embargo[c->n][len] = '\0';
+        c->json_embargo_len[c->n] = len;
         c->ids[c->n] = k->id;
         c->n++;
     }
     evbuffer_free(b);
+    evbuffer_free(e);
+}
+
+/* Entry i as the snapshot may show it: without its count deltas under embargo. */
+static void add_entry(const struct http_snapshot *s, const struct http_corrections *c, size_t i,
+                      struct evbuffer *out)
+{
+    if (http_snapshot_has_counts(s))
+        evbuffer_add(out, c->json[i], c->json_len[i]);
+    else
+        evbuffer_add(out, c->json_embargo[i], c->json_embargo_len[i]);
 }
 
 void http_render_corrections(const struct http_snapshot *s, const struct http_corrections *c,
@@ -165,13 +197,15 @@ void http_render_corrections(const struct http_snapshot *s, const struct http_co
     http_json_string(out, cat->consultation_name);
     evbuffer_add_printf(out, "},\"checkpoint\":%" PRIu64 ",\"time\":", s->checkpoint);
     http_json_time(out, s->committed_ms);
+    if (!http_snapshot_has_counts(s))
+        evbuffer_add(out, ",\"embargo\":true", 15);
     /* Only what this snapshot made durable: a request between a log update and its
      * snapshot (none today, both happen in one publish) would not see the future. */
     size_t n = s->corrections_to < c->n ? s->corrections_to : c->n;
     evbuffer_add_printf(out, ",\"count\":%zu,\"corrections\":[", n);
     for (size_t i = n; i-- > 0;) {
         evbuffer_add(out, i + 1 < n ? ",\n" : "\n", i + 1 < n ? 2 : 1);
-        evbuffer_add(out, c->json[i], c->json_len[i]);
+        add_entry(s, c, i, out);
     }
     evbuffer_add(out, "]}\n", 3);
 }
@@ -180,8 +214,9 @@ void http_render_event_corrections(const struct http_snapshot *s, const struct h
                                    size_t from, size_t to, struct evbuffer *out)
 {
     for (size_t i = from; i < to && i < c->n; i++) {
-        evbuffer_add_printf(out, "id: %" PRIu64 "\nevent: correction\ndata: ", s->checkpoint);
-        evbuffer_add(out, c->json[i], c->json_len[i]);
+        http_render_event_id(s, out);
+        evbuffer_add(out, "event: correction\ndata: ", 24);
+        add_entry(s, c, i, out);
         evbuffer_add(out, "\n\n", 2);
     }
 }

@@ -232,6 +232,7 @@ void http_events_publish(struct http_events *ev, struct http_snapshot *snap,
         /* The recovered state: nothing happened in this process before it. */
         ev->started = true;
         ev->floor = ev->latest = id;
+        ev->gen = snap->status_gen;
         return;
     }
     if (id == ev->latest)
@@ -263,26 +264,53 @@ void http_events_publish(struct http_events *ev, struct http_snapshot *snap,
     broadcast(ev, blob, NULL);
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
+void http_events_status_changed(struct http_events *ev, struct http_snapshot *snap)
+{
+    /* Events rendered before the change may hold counts the new status hides (or lack the
+     * ones it shows): none is replayed, and everyone starts over from the new state. */
+    ring_clear(ev);
+    ev->started = true;
+    ev->floor = ev->latest = snap->checkpoint;
+    ev->gen = snap->status_gen;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        abort();
+    http_snapshot_add_reset_event(snap, b);
+    struct http_sse_blob *blob = blob_new(b);
+    evbuffer_free(b);
+    broadcast(ev, blob, NULL);
+    blob_unref(blob);
+}
+
+static const char *parse_digits(const char *s, uint64_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return NULL;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return NULL;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return s;
+}
+
+/* A Last-Event-ID: "<checkpoint>" or "<checkpoint>-<status gen>" (gen 0 when absent). */
+static bool parse_event_id(const char *s, uint64_t *id, uint64_t *gen)
 {
     if (!s)
         return false;
     while (*s == ' ')
         s++;
-    if (*s < '0' || *s > '9')
+    if (!(s = parse_digits(s, id)))
         return false;
-    uint64_t v = 0;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
+    *gen = 0;
+    if (*s == '-' && !(s = parse_digits(s + 1, gen)))
+        return false;
     while (*s == ' ')
         s++;
-    if (*s)
-        return false;
-    *out = v;
-    return true;
+    return *s == '\0';
 }
 
 void http_events_subscribe(struct http_events *ev, struct evhttp_request *req,
@@ -326,11 +354,12 @@ void http_events_subscribe(struct http_events *ev, struct evhttp_request *req,
     if (!b)
         abort();
     evbuffer_add_printf(b, "retry: 3000\n\n");
-    uint64_t k;
-    if (!parse_u64(last_event_id, &k)) {
+    uint64_t k, gen;
+    if (!parse_event_id(last_event_id, &k, &gen)) {
         http_render_event_snapshot(snap, b);
-    } else if (k < ev->floor || k > ev->latest) {
-        /* Older than what the ring keeps, or from another run: resend everything. */
+    } else if (k < ev->floor || k > ev->latest || gen != ev->gen) {
+        /* Older than what the ring keeps, from another run, or from before a status change
+         * (the embargo): resend everything. */
         http_snapshot_add_reset_event(snap, b);
     } else {
         for (size_t n = 0; n < ev->ring_count; n++) {

@@ -68,9 +68,12 @@ struct http_server {
     struct http_snapshot *snap; /* current; NULL until the first publish: "starting" */
     struct http_events events;
     struct http_corrections corrections; /* set with the layout */
+    http_receipt_cb receipt_cb;          /* NULL: /v1/receipts answers 503 */
+    void *receipt_arg;
     /* Part of every ETag (not the writer epoch): changes at start and when a checkpoint id
      * is published again. */
     uint32_t etag_epoch;
+    uint32_t status_gen; /* status changes published (snapshot status_gen) */
     uint64_t requests;
     char (*asset_etags)[24];
     SSL_CTX *tls; /* our reference; NULL: plain HTTP */
@@ -100,8 +103,8 @@ struct http_server {
 
 /* evhttp_send_reply(), but a HEAD answer carries only the length of the body it would
  * have had: libevent 2.1 writes the body of a HEAD reply. */
-static void send_reply(struct evhttp_request *req, int code, const char *reason,
-                       struct evbuffer *body)
+void http_send_reply(struct evhttp_request *req, int code, const char *reason,
+                     struct evbuffer *body)
 {
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD && body) {
         char len[24];
@@ -124,7 +127,7 @@ void http_reply_error(struct evhttp_request *req, int code, const char *reason, 
     evhttp_remove_header(h, "Content-Type");
     evhttp_add_header(h, "Content-Type", JSON_TYPE);
     evhttp_add_header(h, "Cache-Control", "no-cache");
-    send_reply(req, code, reason, buf);
+    http_send_reply(req, code, reason, buf);
     evbuffer_free(buf);
 }
 
@@ -136,7 +139,7 @@ static void reply(struct evhttp_request *req, const char *type, const char *etag
     evhttp_add_header(h, "Cache-Control", "no-cache");
     if (etag)
         evhttp_add_header(h, "ETag", etag);
-    send_reply(req, 200, "OK", body);
+    http_send_reply(req, 200, "OK", body);
 }
 
 /* True when If-None-Match names etag (or is "*"): the caller answers 304. Weak
@@ -162,16 +165,17 @@ static void reply_not_modified(struct evhttp_request *req, const char *etag)
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "ETag", etag);
     evhttp_add_header(h, "Cache-Control", "no-cache");
-    send_reply(req, 304, "Not Modified", NULL);
+    http_send_reply(req, 304, "Not Modified", NULL);
 }
 
-/* "cp-<checkpoint>-<variant>-<epoch>": a checkpoint id names the same votes in every run,
- * but not the same registry or collector states, so a restart (or publishing the same
- * checkpoint again) changes every ETag once. */
+/* "cp-<checkpoint>-<variant>-<epoch>[-e]": a checkpoint id names the same votes in every
+ * run, but not the same registry or collector states, so a restart (or publishing the same
+ * checkpoint again) changes every ETag once. "-e" marks a body without counts (embargo),
+ * so a cached body with counts never matches one without, whatever the epoch. */
 static void snap_etag(const struct http_server *h, const char *variant, char *out, size_t len)
 {
-    snprintf(out, len, "\"cp-%" PRIu64 "-%s-%08" PRIx32 "\"", h->snap->checkpoint, variant,
-             h->etag_epoch);
+    snprintf(out, len, "\"cp-%" PRIu64 "-%s-%08" PRIx32 "%s\"", h->snap->checkpoint, variant,
+             h->etag_epoch, http_snapshot_has_counts(h->snap) ? "" : "-e");
 }
 
 /* ---- readiness and start-up --------------------------------------------------------------- */
@@ -457,7 +461,7 @@ static void get_metrics(struct http_server *h, struct evhttp_request *req,
     struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
     evhttp_add_header(hd, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_add_header(hd, "Cache-Control", "no-store");
-    send_reply(req, 200, "OK", b);
+    http_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
 
@@ -467,7 +471,7 @@ static void reply_status(struct evhttp_request *req, int code, const char *reaso
     struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
     evhttp_add_header(hd, "Content-Type", JSON_TYPE);
     evhttp_add_header(hd, "Cache-Control", "no-store");
-    send_reply(req, code, reason, b);
+    http_send_reply(req, code, reason, b);
 }
 
 static void get_healthz(struct http_server *h, struct evhttp_request *req,
@@ -536,7 +540,7 @@ static void get_asset(struct http_server *h, struct evhttp_request *req, size_t 
     evhttp_add_header(hd, "Content-Type", a->content_type);
     evhttp_add_header(hd, "Cache-Control", "no-cache");
     evhttp_add_header(hd, "ETag", etag);
-    send_reply(req, 200, "OK", b);
+    http_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
 #endif
@@ -559,6 +563,7 @@ static const struct route {
 };
 
 #define CIRCUIT_PREFIX "/v1/circuits/"
+#define RECEIPT_PREFIX "/v1/receipts/"
 
 /* True when a Connection header of the request lists the token "close". evhttp 2.1 closes
  * only on a header that is exactly "close" (one header, one token), so "keep-alive, close"
@@ -606,12 +611,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (strcmp(path, routes[i].path) == 0)
             r = &routes[i];
     bool circuit = !r && strncmp(path, CIRCUIT_PREFIX, strlen(CIRCUIT_PREFIX)) == 0;
+    bool receipt = !r && strncmp(path, RECEIPT_PREFIX, strlen(RECEIPT_PREFIX)) == 0;
     int64_t asset = -1;
 #ifdef HTTP_HAVE_ASSETS
-    if (!r && !circuit)
+    if (!r && !circuit && !receipt)
         asset = find_asset(path);
 #endif
-    if (!r && !circuit && asset < 0) {
+    if (!r && !circuit && !receipt && asset < 0) {
         http_reply_error(req, 404, "Not Found", "not found");
         return;
     }
@@ -634,8 +640,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
 #endif
-    if ((circuit || r->needs_snapshot) && !h->snap) {
+    if ((circuit || receipt || r->needs_snapshot) && !h->snap) {
         reply_starting(h, req);
+        return;
+    }
+    if (receipt) {
+        http_receipts_route(req, path + strlen(RECEIPT_PREFIX), h->receipt_cb, h->receipt_arg);
         return;
     }
     if (circuit) {
@@ -864,9 +874,22 @@ void http_server_publish(struct http_server *h, const struct http_checkpoint *cp
         http_snapshot_new(&h->layout, cp, h->snap, h->corrections.corrected_ms);
     s->corrections_from = had;
     s->corrections_to = h->corrections.n;
-    if (h->snap && h->snap->checkpoint == cp->id)
+    bool status_changed = h->snap && http_status_differs(&h->snap->status, &s->status);
+    if (status_changed)
+        h->status_gen++;
+    s->status_gen = h->status_gen;
+    if (h->snap && (h->snap->checkpoint == cp->id || status_changed))
         h->etag_epoch = h->etag_epoch * 2654435761u + 1;
     http_snapshot_unref(h->snap); /* in-flight responses keep their own reference */
     h->snap = s;
-    http_events_publish(&h->events, s, cp, &h->corrections);
+    if (status_changed)
+        http_events_status_changed(&h->events, s);
+    else
+        http_events_publish(&h->events, s, cp, &h->corrections);
+}
+
+void http_server_set_receipts(struct http_server *h, http_receipt_cb cb, void *arg)
+{
+    h->receipt_cb = cb;
+    h->receipt_arg = arg;
 }

@@ -103,6 +103,21 @@ struct http_correction {
     int64_t blank_delta, null_delta, ballots_delta;
 };
 
+/* The consultation's status as tallyd applies it (docs/consultation.md, part B). All
+ * false (zeroed): provisional, no embargo. */
+struct http_status {
+    /* The one embargo gate: while set, every output (JSON, CSV, the event stream, the
+     * corrections, /metrics) shows progress and no count: no project's votes, rank,
+     * winner, tie, margin, blank, null or decided. The snapshot is then built without the
+     * counts at all, so no renderer can show them. */
+    bool embargo;
+    bool closed;    /* the final checkpoint is written: no new batch is taken */
+    bool certified; /* tallyctl certify ran: "status":"official" with certified_hash */
+    uint8_t certified_hash[32];
+    bool tie_rule; /* a tie rule by lot is set: tie_seed_hash is its seed's BLAKE2b-256 */
+    uint8_t tie_seed_hash[32];
+};
+
 struct http_checkpoint {
     uint64_t id;             /* checkpoint id (0: none committed yet, the empty state) */
     int64_t committed_ms;    /* unix ms */
@@ -126,6 +141,12 @@ struct http_checkpoint {
      * each new one as an `event: correction` after the checkpoint's own event. */
     const struct http_correction *corrections;
     size_t n_corrections;
+    /* The status every output of this snapshot follows. Publishing a status that differs
+     * from the current snapshot's (say, the same checkpoint id with the embargo flipped)
+     * applies it to every route before http_server_publish() returns, changes every ETag,
+     * forgets the event history (it may hold counts) and sends each /v1/events subscriber
+     * an `event: reset` of the new state. */
+    struct http_status status;
 };
 
 /* ---- live figures for /metrics, read at request time --------------------------------- */
@@ -218,5 +239,27 @@ uint16_t http_server_port(const struct http_server *h);
  * without an event; an id lower than the current one sends every subscriber an
  * `event: reset`. Needs the catalog: ignored (logged) before it is set. */
 void http_server_publish(struct http_server *h, const struct http_checkpoint *cp);
+
+/* ---- answers that come later: GET /v1/receipts/{collector}/{seq} ------------------- */
+
+/* One request waiting for its answer. Owned by the server; whoever took it answers it
+ * exactly once with http_pending_reply(), on the loop, even after the client went away
+ * (then nothing is sent). */
+struct http_pending;
+
+/* Asked on the loop for each receipt request whose collector id ([A-Za-z0-9._-]{1,63})
+ * and seq (1 .. 2^63-1) parse; collector is borrowed for the call. Returns 0 when it took
+ * p, or -1 when it cannot take more now: the server then answers 503 with Retry-After and
+ * p is not the callee's. */
+typedef int (*http_receipt_cb)(void *arg, const char *collector, uint64_t seq,
+                               struct http_pending *p);
+
+/* Serves /v1/receipts/{collector}/{seq} through cb (none set: those paths answer 503). */
+void http_server_set_receipts(struct http_server *h, http_receipt_cb cb, void *arg);
+
+/* Answers p with status and a JSON body of len bytes (body malloc'd: taken, freed here;
+ * NULL for none), adds Retry-After: 1 to a 503, and frees p. When the client went away
+ * meanwhile, only frees. On the loop. */
+void http_pending_reply(struct http_pending *p, int status, char *body, size_t len);
 
 #endif

@@ -82,6 +82,15 @@ struct http_snapshot {
     uint8_t head_hash[32]; /* the chain's head at this checkpoint; meaningless for id 0 */
     uint64_t writer_epoch;
     struct http_totals totals;
+    struct http_status status;
+    /* Status changes this server published before this snapshot: part of every event id
+     * ("<checkpoint>-<gen>" once not 0), so a stream resumed from before a change is reset
+     * even when the checkpoint id is the same. */
+    uint32_t status_gen;
+    /* The counts. Under embargo (status.embargo) the snapshot is built without them: these
+     * five are NULL and each circuit's votes, winners, tie, margin and decided are zero, so
+     * a renderer that forgot http_snapshot_has_counts() would crash in the tests rather
+     * than leak a figure. */
     uint64_t *votes;  /* dense order */
     uint32_t *rank;   /* dense order; competition ranking within the circuit (1, 2, 2, 4) */
     uint8_t *flags;   /* dense order; HTTP_FLAG_* */
@@ -114,6 +123,14 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
                                         const struct http_checkpoint *cp,
                                         const struct http_snapshot *prev,
                                         const int64_t *corrected_ms);
+/* False under embargo: the one question every renderer asks before it writes a count
+ * (a project's votes, rank, winner, tie, margin, blank, null, decided). */
+static inline bool http_snapshot_has_counts(const struct http_snapshot *s)
+{
+    return s->votes != NULL;
+}
+/* True when two statuses differ in anything an output shows. */
+bool http_status_differs(const struct http_status *a, const struct http_status *b);
 struct http_snapshot *http_snapshot_ref(struct http_snapshot *s);
 void http_snapshot_unref(struct http_snapshot *s); /* NULL is a no-op */
 
@@ -151,6 +168,8 @@ void http_render_summary(const struct http_snapshot *s, struct evbuffer *out);
 void http_render_circuits(const struct http_snapshot *s, int64_t state, struct evbuffer *out);
 void http_render_circuit(const struct http_snapshot *s, uint32_t circuit, struct evbuffer *out);
 void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out);
+/* `id: <checkpoint>` or, after a status change, `id: <checkpoint>-<status_gen>`. */
+void http_render_event_id(const struct http_snapshot *s, struct evbuffer *out);
 /* The SSE events: `event: snapshot` (totals only), `event: checkpoint` (the changed
  * projects) and `event: reset` (every project), each with its id line, ending in a blank
  * line. All three carry the checkpoint, its time, head_hash and the totals. */
@@ -160,9 +179,12 @@ void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t 
 void http_render_event_reset(const struct http_snapshot *s, struct evbuffer *out);
 
 /* A progress object {"tables":..,...} (docs/api.md); circuits_decided, when not NULL, is
- * added as a field. */
-void http_render_progress(struct evbuffer *out, const struct http_progress *p,
-                          const uint64_t *circuits_decided);
+ * added as a field. Under embargo without blank, null and circuits_decided. */
+void http_render_progress(const struct http_snapshot *s, struct evbuffer *out,
+                          const struct http_progress *p, const uint64_t *circuits_decided);
+/* ,"status":"provisional"|"official","certified_hash":..,"closed":..,"embargo":..,
+ * "tie_seed_hash":.. — the consultation's status (/v1/summary and every event). */
+void http_render_status(const struct http_snapshot *s, struct evbuffer *out);
 void http_render_states(const struct http_snapshot *s, struct evbuffer *out);
 
 /* What /metrics shows besides the hook's figures. */
@@ -181,6 +203,8 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
 struct http_corrections {
     char **json; /* one object each, no newline */
     size_t *json_len;
+    char **json_embargo; /* the same without the count deltas (shown under embargo) */
+    size_t *json_embargo_len;
     uint64_t *ids;
     size_t n, cap;
     int64_t *corrected_ms; /* per circuit (n_circuits) */
@@ -226,6 +250,7 @@ struct http_events {
     bool started;    /* a snapshot has been published */
     uint64_t floor;  /* every event with an id above floor is in the ring */
     uint64_t latest; /* id of the newest snapshot */
+    uint32_t gen;    /* its status_gen: an id of another generation is reset */
 };
 
 int http_events_init(struct http_events *ev, struct event_base *base)
@@ -241,8 +266,22 @@ void http_events_publish(struct http_events *ev, struct http_snapshot *snap,
 void http_events_subscribe(struct http_events *ev, struct evhttp_request *req,
                            struct http_snapshot *snap, const char *last_event_id);
 
+/* A new status was published with snap (the current snapshot): forgets the ring (it may
+ * hold counts the new status hides) and sends every subscriber an `event: reset`. */
+void http_events_status_changed(struct http_events *ev, struct http_snapshot *snap);
+
 /* Sends a JSON error body {"error": message} with the given status. */
 void http_reply_error(struct evhttp_request *req, int code, const char *reason,
                       const char *message);
+/* evhttp_send_reply(), with a HEAD answer carrying only the length of its body. */
+void http_send_reply(struct evhttp_request *req, int code, const char *reason,
+                     struct evbuffer *body);
+
+/* ---- receipts (receipts.c) ------------------------------------------------------------ */
+
+/* GET /v1/receipts/<rest>: parses {collector}/{seq}, answers 400 for a malformed one, 503
+ * when cb is NULL or refuses, else hands the request to cb and leaves it pending. */
+void http_receipts_route(struct evhttp_request *req, const char *rest, http_receipt_cb cb,
+                         void *arg);
 
 #endif

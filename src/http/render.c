@@ -1,10 +1,10 @@
-/* Renderers: a snapshot (or the live metrics) into the bytes of a response — JSON for the
- * /v1 API and the event stream, RFC 4180 CSV, Prometheus text exposition 0.0.4. Pure:
- * no sockets, no clock, no routing; callers decide caching and headers. */
+/* Renderers: a snapshot into the bytes of a response — JSON for the /v1 API and the event
+ * stream, RFC 4180 CSV (metrics.c: Prometheus text). Pure: no sockets, no clock, no
+ * routing; callers decide caching and headers. Every count goes through
+ * http_snapshot_has_counts(): under embargo the snapshot has none. */
 #include "http/internal.h"
 
 #include "core/json.h"
-#include "core/loopwatch.h"
 #include "core/xalloc.h"
 
 #include <inttypes.h>
@@ -95,8 +95,8 @@ static void json_totals(struct evbuffer *out, const struct http_totals *t)
                         t->rejected_unknown_project, t->rejected_not_allowed);
 }
 
-void http_render_progress(struct evbuffer *out, const struct http_progress *p,
-                          const uint64_t *circuits_decided)
+void http_render_progress(const struct http_snapshot *s, struct evbuffer *out,
+                          const struct http_progress *p, const uint64_t *circuits_decided)
 {
     evbuffer_add_printf(
         out,
@@ -108,10 +108,49 @@ void http_render_progress(struct evbuffer *out, const struct http_progress *p,
         evbuffer_add_printf(out, "%.4f", (double)p->ballots / (double)p->electors_reported);
     else
         evbuffer_add(out, "null", 4);
-    evbuffer_add_printf(out, ",\"blank\":%" PRIu64 ",\"null\":%" PRIu64, p->blank, p->null_ballots);
-    if (circuits_decided)
-        evbuffer_add_printf(out, ",\"circuits_decided\":%" PRIu64, *circuits_decided);
+    /* Blank and null ballots are counts, and decided follows from the votes. */
+    if (http_snapshot_has_counts(s)) {
+        evbuffer_add_printf(out, ",\"blank\":%" PRIu64 ",\"null\":%" PRIu64, p->blank,
+                            p->null_ballots);
+        if (circuits_decided)
+            evbuffer_add_printf(out, ",\"circuits_decided\":%" PRIu64, *circuits_decided);
+    }
     evbuffer_add(out, "}", 1);
+}
+
+static void json_hash_or_null(struct evbuffer *out, bool has, const uint8_t h[32])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!has) {
+        evbuffer_add(out, "null", 4);
+        return;
+    }
+    char buf[66];
+    buf[0] = buf[65] = '"';
+    for (size_t i = 0; i < 32; i++) {
+        buf[1 + 2 * i] = hex[h[i] >> 4];
+        buf[2 + 2 * i] = hex[h[i] & 15];
+    }
+    evbuffer_add(out, buf, sizeof(buf));
+}
+
+void http_render_status(const struct http_snapshot *s, struct evbuffer *out)
+{
+    const struct http_status *st = &s->status;
+    evbuffer_add_printf(
+        out, ",\"status\":\"%s\",\"certified_hash\":", st->certified ? "official" : "provisional");
+    json_hash_or_null(out, st->certified, st->certified_hash);
+    evbuffer_add_printf(out,
+                        ",\"closed\":%s,\"embargo\":%s,\"tie_seed_hash\":", json_bool(st->closed),
+                        json_bool(st->embargo));
+    json_hash_or_null(out, st->tie_rule, st->tie_seed_hash);
+}
+
+/* ,"embargo":true — said in every document that leaves its counts out for the embargo. */
+static void json_embargo_mark(const struct http_snapshot *s, struct evbuffer *out)
+{
+    if (!http_snapshot_has_counts(s))
+        evbuffer_add(out, ",\"embargo\":true", 15);
 }
 
 /* {"consultation":{...},"checkpoint":N,"time":T, — the head every /v1 document shares. */
@@ -206,13 +245,24 @@ char *http_render_results(const struct http_snapshot *s, const struct http_filte
     const struct http_catalog *cat = l->cat;
     static const char csv_head[] =
         "project_id,project_name,circuit_id,circuit_name,state,votes,rank,winner,tie\r\n";
+    /* Under embargo: the registry's columns only. */
+    static const char csv_head_embargo[] =
+        "project_id,project_name,circuit_id,circuit_name,state\r\n";
+    bool counts = http_snapshot_has_counts(s);
     struct evbuffer *head = evbuffer_new();
     if (!head)
         abort();
-    if (csv) {
+    if (csv && counts) {
         evbuffer_add(head, csv_head, sizeof(csv_head) - 1);
+    } else if (csv) {
+        evbuffer_add(head, csv_head_embargo, sizeof(csv_head_embargo) - 1);
     } else {
         json_head(s, head);
+        if (!counts) {
+            json_embargo_mark(s, head);
+            evbuffer_add(head, ",\"progress\":", 12);
+            http_render_progress(s, head, &s->progress, NULL);
+        }
         evbuffer_add(head, ",\"projects\":[", 13);
     }
     size_t head_len = evbuffer_get_length(head);
@@ -230,12 +280,19 @@ char *http_render_results(const struct http_snapshot *s, const struct http_filte
         uint32_t i = l->project_by_id[k];
         if (!filter_keeps(s, f, cat->projects[i].circuit))
             continue;
-        bool winner = s->flags[i] & HTTP_FLAG_WINNER, tie = s->flags[i] & HTTP_FLAG_TIE;
         if (!csv && !first)
             p = PUT(p, ",");
         if (!csv)
             p = PUT(p, "\n");
         first = false;
+        if (!counts) {
+            /* The fixed part ends in `,"votes":` (JSON) or `,` (CSV): cut it. */
+            size_t cut = csv ? 1 : sizeof(",\"votes\":") - 1;
+            p = put_str(p, rows + off[k], off[k + 1] - off[k] - cut);
+            p = csv ? PUT(p, "\r\n") : PUT(p, "}");
+            continue;
+        }
+        bool winner = s->flags[i] & HTTP_FLAG_WINNER, tie = s->flags[i] & HTTP_FLAG_TIE;
         p = put_str(p, rows + off[k], off[k + 1] - off[k]);
         p = put_u64(p, s->votes[i]);
         if (csv) {
@@ -268,7 +325,8 @@ void http_render_summary(const struct http_snapshot *s, struct evbuffer *out)
     evbuffer_add_printf(out, ",\"writer_epoch\":%" PRIu64 ",\"totals\":", s->writer_epoch);
     json_totals(out, &s->totals);
     evbuffer_add(out, ",\"progress\":", 12);
-    http_render_progress(out, &s->progress, &s->circuits_decided);
+    http_render_progress(s, out, &s->progress, &s->circuits_decided);
+    http_render_status(s, out);
     evbuffer_add_printf(out,
                         ",\"collectors\":{\"registered\":%zu,\"connected\":%" PRIu32
                         ",\"reporting\":%" PRIu32 "},\"projects\":%zu,\"circuits\":%zu,"
@@ -287,11 +345,12 @@ void http_render_summary(const struct http_snapshot *s, struct evbuffer *out)
         }
         evbuffer_add(out, st ? ",{\"name\":" : "{\"name\":", st ? 9 : 8);
         http_json_string(out, l->states[st]);
-        evbuffer_add_printf(
-            out, ",\"circuits\":%zu,\"projects\":%zu,\"votes\":%" PRIu64 ",\"winners\":%zu",
-            circuits, projects, s->state_votes[st], winners);
+        evbuffer_add_printf(out, ",\"circuits\":%zu,\"projects\":%zu", circuits, projects);
+        if (http_snapshot_has_counts(s))
+            evbuffer_add_printf(out, ",\"votes\":%" PRIu64 ",\"winners\":%zu", s->state_votes[st],
+                                winners);
         evbuffer_add(out, ",\"progress\":", 12);
-        http_render_progress(out, &s->state_progress[st], NULL);
+        http_render_progress(s, out, &s->state_progress[st], NULL);
         evbuffer_add(out, "}", 1);
     }
     evbuffer_add(out, "]}\n", 3);
@@ -302,6 +361,7 @@ void http_render_states(const struct http_snapshot *s, struct evbuffer *out)
     const struct http_layout *l = s->layout;
     const struct http_catalog *cat = l->cat;
     json_head(s, out);
+    json_embargo_mark(s, out);
     evbuffer_add(out, ",\"states\":[", 11);
     for (size_t st = 0; st < l->n_states; st++) {
         uint64_t circuits = 0, decided = 0, winners = 0;
@@ -314,11 +374,12 @@ void http_render_states(const struct http_snapshot *s, struct evbuffer *out)
         }
         evbuffer_add_printf(out, "%s\n{\"name\":", st ? "," : "");
         http_json_string(out, l->states[st]);
-        evbuffer_add_printf(out,
-                            ",\"circuits\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"winners\":%" PRIu64
-                            ",\"progress\":",
-                            circuits, s->state_votes[st], winners);
-        http_render_progress(out, &s->state_progress[st], &decided);
+        evbuffer_add_printf(out, ",\"circuits\":%" PRIu64, circuits);
+        if (http_snapshot_has_counts(s))
+            evbuffer_add_printf(out, ",\"votes\":%" PRIu64 ",\"winners\":%" PRIu64,
+                                s->state_votes[st], winners);
+        evbuffer_add(out, ",\"progress\":", 12);
+        http_render_progress(s, out, &s->state_progress[st], &decided);
         evbuffer_add(out, "}", 1);
     }
     evbuffer_add(out, "]}\n", 3);
@@ -343,8 +404,10 @@ static void json_winners(const struct http_snapshot *s, uint32_t c, struct evbuf
 static void json_circuit_progress(const struct http_snapshot *s, uint32_t c, struct evbuffer *out)
 {
     const struct http_snap_circuit *sc = &s->circuits[c];
-    evbuffer_add_printf(out, ",\"decided\":%s,\"progress\":", json_bool(sc->decided));
-    http_render_progress(out, &sc->progress, NULL);
+    if (http_snapshot_has_counts(s))
+        evbuffer_add_printf(out, ",\"decided\":%s", json_bool(sc->decided));
+    evbuffer_add(out, ",\"progress\":", 12);
+    http_render_progress(s, out, &sc->progress, NULL);
     evbuffer_add(out, ",\"corrected_at\":", 16);
     http_json_time(out, sc->corrected_ms);
 }
@@ -360,9 +423,11 @@ static void json_circuit_fields(const struct http_snapshot *s, uint32_t c, struc
     http_json_string(out, cc->name);
     evbuffer_add(out, ",\"state\":", 9);
     http_json_string(out, cc->state);
-    evbuffer_add_printf(
-        out, ",\"seats\":%" PRIu32 ",\"projects\":%" PRIu32 ",\"votes\":%" PRIu64 ",\"winners\":",
-        cc->seats, s->layout->first[c + 1] - s->layout->first[c], sc->votes);
+    evbuffer_add_printf(out, ",\"seats\":%" PRIu32 ",\"projects\":%" PRIu32, cc->seats,
+                        s->layout->first[c + 1] - s->layout->first[c]);
+    if (!http_snapshot_has_counts(s))
+        return;
+    evbuffer_add_printf(out, ",\"votes\":%" PRIu64 ",\"winners\":", sc->votes);
     json_winners(s, c, out);
     evbuffer_add_printf(out, ",\"tie\":%s,\"margin\":", json_bool(sc->tie));
     if (sc->has_margin)
@@ -375,6 +440,7 @@ void http_render_circuits(const struct http_snapshot *s, int64_t state, struct e
 {
     const struct http_layout *l = s->layout;
     json_head(s, out);
+    json_embargo_mark(s, out);
     evbuffer_add(out, ",\"circuits\":[", 13);
     bool first = true;
     for (size_t k = 0; k < l->cat->n_circuits; k++) {
@@ -394,10 +460,26 @@ void http_render_circuit(const struct http_snapshot *s, uint32_t c, struct evbuf
 {
     const struct http_layout *l = s->layout;
     json_head(s, out);
+    json_embargo_mark(s, out);
     evbuffer_add(out, ",", 1);
     json_circuit_fields(s, c, out);
     evbuffer_add(out, ",\"ranking\":[", 12);
-    for (uint32_t k = l->first[c]; k < l->first[c + 1]; k++) {
+    if (!http_snapshot_has_counts(s)) {
+        /* Under embargo the projects by id, without a figure: the order would rank them. */
+        bool first = true;
+        for (size_t k = 0; k < l->cat->n_projects; k++) {
+            uint32_t i = l->project_by_id[k];
+            const struct http_catalog_project *p = &l->cat->projects[i];
+            if (p->circuit != c)
+                continue;
+            evbuffer_add_printf(out, "%s\n{\"id\":%" PRIu32 ",\"name\":", first ? "" : ",", p->id);
+            http_json_string(out, p->name);
+            evbuffer_add_printf(out, ",\"min_votes\":%" PRIu32 "}",
+                                l->cat->min_votes ? l->cat->min_votes[i] : 0);
+            first = false;
+        }
+    }
+    for (uint32_t k = l->first[c]; http_snapshot_has_counts(s) && k < l->first[c + 1]; k++) {
         uint32_t i = s->ranked[k];
         const struct http_catalog_project *p = &l->cat->projects[i];
         evbuffer_add_printf(out, "%s\n{\"id\":%" PRIu32 ",\"name\":", k > l->first[c] ? "," : "",
@@ -451,18 +533,27 @@ void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out)
 
 /* id: N / event: KIND / data: {"checkpoint":N,"time":T,"head_hash":H,"totals":{..} — left
  * open. Every kind carries the head, so a client can match what it shows to the chain. */
+void http_render_event_id(const struct http_snapshot *s, struct evbuffer *out)
+{
+    if (s->status_gen)
+        evbuffer_add_printf(out, "id: %" PRIu64 "-%" PRIu32 "\n", s->checkpoint, s->status_gen);
+    else
+        evbuffer_add_printf(out, "id: %" PRIu64 "\n", s->checkpoint);
+}
+
 static void event_head(const struct http_snapshot *s, const char *kind, struct evbuffer *out)
 {
-    evbuffer_add_printf(out,
-                        "id: %" PRIu64 "\nevent: %s\ndata: {\"checkpoint\":%" PRIu64 ",\"time\":",
-                        s->checkpoint, kind, s->checkpoint);
+    http_render_event_id(s, out);
+    evbuffer_add_printf(out, "event: %s\ndata: {\"checkpoint\":%" PRIu64 ",\"time\":", kind,
+                        s->checkpoint);
     http_json_time(out, s->committed_ms);
     evbuffer_add(out, ",\"head_hash\":", 13);
     http_json_head_hash(out, s);
+    http_render_status(s, out);
     evbuffer_add(out, ",\"totals\":", 10);
     json_totals(out, &s->totals);
     evbuffer_add(out, ",\"progress\":", 12);
-    http_render_progress(out, &s->progress, &s->circuits_decided);
+    http_render_progress(s, out, &s->progress, &s->circuits_decided);
 }
 
 void http_render_event_snapshot(const struct http_snapshot *s, struct evbuffer *out)
@@ -481,9 +572,12 @@ void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t 
                                   size_t n_changed, struct evbuffer *out)
 {
     event_head(s, "checkpoint", out);
-    evbuffer_add(out, ",\"changed\":[", 12);
+    bool counts = http_snapshot_has_counts(s);
+    /* Under embargo no "changed" (project votes) and circuits without their figures. */
+    if (counts)
+        evbuffer_add(out, ",\"changed\":[", 12);
     bool first = true;
-    for (size_t k = 0; k < n_changed; k++) {
+    for (size_t k = 0; counts && k < n_changed; k++) {
         if (changed[k] >= s->layout->cat->n_projects)
             continue;
         event_vote(s, changed[k], first, out);
@@ -491,13 +585,16 @@ void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t 
     }
     /* The circuits whose progress, decided or corrected_at changed since the previous
      * snapshot, with their winners (a decided flag means little without them). */
-    evbuffer_add(out, "],\"circuits\":[", 14);
+    evbuffer_add(out, counts ? "],\"circuits\":[" : ",\"circuits\":[", counts ? 14 : 13);
     for (size_t k = 0; k < s->n_changed_circuits; k++) {
         uint32_t c = s->changed_circuits[k];
-        evbuffer_add_printf(out, "%s{\"id\":%" PRIu32 ",\"winners\":", k ? "," : "",
+        evbuffer_add_printf(out, "%s{\"id\":%" PRIu32, k ? "," : "",
                             s->layout->cat->circuits[c].id);
-        json_winners(s, c, out);
-        evbuffer_add_printf(out, ",\"tie\":%s", json_bool(s->circuits[c].tie));
+        if (counts) {
+            evbuffer_add(out, ",\"winners\":", 11);
+            json_winners(s, c, out);
+            evbuffer_add_printf(out, ",\"tie\":%s", json_bool(s->circuits[c].tie));
+        }
         json_circuit_progress(s, c, out);
         evbuffer_add(out, "}", 1);
     }
@@ -507,247 +604,12 @@ void http_render_event_checkpoint(const struct http_snapshot *s, const uint32_t 
 void http_render_event_reset(const struct http_snapshot *s, struct evbuffer *out)
 {
     event_head(s, "reset", out);
+    if (!http_snapshot_has_counts(s)) {
+        evbuffer_add(out, "}\n\n", 3);
+        return;
+    }
     evbuffer_add(out, ",\"changed\":[", 12);
     for (size_t k = 0; k < s->layout->cat->n_projects; k++)
         event_vote(s, s->layout->project_by_id[k], k == 0, out);
     evbuffer_add(out, "]}\n\n", 4);
-}
-
-/* ---- /metrics ------------------------------------------------------------------------------- */
-
-static void metric_head(struct evbuffer *out, const char *name, const char *type, const char *help)
-{
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void metric_u64(struct evbuffer *out, const char *name, const char *type, const char *help,
-                       uint64_t v)
-{
-    metric_head(out, name, type, help);
-    evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
-}
-
-/* The shortest text that reads back as v, as the Prometheus clients write floats (Go's
- * FormatFloat(v, 'g', -1, 64)): a fixed "%.9g" printed a start time of 1796125874.33 as
- * 1.79612587e+09, up to five seconds off. */
-static void metric_value_f64(struct evbuffer *out, double v)
-{
-    char s[32];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(s, sizeof(s), "%.*g", prec, v);
-        if (strtod(s, NULL) == v)
-            break;
-    }
-    evbuffer_add(out, s, strlen(s));
-}
-
-static void metric_f64(struct evbuffer *out, const char *name, const char *type, const char *help,
-                       double v)
-{
-    metric_head(out, name, type, help);
-    evbuffer_add_printf(out, "%s ", name);
-    metric_value_f64(out, v);
-    evbuffer_add(out, "\n", 1);
-}
-
-/* How long single callbacks held the event loop since tallyd got ready (core/loopwatch). */
-static void render_loop_metrics(struct evbuffer *out)
-{
-    struct loopwatch_stats ls;
-    loopwatch_read(&ls);
-    const char *h = "tally_loop_iteration_seconds";
-    metric_head(out, h, "histogram",
-                "Time the event loop spent in one callback (a collector's frames, a checkpoint "
-                "hand-off, an HTTP request, a timer) without polling, since tallyd got ready.");
-    uint64_t cum = 0;
-    for (size_t b = 0; b < LOOPWATCH_BUCKETS; b++) {
-        cum += ls.counts[b];
-        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", h, loopwatch_bounds[b], cum);
-    }
-    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum ", h, ls.samples, h);
-    metric_value_f64(out, ls.sum_s);
-    evbuffer_add_printf(out, "\n%s_count %" PRIu64 "\n", h, ls.samples);
-    metric_f64(out, "tally_loop_iteration_max_seconds", "gauge",
-               "Longest single event-loop callback since tallyd got ready.", ls.max_s);
-}
-
-void http_render_metrics(const struct http_metrics *m, const struct http_metrics_extra *x,
-                         struct evbuffer *out)
-{
-    metric_head(out, "tally_build_info", "gauge", "This tallyd's version and source commit.");
-    evbuffer_add_printf(out, "tally_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-                        m->version ? m->version : "unknown", m->commit ? m->commit : "unknown");
-    metric_f64(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent.",
-               m->process_cpu_seconds);
-    metric_u64(out, "process_resident_memory_bytes", "gauge", "Resident memory size.",
-               m->process_resident_bytes);
-    metric_u64(out, "process_open_fds", "gauge", "Open file descriptors.", m->process_open_fds);
-    metric_u64(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
-               m->process_max_fds);
-    metric_f64(out, "process_start_time_seconds", "gauge",
-               "Start time of the process since the epoch, in seconds.", m->process_start_time);
-    metric_u64(out, "tally_votes_accepted_total", "counter",
-               "Votes counted, durable in PostgreSQL.", m->votes_accepted);
-    metric_u64(out, "tally_votes_duplicate_total", "counter",
-               "Votes whose ballot was already counted, durable.", m->votes_duplicate);
-    metric_head(out, "tally_votes_rejected_total", "counter",
-                "Votes rejected, by reason, durable.");
-    evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"unknown_project\"} %" PRIu64 "\n",
-                        m->votes_rejected_unknown_project);
-    evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"not_allowed\"} %" PRIu64 "\n",
-                        m->votes_rejected_not_allowed);
-    metric_u64(out, "tally_batches_total", "counter", "Batches applied in memory.", m->batches);
-    metric_u64(out, "tally_seq_conflicts_total", "counter",
-               "Batches refused because their seq was applied before with other content "
-               "(ERROR_SEQ_CONFLICT).",
-               m->seq_conflicts);
-    metric_u64(out, "tally_bytes_received_total", "counter", "Bytes read from collectors.",
-               m->bytes_received);
-    /* Not "tally_connections": that family name is the counter's below (OpenMetrics). */
-    metric_u64(out, "tally_connections_open", "gauge", "Collector connections open.",
-               m->connections_open);
-    metric_u64(out, "tally_connections_total", "counter", "Collector connections accepted.",
-               m->connections_total);
-    metric_u64(out, "tally_checkpoints_total", "counter", "Checkpoints committed since start.",
-               m->checkpoints);
-
-    const char *h = "tally_checkpoint_duration_seconds";
-    metric_head(out, h, "histogram", "Time from handing a checkpoint to the store to its COMMIT.");
-    for (size_t b = 0; b < HTTP_CHECKPOINT_BUCKETS; b++)
-        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", h,
-                            http_checkpoint_bucket_le[b], m->checkpoint_bucket[b]);
-    uint64_t count = m->checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS];
-    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", h, count);
-    evbuffer_add_printf(out, "%s_sum ", h);
-    metric_value_f64(out, m->checkpoint_seconds_sum);
-    evbuffer_add_printf(out, "\n%s_count %" PRIu64 "\n", h, count);
-
-    metric_f64(out, "tally_checkpoint_lag_seconds", "gauge",
-               "Age of the oldest batch applied in memory and not yet durable (0 when everything "
-               "applied is durable).",
-               m->checkpoint_lag_seconds);
-    metric_u64(out, "tally_postgres_up", "gauge",
-               "1 when the store's last attempt reached PostgreSQL.", m->postgres_up ? 1 : 0);
-    metric_u64(out, "tally_pg_errors_total", "counter", "Failed PostgreSQL attempts.",
-               m->pg_errors);
-    metric_u64(out, "tally_backlog_votes", "gauge", "Votes applied in memory, not yet durable.",
-               m->backlog_votes);
-    metric_u64(out, "tally_ballots", "gauge", "Distinct ballots held.", m->ballots);
-    metric_u64(out, "tally_ballot_set_bytes", "gauge",
-               "Memory of the ballot set (both tables while it grows).", m->ballot_set_bytes);
-    render_loop_metrics(out);
-    metric_u64(out, "tally_ingest_paused", "gauge",
-               "1 while reading from collectors is paused by back-pressure.", m->paused ? 1 : 0);
-    metric_u64(out, "tally_writer_epoch", "gauge",
-               "Writer epoch this tallyd holds (bumped by each tallyd that takes the writer "
-               "lock); 0 while it is not the writer.",
-               m->writer_epoch);
-    static const struct {
-        const char *name, *help;
-        size_t off;
-    } limits[] = {
-        {"tally_net_hello_timeouts_total", "Connections closed without Hello at the deadline.",
-         offsetof(struct http_metrics, hello_timeouts)},
-        {"tally_net_frame_timeouts_total", "Connections closed for a frame not finished in time.",
-         offsetof(struct http_metrics, frame_timeouts)},
-        {"tally_net_idle_timeouts_total", "Sessions closed after the idle timeout.",
-         offsetof(struct http_metrics, idle_timeouts)},
-        {"tally_net_conn_limit_refused_total",
-         "Connections closed at accept: --max-connections reached.",
-         offsetof(struct http_metrics, conn_limit_refused)},
-        {"tally_net_pre_auth_too_large_total",
-         "Frames before Hello over the pre-authentication limit (refused, never decoded).",
-         offsetof(struct http_metrics, pre_auth_too_large)},
-        {"tally_net_buffer_pauses_total",
-         "Times reading stopped: --max-buffered-bytes buffered across connections.",
-         offsetof(struct http_metrics, buffer_pauses)},
-        {"tally_net_accept_pauses_total",
-         "Times accepting paused for lack of file descriptors (EMFILE, ENFILE).",
-         offsetof(struct http_metrics, accept_pauses)},
-        {"tally_net_tls_handshake_failures_total",
-         "TLS handshakes that failed (plain TCP, untrusted or no certificate).",
-         offsetof(struct http_metrics, tls_handshake_failures)},
-        {"tally_net_pre_auth_evicted_total",
-         "Connections without Hello closed to make room for a new one (the oldest first).",
-         offsetof(struct http_metrics, pre_auth_evicted)},
-        {"tally_net_tcp_probes_total",
-         "Connections closed by the peer before sending a byte (port checks, probes).",
-         offsetof(struct http_metrics, tcp_probes)},
-        {"tally_auth_refused_total",
-         "Hellos refused with ERROR_AUTH: the certificate is not pinned to that collector.",
-         offsetof(struct http_metrics, auth_refused)},
-        {"tally_collector_disabled_refused_total",
-         "Hellos refused and sessions dropped because the collector is disabled.",
-         offsetof(struct http_metrics, disabled_refused)},
-    };
-    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
-        metric_u64(out, limits[i].name, "counter", limits[i].help,
-                   *(const uint64_t *)((const char *)m + limits[i].off));
-    metric_u64(out, "tally_net_buffered_bytes", "gauge",
-               "Input bytes buffered across collector connections.", m->buffered_bytes);
-    metric_u64(out, "tally_net_decode_arena_bytes", "gauge",
-               "Decode memory held by collector connections.", m->arena_bytes);
-    metric_u64(out, "tally_collector_tls", "gauge",
-               "1 when the collector port speaks mutual TLS, 0 for plain TCP.", m->tls ? 1 : 0);
-    metric_u64(out, "tally_db_role_privileged", "gauge",
-               "1 when tallyd's database role is a superuser or owns the schema (it needs only "
-               "tally_writer).",
-               m->db_role_privileged ? 1 : 0);
-
-    const struct http_snapshot *s = x->snap;
-    metric_u64(out, "tally_collectors_registered", "gauge",
-               "Collectors registered, at the last checkpoint.", s ? s->n_collectors : 0);
-    metric_u64(out, "tally_collectors_connected", "gauge",
-               "Collectors connected, at the last checkpoint.", s ? s->collectors_connected : 0);
-    metric_u64(out, "tally_last_checkpoint_id", "gauge", "Id of the last published checkpoint.",
-               s ? s->checkpoint : 0);
-    /* Reporting progress, national, at the last checkpoint (docs/api.md). */
-    static const struct http_progress none;
-    const struct http_progress *pg = s ? &s->progress : &none;
-    metric_u64(out, "tally_tables_expected", "gauge", "Voting tables loaded.", pg->tables);
-    metric_u64(out, "tally_tables_reported", "gauge",
-               "Voting tables reported (a tally sheet or at least one per-ballot vote), durable.",
-               pg->tables_reported);
-    metric_u64(out, "tally_electors", "gauge", "Electors of every voting table.", pg->electors);
-    metric_u64(out, "tally_electors_reported", "gauge", "Electors of the reported voting tables.",
-               pg->electors_reported);
-    metric_u64(out, "tally_ballots_reported", "gauge",
-               "Ballots of the reported voting tables (per-ballot votes, or blank + null + rows "
-               "of their sheet), durable.",
-               pg->ballots);
-    metric_u64(out, "tally_blank_ballots", "gauge", "Blank ballots of tally sheets, durable.",
-               pg->blank);
-    metric_u64(out, "tally_null_ballots", "gauge", "Null ballots of tally sheets, durable.",
-               pg->null_ballots);
-    metric_u64(out, "tally_circuits_decided", "gauge",
-               "Circuits whose winners the votes still possible cannot change.",
-               s ? s->circuits_decided : 0);
-    /* Per collector (ids are [A-Za-z0-9._-], safe as label values). */
-    static const char *const fam[4][2] = {
-        {"tally_collector_connected", "1 while the collector is connected."},
-        {"tally_collector_durable_seq", "Last batch seq of the collector durable in PostgreSQL."},
-        {"tally_collector_applied_seq", "Last batch seq of the collector applied in memory."},
-        {"tally_collector_last_seen_timestamp_seconds",
-         "When the collector last sent a frame (unix seconds; 0: not since start)."},
-    };
-    for (int k = 0; k < 4 && s; k++) {
-        metric_head(out, fam[k][0], "gauge", fam[k][1]);
-        for (size_t i = 0; i < s->n_collectors; i++) {
-            const struct http_snap_collector *c = &s->collectors[i];
-            if (k == 3)
-                evbuffer_add_printf(out, "%s{collector=\"%s\"} %.3f\n", fam[k][0], c->id,
-                                    (double)c->last_seen_ms / 1000.0);
-            else
-                evbuffer_add_printf(out, "%s{collector=\"%s\"} %" PRIu64 "\n", fam[k][0], c->id,
-                                    k == 0   ? (uint64_t)c->connected
-                                    : k == 1 ? c->durable_seq
-                                             : c->applied_seq);
-        }
-    }
-    metric_u64(out, "tally_http_requests_total", "counter", "HTTP requests answered.",
-               x->http_requests);
-    metric_u64(out, "tally_http_sse_subscribers", "gauge", "Open /v1/events streams.",
-               x->sse_subscribers);
-    metric_u64(out, "tally_http_sse_dropped_total", "counter",
-               "Event streams dropped for falling too far behind.", x->sse_dropped);
 }

@@ -232,6 +232,8 @@ static bool circuit_changed(const struct http_snapshot *s, const struct http_sna
     if (memcmp(&a->progress, &b->progress, sizeof(a->progress)) != 0 || a->decided != b->decided ||
         a->corrected_ms != b->corrected_ms || a->tie != b->tie || a->winners != b->winners)
         return true;
+    if (!http_snapshot_has_counts(s) || !http_snapshot_has_counts(prev))
+        return false;
     for (uint32_t k = s->layout->first[c]; k < s->layout->first[c + 1]; k++) {
         uint32_t i = s->layout->members[k];
         if (s->flags[i] != prev->flags[i])
@@ -261,14 +263,19 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
     memcpy(s->head_hash, cp->head_hash, sizeof(s->head_hash));
     s->writer_epoch = cp->epoch;
     s->totals = cp->totals;
-    s->votes = xcalloc(np, sizeof(uint64_t));
-    if (cp->votes)
-        memcpy(s->votes, cp->votes, np * sizeof(uint64_t));
-    s->rank = xcalloc(np, sizeof(uint32_t));
-    s->flags = xcalloc(np, sizeof(uint8_t));
-    s->ranked = xcalloc(np, sizeof(uint32_t));
+    s->status = cp->status;
+    /* Under embargo the counts are not even copied (http_snapshot_has_counts). */
+    bool counts = !cp->status.embargo;
+    if (counts) {
+        s->votes = xcalloc(np + 1, sizeof(uint64_t));
+        if (cp->votes)
+            memcpy(s->votes, cp->votes, np * sizeof(uint64_t));
+        s->rank = xcalloc(np + 1, sizeof(uint32_t));
+        s->flags = xcalloc(np + 1, sizeof(uint8_t));
+        s->ranked = xcalloc(np + 1, sizeof(uint32_t));
+        s->state_votes = xcalloc(layout->n_states + 1, sizeof(uint64_t));
+    }
     s->circuits = xcalloc(nc, sizeof(*s->circuits));
-    s->state_votes = xcalloc(layout->n_states, sizeof(uint64_t));
     s->state_progress = xcalloc(layout->n_states, sizeof(*s->state_progress));
     tables_into_circuits(s, cp);
     struct rank_scratch x = {
@@ -280,11 +287,13 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
         struct http_snap_circuit *sc = &s->circuits[c];
         if (corrected_ms)
             sc->corrected_ms = corrected_ms[c];
-        rank_circuit(s, c, &x);
-        s->state_votes[layout->circuit_state[c]] += sc->votes;
+        if (counts) {
+            rank_circuit(s, c, &x);
+            s->state_votes[layout->circuit_state[c]] += sc->votes;
+            s->circuits_decided += sc->decided;
+        }
         progress_add(&s->state_progress[layout->circuit_state[c]], &sc->progress);
         progress_add(&s->progress, &sc->progress);
-        s->circuits_decided += sc->decided;
     }
     free(x.in);
     free(x.out);
@@ -314,6 +323,14 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
     }
     qsort(s->collectors, s->n_collectors, sizeof(*s->collectors), cmp_collector);
     return s;
+}
+
+bool http_status_differs(const struct http_status *a, const struct http_status *b)
+{
+    return a->embargo != b->embargo || a->closed != b->closed || a->certified != b->certified ||
+           a->tie_rule != b->tie_rule ||
+           (a->certified && memcmp(a->certified_hash, b->certified_hash, 32) != 0) ||
+           (a->tie_rule && memcmp(a->tie_seed_hash, b->tie_seed_hash, 32) != 0);
 }
 
 struct http_snapshot *http_snapshot_ref(struct http_snapshot *s)

@@ -441,6 +441,32 @@ async function main(state) {
     await waitTotal(total, 'after tallyd restarted');
     log(`tallyd restarted: the page showed "${during.trim()}", then live again`);
 
+    // The embargo, set as `tallyctl embargo on` sets it: once tallyd applies it the page
+    // shows the notice and the progress in place of the results (the API sends no counts);
+    // lifted, the results come back. The header says "Provisional" (not certified).
+    assert.equal((await page.textContent('#status')).trim(), 'Provisional', 'status shown');
+    const embargo = (on) => run(psql, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', conninfo, '-c',
+        `UPDATE consultation_state SET embargo = ${on}, embargo_applied = NULL`]);
+    embargo(true);
+    await page.waitForFunction(() => !document.getElementById('embargo').hidden &&
+        document.getElementById('results').hidden, null,
+    { timeout: 15000 * SCALE, polling: 100 }).catch(async () => {
+        throw new Error('embargo not shown: ' +
+            await page.evaluate(() => document.getElementById('embargo')?.outerHTML));
+    });
+    assert.match(await page.textContent('#embargo'), /Resultados bajo embargo/);
+    assert.ok(await page.isVisible('#tables-progress'), 'the progress stays under embargo');
+    const eshot = path.join(outDir, 'dashboard-embargo.png');
+    await page.screenshot({ path: eshot, fullPage: true, animations: 'disabled' });
+    state.shots.push(eshot);
+    embargo(false);
+    await page.waitForFunction(() => document.getElementById('embargo').hidden &&
+        !document.getElementById('results').hidden &&
+        document.querySelectorAll('#circuits details.circuit').length > 0, null,
+    { timeout: 15000 * SCALE, polling: 100 });
+    await waitTotal(total, 'after the embargo was lifted');
+    log('embargo on: notice and progress only; off: the results again');
+
     assert.deepEqual(pageErrors, [], 'no script errors on the page');
     state.summary = `accepted ${first.accepted} -> ${total} live, checkpoint ${cpBefore} -> ` +
         `${cpAfter}, reconnected after a tallyd restart; screenshots ${state.shots.join(', ')}`;

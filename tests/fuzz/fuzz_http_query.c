@@ -4,7 +4,10 @@
  * real http_server (src/http) on 127.0.0.1 with a small published registry, driven from the
  * same thread over a socket. Byte 0: bit 0, the rest is sent as it is (a whole raw request);
  * otherwise its first line is the request target (spaces and CR dropped) and the following
- * lines are header lines, sent as GET (bit 1: HEAD) with Connection: close. Oracles: every
+ * lines are header lines, sent as GET (bit 1: HEAD) with Connection: close. Bit 2: the
+ * request meets the results under embargo (the same checkpoint published again with the
+ * embargo on, then off). /v1/receipts/{collector}/{seq} goes to a stand-in for the receipts
+ * worker that answers on the next loop turn (200, 404 or 409 by seq). Oracles: every
  * request that is whole gets one well-formed answer, never a 500. libevent itself is the
  * system library, so the fuzzer sees coverage of src/http only. */
 #include "fuzz.h"
@@ -63,7 +66,7 @@ static struct event_base *base;
 static struct http_server *srv;
 static struct sockaddr_in addr;
 
-static void publish(uint64_t id, uint64_t bump)
+static void publish_status(uint64_t id, uint64_t bump, bool embargo)
 {
     uint64_t votes[NP] = {5 + bump, 3, 7, 0};
     uint32_t changed[] = {0};
@@ -79,7 +82,44 @@ static void publish(uint64_t id, uint64_t bump)
         .epoch = 1,
     };
     memset(cp.head_hash, 0xab, sizeof(cp.head_hash));
+    cp.status.embargo = embargo;
     http_server_publish(srv, &cp);
+}
+
+static void publish(uint64_t id, uint64_t bump)
+{
+    publish_status(id, bump, false);
+}
+
+/* The receipts worker's part: an answer on the next loop turn, as the real one's comes
+ * from its thread. */
+struct later {
+    struct http_pending *p;
+    uint64_t seq;
+};
+
+static void answer_later(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct later *l = arg;
+    static const int codes[] = {200, 404, 409};
+    int code = codes[l->seq % 3];
+    char *body = strdup(code == 200 ? "{\"collector\":\"c1\"}\n" : "{\"error\":\"no\"}\n");
+    http_pending_reply(l->p, code, body, strlen(body));
+    free(l);
+}
+
+static int receipt(void *arg, const char *collector, uint64_t seq, struct http_pending *p)
+{
+    (void)arg;
+    FUZZ_ASSERT(collector[0] && strlen(collector) <= 63 && seq >= 1);
+    struct later *l = malloc(sizeof(*l));
+    l->p = p;
+    l->seq = seq;
+    struct timeval zero = {0, 0};
+    FUZZ_ASSERT(event_base_once(base, -1, EV_TIMEOUT, answer_later, l, &zero) == 0);
+    return 0;
 }
 
 static void teardown(void)
@@ -99,6 +139,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_ASSERT(srv);
     for (uint64_t id = 10; id < 14; id++) /* the recovered state, then three events */
         publish(id, id - 10);
+    http_server_set_receipts(srv, receipt, NULL);
     addr.sin_family = AF_INET;
     addr.sin_port = htons(http_server_port(srv));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -152,6 +193,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     size_t len;
     char *req = build(data, size, &len);
+    bool embargo = data[0] & 4;
+    if (embargo)
+        publish_status(13, 3, true);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     FUZZ_ASSERT(fd >= 0);
     FUZZ_ASSERT(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
@@ -211,6 +255,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(fd);
     for (int i = 0; i < 8; i++) /* the server sees the close and frees the connection */
         event_base_loop(base, EVLOOP_NONBLOCK);
+    if (embargo)
+        publish_status(13, 3, false);
 
     int status = 0;
     if (got > 0) {

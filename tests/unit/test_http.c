@@ -2166,6 +2166,416 @@ static void test_https(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- the embargo, the status, receipts ------------------------------------------------------ */
+
+/* Keys that carry a count (a project's votes, rank, winner, tie, margin, blank, null,
+ * decided): none may appear under embargo. "votes" is allowed only as a national or
+ * per-collector total (accepted votes are progress). */
+static const char *const count_keys[] = {
+    "votes",   "rank",    "winner",           "winners",
+    "tie",     "margin",  "margin_to_next",   "eligible",
+    "by_lot",  "decided", "circuits_decided", "blank",
+    "null",    "deltas",  "blank_delta",      "null_delta",
+    "changed", "delta",
+};
+
+/* Walks a JSON value, failing on a count key; parent is the key of the object or array it
+ * is in ("" at the top). Returns the end of the value. */
+static const char *walk_no_counts(const char *p, const char *parent, const char *what)
+{
+    p = json_ws(p);
+    if (*p == '{' || *p == '[') {
+        bool obj = *p == '{';
+        char close = obj ? '}' : ']';
+        p = json_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            char key[64] = "";
+            if (obj) {
+                const char *k = json_ws(p);
+                const char *e = json_string(k);
+                assert_non_null(e);
+                snprintf(key, sizeof(key), "%.*s", (int)(e - k - 2), k + 1);
+                bool total = !strcmp(key, "votes") &&
+                             (!strcmp(parent, "totals") || !strcmp(parent, "collectors"));
+                for (size_t i = 0; i < sizeof(count_keys) / sizeof(count_keys[0]); i++)
+                    if (!strcmp(key, count_keys[i]) && !total)
+                        fail_msg("%s: key \"%s\" (in \"%s\") under embargo", what, key, parent);
+                p = json_ws(e);
+                assert_int_equal(*p, ':');
+                p++;
+            }
+            p = walk_no_counts(p, obj ? key : parent, what);
+            p = json_ws(p);
+            if (*p == close)
+                return p + 1;
+            assert_int_equal(*p, ',');
+            p++;
+        }
+    }
+    const char *end = json_value(p);
+    assert_non_null(end);
+    return end;
+}
+
+static void assert_no_counts(const char *body, const char *what)
+{
+    assert_json(body);
+    walk_no_counts(body, "", what);
+}
+
+/* pg_tables as test_progress starts them (it changes them as it goes). */
+static const struct http_table emb_tables[] = {
+    {10, 50, true, false, 40, 0, 0},
+    {10, 30, false, false, 0, 0, 0},
+    {20, 70, true, true, 65, 3, 2},
+};
+
+static void pg_publish_status(uint64_t id, size_t n_corr, const uint32_t *changed, size_t n_changed,
+                              const struct http_status *st)
+{
+    struct http_checkpoint cp = {
+        .id = id,
+        .committed_ms = 1732369200000 + (int64_t)id * 1000,
+        .votes = pg_votes,
+        .changed = changed,
+        .n_changed = n_changed,
+        .totals = {4, 105, 100, 3, 1, 1},
+        .tables = emb_tables,
+        .n_tables = 3,
+        .corrections = pg_corr,
+        .n_corrections = n_corr,
+        .status = *st,
+    };
+    http_server_publish(srv, &cp);
+}
+
+/* Every route a snapshot renders, with and without filters. */
+static const char *const embargo_paths[] = {
+    "/v1/summary",     "/v1/results",          "/v1/results?state=A", "/v1/results?circuit=20",
+    "/v1/circuits",    "/v1/circuits?state=B", "/v1/circuits/10",     "/v1/circuits/20",
+    "/v1/circuits/30", "/v1/states",           "/v1/corrections",     "/v1/collectors",
+};
+
+static void assert_every_route_without_counts(void)
+{
+    struct resp r;
+    for (size_t i = 0; i < sizeof(embargo_paths) / sizeof(embargo_paths[0]); i++) {
+        get(embargo_paths[i], &r);
+        assert_int_equal(r.status, 200);
+        assert_no_counts(r.body, embargo_paths[i]);
+        char v[128];
+        assert_non_null(header(r.head, "ETag", v, sizeof(v)));
+        assert_non_null(strstr(v, "-e\""));
+        resp_free(&r);
+    }
+    get("/v1/results?format=csv", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(!strncmp(r.body, "project_id,project_name,circuit_id,circuit_name,state\r\n", 55));
+    assert_null(strstr(r.body, "true"));
+    assert_null(strstr(r.body, "false"));
+    assert_has(r.body, "\r\n101,p101,10,Uno,A\r\n");
+    resp_free(&r);
+    get("/metrics", &r);
+    assert_has(r.body, "\ntally_embargo 1\n");
+    assert_null(strstr(r.body, "tally_blank_ballots"));
+    assert_null(strstr(r.body, "tally_null_ballots"));
+    assert_null(strstr(r.body, "tally_circuits_decided"));
+    assert_has(r.body, "\ntally_ballots_reported 105\n");
+    resp_free(&r);
+}
+
+static void test_embargo(void **state)
+{
+    (void)state;
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &pg_catalog, NULL);
+    assert_non_null(other);
+    use_server(other);
+    struct resp r;
+    char etag[128], hdr[256];
+    struct http_status open = {0}, embargo = {.embargo = true};
+
+    pg_publish_status(1, 1, NULL, 0, &open);
+    get("/v1/circuits/20", &r);
+    assert_has(r.body, "\"votes\":60,\"winners\":[202]");
+    assert_non_null(header(r.head, "ETag", etag, sizeof(etag)));
+    resp_free(&r);
+    get("/v1/summary", &r);
+    assert_has(r.body, "\"status\":\"provisional\",\"certified_hash\":null,\"closed\":false,"
+                       "\"embargo\":false,\"tie_seed_hash\":null");
+    resp_free(&r);
+    struct sse s;
+    sse_open(&s, NULL, 0);
+    struct sse_event e;
+    assert_true(sse_next(&s, &e, 2000));
+    assert_string_equal(e.event, "snapshot");
+    free(e.data);
+
+    /* The same checkpoint under embargo: every route at once, a new ETag, and the stream
+     * starts over from a reset without counts. */
+    pg_publish_status(1, 1, NULL, 0, &embargo);
+    assert_every_route_without_counts();
+    snprintf(hdr, sizeof(hdr), "If-None-Match: %s\r\n", etag);
+    request("GET", "/v1/circuits/20", hdr, &r);
+    assert_int_equal(r.status, 200); /* never the cached body with counts */
+    assert_no_counts(r.body, "circuit 20 revalidated");
+    assert_has(r.body, "\"embargo\":true");
+    assert_has(r.body, "\"ranking\":[\n{\"id\":201,\"name\":\"p201\",\"min_votes\":50}");
+    resp_free(&r);
+    get("/v1/summary", &r);
+    assert_has(r.body, "\"embargo\":true");
+    assert_has(r.body, "\"progress\":{\"tables\":3,\"tables_reported\":2,\"electors\":150,"
+                       "\"electors_reported\":120,\"ballots\":105,\"turnout\":0.8750}");
+    resp_free(&r);
+    assert_true(sse_next(&s, &e, 2000));
+    assert_string_equal(e.event, "reset");
+    assert_int_equal(e.id, 1);
+    assert_no_counts(e.data, "reset event");
+    assert_has(e.data, "\"embargo\":true");
+    free(e.data);
+
+    /* A checkpoint under embargo: its event and its correction's carry no count. */
+    static const uint32_t changed[] = {0, 2};
+    pg_publish_status(2, 2, changed, 2, &embargo);
+    assert_true(sse_next(&s, &e, 2000));
+    assert_string_equal(e.event, "checkpoint");
+    assert_no_counts(e.data, "checkpoint event");
+    assert_has(e.data, "\"circuits\":[{\"id\":10,\"progress\":{");
+    free(e.data);
+    assert_true(sse_next(&s, &e, 2000));
+    assert_string_equal(e.event, "correction");
+    assert_no_counts(e.data, "correction event");
+    assert_has(e.data, "\"ballots_delta\":-3}");
+    free(e.data);
+    assert_every_route_without_counts();
+    /* A client resuming from before the embargo gets no replay of counted events. */
+    struct sse s2;
+    sse_open(&s2, "1", 0);
+    assert_true(sse_next(&s2, &e, 2000));
+    assert_no_counts(e.data, "resumed stream");
+    free(e.data);
+    sse_close(&s2);
+    /* Event ids carry the status change: "2-1" is up to date, "2" (from before) is not. */
+    sse_open(&s2, "2-1", 0);
+    assert_false(sse_next(&s2, &e, 100));
+    sse_close(&s2);
+    sse_open(&s2, "2", 0);
+    assert_true(sse_next(&s2, &e, 2000));
+    assert_string_equal(e.event, "reset");
+    assert_no_counts(e.data, "reset of a stream from before the embargo");
+    free(e.data);
+    sse_close(&s2);
+    sse_open(&s2, NULL, 0);
+    assert_true(sse_next(&s2, &e, 2000));
+    assert_string_equal(e.event, "snapshot");
+    assert_no_counts(e.data, "snapshot event");
+    free(e.data);
+    sse_close(&s2);
+
+    /* Lifted: the counts are back, with other ETags, and a reset with every project. */
+    get("/v1/circuits/20", &r);
+    assert_non_null(header(r.head, "ETag", etag, sizeof(etag)));
+    resp_free(&r);
+    pg_publish_status(2, 2, NULL, 0, &open);
+    snprintf(hdr, sizeof(hdr), "If-None-Match: %s\r\n", etag);
+    request("GET", "/v1/circuits/20", hdr, &r);
+    assert_int_equal(r.status, 200);
+    assert_has(r.body, "\"votes\":60,\"winners\":[202]");
+    assert_null(strstr(r.body, "\"embargo\""));
+    resp_free(&r);
+    assert_true(sse_next(&s, &e, 2000));
+    assert_string_equal(e.event, "reset");
+    assert_has(e.data, "\"changed\":[{\"id\":101,\"votes\":");
+    free(e.data);
+    get("/v1/corrections", &r);
+    assert_has(r.body, "\"deltas\":[{\"project\":101,\"delta\":-3}]");
+    resp_free(&r);
+    get("/metrics", &r);
+    assert_has(r.body, "\ntally_embargo 0\n");
+    assert_has(r.body, "\ntally_blank_ballots 3\n");
+    resp_free(&r);
+    sse_close(&s);
+    http_server_free(other);
+    use_main_server();
+}
+
+static void test_status(void **state)
+{
+    (void)state;
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &pg_catalog, NULL);
+    assert_non_null(other);
+    use_server(other);
+    struct http_status st = {.closed = true, .certified = true, .tie_rule = true};
+    for (int i = 0; i < 32; i++) {
+        st.certified_hash[i] = (uint8_t)(0xf0 + (i & 15));
+        st.tie_seed_hash[i] = (uint8_t)i;
+    }
+    pg_publish_status(3, 0, NULL, 0, &st);
+    struct resp r;
+    get("/v1/summary", &r);
+    assert_json(r.body);
+    assert_has(r.body,
+               "\"status\":\"official\",\"certified_hash\":\"f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+               "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\",\"closed\":true,\"embargo\":false,"
+               "\"tie_seed_hash\":\"000102030405060708090a0b0c0d0e0f"
+               "101112131415161718191a1b1c1d1e1f\"");
+    resp_free(&r);
+    get("/metrics", &r);
+    assert_has(r.body, "\ntally_official 1\n");
+    resp_free(&r);
+    struct sse s;
+    sse_open(&s, NULL, 0);
+    struct sse_event e;
+    assert_true(sse_next(&s, &e, 2000));
+    assert_has(e.data, "\"status\":\"official\",");
+    assert_has(e.data, "\"closed\":true,\"embargo\":false,");
+    free(e.data);
+    sse_close(&s);
+    http_server_free(other);
+    use_main_server();
+}
+
+/* A receipts server in miniature: requests wait here until the test answers them. */
+static struct http_pending *waiting[4];
+static size_t n_waiting;
+static char last_collector[64];
+static uint64_t last_seq;
+
+static int fake_receipt(void *arg, const char *collector, uint64_t seq, struct http_pending *p)
+{
+    (void)arg;
+    if (n_waiting == 4)
+        return -1;
+    snprintf(last_collector, sizeof(last_collector), "%s", collector);
+    last_seq = seq;
+    waiting[n_waiting++] = p;
+    return 0;
+}
+
+/* Sends a request and turns the loop until the receipt callback holds it. */
+static int receipt_send(const char *path)
+{
+    int fd = connect_to(port, 0);
+    char req[512];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    size_t had = n_waiting;
+    send_text(fd, req);
+    int64_t deadline = now_ms() + 2000;
+    while (n_waiting == had && now_ms() < deadline)
+        pump(fd);
+    assert_int_equal(n_waiting, had + 1);
+    return fd;
+}
+
+static void test_receipts_route(void **state)
+{
+    (void)state;
+    struct resp r;
+    char v[64];
+    /* None set: 503 with Retry-After. */
+    get("/v1/receipts/c0/1", &r);
+    assert_int_equal(r.status, 503);
+    assert_json(r.body);
+    assert_string_equal(header(r.head, "Retry-After", v, sizeof(v)), "1");
+    resp_free(&r);
+    http_server_set_receipts(srv, fake_receipt, NULL);
+    static const char *const bad[] = {
+        "/v1/receipts/c0",
+        "/v1/receipts/c0/",
+        "/v1/receipts//1",
+        "/v1/receipts/c0/0",
+        "/v1/receipts/c0/01",
+        "/v1/receipts/c0/-1",
+        "/v1/receipts/c0/1x",
+        "/v1/receipts/c%20/1",
+        "/v1/receipts/c0/1/2",
+        "/v1/receipts/c0/9223372036854775808",
+        "/v1/receipts/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/1",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        get(bad[i], &r);
+        if (r.status != 400)
+            fail_msg("%s: %d, not 400", bad[i], r.status);
+        assert_json(r.body);
+        resp_free(&r);
+    }
+    assert_int_equal(n_waiting, 0);
+
+    /* Held until answered, then the answer as given. */
+    int fd = receipt_send("/v1/receipts/c.0_-Z/9223372036854775807");
+    assert_string_equal(last_collector, "c.0_-Z");
+    assert_true(last_seq == 9223372036854775807ULL);
+    for (int i = 0; i < 20; i++)
+        pump(fd); /* nothing comes while it waits */
+    char *body = strdup("{\"collector\":\"c.0_-Z\"}\n");
+    http_pending_reply(waiting[--n_waiting], 200, body, strlen(body));
+    read_response(fd, &r);
+    conn_close(fd);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"collector\":\"c.0_-Z\"}\n");
+    assert_string_equal(header(r.head, "Content-Type", v, sizeof(v)),
+                        "application/json; charset=utf-8");
+    resp_free(&r);
+
+    /* A 404 and a 503 as the worker says. */
+    fd = receipt_send("/v1/receipts/c1/5");
+    body = strdup("{\"error\":\"no durable batch c1/5\"}\n");
+    http_pending_reply(waiting[--n_waiting], 404, body, strlen(body));
+    read_response(fd, &r);
+    conn_close(fd);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    fd = receipt_send("/v1/receipts/c1/6");
+    body = strdup("{\"error\":\"PostgreSQL unreachable\"}\n");
+    http_pending_reply(waiting[--n_waiting], 503, body, strlen(body));
+    read_response(fd, &r);
+    conn_close(fd);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(header(r.head, "Retry-After", v, sizeof(v)), "1");
+    resp_free(&r);
+
+    /* The client goes away before the answer: answering later only frees. */
+    fd = receipt_send("/v1/receipts/c2/1");
+    conn_close(fd);
+    for (int i = 0; i < 50; i++)
+        pump(-1);
+    body = strdup("{}\n");
+    http_pending_reply(waiting[--n_waiting], 200, body, 3);
+
+    /* A full queue: 503 with Retry-After, and the waiting ones still answer. */
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = receipt_send("/v1/receipts/c3/1");
+    get("/v1/receipts/c3/2", &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(header(r.head, "Retry-After", v, sizeof(v)), "1");
+    resp_free(&r);
+    while (n_waiting) {
+        body = strdup("{}\n");
+        http_pending_reply(waiting[--n_waiting], 200, body, 3);
+        read_response(fds[n_waiting], &r);
+        conn_close(fds[n_waiting]);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+    }
+    /* Still pending when the server goes: freeing it leaves the pending to be answered. */
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &pg_catalog, NULL);
+    assert_non_null(other);
+    use_server(other);
+    struct http_status open = {0};
+    pg_publish_status(1, 0, NULL, 0, &open);
+    http_server_set_receipts(srv, fake_receipt, NULL);
+    fd = receipt_send("/v1/receipts/c4/1");
+    http_server_free(other);
+    use_main_server();
+    body = strdup("{}\n");
+    http_pending_reply(waiting[--n_waiting], 200, body, 3);
+    conn_close(fd);
+    http_server_set_receipts(srv, NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2189,6 +2599,9 @@ int main(void)
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_no_snapshot_yet),
         cmocka_unit_test(test_free_with_open_streams),
+        cmocka_unit_test(test_embargo),
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_receipts_route),
         cmocka_unit_test(test_error_bodies),
         cmocka_unit_test(test_connection_close),
         cmocka_unit_test(test_https),

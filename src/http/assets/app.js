@@ -220,7 +220,27 @@
             'circuitos decididos') : '');
     }
 
+    /* The consultation's status (docs/consultation.md, part B): "Provisional" or "Oficial"
+     * in the header, and under embargo a notice instead of the results, which the server
+     * then does not send (only progress). */
+    function renderStatus(d) {
+        if (!d || !('embargo' in d)) return;
+        var official = d.status === 'official';
+        var st = $('status');
+        st.dataset.status = official ? 'official' : 'provisional';
+        st.textContent = (official ? 'Oficial' : 'Provisional') + (d.closed ? ' · cerrada' : '');
+        st.title = official ? 'Resultados certificados' + (typeof d.certified_hash === 'string' ?
+            ' (cadena ' + d.certified_hash + ')' : '') : 'Resultados provisionales: aún no certificados';
+        var was = model.embargo;
+        model.embargo = d.embargo === true;
+        $('embargo').hidden = !model.embargo;
+        $('results').hidden = model.embargo;
+        document.body.classList.toggle('under-embargo', model.embargo);
+        if (was !== undefined && was !== model.embargo) scheduleReload(0);
+    }
+
     function renderSummary(s) {
+        renderStatus(s);
         if (s.consultation && s.consultation.name) {
             $('consultation-name').textContent = s.consultation.name;
             document.title = 'Resultados en vivo · ' + s.consultation.name;
@@ -601,6 +621,12 @@
                 model.checkpoint = -1;
                 renderSummary(s);
                 setStates(s.states);
+                if (model.embargo) {
+                    /* No counts to show: the notice and the progress only. */
+                    model.loading = null;
+                    $('circuits').replaceChildren();
+                    return null;
+                }
                 var name = pickState();
                 if (name === null) {
                     model.loading = null;
@@ -698,6 +724,7 @@
         renderCheckpoint(ev.id, ev.data.time);
         if ('head_hash' in ev.data) renderHead(ev.id, ev.data.head_hash);
         if (ev.data.progress) renderProgress(ev.data.progress);
+        renderStatus(ev.data);
     }
 
     function onCheckpoint(e) {
@@ -727,7 +754,8 @@
             return;
         }
         takeTotals(ev);
-        if (!model.loading && ev.id !== model.projectsCp) {
+        renderStatus(ev.data); /* the same checkpoint may come with another status */
+        if (!model.loading && !model.embargo && ev.id !== model.projectsCp) {
             loadState(false).catch(function () { scheduleReload(); });
             scheduleSummary();
         }
