@@ -7,13 +7,16 @@
 # Installs what is missing, builds (Release, build-release/), starts a PostgreSQL of its own in
 # var/pg (tests/pg.sh: 127.0.0.1 only, run as user postgres when root), recreates the database
 # `tally`, generates a consultation shaped like Venezuela's (25 areas: 23 states, Distrito
-# Capital, Dependencias Federales; ~4,500 circuits; ~30,000 projects; 1-2 seats per circuit),
-# loads it, makes a private CA (var/ca) with a certificate per collector pinned to its id,
+# Capital, Dependencias Federales; ~4,500 circuits; ~30,000 projects; 1-2 seats per circuit;
+# 9,000 voting tables with their electors, 30 % of them reporting by tally sheet), loads it
+# (registry and tables), makes a private CA (var/ca) with a certificate per collector pinned to its id,
 # starts tallyd (log: var/tallyd.log) with mutual TLS on the collector port, connected as a
 # login of role tally_writer rather than the owner, runs K tally-push collectors in parallel
 # (default 4 collectors, 3,000,000 votes in all) while it prints the dashboard's URL and the
-# progress, then prints totals, checkpoints, a check against the generator's exact truth, the
-# winners of a few circuits and the audit of the record (tallyctl verify).
+# progress, then pushes the tally sheets (one corrected by a version 2, one sent twice), and
+# prints totals, checkpoints, a check against the generator's exact truth, the tables
+# reported, turnout and the correction (/v1/summary, /v1/corrections), the winners of a few
+# circuits and the audit of the record (tallyctl verify).
 # At the end tallyd is stopped with SIGTERM (final checkpoint) and PostgreSQL is stopped too.
 # --keep-running leaves both running (tallyd in a session of its own: it outlives this script
 # and the terminal) and prints the dashboard URL, the collector port, the database conninfo,
@@ -179,7 +182,7 @@ trap 'exit 130' INT TERM
 step "dependencies"
 bash "$ROOT/deploy/install-deps.sh" build-essential cmake pkg-config libevent-dev \
     libprotobuf-c-dev protobuf-c-compiler libpq-dev postgresql libsodium-dev libsystemd-dev \
-    libssl-dev
+    libssl-dev libjson-c-dev curl jq
 info "all present"
 
 step "build (Release) in build-release/"
@@ -228,13 +231,21 @@ info "fresh database: $DB"
 "$TALLYCTL" --db "$DB" migrate | sed 's/^/         /'
 
 # ---- 3. a sample consultation --------------------------------------------------------------------
-step "generating the consultation (registry and $VOTES votes for $COLLECTORS collectors)"
+step "generating the consultation (registry, tables, $VOTES votes for $COLLECTORS collectors, tally sheets)"
 rm -rf "$DATA" "$SPOOLS"
 mkdir -p "$DATA" "$SPOOLS"
 "$GEN" registry --out "$DATA/registry.csv" --seed 2024
+# Two tables per circuit (9,000), 30 % reporting by tally sheet, the rest ballot by ballot at
+# a turnout of 40-80 %: electors per table sized so that those tables hold the --votes.
+ELECTORS_PER_TABLE=$((VOTES / 3400 + 20))
+"$GEN" tables --registry "$DATA/registry.csv" --out "$DATA/tables.csv" --tables-per-circuit 2 \
+    --electors-per-table "$ELECTORS_PER_TABLE" --seed 2024
 "$GEN" votes --registry "$DATA/registry.csv" --collectors "$COLLECTORS" --votes "$VOTES" \
-    --out-dir "$DATA/votes" --seed 2024
+    --out-dir "$DATA/votes" --tables "$DATA/tables.csv" --sheet-share 0.3 --corrections 1 \
+    --seed 2024
 "$TALLYCTL" --db "$DB" load-registry "$DATA/registry.csv" | sed 's/^/         /'
+# Tables are read by tallyd at start, like the registry: load them before it starts.
+"$TALLYCTL" --db "$DB" load-tables "$DATA/tables.csv" | sed 's/^/         /'
 # Mutual TLS on the collector port: a private CA (var/ca: ca.crt, tallyd's server.crt/key),
 # one certificate per collector, each pinned to its collector id.
 CA=$VAR/ca
@@ -341,7 +352,18 @@ while :; do
         echo "quickstart: tallyd died; see var/tallyd.log" >&2
         exit 1
     fi
-    sleep 2
+    # The next line in 2 s, or as soon as the last collector is done.
+    for _ in $(seq 1 20); do
+        sleep 0.1
+        any=0
+        for p in "${push_pids[@]}"; do
+            if kill -0 "$p" 2>/dev/null; then
+                any=1
+                break
+            fi
+        done
+        [ $any -eq 1 ] || break
+    done
 done
 failed=0
 for i in "${!push_pids[@]}"; do
@@ -359,6 +381,27 @@ push_pids=()
 [ $failed -eq 0 ] || exit 1
 push_secs=$((SECONDS - t_push))
 
+# ---- 5b. the tally sheets -------------------------------------------------------------------------
+# Tables that count their ballots by hand send a tally sheet (acta) instead of votes:
+# sheets.csv holds every sheet and, after them, a version 2 correcting one; sheets-dup.csv
+# is one of those sheets again, as a second copy of an acta arriving from another collector.
+step "pushing the tally sheets: $(grep -c ',1,blank,' "$DATA/votes/sheets.csv") sheets and 1 correction from ${ids[0]}, a copy of one from ${ids[$((COLLECTORS - 1))]}"
+push_sheets() { # collector file tag
+    local id=$1 rc=0
+    "$PUSH" --server "127.0.0.1:$LISTEN_PORT" --collector "$id" --spool "$SPOOLS/$id" \
+        --tls-cert "$CA/$id.crt" --tls-key "$CA/$id.key" --tls-ca "$CA/ca.crt" \
+        --sheets "$2" >"$VAR/push-$id-$3.out" 2>"$VAR/push-$id-$3.log" || rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "quickstart: tally-push --sheets $2 ($id) exited $rc:" >&2
+        tail -n 5 "$VAR/push-$id-$3.log" >&2
+        exit 1
+    fi
+    info "$id $(basename "$2"): $(sed 's/.* sheets /sheets /' "$VAR/push-$id-$3.out")"
+}
+push_sheets "${ids[0]}" "$DATA/votes/sheets.csv" sheets
+info "  $(grep -o 'sheet [^ ]* version 2 replaces version 1' "$VAR/push-${ids[0]}-sheets.log" | head -n 3 | tr '\n' ' ')"
+push_sheets "${ids[$((COLLECTORS - 1))]}" "$DATA/votes/sheets-dup.csv" dup
+
 # ---- 6. results ---------------------------------------------------------------------------------------
 step "results"
 PSQL=(psql -X -P pager=off "$DB")
@@ -372,10 +415,30 @@ PSQL=(psql -X -P pager=off "$DB")
                  FROM collectors"
 info "expected (tally-gen truth-summary.txt): $(grep -E '^(votes|accepted|duplicate|rejected) ' \
     "$DATA/votes/truth-summary.txt" | tr '\n' ' ')"
+"${PSQL[@]}" -c "SELECT sum(sheets) AS sheets, sum(sheets_accepted) AS accepted,
+                        sum(sheets_duplicate) AS duplicate, sum(sheets_rejected) AS rejected
+                 FROM collectors"
+info "expected: sheets $(($(sed -n 's/^sheets //p' "$DATA/votes/truth-summary.txt") + 1)) accepted $(sed -n 's/^sheets //p' "$DATA/votes/truth-summary.txt") duplicate 1 rejected 0"
 if "$TALLYCTL" --db "$DB" results --format csv | cmp -s - "$DATA/votes/truth.csv"; then
     info "per-project results equal tally-gen's truth exactly: YES"
 else
     info "per-project results equal tally-gen's truth exactly: NO (see var/data/votes/truth.csv)"
+    exit 1
+fi
+
+step "tables reported, turnout and the correction (GET /v1/summary, /v1/corrections)"
+API=http://127.0.0.1:$HTTP_PORT
+curl -fsS "$API/v1/summary" | jq -r '.progress | "tables reported \(.tables_reported) of \(.tables); electors \(.electors_reported) of \(.electors); ballots \(.ballots), turnout \(.turnout * 10000 | round / 100) %; blank \(.blank), null \(.null)"' |
+    sed 's/^/         /'
+info "expected (truth-summary.txt): $(grep -E '^(tables|tables_reported|electors|electors_reported|ballots|blank|null) ' \
+    "$DATA/votes/truth-summary.txt" | tr '\n' ' ')"
+curl -fsS "$API/v1/corrections" | jq -r '.corrections[] | "correction \(.id): table \(.table) version \(.from_version) -> \(.to_version) by \(.actor) (\(.reason)): " + ([.deltas[] | "project \(.project) \(if .delta > 0 then "+" else "" end)\(.delta)"] | join(", ")) + ", blank \(.blank_delta), null \(.null_delta)"' |
+    sed 's/^/         /'
+if "${PSQL[@]}" -At -c "SELECT table_id || ',' || mode || ',' || ballots FROM table_progress
+                        ORDER BY table_id COLLATE \"C\"" | cmp -s - <(tail -n +2 "$DATA/votes/truth-tables.csv"); then
+    info "every table's mode and ballots (view table_progress) equal tally-gen's truth: YES"
+else
+    info "every table's mode and ballots (view table_progress) equal tally-gen's truth: NO"
     exit 1
 fi
 

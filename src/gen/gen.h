@@ -1,6 +1,7 @@
 /* tally-gen internals: a deterministic random source, RFC 4180 CSV reading and writing,
- * and the two generators (registry, votes). Nothing here talks to the network or the
- * database; everything follows from --seed. */
+ * the registry and voting tables as read back, and the three generators (registry, tables,
+ * votes). Nothing here talks to the network or the database; everything follows from
+ * --seed. */
 #ifndef GEN_GEN_H
 #define GEN_GEN_H
 
@@ -52,6 +53,8 @@ int gen_out_open(struct gen_out *o, const char *path);
 void gen_out_str(struct gen_out *o, const char *s);
 void gen_out_u64(struct gen_out *o, uint64_t v);
 void gen_out_char(struct gen_out *o, char c);
+/* Writes the n bytes at s. */
+void gen_out_mem(struct gen_out *o, const char *s, size_t n);
 /* Writes s as one CSV field, quoted (RFC 4180) when it holds a comma, quote or newline. */
 void gen_out_csv_field(struct gen_out *o, const char *s);
 /* Flushes and closes; returns 0, or -1 after printing why. */
@@ -76,6 +79,79 @@ int gen_csv_open(struct gen_csv *c, const char *path);
  * malformed record (unterminated quote, text after a closing quote, too many fields). */
 int gen_csv_next(struct gen_csv *c);
 void gen_csv_close(struct gen_csv *c);
+/* Parses a decimal uint32 field: digits only, no sign or space. Returns 0 or -1. */
+int gen_parse_u32(const char *s, uint32_t *out);
+
+/* ---- a registry and its voting tables, as read back (votes.c, tables.c) ---------- */
+
+struct gen_reg {
+    size_t n;
+    uint32_t *ids;         /* external project id, file order */
+    uint32_t *circuit;     /* circuit index of each project */
+    size_t n_circuits;     /* circuit indexes follow ascending external circuit ids */
+    uint32_t *circuit_ids; /* external id of each circuit index */
+    struct gen_u32set idset;
+};
+
+/* Reads a registry CSV (columns found by name: project_id, circuit_id). Returns 0, or -1
+ * after printing why (then *reg holds nothing to free). */
+int gen_reg_load(const char *path, struct gen_reg *reg);
+void gen_reg_cleanup(struct gen_reg *reg);
+/* The circuit index of external circuit id cid, or -1 when the registry has none. */
+int64_t gen_reg_find_circuit(const struct gen_reg *reg, uint32_t cid);
+
+#define GEN_TABLE_ID_MAX 63
+
+struct gen_tables {
+    size_t n;
+    char *names; /* the ids, each NUL-terminated, at name_off[i] */
+    size_t *name_off;
+    uint8_t *name_len;
+    uint32_t *circuit; /* circuit index (struct gen_reg) */
+    uint32_t *electors;
+};
+
+/* Reads a tables CSV (header table_id,circuit_id,electors) against reg: ids
+ * [A-Za-z0-9._-]{1,63} and distinct, circuits of the registry, electors 0..2^31-1.
+ * Returns 0, or -1 after printing the line that is wrong. */
+int gen_tables_load(const char *path, const struct gen_reg *reg, struct gen_tables *t);
+void gen_tables_cleanup(struct gen_tables *t);
+/* The table indexes ordered by id bytes (strcmp), malloc'd: the caller frees it. */
+uint32_t *gen_tables_sorted(const struct gen_tables *t);
+
+#define GEN_MAX_COLLECTORS 256
+
+/* ---- pieces of the vote files shared by votes.c and votes_tables.c ----------------- */
+
+/* Voter index -> national id number ("V-12345678"), a bijection on [0, 2^bits). */
+struct gen_voter_ids {
+    unsigned bits;
+    uint64_t mask, salt;
+};
+
+/* Sizes the bijection for n_voters and draws its salt (one value from r). */
+void gen_voter_ids_init(struct gen_voter_ids *v, uint64_t n_voters, struct gen_rng *r);
+/* Writes "V-<number>" for voter. */
+void gen_out_voter(struct gen_out *o, const struct gen_voter_ids *v, uint32_t voter);
+/* Writes the k-th malformed line (one tally-push must skip), drawing its shape from r. */
+void gen_out_malformed(struct gen_out *o, struct gen_rng *r, uint64_t k);
+/* Appends v to the growing array *list (n used of cap). */
+void gen_u32_push(uint32_t **list, size_t *n, size_t *cap, uint32_t v);
+
+struct gen_votes_opts;
+
+/* What a consultation with voting tables adds to truth-summary.txt. */
+struct gen_table_summary {
+    uint64_t tables, tables_reported, electors, electors_reported, ballots;
+    uint64_t sheets, corrections, sheets_duplicate, blank, null_ballots;
+};
+
+/* DIR/truth.csv: project_id,votes for every project, sorted by id. 0 or -1. */
+int gen_write_truth(const char *dir, const struct gen_reg *reg, const uint64_t *counts);
+/* DIR/truth-summary.txt; ts (NULL without tables) adds its lines at the end. 0 or -1. */
+int gen_write_summary(const char *dir, const struct gen_votes_opts *o, uint64_t accepted,
+                      uint64_t duplicate, uint64_t rejected, uint64_t voters,
+                      const uint64_t *per_collector, const struct gen_table_summary *ts);
 
 /* ---- the generators -------------------------------------------------------------- */
 
@@ -87,6 +163,17 @@ struct gen_registry_opts {
 
 int gen_registry(const struct gen_registry_opts *o);
 
+struct gen_tables_opts {
+    const char *registry;
+    const char *out;
+    uint32_t electors_per_table; /* each table's electors: within +-25 % of it */
+    uint32_t tables_per_circuit;
+    uint64_t seed;
+};
+
+/* `tally-gen tables`: o->tables_per_circuit tables per circuit of the registry. 0 or -1. */
+int gen_tables(const struct gen_tables_opts *o);
+
 struct gen_votes_opts {
     const char *registry;
     const char *out_dir;
@@ -96,8 +183,15 @@ struct gen_votes_opts {
     uint64_t malformed; /* malformed lines planted in the last collector's file */
     uint64_t seed;
     bool quiet;
+    /* With voting tables (NULL: none, and the output is what it always was). */
+    const char *tables;
+    double sheet_share;   /* share of the tables that report by tally sheet */
+    uint32_t corrections; /* sheets that get a version 2 */
 };
 
+/* `tally-gen votes`: the collector files and the truth (with tables: gen_votes_tables). */
 int gen_votes(const struct gen_votes_opts *o);
+/* The same for a consultation with voting tables (votes_tables.c). */
+int gen_votes_tables(const struct gen_votes_opts *o);
 
 #endif

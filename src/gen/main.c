@@ -1,4 +1,5 @@
-/* tally-gen: command line for the test-data generators (registry.c, votes.c). Parses
+/* tally-gen: command line for the test-data generators (registry.c, tables.c, votes.c,
+ * votes_tables.c). Parses
  * options (getopt_long) and reports usage errors; the generators own everything else. */
 #include "gen/gen.h"
 
@@ -15,8 +16,11 @@ static void usage(FILE *f)
     fputs("usage:\n"
           "  tally-gen registry --out FILE [--states 25] [--circuits 4500] [--projects 30000]\n"
           "                     [--seed S]\n"
+          "  tally-gen tables --registry FILE --out FILE [--electors-per-table 400]\n"
+          "                   [--tables-per-circuit 2] [--seed S]\n"
           "  tally-gen votes --registry FILE --collectors K --votes N --out-dir DIR\n"
           "                  [--repeat-rate 0.02] [--unknown-rate 0.001] [--malformed M]\n"
+          "                  [--tables FILE [--sheet-share 0.3] [--corrections 1]]\n"
           "                  [--seed S] [--quiet]\n"
           "\n"
           "registry: a consultation's projects as CSV (RFC 4180, UTF-8), header\n"
@@ -24,6 +28,10 @@ static void usage(FILE *f)
           "  the first 25 areas are 23 states, Distrito Capital and Dependencias Federales;\n"
           "  circuits are spread over them by population, ~projects/circuits projects per\n"
           "  circuit, 1-2 seats; project and circuit ids are distinct sparse uint32 values.\n"
+          "\n"
+          "tables: the voting tables of the registry's circuits, for tallyctl load-tables:\n"
+          "  header table_id,circuit_id,electors; K tables per circuit named T<circuit>-<k>,\n"
+          "  each with electors within 25 % of --electors-per-table.\n"
           "\n"
           "votes: DIR/collector-<i>.csv (voter,project_id; even-numbered files start with a\n"
           "  header line) for i in 0..K-1, with a share of repeated voters and of votes for\n"
@@ -35,6 +43,21 @@ static void usage(FILE *f)
           "  does not use up the ballot; a voter's second valid vote (any collector) is a\n"
           "  duplicate. A voter seen at several collectors votes the same project at all of\n"
           "  them, so the truth does not depend on how collectors interleave.\n"
+          "\n"
+          "votes --tables FILE: each voter belongs to a table and votes for projects of its\n"
+          "  circuit; lines are voter,project_id,table_id, a voter's first line in the\n"
+          "  file of its table's region (the circuits cut in K ranges). Each table draws a\n"
+          "  turnout of 40-80 % of its electors; a ballot-by-ballot table never holds more\n"
+          "  ballots (it fails when --votes needs more than they hold). --sheet-share of\n"
+          "  the tables report by tally sheet instead, their ballots in\n"
+          "    DIR/sheets.csv         table_id,version,project_id,votes (blank, null rows);\n"
+          "                           --corrections of the sheets get a version 2 (other\n"
+          "                           counts), after the version 1 sheets\n"
+          "    DIR/sheets-dup.csv     one uncorrected version 1 sheet again: a duplicate\n"
+          "  and truth.csv counts each table's latest sheet; truth-summary.txt adds tables,\n"
+          "  tables_reported, electors, electors_reported, ballots, sheets (in sheets.csv),\n"
+          "  corrections, sheets_duplicate, blank and null; and\n"
+          "    DIR/truth-tables.csv   table_id,mode,ballots (mode sheet, ballots or none)\n"
           "\n"
           "Output depends only on the options (same --seed, same files).\n"
           "\n"
@@ -96,7 +119,12 @@ enum {
     OPT_VOTES,
     OPT_REPEAT_RATE,
     OPT_UNKNOWN_RATE,
-    OPT_MALFORMED
+    OPT_MALFORMED,
+    OPT_ELECTORS,
+    OPT_PER_CIRCUIT,
+    OPT_TABLES,
+    OPT_SHEET_SHARE,
+    OPT_CORRECTIONS
 };
 
 /* The next element, by getopt_long in its in-order mode, so each is judged where it stands,
@@ -183,6 +211,68 @@ static int cmd_registry(int argc, char **argv)
     return gen_registry(&o) ? 1 : 0;
 }
 
+static int cmd_tables(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"registry", required_argument, NULL, OPT_REGISTRY},
+        {"out", required_argument, NULL, OPT_OUT},
+        {"electors-per-table", required_argument, NULL, OPT_ELECTORS},
+        {"tables-per-circuit", required_argument, NULL, OPT_PER_CIRCUIT},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    struct gen_tables_opts o = {NULL, NULL, 400, 2, 1};
+    optind = 0; /* a new argv: glibc starts afresh */
+    const char *text;
+    char name[32];
+    int ch;
+    while ((ch = opt_next(argc, argv, opts, &text, name, sizeof(name))) != -1) {
+        const char *v = ch == ':' ? NULL : optarg; /* a value missing at the end */
+        int bad = 0;
+        switch (ch == ':' ? optopt : ch) {
+        case OPT_HELP:
+            usage(stdout);
+            return 0;
+        case OPT_REGISTRY:
+            o.registry = v;
+            bad = !v;
+            break;
+        case OPT_OUT:
+            o.out = v;
+            bad = !v;
+            break;
+        case OPT_ELECTORS:
+            bad = opt_u32(name, v, 1, &o.electors_per_table);
+            break;
+        case OPT_PER_CIRCUIT:
+            bad = opt_u32(name, v, 1, &o.tables_per_circuit);
+            break;
+        case OPT_SEED:
+            bad = opt_u64(name, v, &o.seed);
+            break;
+        default: /* an unknown option, or a word */
+            fprintf(stderr, "tally-gen tables: unknown option '%s' (see --help)\n", text);
+            return 2;
+        }
+        if (bad) {
+            if (!v)
+                fprintf(stderr, "tally-gen tables: %s needs a value\n", name);
+            return 2;
+        }
+    }
+    if (!o.registry || !o.out) {
+        fprintf(stderr, "tally-gen tables: --registry and --out are required\n");
+        return 2;
+    }
+    if (o.electors_per_table > 1000000000u || o.tables_per_circuit > 100000u) {
+        fprintf(stderr, "tally-gen tables: at most 1000000000 --electors-per-table and 100000 "
+                        "--tables-per-circuit\n");
+        return 2;
+    }
+    return gen_tables(&o) ? 1 : 0;
+}
+
 static int cmd_votes(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -193,13 +283,20 @@ static int cmd_votes(int argc, char **argv)
         {"repeat-rate", required_argument, NULL, OPT_REPEAT_RATE},
         {"unknown-rate", required_argument, NULL, OPT_UNKNOWN_RATE},
         {"malformed", required_argument, NULL, OPT_MALFORMED},
+        {"tables", required_argument, NULL, OPT_TABLES},
+        {"sheet-share", required_argument, NULL, OPT_SHEET_SHARE},
+        {"corrections", required_argument, NULL, OPT_CORRECTIONS},
         {"seed", required_argument, NULL, OPT_SEED},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    struct gen_votes_opts o = {.repeat_rate = 0.02, .unknown_rate = 0.001, .seed = 1};
-    bool have_votes = false;
+    struct gen_votes_opts o = {.repeat_rate = 0.02,
+                               .unknown_rate = 0.001,
+                               .seed = 1,
+                               .sheet_share = 0.3,
+                               .corrections = 1};
+    bool have_votes = false, sheet_opts = false;
     optind = 0; /* a new argv: glibc starts afresh */
     const char *text;
     char name[32];
@@ -238,6 +335,18 @@ static int cmd_votes(int argc, char **argv)
         case OPT_MALFORMED:
             bad = opt_u64(name, v, &o.malformed);
             break;
+        case OPT_TABLES:
+            o.tables = v;
+            bad = !v;
+            break;
+        case OPT_SHEET_SHARE:
+            bad = opt_rate(name, v, &o.sheet_share);
+            sheet_opts = true;
+            break;
+        case OPT_CORRECTIONS:
+            bad = opt_u32(name, v, 0, &o.corrections);
+            sheet_opts = true;
+            break;
         case OPT_SEED:
             bad = opt_u64(name, v, &o.seed);
             break;
@@ -254,6 +363,10 @@ static int cmd_votes(int argc, char **argv)
     if (!o.registry || !o.out_dir || !o.collectors || !have_votes) {
         fprintf(stderr, "tally-gen votes: --registry, --collectors, --votes and --out-dir are "
                         "required\n");
+        return 2;
+    }
+    if (sheet_opts && !o.tables) {
+        fprintf(stderr, "tally-gen votes: --sheet-share and --corrections need --tables\n");
         return 2;
     }
     if (o.repeat_rate + o.unknown_rate >= 1.0) {
@@ -288,8 +401,11 @@ int main(int argc, char **argv)
     }
     if (ch == OPT_WORD && !strcmp(optarg, "registry"))
         return cmd_registry(argc - 1, argv + 1);
+    if (ch == OPT_WORD && !strcmp(optarg, "tables"))
+        return cmd_tables(argc - 1, argv + 1);
     if (ch == OPT_WORD && !strcmp(optarg, "votes"))
         return cmd_votes(argc - 1, argv + 1);
-    fprintf(stderr, "tally-gen: unknown command '%s' (registry or votes; see --help)\n", text);
+    fprintf(stderr, "tally-gen: unknown command '%s' (registry, tables or votes; see --help)\n",
+            text);
     return 2;
 }

@@ -145,6 +145,13 @@ void gen_out_str(struct gen_out *o, const char *s)
     o->len += n;
 }
 
+void gen_out_mem(struct gen_out *o, const char *s, size_t n)
+{
+    out_reserve(o, n);
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
 void gen_out_char(struct gen_out *o, char c)
 {
     out_reserve(o, 1);

@@ -22,127 +22,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAX_COLLECTORS 256
-
-struct registry {
-    size_t n;
-    uint32_t *ids;     /* external project id, file order */
-    uint32_t *circuit; /* circuit index of each project */
-    size_t n_circuits;
-    struct gen_u32set idset;
-};
-
-struct circuit_key {
-    uint32_t circuit_id;
-    uint32_t project; /* index into registry */
-};
-
-static int cmp_circuit_key(const void *a, const void *b)
-{
-    const struct circuit_key *x = a, *y = b;
-    if (x->circuit_id != y->circuit_id)
-        return x->circuit_id < y->circuit_id ? -1 : 1;
-    return x->project < y->project ? -1 : x->project > y->project;
-}
-
-static int parse_u32_field(const char *s, uint32_t *out)
-{
-    if (!*s)
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > UINT32_MAX || *s == '-' || *s == '+' || *s == ' ')
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int registry_load(const char *path, struct registry *reg)
-{
-    struct gen_csv csv;
-    memset(reg, 0, sizeof *reg);
-    if (gen_csv_open(&csv, path))
-        return -1;
-    int rc = -1, col_pid = -1, col_cid = -1;
-    size_t cap = 1024;
-    struct circuit_key *keys = xcalloc(cap, sizeof *keys);
-
-    if (gen_csv_next(&csv) != 1) {
-        fprintf(stderr, "tally-gen: %s: empty or unreadable registry\n", path);
-        goto done;
-    }
-    for (size_t i = 0; i < csv.n_fields; i++) {
-        if (!strcmp(csv.fields[i], "project_id"))
-            col_pid = (int)i;
-        else if (!strcmp(csv.fields[i], "circuit_id"))
-            col_cid = (int)i;
-    }
-    if (col_pid < 0 || col_cid < 0) {
-        fprintf(stderr, "tally-gen: %s: header lacks project_id or circuit_id\n", path);
-        goto done;
-    }
-    gen_u32set_init(&reg->idset, 1024);
-    for (;;) {
-        int r = gen_csv_next(&csv);
-        if (r == 0)
-            break;
-        if (r < 0 || csv.n_fields <= (size_t)col_pid || csv.n_fields <= (size_t)col_cid) {
-            fprintf(stderr, "tally-gen: %s: record %llu is malformed\n", path,
-                    (unsigned long long)csv.record + 1);
-            goto done;
-        }
-        uint32_t pid, cid;
-        if (parse_u32_field(csv.fields[col_pid], &pid) || pid == 0 ||
-            parse_u32_field(csv.fields[col_cid], &cid)) {
-            fprintf(stderr, "tally-gen: %s: record %llu: bad project_id or circuit_id\n", path,
-                    (unsigned long long)csv.record);
-            goto done;
-        }
-        if (!gen_u32set_add(&reg->idset, pid)) {
-            fprintf(stderr, "tally-gen: %s: project_id %u appears twice\n", path, pid);
-            goto done;
-        }
-        if (reg->n == cap) {
-            cap *= 2;
-            keys = xreallocarray(keys, cap, sizeof *keys);
-            reg->ids = xreallocarray(reg->ids, cap, sizeof *reg->ids);
-        } else if (!reg->ids) {
-            reg->ids = xcalloc(cap, sizeof *reg->ids);
-        }
-        keys[reg->n] = (struct circuit_key){cid, (uint32_t)reg->n};
-        reg->ids[reg->n] = pid;
-        reg->n++;
-    }
-    if (reg->n == 0) {
-        fprintf(stderr, "tally-gen: %s: no projects\n", path);
-        goto done;
-    }
-    qsort(keys, reg->n, sizeof *keys, cmp_circuit_key);
-    reg->circuit = xcalloc(reg->n, sizeof *reg->circuit);
-    for (size_t i = 0; i < reg->n; i++) {
-        if (i > 0 && keys[i].circuit_id != keys[i - 1].circuit_id)
-            reg->n_circuits++;
-        reg->circuit[keys[i].project] = (uint32_t)reg->n_circuits;
-    }
-    reg->n_circuits++;
-    rc = 0;
-done:
-    free(keys);
-    gen_csv_close(&csv);
-    return rc;
-}
-
-static void registry_cleanup(struct registry *reg)
-{
-    free(reg->ids);
-    free(reg->circuit);
-    gen_u32set_cleanup(&reg->idset);
-}
-
 /* Popularity: circuits weigh by a log-normal "turnout", projects within a circuit by a
  * Zipf law (s = 1.1) over a random ranking. Returns a cumulative array over projects. */
-static double *popularity(struct gen_rng *r, const struct registry *reg)
+static double *popularity(struct gen_rng *r, const struct gen_reg *reg)
 {
     double *cw = xcalloc(reg->n_circuits, sizeof *cw);
     uint32_t *seen = xcalloc(reg->n_circuits, sizeof *seen);
@@ -204,20 +86,22 @@ static uint32_t sample_project(struct gen_rng *r, const double *cum, size_t n)
     return (uint32_t)lo;
 }
 
-/* Voter index -> national id number, a bijection on [0, 2^bits), offset to look like a
- * cédula ("V-12345678"). */
-struct voter_ids {
-    unsigned bits;
-    uint64_t mask, salt;
-};
-
-static uint64_t voter_number(const struct voter_ids *v, uint64_t x)
+static uint64_t voter_number(const struct gen_voter_ids *v, uint64_t x)
 {
     x = (x * 0x9e3779b1u) & v->mask;
     x ^= x >> (v->bits / 2);
     x = (x * 0x85ebca6bu) & v->mask;
     x ^= v->salt;
     return 1000000u + x;
+}
+
+void gen_voter_ids_init(struct gen_voter_ids *v, uint64_t n_voters, struct gen_rng *r)
+{
+    v->bits = 24;
+    while (v->bits < 40 && (1ull << v->bits) < n_voters)
+        v->bits++;
+    v->mask = (1ull << v->bits) - 1;
+    v->salt = gen_rng_next(r) & v->mask;
 }
 
 struct line {
@@ -231,9 +115,9 @@ struct voter {
     uint16_t owner;    /* collector that cast it */
 };
 
-static int write_summary(const char *dir, const struct gen_votes_opts *o, uint64_t accepted,
-                         uint64_t duplicate, uint64_t rejected, uint64_t voters,
-                         const uint64_t *per_collector)
+int gen_write_summary(const char *dir, const struct gen_votes_opts *o, uint64_t accepted,
+                      uint64_t duplicate, uint64_t rejected, uint64_t voters,
+                      const uint64_t *per_collector, const struct gen_table_summary *ts)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/truth-summary.txt", dir);
@@ -261,6 +145,22 @@ static int write_summary(const char *dir, const struct gen_votes_opts *o, uint64
         gen_out_u64(&out, c + 1 == o->collectors ? o->malformed : 0);
         gen_out_char(&out, '\n');
     }
+    if (ts) {
+        const char *tn[] = {"tables",      "tables_reported",
+                            "electors",    "electors_reported",
+                            "ballots",     "sheets",
+                            "corrections", "sheets_duplicate",
+                            "blank",       "null"};
+        uint64_t tv[] = {ts->tables,  ts->tables_reported, ts->electors,    ts->electors_reported,
+                         ts->ballots, ts->sheets,          ts->corrections, ts->sheets_duplicate,
+                         ts->blank,   ts->null_ballots};
+        for (size_t i = 0; i < sizeof tn / sizeof tn[0]; i++) {
+            gen_out_str(&out, tn[i]);
+            gen_out_char(&out, ' ');
+            gen_out_u64(&out, tv[i]);
+            gen_out_char(&out, '\n');
+        }
+    }
     return gen_out_close(&out);
 }
 
@@ -272,7 +172,7 @@ static int cmp_by_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int write_truth(const char *dir, const struct registry *reg, const uint64_t *counts)
+int gen_write_truth(const char *dir, const struct gen_reg *reg, const uint64_t *counts)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/truth.csv", dir);
@@ -298,14 +198,14 @@ done:
     return rc;
 }
 
-static void write_voter(struct gen_out *o, const struct voter_ids *ids, uint32_t voter)
+void gen_out_voter(struct gen_out *o, const struct gen_voter_ids *ids, uint32_t voter)
 {
     gen_out_str(o, "V-");
     gen_out_u64(o, voter_number(ids, voter));
 }
 
 /* A line tally-push must skip as malformed: no comma, a non-numeric or empty project. */
-static void write_malformed(struct gen_out *o, struct gen_rng *r, uint64_t k)
+void gen_out_malformed(struct gen_out *o, struct gen_rng *r, uint64_t k)
 {
     switch (gen_rng_below(r, 3)) {
     case 0:
@@ -326,7 +226,7 @@ static void write_malformed(struct gen_out *o, struct gen_rng *r, uint64_t k)
     gen_out_char(o, '\n');
 }
 
-static void remember_own(uint32_t **list, size_t *n, size_t *cap, uint32_t v)
+void gen_u32_push(uint32_t **list, size_t *n, size_t *cap, uint32_t v)
 {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 1024;
@@ -343,21 +243,23 @@ static int cmp_u64(const void *a, const void *b)
 
 int gen_votes(const struct gen_votes_opts *o)
 {
+    if (o->tables)
+        return gen_votes_tables(o);
     int rc = -1;
-    struct registry reg;
-    if (o->collectors == 0 || o->collectors > MAX_COLLECTORS) {
-        fprintf(stderr, "tally-gen: --collectors must be 1..%d\n", MAX_COLLECTORS);
+    struct gen_reg reg;
+    if (o->collectors == 0 || o->collectors > GEN_MAX_COLLECTORS) {
+        fprintf(stderr, "tally-gen: --collectors must be 1..%d\n", GEN_MAX_COLLECTORS);
         return -1;
     }
     if (o->votes > UINT32_MAX - 1) {
         fprintf(stderr, "tally-gen: --votes must be below 2^32\n");
         return -1;
     }
-    if (registry_load(o->registry, &reg))
+    if (gen_reg_load(o->registry, &reg))
         return -1;
     if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "tally-gen: cannot create %s: %s\n", o->out_dir, strerror(errno));
-        registry_cleanup(&reg);
+        gen_reg_cleanup(&reg);
         return -1;
     }
 
@@ -396,7 +298,7 @@ int gen_votes(const struct gen_votes_opts *o)
             } else {
                 v = n_voters++;
                 voters[v] = (struct voter){-1, c};
-                remember_own(&own[c], &own_n[c], &own_cap[c], v);
+                gen_u32_push(&own[c], &own_n[c], &own_cap[c], v);
             }
             uint32_t id;
             do
@@ -428,7 +330,7 @@ int gen_votes(const struct gen_votes_opts *o)
             int32_t p = (int32_t)sample_project(&r, cum, reg.n);
             voters[v] = (struct voter){p, c};
             *ln = (struct line){v, reg.ids[p], p};
-            remember_own(&own[c], &own_n[c], &own_cap[c], v);
+            gen_u32_push(&own[c], &own_n[c], &own_cap[c], v);
         }
         if (progress && (t + 1) % 1000000 == 0)
             fprintf(stderr, "tally-gen: generated %llu/%llu votes\n", (unsigned long long)t + 1,
@@ -467,11 +369,8 @@ int gen_votes(const struct gen_votes_opts *o)
     }
 
     /* Write the collector files in one pass. */
-    struct voter_ids ids = {24, 0, 0};
-    while (ids.bits < 40 && (1ull << ids.bits) < n_voters)
-        ids.bits++;
-    ids.mask = (1ull << ids.bits) - 1;
-    ids.salt = gen_rng_next(&r) & ids.mask;
+    struct gen_voter_ids ids;
+    gen_voter_ids_init(&ids, n_voters, &r);
 
     uint64_t last_lines = per_collector[K - 1];
     for (uint64_t m = 0; m < o->malformed; m++)
@@ -493,16 +392,16 @@ int gen_votes(const struct gen_votes_opts *o)
         struct gen_out *out = &outs[c];
         if (c == K - 1) {
             while (next_malformed < o->malformed && malformed_at[next_malformed] == last_pos)
-                write_malformed(out, &r, next_malformed++);
+                gen_out_malformed(out, &r, next_malformed++);
             last_pos++;
         }
-        write_voter(out, &ids, lines[t].voter);
+        gen_out_voter(out, &ids, lines[t].voter);
         gen_out_char(out, ',');
         gen_out_u64(out, lines[t].project_id);
         gen_out_char(out, '\n');
     }
     while (next_malformed < o->malformed)
-        write_malformed(&outs[K - 1], &r, next_malformed++);
+        gen_out_malformed(&outs[K - 1], &r, next_malformed++);
 
 close_files:;
     int failed = opened < K;
@@ -511,8 +410,9 @@ close_files:;
             failed = 1;
     if (failed)
         goto done;
-    if (write_truth(o->out_dir, &reg, counts) ||
-        write_summary(o->out_dir, o, accepted, duplicate, rejected, n_voters, per_collector))
+    if (gen_write_truth(o->out_dir, &reg, counts) ||
+        gen_write_summary(o->out_dir, o, accepted, duplicate, rejected, n_voters, per_collector,
+                          NULL))
         goto done;
     if (!o->quiet)
         fprintf(stderr,
@@ -538,6 +438,6 @@ done:
     free(line_collector);
     free(lines);
     free(cum);
-    registry_cleanup(&reg);
+    gen_reg_cleanup(&reg);
     return rc;
 }

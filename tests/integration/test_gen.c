@@ -1,6 +1,8 @@
 /* tally-gen, the source of every expected result: deterministic from --seed, the registry has
  * the promised shape (25 areas, distinct sparse ids across the whole uint32 range, quoted
- * names), and the truth files agree with each other and with the vote files. */
+ * names), the truth files agree with each other and with the vote files, and without
+ * --tables the output is, byte for byte, what it was before tables existed (pinned by hash).
+ * With tables: test_gen_tables.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -63,6 +65,20 @@ static bool same_file(const char *a, const char *b)
     return same;
 }
 
+/* FNV-1a 64 of a file's bytes (0 when unreadable). */
+static uint64_t file_fnv(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    int c;
+    while ((c = getc(f)) != EOF)
+        h = (h ^ (uint8_t)c) * 0x100000001b3ull;
+    fclose(f);
+    return h;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -94,8 +110,31 @@ static void test_gen(void **state)
             fail_msg("%s is the same for different seeds", files[i]);
     }
 
-    /* Registry: 5000 projects, distinct ids, some above 2^31, some quoted names, 25 areas. */
+    /* The bytes tally-gen wrote for seed 5 before voting tables existed (issue 10): data
+     * generated then must stay reproducible. */
     char path[1200];
+    static const struct {
+        const char *file;
+        uint64_t fnv;
+    } pinned[] = {
+        {"registry.csv", 0x98ef13bcb33d716dull},
+        {"votes/collector-0.csv", 0xf8a5903f84e918b3ull},
+        {"votes/collector-1.csv", 0xaa2ee634f1eabfdcull},
+        {"votes/collector-2.csv", 0x92645bfcd59e38fcull},
+        {"votes/truth.csv", 0x67e16506b15f49eeull},
+        {"votes/truth-summary.txt", 0xf0f757f069396306ull},
+    };
+    for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/%s", d1, pinned[i].file);
+        if (file_fnv(p) != pinned[i].fnv)
+            fail_msg("%s is not what tally-gen always wrote for seed 5 (FNV-1a %016llx)",
+                     pinned[i].file, (unsigned long long)file_fnv(p));
+    }
+    snprintf(path, sizeof path, "%s/votes/sheets.csv", d1);
+    assert_null(ts_read_file(path)); /* no tables, no sheets */
+
+    /* Registry: 5000 projects, distinct ids, some above 2^31, some quoted names, 25 areas. */
     snprintf(path, sizeof path, "%s/registry.csv", d1);
     char *reg = ts_read_file(path);
     assert_non_null(reg);
