@@ -55,7 +55,7 @@ log() { printf '\n==== bench/run.sh: %s\n' "$*" >&2; }
 # ---- dependencies: tallyd's build packages (as tests/run.sh lists them; the test-only ones,
 # cmocka, dpkg-dev and prometheus, are not needed here) and the Redis peer's server --------
 PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-    libpq-dev postgresql libsodium-dev libsystemd-dev libssl-dev redis-server)
+    libpq-dev postgresql libsodium-dev libsystemd-dev libssl-dev libjson-c-dev redis-server)
 log "dependencies"
 bash "$ROOT/deploy/install-deps.sh" "${PACKAGES[@]}" >&2
 

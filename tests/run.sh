@@ -64,7 +64,8 @@ trap 'exit 130' INT TERM
 
 # ---- dependencies ------------------------------------------------------------------------
 PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-    libpq-dev postgresql libcmocka-dev libsodium-dev libsystemd-dev libssl-dev openssl valgrind
+    libpq-dev postgresql libcmocka-dev libsodium-dev libsystemd-dev libssl-dev libjson-c-dev
+    openssl valgrind
     dpkg-dev clang)
 
 # The browser test (tests/browser): Debian's Chromium, and Node.js with npm when there is no

@@ -49,7 +49,7 @@ long_arg=()
 # The same packages as tests/run.sh's build and test step (no browser, no promtool).
 bash "$ROOT/deploy/install-deps.sh" build-essential cmake pkg-config libevent-dev \
     libprotobuf-c-dev protobuf-c-compiler libpq-dev postgresql libcmocka-dev libsodium-dev \
-    libsystemd-dev libssl-dev openssl
+    libsystemd-dev libssl-dev libjson-c-dev openssl
 
 # shellcheck disable=SC2086 # CHAOS_CMAKE_ARGS is a list of options
 cmake -S "$ROOT" -B "$BUILD_DIR" -DTALLY_WERROR=ON ${CHAOS_CMAKE_ARGS:-} >/dev/null
