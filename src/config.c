@@ -64,6 +64,10 @@ static const struct opt opts[] = {
     {"http", OPT_ADDR, "127.0.0.1:7480", "HOST:PORT",
      "address for the dashboard, the results API, /metrics and health", 0, 0, 0},
     {"checkpoint-ms", OPT_U32, "200", "N", "checkpoint interval in milliseconds", 10, 600000, 1},
+    {"refresh-ms", OPT_U32, "1000", "N",
+     "how often to read the collectors, the consultation's state (embargo, certified) and "
+     "tallyctl's requests (retract, close, tie rule)",
+     50, 60000, 0},
     {"backlog-votes", OPT_U64, "2000000", "N",
      "stop reading from collectors while this many votes are not yet durable", 1, UINT64_C(1) << 40,
      1},
@@ -206,6 +210,8 @@ static int apply(struct tallyd_config *cfg, const struct opt *o, const char *val
             goto bad;
         if (strcmp(n, "checkpoint-ms") == 0)
             cfg->checkpoint_ms = (uint32_t)v;
+        else if (strcmp(n, "refresh-ms") == 0)
+            cfg->refresh_ms = (uint32_t)v;
         else if (strcmp(n, "backlog-votes") == 0)
             cfg->backlog_votes = v;
         else if (strcmp(n, "max-batch-votes") == 0)
@@ -402,6 +408,7 @@ void tallyd_config_diff(const struct tallyd_config *a, const struct tallyd_confi
     if (strcmp(a->http_host, b->http_host) != 0 || a->http_port != b->http_port)
         say(arg, "http", 0);
     DIFF("checkpoint-ms", checkpoint_ms);
+    DIFF("refresh-ms", refresh_ms);
     DIFF("backlog-votes", backlog_votes);
     DIFF("max-batch-votes", max_batch_votes);
     DIFF("max-frame-bytes", max_frame_bytes);

@@ -14,6 +14,7 @@ struct tallyd_config {
     char http_host[256];
     uint16_t http_port;
     uint32_t checkpoint_ms;
+    uint32_t refresh_ms;
     uint64_t backlog_votes;
     uint32_t max_batch_votes;
     uint32_t max_frame_bytes;

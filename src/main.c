@@ -50,6 +50,7 @@ static struct ingest_config ingest_config_of(const struct tallyd_config *c, SSL_
         .listen_host = c->listen_host,
         .listen_port = c->listen_port,
         .checkpoint_ms = c->checkpoint_ms,
+        .refresh_ms = c->refresh_ms,
         .backlog_votes = c->backlog_votes,
         .max_batch_votes = c->max_batch_votes,
         .max_frame_bytes = c->max_frame_bytes,

@@ -110,12 +110,22 @@ static uint64_t st_epoch(struct publish *p)
 
 static struct http_totals totals_of(const struct tally_totals *t)
 {
-    struct http_totals h = {t->batches,
-                            t->votes,
-                            t->accepted,
-                            t->duplicate,
-                            t->rejected - t->rejected_not_allowed,
-                            t->rejected_not_allowed};
+    struct http_totals h = {
+        .batches = t->batches,
+        .votes = t->votes,
+        .accepted = t->accepted,
+        .duplicate = t->duplicate,
+        .rejected_unknown_project = t->reasons[TALLY_REASON_UNKNOWN_PROJECT],
+        .rejected_not_allowed = t->reasons[TALLY_REASON_NOT_ALLOWED],
+        .sheets = t->sheets,
+        .sheets_accepted = t->sheets_accepted,
+        .sheets_duplicate = t->sheets_duplicate,
+        .sheets_rejected = t->sheets_rejected,
+    };
+    for (size_t k = 1; k < TALLY_REASONS; k++) {
+        h.rejected[k] = t->reasons[k];
+        h.sheets_rejected_by[k] = t->sheet_reasons[k];
+    }
     return h;
 }
 
@@ -314,8 +324,15 @@ static void metrics(void *arg, struct http_metrics *m)
     const struct tally_totals *dur = tally_durable_totals(t);
     m->votes_accepted = dur->accepted;
     m->votes_duplicate = dur->duplicate;
-    m->votes_rejected_unknown_project = dur->rejected - dur->rejected_not_allowed;
-    m->votes_rejected_not_allowed = dur->rejected_not_allowed;
+    m->votes_rejected_unknown_project = dur->reasons[TALLY_REASON_UNKNOWN_PROJECT];
+    m->votes_rejected_not_allowed = dur->reasons[TALLY_REASON_NOT_ALLOWED];
+    for (size_t k = 1; k < TALLY_REASONS; k++) {
+        m->votes_rejected[k] = dur->reasons[k];
+        m->sheets_rejected_by[k] = dur->sheet_reasons[k];
+    }
+    m->sheets_accepted = dur->sheets_accepted;
+    m->sheets_duplicate = dur->sheets_duplicate;
+    m->sheets_rejected = dur->sheets_rejected;
     m->batches = st.batches_applied;
     m->bytes_received = st.bytes_received;
     m->connections_open = st.connections_open;

@@ -341,18 +341,8 @@ int tally_client_durable_digests(const struct tally_client *c,
 
 const char *tally_client_reason_name(unsigned k)
 {
-    static const char *const names[TALLY_CLIENT_REASONS] = {
-        NULL,
-        "unknown_project",
-        "not_allowed",
-        "unknown_table",
-        "outside_table_circuit",
-        "over_electors",
-        "table_mode_conflict",
-        "sheet_conflict",
-        "superseded",
-        "bad_sheet",
-    };
+    static const char *const names[TALLY_REASON_COUNT] = {TALLY_REASON_NAMES};
+    _Static_assert(TALLY_CLIENT_REASONS == TALLY_REASON_COUNT, "one list of reasons");
     return k > 0 && k < TALLY_CLIENT_REASONS ? names[k] : "unknown";
 }
 

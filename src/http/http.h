@@ -63,6 +63,10 @@ struct http_catalog {
 struct http_totals {
     uint64_t batches, votes, accepted, duplicate, rejected_unknown_project;
     uint64_t rejected_not_allowed;
+    /* Every reason (TALLY_REASON_NAMES, [0] unused): rejected votes, rejected sheets. */
+    uint64_t rejected[10];
+    uint64_t sheets, sheets_accepted, sheets_duplicate, sheets_rejected;
+    uint64_t sheets_rejected_by[10];
 };
 
 struct http_collector_status {
@@ -158,8 +162,11 @@ extern const double http_checkpoint_bucket_le[HTTP_CHECKPOINT_BUCKETS];
 struct http_metrics {
     uint64_t votes_accepted, votes_duplicate, votes_rejected_unknown_project; /* durable */
     uint64_t votes_rejected_not_allowed; /* durable: outside the collector's circuits */
-    uint64_t batches, bytes_received;    /* applied in memory / read from collectors */
-    uint64_t seq_conflicts;              /* batches refused with ERROR_SEQ_CONFLICT since start */
+    uint64_t votes_rejected[10];         /* durable, by every reason (TALLY_REASON_NAMES) */
+    uint64_t sheets_accepted, sheets_duplicate, sheets_rejected; /* durable */
+    uint64_t sheets_rejected_by[10];
+    uint64_t batches, bytes_received; /* applied in memory / read from collectors */
+    uint64_t seq_conflicts;           /* batches refused with ERROR_SEQ_CONFLICT since start */
     uint64_t connections_open, connections_total;
     uint64_t checkpoints;                                    /* committed since start */
     uint64_t checkpoint_bucket[HTTP_CHECKPOINT_BUCKETS + 1]; /* cumulative; last is +Inf */

@@ -4,6 +4,7 @@
 #include "http/internal.h"
 
 #include "core/loopwatch.h"
+#include "tally/protocol.h"
 
 #include <inttypes.h>
 #include <stddef.h>
@@ -92,10 +93,26 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                "Votes whose ballot was already counted, durable.", m->votes_duplicate);
     metric_head(out, "tally_votes_rejected_total", "counter",
                 "Votes rejected, by reason, durable.");
+    static const char *const reasons[TALLY_REASON_COUNT] = {TALLY_REASON_NAMES};
     evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"unknown_project\"} %" PRIu64 "\n",
                         m->votes_rejected_unknown_project);
     evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"not_allowed\"} %" PRIu64 "\n",
                         m->votes_rejected_not_allowed);
+    for (unsigned k = 3; k <= TALLY_REASON_VOTE_LAST; k++)
+        evbuffer_add_printf(out, "tally_votes_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
+                            reasons[k], m->votes_rejected[k]);
+    metric_head(out, "tally_sheets_total", "counter",
+                "Tally sheets received, by outcome, durable.");
+    evbuffer_add_printf(out,
+                        "tally_sheets_total{outcome=\"accepted\"} %" PRIu64 "\n"
+                        "tally_sheets_total{outcome=\"duplicate\"} %" PRIu64 "\n"
+                        "tally_sheets_total{outcome=\"rejected\"} %" PRIu64 "\n",
+                        m->sheets_accepted, m->sheets_duplicate, m->sheets_rejected);
+    metric_head(out, "tally_sheets_rejected_total", "counter",
+                "Tally sheets rejected, by reason, durable.");
+    for (unsigned k = 1; k < TALLY_REASON_COUNT; k++)
+        evbuffer_add_printf(out, "tally_sheets_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
+                            reasons[k], m->sheets_rejected_by[k]);
     metric_u64(out, "tally_batches_total", "counter", "Batches applied in memory.", m->batches);
     metric_u64(out, "tally_seq_conflicts_total", "counter",
                "Batches refused because their seq was applied before with other content "

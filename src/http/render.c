@@ -6,6 +6,7 @@
 
 #include "core/json.h"
 #include "core/xalloc.h"
+#include "tally/protocol.h"
 
 #include <inttypes.h>
 #include <stddef.h>
@@ -85,14 +86,34 @@ static const char *json_bool(bool b)
     return b ? "true" : "false";
 }
 
+static const char *const reason_names[TALLY_REASON_COUNT] = {TALLY_REASON_NAMES};
+
+/* {"reason": n, ...} for reasons first..last. */
+static void json_reasons(struct evbuffer *out, const uint64_t *by, unsigned first, unsigned last)
+{
+    evbuffer_add(out, "{", 1);
+    for (unsigned k = first; k <= last; k++)
+        evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, k > first ? "," : "", reason_names[k], by[k]);
+    evbuffer_add(out, "}", 1);
+}
+
+/* "totals" keeps the shape it always had (the two reasons it had); then, beside it, votes
+ * rejected by the voting tables' checks and the tally sheets received. */
 static void json_totals(struct evbuffer *out, const struct http_totals *t)
 {
     evbuffer_add_printf(out,
                         "{\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
                         ",\"duplicate\":%" PRIu64 ",\"rejected\":{\"unknown_project\":%" PRIu64
-                        ",\"not_allowed\":%" PRIu64 "}}",
+                        ",\"not_allowed\":%" PRIu64 "}},\"rejected_tables\":",
                         t->batches, t->votes, t->accepted, t->duplicate,
                         t->rejected_unknown_project, t->rejected_not_allowed);
+    json_reasons(out, t->rejected, 3, TALLY_REASON_VOTE_LAST);
+    evbuffer_add_printf(out,
+                        ",\"sheets\":{\"sent\":%" PRIu64 ",\"accepted\":%" PRIu64
+                        ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"rejected_by\":",
+                        t->sheets, t->sheets_accepted, t->sheets_duplicate, t->sheets_rejected);
+    json_reasons(out, t->sheets_rejected_by, 1, TALLY_REASON_COUNT - 1);
+    evbuffer_add(out, "}", 1);
 }
 
 void http_render_progress(const struct http_snapshot *s, struct evbuffer *out,
@@ -515,16 +536,24 @@ void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out)
         evbuffer_add_printf(out, ",\"connected\":%s,\"last_seen\":", json_bool(c->connected));
         http_json_time(out, c->last_seen_ms);
         uint64_t lag = c->applied_seq > c->durable_seq ? c->applied_seq - c->durable_seq : 0;
-        evbuffer_add_printf(
-            out,
-            ",\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
-            ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64
-            ",\"rejected_by_reason\":{\"unknown_project\":%" PRIu64 ",\"not_allowed\":%" PRIu64
-            "},\"durable_seq\":%" PRIu64 ",\"applied_seq\":%" PRIu64 ",\"lag\":%" PRIu64 "}",
-            c->durable.batches, c->durable.votes, c->durable.accepted, c->durable.duplicate,
-            c->durable.rejected_unknown_project + c->durable.rejected_not_allowed,
-            c->durable.rejected_unknown_project, c->durable.rejected_not_allowed, c->durable_seq,
-            c->applied_seq, lag);
+        uint64_t rejected = c->durable.rejected_unknown_project + c->durable.rejected_not_allowed;
+        for (unsigned r = 3; r <= TALLY_REASON_VOTE_LAST; r++)
+            rejected += c->durable.rejected[r];
+        evbuffer_add_printf(out,
+                            ",\"batches\":%" PRIu64 ",\"votes\":%" PRIu64 ",\"accepted\":%" PRIu64
+                            ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64
+                            ",\"rejected_by_reason\":{\"unknown_project\":%" PRIu64
+                            ",\"not_allowed\":%" PRIu64 "},\"durable_seq\":%" PRIu64
+                            ",\"applied_seq\":%" PRIu64 ",\"lag\":%" PRIu64 ",\"rejected_tables\":",
+                            c->durable.batches, c->durable.votes, c->durable.accepted,
+                            c->durable.duplicate, rejected, c->durable.rejected_unknown_project,
+                            c->durable.rejected_not_allowed, c->durable_seq, c->applied_seq, lag);
+        json_reasons(out, c->durable.rejected, 3, TALLY_REASON_VOTE_LAST);
+        evbuffer_add_printf(out,
+                            ",\"sheets\":{\"sent\":%" PRIu64 ",\"accepted\":%" PRIu64
+                            ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64 "}}",
+                            c->durable.sheets, c->durable.sheets_accepted,
+                            c->durable.sheets_duplicate, c->durable.sheets_rejected);
     }
     evbuffer_add(out, "]}\n", 3);
 }

@@ -252,15 +252,15 @@ void ingest_checkpoint_maybe_start(struct ingest *in)
         in->job_is_checkpoint = true;
         in->inflight_since_ms = in->pending_since_ms;
         in->pending_since_ms = 0;
-    } else if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
+    } else if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= ingest_refresh_ms(in)) {
         memset(&in->job, 0, sizeof(in->job));
         in->job_is_checkpoint = false;
     } else {
         return;
     }
     /* A busy tallyd seals a checkpoint at every tick: the collectors list (new ones, a
-     * disable-collector, a new pin) rides along at most every REFRESH_MS. */
-    if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= REFRESH_MS) {
+     * disable-collector, a new pin) rides along at most every --refresh-ms. */
+    if (!in->shutting_down && in->now_ms - in->last_refresh_ms >= ingest_refresh_ms(in)) {
         in->job.refresh_collectors = true;
         in->last_refresh_ms = in->now_ms;
         /* The embargo every output applies, and tallyd --embargo's, ride on refreshes. */

@@ -19,6 +19,7 @@ struct ingest_config {
     uint16_t listen_port;
     const char *consultation_id;
     uint32_t checkpoint_ms;
+    uint32_t refresh_ms;    /* collectors, state and requests read this often (0: 1000) */
     uint64_t backlog_votes; /* stop reading when this many votes are not yet durable */
     uint32_t max_batch_votes;
     uint32_t max_frame_bytes;

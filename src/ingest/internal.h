@@ -20,7 +20,7 @@
 struct net_server;
 struct net_conn;
 
-#define REFRESH_MS 1000 /* how often tallyd re-reads the registered collectors */
+#define REFRESH_MS 1000 /* default of --refresh-ms: collectors, state, requests */
 #define PROGRESS_SEC 10 /* period of the progress log line */
 
 /* What the record says of a collector beyond its watermarks (store_collector). */
@@ -153,6 +153,12 @@ struct ingest {
     int exit_status;
     uint64_t progress_votes;
 };
+
+/* --refresh-ms, or its default. */
+static inline uint64_t ingest_refresh_ms(const struct ingest *in)
+{
+    return in->cfg.refresh_ms ? in->cfg.refresh_ms : REFRESH_MS;
+}
 
 /* ingest.c */
 uint64_t ingest_monotonic_ms(struct ingest *in);

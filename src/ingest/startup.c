@@ -91,6 +91,11 @@ static int rebuild_begin(void *arg, const struct store_recovery *rec)
             .sheets_duplicate = c->sheets_duplicate,
             .sheets_rejected = c->sheets_rejected,
         };
+        for (size_t k = 1; k < TALLY_REASONS && k < STORE_REASONS; k++) {
+            tt.reasons[k] = c->reasons[k];
+            tt.sheet_reasons[k] = c->sheet_reasons[k];
+        }
+
         tally_collector_add(r->tally, c->id, c->durable_seq, &tt);
     }
     return rebuild_tables(r, rec);

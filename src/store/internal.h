@@ -210,8 +210,9 @@ struct store_prep {
 };
 
 /* refresh.c: the consultation's state (out->known false on a schema without it), the
- * pending requests after after_id that can apply (refusing the others in place), and the
- * embargo tallyd applies (applied: STORE_EMBARGO_*). 0 or -1. */
+ * pending requests after after_id that can apply (refusing the others in place; *out NULL
+ * when there are none), and the embargo tallyd applies (applied: STORE_EMBARGO_*). 0 or
+ * -1. */
 int store_state_read(struct store *s, struct store_state *out);
 int store_requests_take(struct store *s, uint64_t after_id, struct store_request **out,
                         size_t *n_out);

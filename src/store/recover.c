@@ -247,6 +247,45 @@ static int rec_not_allowed(struct store *s, struct store_collector *c, size_t n)
     return rc;
 }
 
+/* Recovery only, schema 7 on: each collector's durable rejections by reason, summed over its
+ * batch rows (one pass over batches, as rec_not_allowed). Returns 0 or -1. */
+static int rec_reasons(struct store *s, struct store_collector *c, size_t n)
+{
+    if (!strstr(store_collector_columns(s), "sheets_rejected"))
+        return 0;
+    PGresult *res = store_query_rows(
+        s,
+        "SELECT collector_id, sheets, k, sum(n) FROM ("
+        " SELECT b.collector_id, b.kind = 'sheets' AS sheets, u.k, u.n FROM batches b"
+        "  CROSS JOIN LATERAL unnest(b.rejected_by_reason) WITH ORDINALITY AS u(n, k)"
+        /* batches recorded before the column: their two reasons had columns of their own */
+        " UNION ALL SELECT collector_id, false, 1, rejected_unknown FROM batches"
+        "  WHERE cardinality(rejected_by_reason) = 0"
+        " UNION ALL SELECT collector_id, false, 2, rejected_not_allowed FROM batches"
+        "  WHERE cardinality(rejected_by_reason) = 0"
+        ") x WHERE n > 0 GROUP BY 1, 2, 3",
+        "reading rejections by reason");
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        bool sheets = PQgetvalue(res, r, 1)[0] == 't';
+        uint64_t k, v;
+        if (store_parse_u64(PQgetvalue(res, r, 2), STORE_REASONS - 1, &k) < 0 ||
+            store_parse_u64(PQgetvalue(res, r, 3), INT64_MAX, &v) < 0) {
+            store_set_error(s, "collector %s: a rejection count out of range", id);
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(c[i].id, id) == 0)
+                (sheets ? c[i].sheet_reasons : c[i].reasons)[k] += v;
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int rec_collectors(struct store *s, struct store_collector **out, size_t *n_out)
 {
     char sql[512];
@@ -521,8 +560,8 @@ int store_recover_all(struct store *s, struct store_recovery *out,
     if (rec_consultation(s, out) < 0 || rec_projects(s, out) < 0 ||
         rec_collectors(s, &out->collectors, &out->n_collectors) < 0 ||
         rec_not_allowed(s, out->collectors, out->n_collectors) < 0 ||
-        rec_last_checkpoint(s, out) < 0 || rec_tables(s, out) < 0 ||
-        store_state_read(s, &out->state) < 0)
+        rec_reasons(s, out->collectors, out->n_collectors) < 0 || rec_last_checkpoint(s, out) < 0 ||
+        rec_tables(s, out) < 0 || store_state_read(s, &out->state) < 0)
         goto fail;
     if (hooks && hooks->begin && hooks->begin(hooks->arg, out) < 0) {
         store_set_error(s, "recovery was given up by its caller");

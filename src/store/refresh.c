@@ -180,10 +180,8 @@ int store_requests_take(struct store *s, uint64_t after_id, struct store_request
 {
     *out = NULL;
     *n_out = 0;
-    if (!refresh_have_state(s)) {
-        *out = xcalloc(1, sizeof(**out));
+    if (!refresh_have_state(s))
         return 0;
-    }
     char sql[2048];
     snprintf(sql, sizeof(sql),
              "SELECT r.id, r.kind, r.actor, r.reason, coalesce(r.collector_id, ''),"
@@ -278,6 +276,10 @@ int store_requests_take(struct store *s, uint64_t after_id, struct store_request
     if (rc < 0) {
         store_requests_free(a, m);
         return -1;
+    }
+    if (m == 0) {
+        free(a); /* nothing to hand over: NULL, so a caller that never frees loses nothing */
+        a = NULL;
     }
     *out = a;
     *n_out = m;

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Rejection reasons as stored (batches.rejected_by_reason[k] is reason k, 1-based):
+ * docs/consultation.md. Same numbers as tally's and the wire's. */
+#define STORE_REASONS 10 /* arrays indexed 0..9; [0] unused */
+
 struct store; /* one libpq connection */
 
 /* ---- connection ------------------------------------------------------------------ */
@@ -58,6 +62,9 @@ struct store_collector {
                                                              * counts every reason */
     uint64_t rejected_not_allowed; /* of rejected: outside the collector's circuits */
     uint64_t sheets, sheets_accepted, sheets_duplicate, sheets_rejected; /* durable */
+    /* Durable rejections by reason ([k], docs/consultation.md): votes of its ballot batches,
+     * sheets of its sheet batches. Read at recovery only (0 in the collectors list). */
+    uint64_t reasons[STORE_REASONS], sheet_reasons[STORE_REASONS];
     bool has_pin;                 /* a certificate is pinned to this id */
     uint8_t pin[STORE_PIN_BYTES]; /* its pin, when has_pin */
     bool disabled;                /* tallyctl disable-collector: refuse it */
@@ -199,10 +206,6 @@ int store_catalog_read(struct store *s, struct store_catalog *out)
 void store_catalog_cleanup(struct store_catalog *c);
 
 /* ---- checkpoints ----------------------------------------------------------------- */
-
-/* Rejection reasons as stored (batches.rejected_by_reason[k] is reason k, 1-based):
- * docs/consultation.md. Same numbers as tally's and the wire's. */
-#define STORE_REASONS 10 /* arrays indexed 0..9; [0] unused */
 
 enum store_batch_kind { STORE_BATCH_BALLOTS = 0, STORE_BATCH_SHEETS = 1 };
 

@@ -216,6 +216,8 @@ enum tally_apply_status tally_apply_sheets(struct tally *t, uint32_t c, uint64_t
                                .sheets_accepted = accepted,
                                .sheets_duplicate = duplicate,
                                .sheets_rejected = n - accepted - duplicate};
+    for (unsigned k = 1; k < TALLY_REASONS; k++)
+        add.sheet_reasons[k] = why[k];
     tally_seq_advance(t, c, seq, digest);
     tally_totals_add(&t->collectors[c].pending, &add);
     tally_totals_add(&t->applied, &add);

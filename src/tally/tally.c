@@ -10,6 +10,7 @@
 
 #include "core/xalloc.h"
 #include "tally/internal.h"
+#include "tally/protocol.h"
 
 /* Prefetch distance in votes: far enough to hide a DRAM miss behind the work on the
  * votes in between. A power of two: the hashes of the tokens between are kept in a ring
@@ -29,19 +30,14 @@ void tally_totals_add(struct tally_totals *to, const struct tally_totals *add)
     to->sheets_accepted += add->sheets_accepted;
     to->sheets_duplicate += add->sheets_duplicate;
     to->sheets_rejected += add->sheets_rejected;
+    for (unsigned k = 0; k < TALLY_REASONS; k++) {
+        to->reasons[k] += add->reasons[k];
+        to->sheet_reasons[k] += add->sheet_reasons[k];
+    }
 }
 
-static const char *const reason_names[TALLY_REASONS] = {
-    [TALLY_REASON_UNKNOWN_PROJECT] = "unknown_project",
-    [TALLY_REASON_NOT_ALLOWED] = "not_allowed",
-    [TALLY_REASON_UNKNOWN_TABLE] = "unknown_table",
-    [TALLY_REASON_OUTSIDE_TABLE_CIRCUIT] = "outside_table_circuit",
-    [TALLY_REASON_OVER_ELECTORS] = "over_electors",
-    [TALLY_REASON_TABLE_MODE_CONFLICT] = "table_mode_conflict",
-    [TALLY_REASON_SHEET_CONFLICT] = "sheet_conflict",
-    [TALLY_REASON_SUPERSEDED] = "superseded",
-    [TALLY_REASON_BAD_SHEET] = "bad_sheet",
-};
+static const char *const reason_names[TALLY_REASONS] = {TALLY_REASON_NAMES};
+_Static_assert(TALLY_REASONS == TALLY_REASON_COUNT, "one list of reasons");
 
 const char *tally_reason_name(unsigned reason)
 {
@@ -520,6 +516,8 @@ enum tally_apply_status tally_apply_batch_tables(struct tally *t, uint32_t c, ui
                                .duplicate = duplicate,
                                .rejected = rejected,
                                .rejected_not_allowed = why[TALLY_REASON_NOT_ALLOWED]};
+    for (unsigned k = 1; k < TALLY_REASONS; k++)
+        add.reasons[k] = why[k];
     tally_seq_advance(t, c, seq, digest);
     tally_totals_add(&col->pending, &add);
     tally_totals_add(&t->applied, &add);

@@ -39,6 +39,9 @@ struct tally_totals {
     uint64_t rejected_not_allowed; /* of rejected: outside the collector's circuits */
     /* Sheets of sheet batches (a sheet batch adds 1 to batches, nothing to the votes). */
     uint64_t sheets, sheets_accepted, sheets_duplicate, sheets_rejected;
+    /* By reason (TALLY_REASONS, [0] unused): rejected votes of ballot batches, rejected
+     * sheets of sheet batches. */
+    uint64_t reasons[TALLY_REASONS], sheet_reasons[TALLY_REASONS];
 };
 
 struct tally_collector {

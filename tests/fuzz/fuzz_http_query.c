@@ -51,7 +51,17 @@ static const struct http_catalog catalog = {
     .n_circuits = sizeof(circuits) / sizeof(circuits[0]),
 };
 static const struct http_collector_status collectors[] = {
-    {"c1", true, 1732369201123, 3, 5, {3, 122, 100, 15, 5, 2}},
+    {"c1",
+     true,
+     1732369201123,
+     3,
+     5,
+     {.batches = 3,
+      .votes = 122,
+      .accepted = 100,
+      .duplicate = 15,
+      .rejected_unknown_project = 5,
+      .rejected_not_allowed = 2}},
 };
 
 static bool ready(void *arg, char *reason, size_t len)

@@ -399,6 +399,19 @@ static void test_sheets_and_tables(void **state)
     assert_int_equal(sql_u64("SELECT sheets_rejected FROM collectors WHERE id = 'c0'"), 10);
     assert_int_equal(sql_u64("SELECT sheets_accepted FROM collectors WHERE id = 'c0'"), 4);
     assert_int_equal(sql_u64("SELECT sheets_duplicate FROM collectors WHERE id = 'c0'"), 2);
+    /* Every reason, counted and recovered after the restart, in the API. */
+    char summary[65536];
+    assert_int_equal(
+        ts_http_get(d.http_port, "/v1/summary", summary, sizeof summary, ts_scale(5000)), 200);
+    const char *want_votes = "\"rejected_tables\":{\"unknown_table\":1,"
+                             "\"outside_table_circuit\":1,\"over_electors\":2,"
+                             "\"table_mode_conflict\":1}";
+    const char *want_sheets = "\"rejected_by\":{\"unknown_project\":1,\"not_allowed\":1,"
+                              "\"unknown_table\":1,\"outside_table_circuit\":1,"
+                              "\"over_electors\":1,\"table_mode_conflict\":2,"
+                              "\"sheet_conflict\":1,\"superseded\":1,\"bad_sheet\":2}";
+    if (!strstr(summary, want_votes) || !strstr(summary, want_sheets))
+        fail_msg("/v1/summary lacks %s or %s: %.1500s", want_votes, want_sheets, summary);
     assert_verify();
     assert_int_equal(ts_tallyd_stop(&d, ts_scale(20000)), 0);
 }

@@ -78,8 +78,18 @@ static const struct http_catalog catalog = {
 };
 
 static const struct http_collector_status collectors[] = {
-    {"c1", true, 1732369201123, 3, 5, {3, 122, 100, 15, 5, 2}},
-    {"c0", false, 0, 0, 0, {0, 0, 0, 0, 0, 0}},
+    {"c1",
+     true,
+     1732369201123,
+     3,
+     5,
+     {.batches = 3,
+      .votes = 122,
+      .accepted = 100,
+      .duplicate = 15,
+      .rejected_unknown_project = 5,
+      .rejected_not_allowed = 2}},
+    {"c0", false, 0, 0, 0, {.batches = 0}},
 };
 
 /* What the is_ready hook answers; each server under test points its hooks at one. */
@@ -803,7 +813,10 @@ static void test_summary_and_collectors(void **state)
                "{\"id\":\"c1\",\"connected\":true,\"last_seen\":\"2024-11-23T13:40:01.123Z\","
                "\"batches\":3,\"votes\":122,\"accepted\":100,\"duplicate\":15,"
                "\"rejected\":7,\"rejected_by_reason\":{\"unknown_project\":5,"
-               "\"not_allowed\":2},\"durable_seq\":3,\"applied_seq\":5,\"lag\":2}");
+               "\"not_allowed\":2},\"durable_seq\":3,\"applied_seq\":5,\"lag\":2,"
+               "\"rejected_tables\":{\"unknown_table\":0,\"outside_table_circuit\":0,"
+               "\"over_electors\":0,\"table_mode_conflict\":0},\"sheets\":{\"sent\":0,"
+               "\"accepted\":0,\"duplicate\":0,\"rejected\":0}}");
     assert_true(strstr(r.body, "\"c0\"") < strstr(r.body, "\"c1\"")); /* ordered by id */
     resp_free(&r);
 }

@@ -357,7 +357,10 @@
                 c.decided ? 'decidido' : 'por decidir'));
         }
         if (c.correctedAt) {
-            var corr = el('span', 'badge badge-corrected', 'corregido ' + hhmm(c.correctedAt));
+            /* Both words until the page has a string table per language: the organisers
+             * read Spanish, the label the consultation's rules give is "corrected HH:MM". */
+            var corr = el('span', 'badge badge-corrected',
+                          'corregido (corrected) ' + hhmm(c.correctedAt));
             corr.title = 'Corrección registrada: ' + c.correctedAt + ' (ver /v1/corrections)';
             tables.appendChild(corr);
         }
