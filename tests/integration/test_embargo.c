@@ -137,111 +137,9 @@ static void assert_no_counts(const char *body, const char *what)
         fail_msg("%s: junk after the JSON", what);
 }
 
-struct sse {
-    int fd;
-    char *raw, *body;
-    size_t raw_len, consumed, body_len, read;
-};
-
-static void sse_open(struct sse *s, const char *last_event_id)
+static void sse_open(struct ts_sse *s, const char *last_event_id)
 {
-    memset(s, 0, sizeof(*s));
-    s->raw = calloc(1, BODY_MAX);
-    s->body = calloc(1, BODY_MAX);
-    assert_true(s->raw && s->body);
-    s->fd = ts_connect(tc.d.http_port, ts_scale(5000));
-    assert_true(s->fd >= 0);
-    char req[512];
-    snprintf(req, sizeof(req), "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
-             last_event_id ? "Last-Event-ID: " : "", last_event_id ? last_event_id : "",
-             last_event_id ? "\r\n" : "");
-    assert_int_equal(ts_send_all(s->fd, req, strlen(req)), 0);
-}
-
-static void sse_close(struct sse *s)
-{
-    close(s->fd);
-    free(s->raw);
-    free(s->body);
-}
-
-/* Reads for up to ms; false on EOF or error. */
-static bool sse_read(struct sse *s, int ms)
-{
-    struct pollfd p = {s->fd, POLLIN, 0};
-    if (poll(&p, 1, ms) <= 0)
-        return true;
-    ssize_t n = recv(s->fd, s->raw + s->raw_len, BODY_MAX - 1 - s->raw_len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return true;
-    if (n <= 0)
-        return false;
-    s->raw_len += (size_t)n;
-    s->raw[s->raw_len] = '\0';
-    if (s->consumed == 0) {
-        const char *end = strstr(s->raw, "\r\n\r\n");
-        if (!end)
-            return true;
-        if (strncmp(s->raw, "HTTP/1.1 200", 12) != 0)
-            fail_msg("/v1/events answered: %.80s", s->raw);
-        s->consumed = (size_t)(end + 4 - s->raw);
-    }
-    for (;;) { /* chunked transfer coding */
-        const char *c = s->raw + s->consumed;
-        const char *crlf = strstr(c, "\r\n");
-        if (!crlf)
-            break;
-        size_t len = strtoul(c, NULL, 16);
-        size_t need = (size_t)(crlf - c) + 2 + len + 2;
-        if (s->raw_len - s->consumed < need)
-            break;
-        assert_true(s->body_len + len < BODY_MAX);
-        memcpy(s->body + s->body_len, crlf + 2, len);
-        s->body_len += len;
-        s->body[s->body_len] = '\0';
-        s->consumed += need;
-    }
-    return true;
-}
-
-struct event {
-    uint64_t id;
-    char kind[32];
-    char *data; /* malloc'd */
-};
-
-/* The next event within ms (comments and retry: skipped). */
-static bool sse_next(struct sse *s, struct event *e, int ms)
-{
-    int64_t deadline = ts_now_ms() + ms;
-    for (;;) {
-        char *start = s->body + s->read;
-        char *end = strstr(start, "\n\n");
-        if (end) {
-            s->read += (size_t)(end + 2 - start);
-            memset(e, 0, sizeof(*e));
-            bool any = false;
-            for (char *l = start; l <= end;) {
-                char *eol = strchr(l, '\n');
-                if (strncmp(l, "id: ", 4) == 0) {
-                    e->id = strtoull(l + 4, NULL, 10);
-                    any = true;
-                } else if (strncmp(l, "event: ", 7) == 0) {
-                    snprintf(e->kind, sizeof(e->kind), "%.*s", (int)(eol - l - 7), l + 7);
-                } else if (strncmp(l, "data: ", 6) == 0) {
-                    e->data = strndup(l + 6, (size_t)(eol - l - 6));
-                }
-                l = eol + 1;
-            }
-            if (any)
-                return true;
-            free(e->data);
-            continue;
-        }
-        int left = (int)(deadline - ts_now_ms());
-        if (left <= 0 || !sse_read(s, left < 200 ? left : 200))
-            return false;
-    }
+    assert_int_equal(ts_sse_open(s, tc.d.http_port, last_event_id), 0);
 }
 
 /* ---- the embargo as tallyctl sets it --------------------------------------------------------- */
@@ -332,37 +230,37 @@ static void test_embargo(void **state)
     assert_non_null(strstr(body, "\"votes\":"));
     free(body);
 
-    struct sse open;
+    struct ts_sse open;
     sse_open(&open, NULL);
-    struct event e;
-    assert_true(sse_next(&open, &e, ts_scale(5000)));
+    struct ts_sse_event e;
+    assert_true(ts_sse_next(&open, &e, ts_scale(5000)));
     assert_string_equal(e.kind, "snapshot");
     free(e.data);
 
     if (!set_embargo(true)) {
-        sse_close(&open);
+        ts_sse_close(&open);
         fprintf(stderr, "embargo: tallyd did not write embargo_applied within 10 s: "
                         "skipped until it applies the embargo\n");
         skip();
     }
     assert_outputs_without_counts(circuit);
     /* The open stream starts over without counts. */
-    assert_true(sse_next(&open, &e, ts_scale(5000)));
+    assert_true(ts_sse_next(&open, &e, ts_scale(5000)));
     assert_string_equal(e.kind, "reset");
     assert_no_counts(e.data, "reset event");
     free(e.data);
-    struct sse fresh;
+    struct ts_sse fresh;
     sse_open(&fresh, NULL);
-    assert_true(sse_next(&fresh, &e, ts_scale(5000)));
+    assert_true(ts_sse_next(&fresh, &e, ts_scale(5000)));
     assert_string_equal(e.kind, "snapshot");
     assert_no_counts(e.data, "snapshot event");
     free(e.data);
-    sse_close(&fresh);
+    ts_sse_close(&fresh);
 
     /* Votes durable under embargo: their checkpoint event has none either. */
     push(1);
     bool saw = false;
-    while (sse_next(&open, &e, ts_scale(2000))) {
+    while (ts_sse_next(&open, &e, ts_scale(2000))) {
         assert_no_counts(e.data, e.kind);
         saw |= !strcmp(e.kind, "checkpoint");
         free(e.data);
@@ -372,11 +270,11 @@ static void test_embargo(void **state)
 
     /* Lifted: the counts again, equal to the truth, and the stream starts over with them. */
     assert_true(set_embargo(false));
-    assert_true(sse_next(&open, &e, ts_scale(5000)));
+    assert_true(ts_sse_next(&open, &e, ts_scale(5000)));
     assert_string_equal(e.kind, "reset");
     assert_non_null(strstr(e.data, "\"changed\":[{\"id\":"));
     free(e.data);
-    sse_close(&open);
+    ts_sse_close(&open);
     assert_int_equal(get("/v1/summary", &body), 200);
     assert_non_null(strstr(body, "\"embargo\":false"));
     free(body);

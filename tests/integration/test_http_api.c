@@ -116,111 +116,9 @@ static void csv_free(char **fields, size_t n)
 
 /* ---- the event stream ------------------------------------------------------------------------ */
 
-struct sse {
-    int fd;
-    char *raw, *body;
-    size_t raw_len, consumed, body_len, read;
-};
-
-static void sse_open(struct sse *s, const char *last_event_id)
+static void sse_open(struct ts_sse *s, const char *last_event_id)
 {
-    memset(s, 0, sizeof(*s));
-    s->raw = calloc(1, BODY_MAX);
-    s->body = calloc(1, BODY_MAX);
-    assert_true(s->raw && s->body);
-    s->fd = ts_connect(tc.d.http_port, ts_scale(5000));
-    assert_true(s->fd >= 0);
-    char req[512];
-    snprintf(req, sizeof(req), "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
-             last_event_id ? "Last-Event-ID: " : "", last_event_id ? last_event_id : "",
-             last_event_id ? "\r\n" : "");
-    assert_int_equal(ts_send_all(s->fd, req, strlen(req)), 0);
-}
-
-static void sse_close(struct sse *s)
-{
-    close(s->fd);
-    free(s->raw);
-    free(s->body);
-}
-
-/* Reads for up to ms; false on EOF or error. */
-static bool sse_read(struct sse *s, int ms)
-{
-    struct pollfd p = {s->fd, POLLIN, 0};
-    if (poll(&p, 1, ms) <= 0)
-        return true;
-    ssize_t n = recv(s->fd, s->raw + s->raw_len, BODY_MAX - 1 - s->raw_len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return true;
-    if (n <= 0)
-        return false;
-    s->raw_len += (size_t)n;
-    s->raw[s->raw_len] = '\0';
-    if (s->consumed == 0) {
-        const char *end = strstr(s->raw, "\r\n\r\n");
-        if (!end)
-            return true;
-        if (strncmp(s->raw, "HTTP/1.1 200", 12) != 0)
-            fail_msg("/v1/events answered: %.80s", s->raw);
-        s->consumed = (size_t)(end + 4 - s->raw);
-    }
-    for (;;) { /* chunked transfer coding */
-        const char *c = s->raw + s->consumed;
-        const char *crlf = strstr(c, "\r\n");
-        if (!crlf)
-            break;
-        size_t len = strtoul(c, NULL, 16);
-        size_t need = (size_t)(crlf - c) + 2 + len + 2;
-        if (s->raw_len - s->consumed < need)
-            break;
-        assert_true(s->body_len + len < BODY_MAX);
-        memcpy(s->body + s->body_len, crlf + 2, len);
-        s->body_len += len;
-        s->body[s->body_len] = '\0';
-        s->consumed += need;
-    }
-    return true;
-}
-
-struct event {
-    uint64_t id;
-    char kind[32];
-    char *data; /* malloc'd */
-};
-
-/* The next event within ms (comments and retry: skipped). */
-static bool sse_next(struct sse *s, struct event *e, int ms)
-{
-    int64_t deadline = ts_now_ms() + ms;
-    for (;;) {
-        char *start = s->body + s->read;
-        char *end = strstr(start, "\n\n");
-        if (end) {
-            s->read += (size_t)(end + 2 - start);
-            memset(e, 0, sizeof(*e));
-            bool any = false;
-            for (char *l = start; l <= end;) {
-                char *eol = strchr(l, '\n');
-                if (strncmp(l, "id: ", 4) == 0) {
-                    e->id = strtoull(l + 4, NULL, 10);
-                    any = true;
-                } else if (strncmp(l, "event: ", 7) == 0) {
-                    snprintf(e->kind, sizeof(e->kind), "%.*s", (int)(eol - l - 7), l + 7);
-                } else if (strncmp(l, "data: ", 6) == 0) {
-                    e->data = strndup(l + 6, (size_t)(eol - l - 6));
-                }
-                l = eol + 1;
-            }
-            if (any)
-                return true;
-            free(e->data);
-            continue;
-        }
-        int left = (int)(deadline - ts_now_ms());
-        if (left <= 0 || !sse_read(s, left < 200 ? left : 200))
-            return false;
-    }
+    assert_int_equal(ts_sse_open(s, tc.d.http_port, last_event_id), 0);
 }
 
 static uint64_t json_u64(const char *json, const char *key)
@@ -256,10 +154,10 @@ static void test_api_matches_truth(void **state)
     free(body);
 
     /* A subscriber from before the votes: its first event is the snapshot. */
-    struct sse s;
-    struct event e;
+    struct ts_sse s;
+    struct ts_sse_event e;
     sse_open(&s, NULL);
-    assert_true(sse_next(&s, &e, ts_scale(5000)));
+    assert_true(ts_sse_next(&s, &e, ts_scale(5000)));
     assert_string_equal(e.kind, "snapshot");
     assert_non_null(e.data);
     uint64_t start_id = e.id;
@@ -284,7 +182,7 @@ static void test_api_matches_truth(void **state)
      * final totals. */
     uint64_t first_cp = 0, last_cp = 0, last_accepted = 0;
     size_t checkpoints = 0;
-    while (sse_next(&s, &e, last_accepted == tc.truth.accepted ? 300 : ts_scale(5000))) {
+    while (ts_sse_next(&s, &e, last_accepted == tc.truth.accepted ? 300 : ts_scale(5000))) {
         assert_string_equal(e.kind, "checkpoint");
         assert_non_null(e.data);
         assert_true(e.id > start_id);
@@ -300,7 +198,7 @@ static void test_api_matches_truth(void **state)
             checkpoints, first_cp, last_cp);
     assert_true(checkpoints >= COLLECTORS);
     assert_int_equal(last_accepted, tc.truth.accepted);
-    sse_close(&s);
+    ts_sse_close(&s);
 
     /* Resuming after the first checkpoint replays the rest, ending at the same totals. */
     {
@@ -309,7 +207,7 @@ static void test_api_matches_truth(void **state)
         sse_open(&s, id);
         size_t replayed = 0;
         uint64_t replay_accepted = 0, prev = first_cp;
-        while (sse_next(&s, &e, 500)) {
+        while (ts_sse_next(&s, &e, 500)) {
             assert_string_equal(e.kind, "checkpoint");
             assert_true(e.id > prev);
             prev = e.id;
@@ -320,7 +218,7 @@ static void test_api_matches_truth(void **state)
         assert_int_equal(replayed, checkpoints - 1);
         assert_int_equal(prev, last_cp);
         assert_int_equal(replay_accepted, tc.truth.accepted);
-        sse_close(&s);
+        ts_sse_close(&s);
     }
 
     /* /v1/results as CSV: every project, the truth's votes, the registry's names. */

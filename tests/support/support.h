@@ -235,6 +235,28 @@ int ts_wire_hello(int fd, const char *collector, uint32_t version);
 /* Sends Batch{seq, ballots, projects}. */
 int ts_wire_batch(int fd, uint64_t seq, const uint64_t *ballots, const uint32_t *projects,
                   size_t n);
+/* ---- the live event stream (/v1/events) ---------------------------------------------- */
+
+struct ts_sse {
+    int fd;
+    char *raw, *body; /* as received; the chunked body decoded */
+    size_t raw_len, consumed, body_len, read;
+};
+
+struct ts_sse_event {
+    uint64_t id; /* the id's leading number (the checkpoint) */
+    char kind[32];
+    char *data; /* malloc'd: the caller frees it */
+};
+
+/* Connects to /v1/events on 127.0.0.1:port (resuming after last_event_id, or NULL). 0 or
+ * -1; ts_sse_close in both cases. */
+int ts_sse_open(struct ts_sse *s, uint16_t port, const char *last_event_id);
+/* The next event within ms (comments and retry lines skipped); false when none came, the
+ * stream ended or did not answer 200 (said on stderr). */
+bool ts_sse_next(struct ts_sse *s, struct ts_sse_event *e, int ms);
+void ts_sse_close(struct ts_sse *s);
+
 /* Sends any frame; 0 or -1. */
 struct Tally__Frame;
 int ts_wire_send_frame(int fd, const struct Tally__Frame *f);
