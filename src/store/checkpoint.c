@@ -4,6 +4,7 @@
  * compacting count deltas into tallies. Owns the SQL that writes; does not own retrying
  * (worker.c does) or what goes into a page (pages.c). */
 #include "store/bin.h"
+#include "store/copy.h"
 #include "store/internal.h"
 
 #include "core/crashpoint.h"
@@ -416,36 +417,28 @@ static enum store_result cp_copy_end(struct store *s, const char *abort_msg, con
 /* Appends row i of a COPY to b. */
 typedef void (*cp_row_fn)(struct store_bin *b, const struct store_prepared *pp, size_t i);
 
-/* One COPY ... FROM STDIN (FORMAT binary) of n rows built by row(), sent in chunks. */
+/* n rows of the prepared checkpoint, row(b, pp, i) each, as store_copy_in takes them. */
+struct cp_rows {
+    const struct store_prepared *pp;
+    size_t i, n;
+    cp_row_fn row;
+};
+
+static int cp_rows_next(void *arg, struct store_bin *b, const char **abort_msg)
+{
+    (void)abort_msg;
+    struct cp_rows *r = arg;
+    if (r->i == r->n)
+        return 0;
+    r->row(b, r->pp, r->i++);
+    return 1;
+}
+
 static enum store_result cp_copy_rows(struct store *s, const struct store_prepared *pp,
                                       const char *sql, const char *what, size_t n, cp_row_fn row)
 {
-    PGresult *res = PQexec(s->conn, sql);
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        enum store_result rc = store_classify(s, res, what);
-        PQclear(res);
-        return rc;
-    }
-    PQclear(res);
-
-    struct store_bin b;
-    store_bin_init(&b);
-    enum store_result rc = STORE_OK;
-    store_bin_copy_header(&b);
-    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
-        row(&b, pp, i);
-        if (b.len >= CP_COPY_CHUNK)
-            rc = cp_copy_flush(s, &b);
-    }
-    if (rc == STORE_OK) {
-        store_bin_copy_trailer(&b);
-        rc = cp_copy_flush(s, &b);
-    }
-    enum store_result end = cp_copy_end(s, rc == STORE_OK ? NULL : "aborted by tallyd", what);
-    if (rc == STORE_OK)
-        rc = end;
-    store_bin_cleanup(&b);
-    return rc;
+    struct cp_rows r = {pp, 0, n, row};
+    return store_copy_in(s, sql, what, cp_rows_next, &r);
 }
 
 static void cp_batch_row(struct store_bin *b, const struct store_prepared *pp, size_t i)

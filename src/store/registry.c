@@ -4,6 +4,7 @@
  * their zero tallies set-based, all in one transaction. Owns no parsing: rows come from the
  * caller's iterator. */
 #include "store/bin.h"
+#include "store/copy.h"
 #include "store/internal.h"
 
 #include "core/xalloc.h"
@@ -12,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define REG_COPY_CHUNK (1u << 20)
 
 /* The conflict query in three parts around the projects the database holds: the table
  * itself, or before migration 7 (no min_votes column) a view of it whose min_votes is 0. */
@@ -129,82 +128,53 @@ done:
     return rc;
 }
 
+struct reg_rows {
+    struct store *s;
+    store_registry_next_cb next;
+    void *arg;
+};
+
+/* One input row into the COPY, checked first. */
+static int reg_row(void *arg, struct store_bin *b, const char **abort_msg)
+{
+    struct reg_rows *g = arg;
+    struct store_registry_row row;
+    memset(&row, 0, sizeof(row));
+    int got = g->next(g->arg, &row);
+    if (got < 0) {
+        store_set_error(g->s, "registry input error");
+        *abort_msg = "input error";
+    }
+    if (got <= 0)
+        return got;
+    if (row.seats < 1 || row.seats > INT32_MAX || row.min_votes > INT32_MAX || !row.project_name ||
+        !row.circuit_name || !row.state || row.line > INT64_MAX) {
+        store_set_error(g->s, "line %" PRIu64 ": invalid row", row.line);
+        *abort_msg = "invalid row";
+        return -1;
+    }
+    store_bin_copy_tuple(b, 8);
+    store_bin_field_int8(b, (int64_t)row.line);
+    store_bin_field_int8(b, row.project_id);
+    store_bin_field_text(b, row.project_name);
+    store_bin_field_int8(b, row.circuit_id);
+    store_bin_field_text(b, row.circuit_name);
+    store_bin_field_text(b, row.state);
+    store_bin_field_int4(b, (int32_t)row.seats);
+    store_bin_field_int4(b, (int32_t)row.min_votes);
+    return 1;
+}
+
 /* Streams every row from next() into registry_in. */
 static int reg_copy_in(struct store *s, store_registry_next_cb next, void *arg)
 {
-    PGresult *res = PQexec(s->conn, "COPY registry_in (line, project_id, project_name,"
-                                    " circuit_id, circuit_name, state, seats, min_votes)"
-                                    " FROM STDIN (FORMAT binary)");
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        store_classify(s, res, "starting registry COPY");
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-
-    struct store_bin b;
-    store_bin_init(&b);
-    store_bin_copy_header(&b);
-    const char *abort_msg = NULL;
-    int rc = 0;
-    for (;;) {
-        struct store_registry_row row;
-        memset(&row, 0, sizeof(row));
-        int got = next(arg, &row);
-        if (got == 0)
-            break;
-        if (got < 0) {
-            store_set_error(s, "registry input error");
-            abort_msg = "input error";
-            break;
-        }
-        if (row.seats < 1 || row.seats > INT32_MAX || row.min_votes > INT32_MAX ||
-            !row.project_name || !row.circuit_name || !row.state || row.line > INT64_MAX) {
-            store_set_error(s, "line %" PRIu64 ": invalid row", row.line);
-            abort_msg = "invalid row";
-            break;
-        }
-        store_bin_copy_tuple(&b, 8);
-        store_bin_field_int8(&b, (int64_t)row.line);
-        store_bin_field_int8(&b, row.project_id);
-        store_bin_field_text(&b, row.project_name);
-        store_bin_field_int8(&b, row.circuit_id);
-        store_bin_field_text(&b, row.circuit_name);
-        store_bin_field_text(&b, row.state);
-        store_bin_field_int4(&b, (int32_t)row.seats);
-        store_bin_field_int4(&b, (int32_t)row.min_votes);
-        if (b.len >= REG_COPY_CHUNK) {
-            if (PQputCopyData(s->conn, (const char *)b.data, (int)b.len) != 1) {
-                store_set_error(s, "sending registry rows: %s", PQerrorMessage(s->conn));
-                rc = -1;
-                break;
-            }
-            store_bin_reset(&b);
-        }
-    }
-    if (abort_msg)
-        rc = -1;
-    if (rc == 0) {
-        store_bin_copy_trailer(&b);
-        if (PQputCopyData(s->conn, (const char *)b.data, (int)b.len) != 1) {
-            store_set_error(s, "sending registry rows: %s", PQerrorMessage(s->conn));
-            rc = -1;
-        }
-    }
-    if (PQputCopyEnd(s->conn, rc == 0 ? NULL : (abort_msg ? abort_msg : "aborted")) != 1 &&
-        rc == 0) {
-        store_set_error(s, "ending registry COPY: %s", PQerrorMessage(s->conn));
-        rc = -1;
-    }
-    while ((res = PQgetResult(s->conn)) != NULL) {
-        if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
-            store_classify(s, res, "loading registry rows");
-            rc = -1;
-        }
-        PQclear(res);
-    }
-    store_bin_cleanup(&b);
-    return rc;
+    struct reg_rows g = {s, next, arg};
+    return store_copy_in(s,
+                         "COPY registry_in (line, project_id, project_name, circuit_id,"
+                         " circuit_name, state, seats, min_votes) FROM STDIN (FORMAT binary)",
+                         "loading registry rows", reg_row, &g) == STORE_OK
+               ? 0
+               : -1;
 }
 
 /* Whether projects has min_votes (migration 7): 1, 0, or -1 on failure. tallyctl loads a

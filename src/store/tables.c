@@ -4,6 +4,7 @@
  * set-based, all in one transaction (as registry.c does for the registry). Owns no parsing:
  * rows come from the caller's iterator. */
 #include "store/bin.h"
+#include "store/copy.h"
 #include "store/internal.h"
 
 #include "core/xalloc.h"
@@ -12,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TABLES_COPY_CHUNK (1u << 20)
 
 /* The first problem by line (on one line: an unknown circuit first, then the file, then the
  * database). A table's circuit is the registry's circuit area (kind 'circuit', code its id
@@ -76,80 +75,47 @@ static bool tables_row_is_valid(const struct store_table *row)
     return true;
 }
 
-/* Sends what b holds as COPY data and empties it. Returns 0 or -1. */
-static int tables_put(struct store *s, struct store_bin *b)
+struct tables_rows {
+    struct store *s;
+    store_tables_next_cb next;
+    void *arg;
+};
+
+/* One input row into the COPY, checked first. */
+static int tables_row(void *arg, struct store_bin *b, const char **abort_msg)
 {
-    if (PQputCopyData(s->conn, (const char *)b->data, (int)b->len) != 1) {
-        store_set_error(s, "sending voting tables: %s", PQerrorMessage(s->conn));
+    struct tables_rows *t = arg;
+    struct store_table row;
+    memset(&row, 0, sizeof(row));
+    int got = t->next(t->arg, &row);
+    if (got < 0) {
+        store_set_error(t->s, "voting tables input error");
+        *abort_msg = "input error";
+    }
+    if (got <= 0)
+        return got;
+    if (!tables_row_is_valid(&row)) {
+        store_set_error(t->s, "line %" PRIu64 ": invalid row", row.line);
+        *abort_msg = "invalid row";
         return -1;
     }
-    store_bin_reset(b);
-    return 0;
+    store_bin_copy_tuple(b, 4);
+    store_bin_field_int8(b, (int64_t)row.line);
+    store_bin_field_text(b, row.id);
+    store_bin_field_int8(b, row.circuit_id);
+    store_bin_field_int4(b, (int32_t)row.electors);
+    return 1;
 }
 
 /* Streams every row from next() into tables_in. */
 static int tables_copy_in(struct store *s, store_tables_next_cb next, void *arg)
 {
-    PGresult *res = PQexec(s->conn, "COPY tables_in (line, id, circuit_id, electors)"
-                                    " FROM STDIN (FORMAT binary)");
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        store_classify(s, res, "starting voting tables COPY");
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-
-    struct store_bin b;
-    store_bin_init(&b);
-    store_bin_copy_header(&b);
-    const char *abort_msg = NULL;
-    int rc = 0;
-    for (;;) {
-        struct store_table row;
-        memset(&row, 0, sizeof(row));
-        int got = next(arg, &row);
-        if (got == 0)
-            break;
-        if (got < 0) {
-            store_set_error(s, "voting tables input error");
-            abort_msg = "input error";
-            break;
-        }
-        if (!tables_row_is_valid(&row)) {
-            store_set_error(s, "line %" PRIu64 ": invalid row", row.line);
-            abort_msg = "invalid row";
-            break;
-        }
-        store_bin_copy_tuple(&b, 4);
-        store_bin_field_int8(&b, (int64_t)row.line);
-        store_bin_field_text(&b, row.id);
-        store_bin_field_int8(&b, row.circuit_id);
-        store_bin_field_int4(&b, (int32_t)row.electors);
-        if (b.len >= TABLES_COPY_CHUNK && tables_put(s, &b) < 0) {
-            rc = -1;
-            break;
-        }
-    }
-    if (abort_msg)
-        rc = -1;
-    if (rc == 0) {
-        store_bin_copy_trailer(&b);
-        rc = tables_put(s, &b);
-    }
-    if (PQputCopyEnd(s->conn, rc == 0 ? NULL : (abort_msg ? abort_msg : "aborted")) != 1 &&
-        rc == 0) {
-        store_set_error(s, "ending voting tables COPY: %s", PQerrorMessage(s->conn));
-        rc = -1;
-    }
-    while ((res = PQgetResult(s->conn)) != NULL) {
-        if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
-            store_classify(s, res, "loading voting tables");
-            rc = -1;
-        }
-        PQclear(res);
-    }
-    store_bin_cleanup(&b);
-    return rc;
+    struct tables_rows t = {s, next, arg};
+    return store_copy_in(
+               s, "COPY tables_in (line, id, circuit_id, electors) FROM STDIN (FORMAT binary)",
+               "loading voting tables", tables_row, &t) == STORE_OK
+               ? 0
+               : -1;
 }
 
 /* Returns 1 and records the conflict when one exists, 0 when none, -1 on failure. */
