@@ -72,11 +72,12 @@ static void job_sheets_corrections(struct ingest *in, const struct tally_delta *
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const struct tally_delta_correction *x = &d->corrections[i];
-        const char *actor = in->names[x->collector];
+        const char *actor = in->names[x->collector], *reason = in->job_reasons[i];
         if (x->kind == 1) {
+            /* The request stays in flight until this job commits: its strings, whole. */
             const struct store_request *r = ingest_request_of(in, x->tag);
             actor = r ? r->actor : "tallyctl";
-            snprintf(in->job_reasons[i], sizeof(in->job_reasons[i]), "%s", r ? r->reason : "");
+            reason = r ? r->reason : "";
         } else {
             snprintf(in->job_reasons[i], sizeof(in->job_reasons[i]),
                      "sheet version %u replaces version %u", x->to_version, x->from_version);
@@ -88,7 +89,7 @@ static void job_sheets_corrections(struct ingest *in, const struct tally_delta *
         in->job_corrections[i] = (struct store_correction){
             .kind = x->kind == 1 ? STORE_CORRECTION_RETRACT : STORE_CORRECTION_SHEET,
             .actor = actor,
-            .reason = in->job_reasons[i],
+            .reason = reason,
             .at_us = at_us,
             .table = x->table == TALLY_NO_TABLE ? -1 : (int64_t)x->table,
             .collector_id = in->names[x->collector],

@@ -570,9 +570,15 @@ size_t tally_ballot_bytes(const struct tally *t)
     return tally_set_bytes(&t->ballots);
 }
 
+/* Sheets weigh in by their rows, so a flood of sheet batches is held back too. */
+static uint64_t delta_weight(const struct tally_delta *d)
+{
+    return d->votes + d->n_sheets + d->n_sheet_rows;
+}
+
 uint64_t tally_backlog_votes(const struct tally *t)
 {
-    return t->pending->votes + (t->inflight ? t->inflight->votes : 0);
+    return delta_weight(t->pending) + (t->inflight ? delta_weight(t->inflight) : 0);
 }
 
 bool tally_has_pending(const struct tally *t)

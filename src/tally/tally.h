@@ -350,7 +350,7 @@ size_t tally_ballot_count(const struct tally *t);
 size_t tally_ballot_bytes(const struct tally *t);
 
 /* Votes applied but not yet durable (pending + in flight): the back-pressure measure. A
- * sheet batch adds no votes, but is pending like any batch. */
+ * sheet batch weighs its sheets plus their rows, so sheets are held back too. */
 uint64_t tally_backlog_votes(const struct tally *t);
 bool tally_has_pending(const struct tally *t);
 

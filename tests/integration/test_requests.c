@@ -142,13 +142,20 @@ static Tally__Frame *send_sheet(int fd, uint64_t seq, uint64_t *durable)
 
 /* Inserts a request as tallyctl does and waits for tallyd to complete it; returns its
  * outcome (malloc'd). */
-static char *request(const char *kind, const char *extra_cols, const char *extra_vals)
+/* A reason longer than any fixed buffer, in UTF-8 with characters of two bytes: it must
+ * reach the record whole. */
+#define LONG_REASON                                                                                \
+    "mesa número 7: el acta se cargó dos veces por error; la retira la junta, según consta en " \
+    "el acta de la sesión, año 2026, con las firmas de los testigos y del coordinador"
+
+static char *request_why(const char *kind, const char *reason, const char *extra_cols,
+                         const char *extra_vals)
 {
     char sql[1024];
     snprintf(sql, sizeof sql,
-             "INSERT INTO requests (kind, actor, reason%s) VALUES ('%s', 'test', 'because'%s)"
+             "INSERT INTO requests (kind, actor, reason%s) VALUES ('%s', 'test', '%s'%s)"
              " RETURNING id",
-             extra_cols, kind, extra_vals);
+             extra_cols, kind, reason, extra_vals);
     uint64_t id = sql_u64(sql);
     int64_t deadline = ts_now_ms() + ts_scale(15000);
     snprintf(sql, sizeof sql,
@@ -167,6 +174,11 @@ static char *request(const char *kind, const char *extra_cols, const char *extra
     while (len && (out[len - 1] == '\n' || out[len - 1] == '\r'))
         out[--len] = '\0';
     return out;
+}
+
+static char *request(const char *kind, const char *extra_cols, const char *extra_vals)
+{
+    return request_why(kind, "because", extra_cols, extra_vals);
 }
 
 static void assert_outcome(char *got, const char *want_prefix)
@@ -217,13 +229,14 @@ static void test_requests(void **state)
     assert_int_equal(votes_of(21), 1);
 
     /* Retract batch 2: its counts and its tables' ballots go. */
-    assert_outcome(request("retract", ", collector_id, seq", ", 'c0', 2"), "applied");
+    assert_outcome(request_why("retract", LONG_REASON, ", collector_id, seq", ", 'c0', 2"),
+                   "applied");
     assert_int_equal(votes_of(11), 2);
     assert_int_equal(votes_of(12), 1);
     assert_int_equal(votes_of(21), 0);
     assert_int_equal(sql_u64("SELECT count(*) FROM corrections WHERE kind = 'retract'"
                              " AND collector_id = 'c0' AND seq = 2 AND actor = 'test'"
-                             " AND reason = 'because' AND ballots_delta = -4"),
+                             " AND reason = '" LONG_REASON "' AND ballots_delta = -4"),
                      1);
     assert_int_equal(sql_u64("SELECT count(*) FROM requests WHERE kind = 'retract'"
                              " AND checkpoint_id IS NOT NULL"),
