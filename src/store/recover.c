@@ -3,6 +3,7 @@
  * snapshot and streams every stored token page and batch digest to callbacks row by row;
  * the collector rows (pins, circuits, disabled) for recovery, the refresh and tallyctl.
  * Writes nothing. */
+#include "store/cursor.h"
 #include "store/internal.h"
 
 #include "core/xalloc.h"
@@ -184,32 +185,28 @@ bad_pin:
     return -1;
 }
 
-/* A sheet's rows from two comma-separated lists of equal length (ids in 0..2^32-1, votes
- * in 1..2^31-1). Returns 0 or -1. */
-static int rec_parse_pairs(const char *ids, const char *votes, struct store_recovered_sheet *x)
+/* A sheet's rows from its two int8[] columns of one length (ids in 0..2^32-1, votes in
+ * 1..2^31-1). Returns 0 or -1. */
+static int rec_sheet_pairs(const PGresult *res, int r, struct store_recovered_sheet *x)
 {
-    size_t n = *ids ? 1 : 0;
-    for (const char *p = ids; *p; p++)
-        n += *p == ',';
+    int64_t *ids, *votes;
+    size_t n;
+    if (store_val_int8_pairs(res, r, 3, 4, &ids, &votes, &n) < 0)
+        return -1;
     x->project_ids = xcalloc(n ? n : 1, sizeof(*x->project_ids));
     x->votes = xcalloc(n ? n : 1, sizeof(*x->votes));
-    for (size_t i = 0; i < n; i++) {
-        char *end;
-        errno = 0;
-        unsigned long long id = strtoull(ids, &end, 10);
-        if (errno || end == ids || id > UINT32_MAX || (*end && *end != ','))
-            return -1;
-        ids = *end ? end + 1 : end;
-        errno = 0;
-        unsigned long long v = strtoull(votes, &end, 10);
-        if (errno || end == votes || v == 0 || v > INT32_MAX || (*end && *end != ','))
-            return -1;
-        votes = *end ? end + 1 : end;
-        x->project_ids[i] = (uint32_t)id;
-        x->votes[i] = v;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (ids[i] < 0 || ids[i] > UINT32_MAX || votes[i] <= 0 || votes[i] > INT32_MAX)
+            rc = -1;
+        x->project_ids[i] = (uint32_t)ids[i];
+        x->votes[i] = (uint64_t)votes[i];
     }
-    x->n = n;
-    return *votes ? -1 : 0;
+    if (rc == 0)
+        x->n = n;
+    free(ids);
+    free(votes);
+    return rc;
 }
 
 /* Fills a malloc'd collector array, ordered by id. Never NULL on success, even when
@@ -499,12 +496,11 @@ static int rec_tables(struct store *s, struct store_recovery *out)
     if (rc < 0)
         return -1;
 
-    res = store_query_rows(s,
-                           "SELECT DISTINCT ON (table_id) table_id, version, encode(digest, 'hex'),"
-                           " array_to_string(project_ids, ','), array_to_string(votes, ','),"
-                           " blank, null_ballots"
-                           " FROM sheets ORDER BY table_id, version DESC",
-                           "reading tally sheets");
+    res = store_query_rows_binary(s,
+                                  "SELECT DISTINCT ON (table_id) table_id, version::int8, digest,"
+                                  " project_ids, votes, blank::int8, null_ballots::int8"
+                                  " FROM sheets ORDER BY table_id, version DESC",
+                                  "reading tally sheets");
     if (!res)
         return -1;
     size_t n = (size_t)PQntuples(res);
@@ -514,26 +510,20 @@ static int rec_tables(struct store *s, struct store_recovery *out)
         const char *id = PQgetvalue(res, (int)r, 0);
         int64_t k = rec_table_index(out, id);
         uint64_t v, blank, nul;
-        const char *hex = PQgetvalue(res, (int)r, 2);
-        rc = k >= 0 && strlen(hex) == 64 &&
-                     store_parse_u64(PQgetvalue(res, (int)r, 1), INT32_MAX, &v) == 0 &&
-                     store_parse_u64(PQgetvalue(res, (int)r, 5), INT32_MAX, &blank) == 0 &&
-                     store_parse_u64(PQgetvalue(res, (int)r, 6), INT32_MAX, &nul) == 0
+        size_t len;
+        const uint8_t *digest = store_val_bytes(res, (int)r, 2, &len);
+        rc = k >= 0 && digest && len == 32 && store_val_u64(res, (int)r, 1, INT32_MAX, &v) == 0 &&
+                     store_val_u64(res, (int)r, 5, INT32_MAX, &blank) == 0 &&
+                     store_val_u64(res, (int)r, 6, INT32_MAX, &nul) == 0
                  ? 0
                  : -1;
-        for (size_t i = 0; rc == 0 && i < 32; i++) {
-            int hi = rec_hex_nibble(hex[2 * i]), lo = rec_hex_nibble(hex[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                rc = -1;
-            else
-                x->digest[i] = (uint8_t)(hi << 4 | lo);
-        }
         if (rc == 0) {
+            memcpy(x->digest, digest, 32);
             x->table = (uint32_t)k;
             x->version = (uint32_t)v;
             x->blank = (uint32_t)blank;
             x->null_ballots = (uint32_t)nul;
-            rc = rec_parse_pairs(PQgetvalue(res, (int)r, 3), PQgetvalue(res, (int)r, 4), x);
+            rc = rec_sheet_pairs(res, (int)r, x);
         }
         out->n_sheets = r + 1;
         if (rc < 0)

@@ -5,39 +5,22 @@
  * calls in per checkpoint. */
 #include "store/verify_internal.h"
 
-#include "store/counts.h"
+#include "store/cursor.h"
 #include "store/internal.h"
 
 #include "core/xalloc.h"
 
 #include <inttypes.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct vf_pairs {
-    uint32_t *pairs;
-    size_t n, cap;
-};
-
-static int vf_pair(void *arg, uint32_t id, uint32_t votes)
-{
-    struct vf_pairs *p = arg;
-    p->pairs = xgrow(p->pairs, &p->cap, 2 * (p->n + 1), sizeof(*p->pairs));
-    p->pairs[2 * p->n] = id;
-    p->pairs[2 * p->n + 1] = votes;
-    p->n++;
-    return 0;
-}
-
-/* Every retraction's batch (a few): counts decoded, tables and ballots split. */
+/* Every retraction's batch (a few): counts decoded, tables and ballots read. */
 static int vf_retracted_load(struct vf *v)
 {
-    PGresult *res = store_query_rows(
+    PGresult *res = store_query_rows_binary(
         v->s,
-        "SELECT c.id, encode(b.counts, 'hex'), array_to_string(b.table_ids, ','),"
-        " array_to_string(b.table_ballots, ','), b.counts IS NULL"
+        "SELECT c.id, b.counts, b.table_ids, b.table_ballots::int8[]"
         " FROM corrections c JOIN batches b ON b.collector_id = c.collector_id AND b.seq = c.seq"
         " WHERE c.kind = 'retract' ORDER BY c.id",
         "reading retracted batches");
@@ -50,47 +33,26 @@ static int vf_retracted_load(struct vf *v)
         struct vf_retracted *x = &v->retracted[i];
         int r = (int)i;
         v->n_retracted = i + 1;
-        if (store_parse_u64(PQgetvalue(res, r, 0), INT64_MAX, &x->correction_id) < 0) {
+        if (store_val_u64(res, r, 0, INT64_MAX, &x->correction_id) < 0) {
             rc = vf_bad(v, "a retraction has a bad id");
             break;
         }
-        if (PQgetvalue(res, r, 4)[0] == 't') {
+        if (PQgetisnull(res, r, 1)) {
             rc = vf_bad(v, "correction %" PRIu64 " retracts a batch without counts",
                         x->correction_id);
             break;
         }
-        const char *hex = PQgetvalue(res, r, 1);
-        size_t len = strlen(hex) / 2;
-        uint8_t *bytes = xcalloc(len ? len : 1, 1);
-        for (size_t k = 0; k < len; k++) {
-            unsigned b;
-            if (sscanf(hex + 2 * k, "%2x", &b) != 1)
-                b = 0;
-            bytes[k] = (uint8_t)b;
-        }
-        struct vf_pairs pairs = {0};
-        if (store_counts_decode(bytes, len, vf_pair, &pairs) < 0)
+        if (store_val_counts(res, r, 1, &x->counts, &x->n_counts) < 0)
             rc = vf_bad(v, "correction %" PRIu64 ": the retracted batch's counts do not decode",
                         x->correction_id);
-        free(bytes);
-        x->counts = pairs.pairs;
-        x->n_counts = pairs.n;
-        const char *ids = PQgetvalue(res, r, 2), *ballots = PQgetvalue(res, r, 3);
-        size_t m = *ids ? 1 : 0;
-        for (const char *p = ids; *p; p++)
-            m += *p == ',';
-        x->table_ids = xcalloc(m ? m : 1, sizeof(*x->table_ids));
-        x->table_ballots = xcalloc(m ? m : 1, sizeof(*x->table_ballots));
-        for (size_t k = 0; k < m; k++) {
-            const char *end = strchr(ids, ',');
-            size_t l = end ? (size_t)(end - ids) : strlen(ids);
-            x->table_ids[k] = xcalloc(l + 1, 1);
-            memcpy(x->table_ids[k], ids, l);
-            ids += l + (end ? 1 : 0);
-            x->table_ballots[k] = strtoll(ballots, (char **)&ballots, 10);
-            if (*ballots == ',')
-                ballots++;
-            x->n_tables = k + 1;
+        size_t cap = 0, m = 0;
+        if (store_val_strings(res, r, 2, &x->table_ids, &x->n_tables) < 0 ||
+            store_val_int8_array(res, r, 3, &x->table_ballots, &cap, &m) < 0 || m != x->n_tables) {
+            if (rc == VF_OK)
+                rc = vf_bad(v,
+                            "correction %" PRIu64 ": the retracted batch's table_ids and"
+                            " table_ballots are not two arrays of one length",
+                            x->correction_id);
         }
     }
     PQclear(res);
@@ -144,13 +106,12 @@ int vf3_events_load(struct vf *v)
     PQclear(res);
     if (!have)
         return VF_OK;
-    res = store_query_rows(v->s,
-                           "SELECT checkpoint_id, id, kind, actor,"
-                           " (extract(epoch FROM done_at) * 1000000)::int8,"
-                           " coalesce(encode(seed, 'hex'), '')"
-                           " FROM requests WHERE checkpoint_id IS NOT NULL"
-                           " AND kind IN ('close', 'tie_rule') ORDER BY checkpoint_id, id",
-                           "reading applied requests");
+    res = store_query_rows_binary(v->s,
+                                  "SELECT checkpoint_id, id, kind, actor,"
+                                  " (extract(epoch FROM done_at) * 1000000)::int8, seed"
+                                  " FROM requests WHERE checkpoint_id IS NOT NULL"
+                                  " AND kind IN ('close', 'tie_rule') ORDER BY checkpoint_id, id",
+                                  "reading applied requests");
     if (!res)
         return VF_ERR;
     size_t n = (size_t)PQntuples(res);
@@ -163,26 +124,21 @@ int vf3_events_load(struct vf *v)
         e->kind = strcmp(PQgetvalue(res, r, 2), "close") == 0 ? 1 : 2;
         e->actor = xstrdup(PQgetvalue(res, r, 3));
         v->n_events = i + 1;
-        if (store_parse_u64(PQgetvalue(res, r, 0), INT64_MAX, &e->checkpoint_id) < 0 ||
-            store_parse_u64(PQgetvalue(res, r, 1), INT64_MAX, &e->request_id) < 0 ||
-            store_parse_u64(PQgetvalue(res, r, 4), INT64_MAX, &at) < 0) {
-            rc = vf_bad(v, "request %s has a value out of range", PQgetvalue(res, r, 1));
+        if (store_val_u64(res, r, 0, INT64_MAX, &e->checkpoint_id) < 0 ||
+            store_val_u64(res, r, 1, INT64_MAX, &e->request_id) < 0 ||
+            store_val_u64(res, r, 4, INT64_MAX, &at) < 0) {
+            int64_t id = 0;
+            (void)store_val_int8(res, r, 1, &id); /* the primary key: never NULL */
+            rc = vf_bad(v, "request %" PRId64 " has a value out of range", id);
             break;
         }
         e->at_us = (int64_t)at;
         if (e->kind == 2) {
-            const char *hex = PQgetvalue(res, r, 5);
-            size_t len = strlen(hex) / 2;
-            uint8_t *seed = xcalloc(len ? len : 1, 1);
-            for (size_t k = 0; k < len; k++) {
-                unsigned x;
-                if (sscanf(hex + 2 * k, "%2x", &x) != 1)
-                    x = 0;
-                seed[k] = (uint8_t)x;
-            }
-            crypto_generichash(e->payload, sizeof(e->payload), seed, len, NULL, 0);
+            size_t len;
+            const uint8_t *seed = store_val_bytes(res, r, 5, &len);
+            crypto_generichash(e->payload, sizeof(e->payload), seed ? seed : (const uint8_t *)"",
+                               len, NULL, 0);
             e->payload_len = sizeof(e->payload);
-            free(seed);
         }
     }
     PQclear(res);

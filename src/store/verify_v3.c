@@ -20,43 +20,6 @@
 
 /* ---- small decoders -------------------------------------------------------------------- */
 
-static uint32_t vf3_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* A binary one-dimensional text[] without NULLs (an empty array has no dimension): calls
- * each(arg, k, bytes, len) per element. Returns 0, -1 when NULL or malformed, or what
- * each returned when not 0. */
-static int vf3_text_array(const PGresult *r, int row, int col,
-                          int (*each)(void *arg, size_t k, const char *s, size_t len), void *arg)
-{
-    size_t len;
-    const uint8_t *p = store_val_bytes(r, row, col, &len);
-    if (!p || len < 12)
-        return -1;
-    uint32_t ndim = vf3_be32(p), hasnull = vf3_be32(p + 4);
-    if (ndim == 0)
-        return len == 12 ? 0 : -1;
-    if (ndim != 1 || hasnull != 0 || len < 20)
-        return -1;
-    uint32_t n = vf3_be32(p + 12);
-    size_t pos = 20;
-    for (uint32_t k = 0; k < n; k++) {
-        if (len - pos < 4)
-            return -1;
-        uint32_t l = vf3_be32(p + pos);
-        pos += 4;
-        if (l > len - pos) /* also -1 (NULL) */
-            return -1;
-        int rc = each(arg, k, (const char *)p + pos, l);
-        if (rc)
-            return rc;
-        pos += l;
-    }
-    return pos == len ? 0 : -1;
-}
-
 /* Appends len bytes and a NUL to a string pool; returns their offset. */
 static size_t vf3_pool_put(char **pool, size_t *n, size_t *cap, const void *s, size_t len)
 {
@@ -437,7 +400,7 @@ int vf3_add_batch(struct vf *v, const PGresult *r, int row, struct vf_batch *b, 
     b->tables_off = v->n_btables;
     struct vf3_tables_arg ta = {v, v->n_btables};
     if (rc == VF_OK &&
-        (vf3_text_array(r, row, 15, vf3_table_id, &ta) < 0 ||
+        (store_val_text_array(r, row, 15, vf3_table_id, &ta) < 0 ||
          store_val_int8_array(r, row, 16, &a, &cap, &n) < 0 || n != v->n_btables - b->tables_off))
         rc = vf_bad(v,
                     "batch %s/%" PRIu64 " has table_ids and table_ballots that are not two arrays"
@@ -475,7 +438,7 @@ int vf3_format(struct vf *v, const PGresult *r, int row, uint64_t id, int *forma
         return vf_bad(v, "checkpoint %" PRIu64 " has no format, after a checkpoint of format 3",
                       id);
     size_t n_t = 0, len;
-    if (vf3_text_array(r, row, 14, vf3_count_tables, &n_t) < 0 || n_t > 0 ||
+    if (store_val_text_array(r, row, 14, vf3_count_tables, &n_t) < 0 || n_t > 0 ||
         store_val_bytes(r, row, 16, &len) || store_val_bytes(r, row, 17, &len))
         return vf_bad(v,
                       "checkpoint %" PRIu64 " has no format but table deltas, a merkle_root or a"
@@ -831,7 +794,7 @@ static int vf3_check_table_deltas(struct vf *v, const PGresult *r, int row, uint
     int64_t *a = NULL;
     size_t cap = 0, na = 0;
     int rc = VF_OK;
-    if (vf3_text_array(r, row, 14, vf3_cp_table_id, &ta) < 0 ||
+    if (store_val_text_array(r, row, 14, vf3_cp_table_id, &ta) < 0 ||
         store_val_int8_array(r, row, 15, &a, &cap, &na) < 0 || na != v->n_btables - *first)
         rc = vf_bad(v,
                     "checkpoint %" PRIu64 " has table_ids and table_ballots that are not two"
