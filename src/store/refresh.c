@@ -3,7 +3,7 @@
  * those that cannot apply are refused here, in SQL, and marked done at once; the rest go to
  * the loop with what applying them needs (a retracted batch's counts). Also the one write a
  * refresh makes: which embargo tallyd's outputs apply. */
-#include "store/counts.h"
+#include "store/cursor.h"
 #include "store/internal.h"
 
 #include "core/xalloc.h"
@@ -25,16 +25,14 @@ static bool refresh_have_state(struct store *s)
     return have;
 }
 
-static int refresh_hex32(const char *hex, uint8_t out[32])
+/* A 32-byte bytea column into out. Returns 0 or -1. */
+static int refresh_hash(const PGresult *res, int col, uint8_t out[32])
 {
-    if (strlen(hex) != 64)
+    size_t len;
+    const uint8_t *p = store_val_bytes(res, 0, col, &len);
+    if (!p || len != 32)
         return -1;
-    for (size_t i = 0; i < 32; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
+    memcpy(out, p, 32);
     return 0;
 }
 
@@ -44,15 +42,16 @@ int store_state_read(struct store *s, struct store_state *out)
     if (!refresh_have_state(s))
         return 0;
     PGresult *res =
-        store_query_rows(s,
-                         "SELECT embargo, closed_at IS NOT NULL, coalesce(closed_checkpoint_id, 0),"
-                         " coalesce((extract(epoch FROM closed_at) * 1000000)::int8, 0),"
-                         " tie_rule IS NOT NULL, coalesce(encode(tie_seed_hash, 'hex'), ''),"
-                         " certified_at IS NOT NULL, coalesce(encode(certified_hash, 'hex'), ''),"
-                         " coalesce(certified_checkpoint_id, 0),"
-                         " coalesce((extract(epoch FROM certified_at) * 1000000)::int8, 0)"
-                         " FROM consultation_state",
-                         "reading the consultation's state");
+        store_query_rows_binary(s,
+                                "SELECT embargo, closed_at IS NOT NULL,"
+                                " coalesce(closed_checkpoint_id, 0),"
+                                " coalesce((extract(epoch FROM closed_at) * 1000000)::int8, 0),"
+                                " tie_rule IS NOT NULL, tie_seed_hash,"
+                                " certified_at IS NOT NULL, certified_hash,"
+                                " coalesce(certified_checkpoint_id, 0),"
+                                " coalesce((extract(epoch FROM certified_at) * 1000000)::int8, 0)"
+                                " FROM consultation_state",
+                                "reading the consultation's state");
     if (!res)
         return -1;
     int rc = 0;
@@ -61,17 +60,17 @@ int store_state_read(struct store *s, struct store_state *out)
         rc = -1;
         goto done;
     }
-    out->embargo = PQgetvalue(res, 0, 0)[0] == 't';
-    out->closed = PQgetvalue(res, 0, 1)[0] == 't';
-    out->tie_rule = PQgetvalue(res, 0, 4)[0] == 't';
-    out->certified = PQgetvalue(res, 0, 6)[0] == 't';
+    out->embargo = store_val_bool(res, 0, 0);
+    out->closed = store_val_bool(res, 0, 1);
+    out->tie_rule = store_val_bool(res, 0, 4);
+    out->certified = store_val_bool(res, 0, 6);
     uint64_t closed_at, certified_at;
-    if (store_parse_u64(PQgetvalue(res, 0, 2), INT64_MAX, &out->closed_checkpoint_id) < 0 ||
-        store_parse_u64(PQgetvalue(res, 0, 3), INT64_MAX, &closed_at) < 0 ||
-        store_parse_u64(PQgetvalue(res, 0, 8), INT64_MAX, &out->certified_checkpoint_id) < 0 ||
-        store_parse_u64(PQgetvalue(res, 0, 9), INT64_MAX, &certified_at) < 0 ||
-        (out->tie_rule && refresh_hex32(PQgetvalue(res, 0, 5), out->tie_seed_hash) < 0) ||
-        (out->certified && refresh_hex32(PQgetvalue(res, 0, 7), out->certified_hash) < 0)) {
+    if (store_val_u64(res, 0, 2, INT64_MAX, &out->closed_checkpoint_id) < 0 ||
+        store_val_u64(res, 0, 3, INT64_MAX, &closed_at) < 0 ||
+        store_val_u64(res, 0, 8, INT64_MAX, &out->certified_checkpoint_id) < 0 ||
+        store_val_u64(res, 0, 9, INT64_MAX, &certified_at) < 0 ||
+        (out->tie_rule && refresh_hash(res, 5, out->tie_seed_hash) < 0) ||
+        (out->certified && refresh_hash(res, 7, out->certified_hash) < 0)) {
         store_set_error(s, "the consultation_state row has a value out of range");
         rc = -1;
         goto done;
@@ -100,64 +99,47 @@ int store_embargo_applied_write(struct store *s, int applied, bool set_embargo)
     return store_exec_cmd(s, sql) == STORE_OK ? 0 : -1;
 }
 
+/* What one request owns; the struct is left zeroed. */
+static void request_clear(struct store_request *x)
+{
+    free(x->actor);
+    free(x->reason);
+    free(x->seed);
+    free(x->counts);
+    for (size_t k = 0; k < x->n_tables; k++)
+        free(x->table_ids[k]);
+    free(x->table_ids);
+    free(x->table_ballots);
+    memset(x, 0, sizeof(*x));
+}
+
 void store_requests_free(struct store_request *a, size_t n)
 {
     if (!a)
         return;
-    for (size_t i = 0; i < n; i++) {
-        free(a[i].actor);
-        free(a[i].reason);
-        free(a[i].seed);
-        free(a[i].counts);
-        for (size_t k = 0; k < a[i].n_tables; k++)
-            free(a[i].table_ids[k]);
-        free(a[i].table_ids);
-        free(a[i].table_ballots);
-    }
+    for (size_t i = 0; i < n; i++)
+        request_clear(&a[i]);
     free(a);
 }
 
-struct refresh_pairs {
-    uint32_t *pairs;
-    size_t n, cap;
-};
-
-static int refresh_pair(void *arg, uint32_t id, uint32_t votes)
+/* A retracted batch's tables and ballots (0..2^31-1) from its text[] and int8[] columns
+ * of one length; the arrays are r's even on failure (store_requests_free). 0 or -1. */
+static int refresh_tables(const PGresult *res, int row, struct store_request *r)
 {
-    struct refresh_pairs *p = arg;
-    p->pairs = xgrow(p->pairs, &p->cap, 2 * (p->n + 1), sizeof(*p->pairs));
-    p->pairs[2 * p->n] = id;
-    p->pairs[2 * p->n + 1] = votes;
-    p->n++;
-    return 0;
-}
-
-/* A retracted batch's tables and ballots from two comma-separated lists. */
-static int refresh_tables(const char *ids, const char *ballots, struct store_request *r)
-{
-    size_t n = *ids ? 1 : 0;
-    for (const char *p = ids; *p; p++)
-        n += *p == ',';
-    r->table_ids = xcalloc(n ? n : 1, sizeof(*r->table_ids));
-    r->table_ballots = xcalloc(n ? n : 1, sizeof(*r->table_ballots));
-    for (size_t i = 0; i < n; i++) {
-        /* Table ids are [A-Za-z0-9._-]: no comma, no quoting in array_to_string. */
-        const char *end = strchr(ids, ',');
-        size_t len = end ? (size_t)(end - ids) : strlen(ids);
-        r->table_ids[i] = xcalloc(len + 1, 1);
-        memcpy(r->table_ids[i], ids, len);
-        ids += len + (end ? 1 : 0);
-        char *stop;
-        unsigned long v = strtoul(ballots, &stop, 10);
-        if (stop == ballots || v > INT32_MAX || (*stop && *stop != ',')) {
-            r->n_tables = i + 1;
-            return -1;
-        }
-        ballots = *stop ? stop + 1 : stop;
-        r->table_ballots[i] = (uint32_t)v;
-        r->n_tables = i + 1;
+    int64_t *ballots = NULL;
+    size_t cap = 0, n = 0;
+    int rc = store_val_strings(res, row, 9, &r->table_ids, &r->n_tables) == 0 &&
+                     store_val_int8_array(res, row, 10, &ballots, &cap, &n) == 0 && n == r->n_tables
+                 ? 0
+                 : -1;
+    r->table_ballots = xcalloc(r->n_tables ? r->n_tables : 1, sizeof(*r->table_ballots));
+    for (size_t i = 0; i < r->n_tables && rc == 0; i++) {
+        if (ballots[i] < 0 || ballots[i] > INT32_MAX)
+            rc = -1;
+        r->table_ballots[i] = (uint32_t)ballots[i];
     }
-    return 0;
+    free(ballots);
+    return rc;
 }
 
 /* Marks request id done now with a refusal (no checkpoint): nothing of it applies. */
@@ -185,7 +167,7 @@ int store_requests_take(struct store *s, uint64_t after_id, struct store_request
     char sql[2048];
     snprintf(sql, sizeof(sql),
              "SELECT r.id, r.kind, r.actor, r.reason, coalesce(r.collector_id, ''),"
-             " coalesce(r.seq, 0), coalesce(encode(r.seed, 'hex'), ''),"
+             " coalesce(r.seq, 0), r.seed,"
              " CASE"
              "  WHEN st.closed_at IS NOT NULL"
              "   THEN 'refused: the consultation is closed'"
@@ -203,7 +185,7 @@ int store_requests_take(struct store *s, uint64_t after_id, struct store_request
              "  WHEN r.kind = 'tie_rule' AND st.tie_rule IS NOT NULL"
              "   THEN 'refused: a tie rule is set already'"
              " END,"
-             " b.counts, array_to_string(b.table_ids, ','), array_to_string(b.table_ballots, ',')"
+             " b.counts, b.table_ids, b.table_ballots::int8[]"
              " FROM requests r CROSS JOIN consultation_state st"
              " LEFT JOIN batches b ON r.kind = 'retract' AND b.collector_id = r.collector_id"
              "  AND b.seq = r.seq"
@@ -211,7 +193,7 @@ int store_requests_take(struct store *s, uint64_t after_id, struct store_request
              "  AND c.collector_id = r.collector_id AND c.seq = r.seq"
              " WHERE r.done_at IS NULL AND r.id > %" PRIu64 " ORDER BY r.id LIMIT %d",
              after_id, REFRESH_MAX_REQUESTS);
-    PGresult *res = store_query_rows(s, sql, "reading requests");
+    PGresult *res = store_query_rows_binary(s, sql, "reading requests");
     if (!res)
         return -1;
     size_t n = (size_t)PQntuples(res);
@@ -221,7 +203,11 @@ int store_requests_take(struct store *s, uint64_t after_id, struct store_request
     for (size_t i = 0; i < n && rc == 0; i++) {
         int r = (int)i;
         if (!PQgetisnull(res, r, 7)) {
-            rc = refresh_refuse(s, PQgetvalue(res, r, 0), PQgetvalue(res, r, 7));
+            int64_t id = 0;
+            char text[24];
+            (void)store_val_int8(res, r, 0, &id); /* the primary key: never NULL */
+            snprintf(text, sizeof(text), "%" PRId64, id);
+            rc = refresh_refuse(s, text, PQgetvalue(res, r, 7));
             continue;
         }
         struct store_request *x = &a[m];
@@ -233,44 +219,33 @@ int store_requests_take(struct store *s, uint64_t after_id, struct store_request
         x->reason = xstrdup(PQgetvalue(res, r, 3));
         snprintf(x->collector_id, sizeof(x->collector_id), "%s", PQgetvalue(res, r, 4));
         m++;
-        if (store_parse_u64(PQgetvalue(res, r, 0), INT64_MAX, &x->id) < 0 ||
-            store_parse_u64(PQgetvalue(res, r, 5), INT64_MAX, &x->seq) < 0) {
+        if (store_val_u64(res, r, 0, INT64_MAX, &x->id) < 0 ||
+            store_val_u64(res, r, 5, INT64_MAX, &x->seq) < 0) {
             store_set_error(s, "request row %zu has a value out of range", i);
             rc = -1;
             break;
         }
-        const char *seed = PQgetvalue(res, r, 6);
-        if (*seed) {
-            size_t len = strlen(seed) / 2;
-            x->seed = xcalloc(len ? len : 1, 1);
-            for (size_t k = 0; k < len; k++) {
-                unsigned v;
-                sscanf(seed + 2 * k, "%2x", &v);
-                x->seed[k] = (uint8_t)v;
-            }
+        size_t len;
+        const uint8_t *seed = store_val_bytes(res, r, 6, &len);
+        if (len) {
+            x->seed = xcalloc(len, 1);
+            memcpy(x->seed, seed, len);
             x->seed_len = len;
         }
         if (x->kind != STORE_REQUEST_RETRACT)
             continue;
-        /* bytea in text form: "\x" then hex. */
-        const char *hex = PQgetvalue(res, r, 8);
-        size_t len = strlen(hex) >= 2 ? (strlen(hex) - 2) / 2 : 0;
-        uint8_t *bytes = xcalloc(len ? len : 1, 1);
-        for (size_t k = 0; k < len; k++) {
-            unsigned v;
-            sscanf(hex + 2 + 2 * k, "%2x", &v);
-            bytes[k] = (uint8_t)v;
+        if (store_val_counts(res, r, 8, &x->counts, &x->n_counts) < 0 ||
+            refresh_tables(res, r, x) < 0) {
+            /* A damaged batch row: refuse this one request (verify will say more) rather
+             * than fail every refresh on it. */
+            char id[24];
+            snprintf(id, sizeof(id), "%" PRIu64, x->id);
+            rc = refresh_refuse(s, id,
+                                "refused: the batch's stored counts do not decode (run tallyctl "
+                                "verify)");
+            request_clear(x);
+            m--;
         }
-        struct refresh_pairs pairs = {0};
-        if (store_counts_decode(bytes, len, refresh_pair, &pairs) < 0 ||
-            refresh_tables(PQgetvalue(res, r, 9), PQgetvalue(res, r, 10), x) < 0) {
-            store_set_error(s, "batch %s/%" PRIu64 ": its stored counts do not decode",
-                            x->collector_id, x->seq);
-            rc = -1;
-        }
-        free(bytes);
-        x->counts = pairs.pairs;
-        x->n_counts = pairs.n;
     }
     PQclear(res);
     if (rc < 0) {

@@ -245,6 +245,19 @@ static void test_requests(void **state)
     assert_outcome(request("retract", ", collector_id, seq", ", 'c0', 2"), "refused: ");
     assert_outcome(request("retract", ", collector_id, seq", ", 'c0', 99"), "refused: no durable");
     assert_outcome(request("retract", ", collector_id, seq", ", 'c0', 3"), "refused: ");
+    /* A damaged batch row refuses its retraction, and the refreshes go on. */
+    assert_int_equal(ts_sql_exec(conninfo, "CREATE TABLE saved AS SELECT counts FROM batches"
+                                           " WHERE collector_id = 'c0' AND seq = 1"),
+                     0);
+    assert_int_equal(ts_sql_exec(conninfo, "UPDATE batches SET counts = '\\xff'::bytea"
+                                           " WHERE collector_id = 'c0' AND seq = 1"),
+                     0);
+    assert_outcome(request("retract", ", collector_id, seq", ", 'c0', 1"),
+                   "refused: the batch's stored counts do not decode");
+    assert_int_equal(ts_sql_exec(conninfo, "UPDATE batches SET counts = (SELECT counts FROM saved)"
+                                           " WHERE collector_id = 'c0' AND seq = 1;"
+                                           " DROP TABLE saved"),
+                     0);
     /* The ballots of a retracted batch stay spent: voting again is a duplicate. */
     uint64_t b4[] = {4};
     uint32_t p4[] = {11};
