@@ -144,9 +144,10 @@ if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
     # those of the other integration tests (each ran clean under TSan by hand), and their two
     # minutes are what keeps the whole command well under 15 minutes. Nor the tests whose
     # programs have one thread (tallyctl's commands, tally-gen, tally-push's receipts and
-    # sheets) or whose tallyd side the requests and receipts tests run too.
+    # sheets, tallyctl verify) or whose tallyd side the requests and receipts tests run too,
+    # nor the malformed frames (one connection's parser on the loop thread).
     run_stage "thread sanitizer build" "$TSAN_BUILD_DIR" \
-        "-L integration -LE long -E browser|bench|chaos|test_limits|held_commit|consult_cmds|gen_tables|verify_receipts|sheets_push|test_tables|embargo" \
+        "-L integration -LE long -E browser|bench|chaos|test_limits|held_commit|consult_cmds|gen_tables|verify_receipts|sheets_push|test_tables|embargo|test_malformed|test_verify$" \
         -DTALLY_TSAN=ON || status=1
     unset TSAN_OPTIONS
     if compgen -G "$tsan_logs/report*" >/dev/null; then
