@@ -1,4 +1,4 @@
-/* Internal to tallyctl verify (verify.c, verify_pages.c, verify_v3.c): the state one run
+/* Internal to tallyctl verify (verify.c, verify_pages.c, verify_v3*.c): the state one run
  * carries from check to check, and the helpers the files share. Nothing outside src/store
  * includes this. */
 #ifndef STORE_VERIFY_INTERNAL_H
@@ -184,11 +184,14 @@ int vf_field_u32(const PGresult *r, int row, int col, uint32_t *out);
 /* Index of project id in v->projects, or -1 (verify.c). */
 ptrdiff_t vf_project_index(const struct vf *v, int64_t id);
 
-/* ---- format 3 (verify_v3.c); each returns VF_OK, VF_BAD or VF_ERR as above ---- */
+/* ---- format 3 (verify_v3*.c); each returns VF_OK, VF_BAD or VF_ERR as above ---- */
 
-/* Schema version 7 on: reads voting tables, the projects' circuits, every sheet and every
- * correction (small tables: held whole), and sets the report's tables, sheets and
- * corrections. */
+/* The largest count, version or ballots a format 3 record holds (an int4 column's). */
+#define VF3_INT31 INT64_C(2147483647)
+
+/* Schema version 7 on (verify_v3_load.c): reads voting tables, the projects' circuits,
+ * every sheet and every correction (small tables: held whole), and sets the report's
+ * tables, sheets and corrections. */
 int vf3_setup(struct vf *v);
 
 /* Reads the batch cursor row's version-7 columns (9 on: kind, rejected_by_reason,
@@ -214,8 +217,11 @@ int vf3_finish(struct vf *v, uint64_t n);
 
 /* Adds x to want[k], listing k in touched once (is[k]). */
 void vf3_want(int64_t *want, bool *is, size_t *touched, size_t *n, size_t k, int64_t x);
-/* Index of a voting table in v->tables, or -1. */
+/* Index of a voting table in v->tables, or -1 (verify_v3_load.c). */
 ptrdiff_t vf3_table_index(const struct vf *v, const char *id);
+/* Appends len bytes and a NUL to a string pool (*pool, grown as needed); returns their
+ * offset (verify_v3_load.c). */
+size_t vf3_pool_put(char **pool, size_t *n, size_t *cap, const void *s, size_t len);
 
 /* Frees what vf3_* allocated. */
 void vf3_cleanup(struct vf *v);
