@@ -138,6 +138,23 @@ void gen_out_malformed(struct gen_out *o, struct gen_rng *r, uint64_t k);
 /* Appends v to the growing array *list (n used of cap). */
 void gen_u32_push(uint32_t **list, size_t *n, size_t *cap, uint32_t v);
 
+/* One vote line as generated, before it is written. */
+struct gen_line {
+    uint32_t voter;
+    uint32_t project_id; /* external id, known or not */
+    int32_t project;     /* registry index, -1 for an unknown project */
+};
+
+/* The outcome rule applied literally, collector after collector in file order: an unknown
+ * project is rejected (the ballot stays unused), a voter's second valid vote is a
+ * duplicate, else the vote counts (counts[project]++, and ballots[voter_table[voter]]++ when
+ * voter_table is not NULL). lines[t] belongs to collector line_collector[t]; accepted_voter
+ * (one byte per voter, zeroed) is the caller's scratch. */
+void gen_replay(const struct gen_line *lines, const uint16_t *line_collector, uint64_t n,
+                uint32_t collectors, uint8_t *accepted_voter, uint64_t *counts,
+                const uint32_t *voter_table, uint64_t *ballots, uint64_t *accepted,
+                uint64_t *duplicate, uint64_t *rejected);
+
 struct gen_votes_opts;
 
 /* What a consultation with voting tables adds to truth-summary.txt. */

@@ -242,3 +242,29 @@ int gen_csv_next(struct gen_csv *c)
     c->record++;
     return 1;
 }
+
+void gen_replay(const struct gen_line *lines, const uint16_t *line_collector, uint64_t n,
+                uint32_t collectors, uint8_t *accepted_voter, uint64_t *counts,
+                const uint32_t *voter_table, uint64_t *ballots, uint64_t *accepted,
+                uint64_t *duplicate, uint64_t *rejected)
+{
+    *accepted = *duplicate = *rejected = 0;
+    for (uint32_t c = 0; c < collectors; c++) {
+        for (uint64_t t = 0; t < n; t++) {
+            if (line_collector[t] != c)
+                continue;
+            const struct gen_line *ln = &lines[t];
+            if (ln->project < 0) {
+                (*rejected)++;
+            } else if (accepted_voter[ln->voter]) {
+                (*duplicate)++;
+            } else {
+                accepted_voter[ln->voter] = 1;
+                counts[ln->project]++;
+                if (voter_table)
+                    ballots[voter_table[ln->voter]]++;
+                (*accepted)++;
+            }
+        }
+    }
+}

@@ -104,12 +104,6 @@ void gen_voter_ids_init(struct gen_voter_ids *v, uint64_t n_voters, struct gen_r
     v->salt = gen_rng_next(r) & v->mask;
 }
 
-struct line {
-    uint32_t voter;
-    uint32_t project_id; /* external id, known or not */
-    int32_t project;     /* registry index, -1 for an unknown project */
-};
-
 struct voter {
     int32_t canonical; /* registry index of the first valid vote, -1 none yet */
     uint16_t owner;    /* collector that cast it */
@@ -269,7 +263,7 @@ int gen_votes(const struct gen_votes_opts *o)
     uint32_t K = o->collectors;
     uint64_t N = o->votes;
 
-    struct line *lines = xcalloc(N, sizeof *lines);
+    struct gen_line *lines = xcalloc(N, sizeof *lines);
     uint16_t *line_collector = xcalloc(N, sizeof *line_collector);
     struct voter *voters = xcalloc(N, sizeof *voters);
     uint32_t **own = xcalloc(K, sizeof *own); /* voters created by each collector */
@@ -286,7 +280,7 @@ int gen_votes(const struct gen_votes_opts *o)
     for (uint64_t t = 0; t < N; t++) {
         uint16_t c = (uint16_t)gen_rng_below(&r, K);
         double u = gen_rng_unit(&r);
-        struct line *ln = &lines[t];
+        struct gen_line *ln = &lines[t];
         uint32_t v;
         line_collector[t] = c;
         per_collector[c]++;
@@ -304,7 +298,7 @@ int gen_votes(const struct gen_votes_opts *o)
             do
                 id = (uint32_t)gen_rng_next(&r);
             while (id == 0 || gen_u32set_has(&reg.idset, id));
-            *ln = (struct line){v, id, -1};
+            *ln = (struct gen_line){v, id, -1};
             continue;
         }
         if (u < o->unknown_rate + o->repeat_rate && n_voters > 0) {
@@ -324,12 +318,12 @@ int gen_votes(const struct gen_votes_opts *o)
             } else {
                 p = vv->canonical;
             }
-            *ln = (struct line){v, reg.ids[p], p};
+            *ln = (struct gen_line){v, reg.ids[p], p};
         } else {
             v = n_voters++;
             int32_t p = (int32_t)sample_project(&r, cum, reg.n);
             voters[v] = (struct voter){p, c};
-            *ln = (struct line){v, reg.ids[p], p};
+            *ln = (struct gen_line){v, reg.ids[p], p};
             gen_u32_push(&own[c], &own_n[c], &own_cap[c], v);
         }
         if (progress && (t + 1) % 1000000 == 0)
@@ -338,23 +332,9 @@ int gen_votes(const struct gen_votes_opts *o)
     }
 
     /* Replay collector after collector, applying the rule literally. */
-    uint64_t accepted = 0, duplicate = 0, rejected = 0;
-    for (uint32_t c = 0; c < K; c++) {
-        for (uint64_t t = 0; t < N; t++) {
-            if (line_collector[t] != c)
-                continue;
-            const struct line *ln = &lines[t];
-            if (ln->project < 0) {
-                rejected++;
-            } else if (accepted_voter[ln->voter]) {
-                duplicate++;
-            } else {
-                accepted_voter[ln->voter] = 1;
-                counts[ln->project]++;
-                accepted++;
-            }
-        }
-    }
+    uint64_t accepted, duplicate, rejected;
+    gen_replay(lines, line_collector, N, K, accepted_voter, counts, NULL, NULL, &accepted,
+               &duplicate, &rejected);
     /* Cross-check: the same totals from the canonical projects (any interleaving). */
     uint64_t voters_with_vote = 0;
     for (uint32_t v = 0; v < n_voters; v++) {

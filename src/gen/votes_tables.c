@@ -131,12 +131,6 @@ static size_t places_take(struct places *f, struct gen_rng *r)
 
 /* ---- the lines ------------------------------------------------------------------------ */
 
-struct line {
-    uint32_t voter;
-    uint32_t project_id; /* external id, known or not */
-    int32_t project;     /* registry index, -1 for an unknown project */
-};
-
 struct voter {
     int32_t canonical; /* registry index of the first valid vote, -1 none yet */
     uint16_t owner;    /* collector that cast it */
@@ -392,7 +386,7 @@ int gen_votes_tables(const struct gen_votes_opts *o)
     places_init(&places, weight, T);
     uint64_t capacity = places.total;
 
-    struct line *lines = xcalloc(N ? N : 1, sizeof *lines);
+    struct gen_line *lines = xcalloc(N ? N : 1, sizeof *lines);
     uint16_t *line_collector = xcalloc(N ? N : 1, sizeof *line_collector);
     struct voter *voters = xcalloc(N ? N : 1, sizeof *voters);
     uint32_t *voter_table = xcalloc(N ? N : 1, sizeof *voter_table);
@@ -414,7 +408,7 @@ int gen_votes_tables(const struct gen_votes_opts *o)
         home[t] = (uint16_t)((uint64_t)tabs.circuit[t] * K / reg.n_circuits);
     for (uint64_t t = 0; t < N; t++) {
         double u = gen_rng_unit(&r);
-        struct line *ln = &lines[t];
+        struct gen_line *ln = &lines[t];
         uint32_t v;
         uint16_t c = 0;
         bool reuse = u < o->unknown_rate ? n_voters > 0 && gen_rng_unit(&r) < 0.5
@@ -451,7 +445,7 @@ int gen_votes_tables(const struct gen_votes_opts *o)
             do
                 id = (uint32_t)gen_rng_next(&r);
             while (id == 0 || gen_u32set_has(&reg.idset, id));
-            *ln = (struct line){v, id, -1};
+            *ln = (struct gen_line){v, id, -1};
             continue;
         }
         int32_t p;
@@ -464,31 +458,16 @@ int gen_votes_tables(const struct gen_votes_opts *o)
         } else {
             p = vv->canonical;
         }
-        *ln = (struct line){v, reg.ids[p], p};
+        *ln = (struct gen_line){v, reg.ids[p], p};
         if (progress && (t + 1) % 1000000 == 0)
             fprintf(stderr, "tally-gen: generated %llu/%llu votes\n", (unsigned long long)t + 1,
                     (unsigned long long)N);
     }
 
     /* Replay collector after collector, applying the rule literally. */
-    uint64_t accepted = 0, duplicate = 0, rejected = 0;
-    for (uint32_t c = 0; c < K; c++) {
-        for (uint64_t t = 0; t < N; t++) {
-            if (line_collector[t] != c)
-                continue;
-            const struct line *ln = &lines[t];
-            if (ln->project < 0) {
-                rejected++;
-            } else if (accepted_voter[ln->voter]) {
-                duplicate++;
-            } else {
-                accepted_voter[ln->voter] = 1;
-                counts[ln->project]++;
-                ballots[voter_table[ln->voter]]++;
-                accepted++;
-            }
-        }
-    }
+    uint64_t accepted, duplicate, rejected;
+    gen_replay(lines, line_collector, N, K, accepted_voter, counts, voter_table, ballots, &accepted,
+               &duplicate, &rejected);
     uint64_t voters_with_vote = 0;
     for (uint32_t v = 0; v < n_voters; v++) {
         if (voters[v].canonical >= 0) {
