@@ -473,26 +473,46 @@ int ts_csv_compare(const char *got, const char *truth_path)
 
 /* ---- network -------------------------------------------------------------------------- */
 
+/* Ports are drawn below Linux's ephemeral range (ip_local_port_range, 32768-60999 by
+ * default): a port the kernel handed out for bind(0) and that we closed again is the
+ * kernel's to give the next outgoing connection (tallyd to PostgreSQL, a client to tallyd),
+ * and one did take a standby's port before it bound it. Here only another test drawing the
+ * same random port can collide, and this process never hands one out twice. */
+#define TS_PORT_LO 20000
+#define TS_PORT_HI 32767
+
 uint16_t ts_free_port(void)
 {
-    static uint16_t last;
-    for (int attempt = 0; attempt < 20; attempt++) {
+    static uint16_t given[256];
+    static size_t n_given;
+    static uint64_t x;
+    if (!x)
+        x = ((uint64_t)getpid() << 32) ^ (uint64_t)ts_now_ms() ^ 0x9e3779b97f4a7c15ULL;
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        x ^= x << 13; /* xorshift64 */
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint16_t port = (uint16_t)(TS_PORT_LO + x % (TS_PORT_HI - TS_PORT_LO + 1));
+        bool seen = false;
+        for (size_t i = 0; i < n_given && i < 256; i++)
+            seen |= given[i] == port;
+        if (seen)
+            continue;
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t alen = sizeof a;
-        if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-            getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
+        if (fd < 0) {
             fprintf(stderr, "support: cannot find a free port: %s\n", strerror(errno));
             abort();
         }
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
         close(fd);
-        uint16_t port = ntohs(a.sin_port);
-        if (port != last) {
-            last = port;
+        if (ok) {
+            given[n_given++ % 256] = port;
             return port;
         }
     }
+    fprintf(stderr, "support: no free port in %d-%d after 1000 tries\n", TS_PORT_LO, TS_PORT_HI);
     abort();
 }
 
