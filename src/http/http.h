@@ -122,6 +122,14 @@ struct http_status {
     uint8_t tie_seed_hash[32];
 };
 
+/* One point of the consultation's progress over time (national, cumulative). */
+struct http_history_point {
+    uint64_t checkpoint;
+    int64_t committed_ms;                   /* unix ms */
+    uint64_t accepted, duplicate, rejected; /* rejected: every reason together */
+    uint64_t tables_reported;
+};
+
 struct http_checkpoint {
     uint64_t id;             /* checkpoint id (0: none committed yet, the empty state) */
     int64_t committed_ms;    /* unix ms */
@@ -151,6 +159,11 @@ struct http_checkpoint {
      * forgets the event history (it may hold counts) and sends each /v1/events subscriber
      * an `event: reset` of the new state. */
     struct http_status status;
+    /* The record's history before this checkpoint, oldest first (ids ascending, each below
+     * id), read at recovery and given with the first publish only (NULL/0 otherwise, and
+     * ignored after the first publish). The server keeps its own bounded copy. */
+    const struct http_history_point *history;
+    size_t n_history;
 };
 
 /* ---- live figures for /metrics, read at request time --------------------------------- */
@@ -239,9 +252,11 @@ void http_server_set_catalog(struct http_server *h, const struct http_catalog *c
 uint16_t http_server_port(const struct http_server *h);
 
 /* A checkpoint committed: copies what it needs from cp (borrowed for the call: votes,
- * changed, collectors, head_hash, epoch), builds the next immutable snapshot, and pushes
- * one event to /v1/events subscribers. Runs on the loop; costs O(projects + changed). The
- * first call (the recovered state) ends start-up and sends no event. Publishing the id of
+ * changed, collectors, head_hash, epoch, history), builds the next immutable snapshot with
+ * each resource's version (the ETags and ?since=, from the comparison with the previous
+ * one), adds its point to /v1/history, and pushes one event to /v1/events subscribers.
+ * Runs on the loop; costs O(projects + circuits). The first call (the recovered state)
+ * ends start-up, takes cp->history and sends no event. Publishing the id of
  * the current snapshot again replaces the snapshot (say, fresher collector states)
  * without an event; an id lower than the current one sends every subscriber an
  * `event: reset`. Needs the catalog: ignored (logged) before it is set. */

@@ -1,7 +1,9 @@
 /* Shared inside src/http only: the registry layout derived once from the catalog, the
- * immutable reference-counted results snapshot, the renderers that turn a snapshot into
- * JSON, CSV and Prometheus text, and the Server-Sent Events hub. Everything runs on the
- * loop thread, so reference counts are plain integers. */
+ * immutable reference-counted results snapshot (with its resources' versions and the
+ * renderings it keeps), the renderers that turn a snapshot into JSON, CSV and Prometheus
+ * text, the progress history, the correction log and the Server-Sent Events hub. The
+ * server object and the answer conventions are in server.h. Everything runs on the loop
+ * thread, so reference counts are plain integers. */
 #ifndef HTTP_INTERNAL_H
 #define HTTP_INTERNAL_H
 
@@ -14,6 +16,7 @@
 struct evbuffer;
 struct evhttp_request;
 struct event;
+struct http_gzip_job;
 
 /* ---- layout: the catalog's shape, fixed for the server's life ------------------------- */
 
@@ -74,6 +77,33 @@ struct http_snap_collector {
     struct http_totals durable;
 };
 
+/* When a resource last changed: a checkpoint id and how many times that id had been
+ * published before (0: its first publish; a republish carries fresher collector states). */
+struct http_version {
+    uint64_t checkpoint;
+    uint32_t republish;
+};
+
+/* A rendering a snapshot keeps (a big document many pollers ask for), and its gzip once
+ * made (gzip.c). body is head then rows: /v1/results?since= answers the same rows under
+ * another head, so the rows are compressed apart from the head (a raw deflate stream that
+ * gzip.c frames with the head as a stored block). */
+struct http_cached {
+    char key[128]; /* the document's ETag opaque-tag */
+    char *body;
+    size_t len, head_len;
+    unsigned char *gz; /* raw deflate of body[head_len .. len), final block included */
+    size_t gz_len;
+    uint32_t gz_crc;           /* CRC-32 of body[head_len .. len) */
+    bool gz_failed;            /* deflate failed: answered plain */
+    struct http_gzip_job *job; /* compressing now (it holds a snapshot reference) */
+};
+
+#define HTTP_SNAPSHOT_CACHE_MAX 96 /* renderings one snapshot keeps at most */
+#define HTTP_SNAPSHOT_CACHE_BYTES                                                                  \
+    (96u << 20) /* ... and bytes of them (the national set of a                                    \
+                   36,000-project registry is about 25 MB) */
+
 struct http_snapshot {
     unsigned refs;
     const struct http_layout *layout;
@@ -87,6 +117,7 @@ struct http_snapshot {
      * ("<checkpoint>-<gen>" once not 0), so a stream resumed from before a change is reset
      * even when the checkpoint id is the same. */
     uint32_t status_gen;
+    uint32_t republish; /* publishes of this checkpoint id before this one */
     /* The counts. Under embargo (status.embargo) the snapshot is built without them: these
      * five are NULL and each circuit's votes, winners, tie, margin and decided are zero, so
      * a renderer that forgot http_snapshot_has_counts() would crash in the tests rather
@@ -111,9 +142,22 @@ struct http_snapshot {
     struct http_snap_collector *collectors;
     size_t n_collectors;
     uint32_t collectors_connected, collectors_reporting;
-    /* Rendered on first use, then kept: the unfiltered results and the SSE reset event. */
-    char *results_json, *results_csv, *reset_event;
-    size_t results_json_len, results_csv_len, reset_event_len;
+    /* Per-resource versions (docs/api.md, "Caching"), from the comparison with the previous
+     * snapshot: the checkpoint at which each project's row (votes, rank, flags) last
+     * changed, and the version of each circuit (anything /v1/circuits/{id} shows), each
+     * state (its circuits), the nation's results and the summary. A status change, a
+     * checkpoint id that went back or the first snapshot set every one to this snapshot. */
+    uint64_t *row_checkpoint; /* dense order */
+    struct http_version *circuit_version, *state_version;
+    struct http_version results_version, summary_version;
+    /* ?since=ID below this answers every row ("full":true): older than the first snapshot,
+     * or at or before the last status change (or rows changed under a republished id). */
+    uint64_t since_min;
+    /* Rendered on first use, then kept: the big documents and the SSE reset event. */
+    struct http_cached **cache;
+    size_t n_cache, cache_bytes;
+    char *reset_event;
+    size_t reset_event_len;
 };
 
 /* Copies what it needs from cp (borrowed); layout is borrowed for the snapshot's life.
@@ -134,18 +178,31 @@ bool http_status_differs(const struct http_status *a, const struct http_status *
 struct http_snapshot *http_snapshot_ref(struct http_snapshot *s);
 void http_snapshot_unref(struct http_snapshot *s); /* NULL is a no-op */
 
-/* Appends a cached rendering to out by reference (no copy); the buffer holds a snapshot
- * reference until the bytes are written or dropped. */
-void http_snapshot_add_results_json(struct http_snapshot *s, struct evbuffer *out);
-void http_snapshot_add_results_csv(struct http_snapshot *s, struct evbuffer *out);
+/* Appends the cached SSE reset event to out by reference (no copy); the buffer holds a
+ * snapshot reference until the bytes are written or dropped. */
 void http_snapshot_add_reset_event(struct http_snapshot *s, struct evbuffer *out);
+/* Appends len bytes at p (inside s's memory) to out by reference, holding a reference. */
+void http_snapshot_add_bytes(struct http_snapshot *s, struct evbuffer *out, const void *p,
+                             size_t len);
+/* The rendering kept under key, or NULL. */
+struct http_cached *http_snapshot_cached(struct http_snapshot *s, const char *key);
+/* Keeps body (malloc'd, len bytes, its first head_len the head) under key and returns the
+ * entry, which owns body from then on; NULL (body not taken) when the snapshot keeps
+ * HTTP_SNAPSHOT_CACHE_MAX renderings or HTTP_SNAPSHOT_CACHE_BYTES already. */
+struct http_cached *http_snapshot_cache_put(struct http_snapshot *s, const char *key, char *body,
+                                            size_t len, size_t head_len);
 
 /* ---- renderers (render.c): pure functions of a snapshot into an evbuffer -------------- */
 
-/* Which projects a results rendering includes; -1 means no filter. */
+/* Which projects a results rendering includes; -1 means no filter. With since, only the
+ * rows changed after checkpoint since_id (row_checkpoint above it), and the head says
+ * "since":since_id (null when since_big: the id asked does not fit 64 bits),"full":full;
+ * full keeps every row. */
 struct http_filter {
     int64_t state;
     int64_t circuit;
+    bool since, since_big, full;
+    uint64_t since_id;
 };
 
 /* s (NULL as "") as a JSON string literal, escaped by core/json.h. */
@@ -157,11 +214,15 @@ void http_json_head_hash(struct evbuffer *out, const struct http_snapshot *s);
 void http_json_time(struct evbuffer *out, int64_t ms);
 void http_csv_field(struct evbuffer *out, const char *s);
 
-/* /v1/results as JSON or CSV, in one malloc'd block of *len bytes (the caller frees it).
- * Copies each row's fixed part from the layout, so a national registry renders in a few
- * milliseconds on the loop. */
+/* /v1/results as JSON or CSV, in one malloc'd block of *len bytes (the caller frees it),
+ * whose first *head_len bytes are the head (everything before the first row: the CSV
+ * header line; the JSON object up to "projects":[). Copies each row's fixed part from the
+ * layout, so a national registry renders in a few milliseconds on the loop. */
 char *http_render_results(const struct http_snapshot *s, const struct http_filter *f, bool csv,
-                          size_t *len);
+                          size_t *len, size_t *head_len);
+/* Only the head of that rendering, into out. */
+void http_render_results_head(const struct http_snapshot *s, const struct http_filter *f, bool csv,
+                              struct evbuffer *out);
 /* Fills l->json_rows, csv_rows and their offsets. */
 void http_render_layout_rows(struct http_layout *l);
 void http_render_summary(const struct http_snapshot *s, struct evbuffer *out);
@@ -192,8 +253,34 @@ struct http_metrics_extra {
     const struct http_snapshot *snap; /* may be NULL before the first publish */
     size_t sse_subscribers;
     uint64_t sse_dropped, http_requests;
+    uint64_t gzip_jobs;      /* sliced compressions done */
+    double gzip_slice_max_s; /* the longest slice */
 };
 void http_render_metrics(const struct http_metrics *m, const struct http_metrics_extra *x,
+                         struct evbuffer *out);
+
+/* ---- progress over time (history.c) --------------------------------------------------- */
+
+#define HTTP_HISTORY_MAX 2048 /* points kept at most */
+
+/* One point per published checkpoint, downsampled when full: points[0] is the first point
+ * ever and stays; every other point but the last has an id first + k * stride; the last is
+ * the newest checkpoint, whether or not it falls on the stride. */
+struct http_history {
+    struct http_history_point *points; /* HTTP_HISTORY_MAX */
+    size_t n;
+    uint64_t stride;
+    bool last_kept; /* points[n - 1] falls on the stride: the next point does not replace it */
+};
+
+void http_history_init(struct http_history *hist);
+void http_history_cleanup(struct http_history *hist);
+/* Adds the point of a published checkpoint: the same id as the last point replaces it; an
+ * id below the last drops the points from it on first (the record went back). When full,
+ * keeps the first point, drops every other one and doubles the stride. */
+void http_history_add(struct http_history *hist, const struct http_history_point *p);
+/* GET /v1/history: the head, "stride" and "points" (docs/api.md). */
+void http_render_history(const struct http_snapshot *s, const struct http_history *hist,
                          struct evbuffer *out);
 
 /* ---- the correction log (corrections.c) ----------------------------------------------- */
@@ -270,7 +357,7 @@ void http_events_subscribe(struct http_events *ev, struct evhttp_request *req,
  * hold counts the new status hides) and sends every subscriber an `event: reset`. */
 void http_events_status_changed(struct http_events *ev, struct http_snapshot *snap);
 
-/* Sends a JSON error body {"error": message} with the given status. */
+/* Sends a JSON error body {"error": message} with the given status (reply.c). */
 void http_reply_error(struct evhttp_request *req, int code, const char *reason,
                       const char *message);
 /* evhttp_send_reply(), with a HEAD answer carrying only the length of its body. */

@@ -276,4 +276,9 @@ void http_render_metrics(const struct http_metrics *m, const struct http_metrics
                x->sse_subscribers);
     metric_u64(out, "tally_http_sse_dropped_total", "counter",
                "Event streams dropped for falling too far behind.", x->sse_dropped);
+    metric_u64(out, "tally_http_gzip_jobs_total", "counter",
+               "Big cached renderings compressed (once per snapshot each, in slices).",
+               x->gzip_jobs);
+    metric_f64(out, "tally_http_gzip_slice_max_seconds", "gauge",
+               "Longest event-loop callback of those slices since start.", x->gzip_slice_max_s);
 }

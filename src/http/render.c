@@ -195,6 +195,14 @@ static bool filter_keeps(const struct http_snapshot *s, const struct http_filter
     return true;
 }
 
+/* Project i (dense) is a row of this rendering. */
+static bool row_keeps(const struct http_snapshot *s, const struct http_filter *f, uint32_t i)
+{
+    if (!filter_keeps(s, f, s->layout->cat->projects[i].circuit))
+        return false;
+    return !f->since || f->full || s->row_checkpoint[i] > f->since_id;
+}
+
 /* ---- /v1/results -------------------------------------------------------------------------- */
 
 static char *flatten(struct evbuffer *b, size_t *len)
@@ -259,34 +267,49 @@ static char *put_str(char *p, const char *s, size_t n)
 
 #define PUT(p, lit) put_str(p, lit, sizeof(lit) - 1)
 
-char *http_render_results(const struct http_snapshot *s, const struct http_filter *f, bool csv,
-                          size_t *len)
+void http_render_results_head(const struct http_snapshot *s, const struct http_filter *f, bool csv,
+                              struct evbuffer *out)
 {
-    const struct http_layout *l = s->layout;
-    const struct http_catalog *cat = l->cat;
     static const char csv_head[] =
         "project_id,project_name,circuit_id,circuit_name,state,votes,rank,winner,tie\r\n";
     /* Under embargo: the registry's columns only. */
     static const char csv_head_embargo[] =
         "project_id,project_name,circuit_id,circuit_name,state\r\n";
     bool counts = http_snapshot_has_counts(s);
+    if (csv && counts) {
+        evbuffer_add(out, csv_head, sizeof(csv_head) - 1);
+        return;
+    }
+    if (csv) {
+        evbuffer_add(out, csv_head_embargo, sizeof(csv_head_embargo) - 1);
+        return;
+    }
+    json_head(s, out);
+    if (f->since && f->since_big)
+        evbuffer_add_printf(out, ",\"since\":null,\"full\":%s", json_bool(f->full));
+    else if (f->since)
+        evbuffer_add_printf(out, ",\"since\":%" PRIu64 ",\"full\":%s", f->since_id,
+                            json_bool(f->full));
+    if (!counts) {
+        json_embargo_mark(s, out);
+        evbuffer_add(out, ",\"progress\":", 12);
+        http_render_progress(s, out, &s->progress, NULL);
+    }
+    evbuffer_add(out, ",\"projects\":[", 13);
+}
+
+char *http_render_results(const struct http_snapshot *s, const struct http_filter *f, bool csv,
+                          size_t *len, size_t *head_len_out)
+{
+    const struct http_layout *l = s->layout;
+    const struct http_catalog *cat = l->cat;
+    bool counts = http_snapshot_has_counts(s);
     struct evbuffer *head = evbuffer_new();
     if (!head)
         abort();
-    if (csv && counts) {
-        evbuffer_add(head, csv_head, sizeof(csv_head) - 1);
-    } else if (csv) {
-        evbuffer_add(head, csv_head_embargo, sizeof(csv_head_embargo) - 1);
-    } else {
-        json_head(s, head);
-        if (!counts) {
-            json_embargo_mark(s, head);
-            evbuffer_add(head, ",\"progress\":", 12);
-            http_render_progress(s, head, &s->progress, NULL);
-        }
-        evbuffer_add(head, ",\"projects\":[", 13);
-    }
+    http_render_results_head(s, f, csv, head);
     size_t head_len = evbuffer_get_length(head);
+    *head_len_out = head_len;
     /* Fixed parts, plus per row at most: 2 separator bytes, 20 digits of votes, 10 of rank
      * and the longest tail below. */
     const size_t *off = csv ? l->csv_off : l->json_off;
@@ -299,7 +322,7 @@ char *http_render_results(const struct http_snapshot *s, const struct http_filte
     bool first = true;
     for (size_t k = 0; k < cat->n_projects; k++) {
         uint32_t i = l->project_by_id[k];
-        if (!filter_keeps(s, f, cat->projects[i].circuit))
+        if (!row_keeps(s, f, i))
             continue;
         if (!csv && !first)
             p = PUT(p, ",");
@@ -554,6 +577,26 @@ void http_render_collectors(const struct http_snapshot *s, struct evbuffer *out)
                             ",\"duplicate\":%" PRIu64 ",\"rejected\":%" PRIu64 "}}",
                             c->durable.sheets, c->durable.sheets_accepted,
                             c->durable.sheets_duplicate, c->durable.sheets_rejected);
+    }
+    evbuffer_add(out, "]}\n", 3);
+}
+
+/* ---- /v1/history -------------------------------------------------------------------------- */
+
+void http_render_history(const struct http_snapshot *s, const struct http_history *hist,
+                         struct evbuffer *out)
+{
+    json_head(s, out);
+    evbuffer_add_printf(out, ",\"stride\":%" PRIu64 ",\"points\":[", hist->stride);
+    for (size_t k = 0; k < hist->n; k++) {
+        const struct http_history_point *p = &hist->points[k];
+        evbuffer_add_printf(out, "%s\n{\"checkpoint\":%" PRIu64 ",\"time\":", k ? "," : "",
+                            p->checkpoint);
+        http_json_time(out, p->committed_ms);
+        evbuffer_add_printf(out,
+                            ",\"accepted\":%" PRIu64 ",\"duplicate\":%" PRIu64
+                            ",\"rejected\":%" PRIu64 ",\"tables_reported\":%" PRIu64 "}",
+                            p->accepted, p->duplicate, p->rejected, p->tables_reported);
     }
     evbuffer_add(out, "]}\n", 3);
 }

@@ -1,12 +1,15 @@
 /* Results snapshots: the catalog's fixed layout (circuit membership, id order, states) and,
  * per published checkpoint, an immutable copy of the durable votes with each circuit's
- * ranking, winners and ties. Renderings that every poller asks for are made once per
- * snapshot and kept. Knows nothing of HTTP routing or of ingest. */
+ * ranking, winners and ties, and each resource's version (when it last changed, for the
+ * ETags and ?since=). Renderings that every poller asks for are made once per snapshot and
+ * kept. Knows nothing of HTTP routing, compression or ingest. */
 #include "http/internal.h"
 
 #include "core/xalloc.h"
 #include "rules/rules.h"
 
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,6 +245,80 @@ static bool circuit_changed(const struct http_snapshot *s, const struct http_sna
     return false;
 }
 
+/* Anything /v1/circuits/{id} shows of circuit c but its projects' rows. */
+static bool circuit_fields_differ(const struct http_snap_circuit *a,
+                                  const struct http_snap_circuit *b)
+{
+    return a->votes != b->votes || a->winners != b->winners || a->tie != b->tie ||
+           a->has_margin != b->has_margin || a->margin != b->margin || a->decided != b->decided ||
+           a->corrected_ms != b->corrected_ms ||
+           memcmp(&a->progress, &b->progress, sizeof(a->progress)) != 0;
+}
+
+static bool summary_differs(const struct http_snapshot *s, const struct http_snapshot *prev)
+{
+    return memcmp(&s->totals, &prev->totals, sizeof(s->totals)) != 0 ||
+           memcmp(&s->progress, &prev->progress, sizeof(s->progress)) != 0 ||
+           memcmp(s->head_hash, prev->head_hash, sizeof(s->head_hash)) != 0 ||
+           s->circuits_decided != prev->circuits_decided || s->writer_epoch != prev->writer_epoch ||
+           s->n_collectors != prev->n_collectors ||
+           s->collectors_connected != prev->collectors_connected ||
+           s->collectors_reporting != prev->collectors_reporting;
+}
+
+/* Each resource's version against prev's, in one pass over the projects and circuits: a
+ * project's row changed when its votes, rank or flags did; a circuit when a row of its or
+ * a field of its did; a state and the nation when one of their circuits did. Everything
+ * starts over at the first snapshot, a status change (the rows look different: the
+ * embargo) and a checkpoint id lower than prev's. */
+static void versions_compute(struct http_snapshot *s, const struct http_snapshot *prev)
+{
+    const struct http_layout *l = s->layout;
+    size_t np = l->cat->n_projects, nc = l->cat->n_circuits, ns = l->n_states;
+    struct http_version now = {s->checkpoint, s->republish};
+    s->row_checkpoint = xcalloc(np + 1, sizeof(*s->row_checkpoint));
+    s->circuit_version = xcalloc(nc + 1, sizeof(*s->circuit_version));
+    s->state_version = xcalloc(ns + 1, sizeof(*s->state_version));
+    if (!prev || prev->layout != l || http_status_differs(&prev->status, &s->status) ||
+        s->checkpoint < prev->checkpoint) {
+        for (size_t i = 0; i < np; i++)
+            s->row_checkpoint[i] = s->checkpoint;
+        for (size_t c = 0; c < nc; c++)
+            s->circuit_version[c] = now;
+        for (size_t st = 0; st < ns; st++)
+            s->state_version[st] = now;
+        s->results_version = s->summary_version = now;
+        /* The first snapshot's rows are what a client of this server can have seen first;
+         * after a reset, nobody's rows are a base for changes. */
+        s->since_min = prev ? s->checkpoint + 1 : s->checkpoint;
+        return;
+    }
+    bool counts = http_snapshot_has_counts(s), national = false, rows = false;
+    memcpy(s->state_version, prev->state_version, ns * sizeof(*s->state_version));
+    for (size_t c = 0; c < nc; c++) {
+        bool changed = circuit_fields_differ(&s->circuits[c], &prev->circuits[c]);
+        for (uint32_t k = l->first[c]; k < l->first[c + 1]; k++) {
+            uint32_t i = l->members[k];
+            /* Same status: both have counts or neither has (rows without counts never change). */
+            bool row = counts && (s->votes[i] != prev->votes[i] || s->rank[i] != prev->rank[i] ||
+                                  s->flags[i] != prev->flags[i]);
+            s->row_checkpoint[i] = row ? s->checkpoint : prev->row_checkpoint[i];
+            changed |= row;
+            rows |= row;
+        }
+        s->circuit_version[c] = changed ? now : prev->circuit_version[c];
+        if (changed)
+            s->state_version[l->circuit_state[c]] = now;
+        national |= changed;
+    }
+    s->results_version = national ? now : prev->results_version;
+    s->summary_version = national || summary_differs(s, prev) ? now : prev->summary_version;
+    s->since_min = prev->since_min;
+    /* Rows that changed under an id already published: since=that id saw the old ones. */
+    if (rows && s->checkpoint == prev->checkpoint)
+        s->since_min = s->checkpoint + 1;
+}
+
 static int cmp_collector(const void *a, const void *b)
 {
     return strcmp(((const struct http_snap_collector *)a)->id,
@@ -322,6 +399,9 @@ struct http_snapshot *http_snapshot_new(const struct http_layout *layout,
         s->collectors_reporting += in->durable_seq > 0;
     }
     qsort(s->collectors, s->n_collectors, sizeof(*s->collectors), cmp_collector);
+    if (prev && prev->layout == layout && prev->checkpoint == cp->id)
+        s->republish = prev->republish + 1;
+    versions_compute(s, prev);
     return s;
 }
 
@@ -354,8 +434,16 @@ void http_snapshot_unref(struct http_snapshot *s)
     free(s->flags);
     free(s->rank);
     free(s->votes);
-    free(s->results_json);
-    free(s->results_csv);
+    free(s->row_checkpoint);
+    free(s->circuit_version);
+    free(s->state_version);
+    for (size_t i = 0; i < s->n_cache; i++) {
+        assert(!s->cache[i]->job); /* a job holds a reference */
+        free(s->cache[i]->body);
+        free(s->cache[i]->gz);
+        free(s->cache[i]);
+    }
+    free(s->cache);
     free(s->reset_event);
     free(s);
 }
@@ -383,22 +471,38 @@ static void add_ref(struct http_snapshot *s, struct evbuffer *out, const char *p
         abort();
 }
 
-void http_snapshot_add_results_json(struct http_snapshot *s, struct evbuffer *out)
+void http_snapshot_add_bytes(struct http_snapshot *s, struct evbuffer *out, const void *p,
+                             size_t len)
 {
-    if (!s->results_json) {
-        struct http_filter all = {-1, -1};
-        s->results_json = http_render_results(s, &all, false, &s->results_json_len);
-    }
-    add_ref(s, out, s->results_json, s->results_json_len);
+    if (len)
+        add_ref(s, out, p, len);
 }
 
-void http_snapshot_add_results_csv(struct http_snapshot *s, struct evbuffer *out)
+struct http_cached *http_snapshot_cached(struct http_snapshot *s, const char *key)
 {
-    if (!s->results_csv) {
-        struct http_filter all = {-1, -1};
-        s->results_csv = http_render_results(s, &all, true, &s->results_csv_len);
-    }
-    add_ref(s, out, s->results_csv, s->results_csv_len);
+    for (size_t i = 0; i < s->n_cache; i++)
+        if (strcmp(s->cache[i]->key, key) == 0)
+            return s->cache[i];
+    return NULL;
+}
+
+struct http_cached *http_snapshot_cache_put(struct http_snapshot *s, const char *key, char *body,
+                                            size_t len, size_t head_len)
+{
+    assert(head_len <= len && !http_snapshot_cached(s, key));
+    if (s->n_cache >= HTTP_SNAPSHOT_CACHE_MAX || s->cache_bytes + len > HTTP_SNAPSHOT_CACHE_BYTES ||
+        strlen(key) >= sizeof(s->cache[0]->key))
+        return NULL;
+    if (!s->cache)
+        s->cache = xcalloc(HTTP_SNAPSHOT_CACHE_MAX, sizeof(*s->cache));
+    struct http_cached *e = xcalloc(1, sizeof(*e));
+    snprintf(e->key, sizeof(e->key), "%s", key);
+    e->body = body;
+    e->len = len;
+    e->head_len = head_len;
+    s->cache[s->n_cache++] = e;
+    s->cache_bytes += len;
+    return e;
 }
 
 void http_snapshot_add_reset_event(struct http_snapshot *s, struct evbuffer *out)

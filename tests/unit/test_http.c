@@ -30,6 +30,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <zlib.h>
+
 #include "http/http.h"
 #include "tls/tls.h"
 
@@ -583,7 +585,8 @@ static void test_results_json(void **state)
     char v[128];
     assert_string_equal(header(r.head, "Content-Type", v, sizeof(v)),
                         "application/json; charset=utf-8");
-    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "no-cache");
+    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "public, max-age=1");
+    assert_string_equal(header(r.head, "Vary", v, sizeof(v)), "Accept-Encoding");
     assert_json(r.body);
     assert_has(r.body, "\"consultation\":{\"id\":\"consulta-2024-1\",\"name\":\"Consulta Popular "
                        "Nacional\"}");
@@ -828,7 +831,7 @@ static void test_etag(void **state)
     char etag[128], extra[256], v[128];
     get("/v1/results", &r);
     assert_non_null(header(r.head, "ETag", etag, sizeof(etag)));
-    assert_true(strncmp(etag, "\"cp-", 4) == 0);
+    assert_true(strncmp(etag, "W/\"results-v", 12) == 0);
     resp_free(&r);
 
     snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", etag);
@@ -854,7 +857,9 @@ static void test_etag(void **state)
     assert_string_not_equal(header(r.head, "ETag", v, sizeof(v)), etag);
     assert_project(r.body, 2003, 6, 3, false, false);
     resp_free(&r);
-    snprintf(extra, sizeof(extra), "If-None-Match: \"x\", W/%s\r\n", v);
+    /* Weak comparison: the tag without its W/ matches too. */
+    assert_true(strncmp(v, "W/\"", 3) == 0);
+    snprintf(extra, sizeof(extra), "If-None-Match: \"x\", %s\r\n", v + 2);
     request("GET", "/v1/results", extra, &r);
     assert_int_equal(r.status, 304);
     resp_free(&r);
@@ -1970,7 +1975,7 @@ static bool closes_within(int fd, int ms)
     while (now_ms() < deadline && !(closed = !read_some(fd, &extra)))
         pump(fd);
     if (extra.len)
-        fail_msg("unexpected bytes after the response: %.80s", extra.p);
+        fail_msg("unexpected bytes after the response: %.400s", extra.p);
     free(extra.p);
     return closed;
 }
@@ -2589,6 +2594,747 @@ static void test_receipts_route(void **state)
     http_server_set_receipts(srv, NULL, NULL);
 }
 
+/* ---- gzip, per-resource ETags, ?since=, /v1/history --------------------------------------- */
+
+/* The whole of one gzip member (nothing after it), or NULL when it does not decode. */
+static char *gunzip(const char *p, size_t n, size_t *out_len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    size_t cap = n * 8 + 1024;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    z.next_in = (unsigned char *)p;
+    z.avail_in = (uInt)n;
+    int rc;
+    do {
+        if (z.total_out == cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+        z.next_out = (unsigned char *)out + z.total_out;
+        z.avail_out = (uInt)(cap - z.total_out);
+        rc = inflate(&z, Z_NO_FLUSH);
+    } while (rc == Z_OK);
+    *out_len = z.total_out;
+    inflateEnd(&z);
+    if (rc != Z_STREAM_END || z.avail_in != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* A server of its own with the crafted registry, and what it was last given. */
+static uint64_t cache_votes[NP];
+static uint64_t cache_accepted;
+
+static void cache_publish(uint64_t id, bool embargo)
+{
+    struct http_checkpoint cp = {
+        .id = id,
+        .committed_ms = 1732369200000 + (int64_t)id * 1000,
+        .votes = cache_votes,
+        .totals = {7, 270, cache_accepted, 15, 5, 3},
+        .collectors = collectors,
+        .n_collectors = 2,
+        .epoch = 1,
+    };
+    cp.status.embargo = embargo;
+    head_hash_of(id, cp.head_hash);
+    http_server_publish(srv, &cp);
+}
+
+static struct http_server *cache_server(void)
+{
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &catalog, NULL);
+    assert_non_null(other);
+    use_server(other);
+    memcpy(cache_votes, votes0, sizeof(cache_votes));
+    cache_accepted = 247;
+    return other;
+}
+
+static void cache_server_free(struct http_server *other)
+{
+    http_server_free(other);
+    use_main_server();
+}
+
+/* GET (or HEAD) path with these header lines; the answer in r. */
+static void get_with(const char *method, const char *path, const char *headers, struct resp *r)
+{
+    request(method, path, headers, r);
+}
+
+static const char *etag_of(const char *path, char *out, size_t len)
+{
+    struct resp r;
+    get(path, &r);
+    assert_int_equal(r.status, 200);
+    if (!header(r.head, "ETag", out, len))
+        fail_msg("%s: no ETag", path);
+    resp_free(&r);
+    return out;
+}
+
+/* The same document plain and gzip: Vary on both, Content-Encoding and a -gz tag on the
+ * second, and the same bytes once decompressed. */
+static void assert_gzip_equals_plain(const char *path)
+{
+    struct resp plain, gz;
+    char v[160], tag[160], tag_gz[160];
+    get(path, &plain);
+    assert_int_equal(plain.status, 200);
+    assert_string_equal(header(plain.head, "Vary", v, sizeof(v)), "Accept-Encoding");
+    assert_null(header(plain.head, "Content-Encoding", v, sizeof(v)));
+    bool has_tag = header(plain.head, "ETag", tag, sizeof(tag)) != NULL; /* not /metrics */
+    get_with("GET", path, "Accept-Encoding: gzip, deflate, br\r\n", &gz);
+    assert_int_equal(gz.status, 200);
+    assert_string_equal(header(gz.head, "Vary", v, sizeof(v)), "Accept-Encoding");
+    if (!header(gz.head, "Content-Encoding", v, sizeof(v)) || strcmp(v, "gzip") != 0)
+        fail_msg("%s: not compressed (%zu bytes plain)", path, plain.body_len);
+    if (has_tag) {
+        assert_non_null(header(gz.head, "ETag", tag_gz, sizeof(tag_gz)));
+        snprintf(v, sizeof(v), "%.*s-gz\"", (int)strlen(tag) - 1, tag);
+        assert_string_equal(tag_gz, v);
+    }
+    assert_true(gz.body_len < plain.body_len);
+    size_t n;
+    char *text = gunzip(gz.body, gz.body_len, &n);
+    if (!text)
+        fail_msg("%s: the gzip body does not decode", path);
+    assert_int_equal(n, plain.body_len);
+    assert_memory_equal(text, plain.body, n);
+    free(text);
+    resp_free(&plain);
+    resp_free(&gz);
+}
+
+/* Whether the answer to Accept-Encoding: ae is compressed. */
+static bool gzipped_with(const char *path, const char *ae)
+{
+    struct resp r;
+    char hdr[256], v[64];
+    snprintf(hdr, sizeof(hdr), "Accept-Encoding: %s\r\n", ae);
+    get_with("GET", path, hdr, &r);
+    assert_int_equal(r.status, 200);
+    bool gz = header(r.head, "Content-Encoding", v, sizeof(v)) != NULL;
+    resp_free(&r);
+    return gz;
+}
+
+static void test_gzip(void **state)
+{
+    (void)state;
+    struct http_server *other = cache_server();
+    cache_publish(10, false);
+    /* Cached (the national results, JSON and CSV), compressed by a job; rendered per
+     * request and compressed at once; the metrics. */
+    assert_gzip_equals_plain("/v1/results");
+    assert_gzip_equals_plain("/v1/circuits");
+    assert_gzip_equals_plain("/v1/summary");
+    /* /metrics counts this very request: only the same start. */
+    struct resp m;
+    char mv[64];
+    get_with("GET", "/metrics", "Accept-Encoding: gzip\r\n", &m);
+    assert_string_equal(header(m.head, "Content-Encoding", mv, sizeof(mv)), "gzip");
+    assert_string_equal(header(m.head, "Vary", mv, sizeof(mv)), "Accept-Encoding");
+    size_t mn;
+    char *mt = gunzip(m.body, m.body_len, &mn);
+    assert_non_null(mt);
+    assert_true(strncmp(mt, "# HELP tally_build_info", 23) == 0);
+    free(mt);
+    resp_free(&m);
+    /* The same again comes from what the first one made. */
+    assert_gzip_equals_plain("/v1/results");
+    /* The dashboard's page, compressed once at start (when built with it). */
+    struct resp page;
+    get("/", &page);
+    if (page.status == 200 && page.body_len >= 1024)
+        assert_gzip_equals_plain("/");
+    resp_free(&page);
+
+    static const struct {
+        const char *ae;
+        bool gz;
+    } cases[] = {
+        {"gzip", true},
+        {"GZIP", true},
+        {"x-gzip", true},
+        {"*", true},
+        {"br , gzip ; q=0.5", true},
+        {"gzip;q=1.0", true},
+        {"gzip;q=0.001", true},
+        {"identity;q=1, gzip;q=0.2", true},
+        {"gzip;q=0", false},
+        {"gzip; q=0.000", false},
+        {"gzip;q=0, *", false},
+        {"*;q=0", false},
+        {"*;q=0, gzip", true},
+        {"identity", false},
+        {"deflate, br", false},
+        {"gzipx", false},
+        {"gzip;q=abc", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (gzipped_with("/v1/circuits", cases[i].ae) != cases[i].gz)
+            fail_msg("Accept-Encoding: %s: %s", cases[i].ae, cases[i].gz ? "plain" : "gzip");
+    /* Two headers: together. */
+    struct resp r;
+    char v[160], tag[160], hdr[320];
+    get_with("GET", "/v1/circuits", "Accept-Encoding: br\r\nAccept-Encoding: gzip\r\n", &r);
+    assert_non_null(header(r.head, "Content-Encoding", v, sizeof(v)));
+    resp_free(&r);
+
+    /* Under 1 KiB: plain, but Vary all the same. */
+    get_with("GET", "/v1/circuits/400", "Accept-Encoding: gzip\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.body_len < 1024);
+    assert_null(header(r.head, "Content-Encoding", v, sizeof(v)));
+    assert_string_equal(header(r.head, "Vary", v, sizeof(v)), "Accept-Encoding");
+    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "public, max-age=1");
+    resp_free(&r);
+    /* Errors: plain JSON, no-cache. */
+    get_with("GET", "/v1/circuits/999", "Accept-Encoding: gzip\r\n", &r);
+    assert_json_error(&r, 404);
+    assert_null(header(r.head, "Content-Encoding", v, sizeof(v)));
+    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "no-cache");
+    resp_free(&r);
+
+    /* If-None-Match with the gzip tag, and with the plain one, from a client that takes
+     * gzip: 304 either way, naming the tag it has. */
+    get_with("GET", "/v1/results", "Accept-Encoding: gzip\r\n", &r);
+    assert_non_null(header(r.head, "ETag", tag, sizeof(tag)));
+    size_t gz_len = r.body_len;
+    resp_free(&r);
+    snprintf(hdr, sizeof(hdr), "Accept-Encoding: gzip\r\nIf-None-Match: %s\r\n", tag);
+    get_with("GET", "/v1/results", hdr, &r);
+    assert_int_equal(r.status, 304);
+    assert_string_equal(header(r.head, "ETag", v, sizeof(v)), tag);
+    assert_string_equal(header(r.head, "Vary", v, sizeof(v)), "Accept-Encoding");
+    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "public, max-age=1");
+    resp_free(&r);
+    snprintf(hdr, sizeof(hdr), "If-None-Match: %s\r\n", tag);
+    get_with("GET", "/v1/results", hdr, &r);
+    assert_int_equal(r.status, 304);
+    resp_free(&r);
+    /* HEAD: the length of the gzip body it would send, and none. */
+    get_with("HEAD", "/v1/results", "Accept-Encoding: gzip\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(r.head, "Content-Encoding", v, sizeof(v)), "gzip");
+    assert_int_equal(strtoul(header(r.head, "Content-Length", v, sizeof(v)), NULL, 10), gz_len);
+    assert_int_equal(r.body_len, 0);
+    resp_free(&r);
+
+    /* Cache-Control per route; the stream unbuffered for a proxy. */
+    static const char *const public_paths[] = {
+        "/v1/summary",      "/v1/results", "/v1/results?circuit=200", "/v1/circuits",
+        "/v1/circuits/200", "/v1/states",  "/v1/corrections",         "/v1/history",
+    };
+    for (size_t i = 0; i < sizeof(public_paths) / sizeof(public_paths[0]); i++) {
+        get(public_paths[i], &r);
+        assert_int_equal(r.status, 200);
+        if (strcmp(header(r.head, "Cache-Control", v, sizeof(v)), "public, max-age=1") != 0)
+            fail_msg("%s: Cache-Control %s", public_paths[i], v);
+        resp_free(&r);
+    }
+    get("/v1/collectors", &r);
+    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "no-cache");
+    resp_free(&r);
+    get("/metrics", &r);
+    assert_string_equal(header(r.head, "Cache-Control", v, sizeof(v)), "no-store");
+    resp_free(&r);
+    struct sse s;
+    struct sse_event e;
+    sse_open(&s, NULL, 0);
+    expect_event(&s, "snapshot", 10, &e);
+    free(e.data);
+    assert_string_equal(header(s.raw.p, "Cache-Control", v, sizeof(v)), "no-cache");
+    assert_string_equal(header(s.raw.p, "X-Accel-Buffering", v, sizeof(v)), "no");
+    sse_close(&s);
+    cache_server_free(other);
+}
+
+/* Circuit 200 (Lara) and circuit 100 (Zulia): a checkpoint that changes only circuit 100
+ * keeps every tag of circuit 200 and of Lara, and 304 still answers for them. */
+static void test_etag_per_resource(void **state)
+{
+    (void)state;
+    struct http_server *other = cache_server();
+    cache_publish(10, false);
+    static const char *const lara[] = {"/v1/circuits/200", "/v1/results?circuit=200",
+                                       "/v1/results?state=Lara", "/v1/circuits?state=Lara"};
+    static const char *const national[] = {
+        "/v1/circuits/100", "/v1/results", "/v1/results?format=csv",
+        "/v1/circuits",     "/v1/states",  "/v1/summary"};
+    enum { NL = sizeof(lara) / sizeof(lara[0]), NN = sizeof(national) / sizeof(national[0]) };
+    char tl[NL][160], tn[NN][160], v[160], hdr[768];
+    for (size_t i = 0; i < NL; i++)
+        etag_of(lara[i], tl[i], sizeof(tl[i]));
+    for (size_t i = 0; i < NN; i++)
+        etag_of(national[i], tn[i], sizeof(tn[i]));
+    assert_true(strncmp(tl[0], "W/\"c200-v10-", 12) == 0);
+
+    cache_votes[1] += 7; /* project 1001, circuit 100 */
+    cache_publish(11, false);
+    for (size_t i = 0; i < NL; i++) {
+        if (strcmp(etag_of(lara[i], v, sizeof(v)), tl[i]) != 0)
+            fail_msg("%s: %s became %s after another circuit's votes", lara[i], tl[i], v);
+        struct resp r;
+        snprintf(hdr, sizeof(hdr), "If-None-Match: %s\r\n", tl[i]);
+        get_with("GET", lara[i], hdr, &r);
+        assert_int_equal(r.status, 304);
+        resp_free(&r);
+    }
+    for (size_t i = 0; i < NN; i++)
+        if (strcmp(etag_of(national[i], v, sizeof(v)), tn[i]) == 0)
+            fail_msg("%s: still %s after its votes changed", national[i], v);
+    assert_true(strncmp(etag_of("/v1/circuits/100", v, sizeof(v)), "W/\"c100-v11-", 12) == 0);
+
+    /* A checkpoint that changes nothing of the registry's rows (only the totals): the
+     * circuits keep their tags, the summary does not. */
+    etag_of("/v1/summary", tn[0], sizeof(tn[0]));
+    etag_of("/v1/circuits/100", tn[1], sizeof(tn[1]));
+    cache_accepted += 1;
+    cache_publish(12, false);
+    assert_string_not_equal(etag_of("/v1/summary", v, sizeof(v)), tn[0]);
+    assert_string_equal(etag_of("/v1/circuits/100", v, sizeof(v)), tn[1]);
+
+    /* Now circuit 200's own votes. */
+    cache_votes[6] += 1; /* project 2003 */
+    cache_publish(13, false);
+    for (size_t i = 0; i < NL; i++)
+        if (strcmp(etag_of(lara[i], v, sizeof(v)), tl[i]) == 0)
+            fail_msg("%s: still %s after its votes changed", lara[i], v);
+    assert_true(strncmp(etag_of("/v1/circuits/200", v, sizeof(v)), "W/\"c200-v13-", 12) == 0);
+
+    /* The same checkpoint again (fresher collectors): the same document tags; the
+     * collectors' tag names the republish. */
+    char col[160];
+    etag_of("/v1/collectors", col, sizeof(col));
+    etag_of("/v1/circuits/200", tl[0], sizeof(tl[0]));
+    cache_publish(13, false);
+    assert_string_equal(etag_of("/v1/circuits/200", v, sizeof(v)), tl[0]);
+    assert_string_not_equal(etag_of("/v1/collectors", v, sizeof(v)), col);
+    assert_true(strncmp(v, "\"collectors-cp13.1-", 19) == 0);
+
+    /* A status change (embargo): every tag changes, and says -e. */
+    cache_publish(14, true);
+    assert_string_not_equal(etag_of("/v1/circuits/200", v, sizeof(v)), tl[0]);
+    assert_non_null(strstr(v, "-e\""));
+    cache_server_free(other);
+}
+
+/* The ids of the projects of a /v1/results body, in order, as "1001,2003,". */
+static void project_ids(const char *body, char *out, size_t len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (const char *p = strstr(body, "{\"id\":"); p; p = strstr(p + 1, "{\"id\":")) {
+        if (p > body && strncmp(p - 14, "\"consultation\"", 14) == 0)
+            continue;
+        n += (size_t)snprintf(out + n, len - n, "%lu,", strtoul(p + 6, NULL, 10));
+    }
+}
+
+static void expect_since(const char *path, const char *head, const char *ids)
+{
+    struct resp r;
+    char got[1024];
+    get(path, &r);
+    if (r.status != 200)
+        fail_msg("%s: %d %s", path, r.status, r.body);
+    assert_json(r.body);
+    assert_has(r.body, head);
+    project_ids(strstr(r.body, "\"projects\":["), got, sizeof(got));
+    if (strcmp(got, ids) != 0)
+        fail_msg("%s: projects %s, not %s", path, got, ids);
+    resp_free(&r);
+}
+
+#define ALL_IDS "1001,1002,1003,1004,2001,2002,2003,3001,3002,4001,4002,5001,5002,5003,"
+
+static void test_since(void **state)
+{
+    (void)state;
+    struct http_server *other = cache_server();
+    cache_publish(10, false);
+    expect_since("/v1/results?since=10", "\"checkpoint\":10,", "");
+    expect_since("/v1/results?since=10", ",\"since\":10,\"full\":false,\"projects\":[", "");
+    /* Older than the first snapshot: every project. */
+    expect_since("/v1/results?since=9", ",\"since\":9,\"full\":true,\"projects\":[", ALL_IDS);
+    expect_since("/v1/results?since=0", "\"full\":true", ALL_IDS);
+    expect_since("/v1/results?since=99999999999999999999999",
+                 ",\"since\":null,\"full\":true,\"projects\":[", ALL_IDS);
+
+    /* 2003: 5 -> 6 votes keeps its rank (3) and every other row of circuit 200. */
+    cache_votes[6] = 6;
+    cache_publish(11, false);
+    /* 5003: 1 -> 20 makes it first in circuit 500: the other two rows change rank too. */
+    cache_votes[11] = 20;
+    cache_publish(12, false);
+    expect_since("/v1/results?since=10", "\"checkpoint\":12,\"time\":", "2003,5001,5002,5003,");
+    expect_since("/v1/results?since=11", "\"since\":11,\"full\":false", "5001,5002,5003,");
+    expect_since("/v1/results?since=12", "\"since\":12,\"full\":false", "");
+    expect_since("/v1/results?since=10&circuit=200", "\"full\":false", "2003,");
+    expect_since("/v1/results?since=10&state=Lara", "\"full\":false", "2003,");
+    expect_since("/v1/results?since=11&state=Lara", "\"full\":false", "");
+    expect_since("/v1/results?since=9&state=Lara", "\"full\":true", "2001,2002,2003,3001,3002,");
+    /* The rows are the results' own, byte for byte. */
+    struct resp a, b;
+    get("/v1/results?since=10&circuit=200", &a);
+    get("/v1/results?circuit=200", &b);
+    const char *row = strstr(a.body, "{\"id\":2003,");
+    assert_non_null(row);
+    char one[256];
+    snprintf(one, sizeof(one), "%.*s", (int)(strchr(row, '}') - row + 1), row);
+    assert_has(b.body, one);
+    resp_free(&a);
+    resp_free(&b);
+    /* Every row under the since head: the same rows as /v1/results. */
+    get("/v1/results?since=3", &a);
+    get("/v1/results", &b);
+    assert_string_equal(strstr(a.body, "\"projects\":["), strstr(b.body, "\"projects\":["));
+    resp_free(&a);
+    resp_free(&b);
+    assert_gzip_equals_plain("/v1/results?since=3");
+
+    /* The tag covers since. */
+    char t1[160], t2[160], hdr[256];
+    etag_of("/v1/results?since=10", t1, sizeof(t1));
+    etag_of("/v1/results?since=11", t2, sizeof(t2));
+    assert_string_not_equal(t1, t2);
+    assert_string_not_equal(t1, etag_of("/v1/results", t2, sizeof(t2)));
+    snprintf(hdr, sizeof(hdr), "If-None-Match: %s\r\n", t1);
+    get_with("GET", "/v1/results?since=10", hdr, &a);
+    assert_int_equal(a.status, 304);
+    resp_free(&a);
+
+    static const struct {
+        const char *path, *error;
+    } bad[] = {
+        {"/v1/results?since=", "since must be a checkpoint id"},
+        {"/v1/results?since=abc", "since must be a checkpoint id"},
+        {"/v1/results?since=-1", "since must be a checkpoint id"},
+        {"/v1/results?since=1e3", "since must be a checkpoint id"},
+        {"/v1/results?since=%2012", "since must be a checkpoint id"},
+        {"/v1/results?since=13", "since is above the current checkpoint"},
+        {"/v1/results?since=10&format=csv", "since is JSON only"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        get(bad[i].path, &a);
+        assert_json_error(&a, 400);
+        char want[128];
+        snprintf(want, sizeof(want), "{\"error\":\"%s\"}\n", bad[i].error);
+        if (strcmp(a.body, want) != 0)
+            fail_msg("%s: %s", bad[i].path, a.body);
+        resp_free(&a);
+    }
+
+    /* Embargo from checkpoint 13: since at or before it answers everything, without
+     * counts; after it, the rows (which have no counts to change) are unchanged. */
+    cache_votes[0] += 3;
+    cache_publish(13, true);
+    expect_since("/v1/results?since=12", "\"since\":12,\"full\":true,\"embargo\":true", ALL_IDS);
+    expect_since("/v1/results?since=13", "\"since\":13,\"full\":true", ALL_IDS);
+    cache_votes[0] += 3;
+    cache_publish(14, true);
+    expect_since("/v1/results?since=13", "\"since\":13,\"full\":true,\"embargo\":true", ALL_IDS);
+    expect_since("/v1/results?since=14", "\"since\":14,\"full\":false,\"embargo\":true", "");
+    get("/v1/results?since=12", &a);
+    assert_no_counts(a.body, "/v1/results?since=12");
+    resp_free(&a);
+    /* Lifted at 15: everything again, with counts. */
+    cache_publish(15, false);
+    expect_since("/v1/results?since=14", "\"since\":14,\"full\":true,\"projects\":[", ALL_IDS);
+    get("/v1/results?since=14", &a);
+    assert_project(a.body, 1004, 36, 2, true, false);
+    resp_free(&a);
+    cache_publish(16, false);
+    expect_since("/v1/results?since=15", "\"since\":15,\"full\":true", ALL_IDS);
+    cache_votes[13] += 1; /* 5002 */
+    cache_publish(17, false);
+    expect_since("/v1/results?since=16", "\"full\":false", "5001,5002,");
+    cache_server_free(other);
+}
+
+static void test_history(void **state)
+{
+    (void)state;
+    struct http_server *other = cache_server();
+    /* The record's history, given with the first publish (one point out of order). */
+    static const struct http_history_point past[] = {
+        {3, 1732369203000, 10, 1, 0, 1},
+        {5, 1732369205000, 20, 2, 1, 2},
+        {4, 1732369204000, 15, 1, 0, 1},
+        {7, 1732369207000, 30, 3, 2, 2},
+    };
+    struct http_checkpoint cp = {
+        .id = 8,
+        .committed_ms = 1732369208000,
+        .votes = cache_votes,
+        .totals = {7, 270, 247, 15, 5, 3},
+        .collectors = collectors,
+        .n_collectors = 2,
+        .history = past,
+        .n_history = 4,
+    };
+    cp.totals.rejected[3] = 2; /* unknown_table */
+    http_server_publish(srv, &cp);
+    struct resp r;
+    get("/v1/history", &r);
+    assert_int_equal(r.status, 200);
+    assert_json(r.body);
+    assert_has(r.body, "{\"consultation\":{\"id\":\"consulta-2024-1\",\"name\":\"Consulta "
+                       "Popular Nacional\"},\"checkpoint\":8,\"time\":\"2024-11-23T13:40:08.000Z\","
+                       "\"stride\":1,\"points\":[\n"
+                       "{\"checkpoint\":3,\"time\":\"2024-11-23T13:40:03.000Z\",\"accepted\":10,"
+                       "\"duplicate\":1,\"rejected\":0,\"tables_reported\":1},\n"
+                       "{\"checkpoint\":5,");
+    assert_has(r.body, "},\n{\"checkpoint\":7,");
+    /* Its own point: the totals, rejected by every reason (5 + 3 + 2). */
+    assert_has(r.body, ",\n{\"checkpoint\":8,\"time\":\"2024-11-23T13:40:08.000Z\","
+                       "\"accepted\":247,\"duplicate\":15,\"rejected\":10,"
+                       "\"tables_reported\":0}]}\n");
+    assert_int_equal(count(r.body, "{\"checkpoint\":"), 4);
+    assert_null(strstr(r.body, "{\"checkpoint\":4,"));
+    char tag[160];
+    assert_non_null(header(r.head, "ETag", tag, sizeof(tag)));
+    resp_free(&r);
+    /* Ignored after the first publish. */
+    cp.id = 9;
+    cp.committed_ms += 1000;
+    http_server_publish(srv, &cp);
+    cp.history = NULL;
+    cp.n_history = 0;
+    cp.id = 10;
+    cp.committed_ms += 1000;
+    http_server_publish(srv, &cp);
+    http_server_publish(srv, &cp); /* the same again: one point */
+    get("/v1/history", &r);
+    assert_int_equal(count(r.body, "{\"checkpoint\":"), 6);
+    assert_has(r.body, "{\"checkpoint\":9,");
+    assert_has(r.body, "{\"checkpoint\":10,");
+    assert_string_not_equal(header(r.head, "ETag", tag, sizeof(tag)), "");
+    resp_free(&r);
+    /* Under embargo the history stays: it is progress. */
+    cp.id = 11;
+    cp.status.embargo = true;
+    http_server_publish(srv, &cp);
+    get("/v1/history", &r);
+    assert_int_equal(count(r.body, "{\"checkpoint\":"), 7);
+    assert_has(r.body, "\"accepted\":247");
+    resp_free(&r);
+    for (cp.id = 12; cp.id < 20; cp.id++)
+        http_server_publish(srv, &cp);
+    assert_gzip_equals_plain("/v1/history");
+    cache_server_free(other);
+}
+
+/* ---- the sliced compression of a big rendering --------------------------------------------- */
+
+#define BIG_PROJECTS 24000u
+#define BIG_CIRCUITS 3000u
+
+static struct http_catalog_project *big_projects;
+static struct http_catalog_circuit *big_circuits;
+static char **big_names;
+static uint64_t *big_votes;
+static struct http_catalog big_catalog;
+
+static void big_catalog_make(void)
+{
+    static const char *const states[] = {"Amazonas", "Anzoátegui", "Apure",    "Aragua",
+                                         "Barinas",  "Bolívar",    "Carabobo", "Cojedes"};
+    big_projects = calloc(BIG_PROJECTS, sizeof(*big_projects));
+    big_circuits = calloc(BIG_CIRCUITS, sizeof(*big_circuits));
+    big_names = calloc(BIG_PROJECTS + BIG_CIRCUITS, sizeof(char *));
+    big_votes = calloc(BIG_PROJECTS, sizeof(uint64_t));
+    assert_true(big_projects && big_circuits && big_names && big_votes);
+    for (uint32_t c = 0; c < BIG_CIRCUITS; c++) {
+        assert_true(asprintf(&big_names[BIG_PROJECTS + c], "Circuito Comunal %u", c) > 0);
+        big_circuits[c] = (struct http_catalog_circuit){
+            70000000 + c * 7, big_names[BIG_PROJECTS + c], states[c % 8], 1 + c % 2};
+    }
+    /* Names that compress about as badly as real ones do: a job of many slices. */
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (uint32_t i = 0; i < BIG_PROJECTS; i++) {
+        uint64_t r[3];
+        for (int k = 0; k < 3; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            r[k] = x;
+        }
+        assert_true(asprintf(&big_names[i],
+                             "Rehabilitación %016" PRIx64 " de la cancha %016" PRIx64
+                             " del sector \"%016" PRIx64 "\" número %u",
+                             r[0], r[1], r[2], i) > 0);
+        big_projects[i] =
+            (struct http_catalog_project){1000000 + i * 13, big_names[i], i % BIG_CIRCUITS};
+        big_votes[i] = (i * 7919u) % 1000;
+    }
+    big_catalog = (struct http_catalog){"big",        "Grande",     big_projects, BIG_PROJECTS,
+                                        big_circuits, BIG_CIRCUITS, NULL};
+}
+
+static void big_catalog_free(void)
+{
+    for (uint32_t i = 0; i < BIG_PROJECTS + BIG_CIRCUITS; i++)
+        free(big_names[i]);
+    free(big_names);
+    free(big_projects);
+    free(big_circuits);
+    free(big_votes);
+}
+
+static void big_publish(uint64_t id)
+{
+    struct http_checkpoint cp = {
+        .id = id, .committed_ms = 1732369200000 + (int64_t)id, .votes = big_votes};
+    http_server_publish(srv, &cp);
+}
+
+/* Sends a request (Connection: close); the loop has not read it yet. */
+static int send_only(const char *method, const char *path, const char *headers)
+{
+    int fd = connect_to(port, 0);
+    char req[1024];
+    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n",
+             method, path, headers ? headers : "");
+    send_text(fd, req);
+    return fd;
+}
+
+/* The rest of the answer on fd, until the server closes it, into r (the body binary). */
+static void receive(int fd, struct resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct buf raw = {0};
+    buf_add(&raw, "", 0);
+    int64_t deadline = now_ms() + 10000;
+    while (read_some(fd, &raw)) {
+        if (now_ms() > deadline)
+            fail_msg("no complete answer within 10 s");
+        pump(fd);
+    }
+    conn_close(fd);
+    const char *end = strstr(raw.p, "\r\n\r\n");
+    assert_non_null(end);
+    snprintf(r->head, sizeof(r->head), "%.*s", (int)(end - raw.p + 2), raw.p);
+    assert_int_equal(sscanf(raw.p, "HTTP/1.1 %d", &r->status), 1);
+    size_t off = (size_t)(end + 4 - raw.p);
+    r->body_len = raw.len - off;
+    r->body = malloc(r->body_len + 1);
+    assert_non_null(r->body);
+    memcpy(r->body, raw.p + off, r->body_len);
+    r->body[r->body_len] = '\0';
+    free(raw.p);
+}
+
+static void test_gzip_sliced(void **state)
+{
+    (void)state;
+    big_catalog_make();
+    struct http_server *other = http_server_new(base, "127.0.0.1", 0, &big_catalog, NULL);
+    assert_non_null(other);
+    use_server(other);
+    big_publish(1);
+    struct resp plain;
+    char tag[160], v[160];
+    get("/v1/results", &plain);
+    assert_int_equal(plain.status, 200);
+    assert_true(plain.body_len > (4u << 20));
+    assert_non_null(header(plain.head, "ETag", tag, sizeof(tag)));
+    double jobs0 = metric_now("tally_http_gzip_jobs_total");
+
+    /* Three wait for the same job (one of them a HEAD), a fourth goes away meanwhile, and a
+     * new snapshot is published before it is done. */
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = send_only(i == 2 ? "HEAD" : "GET", "/v1/results", "Accept-Encoding: gzip\r\n");
+    /* Each loop iteration runs at most one slice: none holds the loop long. Timed in this
+     * thread's CPU time too, which other processes on the machine do not stretch. */
+    double longest = 0, longest_cpu = 0;
+    for (int i = 0; i < 400; i++) {
+        struct timespec a, b, ca, cb;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ca);
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cb);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        double c = (double)(cb.tv_sec - ca.tv_sec) + (double)(cb.tv_nsec - ca.tv_nsec) / 1e9;
+        longest = s > longest ? s : longest;
+        longest_cpu = c > longest_cpu ? c : longest_cpu;
+        if (i == 3) {
+            assert_true(metric_now("tally_http_gzip_jobs_total") == jobs0); /* still going */
+            conn_close(fds[3]);
+            big_votes[0] += 1;
+            big_publish(2);
+        }
+    }
+    struct resp r[3];
+    for (int i = 0; i < 3; i++)
+        receive(fds[i], &r[i]);
+    double slice_max = metric_now("tally_http_gzip_slice_max_seconds");
+    fprintf(stderr,
+            "sliced gzip of %zu bytes: longest loop iteration %.2f ms (CPU %.2f ms), "
+            "longest slice %.2f ms\n",
+            plain.body_len, longest * 1e3, longest_cpu * 1e3, slice_max * 1e3);
+    assert_true(slice_max > 0);
+    assert_true(longest_cpu < 0.010);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].status, 200);
+        assert_string_equal(header(r[i].head, "Content-Encoding", v, sizeof(v)), "gzip");
+        /* The tag of the snapshot they asked: the first one. */
+        snprintf(v, sizeof(v), "%.*s-gz\"", (int)strlen(tag) - 1, tag);
+        char got[160];
+        assert_string_equal(header(r[i].head, "ETag", got, sizeof(got)), v);
+    }
+    size_t n;
+    char *text = gunzip(r[0].body, r[0].body_len, &n);
+    assert_non_null(text);
+    assert_int_equal(n, plain.body_len);
+    assert_memory_equal(text, plain.body, n);
+    free(text);
+    assert_int_equal(r[1].body_len, r[0].body_len);
+    assert_memory_equal(r[1].body, r[0].body, r[0].body_len);
+    assert_int_equal(r[2].body_len, 0);
+    assert_int_equal(strtoul(header(r[2].head, "Content-Length", v, sizeof(v)), NULL, 10),
+                     r[0].body_len);
+    for (int i = 0; i < 3; i++)
+        resp_free(&r[i]);
+    assert_true(metric_now("tally_http_gzip_jobs_total") == jobs0 + 1);
+
+    /* The new snapshot: compressed once more, then served from it. */
+    assert_gzip_equals_plain("/v1/results");
+    assert_gzip_equals_plain("/v1/results");
+    assert_true(metric_now("tally_http_gzip_jobs_total") == jobs0 + 2);
+    /* Under the since head, the same compressed rows. */
+    assert_gzip_equals_plain("/v1/results?since=0");
+    assert_true(metric_now("tally_http_gzip_jobs_total") == jobs0 + 2);
+    assert_gzip_equals_plain("/v1/results?state=Apure"); /* over 64 KiB: kept, a job */
+    assert_true(metric_now("tally_http_gzip_jobs_total") == jobs0 + 3);
+
+    /* Freed while a request waits for a job: nothing leaks, nothing is answered. */
+    big_publish(3);
+    int fd = send_only("GET", "/v1/results?format=csv", "Accept-Encoding: gzip\r\n");
+    /* An iteration accepts, the next reads and routes it, the third runs a first slice. */
+    for (int i = 0; i < 3; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    http_server_free(other);
+    use_main_server();
+    assert_true(closes_within(fd, 2000));
+    conn_close(fd);
+    resp_free(&plain);
+    big_catalog_free();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2618,6 +3364,11 @@ int main(void)
         cmocka_unit_test(test_error_bodies),
         cmocka_unit_test(test_connection_close),
         cmocka_unit_test(test_https),
+        cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_etag_per_resource),
+        cmocka_unit_test(test_since),
+        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_gzip_sliced),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
