@@ -31,6 +31,12 @@ struct publish {
     uint32_t *min_votes; /* per project, dense order */
     struct http_collector_status *cols;
     size_t cap_cols;
+    struct http_history_point *history; /* for the first publish only (history_take) */
+    size_t n_history;
+    /* The checkpoint last published and when it was committed: republishing it (presence,
+     * a status change) keeps its time; the recovered one's is read from the record. */
+    uint64_t cp_id;
+    int64_t cp_ms;
     struct http_table *tables; /* refilled at each publish */
     size_t cap_tables;
     struct http_correction *corr; /* converted once each, in ingest's order */
@@ -198,6 +204,10 @@ static void corrections_fill(struct publish *p, const struct tally *t)
 static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_t *changed,
                         size_t n_changed)
 {
+    if (checkpoint_id != p->cp_id || !p->cp_ms) {
+        p->cp_id = checkpoint_id;
+        p->cp_ms = now_ms(); /* published as soon as it is committed */
+    }
     const struct tally *t = ingest_tally(p->in);
     size_t n = tally_collector_count(t);
     if (n > p->cap_cols) {
@@ -220,7 +230,7 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
     struct http_checkpoint cp = {
         .id = checkpoint_id,
         .epoch = st_epoch(p),
-        .committed_ms = now_ms(),
+        .committed_ms = p->cp_ms,
         .votes = tally_durable_votes(t),
         .changed = changed,
         .n_changed = n_changed,
@@ -234,6 +244,8 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
     cp.corrections = p->corr;
     cp.n_corrections = p->n_corr;
     memcpy(cp.head_hash, ingest_head_hash(p->in), sizeof(cp.head_hash));
+    cp.history = p->history; /* the first publish only (publish_attach) */
+    cp.n_history = p->n_history;
     /* Every publish carries the state as ingest applies it now: the embargo can never be
      * missing from a snapshot, whichever path republishes. */
     struct ingest_consultation_state st;
@@ -402,6 +414,32 @@ static void on_presence(void *arg)
     }
 }
 
+/* The recovered history for the first publish: the points before checkpoint id (the
+ * server adds the point of the snapshot it is given itself). */
+static void history_take(struct publish *p, uint64_t id)
+{
+    size_t n;
+    struct store_history_point *h = ingest_history_take(p->in, &n);
+    p->history = xcalloc(n ? n : 1, sizeof(*p->history));
+    p->n_history = 0;
+    for (size_t i = 0; i < n && h[i].checkpoint <= id; i++) {
+        if (h[i].checkpoint == id) { /* the server makes this point from the snapshot */
+            p->cp_id = id;
+            p->cp_ms = h[i].committed_ms;
+            break;
+        }
+        p->history[p->n_history++] = (struct http_history_point){
+            .checkpoint = h[i].checkpoint,
+            .committed_ms = h[i].committed_ms,
+            .accepted = h[i].accepted,
+            .duplicate = h[i].duplicate,
+            .rejected = h[i].rejected,
+            .tables_reported = h[i].tables_reported,
+        };
+    }
+    free(h);
+}
+
 int publish_attach(struct publish *p, struct store_catalog *cat)
 {
     p->src = *cat;
@@ -412,7 +450,11 @@ int publish_attach(struct publish *p, struct store_catalog *cat)
     http_server_set_catalog(p->http, &p->catalog);
     struct ingest_stats st;
     ingest_stats(p->in, &st);
+    history_take(p, st.last_checkpoint_id);
     publish_now(p, st.last_checkpoint_id, NULL, 0);
+    free(p->history);
+    p->history = NULL;
+    p->n_history = 0;
     ingest_set_durable_cb(p->in, on_durable, p);
     ingest_set_presence_cb(p->in, on_presence, p);
     ingest_set_state_cb(p->in, on_state, p);
@@ -448,6 +490,7 @@ void publish_free(struct publish *p)
         event_free(p->presence_ev);
     free(p->cols);
     free(p->tables);
+    free(p->history);
     free(p->corr);
     free(p->min_votes);
     free(p->projects);

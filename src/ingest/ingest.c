@@ -436,6 +436,10 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
         n_disabled += sc->disabled;
         n_restricted += sc->restricted;
     }
+    in->history = st.rec.history; /* ingest_history_take */
+    in->n_history = st.rec.n_history;
+    st.rec.history = NULL;
+    st.rec.n_history = 0;
     store_recovery_cleanup(&st.rec);
     if (in->cfg.tls)
         log_info("mutual TLS on the collector port: %zu of %zu collectors have a pinned "
@@ -598,6 +602,15 @@ const struct ingest_correction *ingest_corrections(const struct ingest *in, size
     return in->corrections;
 }
 
+struct store_history_point *ingest_history_take(struct ingest *in, size_t *n)
+{
+    struct store_history_point *h = in->history;
+    *n = in->n_history;
+    in->history = NULL;
+    in->n_history = 0;
+    return h;
+}
+
 const struct tally *ingest_tally(const struct ingest *in)
 {
     return in->started ? in->tally : NULL;
@@ -716,6 +729,7 @@ void ingest_free(struct ingest *in)
     free(in->conn_of);
     ingest_batch_scratch_cleanup(in);
     ingest_corrections_cleanup(in);
+    free(in->history);
     ingest_requests_cleanup(in);
     ingest_job_cleanup(in);
     free(in->job_batches);

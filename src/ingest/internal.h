@@ -106,6 +106,8 @@ struct ingest {
     void *on_state_arg;
     struct ingest_correction *corrections; /* every durable one (ingest_corrections) */
     size_t n_corrections, cap_corrections;
+    struct store_history_point *history; /* recovered, until taken (ingest_history_take) */
+    size_t n_history;
     const char **table_names; /* by dense table index (borrowed from the tally) */
     size_t n_table_names;
     /* One batch's scratch (batch.c), sized for the wire's limits once. */

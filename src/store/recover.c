@@ -457,8 +457,8 @@ static int64_t rec_table_index(const struct store_recovery *out, const char *id)
     return t ? t - out->tables : -1;
 }
 
-/* Schema 7 on: voting tables, their per-ballot ballots, every table's current sheet and
- * the last correction id. Older schemas (tallyctl status before a migration) have none. */
+/* Schema 7 on: voting tables, their per-ballot ballots, every table's current sheet, the
+ * corrections and the history of checkpoints (/v1/history). Older schemas (tallyctl status before a migration) have none. */
 static int rec_tables(struct store *s, struct store_recovery *out)
 {
     PGresult *res = store_query_rows(s, "SELECT to_regclass('voting_tables') IS NOT NULL",
@@ -536,7 +536,7 @@ static int rec_tables(struct store *s, struct store_recovery *out)
     if (store_corrections_read(s, &out->corrections, &out->n_corrections) < 0)
         return -1;
     out->last_correction_id = out->n_corrections ? out->corrections[out->n_corrections - 1].id : 0;
-    return 0;
+    return store_history_read(s, &out->history, &out->n_history);
 }
 
 int store_recover_all(struct store *s, struct store_recovery *out,
@@ -590,6 +590,7 @@ void store_recovery_cleanup(struct store_recovery *r)
     store_collectors_free(r->collectors, r->n_collectors);
     store_tables_free(r->tables, r->n_tables);
     store_corrections_free(r->corrections, r->n_corrections);
+    free(r->history);
     free(r->table_ballots);
     for (size_t i = 0; r->sheets && i < r->n_sheets; i++) {
         free(r->sheets[i].project_ids);

@@ -127,10 +127,28 @@ int store_corrections_read(struct store *s, struct store_correction_row **out, s
     __attribute__((warn_unused_result));
 void store_corrections_free(struct store_correction_row *a, size_t n); /* NULL: no-op */
 
+/* One point of the consultation's progress over time: national figures so far, at a
+ * checkpoint (store_history_read). */
+struct store_history_point {
+    uint64_t checkpoint;
+    int64_t committed_ms;                   /* unix ms */
+    uint64_t accepted, duplicate, rejected; /* rejected: every reason together */
+    uint64_t tables_reported;
+};
+#define STORE_HISTORY_MAX 2048 /* points store_history_read returns, at most (plus the last) */
+
+/* Every checkpoint's point, oldest first, thinned to every 2^k-th one (and the last) when
+ * there are more than STORE_HISTORY_MAX: a malloc'd array of *n (never NULL on success).
+ * 0 or -1. */
+int store_history_read(struct store *s, struct store_history_point **out, size_t *n)
+    __attribute__((warn_unused_result));
+
 struct store_recovery {
     char consultation_id[64];
     struct store_correction_row *corrections; /* every correction, by id */
     size_t n_corrections;
+    struct store_history_point *history; /* store_history_read's points */
+    size_t n_history;
     struct store_state state;   /* the consultation's state */
     struct store_table *tables; /* n_tables voting tables, by id (store_tables_read) */
     size_t n_tables;

@@ -1,6 +1,7 @@
 /* Checkpoint and recovery: what tally-push saw become durable survives a clean stop
- * (SIGTERM) and a crash (SIGKILL) of tallyd: tallies, collector watermarks, and the ballot
- * token set (a re-push of the same voters under new collector ids counts nothing). */
+ * (SIGTERM) and a crash (SIGKILL) of tallyd: tallies, collector watermarks, the ballot
+ * token set (a re-push of the same voters under new collector ids counts nothing), and the
+ * progress over time (/v1/history holds every checkpoint of the record after a restart). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,6 +108,44 @@ static void assert_results_equal(const char *want, const char *when)
     free(got);
 }
 
+/* /v1/history names every checkpoint of the record, in order (fewer than the 2048 points
+ * it keeps), the accepted votes never fall, and the last point's equal the record's. */
+static void assert_history_matches_record(const char *when)
+{
+    static char body[1 << 20], ids[1 << 16];
+    int code = ts_http_get(tc.d.http_port, "/v1/history", body, sizeof body, ts_scale(5000));
+    if (code != 200)
+        fail_msg("GET /v1/history %s answered %d", when, code);
+    const char *p = strstr(body, "\"points\":[");
+    assert_non_null(p);
+    size_t len = 0;
+    unsigned long long accepted = 0, prev = 0;
+    ids[0] = '\0';
+    for (const char *q = strstr(p, "{\"checkpoint\":"); q; q = strstr(q + 1, "{\"checkpoint\":")) {
+        unsigned long long id = strtoull(q + strlen("{\"checkpoint\":"), NULL, 10);
+        const char *a = strstr(q, "\"accepted\":");
+        assert_non_null(a);
+        accepted = strtoull(a + strlen("\"accepted\":"), NULL, 10);
+        if (accepted < prev)
+            fail_msg("/v1/history %s: accepted falls to %llu at checkpoint %llu", when, accepted,
+                     id);
+        prev = accepted;
+        if (id == 0)
+            continue; /* the empty state before the first checkpoint, if shown */
+        len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%llu", len ? "," : "", id);
+        assert_true(len < sizeof ids);
+    }
+    char *want =
+        ts_sql_text(tc.conninfo, "SELECT string_agg(id::text, ',' ORDER BY id) FROM checkpoints");
+    assert_non_null(want);
+    if (strcmp(ids, want) != 0)
+        fail_msg("/v1/history %s names checkpoints %s; the record has %s", when, ids, want);
+    free(want);
+    uint64_t db = 0;
+    assert_int_equal(ts_sql_u64(tc.conninfo, "SELECT sum(accepted) FROM checkpoints", &db), 0);
+    assert_int_equal(accepted, db);
+}
+
 static void test_recovery(void **state)
 {
     (void)state;
@@ -125,6 +164,7 @@ static void test_recovery(void **state)
     assert_results_equal(snap, "across SIGTERM");
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
     assert_results_equal(snap, "across a restart");
+    assert_history_matches_record("after a clean restart");
 
     /* Watermark recovered: c0 again on its own spool has nothing left to count. */
     push_as("c0", 0, "c0");
@@ -147,6 +187,7 @@ static void test_recovery(void **state)
     assert_results_exact("after SIGKILL");
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
     assert_results_exact("after a restart from SIGKILL");
+    assert_history_matches_record("after a restart from SIGKILL");
     push_as("c1", 1, "c1");
     struct ts_push_result r3 = push_as("c3", 1, "c3");
     assert_all_duplicates(&r3, "after a crash restart");
