@@ -1,21 +1,24 @@
-/* tallyd dashboard: national totals, progress and results by state -> circuit, kept live
- * from the server's event stream. Plain JavaScript, no framework, no network but tallyd's
- * own API: GET /v1/summary, /v1/circuits?state=, /v1/results?state=, /v1/events (SSE).
+/* tallyd dashboard: the page's data and its wiring. National totals, progress, status and
+ * the map come from /v1/summary (first in a hidden frame, so they are on the page at its
+ * load event), the states table and the map from /v1/states, the chart from /v1/history,
+ * the selected state's circuits from /v1/circuits?state= and /v1/results?state=, all kept
+ * live from /v1/events (SSE). The full catalogue (/v1/results) is loaded by the search
+ * only, when it is first used. Rendering lives in circuits.js, map.js, states.js, chart.js
+ * and search.js; every word in strings.js.
  *
  * Numbers only ever come from the server's durable snapshots. A `checkpoint` event carries
  * new absolute totals and the absolute votes of the projects that changed. The page loads
  * only the selected state's circuits and projects, and fetches them again after a `reset`
- * event, a `snapshot` event that shows it is behind, or a gap in checkpoint ids. A circuit
- * whose votes changed is re-ranked here with the server's rule (src/http/snapshot.c, and
- * the SQL view circuit_winners): the top `seats` projects win, unless a seat is decided by
- * equal votes, in which case the projects sharing that count are tied and none wins. */
+ * event, a `snapshot` event that shows it is behind, or a gap in checkpoint ids. */
 (function () {
     'use strict';
 
-    var SUMMARY_REFRESH_MS = 5000; /* collectors' progress is not in the events */
+    var T = window.Tally, i18n = T.i18n, t = i18n.t, tn = i18n.tn;
+    var el = T.dom.el, setNum = T.dom.setNum, toInt = T.dom.toInt, bump = T.dom.bump;
+
+    var SUMMARY_REFRESH_MS = 5000; /* collectors' progress and the states are not in events */
     var RELOAD_DEBOUNCE_MS = 400;
     var RETRY_MAX_MS = 30000;
-    var OPEN_ALL_UP_TO = 8; /* a state with this many circuits or fewer opens them all */
 
     var $ = function (id) { return document.getElementById(id); };
 
@@ -27,75 +30,52 @@
         states: [],              /* [{name, circuits}] sorted by name */
         state: null,             /* the selected state's name */
         circuits: new Map(),     /* its circuits: id -> {id, name, seats, votes, tie, projects, node} */
-        projects: new Map()      /* its projects: id -> {id, name, circuit_id, votes, rank, winner, tie} */
+        projects: new Map(),     /* its projects: id -> {id, name, circuit_id, votes, rank, winner, tie} */
+        summary: null,           /* the last /v1/summary */
+        consultationId: null,
+        map: { metric: 'progress', cp: -1, list: [] }, /* states shown on the map */
+        tableCp: -1              /* checkpoint of the states table's /v1/states */
     };
 
-    /* ---- formatting ------------------------------------------------------------------- */
-
-    var pct = new Intl.NumberFormat('es', { style: 'percent', maximumFractionDigits: 1 });
-    var timeFmt = new Intl.DateTimeFormat('es', {
-        hour: '2-digit', minute: '2-digit', second: '2-digit'
-    });
-    var dateTimeFmt = new Intl.DateTimeFormat('es', {
-        day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', second: '2-digit'
-    });
-    var collator = new Intl.Collator('es', { numeric: true, sensitivity: 'base' });
-
-    function toInt(v) {
-        var n = Number(v);
-        return Number.isFinite(n) ? Math.trunc(n) : null;
-    }
-
-    /* Writes n into el as plain digits, grouped by threes with CSS spacing only: the text
-     * stays "1234567" for copy-paste, screen readers and scripts, and reads as 1 234 567. */
-    function setNum(el, v) {
-        var n = toInt(v);
-        if (!el) return;
-        if (n === null) {
-            el.textContent = '—';
-            delete el.dataset.value;
-            return;
+    var view = T.circuits.create(model, $('circuits'));
+    var statesTable = T.statesTable.create($('states-table'), stateHref);
+    var hist = T.history.create({
+        getJSON: getJSON,
+        tablesTotal: function () {
+            return model.summary && model.summary.progress ? toInt(model.summary.progress.tables) : null;
         }
-        var s = String(n);
-        if (el.dataset.value === s) return;
-        var changed = el.dataset.value !== undefined;
-        el.dataset.value = s;
-        var neg = s[0] === '-' ? '-' : '';
-        var digits = neg ? s.slice(1) : s;
-        var head = digits.length % 3 || 3;
-        var parts = [neg + digits.slice(0, head)];
-        for (var i = head; i < digits.length; i += 3) {
-            var g = document.createElement('span');
-            g.className = 'g';
-            g.textContent = digits.slice(i, i + 3);
-            parts.push(g);
-        }
-        el.replaceChildren.apply(el, parts);
-        if (changed) bump(el);
+    });
+    var search = null;
+
+    /* ---- links and the hash ---------------------------------------------------------- */
+
+    function stateHref(name) {
+        return '#estado=' + encodeURIComponent(name);
     }
 
-    function numSpan(v, cls) {
-        var el = document.createElement('span');
-        el.className = 'num' + (cls ? ' ' + cls : '');
-        setNum(el, v);
-        return el;
+    /* #estado=NAME[&circuito=ID[&proyecto=ID]] */
+    function parseHash() {
+        var out = { state: null, circuit: null, project: null };
+        location.hash.replace(/^#/, '').split('&').forEach(function (kv) {
+            var i = kv.indexOf('=');
+            if (i < 0) return;
+            var k = kv.slice(0, i), v;
+            try { v = decodeURIComponent(kv.slice(i + 1)); } catch (e) { return; }
+            if (k === 'estado') out.state = v;
+            else if (k === 'circuito') out.circuit = toInt(v);
+            else if (k === 'proyecto') out.project = toInt(v);
+        });
+        return out;
     }
 
-    function bump(el) {
-        el.classList.remove('bump');
-        void el.offsetWidth; /* restart the animation */
-        el.classList.add('bump');
-    }
-
-    function fold(s) {
-        return String(s).normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase();
-    }
-
-    function el(tag, cls, text) {
-        var e = document.createElement(tag);
-        if (cls) e.className = cls;
-        if (text !== undefined) e.textContent = text;
-        return e;
+    function renderLangSwitch() {
+        var a = $('lang-switch');
+        var code = t('lang.otherCode');
+        a.textContent = t('lang.other');
+        a.lang = code;
+        a.hreflang = code;
+        a.title = t('lang.switchTitle');
+        a.href = '?lang=' + code + location.hash;
     }
 
     /* ---- fetching --------------------------------------------------------------------- */
@@ -107,22 +87,20 @@
                 /* The API's errors are {"error": "..."}: say what the server said. */
                 return r.json().catch(function () { return {}; }).then(function (body) {
                     var why = body && typeof body.error === 'string' ? ': ' + body.error : '';
-                    throw new Error(path + ': HTTP ' + r.status + why);
+                    var err = new Error(path + ': HTTP ' + r.status + why);
+                    err.status = r.status;
+                    throw err;
                 });
             });
     }
 
     function showAlert(msg) {
         var a = $('alert');
-        if (msg) {
-            a.textContent = msg;
-            a.hidden = false;
-        } else {
-            a.hidden = true;
-        }
+        a.hidden = !msg;
+        if (msg) a.textContent = msg;
     }
 
-    /* ---- totals and progress ---------------------------------------------------------- */
+    /* ---- totals, progress, status, footer -------------------------------------------- */
 
     function rejectedTotal(r) {
         if (r === null || r === undefined) return null;
@@ -132,12 +110,20 @@
         return sum;
     }
 
-    function renderTotals(t) {
-        if (!t) return;
-        setNum($('total-accepted'), t.accepted);
-        setNum($('total-duplicate'), t.duplicate !== undefined ? t.duplicate : t.duplicates);
-        setNum($('total-rejected'), rejectedTotal(t.rejected));
-        setNum($('total-batches'), t.batches);
+    var marked = {};
+    function markOnce(name) {
+        if (marked[name]) return;
+        marked[name] = true;
+        performance.mark(name);
+    }
+
+    function renderTotals(tot) {
+        if (!tot) return;
+        setNum($('total-accepted'), tot.accepted);
+        setNum($('total-duplicate'), tot.duplicate !== undefined ? tot.duplicate : tot.duplicates);
+        setNum($('total-rejected'), rejectedTotal(tot.rejected));
+        setNum($('total-batches'), tot.batches);
+        if (toInt(tot.accepted) !== null) markOnce('tally:totals');
     }
 
     var checkpointTime = null;
@@ -153,15 +139,16 @@
         }
         var d = time ? new Date(typeof time === 'number' ? time : String(time)) : null;
         checkpointTime = d && !isNaN(d.getTime()) ? d : null;
-        var t = $('checkpoint-time');
-        if (checkpointTime) {
-            t.dateTime = checkpointTime.toISOString();
-            var today = new Date().toDateString() === checkpointTime.toDateString();
-            t.textContent = (today ? timeFmt : dateTimeFmt).format(checkpointTime);
-        } else {
-            t.removeAttribute('datetime');
-            t.textContent = n === 0 ? '(estado recuperado al iniciar)' : '—';
-        }
+        [$('checkpoint-time'), $('foot-time')].forEach(function (e, i) {
+            if (checkpointTime) {
+                e.dateTime = checkpointTime.toISOString();
+                var today = new Date().toDateString() === checkpointTime.toDateString();
+                e.textContent = (today && i === 0 ? i18n.time : i18n.dateTime)(checkpointTime);
+            } else {
+                e.removeAttribute('datetime');
+                e.textContent = n === 0 && i === 0 ? t('progress.recovered') : '—';
+            }
+        });
         renderAge();
     }
 
@@ -172,65 +159,56 @@
             return;
         }
         var s = Math.max(0, Math.round((Date.now() - checkpointTime.getTime()) / 1000));
-        a.textContent = s < 60 ? '(hace ' + s + ' s)'
-            : s < 3600 ? '(hace ' + Math.floor(s / 60) + ' min)'
-                : '(hace ' + Math.floor(s / 3600) + ' h)';
+        a.textContent = s < 60 ? t('progress.ageS', { n: s }) : s < 3600 ?
+            t('progress.ageMin', { n: Math.floor(s / 60) }) : t('progress.ageH', { n: Math.floor(s / 3600) });
     }
 
     /* The footer's audit line: the hash is long, so it shows a prefix and keeps the whole
-     * value in the title (and in the text a copy of the title gives). */
+     * value in the title. */
     function renderHead(id, hash) {
         var n = toInt(id);
         $('foot-checkpoint').textContent = n === null ? '—' : '#' + n;
         var h = $('head-hash');
         if (typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash)) {
             h.textContent = hash.slice(0, 16) + '…';
-            h.title = hash;
+            h.title = t('foot.headTitle', { hash: hash });
+            h.dataset.hash = hash;
         } else {
             h.textContent = '—';
-            h.title = n === 0 ? 'ningún corte guardado todavía' : '';
+            h.title = n === 0 ? t('foot.noCheckpoint') : '';
+            delete h.dataset.hash;
         }
-    }
-
-    /* ---- reporting progress (docs/api.md) ---------------------------------------------- */
-
-    /* "mesas reportadas X/Y · participación Z %", or '' when no table is loaded. */
-    function progressText(p) {
-        if (!p || !toInt(p.tables)) return '';
-        var t = 'mesas reportadas ' + (toInt(p.tables_reported) || 0) + '/' +
-            toInt(p.tables);
-        if (typeof p.turnout === 'number') t += ' · participación ' + pct.format(p.turnout);
-        return t;
-    }
-
-    function hhmm(iso) {
-        var d = new Date(iso);
-        if (isNaN(d.getTime())) return '';
-        return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
     }
 
     function renderProgress(p) {
         var box = $('tables-progress');
         if (!box || !p) return;
-        var text = progressText(p);
+        var text = T.circuits.progressText(p);
         box.hidden = !text;
         if (!text) return;
         var decided = toInt(p.circuits_decided);
-        box.textContent = text + (decided !== null ? ' · ' + plural(decided, 'circuito decidido',
-            'circuitos decididos') : '');
+        box.textContent = text + (decided !== null ? ' · ' + tn('progress.decided', decided) : '');
     }
 
-    /* The consultation's status (docs/consultation.md, part B): "Provisional" or "Oficial"
-     * in the header, and under embargo a notice instead of the results, which the server
-     * then does not send (only progress). */
+    /* The consultation's status (docs/api.md "Status", "Embargo"): "Provisional" or
+     * "Oficial" with the certified head in the header, and under embargo a notice instead
+     * of the results, which the server then does not send (only progress). */
     function renderStatus(d) {
         if (!d || !('embargo' in d)) return;
         var official = d.status === 'official';
         var st = $('status');
         st.dataset.status = official ? 'official' : 'provisional';
-        st.textContent = (official ? 'Oficial' : 'Provisional') + (d.closed ? ' · cerrada' : '');
-        st.title = official ? 'Resultados certificados' + (typeof d.certified_hash === 'string' ?
-            ' (cadena ' + d.certified_hash + ')' : '') : 'Resultados provisionales: aún no certificados';
+        st.dataset.closed = d.closed ? 'true' : 'false';
+        $('status-label').textContent = t(official ? 'status.official' : 'status.provisional') +
+            (d.closed && !official ? ' · ' + t('status.closed') : '');
+        var code = $('status-hash');
+        var hash = official && typeof d.certified_hash === 'string' ? d.certified_hash : '';
+        code.hidden = !hash;
+        code.textContent = hash ? hash.slice(0, 12) + '…' : '';
+        code.title = hash;
+        if (hash) code.dataset.hash = hash;
+        else delete code.dataset.hash;
+        st.title = hash ? t('status.officialTitle', { hash: hash }) : t('status.provisionalTitle');
         var was = model.embargo;
         model.embargo = d.embargo === true;
         $('embargo').hidden = !model.embargo;
@@ -239,11 +217,20 @@
         if (was !== undefined && was !== model.embargo) scheduleReload(0);
     }
 
+    function checkpointOf(doc) {
+        var c = doc && doc.checkpoint;
+        return toInt(c !== null && typeof c === 'object' ? c.id : c);
+    }
+
     function renderSummary(s) {
         renderStatus(s);
-        if (s.consultation && s.consultation.name) {
-            $('consultation-name').textContent = s.consultation.name;
-            document.title = 'Resultados en vivo · ' + s.consultation.name;
+        model.summary = s;
+        if (s.consultation) {
+            var name = s.consultation.name || t('consultation.default');
+            $('consultation-name').textContent = name;
+            document.title = t('page.title', { name: name });
+            if (model.consultationId !== null && model.consultationId !== s.consultation.id && search) search.reset();
+            model.consultationId = s.consultation.id;
         }
         var cpId = checkpointOf(s);
         var cpTime = s.checkpoint !== null && typeof s.checkpoint === 'object' ? s.checkpoint.time : s.time;
@@ -260,245 +247,58 @@
         setNum($('collectors-registered'), registered);
         setNum($('collectors-reporting'), reporting);
         setNum($('collectors-connected'), c.connected);
-        $('collectors-connected-label').textContent = toInt(c.connected) === 1 ? 'conectado' : 'conectados';
+        $('collectors-connected-label').textContent = tn('progress.connected', toInt(c.connected) || 0);
         var share = registered ? Math.min(1, (reporting || 0) / registered) : 0;
         $('collectors-bar').style.width = (share * 100).toFixed(1) + '%';
 
         var np = toInt(s.projects), nc = toInt(s.circuits);
         var ns = Array.isArray(s.states) ? s.states.length : toInt(s.states);
         if (np !== null && nc !== null) {
-            $('registry-size').textContent = plural(np, 'proyecto', 'proyectos') + ' en ' +
-                plural(nc, 'circuito', 'circuitos') +
-                (ns ? ' de ' + plural(ns, 'estado', 'estados') : '') + '.';
+            $('registry-size').textContent = ns ? t('registry.size', {
+                projects: tn('n.projects', np), circuits: tn('n.circuits', nc), states: tn('n.states', ns)
+            }) : t('registry.sizeNoStates', { projects: tn('n.projects', np), circuits: tn('n.circuits', nc) });
+        }
+        if (Array.isArray(s.states) && s.states.length && typeof s.states[0] === 'object') {
+            showStates(s.states, cpId === null ? 0 : cpId, false);
         }
     }
 
-    /* ---- circuits, ranks, winners, ties ------------------------------------------------- */
+    /* ---- the map and the states table ------------------------------------------------- */
 
-    /* Competition ranking (1, 2, 2, 4) by votes, then the server's rule (src/http/snapshot.c):
-     * a block of equal votes wins its seats only when it fits whole inside them and has
-     * votes; a block straddling the last seat is a tie and nobody in it wins. */
-    function rankCircuit(c) {
-        var ps = c.projects;
-        ps.sort(function (a, b) { return b.votes - a.votes || a.id - b.id; });
-        var total = 0;
-        ps.forEach(function (p) { total += p.votes; });
-        c.votes = total;
-        for (var i = 0; i < ps.length;) {
-            var j = i;
-            while (j < ps.length && ps[j].votes === ps[i].votes) j++;
-            for (var k = i; k < j; k++) {
-                ps[k].rank = i + 1;
-                ps[k].winner = j <= c.seats && ps[i].votes > 0;
-                ps[k].tie = i < c.seats && j > c.seats;
-            }
-            i = j;
+    /* list: [{name, circuits, progress}] of /v1/states (table and map) or of the summary
+     * (map only: it has no circuits_decided). Older checkpoints than shown are ignored. */
+    function showStates(list, cp, full) {
+        if (cp >= model.map.cp) {
+            model.map.cp = cp;
+            model.map.list = list;
+            renderMap();
         }
-        /* Before any vote every project "ties"; that is no news, so it is not shown. */
-        c.tie = total > 0 && ps.some(function (p) { return p.tie; });
-        /* The server's winners, when it sent them, carry what the votes alone do not
-         * (min_votes): they arrive with the same checkpoint as the votes. */
-        if (c.serverWinners) {
-            var w = new Set(c.serverWinners);
-            ps.forEach(function (p) { p.winner = w.has(p.id); });
-            c.tie = total > 0 && !!c.serverTie;
+        if (full && cp >= model.tableCp) {
+            model.tableCp = cp;
+            var s = model.summary;
+            statesTable.render(list, s ? { circuits: s.circuits, progress: s.progress } : null, cp);
         }
     }
 
-    /* A circuit's fields from /v1/circuits or an SSE checkpoint's "circuits" entry. */
-    function takeCircuitFields(c, src) {
-        if (Array.isArray(src.winners)) c.serverWinners = src.winners.map(toInt);
-        if ('tie' in src) c.serverTie = !!src.tie;
-        if ('decided' in src) c.decided = !!src.decided;
-        if ('progress' in src) c.progress = src.progress;
-        if ('corrected_at' in src) c.correctedAt = src.corrected_at;
+    function renderMap() {
+        var list = model.map.list;
+        var metric = model.map.metric;
+        T.map.render($('map-tiles'), list, metric, model.state, stateHref);
+        var fig = $('map');
+        fig.dataset.metric = metric;
+        fig.dataset.checkpoint = String(model.map.cp);
+        $('map-title').textContent = list.length ? t('map.title', { n: list.length }) : t('map.empty');
+        $('map-desc').textContent = t('map.desc.' + metric);
+        if (list.length) markOnce('tally:map');
     }
 
-    function circuitNode(c) {
-        var d = document.createElement('details');
-        d.className = 'circuit';
-        d.dataset.id = String(c.id);
-        d.appendChild(document.createElement('summary'));
-        var table = el('table', 'projects');
-        table.appendChild(el('caption', 'visually-hidden'));
-        var thead = el('thead');
-        var hr = el('tr');
-        [['#', 'col-rank'], ['Proyecto', 'col-name'], ['Votos', 'col-votes']].forEach(function (h) {
-            var th = el('th', h[1], h[0]);
-            th.scope = 'col';
-            hr.appendChild(th);
-        });
-        thead.appendChild(hr);
-        table.appendChild(thead);
-        table.appendChild(el('tbody'));
-        d.appendChild(table);
-        c.node = d;
-        fillCircuit(c);
-        return d;
-    }
-
-    function fillCircuit(c) {
-        var d = c.node;
-        if (!d) return;
-        var head = el('span', 'c-head');
-        head.appendChild(el('span', 'c-name', c.name));
-        head.appendChild(el('span', 'c-id', 'circuito ' + c.id));
-        var meta = el('span', 'c-meta');
-        meta.appendChild(numSpan(c.votes));
-        meta.appendChild(document.createTextNode(' votos · ' + c.seats +
-            (c.seats === 1 ? ' cupo' : ' cupos')));
-        /* Reporting progress on a line of its own, under the rest. */
-        var tables = el('span', 'c-tables');
-        var ptext = progressText(c.progress);
-        if (ptext) {
-            tables.appendChild(el('span', 'c-progress', ptext));
-            tables.appendChild(document.createTextNode(' '));
-            tables.appendChild(el('span', c.decided ? 'badge badge-decided' : 'badge badge-open',
-                c.decided ? 'decidido' : 'por decidir'));
-        }
-        if (c.correctedAt) {
-            /* Both words until the page has a string table per language: the organisers
-             * read Spanish, the label the consultation's rules give is "corrected HH:MM". */
-            var corr = el('span', 'badge badge-corrected',
-                          'corregido (corrected) ' + hhmm(c.correctedAt));
-            corr.title = 'Corrección registrada: ' + c.correctedAt + ' (ver /v1/corrections)';
-            tables.appendChild(corr);
-        }
-        var status = el('span', 'c-status');
-        var winners = c.projects.filter(function (p) { return p.winner; });
-        if (c.votes === 0) {
-            status.appendChild(el('span', 'muted', 'Sin votos aún'));
-        } else {
-            if (winners.length) {
-                status.appendChild(el('span', 'badge badge-win', winners.length === 1 ? 'Gana' : 'Ganan'));
-                status.appendChild(document.createTextNode(winners.map(function (p) {
-                    return p.name;
-                }).join(' · ') + ' '));
-            }
-            if (c.tie) {
-                status.appendChild(el('span', 'badge badge-tie', 'Empate'));
-                status.appendChild(document.createTextNode(winners.length ? 'por el último cupo'
-                    : c.seats === 1 ? 'por el cupo' : 'por los cupos'));
-            }
-        }
-        var parts = [head, meta, status];
-        if (tables.childNodes.length) parts.push(tables);
-        d.querySelector('summary').replaceChildren.apply(d.querySelector('summary'), parts);
-        d.classList.toggle('has-tie', c.tie);
-        applyFilterTo(c);
-        /* A closed circuit's table is built when it opens: a large state has hundreds. */
-        c.tableStale = true;
-        if (d.open) fillTable(c);
-    }
-
-    function fillTable(c) {
-        var d = c.node;
-        c.tableStale = false;
-        d.querySelector('caption').textContent = 'Proyectos del ' + c.name + ', por votos';
-        var tbody = d.querySelector('tbody');
-        var rows = c.projects.map(function (p) {
-            var showTie = p.tie && c.tie;
-            var tr = el('tr', p.winner ? 'is-winner' : showTie ? 'is-tie' : '');
-            tr.dataset.id = String(p.id);
-            tr.appendChild(el('td', 'col-rank', String(p.rank)));
-            var name = el('th', 'col-name');
-            name.scope = 'row';
-            name.appendChild(el('span', 'p-name', p.name));
-            if (p.winner) name.appendChild(el('span', 'badge badge-win', 'Gana'));
-            if (showTie) name.appendChild(el('span', 'badge badge-tie', 'Empate'));
-            var share = c.votes ? p.votes / c.votes : 0;
-            var bar = el('span', 'bar');
-            bar.setAttribute('aria-hidden', 'true');
-            var fill = el('span');
-            fill.style.width = (share * 100).toFixed(1) + '%';
-            bar.appendChild(fill);
-            name.appendChild(bar);
-            tr.appendChild(name);
-            var v = el('td', 'col-votes');
-            var num = numSpan(p.votes);
-            if (p.shown !== undefined && p.shown !== p.votes) num.classList.add('bump');
-            p.shown = p.votes;
-            v.appendChild(num);
-            v.appendChild(el('span', 'share', pct.format(share)));
-            tr.appendChild(v);
-            return tr;
-        });
-        tbody.replaceChildren.apply(tbody, rows);
-    }
-
-    function sortedCircuits() {
-        return Array.from(model.circuits.values()).sort(function (a, b) {
-            return collator.compare(a.name, b.name) || a.id - b.id;
+    function loadStatesDoc() {
+        return getJSON('/v1/states').then(function (d) {
+            if (Array.isArray(d.states)) showStates(d.states, checkpointOf(d) || 0, true);
         });
     }
 
-    function renderState(fresh) {
-        var list = sortedCircuits();
-        var box = $('circuits');
-        var open = new Set();
-        if (!fresh) box.querySelectorAll('details[open]').forEach(function (d) { open.add(d.dataset.id); });
-        var nodes = list.map(function (c) {
-            rankCircuit(c);
-            var d = circuitNode(c);
-            if (fresh ? list.length <= OPEN_ALL_UP_TO : open.has(d.dataset.id)) {
-                d.open = true;
-                fillTable(c);
-            }
-            return d;
-        });
-        if (!nodes.length) nodes.push(el('p', 'muted', 'No hay circuitos en este estado.'));
-        box.replaceChildren.apply(box, nodes);
-        renderStateSummary();
-        syncExpandButton();
-    }
-
-    function plural(n, one, many) {
-        return n + ' ' + (n === 1 ? one : many);
-    }
-
-    function renderStateSummary() {
-        var votes = 0, won = 0, ties = 0, none = 0, withTables = 0, decided = 0;
-        model.circuits.forEach(function (c) {
-            votes += c.votes || 0;
-            if (!c.votes) none++;
-            else if (c.tie) ties++;
-            else won++;
-            if (c.progress && toInt(c.progress.tables)) withTables++;
-            if (c.decided) decided++;
-        });
-        var parts = [plural(won, 'con ganador', 'con ganador'), plural(ties, 'con empate', 'con empate')];
-        if (none) parts.push(plural(none, 'sin votos', 'sin votos'));
-        if (withTables) parts.push(plural(decided, 'decidido', 'decididos'));
-        $('state-summary').replaceChildren(
-            document.createTextNode((model.state || '') + ': ' +
-                plural(model.circuits.size, 'circuito', 'circuitos') + ' · '),
-            numSpan(votes),
-            document.createTextNode(' votos · ' + parts.join(' · ')));
-    }
-
-    /* ---- the filter and expand-all -------------------------------------------------------- */
-
-    function applyFilterTo(c) {
-        var q = fold($('filter').value.trim());
-        var hit = !q || fold(c.name).indexOf(q) >= 0 || String(c.id) === q ||
-            c.projects.some(function (p) { return fold(p.name).indexOf(q) >= 0 || String(p.id) === q; });
-        if (c.node) c.node.hidden = !hit;
-    }
-
-    function applyFilter() {
-        model.circuits.forEach(applyFilterTo);
-        syncExpandButton();
-    }
-
-    function syncExpandButton() {
-        var all = $('circuits').querySelectorAll('details:not([hidden])');
-        var open = $('circuits').querySelectorAll('details[open]:not([hidden])');
-        var b = $('expand-all');
-        b.textContent = all.length && open.length === all.length ? 'Contraer todo' : 'Expandir todo';
-        b.disabled = all.length === 0;
-    }
-
-    /* ---- states ------------------------------------------------------------------------------ */
+    /* ---- states and the state view ---------------------------------------------------- */
 
     /* From /v1/summary's states [{name, circuits, ...}]; older servers gave names only. */
     function setStates(list) {
@@ -506,15 +306,15 @@
         model.states = list.map(function (s) {
             return typeof s === 'string' ? { name: s, circuits: null }
                 : { name: String(s.name), circuits: toInt(s.circuits) };
-        }).sort(function (a, b) { return collator.compare(a.name, b.name); });
+        }).sort(function (a, b) { return i18n.collator.compare(a.name, b.name); });
         var sel = $('state-select');
         var same = sel.options.length === model.states.length && model.states.every(function (s, i) {
             return sel.options[i].value === s.name;
         });
         if (!same) {
             sel.replaceChildren.apply(sel, model.states.map(function (s) {
-                var o = el('option', '', s.name + (s.circuits === null ? ''
-                    : ' · ' + s.circuits + (s.circuits === 1 ? ' circuito' : ' circuitos')));
+                var o = el('option', '', s.circuits === null ? s.name :
+                    t('results.stateOption', { name: s.name, circuits: tn('n.circuits', s.circuits) }));
                 o.value = s.name;
                 return o;
             }));
@@ -523,34 +323,50 @@
         if (model.state !== null) sel.value = model.state;
     }
 
-    function stateFromHash() {
-        var m = /(?:^|[#&])estado=([^&]*)/.exec(location.hash);
-        if (!m) return null;
-        try { return decodeURIComponent(m[1]); } catch (e) { return null; }
+    function knownState(name) {
+        return name !== null && model.states.some(function (s) { return s.name === name; });
     }
 
     function pickState() {
-        var names = model.states.map(function (s) { return s.name; });
-        var want = [stateFromHash(), model.state];
-        for (var i = 0; i < want.length; i++) if (want[i] !== null && names.indexOf(want[i]) >= 0) return want[i];
-        return names.length ? names[0] : null;
+        var want = [parseHash().state, model.state];
+        for (var i = 0; i < want.length; i++) if (knownState(want[i])) return want[i];
+        return model.states.length ? model.states[0].name : null;
     }
 
-    function selectState(name) {
-        if (name === model.state) return Promise.resolve();
+    var pending = null; /* {circuit, project, focusResults} to show once the state is loaded */
+
+    function revealPending() {
+        var p = pending;
+        if (!p) return;
+        if (p.circuit !== null) {
+            if (view.reveal(p.circuit, p.project)) pending = null;
+            return;
+        }
+        pending = null;
+        if (p.focusResults) {
+            $('results-h').scrollIntoView({ block: 'start' });
+            $('results-h').focus({ preventScroll: true });
+        }
+    }
+
+    function selectState(name, fromHash) {
+        if (!fromHash) window.history.replaceState(null, '', stateHref(name));
+        renderLangSwitch();
+        if (name === model.state) {
+            revealPending();
+            return Promise.resolve();
+        }
         model.state = name;
         $('state-select').value = name;
-        history.replaceState(null, '', '#estado=' + encodeURIComponent(name));
         model.circuits = new Map();
         model.projects = new Map();
-        $('circuits').replaceChildren(el('p', 'muted', 'Cargando ' + name + '…'));
+        renderMap();
+        $('circuits').replaceChildren(el('p', 'muted', t('results.loadingState', { name: name })));
         return loadState(true).catch(function (err) {
-            showAlert('No se pudo cargar ' + name + ' (' + err.message + '). Reintentando…');
+            showAlert(t('alert.state', { name: name, why: err.message }));
             scheduleReload(3000);
         });
     }
-
-    /* ---- one state's circuits and projects ------------------------------------------------------ */
 
     var stateToken = 0;
 
@@ -572,10 +388,10 @@
                 if (c.state !== undefined && c.state !== state) return; /* not filtered */
                 var id = toInt(c.id);
                 var cc = {
-                    id: id, name: c.name || ('Circuito ' + id), seats: toInt(c.seats) || 1,
+                    id: id, name: c.name || String(id), seats: toInt(c.seats) || 1,
                     votes: 0, tie: false, projects: [], node: null
                 };
-                takeCircuitFields(cc, c);
+                T.circuits.takeFields(cc, c);
                 circuits.set(id, cc);
             });
             var projects = new Map();
@@ -596,29 +412,33 @@
             if (model.circuitsCp === null) model.circuitsCp = -1;
             held.forEach(function (ev) { applyChanges(ev); });
             dirty.clear();
-            renderState(fresh);
+            view.render(fresh);
+            revealPending();
         }, function (err) {
             if (token === stateToken) model.loading = null;
             throw err;
         });
     }
 
-    /* A document's checkpoint: a number (this server) or {id, time}. */
-    function checkpointOf(doc) {
-        var c = doc && doc.checkpoint;
-        return toInt(c !== null && typeof c === 'object' ? c.id : c);
-    }
-
-    /* ---- everything, from scratch ------------------------------------------------------------ */
+    /* ---- everything, from scratch ------------------------------------------------------ */
 
     var retryMs = 1000;
+    var bootSummary = null; /* the hidden frame's summary, for the first reloadAll */
     var reloadTimer = null;
     var reloading = null;
 
     function reloadAll() {
         if (reloading) return reloading;
         if (!model.loading) model.loading = [];
-        reloading = getJSON('/v1/summary')
+        /* A reset may move checkpoints backwards (another database): accept them. */
+        model.map.cp = -1;
+        model.tableCp = -1;
+        loadStatesDoc().catch(function () { /* the next refresh retries */ });
+        hist.load();
+        var boot = bootSummary;
+        bootSummary = null;
+        reloading = (boot ? boot.then(function (s) { return s || getJSON('/v1/summary'); })
+            : getJSON('/v1/summary'))
             .then(function (s) {
                 /* A reset may move checkpoints backwards (another database): accept it. */
                 model.checkpoint = -1;
@@ -633,12 +453,13 @@
                 var name = pickState();
                 if (name === null) {
                     model.loading = null;
-                    $('circuits').replaceChildren(el('p', 'muted', 'Aún no hay circuitos cargados.'));
+                    $('circuits').replaceChildren(el('p', 'muted', t('results.noneLoaded')));
                     return null;
                 }
                 var fresh = name !== model.state;
                 model.state = name;
                 $('state-select').value = name;
+                renderMap();
                 return loadState(fresh);
             })
             .then(function () {
@@ -647,8 +468,7 @@
             })
             .catch(function (err) {
                 model.loading = null;
-                showAlert('No se pudieron cargar los datos (' + err.message + '). Reintentando en ' +
-                    Math.round(retryMs / 1000) + ' s…');
+                showAlert(t('alert.load', { why: err.message, s: Math.round(retryMs / 1000) }));
                 scheduleReload(retryMs);
                 retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
             })
@@ -667,18 +487,20 @@
     var summaryTimer = null;
     var summaryAt = 0;
 
-    /* At once, then at most every SUMMARY_REFRESH_MS however often checkpoints come. */
+    /* At once, then at most every SUMMARY_REFRESH_MS however often checkpoints come: the
+     * summary (collectors) and the states (map, table). */
     function scheduleSummary() {
         if (summaryTimer) return;
         var wait = Math.max(0, summaryAt + SUMMARY_REFRESH_MS - Date.now());
         summaryTimer = setTimeout(function () {
             summaryAt = Date.now();
-            getJSON('/v1/summary').then(renderSummary).catch(function () { /* next event retries */ })
+            getJSON('/v1/summary').then(renderSummary).then(loadStatesDoc)
+                .catch(function () { /* next event retries */ })
                 .then(function () { summaryTimer = null; });
         }, wait);
     }
 
-    /* ---- live events --------------------------------------------------------------------- */
+    /* ---- live events ------------------------------------------------------------------- */
 
     var dirty = new Set();
     var frame = 0;
@@ -691,7 +513,7 @@
             (ev.circuits || []).forEach(function (src) {
                 var c = model.circuits.get(toInt(src.id));
                 if (!c) return; /* another state's circuit */
-                takeCircuitFields(c, src);
+                T.circuits.takeFields(c, src);
                 dirty.add(c.id);
             });
         }
@@ -734,6 +556,7 @@
         var ev = parse(e);
         if (!ev) return;
         takeTotals(ev);
+        hist.take(ev);
         var ch = {
             id: ev.id, changed: Array.isArray(ev.data.changed) ? ev.data.changed : [],
             circuits: Array.isArray(ev.data.circuits) ? ev.data.circuits : []
@@ -753,19 +576,24 @@
         var ev = parse(e);
         if (!ev) return;
         if (ev.id < model.checkpoint) { /* checkpoints went backwards: another database */
+            if (search) search.reset();
             scheduleReload(0);
             return;
         }
         takeTotals(ev);
         renderStatus(ev.data); /* the same checkpoint may come with another status */
+        hist.take(ev);
         if (!model.loading && !model.embargo && ev.id !== model.projectsCp) {
             loadState(false).catch(function () { scheduleReload(); });
             scheduleSummary();
         }
     }
 
-    /* The server cannot replay what this page missed: start again. */
-    function onReset() {
+    /* The server cannot replay what this page missed (or its status changed): start again.
+     * The reset's own data already carries the new status. */
+    function onReset(e) {
+        var ev = parse(e);
+        if (ev) renderStatus(ev.data);
         scheduleReload(0);
     }
 
@@ -774,11 +602,11 @@
         dirty.forEach(function (cid) {
             var c = model.circuits.get(cid);
             if (!c) return;
-            rankCircuit(c);
-            fillCircuit(c);
+            T.circuits.rank(c);
+            view.fill(c);
         });
         dirty.clear();
-        renderStateSummary();
+        view.renderSummary();
     }
 
     function setLive(state, text) {
@@ -790,25 +618,25 @@
 
     function openStream() {
         if (!('EventSource' in window)) {
-            setLive('offline', 'Sin actualización en vivo');
+            setLive('offline', t('live.unsupported'));
             return;
         }
-        setLive('connecting', 'Conectando…');
+        setLive('connecting', t('live.connecting'));
         var es = new EventSource('/v1/events');
         es.onopen = function () {
-            setLive('live', 'En vivo');
+            setLive('live', t('live.live'));
             streamRetryMs = 1000;
         };
         es.onerror = function () {
             if (es.readyState === EventSource.CLOSED) {
                 /* The browser gave up (the server refused the stream): retry ourselves. */
                 es.close();
-                setLive('offline', 'Sin conexión · reintento en ' + Math.round(streamRetryMs / 1000) + ' s');
+                setLive('offline', t('live.offline', { s: Math.round(streamRetryMs / 1000) }));
                 setTimeout(openStream, streamRetryMs);
                 streamRetryMs = Math.min(RETRY_MAX_MS, streamRetryMs * 2);
             } else {
                 /* The browser reconnects by itself, sending Last-Event-ID. */
-                setLive('reconnecting', 'Reconectando…');
+                setLive('reconnecting', t('live.reconnecting'));
             }
         };
         es.addEventListener('checkpoint', onCheckpoint);
@@ -817,50 +645,119 @@
         es.addEventListener('reset', onReset);
     }
 
-    /* The summary index.html loads in a hidden frame, so that the totals are shown by the
-     * time the page's load event fires; the stream and the fetches take over from there. */
+    /* The summary index.html loads in a hidden frame, so that the totals and the map are
+     * shown by the time the page's load event fires; the first reloadAll takes the same
+     * answer instead of asking again. Resolves to the summary, or null. */
     function bootFromFrame() {
         var f = $('boot');
-        if (!f) return;
-        var take = function () {
-            try {
-                var doc = f.contentDocument;
-                var text = (doc.querySelector('pre') || doc.body).textContent;
-                var s = JSON.parse(text);
-                if (s && s.totals) renderSummary(s);
-            } catch (e) { /* the fetches below cover it */ }
-            f.remove();
-        };
-        var doc = f.contentDocument;
-        if (doc && doc.readyState === 'complete' && /\/v1\/summary$/.test(doc.URL)) take();
-        else f.addEventListener('load', take, { once: true });
+        if (!f) return null;
+        return new Promise(function (resolve) {
+            var take = function () {
+                var s = null;
+                try {
+                    var doc = f.contentDocument;
+                    s = JSON.parse((doc.querySelector('pre') || doc.body).textContent);
+                    if (s && s.totals) renderSummary(s);
+                    else s = null;
+                } catch (e) { s = null; /* the fetch covers it */ }
+                f.remove();
+                resolve(s);
+            };
+            var doc = f.contentDocument;
+            if (doc && doc.readyState === 'complete' && /\/v1\/summary$/.test(doc.URL)) take();
+            else f.addEventListener('load', take, { once: true });
+        });
     }
 
-    /* ---- start ------------------------------------------------------------------------------ */
+    /* ---- start -------------------------------------------------------------------------- */
 
     function start() {
-        $('state-select').addEventListener('change', function (e) { selectState(e.target.value); });
-        $('filter').addEventListener('input', applyFilter);
+        document.documentElement.lang = i18n.lang;
+        i18n.apply(document);
+        document.title = t('page.title', { name: t('consultation.default') });
+        renderLangSwitch();
+        T.map.renderLegend($('map-legend'));
+        renderMap();
+        statesTable.render([], null, null);
+
+        /* Skip links move the focus without replacing the hash (it holds the state). */
+        document.querySelectorAll('a.skip').forEach(function (a) {
+            a.addEventListener('click', function (e) {
+                var to = document.querySelector(a.getAttribute('href'));
+                if (!to) return;
+                e.preventDefault();
+                if (!to.hasAttribute('tabindex')) to.setAttribute('tabindex', '-1');
+                to.scrollIntoView({ block: 'start' });
+                to.focus({ preventScroll: true });
+            });
+        });
+        $('state-select').addEventListener('change', function (e) {
+            pending = null;
+            selectState(e.target.value, false);
+        });
+        $('map-metric').addEventListener('change', function (e) {
+            if (e.target.name !== 'map-metric') return;
+            model.map.metric = e.target.value === 'turnout' ? 'turnout' : 'progress';
+            renderMap();
+        });
+        /* A square of the map or a state of the table: that state's results. */
+        [$('map-tiles'), $('states-table')].forEach(function (box) {
+            box.addEventListener('click', function (e) {
+                var a = e.target.closest && e.target.closest('a[href^="#estado="]');
+                if (!a) return;
+                pending = { circuit: null, project: null, focusResults: true };
+                if (a.hash === location.hash) {
+                    e.preventDefault();
+                    revealPending();
+                }
+            });
+        });
         $('expand-all').addEventListener('click', function () {
-            var shown = $('circuits').querySelectorAll('details:not([hidden])');
+            var shown = $('circuits').querySelectorAll('details');
             var openAll = Array.prototype.some.call(shown, function (d) { return !d.open; });
             shown.forEach(function (d) { d.open = openAll; });
-            syncExpandButton();
+            view.syncExpand();
         });
         $('circuits').addEventListener('toggle', function (e) {
             var d = e.target;
             if (d.open && d.dataset && d.dataset.id) {
                 var c = model.circuits.get(Number(d.dataset.id));
-                if (c && c.node === d && c.tableStale) fillTable(c);
+                if (c && c.node === d && c.tableStale) view.fillTable(c);
             }
-            syncExpandButton();
+            view.syncExpand();
         }, true);
-        window.addEventListener('hashchange', function () {
-            var s = stateFromHash();
-            if (s !== null && model.states.some(function (x) { return x.name === s; })) selectState(s);
+        var openHash = function () {
+            var h = parseHash();
+            renderLangSwitch();
+            if (!knownState(h.state)) return;
+            if (h.circuit !== null) pending = { circuit: h.circuit, project: h.project };
+            selectState(h.state, true);
+        };
+        window.addEventListener('hashchange', openHash);
+        search = T.search.create({
+            box: $('search'), input: $('search-input'), list: $('search-results'),
+            status: $('search-status'), getJSON: getJSON,
+            hrefOf: function (e) {
+                return stateHref(e.state) + '&circuito=' + e.cid +
+                    (e.kind === 'project' ? '&proyecto=' + e.id : '');
+            },
+            onOpen: openHash
         });
+        var h0 = parseHash();
+        if (h0.circuit !== null) pending = { circuit: h0.circuit, project: h0.project };
+
+        var lastWidth = 0;
+        if ('ResizeObserver' in window) {
+            new ResizeObserver(function (entries) {
+                var w = Math.round(entries[0].contentRect.width);
+                if (w !== lastWidth) {
+                    lastWidth = w;
+                    hist.redraw();
+                }
+            }).observe($('history'));
+        }
         setInterval(renderAge, 1000);
-        bootFromFrame();
+        bootSummary = bootFromFrame();
         reloadAll();
         openStream();
     }
