@@ -132,8 +132,11 @@ run_stage "default build" "$BUILD_DIR" "" || status=1
 if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
     # Not the benchmark smoke, the held COMMIT or the limits again over TLS: each ran clean
     # under ASan and UBSan by hand, their code paths run here in the other tests, and their
-    # minute is what keeps the whole command under 15 minutes.
-    run_stage "sanitizer build" "$ASAN_BUILD_DIR" "-E bench_smoke|held_commit|test_limits_tls" \
+    # minute is what keeps the whole command under 15 minutes. Nor the dashboard in the
+    # browser or nginx in front (what they test is the page and the proxy's configuration;
+    # tallyd's HTTP side runs under ASan in unit_http, test_http_api and test_http_cache).
+    run_stage "sanitizer build" "$ASAN_BUILD_DIR" \
+        "-E bench_smoke|held_commit|test_limits_tls|browser_dashboard|nginx_proxy" \
         -DTALLY_SANITIZE=ON || status=1
 fi
 if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then

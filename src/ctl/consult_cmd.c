@@ -405,6 +405,10 @@ static void time_text(int64_t us, char out[40])
         snprintf(out, 40, "unknown");
 }
 
+/* How long a cache in front of tallyd may keep a snapshot document: its max-age of 1 s,
+ * which nginx (counting whole seconds) stretches to up to 2 s. */
+#define CACHE_MAX_AGE_MS 2000
+
 static int cmd_embargo(struct store *s, const struct ctl_consult_args *a)
 {
     struct store_consultation_state st;
@@ -459,8 +463,16 @@ static int cmd_embargo(struct store *s, const struct ctl_consult_args *a)
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    printf("embargo %s%s: applied by tallyd and in the SQL views\n", word,
-           changed ? "" : " (already)");
+    if (a->embargo_on && changed) {
+        /* tallyd's snapshot documents say Cache-Control: max-age=1 (docs/api.md), so a cache
+         * in front of it (deploy/nginx/tallyd.conf, a browser) may serve one with counts a
+         * little longer: the embargo is in force there too once that time has passed. */
+        struct timespec ts = {CACHE_MAX_AGE_MS / 1000, (CACHE_MAX_AGE_MS % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    printf("embargo %s%s: applied by tallyd and in the SQL views%s\n", word,
+           changed ? "" : " (already)",
+           a->embargo_on && changed ? "; answers cached before it have expired" : "");
     return EXIT_OK;
 }
 
