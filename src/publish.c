@@ -33,6 +33,7 @@ struct publish {
     size_t cap_cols;
     struct http_history_point *history; /* for the first publish only (history_take) */
     size_t n_history;
+    uint64_t history_stride;
     /* The checkpoint last published and when it was committed: republishing it (presence,
      * a status change) keeps its time; the recovered one's is read from the record. */
     uint64_t cp_id;
@@ -246,6 +247,7 @@ static void publish_now(struct publish *p, uint64_t checkpoint_id, const uint32_
     memcpy(cp.head_hash, ingest_head_hash(p->in), sizeof(cp.head_hash));
     cp.history = p->history; /* the first publish only (publish_attach) */
     cp.n_history = p->n_history;
+    cp.history_stride = p->history_stride;
     /* Every publish carries the state as ingest applies it now: the embargo can never be
      * missing from a snapshot, whichever path republishes. */
     struct ingest_consultation_state st;
@@ -419,7 +421,7 @@ static void on_presence(void *arg)
 static void history_take(struct publish *p, uint64_t id)
 {
     size_t n;
-    struct store_history_point *h = ingest_history_take(p->in, &n);
+    struct store_history_point *h = ingest_history_take(p->in, &n, &p->history_stride);
     p->history = xcalloc(n ? n : 1, sizeof(*p->history));
     p->n_history = 0;
     for (size_t i = 0; i < n && h[i].checkpoint <= id; i++) {

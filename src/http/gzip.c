@@ -1,8 +1,9 @@
 /* gzip (zlib) for the HTTP answers: small bodies per request, the dashboard files once at
  * start, and the big renderings a snapshot keeps (the national results: 5 MB of JSON for
- * 36,000 projects) once per snapshot, lazily, in slices of about 2 ms rescheduled on a zero
- * timeout, so the loop polls between them; the requests that want one wait in its job and
- * are all answered when it is done. Does not decide who gets gzip (reply.c) nor render. */
+ * 36,000 projects) once per snapshot, lazily, in slices of about 2 ms, one slice of one job
+ * per loop turn (round robin, at most HTTP_GZIP_MAX_JOBS jobs), so the loop polls between
+ * them; the requests that want one wait in its job and are all answered when it is done. Does not
+ * decide who gets gzip (reply.c) nor render. */
 #include "http/server.h"
 
 #include <assert.h>
@@ -43,11 +44,16 @@ static double now_s(void)
 
 /* ---- one gzip member at once ---------------------------------------------------------- */
 
+static void job_slice(evutil_socket_t fd, short what, void *arg);
+
 int http_gzip_init(struct http_gzip *g, struct event_base *base)
 {
     memset(g, 0, sizeof(*g));
     g->base = base;
     TAILQ_INIT(&g->jobs);
+    g->ev = evtimer_new(base, job_slice, g);
+    if (!g->ev)
+        return -1;
     /* windowBits 15 + 16: a gzip header and trailer around the deflate stream. */
     if (deflateInit2(&g->sync, HTTP_GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -1;
@@ -200,10 +206,10 @@ static void job_free(struct http_gzip_job *j)
         waiter_free(w);
     }
     TAILQ_REMOVE(&j->h->gz.jobs, j, link);
+    j->h->gz.n_jobs--;
     j->entry->job = NULL;
     deflateEnd(&j->z);
     free(j->out);
-    event_free(j->ev);
     http_snapshot_unref(j->snap);
     free(j);
 }
@@ -264,17 +270,28 @@ static int job_deflate(struct http_gzip_job *j, int flush)
     }
 }
 
+static void schedule(struct http_gzip *g)
+{
+    static const struct timeval zero = {0, 0};
+    if (!TAILQ_EMPTY(&g->jobs) && !evtimer_pending(g->ev, NULL))
+        evtimer_add(g->ev, &zero);
+}
+
+/* One slice of the job at the head, which then goes to the tail. */
 static void job_slice(evutil_socket_t fd, short what, void *arg)
 {
     LOOPWATCH_SCOPE();
     (void)fd;
     (void)what;
-    struct http_gzip_job *j = arg;
+    struct http_gzip *g = arg;
+    struct http_gzip_job *j = TAILQ_FIRST(&g->jobs);
+    if (!j)
+        return;
     struct http_cached *e = j->entry;
-    struct http_gzip *g = &j->h->gz;
     /* Nobody waits and a newer snapshot took over: nobody will ask for this one again. */
     if (TAILQ_EMPTY(&j->waiters) && j->snap != j->h->snap) {
         job_free(j);
+        schedule(g);
         return;
     }
     double t0 = now_s(), cpu0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
@@ -298,8 +315,9 @@ static void job_slice(evutil_socket_t fd, short what, void *arg)
     if (took > g->longest_slice_s)
         g->longest_slice_s = took;
     if (rc == 0) {
-        static const struct timeval zero = {0, 0};
-        evtimer_add(j->ev, &zero);
+        TAILQ_REMOVE(&g->jobs, j, link);
+        TAILQ_INSERT_TAIL(&g->jobs, j, link);
+        schedule(g);
         return;
     }
     if (rc == 1) {
@@ -317,6 +335,7 @@ static void job_slice(evutil_socket_t fd, short what, void *arg)
     g->jobs_done++;
     job_answer(j);
     job_free(j);
+    schedule(g);
 }
 
 static struct http_gzip_job *job_new(struct http_server *h, struct http_snapshot *s,
@@ -337,13 +356,10 @@ static struct http_gzip_job *job_new(struct http_server *h, struct http_snapshot
     j->out = xmalloc(j->out_cap);
     j->z.next_out = j->out;
     j->z.avail_out = (uInt)j->out_cap;
-    j->ev = evtimer_new(h->gz.base, job_slice, j);
-    if (!j->ev)
-        abort();
-    static const struct timeval zero = {0, 0};
-    evtimer_add(j->ev, &zero);
     e->job = j;
     TAILQ_INSERT_TAIL(&h->gz.jobs, j, link);
+    h->gz.n_jobs++;
+    schedule(&h->gz);
     return j;
 }
 
@@ -352,8 +368,12 @@ void http_gzip_wait(struct http_server *h, struct http_snapshot *s, struct http_
                     size_t head_len)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct http_gzip_job *j = e->job ? e->job : evcon ? job_new(h, s, e) : NULL;
-    if (!j) { /* no connection to wait on, or zlib could not start: plain, at once */
+    struct http_gzip_job *j = e->job;
+    if (!j && evcon && h->gz.n_jobs < HTTP_GZIP_MAX_JOBS)
+        j = job_new(h, s, e);
+    /* No connection to wait on, as many jobs as the loop should carry, or zlib could not
+     * start: plain, at once. */
+    if (!j) {
         answer(req, d, s, e, head, head_len);
         return;
     }
@@ -373,10 +393,33 @@ void http_gzip_wait(struct http_server *h, struct http_snapshot *s, struct http_
     TAILQ_INSERT_TAIL(&j->waiters, w, link);
 }
 
+void http_gzip_counts_hidden(struct http_gzip *g)
+{
+    struct http_gzip_job *j, *next;
+    for (j = TAILQ_FIRST(&g->jobs); j; j = next) {
+        next = TAILQ_NEXT(j, link);
+        if (!http_snapshot_has_counts(j->snap))
+            continue;
+        while (!TAILQ_EMPTY(&j->waiters)) {
+            struct http_gzip_waiter *w = TAILQ_FIRST(&j->waiters);
+            evhttp_connection_set_closecb(w->evcon, NULL, NULL);
+            evhttp_add_header(evhttp_request_get_output_headers(w->req), "Retry-After", "1");
+            http_reply_error(w->req, 503, "Service Unavailable",
+                             "the results changed status while this answer was prepared: "
+                             "ask again");
+            waiter_free(w);
+        }
+        job_free(j);
+    }
+}
+
 void http_gzip_cleanup(struct http_gzip *g)
 {
     while (!TAILQ_EMPTY(&g->jobs))
         job_free(TAILQ_FIRST(&g->jobs));
+    if (g->ev)
+        event_free(g->ev);
+    g->ev = NULL;
     if (g->sync_ready)
         deflateEnd(&g->sync);
     g->sync_ready = false;

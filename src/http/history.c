@@ -43,6 +43,14 @@ static void downsample(struct http_history *hist)
     }
 }
 
+void http_history_set_stride(struct http_history *hist, uint64_t stride)
+{
+    if (hist->n == 0 || stride <= hist->stride)
+        return;
+    hist->stride = stride;
+    hist->last_kept = on_stride(hist, hist->points[hist->n - 1].checkpoint);
+}
+
 void http_history_add(struct http_history *hist, const struct http_history_point *p)
 {
     /* The record went back (a restored database): what came after is not its history. Only

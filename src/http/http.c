@@ -268,6 +268,7 @@ static void history_update(struct http_server *h, const struct http_checkpoint *
             http_history_add(&h->history, p);
             last = p->checkpoint;
         }
+        http_history_set_stride(&h->history, cp->history_stride);
     }
     if (s->checkpoint > 0) {
         struct http_history_point p = history_point(s);
@@ -299,6 +300,8 @@ void http_server_publish(struct http_server *h, const struct http_checkpoint *cp
     history_update(h, cp, s);
     http_snapshot_unref(h->snap); /* in-flight responses and jobs keep their own reference */
     h->snap = s;
+    if (status_changed && !http_snapshot_has_counts(s))
+        http_gzip_counts_hidden(&h->gz);
     if (status_changed)
         http_events_status_changed(&h->events, s);
     else

@@ -161,9 +161,12 @@ struct http_checkpoint {
     struct http_status status;
     /* The record's history before this checkpoint, oldest first (ids ascending, each below
      * id), read at recovery and given with the first publish only (NULL/0 otherwise, and
-     * ignored after the first publish). The server keeps its own bounded copy. */
+     * ignored after the first publish). The server keeps its own bounded copy. When there
+     * were many, they are every history_stride-th checkpoint from the first (and the last
+     * one); 0 or 1: every one. */
     const struct http_history_point *history;
     size_t n_history;
+    uint64_t history_stride;
 };
 
 /* ---- live figures for /metrics, read at request time --------------------------------- */

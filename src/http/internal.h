@@ -99,7 +99,8 @@ struct http_cached {
     struct http_gzip_job *job; /* compressing now (it holds a snapshot reference) */
 };
 
-#define HTTP_SNAPSHOT_CACHE_MAX 96 /* renderings one snapshot keeps at most */
+#define HTTP_SNAPSHOT_CACHE_MAX 96     /* renderings one snapshot keeps at most */
+#define HTTP_SNAPSHOT_CACHE_RESERVED 4 /* ... and essential ones beyond (cache_put) */
 #define HTTP_SNAPSHOT_CACHE_BYTES                                                                  \
     (96u << 20) /* ... and bytes of them (the national set of a                                    \
                    36,000-project registry is about 25 MB) */
@@ -150,12 +151,14 @@ struct http_snapshot {
     uint64_t *row_checkpoint; /* dense order */
     struct http_version *circuit_version, *state_version;
     struct http_version results_version, summary_version;
-    /* ?since=ID below this answers every row ("full":true): older than the first snapshot,
-     * or at or before the last status change (or rows changed under a republished id). */
+    /* ?since=ID below this answers every row ("full":true): at or before the first
+     * snapshot, the last status change, the highest id published before the record went
+     * back, or rows changed under a republished id. */
     uint64_t since_min;
+    uint64_t max_published; /* the highest checkpoint id this server has published */
     /* Rendered on first use, then kept: the big documents and the SSE reset event. */
     struct http_cached **cache;
-    size_t n_cache, cache_bytes;
+    size_t n_cache, cache_bytes, n_essential;
     char *reset_event;
     size_t reset_event_len;
 };
@@ -188,9 +191,11 @@ void http_snapshot_add_bytes(struct http_snapshot *s, struct evbuffer *out, cons
 struct http_cached *http_snapshot_cached(struct http_snapshot *s, const char *key);
 /* Keeps body (malloc'd, len bytes, its first head_len the head) under key and returns the
  * entry, which owns body from then on; NULL (body not taken) when the snapshot keeps
- * HTTP_SNAPSHOT_CACHE_MAX renderings or HTTP_SNAPSHOT_CACHE_BYTES already. */
+ * HTTP_SNAPSHOT_CACHE_MAX renderings or HTTP_SNAPSHOT_CACHE_BYTES already. An essential
+ * one (the unfiltered results every poller asks for) has HTTP_SNAPSHOT_CACHE_RESERVED more
+ * places beyond both limits, so that many filtered renderings never push it out. */
 struct http_cached *http_snapshot_cache_put(struct http_snapshot *s, const char *key, char *body,
-                                            size_t len, size_t head_len);
+                                            size_t len, size_t head_len, bool essential);
 
 /* ---- renderers (render.c): pure functions of a snapshot into an evbuffer -------------- */
 
@@ -279,6 +284,10 @@ void http_history_cleanup(struct http_history *hist);
  * id below the last drops the points from it on first (the record went back). When full,
  * keeps the first point, drops every other one and doubles the stride. */
 void http_history_add(struct http_history *hist, const struct http_history_point *p);
+/* The points added so far are every stride-th checkpoint from the first (the recovered
+ * history, thinned by the record): later points follow that stride, or the history's own
+ * if it is larger. */
+void http_history_set_stride(struct http_history *hist, uint64_t stride);
 /* GET /v1/history: the head, "stride" and "points" (docs/api.md). */
 void http_render_history(const struct http_snapshot *s, const struct http_history *hist,
                          struct evbuffer *out);

@@ -127,7 +127,7 @@ static void send_rendered(struct http_server *h, struct evhttp_request *req,
         if (len > HTTP_GZIP_SYNC_MAX) {
             char *flat = xmalloc(len);
             evbuffer_remove(b.buf, flat, len);
-            b.cached = http_snapshot_cache_put(h->snap, d->tag, flat, len, 0);
+            b.cached = http_snapshot_cache_put(h->snap, d->tag, flat, len, 0, false);
             if (b.cached) {
                 evbuffer_free(b.buf);
                 b.buf = NULL;
@@ -210,10 +210,10 @@ static int parse_since(const struct http_snapshot *s, const char *text, struct h
         f->full = true;
         return 0;
     }
-    if (v > s->checkpoint)
-        return -2;
+    /* Above the current checkpoint: the client's rows come from a record that went back
+     * or from elsewhere; they are no base for changes. */
     f->since_id = v;
-    f->full = v < s->since_min;
+    f->full = v < s->since_min || v > s->checkpoint;
     return 0;
 }
 
@@ -244,9 +244,11 @@ static void results_body(struct http_server *h, const struct http_filter *f, boo
     }
     size_t len;
     char *text = http_render_results(h->snap, f, csv, &len, head_len);
+    /* Rendered into room for every row: give back what a filtered one did not use. */
+    text = xreallocarray(text, len ? len : 1, 1);
     bool all = f->state < 0 && f->circuit < 0 && !f->since;
     if ((all || len > HTTP_GZIP_SYNC_MAX) &&
-        (b->cached = http_snapshot_cache_put(h->snap, key, text, len, *head_len)))
+        (b->cached = http_snapshot_cache_put(h->snap, key, text, len, *head_len, all)))
         return;
     b->buf = evbuffer_new();
     if (!b->buf || evbuffer_add_reference(b->buf, text, len, free_text, NULL) != 0)
@@ -271,10 +273,8 @@ static void get_results(struct http_server *h, struct evhttp_request *req,
         return;
     }
     int rc = since ? parse_since(h->snap, since, &f) : 0;
-    if (rc == -1 || rc == -2) {
-        http_reply_error(req, 400, "Bad Request",
-                         rc == -1 ? "since must be a checkpoint id"
-                                  : "since is above the current checkpoint");
+    if (rc < 0) {
+        http_reply_error(req, 400, "Bad Request", "since must be a checkpoint id");
         return;
     }
     char variant[96], v[48];

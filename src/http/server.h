@@ -63,15 +63,21 @@ struct http_gzip_job {
     uint32_t crc;
     unsigned slices;
     double longest_s, longest_cpu_s;
-    struct event *ev; /* a zero timeout: the next slice after the loop has polled */
     TAILQ_HEAD(, http_gzip_waiter) waiters;
 };
+
+/* Jobs at once, at most: beyond, the answer goes plain rather than queue behind them. */
+#define HTTP_GZIP_MAX_JOBS 8
 
 struct http_gzip {
     struct event_base *base;
     z_stream sync; /* per-request compression, reset each time */
     bool sync_ready;
-    TAILQ_HEAD(, http_gzip_job) jobs;
+    TAILQ_HEAD(, http_gzip_job) jobs; /* round robin: the head gets the next slice */
+    size_t n_jobs;
+    /* A zero timeout: one slice of one job per loop turn, after the loop has polled (a
+     * timer each would run every job's slice in one turn). */
+    struct event *ev;
     uint64_t jobs_done;
     double longest_slice_s; /* the longest slice callback so far */
 };
@@ -166,6 +172,10 @@ int http_gzip_init(struct http_gzip *g, struct event_base *base)
 /* Ends every job: its waiters' connections forget them (evhttp_free then frees their
  * requests), its snapshot reference is dropped. Before evhttp_free. */
 void http_gzip_cleanup(struct http_gzip *g);
+/* The published status hides the counts now (the embargo went on): every job on a snapshot
+ * with counts ends, its waiters answered 503 with Retry-After (they ask again and get the
+ * new snapshot's answer), so that no answer with counts leaves after the publish. */
+void http_gzip_counts_hidden(struct http_gzip *g);
 /* One gzip member of len bytes at data, appended to out. 0, or -1 (out unchanged). */
 int http_gzip_compress(struct http_gzip *g, const void *data, size_t len, struct evbuffer *out)
     __attribute__((warn_unused_result));
@@ -180,7 +190,8 @@ void http_gzip_add_cached(struct http_snapshot *s, const struct http_cached *e, 
  * e->gz is then ready (or failed: e->gz_failed). */
 bool http_gzip_cached_now(struct http_gzip *g, struct http_cached *e);
 /* Keeps req waiting for e's compressed rows (starting the job when none runs), to be
- * answered with d and head (copied; NULL: e's own) once they are made. */
+ * answered with d and head (copied; NULL: e's own) once they are made; answers plain at
+ * once when HTTP_GZIP_MAX_JOBS jobs run already. */
 void http_gzip_wait(struct http_server *h, struct http_snapshot *s, struct http_cached *e,
                     struct evhttp_request *req, const struct http_doc *d, const char *head,
                     size_t head_len);

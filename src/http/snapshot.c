@@ -276,6 +276,8 @@ static void versions_compute(struct http_snapshot *s, const struct http_snapshot
     const struct http_layout *l = s->layout;
     size_t np = l->cat->n_projects, nc = l->cat->n_circuits, ns = l->n_states;
     struct http_version now = {s->checkpoint, s->republish};
+    s->max_published =
+        prev && prev->max_published > s->checkpoint ? prev->max_published : s->checkpoint;
     s->row_checkpoint = xcalloc(np + 1, sizeof(*s->row_checkpoint));
     s->circuit_version = xcalloc(nc + 1, sizeof(*s->circuit_version));
     s->state_version = xcalloc(ns + 1, sizeof(*s->state_version));
@@ -288,9 +290,11 @@ static void versions_compute(struct http_snapshot *s, const struct http_snapshot
         for (size_t st = 0; st < ns; st++)
             s->state_version[st] = now;
         s->results_version = s->summary_version = now;
-        /* The first snapshot's rows are what a client of this server can have seen first;
-         * after a reset, nobody's rows are a base for changes. */
-        s->since_min = prev ? s->checkpoint + 1 : s->checkpoint;
+        /* Nobody's rows are a base for changes: not at the first snapshot (a client's copy
+         * of this id may come from before a restart, under another status: the embargo
+         * lifted while tallyd was down), nor after a reset, nor for any id published before
+         * the record went back (that id names other rows now). */
+        s->since_min = s->max_published + 1;
         return;
     }
     bool counts = http_snapshot_has_counts(s), national = false, rows = false;
@@ -487,14 +491,18 @@ struct http_cached *http_snapshot_cached(struct http_snapshot *s, const char *ke
 }
 
 struct http_cached *http_snapshot_cache_put(struct http_snapshot *s, const char *key, char *body,
-                                            size_t len, size_t head_len)
+                                            size_t len, size_t head_len, bool essential)
 {
     assert(head_len <= len && !http_snapshot_cached(s, key));
-    if (s->n_cache >= HTTP_SNAPSHOT_CACHE_MAX || s->cache_bytes + len > HTTP_SNAPSHOT_CACHE_BYTES ||
+    bool full =
+        s->n_cache >= HTTP_SNAPSHOT_CACHE_MAX || s->cache_bytes + len > HTTP_SNAPSHOT_CACHE_BYTES;
+    if ((full && (!essential || s->n_essential >= HTTP_SNAPSHOT_CACHE_RESERVED)) ||
         strlen(key) >= sizeof(s->cache[0]->key))
         return NULL;
     if (!s->cache)
-        s->cache = xcalloc(HTTP_SNAPSHOT_CACHE_MAX, sizeof(*s->cache));
+        s->cache =
+            xcalloc(HTTP_SNAPSHOT_CACHE_MAX + HTTP_SNAPSHOT_CACHE_RESERVED, sizeof(*s->cache));
+    s->n_essential += essential;
     struct http_cached *e = xcalloc(1, sizeof(*e));
     snprintf(e->key, sizeof(e->key), "%s", key);
     e->body = body;

@@ -438,6 +438,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     }
     in->history = st.rec.history; /* ingest_history_take */
     in->n_history = st.rec.n_history;
+    in->history_stride = st.rec.history_stride;
     st.rec.history = NULL;
     st.rec.n_history = 0;
     store_recovery_cleanup(&st.rec);
@@ -602,10 +603,11 @@ const struct ingest_correction *ingest_corrections(const struct ingest *in, size
     return in->corrections;
 }
 
-struct store_history_point *ingest_history_take(struct ingest *in, size_t *n)
+struct store_history_point *ingest_history_take(struct ingest *in, size_t *n, uint64_t *stride)
 {
     struct store_history_point *h = in->history;
     *n = in->n_history;
+    *stride = in->history_stride ? in->history_stride : 1;
     in->history = NULL;
     in->n_history = 0;
     return h;

@@ -115,9 +115,10 @@ struct ingest_correction {
  * remembers how many it saw finds the new ones after each checkpoint (on_durable). */
 const struct ingest_correction *ingest_corrections(const struct ingest *in, size_t *n);
 
-/* The consultation's progress over time as recovered from the record (oldest first): the
- * caller takes the malloc'd array (free it); NULL with *n 0 once taken or when none. */
-struct store_history_point *ingest_history_take(struct ingest *in, size_t *n);
+/* The consultation's progress over time as recovered from the record (oldest first; every
+ * *stride-th checkpoint from the first, and the last): the caller takes the malloc'd array
+ * (free it); NULL with *n 0 once taken or when none. */
+struct store_history_point *ingest_history_take(struct ingest *in, size_t *n, uint64_t *stride);
 
 /* The consultation's state as this tallyd applies it (docs/consultation.md, part B). */
 struct ingest_consultation_state {

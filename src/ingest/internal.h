@@ -108,6 +108,7 @@ struct ingest {
     size_t n_corrections, cap_corrections;
     struct store_history_point *history; /* recovered, until taken (ingest_history_take) */
     size_t n_history;
+    uint64_t history_stride;
     const char **table_names; /* by dense table index (borrowed from the tally) */
     size_t n_table_names;
     /* One batch's scratch (batch.c), sized for the wire's limits once. */

@@ -1,7 +1,8 @@
 /* The consultation's progress over time, read back from the record at recovery: per
  * checkpoint the national accepted, duplicate and rejected votes so far and the voting
- * tables reported so far, at most STORE_HISTORY_MAX points (every 2^k-th checkpoint and the
- * last). Writes nothing; the HTTP side keeps the live points from then on (/v1/history). */
+ * tables reported so far, at most STORE_HISTORY_MAX points (every 2^k-th checkpoint from the
+ * first, ids being consecutive, and the last). Writes nothing; the HTTP side keeps the live points
+ * from then on (/v1/history). */
 #include "store/cursor.h"
 #include "store/internal.h"
 
@@ -35,10 +36,12 @@ static const char HISTORY_SQL[] =
     " SELECT id, ms, accepted, duplicate, rejected, tables_reported FROM h"
     " WHERE (rn - 1) %% %" PRIu64 " = 0 OR rn = total ORDER BY id";
 
-int store_history_read(struct store *s, struct store_history_point **out, size_t *n_out)
+int store_history_read(struct store *s, struct store_history_point **out, size_t *n_out,
+                       uint64_t *stride)
 {
     *out = NULL;
     *n_out = 0;
+    *stride = 1;
     PGresult *res =
         store_query_rows_binary(s, "SELECT count(*) FROM checkpoints", "counting checkpoints");
     if (!res)
@@ -82,5 +85,6 @@ int store_history_read(struct store *s, struct store_history_point **out, size_t
     }
     *out = a;
     *n_out = n;
+    *stride = step;
     return 0;
 }

@@ -458,7 +458,8 @@ static int64_t rec_table_index(const struct store_recovery *out, const char *id)
 }
 
 /* Schema 7 on: voting tables, their per-ballot ballots, every table's current sheet, the
- * corrections and the history of checkpoints (/v1/history). Older schemas (tallyctl status before a migration) have none. */
+ * corrections and the history of checkpoints (/v1/history). Older schemas (tallyctl status before a
+ * migration) have none. */
 static int rec_tables(struct store *s, struct store_recovery *out)
 {
     PGresult *res = store_query_rows(s, "SELECT to_regclass('voting_tables') IS NOT NULL",
@@ -536,7 +537,7 @@ static int rec_tables(struct store *s, struct store_recovery *out)
     if (store_corrections_read(s, &out->corrections, &out->n_corrections) < 0)
         return -1;
     out->last_correction_id = out->n_corrections ? out->corrections[out->n_corrections - 1].id : 0;
-    return store_history_read(s, &out->history, &out->n_history);
+    return store_history_read(s, &out->history, &out->n_history, &out->history_stride);
 }
 
 int store_recover_all(struct store *s, struct store_recovery *out,

@@ -135,13 +135,15 @@ struct store_history_point {
     uint64_t accepted, duplicate, rejected; /* rejected: every reason together */
     uint64_t tables_reported;
 };
-#define STORE_HISTORY_MAX 2048 /* points store_history_read returns, at most (plus the last) */
+/* Points store_history_read returns, at most (plus the last): half of what the HTTP side
+ * keeps, so that it goes on from them at their stride without thinning them again. */
+#define STORE_HISTORY_MAX 1024
 
-/* Every checkpoint's point, oldest first, thinned to every 2^k-th one (and the last) when
- * there are more than STORE_HISTORY_MAX: a malloc'd array of *n (never NULL on success).
- * 0 or -1. */
-int store_history_read(struct store *s, struct store_history_point **out, size_t *n)
-    __attribute__((warn_unused_result));
+/* Every checkpoint's point, oldest first, thinned to every *stride-th one from the first
+ * (a power of two; and the last) when there are more than STORE_HISTORY_MAX: a malloc'd
+ * array of *n (never NULL on success). 0 or -1. */
+int store_history_read(struct store *s, struct store_history_point **out, size_t *n,
+                       uint64_t *stride) __attribute__((warn_unused_result));
 
 struct store_recovery {
     char consultation_id[64];
@@ -149,6 +151,7 @@ struct store_recovery {
     size_t n_corrections;
     struct store_history_point *history; /* store_history_read's points */
     size_t n_history;
+    uint64_t history_stride;
     struct store_state state;   /* the consultation's state */
     struct store_table *tables; /* n_tables voting tables, by id (store_tables_read) */
     size_t n_tables;

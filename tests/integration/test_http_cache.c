@@ -505,14 +505,17 @@ static void test_cache(void **state)
         assert_int_equal(r.status, 400);
         hresp_free(&r);
     }
+    /* Above the current checkpoint: not this record's rows either. */
     snprintf(path, sizeof(path), "/v1/results?since=%" PRIu64, cp1 + 1);
     hget(path, &r);
-    assert_int_equal(r.status, 400);
+    assert_int_equal(r.status, 200);
+    snprintf(v, sizeof(v), ",\"since\":%" PRIu64 ",\"full\":true,\"projects\":[", cp1 + 1);
+    assert_non_null(strstr(r.body, v));
     hresp_free(&r);
     check_history(accepted);
 
-    /* A restart: its first snapshot is cp1, so since=cp1 - 1 is older than anything it can
-     * tell changes from, and the history comes back from the record. */
+    /* A restart: its first snapshot is cp1, so since=cp1 - 1 and cp1 itself are no base
+     * for changes, and the history comes back from the record. */
     assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(20000)), 0);
     assert_int_equal(ts_tallyd_start(&tc.d, ts_scale(30000)), 0);
     snprintf(path, sizeof(path), "/v1/results?since=%" PRIu64, cp1 - 1);
@@ -523,9 +526,12 @@ static void test_cache(void **state)
     uint64_t all[1024];
     assert_int_equal(ids_of(r.body, "\"projects\":[", all, 1024), 600);
     hresp_free(&r);
+    /* Not even the first snapshot's own id: a copy of it from before the restart may have
+     * been made under another status (the embargo lifted while tallyd was down). */
     snprintf(path, sizeof(path), "/v1/results?since=%" PRIu64, cp1);
     hget(path, &r);
-    assert_non_null(strstr(r.body, "\"full\":false,\"projects\":[]}"));
+    snprintf(v, sizeof(v), ",\"since\":%" PRIu64 ",\"full\":true,\"projects\":[", cp1);
+    assert_non_null(strstr(r.body, v));
     hresp_free(&r);
     check_history(accepted);
     assert_int_equal(ts_tallyd_stop(&tc.d, ts_scale(20000)), 0);

@@ -1,7 +1,8 @@
 /* http_history: the bounded progress history of GET /v1/history. One point per checkpoint
  * until HTTP_HISTORY_MAX; then the first point stays, every other one goes and the stride
  * doubles, a new checkpoint is kept only on the stride, and the newest is always last. Also
- * a republished id, ids with gaps, and a record that went back. */
+ * a republished id, ids with gaps, a record that went back, and a recovered history that
+ * came thinned at a stride of its own. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -132,12 +133,47 @@ static void test_republish_gaps_and_going_back(void **state)
     http_history_cleanup(&h);
 }
 
+/* The record's history thinned at stride 4 (1, 5, ..., 4093, then the last, 4094): the
+ * server goes on at that stride, the newest always last, and fills up without thinning the
+ * recovered points unevenly. */
+static void test_recovered_stride(void **state)
+{
+    (void)state;
+    struct http_history h;
+    http_history_init(&h);
+    for (uint64_t id = 1; id <= 4093; id += 4) {
+        struct http_history_point p = pt(id);
+        http_history_add(&h, &p);
+    }
+    struct http_history_point p = pt(4094);
+    http_history_add(&h, &p);
+    http_history_set_stride(&h, 4);
+    assert_int_equal(h.stride, 4);
+    assert_int_equal(h.n, 1025);
+    check(&h, 1, 4094);
+    for (uint64_t id = 4095; id <= 4200; id++) {
+        p = pt(id);
+        http_history_add(&h, &p);
+        check(&h, 1, id);
+    }
+    /* 4094 (off the stride) gave way; 4097, 4101, ... stayed. */
+    assert_int_equal(h.points[1024].checkpoint, 4097);
+    for (uint64_t id = 4201; id <= 4 * 4096; id++) {
+        p = pt(id);
+        http_history_add(&h, &p);
+    }
+    check(&h, 1, 4 * 4096);
+    assert_true(h.stride >= 8); /* 4 * 4096 checkpoints in at most 2048 points */
+    http_history_cleanup(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_checkpoint_until_full),
         cmocka_unit_test(test_long_run),
         cmocka_unit_test(test_republish_gaps_and_going_back),
+        cmocka_unit_test(test_recovered_stride),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
