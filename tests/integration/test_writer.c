@@ -157,10 +157,18 @@ static void test_second_writer_refused_then_standby_takes_over(void **state)
     struct ts_tallyd s = second("standby");
     spawn_tallyd(&s, "--standby");
     assert_int_equal(ts_tallyd_wait_http(&s, "/healthz", 200, ts_scale(10000)), 0);
-    char body[2048];
-    assert_int_equal(ts_http_get(s.http_port, "/readyz", body, sizeof body, 2000), 503);
-    assert_non_null(strstr(body, "waiting for the writer lock"));
-    assert_non_null(strstr(body, pid));
+    /* /healthz answers as soon as the HTTP port is bound, before the store's first try at
+     * the lock (under ThreadSanitizer a while before): ask /readyz until it says why. */
+    char body[2048] = "";
+    for (int64_t until = ts_now_ms() + ts_scale(5000); ts_now_ms() < until; ts_sleep_ms(20)) {
+        assert_int_equal(ts_http_get(s.http_port, "/readyz", body, sizeof body, 2000), 503);
+        if (strstr(body, "waiting for the writer lock"))
+            break;
+    }
+    if (!strstr(body, "waiting for the writer lock") || !strstr(body, pid)) {
+        ts_proc_kill(&s.proc);
+        fail_msg("the standby's /readyz does not say it waits for %s: %s", pid, body);
+    }
     assert_true(wait_log(&s, "standby: waiting for the writer lock", 5000));
 
     /* Half the votes through A, then A dies; the standby takes over and gets the rest. */
