@@ -125,8 +125,8 @@ static void put_le32(unsigned char *p, uint32_t v)
  * BTYPE 00, byte-aligned, LEN and its complement), which leave the stream byte-aligned for
  * the rows' own deflate stream (compressed from nothing before it, so it refers to nothing
  * before it); then CRC-32 and length of the whole. */
-void http_gzip_add_cached(struct http_snapshot *s, const struct http_cached *e, const char *head,
-                          size_t head_len, struct evbuffer *out)
+void http_gzip_add_cached(struct http_cached *e, const char *head, size_t head_len,
+                          struct evbuffer *out)
 {
     static const unsigned char hdr[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
     assert(e->gz);
@@ -143,7 +143,7 @@ void http_gzip_add_cached(struct http_snapshot *s, const struct http_cached *e, 
         evbuffer_add(out, head + off, n);
         off += n;
     }
-    http_snapshot_add_bytes(s, out, e->gz, e->gz_len);
+    http_cached_add_bytes(e, out, e->gz, e->gz_len);
     size_t rows = e->len - e->head_len;
     uint32_t crc = (uint32_t)crc32_combine(crc32(0, (const unsigned char *)head, (uInt)head_len),
                                            e->gz_crc, (z_off_t)rows);
@@ -216,20 +216,20 @@ static void job_free(struct http_gzip_job *j)
 
 /* Answers req with e (under head, when not NULL): its gzip member when its rows are
  * compressed, else plain. */
-static void answer(struct evhttp_request *req, const struct http_doc *d, struct http_snapshot *s,
-                   const struct http_cached *e, const char *head, size_t head_len)
+static void answer(struct evhttp_request *req, const struct http_doc *d, struct http_cached *e,
+                   const char *head, size_t head_len)
 {
     struct evbuffer *out = evbuffer_new();
     if (!out)
         abort();
     if (e->gz) {
-        http_gzip_add_cached(s, e, head, head_len, out);
+        http_gzip_add_cached(e, head, head_len, out);
     } else {
         if (head)
             evbuffer_add(out, head, head_len);
         else
-            http_snapshot_add_bytes(s, out, e->body, e->head_len);
-        http_snapshot_add_bytes(s, out, e->body + e->head_len, e->len - e->head_len);
+            http_cached_add_bytes(e, out, e->body, e->head_len);
+        http_cached_add_bytes(e, out, e->body + e->head_len, e->len - e->head_len);
     }
     http_doc_headers(req, d, e->gz != NULL);
     http_send_reply(req, 200, "OK", out);
@@ -242,7 +242,7 @@ static void job_answer(struct http_gzip_job *j)
     while (!TAILQ_EMPTY(&j->waiters)) {
         struct http_gzip_waiter *w = TAILQ_FIRST(&j->waiters);
         evhttp_connection_set_closecb(w->evcon, NULL, NULL);
-        answer(w->req, &w->doc, j->snap, j->entry, w->head, w->head_len);
+        answer(w->req, &w->doc, j->entry, w->head, w->head_len);
         waiter_free(w);
     }
 }
@@ -374,7 +374,7 @@ void http_gzip_wait(struct http_server *h, struct http_snapshot *s, struct http_
     /* No connection to wait on, as many jobs as the loop should carry, or zlib could not
      * start: plain, at once. */
     if (!j) {
-        answer(req, d, s, e, head, head_len);
+        answer(req, d, e, head, head_len);
         return;
     }
     struct http_gzip_waiter *w = xcalloc(1, sizeof(*w));

@@ -89,6 +89,9 @@ struct http_version {
  * another head, so the rows are compressed apart from the head (a raw deflate stream that
  * gzip.c frames with the head as a stored block). */
 struct http_cached {
+    /* The snapshot's, and one per evbuffer reference to its bytes: an answer being written
+     * to a slow reader keeps this rendering alive, not the whole snapshot. */
+    unsigned refs;
     char key[128]; /* the document's ETag opaque-tag */
     char *body;
     size_t len, head_len;
@@ -159,8 +162,7 @@ struct http_snapshot {
     /* Rendered on first use, then kept: the big documents and the SSE reset event. */
     struct http_cached **cache;
     size_t n_cache, cache_bytes, n_essential;
-    char *reset_event;
-    size_t reset_event_len;
+    struct http_cached *reset_event; /* outside the cache (not a document) */
 };
 
 /* Copies what it needs from cp (borrowed); layout is borrowed for the snapshot's life.
@@ -184,9 +186,9 @@ void http_snapshot_unref(struct http_snapshot *s); /* NULL is a no-op */
 /* Appends the cached SSE reset event to out by reference (no copy); the buffer holds a
  * snapshot reference until the bytes are written or dropped. */
 void http_snapshot_add_reset_event(struct http_snapshot *s, struct evbuffer *out);
-/* Appends len bytes at p (inside s's memory) to out by reference, holding a reference. */
-void http_snapshot_add_bytes(struct http_snapshot *s, struct evbuffer *out, const void *p,
-                             size_t len);
+/* Appends len bytes at p (inside e's body or gz) to out by reference, holding a reference
+ * to e (not to its snapshot). */
+void http_cached_add_bytes(struct http_cached *e, struct evbuffer *out, const void *p, size_t len);
 /* The rendering kept under key, or NULL. */
 struct http_cached *http_snapshot_cached(struct http_snapshot *s, const char *key);
 /* Keeps body (malloc'd, len bytes, its first head_len the head) under key and returns the

@@ -254,12 +254,12 @@ static void add_plain(const struct http_body *b, struct evbuffer *out)
         evbuffer_add_buffer(out, b->buf);
         return;
     }
-    const struct http_cached *e = b->cached;
+    struct http_cached *e = b->cached;
     if (b->head)
         evbuffer_add(out, b->head, b->head_len);
     else
-        http_snapshot_add_bytes(b->snap, out, e->body, e->head_len);
-    http_snapshot_add_bytes(b->snap, out, e->body + e->head_len, e->len - e->head_len);
+        http_cached_add_bytes(e, out, e->body, e->head_len);
+    http_cached_add_bytes(e, out, e->body + e->head_len, e->len - e->head_len);
 }
 
 void http_doc_send(struct http_server *h, struct evhttp_request *req, const struct http_doc *d,
@@ -277,7 +277,7 @@ void http_doc_send(struct http_server *h, struct evhttp_request *req, const stru
             return;
         }
         if (e->gz)
-            http_gzip_add_cached(b->snap, e, b->head, b->head_len, out);
+            http_gzip_add_cached(e, b->head, b->head_len, out);
         else
             gz = false;
     } else if (gz) {

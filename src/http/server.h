@@ -184,8 +184,8 @@ int http_gzip_compress_flat(const void *data, size_t len, int level, unsigned ch
                             size_t *out_len) __attribute__((warn_unused_result));
 /* The gzip member of a cached rendering whose rows are compressed (e->gz), with its own
  * head or head (head_len bytes) instead, appended to out (the rows by reference). */
-void http_gzip_add_cached(struct http_snapshot *s, const struct http_cached *e, const char *head,
-                          size_t head_len, struct evbuffer *out);
+void http_gzip_add_cached(struct http_cached *e, const char *head, size_t head_len,
+                          struct evbuffer *out);
 /* Compresses e's rows now when they are small (at most HTTP_GZIP_SYNC_MAX bytes). True when
  * e->gz is then ready (or failed: e->gz_failed). */
 bool http_gzip_cached_now(struct http_gzip *g, struct http_cached *e);

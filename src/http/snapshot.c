@@ -423,6 +423,42 @@ struct http_snapshot *http_snapshot_ref(struct http_snapshot *s)
     return s;
 }
 
+static struct http_cached *cached_new(const char *key, char *body, size_t len, size_t head_len)
+{
+    struct http_cached *e = xcalloc(1, sizeof(*e));
+    e->refs = 1;
+    snprintf(e->key, sizeof(e->key), "%s", key);
+    e->body = body;
+    e->len = len;
+    e->head_len = head_len;
+    return e;
+}
+
+static void cached_unref(struct http_cached *e)
+{
+    if (--e->refs > 0)
+        return;
+    free(e->body);
+    free(e->gz);
+    free(e);
+}
+
+static void cached_cleanup(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    cached_unref(arg);
+}
+
+void http_cached_add_bytes(struct http_cached *e, struct evbuffer *out, const void *p, size_t len)
+{
+    if (!len)
+        return;
+    e->refs++;
+    if (evbuffer_add_reference(out, p, len, cached_cleanup, e) != 0)
+        abort();
+}
+
 void http_snapshot_unref(struct http_snapshot *s)
 {
     if (!s || --s->refs > 0)
@@ -442,13 +478,12 @@ void http_snapshot_unref(struct http_snapshot *s)
     free(s->circuit_version);
     free(s->state_version);
     for (size_t i = 0; i < s->n_cache; i++) {
-        assert(!s->cache[i]->job); /* a job holds a reference */
-        free(s->cache[i]->body);
-        free(s->cache[i]->gz);
-        free(s->cache[i]);
+        assert(!s->cache[i]->job); /* a job holds a snapshot reference */
+        cached_unref(s->cache[i]);
     }
     free(s->cache);
-    free(s->reset_event);
+    if (s->reset_event)
+        cached_unref(s->reset_event);
     free(s);
 }
 
@@ -459,27 +494,6 @@ static char *flatten(struct evbuffer *b, size_t *len)
     char *p = xmalloc(*len);
     evbuffer_remove(b, p, *len);
     return p;
-}
-
-static void unref_cleanup(const void *data, size_t len, void *arg)
-{
-    (void)data;
-    (void)len;
-    http_snapshot_unref(arg);
-}
-
-static void add_ref(struct http_snapshot *s, struct evbuffer *out, const char *p, size_t len)
-{
-    http_snapshot_ref(s);
-    if (evbuffer_add_reference(out, p, len, unref_cleanup, s) != 0)
-        abort();
-}
-
-void http_snapshot_add_bytes(struct http_snapshot *s, struct evbuffer *out, const void *p,
-                             size_t len)
-{
-    if (len)
-        add_ref(s, out, p, len);
 }
 
 struct http_cached *http_snapshot_cached(struct http_snapshot *s, const char *key)
@@ -503,11 +517,7 @@ struct http_cached *http_snapshot_cache_put(struct http_snapshot *s, const char 
         s->cache =
             xcalloc(HTTP_SNAPSHOT_CACHE_MAX + HTTP_SNAPSHOT_CACHE_RESERVED, sizeof(*s->cache));
     s->n_essential += essential;
-    struct http_cached *e = xcalloc(1, sizeof(*e));
-    snprintf(e->key, sizeof(e->key), "%s", key);
-    e->body = body;
-    e->len = len;
-    e->head_len = head_len;
+    struct http_cached *e = cached_new(key, body, len, head_len);
     s->cache[s->n_cache++] = e;
     s->cache_bytes += len;
     return e;
@@ -518,8 +528,10 @@ void http_snapshot_add_reset_event(struct http_snapshot *s, struct evbuffer *out
     if (!s->reset_event) {
         struct evbuffer *b = evbuffer_new();
         http_render_event_reset(s, b);
-        s->reset_event = flatten(b, &s->reset_event_len);
+        size_t len;
+        char *text = flatten(b, &len);
+        s->reset_event = cached_new("reset-event", text, len, 0);
         evbuffer_free(b);
     }
-    add_ref(s, out, s->reset_event, s->reset_event_len);
+    http_cached_add_bytes(s->reset_event, out, s->reset_event->body, s->reset_event->len);
 }
