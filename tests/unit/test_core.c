@@ -422,9 +422,12 @@ static void busy_ms(int ms)
 {
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* In nanoseconds: whole milliseconds of a negative nanosecond difference (across a
+     * second) round toward zero and ended the wait up to a millisecond early. */
     do
         clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+    while ((int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec) <
+           (int64_t)ms * 1000000);
 }
 
 static void nested_cb(void)
