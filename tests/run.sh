@@ -11,7 +11,7 @@
 #    -DTALLY_TSAN=ON (ThreadSanitizer) in build-tsan/; any race report fails the run.
 # 4. Unless --quick: each fuzz harness 10 s under libFuzzer (tests/fuzz/run.sh, build-fuzz/).
 # 5. A build with named crash points (-DTALLY_CRASH_POINTS=ON, build-crashpoints/): tallyd
-#    SIGKILLed 8 times at each of them under load, nothing lost or counted twice.
+#    SIGKILLed 6 times at each of them under load, nothing lost or counted twice.
 # --long also registers the long soak tests (-DTALLY_LONG_TESTS=ON).
 # Exits non-zero on any failure; ctest finding no test at all is a failure too. PostgreSQL
 # servers it started are stopped on every exit.
@@ -180,7 +180,7 @@ if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
     [ $rc -eq 0 ] || status=1
 fi
 if [ $status -eq 0 ]; then
-    # Named crash points (tallyd killed at each one, 8 times; 100 with --long) exist only in a
+    # Named crash points (tallyd killed at each one, 6 times; 100 with --long) exist only in a
     # build of their own: only what the test runs is built.
     STAGE_TARGETS="--target tallyd tallyctl tally-push tally-gen test_crashpoints" \
         run_stage "crash-points build" "$CRASH_BUILD_DIR" "-R ^(test|soak)_crashpoints$" \

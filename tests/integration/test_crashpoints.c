@@ -8,7 +8,7 @@
  * Prints per point: kills, votes, recovery time (spawn -> /readyz 200) p50/p99.
  * Only a build configured with -DTALLY_CRASH_POINTS=ON has crash points: any other build
  * exits 77 at once (CTest SKIP_RETURN_CODE 77).
- * TALLY_CRASHPOINTS_KILLS (kills per point, default 8), TALLY_CRASHPOINTS_VOTES (per
+ * TALLY_CRASHPOINTS_KILLS (kills per point, default 6), TALLY_CRASHPOINTS_VOTES (per
  * point), TALLY_CRASHPOINTS_ONLY (one point's name), TALLY_CRASHPOINTS_SEED. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -301,7 +301,7 @@ static void run_round(size_t pi, int kills_wanted, uint64_t votes, struct point_
 static void run_point(size_t pi)
 {
     const struct point *pt = &points[pi];
-    const int kills_wanted = (int)env_u64("TALLY_CRASHPOINTS_KILLS", 8);
+    const int kills_wanted = (int)env_u64("TALLY_CRASHPOINTS_KILLS", 6);
     const uint64_t votes = env_u64("TALLY_CRASHPOINTS_VOTES", 400000);
     const char *only = getenv("TALLY_CRASHPOINTS_ONLY");
     if (only && *only && strcmp(only, pt->name) != 0) {
