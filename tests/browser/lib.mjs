@@ -1,19 +1,25 @@
-// What the browser test needs besides the browser: processes started and always killed
-// (they also die with this process: setpriv --pdeathsig), bounded waits, free ports, plain
-// HTTP GETs, PostgreSQL databases on the CTest fixture's cluster, and the consultations
-// tally-gen makes, loaded with tallyctl and served by a tallyd on free ports.
+// What the browser test needs besides the browser: plain HTTP GETs, PostgreSQL databases on
+// the CTest fixture's cluster, and the consultations tally-gen makes, loaded with tallyctl
+// and served by a tallyd on free ports; processes, waits and ports come from
+// tests/support/node/common.mjs (shared with tests/nginx).
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 
+import {
+    SCALE, env, freePort, killChildren, log, psqlPath, pushSummary, run, setName, sleep,
+    start, stop, tail, timeout, waitExit, withDbname, children,
+} from '../support/node/common.mjs';
+
 export const NAME = 'browser_dashboard';
-export const SCALE = Math.max(1, Number(process.env.TALLY_TEST_TIME_SCALE) || 1);
-export const log = (...a) => console.log(`[${NAME}]`, ...a);
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+setName(NAME);
+export {
+    SCALE, env, freePort, log, psqlPath, pushSummary, run, sleep, start, stop, tail, timeout,
+    waitExit, children,
+};
+export const killAllNow = killChildren;
 // The flags known to work on this machine kind: without the background-networking ones,
 // Chromium keeps trying hosts the closed network refuses.
 export const CHROMIUM_ARGS = [
@@ -21,117 +27,7 @@ export const CHROMIUM_ARGS = [
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-export function env(name) {
-    const v = process.env[name];
-    if (!v) throw new Error(`environment variable ${name} is not set (run through ctest)`);
-    return v;
-}
-
-// ---- processes -------------------------------------------------------------------------
-
-export const children = new Set();
-const haveSetpriv = fs.existsSync('/usr/bin/setpriv');
-
-// Runs a program to completion (bounded); returns stdout, throws with stderr on failure.
-export function run(prog, args, timeoutMs = 60000 * SCALE) {
-    const r = spawnSync(prog, args, { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL' });
-    if (r.error) throw new Error(`${path.basename(prog)} ${args[0] || ''}: ${r.error.message}`);
-    if (r.status !== 0) {
-        throw new Error(`${path.basename(prog)} ${args.join(' ')} exited ${r.status ?? r.signal}:\n` +
-            `${(r.stderr || '').trim()}`);
-    }
-    return r.stdout;
-}
-
-// Starts a program in the background with stdout/stderr appended to files. It dies with
-// this process even if this process is SIGKILLed (CTest's timeout).
-export function start(name, prog, args, outPath, errPath) {
-    const out = fs.openSync(outPath, 'a');
-    const err = fs.openSync(errPath, 'a');
-    const [cmd, argv] = haveSetpriv
-        ? ['/usr/bin/setpriv', ['--pdeathsig', 'KILL', '--', prog, ...args]]
-        : [prog, args];
-    const child = spawn(cmd, argv, { stdio: ['ignore', out, err] });
-    fs.closeSync(out);
-    fs.closeSync(err);
-    const p = { name, child, outPath, errPath, code: null };
-    p.exited = new Promise((resolve) => {
-        child.on('exit', (code, signal) => {
-            p.code = code ?? 128 + (os.constants.signals[signal] || 0);
-            children.delete(p);
-            resolve(p.code);
-        });
-        child.on('error', (e) => {
-            p.code = 127;
-            children.delete(p);
-            log(`${name}: ${e.message}`);
-            resolve(127);
-        });
-    });
-    children.add(p);
-    return p;
-}
-
-export function timeout(ms, what) {
-    let t;
-    const p = new Promise((_, reject) => {
-        t = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-    });
-    p.cancel = () => clearTimeout(t);
-    return p;
-}
-
-export async function waitExit(p, ms) {
-    const t = timeout(ms, `${p.name} to exit`);
-    try {
-        return await Promise.race([p.exited, t]);
-    } finally {
-        t.cancel();
-    }
-}
-
-export async function stop(p, graceMs) {
-    if (p.code !== null) return p.code;
-    p.child.kill('SIGTERM');
-    try {
-        return await waitExit(p, graceMs);
-    } catch {
-        log(`${p.name} did not exit within ${graceMs} ms of SIGTERM; killing it`);
-        p.child.kill('SIGKILL');
-        return waitExit(p, 5000).catch(() => -1);
-    }
-}
-
-export function killAllNow() {
-    for (const p of children) {
-        try {
-            p.child.kill('SIGKILL');
-        } catch { /* already gone */ }
-    }
-}
-
-export function tail(file, lines = 30) {
-    try {
-        const t = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
-        return t.slice(-lines).join('\n');
-    } catch {
-        return '(unreadable)';
-    }
-}
-
 // ---- network ---------------------------------------------------------------------------
-
-export function freePort() {
-    return new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.unref();
-        s.on('error', reject);
-        s.listen(0, '127.0.0.1', () => {
-            const { port } = s.address();
-            s.close(() => resolve(port));
-        });
-    });
-}
 
 // GET without compression (the body as text); status -1 when nothing answered.
 export function httpGet(port, p, ms = 5000) {
@@ -155,19 +51,6 @@ export async function getJSON(port, p) {
 
 // ---- PostgreSQL ------------------------------------------------------------------------
 
-export function psqlPath() {
-    for (const p of ['/usr/lib/postgresql/15/bin/psql', '/usr/bin/psql']) {
-        if (fs.existsSync(p)) return p;
-    }
-    return 'psql';
-}
-
-function withDbname(conninfo, db) {
-    return /\bdbname=\S+/.test(conninfo)
-        ? conninfo.replace(/\bdbname=\S+/, `dbname=${db}`)
-        : `${conninfo} dbname=${db}`;
-}
-
 // A fresh database `db` on the fixture's cluster; returns {conninfo, drop(), sql(q)}.
 export function freshDatabase(pgDir, db) {
     const base = fs.readFileSync(path.join(pgDir, 'conninfo'), 'utf8').trim();
@@ -185,14 +68,6 @@ export function freshDatabase(pgDir, db) {
 }
 
 // ---- tally-push and tally-gen's truth --------------------------------------------------
-
-// "batches B votes V accepted A duplicate D rejected R", tally-push's last line.
-export function pushSummary(outPath) {
-    const m = [...fs.readFileSync(outPath, 'utf8').matchAll(
-        /batches (\d+) votes (\d+) accepted (\d+) duplicate (\d+) rejected (\d+)/g)].pop();
-    if (!m) throw new Error(`no summary line in ${outPath}`);
-    return { batches: +m[1], votes: +m[2], accepted: +m[3], duplicate: +m[4], rejected: +m[5] };
-}
 
 export function truthSummary(file) {
     const t = {};
