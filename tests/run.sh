@@ -136,11 +136,13 @@ if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
     # minute is what keeps the whole command under 15 minutes. Nor the dashboard in the
     # browser or nginx in front (what they test is the page and the proxy's configuration;
     # tallyd's HTTP side runs under ASan in unit_http, test_http_api and test_http_cache),
-    # nor the chaos smoke and the PostgreSQL primary/replica switch (their tallyd code paths,
-    # kills, recovery and reconnection, run here in test_crash, test_recovery, test_pg_outage
-    # and test_failover; the default build runs both).
+    # nor the chaos smoke, the PostgreSQL primary/replica switch and the second tallyd
+    # (writer and standby): what they add is processes killed, stopped and racing for the
+    # writer lock, whose tallyd code paths (recovery, reconnection, the lock at start) run here
+    # in test_crash, test_recovery, test_pg_outage and every other test; the default build
+    # runs all four.
     run_stage "sanitizer build" "$ASAN_BUILD_DIR" \
-        "-E bench_smoke|held_commit|test_limits_tls|browser_dashboard|nginx_proxy|chaos_smoke|test_pgfailover" \
+        "-E bench_smoke|held_commit|test_limits_tls|browser_dashboard|nginx_proxy|chaos_smoke|test_pgfailover|test_writer|test_failover" \
         -DTALLY_SANITIZE=ON || status=1
 fi
 if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
@@ -155,9 +157,11 @@ if [ $status -eq 0 ] && [ $sanitize -eq 1 ]; then
     # sheets, tallyctl verify) or whose tallyd side the requests and receipts tests run too,
     # nor the malformed frames (one connection's parser on the loop thread), nor the
     # PostgreSQL primary/replica switch or mutual TLS (the store thread's reconnection runs
-    # in test_pg_outage here, the TLS handshakes on the loop thread alone).
+    # in test_pg_outage here, the TLS handshakes on the loop thread alone), nor the second
+    # tallyd, writer or standby (separate processes; each one's threads are those of the
+    # other tests).
     run_stage "thread sanitizer build" "$TSAN_BUILD_DIR" \
-        "-L integration -LE long -E browser|bench|chaos|test_limits|held_commit|consult_cmds|gen_tables|verify_receipts|sheets_push|test_tables|embargo|test_malformed|test_verify$|test_pgfailover|test_mtls|nginx" \
+        "-L integration -LE long -E browser|bench|chaos|test_limits|held_commit|consult_cmds|gen_tables|verify_receipts|sheets_push|test_tables|embargo|test_malformed|test_verify$|test_pgfailover|test_mtls|nginx|test_writer|test_failover" \
         -DTALLY_TSAN=ON || status=1
     unset TSAN_OPTIONS
     if compgen -G "$tsan_logs/report*" >/dev/null; then
